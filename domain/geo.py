@@ -1,0 +1,123 @@
+"""Geometry helpers: a local metric projection, CRS conversion of shapely geometries, IoU."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pyproj
+import shapely
+from numpy.typing import NDArray
+from shapely.geometry.base import BaseGeometry
+
+from domain.crs import CRS, to_wgs84
+
+
+def map_coords(
+    geom: BaseGeometry, fn: Callable[[NDArray[np.float64], NDArray[np.float64]], tuple[Any, Any]]
+) -> BaseGeometry:
+    """Apply a vectorised ``fn(x, y) -> (x', y')`` to every coordinate of ``geom``."""
+
+    def _apply(coords: NDArray[np.float64]) -> NDArray[np.float64]:
+        x, y = fn(coords[:, 0], coords[:, 1])
+        return np.column_stack([np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)])
+
+    return shapely.transform(geom, _apply)
+
+
+def geometry_to_wgs84(geom: BaseGeometry, crs: CRS) -> BaseGeometry:
+    """Convert a lon/lat geometry given in ``crs`` to WGS-84."""
+    if crs is CRS.WGS84:
+        return geom
+    return map_coords(geom, lambda x, y: to_wgs84(x, y, crs))
+
+
+@dataclass(frozen=True)
+class LocalProjection:
+    """A transverse Mercator projection centred on a district (metres, metric lattice)."""
+
+    lon0: float
+    lat0: float = 0.0
+
+    @classmethod
+    def for_geometry(cls, geom_wgs84: BaseGeometry) -> LocalProjection:
+        """Projection centred on the geometry (central meridian rounded to 0.01°)."""
+        c = geom_wgs84.centroid
+        return cls(lon0=round(c.x, 2), lat0=0.0)
+
+    @property
+    def proj4(self) -> str:
+        """The PROJ string of this projection."""
+        return (
+            f"+proj=tmerc +lat_0={self.lat0} +lon_0={self.lon0} +k=1 +x_0=0 +y_0=0 "
+            "+ellps=WGS84 +units=m +no_defs"
+        )
+
+    @cached_property
+    def _forward(self) -> pyproj.Transformer:
+        return pyproj.Transformer.from_crs("EPSG:4326", self.proj4, always_xy=True)
+
+    @cached_property
+    def _inverse(self) -> pyproj.Transformer:
+        return pyproj.Transformer.from_crs(self.proj4, "EPSG:4326", always_xy=True)
+
+    def forward(self, lon: Any, lat: Any) -> tuple[Any, Any]:
+        """WGS-84 lon/lat → projected x/y in metres."""
+        return self._forward.transform(lon, lat)  # type: ignore[no-any-return]
+
+    def inverse(self, x: Any, y: Any) -> tuple[Any, Any]:
+        """Projected x/y in metres → WGS-84 lon/lat."""
+        return self._inverse.transform(x, y)  # type: ignore[no-any-return]
+
+    def to_metric(self, geom: BaseGeometry) -> BaseGeometry:
+        """Project a WGS-84 geometry to metres."""
+        return map_coords(geom, self.forward)
+
+    def to_wgs84(self, geom: BaseGeometry) -> BaseGeometry:
+        """Unproject a metric geometry to WGS-84."""
+        return map_coords(geom, self.inverse)
+
+
+def iou(a: BaseGeometry, b: BaseGeometry) -> float:
+    """Intersection over union of two polygonal geometries (0 when both are empty)."""
+    union = shapely.union(a, b).area
+    if union == 0:
+        return 0.0
+    return float(shapely.intersection(a, b).area / union)
+
+
+def polygons_of(geom: BaseGeometry) -> list[shapely.Polygon]:
+    """The polygon parts of any geometry (collections are flattened, lines and points dropped)."""
+    parts = shapely.get_parts(geom)
+    out: list[shapely.Polygon] = []
+    for p in parts:
+        if isinstance(p, shapely.Polygon):
+            if not p.is_empty and p.area > 0:
+                out.append(p)
+        elif isinstance(p, shapely.MultiPolygon | shapely.GeometryCollection):
+            out.extend(polygons_of(p))
+    return out
+
+
+def polygonal(geom: BaseGeometry) -> BaseGeometry:
+    """Keep only the polygonal part of a geometry (a Polygon or MultiPolygon, maybe empty)."""
+    parts = polygons_of(geom)
+    if not parts:
+        return shapely.Polygon()
+    if len(parts) == 1:
+        return parts[0]
+    return shapely.MultiPolygon(parts)
+
+
+def round_coords(geom: BaseGeometry, digits: int = 7) -> BaseGeometry:
+    """Round coordinates (7 decimals ≈ 1 cm) for storage."""
+    return shapely.set_precision(geom, 10.0**-digits) if digits < 9 else geom
+
+
+def metres_per_degree(lat: float) -> tuple[float, float]:
+    """Approximate metres per degree of longitude and latitude at ``lat``."""
+    return 111_320.0 * math.cos(math.radians(lat)), 110_574.0
