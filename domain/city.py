@@ -327,12 +327,14 @@ class _Builder:
             members = by_street[street.code]
             clipped = _disjoint([polygonal(shapely.intersection(g, sgeom)) for _, g in members])
             seen: set[str] = set()
+            pending: list[tuple[int, BaseGeometry]] = []
             for (i, _), g in zip(members, clipped, strict=True):
                 if g.is_empty:
                     continue
                 code = _community_code(street.code, imported[i].code, imported[i].label)
                 if code is None:
-                    code = f"{street.code}{GENERATED_BASE + len(seen) + 1:03d}"
+                    pending.append((i, g))
+                    continue
                 if code in seen:
                     raise GeoInputError(f"{imported[i].label}: community code {code} appears twice")
                 seen.add(code)
@@ -340,11 +342,23 @@ class _Builder:
                 out.append((CommunityPlan(code, street.code, name, name, g, False), g))
             covered = shapely.union_all(clipped) if clipped else shapely.Polygon()
             rest = [p for p in polygons_of(shapely.difference(sgeom, covered)) if p.area >= 10_000]
-            k = 0
+            serial = GENERATED_BASE
+            # communities without a code, then uncovered remainders, take free 9xx codes
+            for i, g in pending:
+                serial += 1
+                while f"{street.code}{serial:03d}" in seen:
+                    serial += 1
+                code = f"{street.code}{serial:03d}"
+                seen.add(code)
+                name = imported[i].name or generated_name(serial - GENERATED_BASE)[0]
+                out.append((CommunityPlan(code, street.code, name, name, g, False), g))
             for piece in rest:
-                k += 1
-                name, name_en = generated_name(k)
-                code = f"{street.code}{GENERATED_BASE + k:03d}"
+                serial += 1
+                while f"{street.code}{serial:03d}" in seen:
+                    serial += 1
+                code = f"{street.code}{serial:03d}"
+                seen.add(code)
+                name, name_en = generated_name(serial - GENERATED_BASE)
                 out.append((CommunityPlan(code, street.code, name, name_en, piece, True), piece))
         return out
 

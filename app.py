@@ -1,0 +1,243 @@
+"""GridWall: composition root and command line (``run`` is the default command).
+
+python app.py run [--host 127.0.0.1] [--port 8050] [--data-dir ./var]
+python app.py init [--district ADCODE] [--streets FILE] [--communities FILE] [--grids FILE] [--crs CRS]
+python app.py import streets|communities|grids|levels FILE [--crs CRS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # shipped packages are found next to this file, from any folder
+    sys.path.insert(0, str(HERE))
+
+COMMANDS = ("run", "init", "import")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where GridWall keeps its data and which database it uses."""
+
+    data_dir: Path
+    db_url: str
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from the command line and the environment (GW_DATA_DIR, GW_DB_URL)."""
+    from store.db import sqlite_url
+
+    data_dir = Path(args.data_dir or os.environ.get("GW_DATA_DIR") or "./var").expanduser().resolve()
+    db_url = args.db or os.environ.get("GW_DB_URL") or sqlite_url(data_dir)
+    return Settings(data_dir=data_dir, db_url=db_url)
+
+
+def load_secrets(data_dir: Path) -> dict[str, str]:
+    """The kiosk token and session key, created once in ``<data-dir>/secrets.json`` (mode 0600)."""
+    path = data_dir / "secrets.json"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    values = {"kiosk_token": secrets.token_urlsafe(24), "secret_key": secrets.token_hex(32)}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(values, fh)
+    return values
+
+
+@contextmanager
+def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar fed by ``(stage, done, total)`` callbacks (quiet when not a terminal)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    labels = {
+        "streets": "streets",
+        "communities": "communities",
+        "grids": "unit grids",
+        "areas": "responsibility areas",
+        "store": "writing",
+    }
+    with Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        transient=False,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Build a district's geography into the database."""
+    from store.build import BuildRequest, build_city
+    from store.db import create_engine
+
+    st = settings_from(args)
+    engine = create_engine(st.db_url)
+    req = BuildRequest(
+        district=args.district,
+        streets=Path(args.streets) if args.streets else None,
+        communities=Path(args.communities) if args.communities else None,
+        grids=Path(args.grids) if args.grids else None,
+        crs=args.crs,
+        area_size=args.area_size,
+    )
+    with progress_bar() as update:
+        summary = build_city(engine, req, update)
+    print(
+        f"built: {summary.streets} streets, {summary.communities} communities, {summary.grids} unit grids "
+        f"({summary.grids_new} new, {summary.grids_kept} kept, {summary.grids_retired} retired), "
+        f"{summary.areas} responsibility areas -> {st.db_url}",
+        flush=True,
+    )
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import streets, communities or surveyed grids into the built district, or grid levels."""
+    if args.kind == "levels":
+        from store.build import import_levels
+        from store.db import create_engine
+
+        st = settings_from(args)
+        n = import_levels(create_engine(st.db_url), Path(args.file))
+        print(f"levels set on {n} unit grids", flush=True)
+        return 0
+    args.streets = args.file if args.kind == "streets" else None
+    args.communities = args.file if args.kind == "communities" else None
+    args.grids = args.file if args.kind == "grids" else None
+    return cmd_init(args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Serve GridWall (builds the built-in district on first start)."""
+    from dashboard.app import create_web_app
+    from store.build import BuildRequest, build_city, stored_district
+    from store.db import create_engine
+    from store.migrate import upgrade
+
+    st = settings_from(args)
+    st.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(st.db_url)
+    upgrade(engine)
+    if stored_district(engine) is None:
+        print(f"first start: building district {args.district or '110101 (built-in)'} ...", flush=True)
+        with progress_bar() as update:
+            s = build_city(engine, BuildRequest(district=args.district), update)
+        print(f"built {s.streets} streets, {s.communities} communities, {s.grids} unit grids", flush=True)
+    secret = load_secrets(st.data_dir)
+    web = create_web_app(
+        create_engine(st.db_url, write=False),
+        kiosk_token=secret["kiosk_token"],
+        secret_key=secret["secret_key"],
+    )
+    web.cache.current()  # warm the page data before announcing the URLs
+    host, port = args.host, args.port
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    print(f"wall: http://{shown}:{port}/wall?token={secret['kiosk_token']}", flush=True)
+    print(f"desk: http://{shown}:{port}/desk", flush=True)
+    web.socketio.run(
+        web.server,
+        host=host,
+        port=port,
+        debug=False,
+        use_reloader=False,
+        log_output=False,
+        allow_unsafe_werkzeug=True,  # Werkzeug refuses to run without a TTY otherwise
+    )
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir", help="folder for the database and secrets (default ./var, env GW_DATA_DIR)"
+    )
+    common.add_argument(
+        "--db",
+        help="database URL (default sqlite:///<data-dir>/gridwall.db, env GW_DB_URL); "
+        "e.g. postgresql://user@host/db",
+    )
+    p = argparse.ArgumentParser(
+        prog="app.py",
+        description="GridWall: real-time command-centre wall for grid-based city management.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="{run,init,import}")
+    run = sub.add_parser("run", parents=[common], help="serve the wall and the desk (default)")
+    run.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    run.add_argument("--port", type=int, default=8050, help="port (default 8050)")
+    run.add_argument("--district", help="adcode to build on first start (default 110101, built in)")
+    run.set_defaults(func=cmd_run)
+
+    init = sub.add_parser("init", parents=[common], help="build a district's streets, communities and grids")
+    init.add_argument(
+        "--district", help="6-digit adcode of a county (default: the built district, else 110101)"
+    )
+    init.add_argument("--streets", help="street polygons (GeoJSON or Shapefile) with name and code")
+    init.add_argument("--communities", help="community polygons (GeoJSON or Shapefile) with name and code")
+    init.add_argument("--grids", help="already-surveyed unit grids with 15-digit codes (replaces generation)")
+    init.add_argument("--crs", help="CRS of the input files: wgs84, gcj02 or bd09 (default: from the file)")
+    init.add_argument(
+        "--area-size", type=int, default=18, help="unit grids per responsibility area (default 18)"
+    )
+    init.set_defaults(func=cmd_init)
+
+    imp = sub.add_parser(
+        "import", parents=[common], help="import boundaries or grid levels into the district"
+    )
+    imp.add_argument("kind", choices=["streets", "communities", "grids", "levels"])
+    imp.add_argument("file", help="GeoJSON/Shapefile (levels: CSV with columns code,level)")
+    imp.add_argument("--district", help="adcode (default: the built district)")
+    imp.add_argument("--crs", help="CRS of the file: wgs84, gcj02 or bd09")
+    imp.add_argument(
+        "--area-size", type=int, default=18, help="unit grids per responsibility area (default 18)"
+    )
+    imp.set_defaults(func=cmd_import)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, run, and turn expected failures into one clear line."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help")):
+        args_list.insert(0, "run")
+    args = parser().parse_args(args_list)
+    from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+    from domain.errors import GeoInputError
+
+    try:
+        return int(args.func(args))
+    except GeoInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except OperationalError as exc:
+        print(f"error: database unreachable: {str(exc.orig).strip().splitlines()[0]}", file=sys.stderr)
+    except SQLAlchemyError as exc:
+        print(f"error: database: {str(exc).splitlines()[0]}", file=sys.stderr)
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

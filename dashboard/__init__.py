@@ -1,0 +1,1 @@
+"""Dash app factory, ids, pure figure builders, read-only callbacks, i18n catalogue."""

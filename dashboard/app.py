@@ -1,0 +1,130 @@
+"""The web app factory: Flask server, Flask-SocketIO (threading) and the Dash app on top."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import dash
+from dash import Input, Output, dcc, html
+from flask import Flask, Response, abort, make_response, redirect, request
+from flask_socketio import SocketIO
+from sqlalchemy.engine import Engine
+
+from dashboard import ids
+from dashboard.data import OverviewCache
+from dashboard.figures import overview_map
+from dashboard.i18n import pick_lang, t
+from layouts import overview
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+KIOSK_COOKIE = "gw_kiosk"
+
+
+@dataclass
+class WebApp:
+    """The composed web application."""
+
+    server: Flask
+    socketio: SocketIO
+    dash: dash.Dash
+    cache: OverviewCache
+
+
+def create_web_app(engine: Engine, *, kiosk_token: str, secret_key: str) -> WebApp:
+    """Compose Flask + Socket.IO + Dash on a read-only engine."""
+    server = Flask("gridwall")
+    server.config["SECRET_KEY"] = secret_key
+    socketio = SocketIO(server, async_mode="threading", cors_allowed_origins=[])
+    cache = OverviewCache(engine)
+
+    def kiosk_ok() -> bool:
+        given = request.args.get("token") or request.cookies.get(KIOSK_COOKIE) or ""
+        return hmac.compare_digest(given.encode(), kiosk_token.encode())
+
+    @server.before_request
+    def guard_wall() -> Response | None:
+        if request.path.rstrip("/") == "/wall" and not kiosk_ok():
+            lang = pick_lang(request.args.get("lang"))
+            return Response(f"<h1>{t('kiosk.denied', lang)}</h1>", status=403, mimetype="text/html")
+        return None
+
+    @server.after_request
+    def remember_kiosk(resp: Response) -> Response:
+        if request.path.rstrip("/") == "/wall" and request.args.get("token") and resp.status_code == 200:
+            resp.set_cookie(KIOSK_COOKIE, request.args["token"], httponly=True, samesite="Strict")
+        return resp
+
+    @server.get("/healthz")
+    def healthz() -> Response:
+        ov = cache.current()
+        body = {
+            "ok": True,
+            "district": ov.summary.adcode if ov else None,
+            "grids": ov.summary.grids if ov else 0,
+        }
+        return make_response(body)
+
+    @server.get("/geo/<adcode>/grids.geojson")
+    def grids_file(adcode: str) -> Response:
+        ov = cache.current()
+        if ov is None or ov.summary.adcode != adcode:
+            abort(404)
+        resp = make_response(ov.grids_json)
+        resp.mimetype = "application/geo+json"
+        resp.cache_control.max_age = 300
+        return resp
+
+    @server.get("/geo/<adcode>/labels.png")
+    def labels_file(adcode: str) -> Response:
+        ov = cache.current()
+        if ov is None or ov.summary.adcode != adcode:
+            abort(404)
+        resp = make_response(ov.labels_png)
+        resp.mimetype = "image/png"
+        resp.cache_control.max_age = 300
+        return resp
+
+    @server.get("/")
+    def root() -> Response:
+        return redirect("/desk")  # type: ignore[return-value]
+
+    app = dash.Dash(
+        __name__,
+        server=server,
+        assets_folder=str(ASSETS),
+        title=t("app.title"),
+        update_title=None,
+        serve_locally=True,
+        suppress_callback_exceptions=True,
+    )
+    app.layout = html.Div([dcc.Location(id=ids.LOCATION), html.Div(id=ids.PAGE)])
+
+    @app.callback(
+        Output(ids.PAGE, "children"), Input(ids.LOCATION, "pathname"), Input(ids.LOCATION, "search")
+    )
+    def render(pathname: str | None, search: str | None) -> html.Div:
+        path = (pathname or "/").rstrip("/") or "/"
+        q = parse_qs((search or "").lstrip("?"))
+        lang = pick_lang((q.get("lang") or [None])[0])
+        mode = "wall" if path == "/wall" else "desk"
+        if path not in ("/wall", "/desk", "/"):
+            return overview.message(t("page.not_found", lang), mode)
+        ov = cache.current()
+        if ov is None:
+            return overview.message(t("empty.district", lang), mode)
+        fig = overview_map(
+            grids_url=f"/geo/{ov.summary.adcode}/grids.geojson",
+            grid_codes=ov.grid_codes,
+            grid_street=ov.grid_street,
+            streets=ov.streets,
+            bounds=ov.summary.bounds,
+            lang=lang,
+            labels_url=f"/geo/{ov.summary.adcode}/labels.png",
+            viewport=(1560, 940) if mode == "wall" else (1200, 760),
+        )
+        return overview.layout(ov.summary, ov.streets, fig, lang=lang, mode=mode, generated=ov.generated)
+
+    return WebApp(server=server, socketio=socketio, dash=app, cache=cache)

@@ -1,0 +1,167 @@
+"""Pure figure builders: data in, ``plotly.graph_objects.Figure`` out (no queries, no Flask)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import plotly.graph_objects as go
+
+from dashboard.i18n import t
+
+MAP_STYLE_URL = "/assets/map-style.json"
+BG = "#0b1220"
+STREET_LINE = "#e8eef9"
+# dark-background palette for telling neighbouring streets apart (not a value scale)
+STREET_COLOURS = (
+    "#1f6feb",
+    "#2da44e",
+    "#bf8700",
+    "#8250df",
+    "#cf222e",
+    "#1b7c83",
+    "#9a6700",
+    "#6639ba",
+    "#0969da",
+    "#1a7f37",
+    "#bc4c00",
+    "#a40e26",
+    "#3b6ea5",
+    "#4d7c0f",
+    "#b45309",
+    "#7c3aed",
+    "#0e7490",
+)
+
+
+@dataclass(frozen=True)
+class StreetShape:
+    """What the map needs of a street: code, name, outline rings (lon, lat) and label point."""
+
+    code: str
+    name: str
+    rings: tuple[tuple[tuple[float, float], ...], ...]
+    label: tuple[float, float]
+    grids: int
+
+
+def fit_zoom(bounds: tuple[float, float, float, float], width_px: int, height_px: int) -> float:
+    """The web-map zoom that fits ``bounds`` (lon/lat) into a viewport of the given size."""
+    minx, miny, maxx, maxy = bounds
+
+    def merc_y(lat: float) -> float:
+        return math.log(math.tan(math.pi / 4 + math.radians(lat) / 2))
+
+    dx = max(maxx - minx, 1e-6) / 360.0
+    dy = max(merc_y(maxy) - merc_y(miny), 1e-9) / (2 * math.pi)
+    zx = math.log2(width_px / 512.0 / dx)
+    zy = math.log2(height_px / 512.0 / dy)
+    return round(min(zx, zy) - 0.1, 2)
+
+
+def _outline_xy(streets: Sequence[StreetShape]) -> tuple[list[float | None], list[float | None]]:
+    lon: list[float | None] = []
+    lat: list[float | None] = []
+    for s in streets:
+        for ring in s.rings:
+            lon.extend(round(p[0], 5) for p in ring)
+            lat.extend(round(p[1], 5) for p in ring)
+            lon.append(None)
+            lat.append(None)
+    return lon, lat
+
+
+def overview_map(
+    *,
+    grids_url: str,
+    grid_codes: Sequence[str],
+    grid_street: Sequence[int],
+    streets: Sequence[StreetShape],
+    bounds: tuple[float, float, float, float],
+    lang: str,
+    labels_url: str | None = None,
+    viewport: tuple[int, int] = (1600, 900),
+) -> go.Figure:
+    """District map: unit grids shaded by street, street outlines, optional label image layer.
+
+    The grid GeoJSON is referenced by URL (fetched once, never inlined) and the base style is a
+    local style file, so nothing leaves the server (tech-notes §3).
+    """
+    n = max(len(STREET_COLOURS), 1)
+    scale = [
+        [i / n, STREET_COLOURS[i]] if j == 0 else [(i + 1) / n, STREET_COLOURS[i]]
+        for i in range(n)
+        for j in range(2)
+    ]
+    names = [s.name for s in streets]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Choroplethmap(
+            geojson=grids_url,
+            locations=list(grid_codes),
+            z=[v % n + 0.5 for v in grid_street],
+            zmin=0,
+            zmax=n,
+            colorscale=scale,
+            showscale=False,
+            marker={"opacity": 0.55, "line": {"width": 0.4, "color": BG}},
+            customdata=[names[v] if 0 <= v < len(names) else "" for v in grid_street],
+            hovertemplate=(
+                f"{t('map.grid', lang)} %{{location}}<br>{t('map.street', lang)} %{{customdata}}"
+                "<extra></extra>"
+            ),
+            name=t("map.grid", lang),
+        )
+    )
+    lon, lat = _outline_xy(streets)
+    fig.add_trace(
+        go.Scattermap(
+            lon=lon,
+            lat=lat,
+            mode="lines",
+            line={"width": 2.2, "color": STREET_LINE},
+            hoverinfo="skip",
+            name=t("map.street", lang),
+        )
+    )
+    fig.add_trace(
+        go.Scattermap(
+            lon=[round(s.label[0], 5) for s in streets],
+            lat=[round(s.label[1], 5) for s in streets],
+            mode="markers",
+            marker={"size": 7, "color": STREET_LINE, "opacity": 0.0 if labels_url else 0.9},
+            customdata=[[s.code, s.grids] for s in streets],
+            text=names,
+            hovertemplate=(
+                "%{text}<br>%{customdata[0]}<br>%{customdata[1]} "
+                f"{t('streets.grids', lang)}<extra></extra>"
+            ),
+            name=t("map.street", lang),
+        )
+    )
+    minx, miny, maxx, maxy = bounds
+    layers = []
+    if labels_url:
+        layers.append(
+            {
+                "sourcetype": "image",
+                "source": labels_url,
+                "coordinates": [[minx, maxy], [maxx, maxy], [maxx, miny], [minx, miny]],
+                "below": "",
+            }
+        )
+    fig.update_layout(
+        map={
+            "style": MAP_STYLE_URL,
+            "center": {"lon": (minx + maxx) / 2, "lat": (miny + maxy) / 2},
+            "zoom": fit_zoom(bounds, *viewport),
+            "layers": layers,
+        },
+        margin={"l": 0, "r": 0, "t": 0, "b": 0},
+        paper_bgcolor=BG,
+        showlegend=False,
+        uirevision="overview",
+        hoverlabel={"font": {"size": 16}},
+    )
+    return fig

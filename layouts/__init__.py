@@ -1,0 +1,1 @@
+"""One module per page (wall, desk, street/community/grid, case, supervisor, evaluation)."""

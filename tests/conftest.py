@@ -1,0 +1,111 @@
+"""Shared fixtures: real services (PostgreSQL, Redis, Chromium) and ../shared/data.
+
+With ``GW_REQUIRE_SERVICES=1`` (set by .ci/run) a missing service or data set fails the test;
+elsewhere it skips with a loud reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GW_SHARED_DIR", ROOT.parent / "shared"))
+PG_BASE = os.environ.get("GW_TEST_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("GW_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def require(reason: str) -> None:
+    """Fail (GW_REQUIRE_SERVICES=1) or skip loudly: a needed service or data set is missing."""
+    if os.environ.get("GW_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"required by GW_REQUIRE_SERVICES=1 but missing: {reason}", pytrace=False)
+    warnings.warn(f"SKIPPED (missing service/data): {reason}", stacklevel=2)
+    pytest.skip(f"MISSING: {reason}")
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The ../shared/data folder (real data no one on the team wrote)."""
+    data = SHARED / "data"
+    if not (data / "boundaries").is_dir():
+        require(f"shared data folder {data}")
+    return data
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A PostgreSQL URL with a fresh schema for this test session (dropped afterwards)."""
+    if not _port_open("127.0.0.1", 5432):
+        require("PostgreSQL on 127.0.0.1:5432")
+    import sqlalchemy as sa
+
+    schema = f"gw_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_BASE)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    except sa.exc.OperationalError as exc:
+        require(f"PostgreSQL at {PG_BASE}: {exc}")
+    yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """A PostgreSQL URL whose schema is emptied after the test."""
+    yield pg_server_url
+    import sqlalchemy as sa
+
+    eng = sa.create_engine(pg_server_url)
+    with eng.begin() as conn:
+        schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
+        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    eng.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store test runs on SQLite (a file) and on the machine's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'gridwall.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The machine's Redis (database 15 for tests)."""
+    if not _port_open("127.0.0.1", 6379):
+        require("Redis on 127.0.0.1:6379")
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Debian's chromium binary."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        require("Debian's chromium (apt-get install chromium)")
+    assert path
+    return path

@@ -1,0 +1,66 @@
+"""The run contract: ``python app.py run`` from any folder, stdin closed, serving within 30 s."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests.serve import ROOT, run_app
+
+
+def test_run_from_empty_folder_builds_and_serves(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with run_app(tmp_path, timeout=60) as srv:
+        ready = time.monotonic() - started
+        assert ready < 30, f"serving after {ready:.1f} s"
+        assert (tmp_path / "var" / "gridwall.db").exists()
+        assert srv.wall_url.startswith(f"{srv.base}/wall?token=")
+        assert srv.desk_url == f"{srv.base}/desk"
+        health = requests.get(srv.base + "/healthz", timeout=5).json()
+        assert health["district"] == "110101"
+        assert health["grids"] > 4000
+        page = requests.get(srv.desk_url, timeout=5)
+        assert page.status_code == 200
+        assert "_dash-renderer" in page.text or "dash_renderer" in page.text
+        # the wall needs the kiosk token
+        assert requests.get(srv.base + "/wall", timeout=5).status_code == 403
+        assert requests.get(srv.base + "/wall?token=wrong", timeout=5).status_code == 403
+        assert requests.get(srv.wall_url, timeout=5).status_code == 200
+        grids = requests.get(srv.base + "/geo/110101/grids.geojson", timeout=10).json()
+        assert len(grids["features"]) == health["grids"]
+        assert all(len(f["id"]) == 15 and f["id"].startswith("110101") for f in grids["features"])
+        labels = requests.get(srv.base + "/geo/110101/labels.png", timeout=10)
+        assert labels.headers["content-type"] == "image/png"
+        style = requests.get(srv.base + "/assets/map-style.json", timeout=5).json()
+        assert style["version"] == 8
+    # a second start reuses the database and the same kiosk token
+    first_token = srv.wall_url.split("token=")[1]
+    with run_app(tmp_path, timeout=60) as again:
+        assert again.wall_url.split("token=")[1] == first_token
+        assert not any("first start" in line for line in again.lines)
+
+
+def test_help_and_one_line_errors(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, str(ROOT / "app.py"), "--help"], capture_output=True, text=True, check=True)
+    for word in ("run", "init", "import"):
+        assert word in out.stdout
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "init", "--district", "999999", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
+    )
+    assert bad.returncode == 2
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1, bad.stderr
+    assert lines[0].startswith("error: district 999999")
+    broken = tmp_path / "broken.geojson"
+    broken.write_text('{"type": "FeatureCollection", "features": [', encoding="utf-8")
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "init", "--streets", str(broken), "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [f"error: {broken}: malformed GeoJSON: Expecting value at line 1"]
