@@ -57,7 +57,7 @@ def load_secrets(data_dir: Path) -> dict[str, str]:
 @contextmanager
 def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
     """A rich progress bar fed by ``(stage, done, total)`` callbacks (quiet when not a terminal)."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     labels = {
         "streets": "streets",
@@ -74,7 +74,7 @@ def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
         transient=False,
         disable=not sys.stderr.isatty(),
     ) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def update(stage: str, done: int, total: int) -> None:
             if stage not in tasks:

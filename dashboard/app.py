@@ -93,10 +93,10 @@ def create_web_app(engine: Engine, *, kiosk_token: str, secret_key: str) -> WebA
 
     app = dash.Dash(
         __name__,
-        server=server,
+        server=server,  # type: ignore[arg-type]
         assets_folder=str(ASSETS),
         title=t("app.title"),
-        update_title=None,
+        update_title=None,  # type: ignore[arg-type]
         serve_locally=True,
         suppress_callback_exceptions=True,
     )
@@ -108,7 +108,7 @@ def create_web_app(engine: Engine, *, kiosk_token: str, secret_key: str) -> WebA
     def render(pathname: str | None, search: str | None) -> html.Div:
         path = (pathname or "/").rstrip("/") or "/"
         q = parse_qs((search or "").lstrip("?"))
-        lang = pick_lang((q.get("lang") or [None])[0])
+        lang = pick_lang(q.get("lang", [""])[0])
         mode = "wall" if path == "/wall" else "desk"
         if path not in ("/wall", "/desk", "/"):
             return overview.message(t("page.not_found", lang), mode)

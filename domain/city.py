@@ -370,8 +370,8 @@ class _Builder:
         minx, miny, maxx, maxy = geom.bounds
         cols = np.arange(math.floor((minx - lat.x0) / c), math.floor((maxx - lat.x0) / c) + 1)
         rows = np.arange(math.floor((lat.y0 - maxy) / c), math.floor((lat.y0 - miny) / c) + 1)
-        cc, rr = np.meshgrid(cols, rows)
-        cc, rr = cc.ravel(), rr.ravel()
+        mc, mr = np.meshgrid(cols, rows)
+        cc, rr = mc.ravel(), mr.ravel()
         boxes = shapely.box(lat.x0 + cc * c, lat.y0 - (rr + 1) * c, lat.x0 + (cc + 1) * c, lat.y0 - rr * c)
         shapely.prepare(geom)
         inside = shapely.contains_properly(geom, boxes)
@@ -563,6 +563,11 @@ def plan_city(
 IOU_MIN = 0.95
 
 
+def _reinterpret(raw: BaseGeometry, crs: CRS) -> BaseGeometry:
+    """Read raw file coordinates as if they were in ``crs`` (→ WGS-84)."""
+    return map_coords(raw, lambda x, y: to_wgs84(x, y, crs))
+
+
 def check_outline(
     polygons: list[ImportedPolygon], district: DistrictOutline, label: str, declared: CRS
 ) -> float:
@@ -582,7 +587,7 @@ def check_outline(
     for alt in CRS:
         if alt is declared:
             continue
-        alt_score = iou(proj.to_metric(map_coords(raw, lambda x, y, a=alt: to_wgs84(x, y, a))), ref)
+        alt_score = iou(proj.to_metric(_reinterpret(raw, alt)), ref)
         if alt_score >= IOU_MIN:
             hints.append(
                 f"read as {alt.value} instead of {declared.value} it would match (IoU {alt_score:.3f})"

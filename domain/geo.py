@@ -67,11 +67,11 @@ class LocalProjection:
 
     def forward(self, lon: Any, lat: Any) -> tuple[Any, Any]:
         """WGS-84 lon/lat → projected x/y in metres."""
-        return self._forward.transform(lon, lat)  # type: ignore[no-any-return]
+        return self._forward.transform(lon, lat)
 
     def inverse(self, x: Any, y: Any) -> tuple[Any, Any]:
         """Projected x/y in metres → WGS-84 lon/lat."""
-        return self._inverse.transform(x, y)  # type: ignore[no-any-return]
+        return self._inverse.transform(x, y)
 
     def to_metric(self, geom: BaseGeometry) -> BaseGeometry:
         """Project a WGS-84 geometry to metres."""

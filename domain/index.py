@@ -63,8 +63,8 @@ class PointGridIndex:
         table = np.full((nrows, ncols), OUTSIDE, dtype=np.int32)
         # candidate sub-cells per grid: those its (metric) bounds touch
         tree = shapely.STRtree(metric)
-        cols, rows = np.meshgrid(np.arange(ncols), np.arange(nrows))
-        cols, rows = cols.ravel(), rows.ravel()
+        mcols, mrows = np.meshgrid(np.arange(ncols), np.arange(nrows))
+        cols, rows = mcols.ravel(), mrows.ravel()
         boxes = shapely.box(
             self.x0 + cols * s + _EPS,
             self.y0 - (rows + 1) * s + _EPS,

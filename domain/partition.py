@@ -24,8 +24,8 @@ def sample_points(poly: BaseGeometry, target: int) -> NDArray[np.float64]:
     for _ in range(6):
         xs = np.arange(minx + spacing / 2, maxx, spacing)
         ys = np.arange(maxy - spacing / 2, miny, -spacing)
-        gx, gy = np.meshgrid(xs, ys)
-        gx, gy = gx.ravel(), gy.ravel()
+        mx, my = np.meshgrid(xs, ys)
+        gx, gy = mx.ravel(), my.ravel()
         shapely.prepare(poly)
         inside = shapely.contains_xy(poly, gx, gy)
         if inside.sum() >= min(target, 4):

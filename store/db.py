@@ -41,7 +41,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
-MutableJSON = MutableDict.as_mutable(JSONType)  # type: ignore[arg-type]
+MutableJSON = MutableDict.as_mutable(JSONType)
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 

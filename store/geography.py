@@ -255,7 +255,7 @@ def district_summary(session: Session, adcode: str | None = None) -> DistrictSum
 
 def _round(geojson: dict[str, Any], digits: int) -> dict[str, Any]:
     geom = shapely.set_precision(shape(geojson), 10.0**-digits) if digits < 9 else shape(geojson)
-    return mapping(geom)  # type: ignore[no-any-return]
+    return dict(mapping(geom))
 
 
 def feature_collection(
