@@ -43,6 +43,8 @@ class PointGridIndex:
     ) -> None:
         self.lattice = lattice
         self.codes = np.asarray(codes, dtype=object)
+        self.street_of = np.asarray([c[:9] for c in codes], dtype=object)
+        self.community_of = np.asarray([c[:12] for c in codes], dtype=object)
         self.geoms = np.asarray(geometries_wgs84, dtype=object)
         shapely.prepare(self.geoms)
         self.proj = lattice.projection
@@ -91,8 +93,6 @@ class PointGridIndex:
         self._cand = mg.astype(np.int32)
         table.ravel()[mixed_boxes] = -(np.arange(len(mixed_boxes), dtype=np.int32) + 2)
         self.table = table
-        self.street_of = np.asarray([c[:9] for c in codes], dtype=object)
-        self.community_of = np.asarray([c[:12] for c in codes], dtype=object)
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -136,6 +136,19 @@ class PointGridIndex:
         inside = idx >= 0
         codes[inside] = self.codes[idx[inside]]
         return codes
+
+    def lookup_hierarchy(
+        self, lon: ArrayLike, lat: ArrayLike
+    ) -> tuple[NDArray[np.object_], NDArray[np.object_], NDArray[np.object_]]:
+        """Grid, community and street code arrays of WGS-84 points (None where outside)."""
+        idx = self.lookup_indices(lon, lat)
+        inside = idx >= 0
+        out = []
+        for table in (self.codes, self.community_of, self.street_of):
+            col = np.full(idx.shape, None, dtype=object)
+            col[inside] = table[idx[inside]]
+            out.append(col)
+        return out[0], out[1], out[2]
 
     def locate(self, lon: float, lat: float) -> GridHit | None:
         """Grid, community and street codes of one point (None = outside the district's grids)."""

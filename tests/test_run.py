@@ -45,12 +45,17 @@ def test_run_from_empty_folder_builds_and_serves(tmp_path: Path) -> None:
 
 
 def test_help_and_one_line_errors(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "app.py"), "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "--help"], capture_output=True, text=True, check=True
+    )
     for word in ("run", "init", "import"):
         assert word in out.stdout
     bad = subprocess.run(
         [sys.executable, str(ROOT / "app.py"), "init", "--district", "999999", "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
@@ -60,7 +65,12 @@ def test_help_and_one_line_errors(tmp_path: Path) -> None:
     broken.write_text('{"type": "FeatureCollection", "features": [', encoding="utf-8")
     bad = subprocess.run(
         [sys.executable, str(ROOT / "app.py"), "init", "--streets", str(broken), "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines() == [f"error: {broken}: malformed GeoJSON: Expecting value at line 1"]
+    assert bad.stderr.strip().splitlines() == [
+        f"error: {broken}: malformed GeoJSON: Expecting value at line 1"
+    ]
