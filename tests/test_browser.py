@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -82,7 +81,8 @@ def test_overview_renders_offline(server: Server, browser: object, which: str, s
     assert not real_errors, real_errors
     if which == "wall":
         overflow = page.evaluate(  # type: ignore[attr-defined]
-            "() => [document.documentElement.scrollWidth > innerWidth, document.documentElement.scrollHeight > innerHeight]"
+            "() => { const d = document.documentElement;"
+            " return [d.scrollWidth > innerWidth, d.scrollHeight > innerHeight]; }"
         )
         assert overflow == [False, False], "the wall must not scroll"
     page.close()  # type: ignore[attr-defined]

@@ -11,8 +11,8 @@ from shapely.geometry import shape
 
 from domain.crs import CRS
 from domain.errors import GeoInputError
-from domain.geofile import read_polygons
 from domain.geo import iou
+from domain.geofile import read_polygons
 
 WGS84_PRJ = (
     'GEOGCS["GCS_WGS_1984",DATUM["D_WGS_1984",SPHEROID["WGS_1984",6378137.0,298.257223563]],'
