@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
 PASS, FAIL, SKIP, INFO = "PASS", "FAIL", "SKIP", "—"
 
 # Wide enough for the tables when the output is piped into a file (rich defaults to 80 columns).
-console = Console(width=None if sys.stdout.isatty() else 140)
+console = Console(width=None if sys.stdout.isatty() else 170)
 
 
 def shared_dir() -> Path:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
 import shapely
+from shapely.errors import ShapelyError
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
@@ -81,7 +83,14 @@ def _features_shapefile(path: Path) -> tuple[list[dict[str, Any]], CRS | None]:
             {"type": "Feature", "properties": rec.as_dict(), "geometry": shp.__geo_interface__}
             for shp, rec in zip(reader.shapes(), reader.records(), strict=True)
         ]
-    except (shapefile.ShapefileException, OSError, UnicodeDecodeError) as exc:
+    except (
+        shapefile.ShapefileException,
+        OSError,
+        UnicodeDecodeError,
+        struct.error,
+        KeyError,
+        ValueError,
+    ) as exc:
         raise GeoInputError(f"{path}: unreadable Shapefile: {exc}") from None
     named: CRS | None = None
     prj = path.with_suffix(".prj")
@@ -112,7 +121,10 @@ def read_polygons(
         feats, named = _features_geojson(p)
         default = CRS.WGS84
     if crs is not None:
-        src = crs if isinstance(crs, CRS) else CRS.parse(str(crs))
+        try:
+            src = crs if isinstance(crs, CRS) else CRS.parse(str(crs))
+        except ValueError as exc:
+            raise GeoInputError(f"{p}: {exc}") from None
     else:
         src_opt = named or crs_from_name(p) or default
         if src_opt is None:
@@ -120,7 +132,9 @@ def read_polygons(
         src = src_opt
     out: list[ImportedPolygon] = []
     for i, feat in enumerate(feats, start=1):
-        props = feat.get("properties") or {} if isinstance(feat, dict) else {}
+        props = feat.get("properties") if isinstance(feat, dict) else None
+        if not isinstance(props, dict):
+            props = {}
         label_name = _pick(props, _NAME_KEYS, name_field)
         label = f"{p}: feature {i}" + (f" ({label_name})" if label_name else "")
         geom_doc = feat.get("geometry") if isinstance(feat, dict) else None
@@ -128,7 +142,7 @@ def read_polygons(
             raise GeoInputError(f"{label}: no geometry")
         try:
             geom: BaseGeometry = shape(geom_doc)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, ShapelyError) as exc:
             raise GeoInputError(f"{label}: malformed geometry ({exc})") from None
         if geom.geom_type not in ("Polygon", "MultiPolygon"):
             raise GeoInputError(f"{label}: expected a Polygon or MultiPolygon, got {geom.geom_type}")

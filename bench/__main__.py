@@ -1,0 +1,58 @@
+"""``python -m bench [init] [index] [--profile]``: run the GridWall benchmarks.
+
+With no name every benchmark runs. The exit status is 1 when any target fails, else 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from bench import FAIL, PASS, SKIP, Result, console, machine_lines
+
+BENCHMARKS = ("init", "index")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)")
+    parser.add_argument(
+        "--profile", action="store_true", help="init: run the Chaoyang build under cProfile and print the top"
+    )
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    names = args.names or list(BENCHMARKS)
+
+    console.rule("GridWall benchmarks")
+    for line in machine_lines():
+        console.print(line, highlight=False)
+    console.print()
+
+    started = time.perf_counter()
+    results: list[Result] = []
+    for name in BENCHMARKS:
+        if name not in names:
+            continue
+        if name == "init":
+            from bench import bench_init
+
+            results += bench_init.run(profile=args.profile)
+        else:
+            from bench import bench_index
+
+            results += bench_index.run()
+        console.print()
+
+    counts = {s: sum(1 for r in results if r.status == s) for s in (PASS, FAIL, SKIP)}
+    console.rule(
+        f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped "
+        f"in {time.perf_counter() - started:.0f} s"
+    )
+    return 1 if counts[FAIL] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
