@@ -98,6 +98,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         grids=Path(args.grids) if args.grids else None,
         crs=args.crs,
         area_size=args.area_size,
+        regenerate=getattr(args, "regenerate", False),
     )
     with progress_bar() as update:
         summary = build_city(engine, req, update)
@@ -197,6 +198,11 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument("--crs", help="CRS of the input files: wgs84, gcj02 or bd09 (default: from the file)")
     init.add_argument(
         "--area-size", type=int, default=18, help="unit grids per responsibility area (default 18)"
+    )
+    init.add_argument(
+        "--regenerate",
+        action="store_true",
+        help="generate streets and communities even where imported ones are stored",
     )
     init.set_defaults(func=cmd_init)
 

@@ -127,7 +127,7 @@ class GridPlan:
     area_m2: float
     row: int
     col: int
-    level: GridLevel = GridLevel.GENERAL
+    level: GridLevel | None = None  # None: keep the stored level (一般 for a new grid)
 
 
 @dataclass
@@ -164,6 +164,8 @@ class ImportedPolygon:
     geometry: BaseGeometry
     level: str | None = None
     label: str = ""
+    name_en: str = ""
+    generated: bool = False  # a stored generated zone being rebuilt on
 
 
 def street_count(area_km2: float) -> int:
@@ -273,7 +275,8 @@ class _Builder:
             if g.is_empty:
                 continue
             name = imported[i].name
-            out.append((StreetPlan(f"{adcode}{c3}", name, name, g, False), g))
+            p = imported[i]
+            out.append((StreetPlan(f"{adcode}{c3}", name, p.name_en or name, g, p.generated), g))
         return out
 
     # -- communities ----------------------------------------------------------------------------
@@ -338,8 +341,8 @@ class _Builder:
                 if code in seen:
                     raise GeoInputError(f"{imported[i].label}: community code {code} appears twice")
                 seen.add(code)
-                name = imported[i].name
-                out.append((CommunityPlan(code, street.code, name, name, g, False), g))
+                p = imported[i]
+                out.append((CommunityPlan(code, street.code, p.name, p.name_en or p.name, g, p.generated), g))
             covered = shapely.union_all(clipped) if clipped else shapely.Polygon()
             rest = [p for p in polygons_of(shapely.difference(sgeom, covered)) if p.area >= 10_000]
             serial = GENERATED_BASE
@@ -599,6 +602,41 @@ def check_outline(
     )
 
 
+def _inside_share(geom_m: BaseGeometry, ref_m: BaseGeometry) -> float:
+    area = geom_m.area
+    return float(shapely.intersection(geom_m, ref_m).area / area) if area > 0 else 0.0
+
+
+def check_within(
+    polygons: list[ImportedPolygon], streets: list[ImportedPolygon], label: str, declared: CRS
+) -> float:
+    """Reject communities that do not lie in the streets they are imported into (< 95 % inside).
+
+    A partial import (some streets' communities) is fine; a shifted one is named with its CRS hint.
+    """
+    union = shapely.union_all([p.geometry for p in polygons])
+    ref_w = shapely.union_all([s.geometry for s in streets])
+    proj = LocalProjection.for_geometry(ref_w)
+    ref = proj.to_metric(ref_w)
+    share = _inside_share(proj.to_metric(union), ref)
+    if share >= IOU_MIN:
+        return share
+    raw = map_coords(union, lambda x, y: from_wgs84(x, y, declared))
+    hints = []
+    for alt in CRS:
+        if alt is not declared:
+            alt_share = _inside_share(proj.to_metric(_reinterpret(raw, alt)), ref)
+            if alt_share >= IOU_MIN:
+                hints.append(
+                    f"read as {alt.value} instead of {declared.value} {alt_share:.1%} would be inside"
+                )
+    hint = "; ".join(hints) if hints else "no GCJ-02/WGS-84/BD-09 shift fixes it"
+    raise GeoInputError(
+        f"{label}: wrong CRS or wrong district: only {share:.1%} of the communities lie inside "
+        f"the streets (need {IOU_MIN:.0%}); {hint}"
+    )
+
+
 @dataclass(frozen=True)
 class ExistingGrid:
     """A grid already in the store, for keeping codes stable on re-import."""
@@ -685,7 +723,7 @@ def plan_from_grids(
         if i < j and shapely.intersection(metric[i], metric[j]).area > 1.0:
             raise GeoInputError(f"{grids[i].label}: overlaps grid {grids[j].code}")
     try:
-        levels = [GridLevel.parse(g.level) for g in grids]
+        levels = [GridLevel.parse(g.level) if g.level not in (None, "") else None for g in grids]
     except ValueError as exc:
         raise GeoInputError(f"{grids[0].label.split(': ')[0]}: {exc}") from None
     lat = b.lattice

@@ -84,10 +84,15 @@ class LocalProjection:
 
 def iou(a: BaseGeometry, b: BaseGeometry) -> float:
     """Intersection over union of two polygonal geometries (0 when both are empty)."""
-    union = shapely.union(a, b).area
-    if union == 0:
+    try:
+        inter = shapely.intersection(a, b).area
+    except shapely.errors.GEOSException:  # repair invalid input (e.g. a ring touching itself)
+        a, b = shapely.make_valid(a), shapely.make_valid(b)
+        inter = shapely.intersection(a, b).area
+    union = a.area + b.area - inter
+    if union <= 0:
         return 0.0
-    return float(shapely.intersection(a, b).area / union)
+    return float(inter / union)
 
 
 def polygons_of(geom: BaseGeometry) -> list[shapely.Polygon]:

@@ -6,13 +6,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import shapely
 from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from domain.city import CityPlan, ExistingGrid, Lattice, reconcile_codes
+from domain.city import CityPlan, ExistingGrid, GridLevel, Lattice, reconcile_codes
 from domain.geo import LocalProjection
 from domain.index import PointGridIndex
 from store.models import Community, District, Grid, ResponsibilityArea, Street
@@ -163,22 +164,45 @@ def save_plan(
     progress("store", 4, 5)
 
     area_of = {code: a.code for a in plan.areas for code in a.grid_codes}
-    grid_rows = [
-        {
+    geoms = np.asarray([g.geometry for g in plan.grids], dtype=object)
+    bounds = shapely.bounds(geoms)
+    cents = shapely.centroid(geoms)
+    cx, cy = shapely.get_x(cents), shapely.get_y(cents)
+    new_rows: list[dict[str, Any]] = []
+    old_rows: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    for i, g in enumerate(plan.grids):
+        row = {
             "code": g.code,
             "community_code": g.community_code,
             "street_code": g.street_code,
             "area_code": area_of.get(g.code),
-            "level": g.level.value,
             "lattice_row": g.row,
             "lattice_col": g.col,
             "active": True,
-            **geo_columns(g.geometry, g.area_m2),
+            "geometry": mapping(g.geometry),
+            "min_lon": float(bounds[i, 0]),
+            "min_lat": float(bounds[i, 1]),
+            "max_lon": float(bounds[i, 2]),
+            "max_lat": float(bounds[i, 3]),
+            "centroid_lon": float(cx[i]),
+            "centroid_lat": float(cy[i]),
+            "area_m2": g.area_m2,
         }
-        for g in plan.grids
-    ]
-    _upsert(session, Grid, "code", grid_rows, old_grids)
-    retired = old_grids - {g.code for g in plan.grids}
+        if g.code not in old_grids:
+            new_rows.append({**row, "level": (g.level or GridLevel.GENERAL).value})
+        elif g.level is not None:
+            old_rows[True].append({**row, "level": g.level.value})
+        else:  # a rebuild keeps levels set earlier (import levels, surveyed grids)
+            old_rows[False].append(row)
+    if new_rows:
+        session.execute(insert(Grid), new_rows)
+    for rows in old_rows.values():
+        if rows:
+            session.execute(update(Grid), rows)
+    still_active = set(
+        session.scalars(select(Grid.code).where(Grid.code.startswith(adcode), Grid.active.is_(True)))
+    )
+    retired = (still_active & old_grids) - {g.code for g in plan.grids}
     if retired:
         session.execute(update(Grid).where(Grid.code.in_(retired)).values(active=False, area_code=None))
     progress("store", 5, 5)
