@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -14,7 +15,7 @@ from flask_socketio import SocketIO
 from sqlalchemy.engine import Engine
 
 from dashboard import ids
-from dashboard.data import OverviewCache
+from dashboard.data import Overview, OverviewCache
 from dashboard.figures import overview_map
 from dashboard.i18n import pick_lang, t
 from layouts import overview
@@ -67,25 +68,22 @@ def create_web_app(engine: Engine, *, kiosk_token: str, secret_key: str) -> WebA
         }
         return make_response(body)
 
-    @server.get("/geo/<adcode>/grids.geojson")
-    def grids_file(adcode: str) -> Response:
+    def district_file(adcode: str, body: Callable[[Overview], bytes], mimetype: str) -> Response:
         ov = cache.current()
         if ov is None or ov.summary.adcode != adcode:
             abort(404)
-        resp = make_response(ov.grids_json)
-        resp.mimetype = "application/geo+json"
+        resp = make_response(body(ov))
+        resp.mimetype = mimetype
         resp.cache_control.max_age = 300
         return resp
 
+    @server.get("/geo/<adcode>/grids.geojson")
+    def grids_file(adcode: str) -> Response:
+        return district_file(adcode, lambda ov: ov.grids_json, "application/geo+json")
+
     @server.get("/geo/<adcode>/labels.png")
     def labels_file(adcode: str) -> Response:
-        ov = cache.current()
-        if ov is None or ov.summary.adcode != adcode:
-            abort(404)
-        resp = make_response(ov.labels_png)
-        resp.mimetype = "image/png"
-        resp.cache_control.max_age = 300
-        return resp
+        return district_file(adcode, lambda ov: ov.labels_png, "image/png")
 
     @server.get("/")
     def root() -> Response:

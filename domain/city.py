@@ -402,8 +402,8 @@ class _Builder:
                     f"community {community.code} ({community.name}) needs {len(pieces)} unit grids; "
                     f"a community holds at most {MAX_SERIAL}: import smaller communities"
                 )
-            for serial, (r, k, g) in enumerate(pieces, start=1):
-                gw = self.w(g)
+            wgs = self.proj.to_wgs84_many([g for _, _, g in pieces])  # one PROJ call per community
+            for serial, ((r, k, g), gw) in enumerate(zip(pieces, wgs, strict=True), start=1):
                 out.append(
                     (
                         GridPlan(
@@ -571,6 +571,37 @@ def _reinterpret(raw: BaseGeometry, crs: CRS) -> BaseGeometry:
     return map_coords(raw, lambda x, y: to_wgs84(x, y, crs))
 
 
+def _inside_share(geom_m: BaseGeometry, ref_m: BaseGeometry) -> float:
+    area = geom_m.area
+    return float(shapely.intersection(geom_m, ref_m).area / area) if area > 0 else 0.0
+
+
+def _agreement(
+    polygons: list[ImportedPolygon],
+    ref_wgs84: BaseGeometry,
+    declared: CRS,
+    measure: Callable[[BaseGeometry, BaseGeometry], float],
+) -> tuple[float, list[tuple[CRS, float]]]:
+    """How well an import agrees with a reference, as declared and read in every other CRS."""
+    union = shapely.union_all([p.geometry for p in polygons])
+    proj = LocalProjection.for_geometry(ref_wgs84)
+    ref = proj.to_metric(ref_wgs84)
+    score = measure(proj.to_metric(union), ref)
+    if score >= IOU_MIN:
+        return score, []
+    raw = map_coords(union, lambda x, y: from_wgs84(x, y, declared))
+    others = [
+        (alt, measure(proj.to_metric(_reinterpret(raw, alt)), ref)) for alt in CRS if alt is not declared
+    ]
+    return score, [(alt, v) for alt, v in others if v >= IOU_MIN]
+
+
+def _hint(declared: CRS, fixes: list[tuple[CRS, float]], what: str) -> str:
+    if not fixes:
+        return "no GCJ-02/WGS-84/BD-09 shift fixes it"
+    return "; ".join(f"read as {alt.value} instead of {declared.value} {what.format(v)}" for alt, v in fixes)
+
+
 def check_outline(
     polygons: list[ImportedPolygon], district: DistrictOutline, label: str, declared: CRS
 ) -> float:
@@ -579,32 +610,14 @@ def check_outline(
     The message states the IoU and whether reading the file in another CRS (the GCJ-02↔WGS-84
     shift) would make it match. Returns the IoU when it passes.
     """
-    union = shapely.union_all([p.geometry for p in polygons])
-    proj = LocalProjection.for_geometry(district.geometry)
-    ref = proj.to_metric(district.geometry)
-    score = iou(proj.to_metric(union), ref)
+    score, fixes = _agreement(polygons, district.geometry, declared, iou)
     if score >= IOU_MIN:
         return score
-    hints = []
-    raw = map_coords(union, lambda x, y: from_wgs84(x, y, declared))
-    for alt in CRS:
-        if alt is declared:
-            continue
-        alt_score = iou(proj.to_metric(_reinterpret(raw, alt)), ref)
-        if alt_score >= IOU_MIN:
-            hints.append(
-                f"read as {alt.value} instead of {declared.value} it would match (IoU {alt_score:.3f})"
-            )
-    hint = "; ".join(hints) if hints else "no GCJ-02/WGS-84/BD-09 shift fixes it"
     raise GeoInputError(
         f"{label}: wrong CRS or wrong district: outline vs the registry outline of {district.name} "
-        f"({district.adcode}) has IoU {score:.3f} < {IOU_MIN}; {hint}"
+        f"({district.adcode}) has IoU {score:.3f} < {IOU_MIN}; "
+        + _hint(declared, fixes, "it would match (IoU {:.3f})")
     )
-
-
-def _inside_share(geom_m: BaseGeometry, ref_m: BaseGeometry) -> float:
-    area = geom_m.area
-    return float(shapely.intersection(geom_m, ref_m).area / area) if area > 0 else 0.0
 
 
 def check_within(
@@ -614,26 +627,13 @@ def check_within(
 
     A partial import (some streets' communities) is fine; a shifted one is named with its CRS hint.
     """
-    union = shapely.union_all([p.geometry for p in polygons])
-    ref_w = shapely.union_all([s.geometry for s in streets])
-    proj = LocalProjection.for_geometry(ref_w)
-    ref = proj.to_metric(ref_w)
-    share = _inside_share(proj.to_metric(union), ref)
+    ref = shapely.union_all([s.geometry for s in streets])
+    share, fixes = _agreement(polygons, ref, declared, _inside_share)
     if share >= IOU_MIN:
         return share
-    raw = map_coords(union, lambda x, y: from_wgs84(x, y, declared))
-    hints = []
-    for alt in CRS:
-        if alt is not declared:
-            alt_share = _inside_share(proj.to_metric(_reinterpret(raw, alt)), ref)
-            if alt_share >= IOU_MIN:
-                hints.append(
-                    f"read as {alt.value} instead of {declared.value} {alt_share:.1%} would be inside"
-                )
-    hint = "; ".join(hints) if hints else "no GCJ-02/WGS-84/BD-09 shift fixes it"
     raise GeoInputError(
         f"{label}: wrong CRS or wrong district: only {share:.1%} of the communities lie inside "
-        f"the streets (need {IOU_MIN:.0%}); {hint}"
+        f"the streets (need {IOU_MIN:.0%}); " + _hint(declared, fixes, "{:.1%} would be inside")
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -80,6 +80,24 @@ class LocalProjection:
     def to_wgs84(self, geom: BaseGeometry) -> BaseGeometry:
         """Unproject a metric geometry to WGS-84."""
         return map_coords(geom, self.inverse)
+
+    def to_metric_many(self, geoms: Sequence[BaseGeometry]) -> NDArray[np.object_]:
+        """Project many WGS-84 geometries at once (one PROJ call for all coordinates)."""
+        return _map_many(geoms, self.forward)
+
+    def to_wgs84_many(self, geoms: Sequence[BaseGeometry]) -> NDArray[np.object_]:
+        """Unproject many metric geometries at once."""
+        return _map_many(geoms, self.inverse)
+
+
+def _map_many(
+    geoms: Sequence[BaseGeometry], fn: Callable[[Any, Any], tuple[Any, Any]]
+) -> NDArray[np.object_]:
+    arr = np.empty(len(geoms), dtype=object)
+    arr[:] = list(geoms)
+    if len(arr) == 0:
+        return arr
+    return np.asarray(map_coords(arr, fn), dtype=object)
 
 
 def iou(a: BaseGeometry, b: BaseGeometry) -> float:

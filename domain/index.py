@@ -54,7 +54,7 @@ class PointGridIndex:
         self.tree = shapely.STRtree(self.geoms)
         self.proj = lattice.projection
         self.sub = lattice.cell / refine
-        metric = np.asarray([self.proj.to_metric(g) for g in geometries_wgs84], dtype=object)
+        metric = self.proj.to_metric_many(geometries_wgs84)
         if len(metric) == 0:
             self.x0 = self.y0 = 0.0
             self.table = np.full((1, 1), OUTSIDE, dtype=np.int32)
