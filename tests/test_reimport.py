@@ -33,8 +33,11 @@ def test_import_communities_into_real_streets_then_rerun(shared_data: Path, tmp_
     for n, code in enumerate(chosen, start=1):
         real = f"{code[:9]}{n:03d}"
         features.append(
-            {"type": "Feature", "properties": {"code": real, "name": f"测试社区{n}"},
-             "geometry": mapping(shape(generated[code].geometry))}
+            {
+                "type": "Feature",
+                "properties": {"code": real, "name": f"测试社区{n}"},
+                "geometry": mapping(shape(generated[code].geometry)),
+            }
         )
     path = tmp_path / "communities_wgs84.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")

@@ -1,0 +1,616 @@
+"""The case lifecycle (案件流程) of a 数字城管 centre as a pure state machine.
+
+The closed loop of domain.md §1.1: 上报 → 受理 → 核实 (only for reports that are not a supervisor's
+own) → 立案 or 作废 → 派遣 → 处置 (with 延期 / 挂账 / 回退 requests and their approvals) → 处理反馈 →
+核查 → 结案 (正常 / 超时 / 特殊) or 返工 back to the same department; 督办 at any open stage.
+Naming: 核实 (verify) is the existence check *before* filing, 核查 (check) the result check *after*
+handling.
+
+``apply(case, command, at, ctx)`` is a pure function: it returns the new case state with the
+events to append, or a :class:`Rejection` naming the rule that forbids the command. It never
+mutates its input. Stage timers come from :mod:`domain.workcalendar`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from domain.catalogue import CaseKind, Catalogue, CatalogueError
+from domain.timelimit import TimeLimit
+from domain.workcalendar import (
+    CENTRE_STAGE_LIMITS,
+    StageTimer,
+    WorkCalendar,
+    extend,
+    is_overdue,
+    pause,
+    resume,
+    start_timer,
+    stop,
+)
+
+
+class Role(StrEnum):
+    """Who acts on a case (岗位)."""
+
+    SUPERVISOR = "supervisor"  # 监督员 (城管通)
+    ACCEPTOR = "acceptor"  # 受理员
+    SHIFT_LEADER = "shift_leader"  # 值班长
+    DISPATCHER = "dispatcher"  # 派遣员
+    DEPARTMENT = "department"  # 专业部门
+    LEADER = "leader"  # 领导
+    CALL_CENTER = "call_center"  # 热线 / 12345
+    ADMIN = "admin"
+
+
+class Source(StrEnum):
+    """Where a report comes from (案件来源)."""
+
+    SUPERVISOR = "supervisor"  # 监督员上报
+    PUBLIC = "public"  # 公众举报
+    HOTLINE = "hotline"  # 热线 / 12345
+    LEADER = "leader"  # 领导交办
+    VIDEO = "video"  # 视频上报
+    DEPARTMENT = "department"  # 部门批转
+
+
+class Status(StrEnum):
+    """Fine-grained case status; each open one maps to exactly one display stage."""
+
+    REPORTED = "reported"  # 待受理
+    VERIFYING = "verifying"  # 待核实 (核实 task out)
+    TO_FILE = "to_file"  # 待立案
+    TO_DISPATCH = "to_dispatch"  # 待派遣
+    HANDLING = "handling"  # 处置中
+    SUSPENDED = "suspended"  # 挂账
+    TO_CHECK = "to_check"  # 待核查 (核查 task out)
+    TO_CLOSE = "to_close"  # 待结案
+    CLOSED = "closed"  # 结案
+    VOIDED = "voided"  # 作废
+
+
+class Stage(StrEnum):
+    """Display stages of the wall's stage strip; their counts sum to the open cases."""
+
+    TO_ACCEPT = "待受理"
+    TO_VERIFY = "待核实"
+    TO_FILE = "待立案"
+    TO_DISPATCH = "待派遣"
+    HANDLING = "处置中"
+    SUSPENDED = "挂账"
+    TO_CHECK = "待核查"
+    TO_CLOSE = "待结案"
+
+
+DISPLAY_STAGE: dict[Status, Stage] = {
+    Status.REPORTED: Stage.TO_ACCEPT,
+    Status.VERIFYING: Stage.TO_VERIFY,
+    Status.TO_FILE: Stage.TO_FILE,
+    Status.TO_DISPATCH: Stage.TO_DISPATCH,
+    Status.HANDLING: Stage.HANDLING,
+    Status.SUSPENDED: Stage.SUSPENDED,
+    Status.TO_CHECK: Stage.TO_CHECK,
+    Status.TO_CLOSE: Stage.TO_CLOSE,
+}
+OPEN_STATUSES = frozenset(DISPLAY_STAGE)
+
+
+class Action(StrEnum):
+    """Lifecycle commands."""
+
+    REPORT = "report"  # 上报
+    ACCEPT = "accept"  # 受理
+    VERIFY = "verify"  # 核实 result
+    FILE = "file"  # 立案
+    VOID = "void"  # 作废
+    DISPATCH = "dispatch"  # 派遣
+    REQUEST_EXTENSION = "request_extension"  # 延期申请
+    REQUEST_SUSPENSION = "request_suspension"  # 挂账申请
+    REQUEST_RETURN = "request_return"  # 回退申请 ("非本单位")
+    APPROVE = "approve"  # 审批通过 (of the pending request)
+    REJECT = "reject"  # 审批不通过
+    RESUME = "resume"  # 挂账恢复
+    FEEDBACK = "feedback"  # 处理反馈 (handled)
+    CHECK = "check"  # 核查 result: pass → 待结案, fail → 返工
+    CLOSE = "close"  # 结案
+    URGE = "urge"  # 督办
+
+
+class ArchiveType(StrEnum):
+    """How a case was closed (结案类型)."""
+
+    NORMAL = "normal"  # 正常结案
+    OVERTIME = "overtime"  # 超时结案
+    SPECIAL = "special"  # 特殊结案
+
+
+class Rule(StrEnum):
+    """Named reasons a command is rejected."""
+
+    WRONG_ROLE = "wrong_role"
+    WRONG_STATUS = "wrong_status"
+    CASE_CLOSED = "case_closed"
+    NO_CASE = "no_case"
+    CASE_EXISTS = "case_exists"
+    MISSING_OPINION = "missing_opinion"
+    UNKNOWN_CLASS = "unknown_class"
+    UNKNOWN_DEPARTMENT = "unknown_department"
+    WRONG_DEPARTMENT = "wrong_department"
+    BEFORE_CASE = "instant_before_case"
+    IN_FUTURE = "instant_in_future"
+    REQUEST_PENDING = "request_pending"
+    NO_REQUEST = "no_request"
+    MISSING_RESULT = "missing_result"
+    BAD_EXTENSION = "bad_extension"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who issues a command: an id, a role and, for departments, the department code."""
+
+    id: str
+    role: Role
+    department: str | None = None
+
+
+@dataclass(frozen=True)
+class Command:
+    """One lifecycle command. ``data`` carries action-specific fields (see ``apply``)."""
+
+    action: Action
+    case_id: str
+    actor: Actor
+    opinion: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+    key: str = ""  # idempotency key
+
+
+@dataclass(frozen=True)
+class Request:
+    """A pending department request awaiting the dispatcher's approval."""
+
+    action: Action
+    by: str
+    at: datetime
+    extra: TimeLimit | None = None
+
+
+@dataclass(frozen=True)
+class CaseState:
+    """Everything the lifecycle knows about one case (immutable)."""
+
+    id: str
+    kind: CaseKind
+    class_code: str
+    condition_code: str
+    source: Source
+    status: Status
+    reported_at: datetime
+    updated_at: datetime
+    reporter: str
+    emergency: bool = False
+    department: str | None = None
+    verified: bool | None = None
+    timers: Mapping[str, StageTimer] = field(default_factory=dict)
+    request: Request | None = None
+    reworks: int = 0
+    returns: int = 0
+    urges: int = 0
+    extensions: int = 0
+    suspensions: int = 0
+    dispatches: int = 0
+    handled_overdue: bool = False
+    closed_at: datetime | None = None
+    archive: ArchiveType | None = None
+
+    @property
+    def stage(self) -> Stage | None:
+        """The display stage (None once closed or voided)."""
+        return DISPLAY_STAGE.get(self.status)
+
+    @property
+    def is_open(self) -> bool:
+        """True until the case is closed or voided."""
+        return self.status in OPEN_STATUSES
+
+    def timer(self, stage: str) -> StageTimer | None:
+        """The current timer of a stage, if it ever started."""
+        return self.timers.get(stage)
+
+
+@dataclass(frozen=True)
+class CaseEvent:
+    """One entry of the append-only case-event log."""
+
+    case_id: str
+    action: Action
+    actor: str
+    role: Role
+    from_status: Status | None
+    to_status: Status
+    at: datetime
+    opinion: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A command that applied: the new state and the events to append."""
+
+    state: CaseState
+    events: tuple[CaseEvent, ...]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A command that did not apply, with the rule that forbids it."""
+
+    rule: Rule
+    message: str
+
+
+Outcome = Accepted | Rejection
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Configurable permissions and centre-side stage limits."""
+
+    file_roles: frozenset[Role] = frozenset({Role.SHIFT_LEADER})
+    close_roles: frozenset[Role] = frozenset({Role.SHIFT_LEADER})
+    void_roles: frozenset[Role] = frozenset({Role.SHIFT_LEADER})
+    accept_roles: frozenset[Role] = frozenset({Role.ACCEPTOR})
+    dispatch_roles: frozenset[Role] = frozenset({Role.DISPATCHER})
+    urge_roles: frozenset[Role] = frozenset({Role.LEADER, Role.DISPATCHER, Role.SHIFT_LEADER})
+    report_roles: frozenset[Role] = frozenset(
+        {Role.SUPERVISOR, Role.ACCEPTOR, Role.CALL_CENTER, Role.LEADER, Role.DEPARTMENT, Role.ADMIN}
+    )
+    stage_limits: Mapping[str, TimeLimit] = field(default_factory=lambda: dict(CENTRE_STAGE_LIMITS))
+    future_tolerance: timedelta = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What transitions need besides the case: catalogue, calendar, policy and the clock."""
+
+    catalogue: Catalogue
+    calendar: WorkCalendar
+    policy: Policy = field(default_factory=Policy)
+    now: datetime | None = None  # reject instants later than this (plus tolerance)
+
+
+# timer names
+T_ACCEPT, T_VERIFY, T_FILE, T_DISPATCH, T_HANDLE, T_CHECK, T_CLOSE = (
+    "accept",
+    "verify",
+    "file",
+    "dispatch",
+    "handle",
+    "check",
+    "close",
+)
+_CENTRE_LIMIT_FALLBACK = TimeLimit(0.25, CENTRE_STAGE_LIMITS["accept"].unit)
+
+
+def _reject(rule: Rule, message: str) -> Rejection:
+    return Rejection(rule, message)
+
+
+def _stage_limit(ctx: Context, stage: str) -> TimeLimit:
+    return (
+        ctx.policy.stage_limits.get(stage) or ctx.policy.stage_limits.get("accept") or _CENTRE_LIMIT_FALLBACK
+    )
+
+
+def _start(
+    state: CaseState, stage: str, at: datetime, ctx: Context, limit: TimeLimit | None = None
+) -> CaseState:
+    timers = dict(state.timers)
+    timers[stage] = start_timer(stage, limit or _stage_limit(ctx, stage), at, ctx.calendar)
+    return replace(state, timers=timers)
+
+
+def _stop(state: CaseState, stage: str, at: datetime) -> CaseState:
+    t = state.timers.get(stage)
+    if t is None or t.ended_at is not None:
+        return state
+    timers = dict(state.timers)
+    timers[stage] = stop(t, at)
+    return replace(state, timers=timers)
+
+
+def handling_limit(ctx: Context, kind: CaseKind, class_code: str, condition_code: str) -> TimeLimit:
+    """The handling time limit (处置时限) of a class and filing condition."""
+    return ctx.catalogue.condition(kind, class_code, condition_code).limit
+
+
+def _event(
+    state_before: CaseState | None, state_after: CaseState, cmd: Command, at: datetime, **data: Any
+) -> CaseEvent:
+    return CaseEvent(
+        case_id=cmd.case_id,
+        action=cmd.action,
+        actor=cmd.actor.id,
+        role=cmd.actor.role,
+        from_status=state_before.status if state_before else None,
+        to_status=state_after.status,
+        at=at,
+        opinion=cmd.opinion,
+        data={**dict(cmd.data), **data},
+        key=cmd.key,
+    )
+
+
+def _report(cmd: Command, at: datetime, ctx: Context) -> Outcome:
+    d = cmd.data
+    if cmd.actor.role not in ctx.policy.report_roles:
+        return _reject(Rule.WRONG_ROLE, f"role {cmd.actor.role} may not report a case")
+    try:
+        kind = CaseKind(str(d.get("kind", "")))
+        source = Source(str(d.get("source", "")))
+    except ValueError as exc:
+        return _reject(Rule.UNKNOWN_CLASS, str(exc))
+    class_code = str(d.get("class_code", ""))
+    condition_code = str(d.get("condition_code", ""))
+    try:
+        minor = ctx.catalogue.minor(kind, class_code)
+        if condition_code:
+            ctx.catalogue.condition(kind, class_code, condition_code)
+        else:
+            condition_code = minor.conditions[0].code
+    except (CatalogueError, KeyError) as exc:
+        return _reject(Rule.UNKNOWN_CLASS, str(exc))
+    state = CaseState(
+        id=cmd.case_id,
+        kind=kind,
+        class_code=class_code,
+        condition_code=condition_code,
+        source=source,
+        status=Status.REPORTED,
+        reported_at=at,
+        updated_at=at,
+        reporter=cmd.actor.id,
+        emergency=minor.emergency,
+    )
+    state = _start(state, T_ACCEPT, at, ctx)
+    return Accepted(state, (_event(None, state, cmd, at),))
+
+
+def _need(state: CaseState, *statuses: Status) -> Rejection | None:
+    if state.status not in statuses:
+        allowed = ", ".join(s.value for s in statuses)
+        return _reject(Rule.WRONG_STATUS, f"case {state.id} is {state.status.value}; needs {allowed}")
+    return None
+
+
+def _role(cmd: Command, roles: frozenset[Role] | set[Role]) -> Rejection | None:
+    if cmd.actor.role not in roles:
+        allowed = ", ".join(sorted(r.value for r in roles))
+        return _reject(
+            Rule.WRONG_ROLE, f"role {cmd.actor.role.value} may not {cmd.action.value}; allowed: {allowed}"
+        )
+    return None
+
+
+def _opinion(cmd: Command) -> Rejection | None:
+    if not cmd.opinion.strip():
+        return _reject(Rule.MISSING_OPINION, f"{cmd.action.value} needs an opinion (意见)")
+    return None
+
+
+def _own_department(state: CaseState, cmd: Command) -> Rejection | None:
+    if cmd.actor.role is Role.DEPARTMENT and cmd.actor.department != state.department:
+        return _reject(
+            Rule.WRONG_DEPARTMENT,
+            f"case {state.id} is with department {state.department}, not {cmd.actor.department}",
+        )
+    return None
+
+
+def _first(*checks: Rejection | None) -> Rejection | None:
+    for c in checks:
+        if c is not None:
+            return c
+    return None
+
+
+def _transition(state: CaseState, cmd: Command, at: datetime, ctx: Context) -> Outcome:
+    p = ctx.policy
+    a = cmd.action
+    s = replace(state, updated_at=at)
+    extra: dict[str, Any] = {}
+    if a is Action.ACCEPT:
+        if r := _first(_role(cmd, p.accept_roles), _need(state, Status.REPORTED)):
+            return r
+        s = _stop(s, T_ACCEPT, at)
+        if state.source is Source.SUPERVISOR:  # a supervisor's own report needs no 核实
+            s = _start(replace(s, status=Status.TO_FILE), T_FILE, at, ctx)
+        else:
+            s = _start(replace(s, status=Status.VERIFYING), T_VERIFY, at, ctx)
+    elif a is Action.VERIFY:
+        if r := _first(_role(cmd, {Role.SUPERVISOR}), _need(state, Status.VERIFYING)):
+            return r
+        if "confirmed" not in cmd.data:
+            return _reject(Rule.MISSING_RESULT, "verify needs confirmed: true/false")
+        s = _stop(s, T_VERIFY, at)
+        s = _start(replace(s, status=Status.TO_FILE, verified=bool(cmd.data["confirmed"])), T_FILE, at, ctx)
+    elif a is Action.FILE:
+        if r := _first(_role(cmd, p.file_roles), _need(state, Status.TO_FILE)):
+            return r
+        cond = str(cmd.data.get("condition_code") or state.condition_code)
+        cls = str(cmd.data.get("class_code") or state.class_code)
+        try:
+            ctx.catalogue.condition(state.kind, cls, cond)
+        except (CatalogueError, KeyError) as exc:
+            return _reject(Rule.UNKNOWN_CLASS, str(exc))
+        s = _stop(s, T_FILE, at)
+        s = _start(
+            replace(s, status=Status.TO_DISPATCH, class_code=cls, condition_code=cond), T_DISPATCH, at, ctx
+        )
+    elif a is Action.VOID:
+        if r := _first(
+            _role(cmd, p.void_roles),
+            _need(state, Status.REPORTED, Status.VERIFYING, Status.TO_FILE),
+            _opinion(cmd),
+        ):
+            return r
+        for t in (T_ACCEPT, T_VERIFY, T_FILE):
+            s = _stop(s, t, at)
+        s = replace(s, status=Status.VOIDED, closed_at=at)
+    elif a is Action.DISPATCH:
+        if r := _first(_role(cmd, p.dispatch_roles), _need(state, Status.TO_DISPATCH)):
+            return r
+        dept = str(cmd.data.get("department") or ctx.catalogue.minor(state.kind, state.class_code).department)
+        if dept not in ctx.catalogue.departments:
+            return _reject(Rule.UNKNOWN_DEPARTMENT, f"unknown department {dept!r}")
+        s = _stop(s, T_DISPATCH, at)
+        limit = handling_limit(ctx, state.kind, state.class_code, state.condition_code)
+        s = _start(
+            replace(s, status=Status.HANDLING, department=dept, dispatches=state.dispatches + 1),
+            T_HANDLE,
+            at,
+            ctx,
+            limit,
+        )
+        extra["department"] = dept
+    elif a in (Action.REQUEST_EXTENSION, Action.REQUEST_SUSPENSION, Action.REQUEST_RETURN):
+        if r := _first(
+            _role(cmd, {Role.DEPARTMENT}),
+            _need(state, Status.HANDLING),
+            _own_department(state, cmd),
+            _opinion(cmd),
+        ):
+            return r
+        if state.request is not None:
+            return _reject(
+                Rule.REQUEST_PENDING, f"case {state.id} already has a pending {state.request.action.value}"
+            )
+        req_extra = None
+        if a is Action.REQUEST_EXTENSION:
+            try:
+                req_extra = TimeLimit.parse(str(cmd.data.get("extra", "")))
+            except ValueError as exc:
+                return _reject(Rule.BAD_EXTENSION, str(exc))
+        s = replace(s, request=Request(a, cmd.actor.id, at, req_extra))
+    elif a in (Action.APPROVE, Action.REJECT):
+        if r := _first(_role(cmd, p.dispatch_roles), _need(state, Status.HANDLING)):
+            return r
+        req = state.request
+        if req is None:
+            return _reject(Rule.NO_REQUEST, f"case {state.id} has no pending request")
+        if a is Action.REJECT and (r2 := _opinion(cmd)):
+            return r2
+        s = replace(s, request=None)
+        extra["request"] = req.action.value
+        if a is Action.APPROVE:
+            if req.action is Action.REQUEST_EXTENSION and req.extra is not None:
+                timers = dict(s.timers)
+                timers[T_HANDLE] = extend(timers[T_HANDLE], req.extra, ctx.calendar)
+                s = replace(s, timers=timers, extensions=s.extensions + 1)
+                extra["extra"] = str(req.extra)
+            elif req.action is Action.REQUEST_SUSPENSION:
+                timers = dict(s.timers)
+                timers[T_HANDLE] = pause(timers[T_HANDLE], at)
+                s = replace(s, timers=timers, status=Status.SUSPENDED, suspensions=s.suspensions + 1)
+            elif req.action is Action.REQUEST_RETURN:  # 非本单位: back to the dispatcher
+                s = _stop(s, T_HANDLE, at)
+                s = _start(
+                    replace(s, status=Status.TO_DISPATCH, department=None, returns=s.returns + 1),
+                    T_DISPATCH,
+                    at,
+                    ctx,
+                )
+    elif a is Action.RESUME:
+        if r := _first(_role(cmd, p.dispatch_roles), _need(state, Status.SUSPENDED)):
+            return r
+        timers = dict(s.timers)
+        timers[T_HANDLE] = resume(timers[T_HANDLE], at, ctx.calendar)
+        s = replace(s, timers=timers, status=Status.HANDLING)
+    elif a is Action.FEEDBACK:
+        if r := _first(
+            _role(cmd, {Role.DEPARTMENT}), _need(state, Status.HANDLING), _own_department(state, cmd)
+        ):
+            return r
+        if state.request is not None:
+            return _reject(
+                Rule.REQUEST_PENDING, f"case {state.id} has a pending {state.request.action.value}"
+            )
+        s = _stop(s, T_HANDLE, at)
+        handle = s.timers[T_HANDLE]
+        late = is_overdue(handle, at)
+        s = replace(s, handled_overdue=s.handled_overdue or late)
+        s = _start(replace(s, status=Status.TO_CHECK), T_CHECK, at, ctx)
+        extra["overdue"] = late
+    elif a is Action.CHECK:
+        if r := _first(_role(cmd, {Role.SUPERVISOR}), _need(state, Status.TO_CHECK)):
+            return r
+        if "passed" not in cmd.data:
+            return _reject(Rule.MISSING_RESULT, "check needs passed: true/false")
+        s = _stop(s, T_CHECK, at)
+        if bool(cmd.data["passed"]):
+            s = _start(replace(s, status=Status.TO_CLOSE), T_CLOSE, at, ctx)
+        else:  # 返工: back to the same department, history kept, a new handling clock
+            if r := _opinion(cmd):
+                return r
+            limit = handling_limit(ctx, state.kind, state.class_code, state.condition_code)
+            s = _start(replace(s, status=Status.HANDLING, reworks=s.reworks + 1), T_HANDLE, at, ctx, limit)
+    elif a is Action.CLOSE:
+        if r := _first(_role(cmd, p.close_roles), _need(state, Status.TO_CLOSE)):
+            return r
+        s = _stop(s, T_CLOSE, at)
+        if cmd.data.get("special"):
+            if r := _opinion(cmd):
+                return r
+            archive = ArchiveType.SPECIAL
+        else:
+            archive = ArchiveType.OVERTIME if s.handled_overdue else ArchiveType.NORMAL
+        s = replace(s, status=Status.CLOSED, closed_at=at, archive=archive)
+        extra["archive"] = archive.value
+    elif a is Action.URGE:
+        if r := _role(cmd, p.urge_roles):
+            return r
+        s = replace(s, urges=s.urges + 1)
+    else:  # pragma: no cover - every Action is handled above
+        return _reject(Rule.WRONG_STATUS, f"unknown action {a}")
+    return Accepted(s, (_event(state, s, cmd, at, **extra),))
+
+
+def apply(state: CaseState | None, cmd: Command, at: datetime, ctx: Context) -> Outcome:
+    """Apply one command at instant ``at``: the new state and its events, or a named rejection."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("lifecycle instants must be timezone-aware")
+    if ctx.now is not None and at > ctx.now + ctx.policy.future_tolerance:
+        return _reject(Rule.IN_FUTURE, f"instant {at.isoformat()} is in the future")
+    if cmd.action is Action.REPORT:
+        if state is not None:
+            return _reject(Rule.CASE_EXISTS, f"case {cmd.case_id} already exists")
+        return _report(cmd, at, ctx)
+    if state is None:
+        return _reject(Rule.NO_CASE, f"no case {cmd.case_id}")
+    if not state.is_open:
+        return _reject(Rule.CASE_CLOSED, f"case {state.id} is {state.status.value}")
+    if at < state.updated_at:
+        return _reject(Rule.BEFORE_CASE, f"instant {at.isoformat()} is before the case's last change")
+    return _transition(state, cmd, at, ctx)
+
+
+def replay(
+    commands: list[tuple[Command, datetime]], ctx: Context
+) -> tuple[CaseState | None, list[CaseEvent], list[Rejection]]:
+    """Apply a sequence of commands to one case; rejected ones leave the state unchanged."""
+    state: CaseState | None = None
+    events: list[CaseEvent] = []
+    rejections: list[Rejection] = []
+    for cmd, at in commands:
+        out = apply(state, cmd, at, ctx)
+        if isinstance(out, Rejection):
+            rejections.append(out)
+        else:
+            state = out.state
+            events.extend(out.events)
+    return state, events, rejections

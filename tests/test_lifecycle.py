@@ -1,0 +1,376 @@
+"""The case lifecycle as whole case histories: happy paths, side paths, rejections, properties."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.catalogue import CaseKind, load_catalogue
+from domain.lifecycle import (
+    DISPLAY_STAGE,
+    OPEN_STATUSES,
+    Accepted,
+    Action,
+    Actor,
+    ArchiveType,
+    CaseState,
+    Command,
+    Context,
+    Rejection,
+    Role,
+    Rule,
+    Stage,
+    Status,
+    apply,
+    replay,
+)
+from domain.workcalendar import load_calendar
+
+TZ = ZoneInfo("Asia/Shanghai")
+CAT = load_catalogue("cjt214")
+CAL = load_calendar()
+CTX = Context(catalogue=CAT, calendar=CAL)
+MON = datetime(2025, 9, 22, 9, 0, tzinfo=TZ)  # a Monday, a normal working week
+
+SUP = Actor("sup-1", Role.SUPERVISOR)
+ACC = Actor("acc-1", Role.ACCEPTOR)
+LEAD = Actor("lead-1", Role.SHIFT_LEADER)
+DISP = Actor("disp-1", Role.DISPATCHER)
+DEPT = Actor("dept-10", Role.DEPARTMENT, department="10")
+OTHER_DEPT = Actor("dept-12", Role.DEPARTMENT, department="12")
+BOSS = Actor("boss", Role.LEADER)
+
+# 0101 上水井盖, condition 03 "井盖弹跳…" → 2工作日, department 10 (from the shipped catalogue)
+REPORT_SUP = {"kind": "component", "class_code": "0101", "condition_code": "03", "source": "supervisor"}
+REPORT_PUBLIC = {**REPORT_SUP, "source": "hotline"}
+
+
+def cmd(action: Action, actor: Actor, opinion: str = "", **data: object) -> Command:
+    return Command(action=action, case_id="C1", actor=actor, opinion=opinion, data=data)
+
+
+def at(minutes: float) -> datetime:
+    return MON + timedelta(minutes=minutes)
+
+
+def run(steps: list[tuple[Command, datetime]]) -> tuple[CaseState, list, list[Rejection]]:
+    state, events, rejections = replay(steps, CTX)
+    assert state is not None
+    return state, events, rejections
+
+
+def happy_until_handling(source: dict) -> list[tuple[Command, datetime]]:
+    steps = [
+        (cmd(Action.REPORT, SUP if source["source"] == "supervisor" else ACC, **source), at(0)),
+        (cmd(Action.ACCEPT, ACC), at(5)),
+    ]
+    if source["source"] != "supervisor":
+        steps.append((cmd(Action.VERIFY, SUP, confirmed=True), at(20)))
+    steps += [(cmd(Action.FILE, LEAD), at(30)), (cmd(Action.DISPATCH, DISP), at(40))]
+    return steps
+
+
+def test_catalogue_condition_is_what_the_tests_assume() -> None:
+    cond = CAT.condition(CaseKind.COMPONENT, "0101", "03")
+    assert str(cond.limit) == "2工作日"
+    assert CAT.minor(CaseKind.COMPONENT, "0101").department == "10"
+
+
+def test_happy_path_supervisor_report_needs_no_verification() -> None:
+    steps = happy_until_handling(REPORT_SUP) + [
+        (cmd(Action.FEEDBACK, DEPT, "已更换井盖"), at(240)),
+        (cmd(Action.CHECK, SUP, passed=True), at(260)),
+        (cmd(Action.CLOSE, LEAD), at(270)),
+    ]
+    state, events, rejections = run(steps)
+    assert rejections == []
+    assert [e.to_status for e in events] == [
+        Status.REPORTED,
+        Status.TO_FILE,
+        Status.TO_DISPATCH,
+        Status.HANDLING,
+        Status.TO_CHECK,
+        Status.TO_CLOSE,
+        Status.CLOSED,
+    ]
+    assert [e.from_status for e in events[1:]] == [e.to_status for e in events[:-1]]
+    assert state.status is Status.CLOSED and state.archive is ArchiveType.NORMAL
+    assert state.stage is None and not state.is_open
+    assert state.department == "10" and state.verified is None
+    # handling started Mon 09:40 with 2工作日 = 16 working hours → Wed 09:40
+    assert state.timers["handle"].deadline == datetime(2025, 9, 24, 9, 40, tzinfo=TZ)
+    assert state.timers["handle"].ended_at == at(240)
+    # the accept stage took 5 minutes against its 15-minute limit
+    accept = state.timers["accept"]
+    assert accept.ended_at is not None and accept.ended_at - accept.started_at == timedelta(minutes=5)
+
+
+def test_public_report_is_verified_before_filing_and_voided_when_false() -> None:
+    state, events, rejections = run(
+        [
+            (cmd(Action.REPORT, ACC, **REPORT_PUBLIC), at(0)),
+            (cmd(Action.ACCEPT, ACC), at(3)),
+            (cmd(Action.FILE, LEAD), at(4)),  # not yet: the 核实 task is out
+            (cmd(Action.VERIFY, SUP, confirmed=False), at(25)),
+            (cmd(Action.VOID, LEAD), at(30)),  # needs an opinion
+            (cmd(Action.VOID, LEAD, "核实不属实"), at(31)),
+        ]
+    )
+    assert [r.rule for r in rejections] == [Rule.WRONG_STATUS, Rule.MISSING_OPINION]
+    assert [e.to_status for e in events] == [Status.REPORTED, Status.VERIFYING, Status.TO_FILE, Status.VOIDED]
+    assert state.verified is False and state.status is Status.VOIDED and state.closed_at == at(31)
+
+
+def test_return_as_not_ours_goes_back_to_the_dispatcher() -> None:
+    steps = happy_until_handling(REPORT_SUP) + [
+        (cmd(Action.REQUEST_RETURN, DEPT), at(50)),  # needs an opinion
+        (cmd(Action.REQUEST_RETURN, DEPT, "非本单位"), at(51)),
+        (cmd(Action.FEEDBACK, DEPT, "x"), at(52)),  # a request is pending
+        (cmd(Action.APPROVE, DISP), at(60)),
+        (cmd(Action.DISPATCH, DISP, department="12"), at(65)),
+        (cmd(Action.FEEDBACK, DEPT, "done"), at(70)),  # no longer this department's case
+        (cmd(Action.FEEDBACK, OTHER_DEPT, "done"), at(90)),
+    ]
+    state, events, rejections = run(steps)
+    assert [r.rule for r in rejections] == [Rule.MISSING_OPINION, Rule.REQUEST_PENDING, Rule.WRONG_DEPARTMENT]
+    assert state.returns == 1 and state.dispatches == 2 and state.department == "12"
+    assert state.status is Status.TO_CHECK
+    assert [e.to_status for e in events][-3:] == [Status.TO_DISPATCH, Status.HANDLING, Status.TO_CHECK]
+
+
+def test_extension_moves_the_deadline_and_rejection_needs_an_opinion() -> None:
+    steps = happy_until_handling(REPORT_SUP) + [
+        (cmd(Action.REQUEST_EXTENSION, DEPT, "需协调产权单位", extra="1工作日"), at(60)),
+        (cmd(Action.REJECT, DISP), at(61)),
+        (cmd(Action.APPROVE, DISP), at(62)),
+    ]
+    state, _, rejections = run(steps)
+    assert [r.rule for r in rejections] == [Rule.MISSING_OPINION]
+    # Wed 09:40 + 1工作日 (8 working hours) → Thu 09:40
+    assert state.timers["handle"].deadline == datetime(2025, 9, 25, 9, 40, tzinfo=TZ)
+    assert state.extensions == 1 and state.request is None
+
+
+def test_bad_extension_is_named() -> None:
+    steps = happy_until_handling(REPORT_SUP) + [
+        (cmd(Action.REQUEST_EXTENSION, DEPT, "x", extra="soon"), at(60))
+    ]
+    _, _, rejections = run(steps)
+    assert [r.rule for r in rejections] == [Rule.BAD_EXTENSION]
+
+
+def test_suspension_pauses_the_handling_clock() -> None:
+    steps = happy_until_handling(REPORT_SUP) + [
+        (cmd(Action.REQUEST_SUSPENSION, DEPT, "待供暖季后施工"), at(60)),
+        (cmd(Action.APPROVE, DISP), at(80)),  # Mon 10:20, paused
+    ]
+    state, _, _ = run(steps)
+    assert state.status is Status.SUSPENDED and state.stage is Stage.SUSPENDED
+    # resumed on Tue 10:20: a full working day (8 h) was paused → deadline Wed 09:40 → Thu 09:40
+    state2, _, rejections = run(steps + [(cmd(Action.RESUME, DISP), at(80 + 24 * 60))])
+    assert rejections == []
+    assert state2.status is Status.HANDLING
+    assert state2.timers["handle"].deadline == datetime(2025, 9, 25, 9, 40, tzinfo=TZ)
+    assert state2.suspensions == 1
+
+
+def test_rework_returns_to_the_same_department_with_a_new_clock() -> None:
+    steps = happy_until_handling(REPORT_SUP) + [
+        (cmd(Action.FEEDBACK, DEPT, "已修复"), at(120)),
+        (cmd(Action.CHECK, SUP, passed=False), at(150)),  # failing needs an opinion
+        (cmd(Action.CHECK, SUP, "井盖仍有响动", passed=False), at(151)),
+        (cmd(Action.FEEDBACK, DEPT, "已重新安装"), at(300)),
+        (cmd(Action.CHECK, SUP, passed=True), at(320)),
+        (cmd(Action.CLOSE, LEAD), at(330)),
+    ]
+    state, events, rejections = run(steps)
+    assert [r.rule for r in rejections] == [Rule.MISSING_OPINION]
+    assert state.reworks == 1 and state.department == "10" and state.archive is ArchiveType.NORMAL
+    assert [e.action for e in events].count(Action.FEEDBACK) == 2
+    # the second handling clock started at the failed check (Mon 11:31) → Wed 11:31
+    assert state.timers["handle"].started_at == at(151)
+    assert state.timers["handle"].deadline == datetime(2025, 9, 24, 11, 31, tzinfo=TZ)
+
+
+def test_late_handling_closes_as_overtime_and_special_close_needs_opinion() -> None:
+    late = datetime(2025, 9, 26, 10, 0, tzinfo=TZ)  # Friday, past Wednesday's deadline
+    steps = happy_until_handling(REPORT_SUP) + [
+        (cmd(Action.FEEDBACK, DEPT, "done"), late),
+        (cmd(Action.CHECK, SUP, passed=True), late + timedelta(minutes=10)),
+    ]
+    state, events, _ = run(steps + [(cmd(Action.CLOSE, LEAD), late + timedelta(minutes=20))])
+    assert events[-3].data["overdue"] is True
+    assert state.archive is ArchiveType.OVERTIME
+    special, _, rejections = run(
+        steps
+        + [
+            (cmd(Action.CLOSE, LEAD, special=True), late + timedelta(minutes=20)),
+            (cmd(Action.CLOSE, LEAD, "领导批示特殊结案", special=True), late + timedelta(minutes=21)),
+        ]
+    )
+    assert [r.rule for r in rejections] == [Rule.MISSING_OPINION]
+    assert special.archive is ArchiveType.SPECIAL
+
+
+def test_urge_at_any_open_stage_counts_and_keeps_status() -> None:
+    steps = happy_until_handling(REPORT_SUP) + [
+        (cmd(Action.URGE, BOSS, "尽快处置"), at(50)),
+        (cmd(Action.URGE, ACC, "x"), at(51)),  # an acceptor may not urge
+    ]
+    state, events, rejections = run(steps)
+    assert state.urges == 1 and state.status is Status.HANDLING
+    assert events[-1].action is Action.URGE and events[-1].from_status == events[-1].to_status
+    assert [r.rule for r in rejections] == [Rule.WRONG_ROLE]
+
+
+@pytest.mark.parametrize(
+    ("steps", "rule"),
+    [
+        ([(cmd(Action.ACCEPT, ACC), at(1))], Rule.NO_CASE),
+        (
+            [(cmd(Action.REPORT, SUP, **REPORT_SUP), at(0)), (cmd(Action.REPORT, SUP, **REPORT_SUP), at(1))],
+            Rule.CASE_EXISTS,
+        ),
+        ([(cmd(Action.REPORT, SUP, **{**REPORT_SUP, "class_code": "0199"}), at(0))], Rule.UNKNOWN_CLASS),
+        ([(cmd(Action.REPORT, SUP, **{**REPORT_SUP, "condition_code": "09"}), at(0))], Rule.UNKNOWN_CLASS),
+        ([(cmd(Action.REPORT, SUP, **{**REPORT_SUP, "kind": "thing"}), at(0))], Rule.UNKNOWN_CLASS),
+        ([(cmd(Action.REPORT, DISP, **REPORT_SUP), at(0))], Rule.WRONG_ROLE),
+        ([(cmd(Action.REPORT, SUP, **REPORT_SUP), at(0)), (cmd(Action.FILE, ACC), at(1))], Rule.WRONG_ROLE),
+        (
+            [(cmd(Action.REPORT, SUP, **REPORT_SUP), at(0)), (cmd(Action.DISPATCH, DISP), at(1))],
+            Rule.WRONG_STATUS,
+        ),
+        (
+            [(cmd(Action.REPORT, SUP, **REPORT_SUP), at(10)), (cmd(Action.ACCEPT, ACC), at(5))],
+            Rule.BEFORE_CASE,
+        ),
+        (
+            happy_until_handling(REPORT_SUP)[:-1] + [(cmd(Action.DISPATCH, DISP, department="99"), at(41))],
+            Rule.UNKNOWN_DEPARTMENT,
+        ),
+        (happy_until_handling(REPORT_SUP) + [(cmd(Action.APPROVE, DISP), at(41))], Rule.NO_REQUEST),
+        (happy_until_handling(REPORT_PUBLIC)[:2] + [(cmd(Action.VERIFY, SUP), at(9))], Rule.MISSING_RESULT),
+        (
+            happy_until_handling(REPORT_SUP)
+            + [(cmd(Action.FEEDBACK, DEPT, "x"), at(41)), (cmd(Action.CHECK, SUP), at(42))],
+            Rule.MISSING_RESULT,
+        ),
+        (
+            happy_until_handling(REPORT_SUP)
+            + [
+                (cmd(Action.REQUEST_RETURN, DEPT, "a"), at(41)),
+                (cmd(Action.REQUEST_SUSPENSION, DEPT, "b"), at(42)),
+            ],
+            Rule.REQUEST_PENDING,
+        ),
+    ],
+)
+def test_rejections_name_the_rule_and_leave_the_case_unchanged(steps, rule) -> None:
+    state = None
+    for command, instant in steps[:-1]:
+        out = apply(state, command, instant, CTX)
+        assert isinstance(out, Accepted), out
+        state = out.state
+    command, instant = steps[-1]
+    out = apply(state, command, instant, CTX)
+    assert isinstance(out, Rejection) and out.rule is rule, out
+    assert out.message
+
+
+def test_closed_case_and_future_instants_are_rejected() -> None:
+    steps = happy_until_handling(REPORT_SUP)[:2] + [(cmd(Action.VOID, LEAD, "重复上报"), at(10))]
+    state, _, _ = run(steps)
+    out = apply(state, cmd(Action.URGE, BOSS, "x"), at(11), CTX)
+    assert isinstance(out, Rejection) and out.rule is Rule.CASE_CLOSED
+    ctx_now = Context(catalogue=CAT, calendar=CAL, now=at(0))
+    out = apply(None, cmd(Action.REPORT, SUP, **REPORT_SUP), at(60), ctx_now)
+    assert isinstance(out, Rejection) and out.rule is Rule.IN_FUTURE
+    with pytest.raises(ValueError, match="timezone-aware"):
+        apply(None, cmd(Action.REPORT, SUP, **REPORT_SUP), datetime(2025, 9, 22, 9, 0), CTX)
+
+
+def test_file_and_close_roles_are_configuration() -> None:
+    from domain.lifecycle import Policy
+
+    ctx = Context(catalogue=CAT, calendar=CAL, policy=Policy(file_roles=frozenset({Role.ACCEPTOR})))
+    steps = [(cmd(Action.REPORT, SUP, **REPORT_SUP), at(0)), (cmd(Action.ACCEPT, ACC), at(1))]
+    state, _, _ = replay(steps, ctx)
+    assert isinstance(apply(state, cmd(Action.FILE, ACC), at(2), ctx), Accepted)
+    assert isinstance(apply(state, cmd(Action.FILE, LEAD), at(2), ctx), Rejection)
+
+
+def test_every_open_status_has_exactly_one_display_stage() -> None:
+    assert set(DISPLAY_STAGE) == set(OPEN_STATUSES)
+    assert {s.value for s in Stage} == {
+        "待受理",
+        "待核实",
+        "待立案",
+        "待派遣",
+        "处置中",
+        "挂账",
+        "待核查",
+        "待结案",
+    }
+    assert set(DISPLAY_STAGE.values()) == set(Stage)
+    assert Status.CLOSED not in DISPLAY_STAGE and Status.VOIDED not in DISPLAY_STAGE
+
+
+ACTORS = [SUP, ACC, LEAD, DISP, DEPT, OTHER_DEPT, BOSS]
+COMMANDS = st.builds(
+    lambda action, actor, opinion, flag, extra: Command(
+        action=action,
+        case_id="C1",
+        actor=actor,
+        opinion=opinion,
+        data={**REPORT_PUBLIC, "confirmed": flag, "passed": flag, "extra": extra, "special": not flag},
+    ),
+    st.sampled_from(list(Action)),
+    st.sampled_from(ACTORS),
+    st.sampled_from(["", "意见"]),
+    st.booleans(),
+    st.sampled_from(["1工作日", "4工作时", "bad"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(COMMANDS, st.integers(min_value=0, max_value=3000)), min_size=1, max_size=40))
+def test_no_command_sequence_reaches_an_inconsistent_state(seq) -> None:
+    state: CaseState | None = None
+    t = MON
+    for command, gap in seq:
+        t = t + timedelta(minutes=gap)
+        out = apply(state, command, t, CTX)
+        if isinstance(out, Rejection):
+            assert out.rule in set(Rule)
+            continue
+        new = out.state
+        assert len(out.events) == 1
+        ev = out.events[0]
+        assert ev.to_status is new.status
+        assert ev.from_status is (state.status if state else None)
+        # open ⇔ a display stage; closed/voided ⇔ closed_at
+        assert (new.stage is not None) == new.is_open
+        assert (new.closed_at is not None) == (new.status in (Status.CLOSED, Status.VOIDED))
+        # a department holds the case exactly while it is being handled or later, never before dispatch
+        if new.status in (Status.HANDLING, Status.SUSPENDED, Status.TO_CHECK, Status.TO_CLOSE):
+            assert new.department is not None
+        if new.status in (Status.REPORTED, Status.VERIFYING, Status.TO_FILE):
+            assert new.department is None
+        # a pending request exists only while handling
+        if new.request is not None:
+            assert new.status is Status.HANDLING
+        # the handling clock is paused exactly while suspended
+        handle = new.timers.get("handle")
+        if new.status is Status.SUSPENDED:
+            assert handle is not None and handle.paused_since is not None
+        elif handle is not None:
+            assert handle.paused_since is None or handle.ended_at is not None
+        # at most one timer runs, and only while open
+        running = [k for k, v in new.timers.items() if v.ended_at is None]
+        assert len(running) <= 1
+        assert (len(running) == 1) == new.is_open
+        state = new
