@@ -13,14 +13,16 @@ mutates its input. Stage timers come from :mod:`domain.workcalendar`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from domain.catalogue import CaseKind, Catalogue, CatalogueError
-from domain.timelimit import TimeLimit
+from domain.timelimit import LimitUnit, TimeLimit
 from domain.workcalendar import (
     CENTRE_STAGE_LIMITS,
     StageTimer,
@@ -146,6 +148,8 @@ class Rule(StrEnum):
     NO_REQUEST = "no_request"
     MISSING_RESULT = "missing_result"
     BAD_EXTENSION = "bad_extension"
+    UNKNOWN_GRID = "unknown_grid"  # checked by the store/pipeline, which know the geography
+    KEY_CONFLICT = "idempotency_key_conflict"  # same key, different command
 
 
 @dataclass(frozen=True)
@@ -297,6 +301,14 @@ T_ACCEPT, T_VERIFY, T_FILE, T_DISPATCH, T_HANDLE, T_CHECK, T_CLOSE = (
 _CENTRE_LIMIT_FALLBACK = TimeLimit(0.25, CENTRE_STAGE_LIMITS["accept"].unit)
 
 
+def _with(state: CaseState, **changes: Any) -> CaseState:
+    """A copy of a (frozen) case state with some fields changed; much cheaper than dataclasses.replace."""
+    new = object.__new__(CaseState)
+    new.__dict__.update(state.__dict__)
+    new.__dict__.update(changes)
+    return new
+
+
 def _reject(rule: Rule, message: str) -> Rejection:
     return Rejection(rule, message)
 
@@ -312,7 +324,7 @@ def _start(
 ) -> CaseState:
     timers = dict(state.timers)
     timers[stage] = start_timer(stage, limit or _stage_limit(ctx, stage), at, ctx.calendar)
-    return replace(state, timers=timers)
+    return _with(state, timers=timers)
 
 
 def _stop(state: CaseState, stage: str, at: datetime) -> CaseState:
@@ -321,7 +333,7 @@ def _stop(state: CaseState, stage: str, at: datetime) -> CaseState:
         return state
     timers = dict(state.timers)
     timers[stage] = stop(t, at)
-    return replace(state, timers=timers)
+    return _with(state, timers=timers)
 
 
 def handling_limit(ctx: Context, kind: CaseKind, class_code: str, condition_code: str) -> TimeLimit:
@@ -422,23 +434,23 @@ def _first(*checks: Rejection | None) -> Rejection | None:
 def _transition(state: CaseState, cmd: Command, at: datetime, ctx: Context) -> Outcome:
     p = ctx.policy
     a = cmd.action
-    s = replace(state, updated_at=at)
+    s = _with(state, updated_at=at)
     extra: dict[str, Any] = {}
     if a is Action.ACCEPT:
         if r := _first(_role(cmd, p.accept_roles), _need(state, Status.REPORTED)):
             return r
         s = _stop(s, T_ACCEPT, at)
         if state.source is Source.SUPERVISOR:  # a supervisor's own report needs no 核实
-            s = _start(replace(s, status=Status.TO_FILE), T_FILE, at, ctx)
+            s = _start(_with(s, status=Status.TO_FILE), T_FILE, at, ctx)
         else:
-            s = _start(replace(s, status=Status.VERIFYING), T_VERIFY, at, ctx)
+            s = _start(_with(s, status=Status.VERIFYING), T_VERIFY, at, ctx)
     elif a is Action.VERIFY:
         if r := _first(_role(cmd, {Role.SUPERVISOR}), _need(state, Status.VERIFYING)):
             return r
         if "confirmed" not in cmd.data:
             return _reject(Rule.MISSING_RESULT, "verify needs confirmed: true/false")
         s = _stop(s, T_VERIFY, at)
-        s = _start(replace(s, status=Status.TO_FILE, verified=bool(cmd.data["confirmed"])), T_FILE, at, ctx)
+        s = _start(_with(s, status=Status.TO_FILE, verified=bool(cmd.data["confirmed"])), T_FILE, at, ctx)
     elif a is Action.FILE:
         if r := _first(_role(cmd, p.file_roles), _need(state, Status.TO_FILE)):
             return r
@@ -450,7 +462,7 @@ def _transition(state: CaseState, cmd: Command, at: datetime, ctx: Context) -> O
             return _reject(Rule.UNKNOWN_CLASS, str(exc))
         s = _stop(s, T_FILE, at)
         s = _start(
-            replace(s, status=Status.TO_DISPATCH, class_code=cls, condition_code=cond), T_DISPATCH, at, ctx
+            _with(s, status=Status.TO_DISPATCH, class_code=cls, condition_code=cond), T_DISPATCH, at, ctx
         )
     elif a is Action.VOID:
         if r := _first(
@@ -461,7 +473,7 @@ def _transition(state: CaseState, cmd: Command, at: datetime, ctx: Context) -> O
             return r
         for t in (T_ACCEPT, T_VERIFY, T_FILE):
             s = _stop(s, t, at)
-        s = replace(s, status=Status.VOIDED, closed_at=at)
+        s = _with(s, status=Status.VOIDED, closed_at=at)
     elif a is Action.DISPATCH:
         if r := _first(_role(cmd, p.dispatch_roles), _need(state, Status.TO_DISPATCH)):
             return r
@@ -471,7 +483,7 @@ def _transition(state: CaseState, cmd: Command, at: datetime, ctx: Context) -> O
         s = _stop(s, T_DISPATCH, at)
         limit = handling_limit(ctx, state.kind, state.class_code, state.condition_code)
         s = _start(
-            replace(s, status=Status.HANDLING, department=dept, dispatches=state.dispatches + 1),
+            _with(s, status=Status.HANDLING, department=dept, dispatches=state.dispatches + 1),
             T_HANDLE,
             at,
             ctx,
@@ -496,7 +508,7 @@ def _transition(state: CaseState, cmd: Command, at: datetime, ctx: Context) -> O
                 req_extra = TimeLimit.parse(str(cmd.data.get("extra", "")))
             except ValueError as exc:
                 return _reject(Rule.BAD_EXTENSION, str(exc))
-        s = replace(s, request=Request(a, cmd.actor.id, at, req_extra))
+        s = _with(s, request=Request(a, cmd.actor.id, at, req_extra))
     elif a in (Action.APPROVE, Action.REJECT):
         if r := _first(_role(cmd, p.dispatch_roles), _need(state, Status.HANDLING)):
             return r
@@ -505,22 +517,22 @@ def _transition(state: CaseState, cmd: Command, at: datetime, ctx: Context) -> O
             return _reject(Rule.NO_REQUEST, f"case {state.id} has no pending request")
         if a is Action.REJECT and (r2 := _opinion(cmd)):
             return r2
-        s = replace(s, request=None)
+        s = _with(s, request=None)
         extra["request"] = req.action.value
         if a is Action.APPROVE:
             if req.action is Action.REQUEST_EXTENSION and req.extra is not None:
                 timers = dict(s.timers)
                 timers[T_HANDLE] = extend(timers[T_HANDLE], req.extra, ctx.calendar)
-                s = replace(s, timers=timers, extensions=s.extensions + 1)
+                s = _with(s, timers=timers, extensions=s.extensions + 1)
                 extra["extra"] = str(req.extra)
             elif req.action is Action.REQUEST_SUSPENSION:
                 timers = dict(s.timers)
                 timers[T_HANDLE] = pause(timers[T_HANDLE], at)
-                s = replace(s, timers=timers, status=Status.SUSPENDED, suspensions=s.suspensions + 1)
+                s = _with(s, timers=timers, status=Status.SUSPENDED, suspensions=s.suspensions + 1)
             elif req.action is Action.REQUEST_RETURN:  # 非本单位: back to the dispatcher
                 s = _stop(s, T_HANDLE, at)
                 s = _start(
-                    replace(s, status=Status.TO_DISPATCH, department=None, returns=s.returns + 1),
+                    _with(s, status=Status.TO_DISPATCH, department=None, returns=s.returns + 1),
                     T_DISPATCH,
                     at,
                     ctx,
@@ -530,7 +542,7 @@ def _transition(state: CaseState, cmd: Command, at: datetime, ctx: Context) -> O
             return r
         timers = dict(s.timers)
         timers[T_HANDLE] = resume(timers[T_HANDLE], at, ctx.calendar)
-        s = replace(s, timers=timers, status=Status.HANDLING)
+        s = _with(s, timers=timers, status=Status.HANDLING)
     elif a is Action.FEEDBACK:
         if r := _first(
             _role(cmd, {Role.DEPARTMENT}), _need(state, Status.HANDLING), _own_department(state, cmd)
@@ -543,8 +555,8 @@ def _transition(state: CaseState, cmd: Command, at: datetime, ctx: Context) -> O
         s = _stop(s, T_HANDLE, at)
         handle = s.timers[T_HANDLE]
         late = is_overdue(handle, at)
-        s = replace(s, handled_overdue=s.handled_overdue or late)
-        s = _start(replace(s, status=Status.TO_CHECK), T_CHECK, at, ctx)
+        s = _with(s, handled_overdue=s.handled_overdue or late)
+        s = _start(_with(s, status=Status.TO_CHECK), T_CHECK, at, ctx)
         extra["overdue"] = late
     elif a is Action.CHECK:
         if r := _first(_role(cmd, {Role.SUPERVISOR}), _need(state, Status.TO_CHECK)):
@@ -553,12 +565,12 @@ def _transition(state: CaseState, cmd: Command, at: datetime, ctx: Context) -> O
             return _reject(Rule.MISSING_RESULT, "check needs passed: true/false")
         s = _stop(s, T_CHECK, at)
         if bool(cmd.data["passed"]):
-            s = _start(replace(s, status=Status.TO_CLOSE), T_CLOSE, at, ctx)
+            s = _start(_with(s, status=Status.TO_CLOSE), T_CLOSE, at, ctx)
         else:  # 返工: back to the same department, history kept, a new handling clock
             if r := _opinion(cmd):
                 return r
             limit = handling_limit(ctx, state.kind, state.class_code, state.condition_code)
-            s = _start(replace(s, status=Status.HANDLING, reworks=s.reworks + 1), T_HANDLE, at, ctx, limit)
+            s = _start(_with(s, status=Status.HANDLING, reworks=s.reworks + 1), T_HANDLE, at, ctx, limit)
     elif a is Action.CLOSE:
         if r := _first(_role(cmd, p.close_roles), _need(state, Status.TO_CLOSE)):
             return r
@@ -569,12 +581,12 @@ def _transition(state: CaseState, cmd: Command, at: datetime, ctx: Context) -> O
             archive = ArchiveType.SPECIAL
         else:
             archive = ArchiveType.OVERTIME if s.handled_overdue else ArchiveType.NORMAL
-        s = replace(s, status=Status.CLOSED, closed_at=at, archive=archive)
+        s = _with(s, status=Status.CLOSED, closed_at=at, archive=archive)
         extra["archive"] = archive.value
     elif a is Action.URGE:
         if r := _role(cmd, p.urge_roles):
             return r
-        s = replace(s, urges=s.urges + 1)
+        s = _with(s, urges=s.urges + 1)
     else:  # pragma: no cover - every Action is handled above
         return _reject(Rule.WRONG_STATUS, f"unknown action {a}")
     return Accepted(s, (_event(state, s, cmd, at, **extra),))
@@ -614,3 +626,149 @@ def replay(
             state = out.state
             events.extend(out.events)
     return state, events, rejections
+
+
+# -- serialisation (for the store's case snapshot and idempotency fingerprints) ---------------------
+
+
+def _dt(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _pdt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _limit_json(limit: TimeLimit) -> list[Any]:
+    return [limit.value, limit.unit.value]
+
+
+def _limit_from(value: list[Any]) -> TimeLimit:
+    return TimeLimit(float(value[0]), LimitUnit(value[1]))
+
+
+def timer_to_json(t: StageTimer) -> dict[str, Any]:
+    """A stage timer as plain JSON."""
+    return {
+        "stage": t.stage,
+        "limit": _limit_json(t.limit),
+        "started_at": _dt(t.started_at),
+        "deadline": _dt(t.deadline),
+        "paused_since": _dt(t.paused_since),
+        "paused_seconds": t.paused_seconds,
+        "ended_at": _dt(t.ended_at),
+        "extended_by": t.extended_by,
+    }
+
+
+def timer_from_json(d: Mapping[str, Any]) -> StageTimer:
+    """The inverse of :func:`timer_to_json`."""
+    started, deadline = _pdt(d["started_at"]), _pdt(d["deadline"])
+    assert started is not None and deadline is not None
+    return StageTimer(
+        stage=d["stage"],
+        limit=_limit_from(d["limit"]),
+        started_at=started,
+        deadline=deadline,
+        paused_since=_pdt(d["paused_since"]),
+        paused_seconds=float(d["paused_seconds"]),
+        ended_at=_pdt(d["ended_at"]),
+        extended_by=float(d.get("extended_by", 0.0)),
+    )
+
+
+def state_to_json(s: CaseState) -> dict[str, Any]:
+    """A case state as plain JSON (exact round trip with :func:`state_from_json`)."""
+    req = s.request
+    return {
+        "id": s.id,
+        "kind": s.kind.value,
+        "class_code": s.class_code,
+        "condition_code": s.condition_code,
+        "source": s.source.value,
+        "status": s.status.value,
+        "reported_at": _dt(s.reported_at),
+        "updated_at": _dt(s.updated_at),
+        "reporter": s.reporter,
+        "emergency": s.emergency,
+        "department": s.department,
+        "verified": s.verified,
+        "timers": {k: timer_to_json(v) for k, v in s.timers.items()},
+        "request": None
+        if req is None
+        else {
+            "action": req.action.value,
+            "by": req.by,
+            "at": _dt(req.at),
+            "extra": None if req.extra is None else _limit_json(req.extra),
+        },
+        "reworks": s.reworks,
+        "returns": s.returns,
+        "urges": s.urges,
+        "extensions": s.extensions,
+        "suspensions": s.suspensions,
+        "dispatches": s.dispatches,
+        "handled_overdue": s.handled_overdue,
+        "closed_at": _dt(s.closed_at),
+        "archive": None if s.archive is None else s.archive.value,
+    }
+
+
+def state_from_json(d: Mapping[str, Any]) -> CaseState:
+    """The inverse of :func:`state_to_json`."""
+    req = d.get("request")
+    reported, updated = _pdt(d["reported_at"]), _pdt(d["updated_at"])
+    assert reported is not None and updated is not None
+    request = None
+    if req:
+        req_at = _pdt(req["at"])
+        assert req_at is not None
+        request = Request(
+            Action(req["action"]),
+            req["by"],
+            req_at,
+            None if req["extra"] is None else _limit_from(req["extra"]),
+        )
+    return CaseState(
+        id=d["id"],
+        kind=CaseKind(d["kind"]),
+        class_code=d["class_code"],
+        condition_code=d["condition_code"],
+        source=Source(d["source"]),
+        status=Status(d["status"]),
+        reported_at=reported,
+        updated_at=updated,
+        reporter=d["reporter"],
+        emergency=bool(d["emergency"]),
+        department=d["department"],
+        verified=d["verified"],
+        timers={k: timer_from_json(v) for k, v in d["timers"].items()},
+        request=request,
+        reworks=int(d["reworks"]),
+        returns=int(d["returns"]),
+        urges=int(d["urges"]),
+        extensions=int(d["extensions"]),
+        suspensions=int(d["suspensions"]),
+        dispatches=int(d["dispatches"]),
+        handled_overdue=bool(d["handled_overdue"]),
+        closed_at=_pdt(d["closed_at"]),
+        archive=None if d["archive"] is None else ArchiveType(d["archive"]),
+    )
+
+
+def fingerprint(cmd: Command, at: datetime) -> str:
+    """A digest of a command's content, to tell a repeat from a different command with the same key."""
+    body = json.dumps(
+        {
+            "action": cmd.action.value,
+            "case": cmd.case_id,
+            "actor": [cmd.actor.id, cmd.actor.role.value, cmd.actor.department],
+            "opinion": cmd.opinion,
+            "data": dict(cmd.data),
+            "at": at.astimezone(UTC).isoformat(),
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from store.db import Base, JSONType, utcnow
+from store.db import Base, BigId, JSONType, utcnow
 
 
 class GeoColumns:
@@ -98,3 +98,121 @@ class Grid(GeoColumns, Base):
     lattice_row: Mapped[int] = mapped_column(Integer)
     lattice_col: Mapped[int] = mapped_column(Integer)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Department(Base):
+    """A responsible department (专业部门) with its parent unit."""
+
+    __tablename__ = "departments"
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    parent_code: Mapped[str | None] = mapped_column(ForeignKey("departments.code"), nullable=True)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=True)  # shipped default, replace by import
+
+
+class Case(Base):
+    """A case (案卷): queryable columns plus the exact lifecycle state as a JSON snapshot."""
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        Index("ix_cases_status", "status"),
+        Index("ix_cases_street_status", "street_code", "status"),
+        Index("ix_cases_deadline", "open", "deadline"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    class_code: Mapped[str] = mapped_column(String(8))
+    condition_code: Mapped[str] = mapped_column(String(8))
+    source: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    stage: Mapped[str | None] = mapped_column(String(8), nullable=True)  # display stage (None when ended)
+    open: Mapped[bool] = mapped_column(Boolean, default=True)
+    emergency: Mapped[bool] = mapped_column(Boolean, default=False)
+    grid_code: Mapped[str | None] = mapped_column(ForeignKey("grids.code"), nullable=True, index=True)
+    community_code: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    street_code: Mapped[str | None] = mapped_column(String(9), nullable=True)
+    lon: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    department_code: Mapped[str | None] = mapped_column(
+        ForeignKey("departments.code"), nullable=True, index=True
+    )
+    reporter: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    reported_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+    closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    deadline: Mapped[datetime | None] = mapped_column(nullable=True)  # of the running stage
+    archive: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    reworks: Mapped[int] = mapped_column(Integer, default=0)
+    returns: Mapped[int] = mapped_column(Integer, default=0)
+    urges: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class CaseEventRow(Base):
+    """The append-only case-event log."""
+
+    __tablename__ = "case_events"
+    __table_args__ = (Index("ix_case_events_case_seq", "case_id", "seq", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(24))
+    actor: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    from_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    to_status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(index=True)
+    opinion: Mapped[str] = mapped_column(String(1000), default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    key: Mapped[str | None] = mapped_column(String(128), nullable=True, unique=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+
+
+class StageTimerRow(Base):
+    """Per-stage timers of a case: deadline, paused seconds, end, overdue."""
+
+    __tablename__ = "stage_timers"
+
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16), primary_key=True)
+    limit_value: Mapped[float] = mapped_column(Float)
+    limit_unit: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column()
+    deadline: Mapped[datetime] = mapped_column()
+    paused_since: Mapped[datetime | None] = mapped_column(nullable=True)
+    paused_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Task(Base):
+    """A supervisor task: 核实 (verify, before filing) or 核查 (check, after handling)."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # verify | check
+    assignee: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column()
+    deadline: Mapped[datetime] = mapped_column()
+    done_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    result: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+
+
+class Reject(Base):
+    """Dead letter: every rejected input with its named reason, never silently dropped."""
+
+    __tablename__ = "rejects"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    source: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(48))
+    message: Mapped[str] = mapped_column(String(1000))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
