@@ -353,7 +353,7 @@ def _event(
         to_status=state_after.status,
         at=at,
         opinion=cmd.opinion,
-        data={**dict(cmd.data), **data},
+        data=dict(cmd.data, **data) if data else cmd.data,
         key=cmd.key,
     )
 
@@ -431,171 +431,195 @@ def _first(*checks: Rejection | None) -> Rejection | None:
     return None
 
 
-def _transition(state: CaseState, cmd: Command, at: datetime, ctx: Context) -> Outcome:
-    p = ctx.policy
-    a = cmd.action
-    s = _with(state, updated_at=at)
-    extra: dict[str, Any] = {}
-    if a is Action.ACCEPT:
-        if r := _first(_role(cmd, p.accept_roles), _need(state, Status.REPORTED)):
-            return r
-        s = _stop(s, T_ACCEPT, at)
-        if state.source is Source.SUPERVISOR:  # a supervisor's own report needs no 核实
-            s = _start(_with(s, status=Status.TO_FILE), T_FILE, at, ctx)
-        else:
-            s = _start(_with(s, status=Status.VERIFYING), T_VERIFY, at, ctx)
-    elif a is Action.VERIFY:
-        if r := _first(_role(cmd, {Role.SUPERVISOR}), _need(state, Status.VERIFYING)):
-            return r
-        if "confirmed" not in cmd.data:
-            return _reject(Rule.MISSING_RESULT, "verify needs confirmed: true/false")
-        s = _stop(s, T_VERIFY, at)
-        s = _start(_with(s, status=Status.TO_FILE, verified=bool(cmd.data["confirmed"])), T_FILE, at, ctx)
-    elif a is Action.FILE:
-        if r := _first(_role(cmd, p.file_roles), _need(state, Status.TO_FILE)):
-            return r
-        cond = str(cmd.data.get("condition_code") or state.condition_code)
-        cls = str(cmd.data.get("class_code") or state.class_code)
+# Each handler gets the state before the command and ``s``, the same state stamped with the
+# command's instant; it returns the new state and extra event data, or a Rejection.
+Step = tuple[CaseState, dict[str, Any]] | Rejection
+_SUPERVISOR_ONLY = frozenset({Role.SUPERVISOR})
+_DEPARTMENT_ONLY = frozenset({Role.DEPARTMENT})
+_BEFORE_FILING = (Status.REPORTED, Status.VERIFYING, Status.TO_FILE)
+
+
+def _accept(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+    if r := _first(_role(cmd, ctx.policy.accept_roles), _need(state, Status.REPORTED)):
+        return r
+    s = _stop(s, T_ACCEPT, at)
+    if state.source is Source.SUPERVISOR:  # a supervisor's own report needs no 核实
+        return _start(_with(s, status=Status.TO_FILE), T_FILE, at, ctx), {}
+    return _start(_with(s, status=Status.VERIFYING), T_VERIFY, at, ctx), {}
+
+
+def _verify(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+    if r := _first(_role(cmd, _SUPERVISOR_ONLY), _need(state, Status.VERIFYING)):
+        return r
+    if "confirmed" not in cmd.data:
+        return _reject(Rule.MISSING_RESULT, "verify needs confirmed: true/false")
+    s = _stop(s, T_VERIFY, at)
+    return _start(_with(s, status=Status.TO_FILE, verified=bool(cmd.data["confirmed"])), T_FILE, at, ctx), {}
+
+
+def _file(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+    if r := _first(_role(cmd, ctx.policy.file_roles), _need(state, Status.TO_FILE)):
+        return r
+    cond = str(cmd.data.get("condition_code") or state.condition_code)
+    cls = str(cmd.data.get("class_code") or state.class_code)
+    try:
+        ctx.catalogue.condition(state.kind, cls, cond)
+    except (CatalogueError, KeyError) as exc:
+        return _reject(Rule.UNKNOWN_CLASS, str(exc))
+    s = _stop(s, T_FILE, at)
+    return _start(
+        _with(s, status=Status.TO_DISPATCH, class_code=cls, condition_code=cond), T_DISPATCH, at, ctx
+    ), {}
+
+
+def _void(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+    if r := _first(_role(cmd, ctx.policy.void_roles), _need(state, *_BEFORE_FILING), _opinion(cmd)):
+        return r
+    for t in (T_ACCEPT, T_VERIFY, T_FILE):
+        s = _stop(s, t, at)
+    return _with(s, status=Status.VOIDED, closed_at=at), {}
+
+
+def _dispatch(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+    if r := _first(_role(cmd, ctx.policy.dispatch_roles), _need(state, Status.TO_DISPATCH)):
+        return r
+    dept = str(cmd.data.get("department") or ctx.catalogue.minor(state.kind, state.class_code).department)
+    if dept not in ctx.catalogue.departments:
+        return _reject(Rule.UNKNOWN_DEPARTMENT, f"unknown department {dept!r}")
+    s = _stop(s, T_DISPATCH, at)
+    limit = handling_limit(ctx, state.kind, state.class_code, state.condition_code)
+    s = _with(s, status=Status.HANDLING, department=dept, dispatches=state.dispatches + 1)
+    return _start(s, T_HANDLE, at, ctx, limit), {"department": dept}
+
+
+def _request(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+    if r := _first(
+        _role(cmd, _DEPARTMENT_ONLY),
+        _need(state, Status.HANDLING),
+        _own_department(state, cmd),
+        _opinion(cmd),
+    ):
+        return r
+    if state.request is not None:
+        return _reject(
+            Rule.REQUEST_PENDING, f"case {state.id} already has a pending {state.request.action.value}"
+        )
+    extra = None
+    if cmd.action is Action.REQUEST_EXTENSION:
         try:
-            ctx.catalogue.condition(state.kind, cls, cond)
-        except (CatalogueError, KeyError) as exc:
-            return _reject(Rule.UNKNOWN_CLASS, str(exc))
-        s = _stop(s, T_FILE, at)
-        s = _start(
-            _with(s, status=Status.TO_DISPATCH, class_code=cls, condition_code=cond), T_DISPATCH, at, ctx
-        )
-    elif a is Action.VOID:
-        if r := _first(
-            _role(cmd, p.void_roles),
-            _need(state, Status.REPORTED, Status.VERIFYING, Status.TO_FILE),
-            _opinion(cmd),
-        ):
+            extra = TimeLimit.parse(str(cmd.data.get("extra", "")))
+        except ValueError as exc:
+            return _reject(Rule.BAD_EXTENSION, str(exc))
+    return _with(s, request=Request(cmd.action, cmd.actor.id, at, extra)), {}
+
+
+def _decide(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+    if r := _first(_role(cmd, ctx.policy.dispatch_roles), _need(state, Status.HANDLING)):
+        return r
+    req = state.request
+    if req is None:
+        return _reject(Rule.NO_REQUEST, f"case {state.id} has no pending request")
+    if cmd.action is Action.REJECT:
+        return _opinion(cmd) or (_with(s, request=None), {"request": req.action.value})
+    s = _with(s, request=None)
+    extra: dict[str, Any] = {"request": req.action.value}
+    timers = dict(s.timers)
+    if req.action is Action.REQUEST_EXTENSION and req.extra is not None:
+        timers[T_HANDLE] = extend(timers[T_HANDLE], req.extra, ctx.calendar)
+        extra["extra"] = str(req.extra)
+        return _with(s, timers=timers, extensions=s.extensions + 1), extra
+    if req.action is Action.REQUEST_SUSPENSION:
+        timers[T_HANDLE] = pause(timers[T_HANDLE], at)
+        return _with(s, timers=timers, status=Status.SUSPENDED, suspensions=s.suspensions + 1), extra
+    # 回退 "非本单位": back to the dispatcher
+    s = _stop(s, T_HANDLE, at)
+    s = _with(s, status=Status.TO_DISPATCH, department=None, returns=s.returns + 1)
+    return _start(s, T_DISPATCH, at, ctx), extra
+
+
+def _resume(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+    if r := _first(_role(cmd, ctx.policy.dispatch_roles), _need(state, Status.SUSPENDED)):
+        return r
+    timers = dict(s.timers)
+    timers[T_HANDLE] = resume(timers[T_HANDLE], at, ctx.calendar)
+    return _with(s, timers=timers, status=Status.HANDLING), {}
+
+
+def _feedback(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+    if r := _first(_role(cmd, _DEPARTMENT_ONLY), _need(state, Status.HANDLING), _own_department(state, cmd)):
+        return r
+    if state.request is not None:
+        return _reject(Rule.REQUEST_PENDING, f"case {state.id} has a pending {state.request.action.value}")
+    s = _stop(s, T_HANDLE, at)
+    late = is_overdue(s.timers[T_HANDLE], at)
+    s = _with(s, status=Status.TO_CHECK, handled_overdue=s.handled_overdue or late)
+    return _start(s, T_CHECK, at, ctx), {"overdue": late}
+
+
+def _check(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+    if r := _first(_role(cmd, _SUPERVISOR_ONLY), _need(state, Status.TO_CHECK)):
+        return r
+    if "passed" not in cmd.data:
+        return _reject(Rule.MISSING_RESULT, "check needs passed: true/false")
+    if not cmd.data["passed"] and (r := _opinion(cmd)):
+        return r
+    s = _stop(s, T_CHECK, at)
+    if cmd.data["passed"]:
+        return _start(_with(s, status=Status.TO_CLOSE), T_CLOSE, at, ctx), {}
+    # 返工: back to the same department, history kept, a new handling clock
+    limit = handling_limit(ctx, state.kind, state.class_code, state.condition_code)
+    return _start(_with(s, status=Status.HANDLING, reworks=s.reworks + 1), T_HANDLE, at, ctx, limit), {}
+
+
+def _close(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+    if r := _first(_role(cmd, ctx.policy.close_roles), _need(state, Status.TO_CLOSE)):
+        return r
+    if cmd.data.get("special"):
+        if r := _opinion(cmd):
             return r
-        for t in (T_ACCEPT, T_VERIFY, T_FILE):
-            s = _stop(s, t, at)
-        s = _with(s, status=Status.VOIDED, closed_at=at)
-    elif a is Action.DISPATCH:
-        if r := _first(_role(cmd, p.dispatch_roles), _need(state, Status.TO_DISPATCH)):
-            return r
-        dept = str(cmd.data.get("department") or ctx.catalogue.minor(state.kind, state.class_code).department)
-        if dept not in ctx.catalogue.departments:
-            return _reject(Rule.UNKNOWN_DEPARTMENT, f"unknown department {dept!r}")
-        s = _stop(s, T_DISPATCH, at)
-        limit = handling_limit(ctx, state.kind, state.class_code, state.condition_code)
-        s = _start(
-            _with(s, status=Status.HANDLING, department=dept, dispatches=state.dispatches + 1),
-            T_HANDLE,
-            at,
-            ctx,
-            limit,
-        )
-        extra["department"] = dept
-    elif a in (Action.REQUEST_EXTENSION, Action.REQUEST_SUSPENSION, Action.REQUEST_RETURN):
-        if r := _first(
-            _role(cmd, {Role.DEPARTMENT}),
-            _need(state, Status.HANDLING),
-            _own_department(state, cmd),
-            _opinion(cmd),
-        ):
-            return r
-        if state.request is not None:
-            return _reject(
-                Rule.REQUEST_PENDING, f"case {state.id} already has a pending {state.request.action.value}"
-            )
-        req_extra = None
-        if a is Action.REQUEST_EXTENSION:
-            try:
-                req_extra = TimeLimit.parse(str(cmd.data.get("extra", "")))
-            except ValueError as exc:
-                return _reject(Rule.BAD_EXTENSION, str(exc))
-        s = _with(s, request=Request(a, cmd.actor.id, at, req_extra))
-    elif a in (Action.APPROVE, Action.REJECT):
-        if r := _first(_role(cmd, p.dispatch_roles), _need(state, Status.HANDLING)):
-            return r
-        req = state.request
-        if req is None:
-            return _reject(Rule.NO_REQUEST, f"case {state.id} has no pending request")
-        if a is Action.REJECT and (r2 := _opinion(cmd)):
-            return r2
-        s = _with(s, request=None)
-        extra["request"] = req.action.value
-        if a is Action.APPROVE:
-            if req.action is Action.REQUEST_EXTENSION and req.extra is not None:
-                timers = dict(s.timers)
-                timers[T_HANDLE] = extend(timers[T_HANDLE], req.extra, ctx.calendar)
-                s = _with(s, timers=timers, extensions=s.extensions + 1)
-                extra["extra"] = str(req.extra)
-            elif req.action is Action.REQUEST_SUSPENSION:
-                timers = dict(s.timers)
-                timers[T_HANDLE] = pause(timers[T_HANDLE], at)
-                s = _with(s, timers=timers, status=Status.SUSPENDED, suspensions=s.suspensions + 1)
-            elif req.action is Action.REQUEST_RETURN:  # 非本单位: back to the dispatcher
-                s = _stop(s, T_HANDLE, at)
-                s = _start(
-                    _with(s, status=Status.TO_DISPATCH, department=None, returns=s.returns + 1),
-                    T_DISPATCH,
-                    at,
-                    ctx,
-                )
-    elif a is Action.RESUME:
-        if r := _first(_role(cmd, p.dispatch_roles), _need(state, Status.SUSPENDED)):
-            return r
-        timers = dict(s.timers)
-        timers[T_HANDLE] = resume(timers[T_HANDLE], at, ctx.calendar)
-        s = _with(s, timers=timers, status=Status.HANDLING)
-    elif a is Action.FEEDBACK:
-        if r := _first(
-            _role(cmd, {Role.DEPARTMENT}), _need(state, Status.HANDLING), _own_department(state, cmd)
-        ):
-            return r
-        if state.request is not None:
-            return _reject(
-                Rule.REQUEST_PENDING, f"case {state.id} has a pending {state.request.action.value}"
-            )
-        s = _stop(s, T_HANDLE, at)
-        handle = s.timers[T_HANDLE]
-        late = is_overdue(handle, at)
-        s = _with(s, handled_overdue=s.handled_overdue or late)
-        s = _start(_with(s, status=Status.TO_CHECK), T_CHECK, at, ctx)
-        extra["overdue"] = late
-    elif a is Action.CHECK:
-        if r := _first(_role(cmd, {Role.SUPERVISOR}), _need(state, Status.TO_CHECK)):
-            return r
-        if "passed" not in cmd.data:
-            return _reject(Rule.MISSING_RESULT, "check needs passed: true/false")
-        s = _stop(s, T_CHECK, at)
-        if bool(cmd.data["passed"]):
-            s = _start(_with(s, status=Status.TO_CLOSE), T_CLOSE, at, ctx)
-        else:  # 返工: back to the same department, history kept, a new handling clock
-            if r := _opinion(cmd):
-                return r
-            limit = handling_limit(ctx, state.kind, state.class_code, state.condition_code)
-            s = _start(_with(s, status=Status.HANDLING, reworks=s.reworks + 1), T_HANDLE, at, ctx, limit)
-    elif a is Action.CLOSE:
-        if r := _first(_role(cmd, p.close_roles), _need(state, Status.TO_CLOSE)):
-            return r
-        s = _stop(s, T_CLOSE, at)
-        if cmd.data.get("special"):
-            if r := _opinion(cmd):
-                return r
-            archive = ArchiveType.SPECIAL
-        else:
-            archive = ArchiveType.OVERTIME if s.handled_overdue else ArchiveType.NORMAL
-        s = _with(s, status=Status.CLOSED, closed_at=at, archive=archive)
-        extra["archive"] = archive.value
-    elif a is Action.URGE:
-        if r := _role(cmd, p.urge_roles):
-            return r
-        s = _with(s, urges=s.urges + 1)
-    else:  # pragma: no cover - every Action is handled above
-        return _reject(Rule.WRONG_STATUS, f"unknown action {a}")
-    return Accepted(s, (_event(state, s, cmd, at, **extra),))
+        archive = ArchiveType.SPECIAL
+    else:
+        archive = ArchiveType.OVERTIME if s.handled_overdue else ArchiveType.NORMAL
+    s = _stop(s, T_CLOSE, at)
+    return _with(s, status=Status.CLOSED, closed_at=at, archive=archive), {"archive": archive.value}
+
+
+def _urge(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+    return _role(cmd, ctx.policy.urge_roles) or (_with(s, urges=s.urges + 1), {})
+
+
+_HANDLERS = {
+    Action.ACCEPT: _accept,
+    Action.VERIFY: _verify,
+    Action.FILE: _file,
+    Action.VOID: _void,
+    Action.DISPATCH: _dispatch,
+    Action.REQUEST_EXTENSION: _request,
+    Action.REQUEST_SUSPENSION: _request,
+    Action.REQUEST_RETURN: _request,
+    Action.APPROVE: _decide,
+    Action.REJECT: _decide,
+    Action.RESUME: _resume,
+    Action.FEEDBACK: _feedback,
+    Action.CHECK: _check,
+    Action.CLOSE: _close,
+    Action.URGE: _urge,
+}
+
+
+def _transition(state: CaseState, cmd: Command, at: datetime, ctx: Context) -> Outcome:
+    step = _HANDLERS[cmd.action](state, _with(state, updated_at=at), cmd, at, ctx)
+    if isinstance(step, Rejection):
+        return step
+    new, extra = step
+    return Accepted(new, (_event(state, new, cmd, at, **extra),))
 
 
 def apply(state: CaseState | None, cmd: Command, at: datetime, ctx: Context) -> Outcome:
     """Apply one command at instant ``at``: the new state and its events, or a named rejection."""
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError("lifecycle instants must be timezone-aware")
+    at = at.astimezone(UTC)  # instants are kept in UTC; shown in the city's zone
     if ctx.now is not None and at > ctx.now + ctx.policy.future_tolerance:
         return _reject(Rule.IN_FUTURE, f"instant {at.isoformat()} is in the future")
     if cmd.action is Action.REPORT:

@@ -83,6 +83,8 @@ class TimerError(ValueError):
 
 def _utc(dt: datetime, what: str = "datetime") -> datetime:
     """Return ``dt`` as a UTC instant; reject naive datetimes."""
+    if dt.__class__ is datetime and dt.tzinfo is UTC:  # the common case on the hot path
+        return dt
     if not isinstance(dt, datetime):
         raise TypeError(f"{what} must be a datetime, got {type(dt).__name__}")
     if dt.tzinfo is None or dt.utcoffset() is None:
@@ -126,14 +128,17 @@ class WorkCalendar:
             if previous_end is not None and a < previous_end:
                 raise ValueError(f"work periods must be sorted and must not overlap (at {a})")
             previous_end = b
+        per_day = sum(
+            (datetime.combine(date.min, b) - datetime.combine(date.min, a)).total_seconds()
+            for a, b in self.periods
+        )
+        object.__setattr__(self, "_per_day", per_day)
+        object.__setattr__(self, "_period_cache", {})  # local date -> its work periods as UTC instants
 
     @property
     def working_seconds_per_day(self) -> float:
         """Nominal working seconds in one working day (the length of 1 工作日)."""
-        return sum(
-            (datetime.combine(date.min, b) - datetime.combine(date.min, a)).total_seconds()
-            for a, b in self.periods
-        )
+        return self._per_day  # type: ignore[attr-defined]
 
     def is_working_day(self, d: date) -> bool:
         """Whether ``d`` (a local date) is a working day."""
@@ -144,7 +149,14 @@ class WorkCalendar:
         return d.weekday() < 5
 
     def _periods_on(self, d: date) -> list[tuple[datetime, datetime]]:
-        """The work periods of local date ``d`` as UTC instants (none on rest days)."""
+        """The work periods of local date ``d`` as UTC instants (none on rest days; memoised)."""
+        cache: dict[date, list[tuple[datetime, datetime]]] = self._period_cache  # type: ignore[attr-defined]
+        found = cache.get(d)
+        if found is None:
+            found = cache[d] = self._compute_periods(d)
+        return found
+
+    def _compute_periods(self, d: date) -> list[tuple[datetime, datetime]]:
         if not self.is_working_day(d):
             return []
         return [
@@ -204,13 +216,13 @@ class WorkCalendar:
     def _advance(self, start: datetime, amount: float, unit: LimitUnit) -> datetime:
         """The instant at which ``amount`` of ``unit`` has been used since ``start``."""
         seconds = _check_amount(amount, "time limit") * self._unit_seconds(unit)
-        if unit in (LimitUnit.URGENT_HOURS, LimitUnit.NATURAL_DAYS):
+        if unit is LimitUnit.URGENT_HOURS or unit is LimitUnit.NATURAL_DAYS:
             return (_utc(start, "start") + timedelta(seconds=seconds)).astimezone(self.tz)
         return self.add_working_seconds(start, seconds)
 
     def deadline(self, start: datetime, limit: TimeLimit) -> datetime:
         """The instant at which ``limit`` started at ``start`` runs out."""
-        return self._advance(start, limit.value, LimitUnit(limit.unit))
+        return self._advance(start, limit.value, limit.unit)
 
     def used(self, start: datetime, end: datetime, unit: LimitUnit) -> float:
         """Amount of ``unit`` consumed between two instants (negative when ``end`` precedes ``start``)."""
@@ -377,6 +389,14 @@ def extend(timer: StageTimer, extra: TimeLimit, cal: WorkCalendar) -> StageTimer
     return replace(timer, deadline=new_deadline, extended_by=timer.extended_by + gained)
 
 
+def _copy(timer: StageTimer, **changes: object) -> StageTimer:
+    """A changed copy of a frozen timer (cheaper than dataclasses.replace on the hot path)."""
+    new = object.__new__(StageTimer)
+    new.__dict__.update(timer.__dict__)
+    new.__dict__.update(changes)
+    return new
+
+
 def stop(timer: StageTimer, at: datetime) -> StageTimer:
     """End the stage at ``at`` (a timer stopped while paused stays frozen at its pause)."""
     _check_live(timer, "stop", at)
@@ -384,7 +404,7 @@ def stop(timer: StageTimer, at: datetime) -> StageTimer:
     if timer.paused_since is not None:
         _check_after_pause(timer, "stop", at, timer.paused_since)
         paused_seconds += (_utc(at) - _utc(timer.paused_since)).total_seconds()
-    return replace(timer, ended_at=at, paused_seconds=paused_seconds)
+    return _copy(timer, ended_at=at, paused_seconds=paused_seconds)
 
 
 def _frozen_at(timer: StageTimer, at: datetime) -> datetime:
