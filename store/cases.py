@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from domain.catalogue import Catalogue
@@ -33,6 +34,35 @@ from domain.lifecycle import (
 )
 from domain.workcalendar import StageTimer
 from store.models import Case, CaseEventRow, Department, Grid, Reject, StageTimerRow, Task
+
+_cases: Table = Case.__table__  # type: ignore[assignment]
+_events: Table = CaseEventRow.__table__  # type: ignore[assignment]
+_timers: Table = StageTimerRow.__table__  # type: ignore[assignment]
+_tasks_t: Table = Task.__table__  # type: ignore[assignment]
+# Statements built once with bind parameters: the hot path only binds values (tech: SQLAlchemy
+# caches the compiled form; building a new statement with literal values per command costs ~10 ms).
+_SEL_STATE = select(_cases.c.state, _cases.c.version).where(_cases.c.id == bindparam("p_id"))
+_SEL_STATE_LOCK = _SEL_STATE.with_for_update()
+_SEL_KEY = select(_events.c.fingerprint, _events.c.case_id).where(_events.c.key == bindparam("p_key"))
+_INS_CASE = _cases.insert()
+_UPD_CASE = _cases.update().where(_cases.c.id == bindparam("p_id")).values(version=_cases.c.version + 1)
+_INS_EVENT = _events.insert()
+_INS_TIMER = _timers.insert()
+_UPD_TIMER = _timers.update().where(
+    _timers.c.case_id == bindparam("p_case"), _timers.c.stage == bindparam("p_stage")
+)
+_INS_TASK = _tasks_t.insert()
+_SEL_GRID = select(Grid.__table__.c.code).where(Grid.__table__.c.code == bindparam("p_code"))
+Db = Connection | Session  # the command path runs on a Core connection or an ORM session
+_DONE_TASK = (
+    _tasks_t.update()
+    .where(
+        _tasks_t.c.case_id == bindparam("p_case"),
+        _tasks_t.c.kind == bindparam("p_kind"),
+        _tasks_t.c.done_at.is_(None),
+    )
+    .values(assignee=func.coalesce(_tasks_t.c.assignee, bindparam("p_actor")))
+)
 
 
 @dataclass(frozen=True)
@@ -58,13 +88,17 @@ def sync_departments(session: Session, catalogue: Catalogue) -> int:
     return len(rows)
 
 
-def load_case(session: Session, case_id: str, *, for_update: bool = False) -> CaseState | None:
+def _load(db: Db, case_id: str, *, for_update: bool = False) -> tuple[CaseState | None, int]:
+    """The lifecycle state of a case and its version (= number of events so far)."""
+    dialect = db.get_bind().dialect if isinstance(db, Session) else db.dialect
+    lock = for_update and dialect.name == "postgresql"
+    row = db.execute(_SEL_STATE_LOCK if lock else _SEL_STATE, {"p_id": case_id}).first()
+    return (None, 0) if row is None else (state_from_json(row[0]), int(row[1]))
+
+
+def load_case(db: Db, case_id: str) -> CaseState | None:
     """The lifecycle state of a case, or None."""
-    q = select(Case.state).where(Case.id == case_id)
-    if for_update and session.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update()
-    raw = session.scalar(q)
-    return None if raw is None else state_from_json(raw)
+    return _load(db, case_id)[0]
 
 
 def _command_json(cmd: Command, at: datetime) -> dict[str, Any]:
@@ -81,11 +115,9 @@ def _command_json(cmd: Command, at: datetime) -> dict[str, Any]:
     }
 
 
-def record_reject(
-    session: Session, source: str, reason: str, message: str, payload: Mapping[str, Any]
-) -> None:
+def record_reject(db: Db, source: str, reason: str, message: str, payload: Mapping[str, Any]) -> None:
     """Append a dead-letter record."""
-    session.execute(
+    db.execute(
         insert(Reject).values(source=source, reason=reason, message=message[:1000], payload=dict(payload))
     )
 
@@ -135,37 +167,37 @@ def _timer_row(case_id: str, t: StageTimer) -> dict[str, Any]:
     }
 
 
+def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (v if isinstance(v, str | int | float | bool | None) else str(v)) for k, v in data.items()}
+
+
 def _write(
-    session: Session, before: CaseState | None, out: Accepted, cmd: Command, at: datetime, fp: str
+    db: Db, before: CaseState | None, version: int, out: Accepted, cmd: Command, at: datetime, fp: str
 ) -> None:
     state = out.state
     cols = _case_columns(state)
     if before is None:
         grid = str(cmd.data.get("grid") or "") or None
-        session.execute(
-            insert(Case).values(
-                id=state.id,
-                grid_code=grid,
-                community_code=grid[:12] if grid else None,
-                street_code=grid[:9] if grid else None,
-                lon=cmd.data.get("lon"),
-                lat=cmd.data.get("lat"),
-                description=str(cmd.data.get("description", ""))[:1000],
-                version=1,
+        db.execute(
+            _INS_CASE,
+            {
+                "id": state.id,
+                "grid_code": grid,
+                "community_code": grid[:12] if grid else None,
+                "street_code": grid[:9] if grid else None,
+                "lon": cmd.data.get("lon"),
+                "lat": cmd.data.get("lat"),
+                "description": str(cmd.data.get("description", ""))[:1000],
+                "version": 1,
                 **cols,
-            )
+            },
         )
         seq = 0
     else:
-        session.execute(update(Case).where(Case.id == state.id).values(version=Case.version + 1, **cols))
-        seq = int(
-            session.scalar(
-                select(func.count()).select_from(CaseEventRow).where(CaseEventRow.case_id == state.id)
-            )
-            or 0
-        )
-    session.execute(
-        insert(CaseEventRow),
+        db.execute(_UPD_CASE, {"p_id": state.id, **cols})
+        seq = version  # one event per applied command: the version counts the events so far
+    db.execute(
+        _INS_EVENT,
         [
             {
                 "case_id": ev.case_id,
@@ -177,10 +209,7 @@ def _write(
                 "to_status": ev.to_status.value,
                 "at": ev.at,
                 "opinion": ev.opinion,
-                "data": {
-                    k: (v if isinstance(v, str | int | float | bool | None) else str(v))
-                    for k, v in ev.data.items()
-                },
+                "data": _plain(ev.data),
                 "key": ev.key or None,
                 "fingerprint": fp,
             }
@@ -188,76 +217,71 @@ def _write(
         ],
     )
     old_timers = before.timers if before else {}
-    changed = [t for name, t in state.timers.items() if old_timers.get(name) != t]
-    for t in changed:
+    for name, t in state.timers.items():
+        if old_timers.get(name) == t:
+            continue
         row = _timer_row(state.id, t)
-        if t.stage in old_timers:
-            session.execute(
-                update(StageTimerRow)
-                .where(StageTimerRow.case_id == state.id, StageTimerRow.stage == t.stage)
-                .values(**{k: v for k, v in row.items() if k not in ("case_id", "stage")})
-            )
+        if name in old_timers:
+            del row["case_id"], row["stage"]
+            db.execute(_UPD_TIMER, {"p_case": state.id, "p_stage": t.stage, **row})
         else:
-            session.execute(insert(StageTimerRow).values(**row))
-    _tasks(session, before, state, cmd, at)
+            db.execute(_INS_TIMER, row)
+    _tasks(db, before, state, cmd, at)
 
 
-_TASK_OF = {Status.VERIFYING: ("verify", "verify"), Status.TO_CHECK: ("check", "check")}
+_TASK_TIMER = {Status.VERIFYING: "verify", Status.TO_CHECK: "check"}  # task kind = its timer
 
 
-def _tasks(session: Session, before: CaseState | None, state: CaseState, cmd: Command, at: datetime) -> None:
-    if cmd.action in (Action.VERIFY, Action.CHECK):
+def _tasks(db: Db, before: CaseState | None, state: CaseState, cmd: Command, at: datetime) -> None:
+    if cmd.action is Action.VERIFY or cmd.action is Action.CHECK:
         kind = "verify" if cmd.action is Action.VERIFY else "check"
         result = bool(cmd.data.get("confirmed" if kind == "verify" else "passed"))
-        session.execute(
-            update(Task)
-            .where(Task.case_id == state.id, Task.kind == kind, Task.done_at.is_(None))
-            .values(done_at=at, result=result, assignee=func.coalesce(Task.assignee, cmd.actor.id))
+        db.execute(
+            _DONE_TASK,
+            {"p_case": state.id, "p_kind": kind, "p_actor": cmd.actor.id, "done_at": at, "result": result},
         )
-    entered = state.status in _TASK_OF and (before is None or before.status != state.status)
-    if entered:
-        kind, timer = _TASK_OF[state.status]
-        t = state.timers[timer]
+    kind_ = _TASK_TIMER.get(state.status)
+    if kind_ is not None and (before is None or before.status != state.status):
         assignee = cmd.data.get("assignee")
-        session.execute(
-            insert(Task).values(
-                case_id=state.id,
-                kind=kind,
-                assignee=None if assignee is None else str(assignee),
-                created_at=at,
-                deadline=t.deadline,
-            )
+        db.execute(
+            _INS_TASK,
+            {
+                "case_id": state.id,
+                "kind": kind_,
+                "assignee": None if assignee is None else str(assignee),
+                "created_at": at,
+                "deadline": state.timers[kind_].deadline,
+            },
         )
 
 
-def execute(
-    session: Session, cmd: Command, at: datetime, ctx: Context, source: str = "command"
-) -> CommandResult:
-    """Apply one command inside the caller's transaction: write it, or record its rejection."""
+def execute(db: Db, cmd: Command, at: datetime, ctx: Context, source: str = "command") -> CommandResult:
+    """Apply one command inside the caller's transaction: write it, or record its rejection.
+
+    ``db`` is a Core connection (fastest; the pipeline's choice) or an ORM session.
+    """
     fp = fingerprint(cmd, at)
     if cmd.key:
-        seen = session.execute(
-            select(CaseEventRow.fingerprint, CaseEventRow.case_id).where(CaseEventRow.key == cmd.key)
-        ).first()
+        seen = db.execute(_SEL_KEY, {"p_key": cmd.key}).first()
         if seen is not None:
             if seen[0] == fp:
-                return CommandResult("duplicate", load_case(session, seen[1]))
+                return CommandResult("duplicate", load_case(db, seen[1]))
             rej = Rejection(
                 Rule.KEY_CONFLICT, f"idempotency key {cmd.key!r} was used for a different command"
             )
-            record_reject(session, source, rej.rule.value, rej.message, _command_json(cmd, at))
-            return CommandResult("rejected", load_case(session, cmd.case_id), rejection=rej)
-    before = load_case(session, cmd.case_id, for_update=True)
+            record_reject(db, source, rej.rule.value, rej.message, _command_json(cmd, at))
+            return CommandResult("rejected", load_case(db, cmd.case_id), rejection=rej)
+    before, version = _load(db, cmd.case_id, for_update=True)
     rejection: Rejection | None = None
     if cmd.action is Action.REPORT and before is None:
         grid = cmd.data.get("grid")
-        if grid and session.get(Grid, str(grid)) is None:
+        if grid and db.scalar(_SEL_GRID, {"p_code": str(grid)}) is None:
             rejection = Rejection(Rule.UNKNOWN_GRID, f"unknown grid {grid!r}")
     out = rejection or apply(before, cmd, at, ctx)
     if isinstance(out, Rejection):
-        record_reject(session, source, out.rule.value, out.message, _command_json(cmd, at))
+        record_reject(db, source, out.rule.value, out.message, _command_json(cmd, at))
         return CommandResult("rejected", before, rejection=out)
-    _write(session, before, out, cmd, at, fp)
+    _write(db, before, version, out, cmd, at, fp)
     return CommandResult("applied", out.state, out.events)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -105,9 +106,15 @@ def create_engine(url: str, *, write: bool = True, **kwargs: Any) -> Engine:
     return _create_engine(u, **kwargs)
 
 
+_factories: weakref.WeakKeyDictionary[Engine, sessionmaker[Session]] = weakref.WeakKeyDictionary()
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """A session factory that keeps loaded objects usable after commit."""
-    return sessionmaker(engine, expire_on_commit=False)
+    """The engine's session factory (one per engine), keeping loaded objects usable after commit."""
+    factory = _factories.get(engine)
+    if factory is None:
+        factory = _factories[engine] = sessionmaker(engine, expire_on_commit=False)
+    return factory
 
 
 @contextmanager

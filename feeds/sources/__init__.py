@@ -1,0 +1,1 @@
+"""Feed sources: generators and replays that produce lifecycle commands (simulator, replays)."""

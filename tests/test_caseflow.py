@@ -1,0 +1,175 @@
+"""The case flow generator: determinism, consistency with the state machine, calibration (§1.4)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
+from itertools import islice, pairwise
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from domain.catalogue import CaseKind, load_catalogue
+from domain.lifecycle import Action, CaseState, Command, Context, Policy, Rejection, Role, Rule, Source, apply
+from domain.workcalendar import load_calendar
+from feeds.sources.caseflow import CaseFlow, CaseFlowError, generate, summarise
+
+TZ = ZoneInfo("Asia/Shanghai")
+CAT = load_catalogue("cjt214")
+CTX = Context(catalogue=CAT, calendar=load_calendar())
+MON = datetime(2025, 3, 10, tzinfo=TZ)  # a Monday of an ordinary week (no holiday, no 调休)
+# 17 streets × 5 communities × 19 grids, coded like Dongcheng's 15-digit unit grids
+GRIDS = [f"110101{s:03d}{c:03d}{g:03d}" for s in range(1, 18) for c in range(1, 6) for g in range(1, 20)]
+CASE_ID = re.compile(r"C\d{8}\d{5,}")
+
+
+def run(flow: CaseFlow) -> list[tuple[Command, datetime]]:
+    out = list(flow)
+    assert flow.rejections == [], flow.rejections[:3]
+    return out
+
+
+@pytest.fixture(scope="module")
+def week() -> tuple[CaseFlow, list[tuple[Command, datetime]]]:
+    """Seven simulated days at Dongcheng's rate (~9,100 cases, ~67,000 commands; a few seconds)."""
+    flow = generate(MON, 7, GRIDS, CTX, seed=20250310)
+    return flow, run(flow)
+
+
+def test_same_seed_same_stream_and_different_seed_different() -> None:
+    def stream(seed: int) -> list[tuple[Command, datetime]]:
+        return run(generate(MON, 1, GRIDS[:50], CTX, seed=seed, reports_per_day=300))
+
+    a, b, c = stream(7), stream(7), stream(8)
+    assert len(a) > 1000
+    assert a == b
+    assert a != c
+
+
+def test_every_command_applies_when_replayed_independently(week) -> None:
+    flow, commands = week
+    states: dict[str, CaseState] = {}
+    for cmd, at in commands:
+        out = apply(states.get(cmd.case_id), cmd, at, CTX)
+        assert not isinstance(out, Rejection), (cmd, at, out)
+        states[cmd.case_id] = out.state
+    assert states == flow.states
+    assert set(states) == set(flow.cases)
+
+
+def test_commands_are_in_time_order_within_the_horizon_with_unique_keys(week) -> None:
+    flow, commands = week
+    times = [at for _, at in commands]
+    assert all(a <= b for a, b in pairwise(times))
+    assert times[0] >= MON and times[-1] < MON + timedelta(days=7) == flow.end
+    keys = [cmd.key for cmd, _ in commands]
+    assert all(keys) and len(set(keys)) == len(keys)
+    assert all(at.tzinfo is not None and at.utcoffset() == timedelta(hours=8) for at in times)
+    # cases still open at the end simply stop there
+    assert any(s.is_open for s in flow.states.values())
+
+
+def test_reports_carry_point_free_metadata(week) -> None:
+    flow, commands = week
+    reports = [(cmd, at) for cmd, at in commands if cmd.action is Action.REPORT]
+    assert len(reports) == len(flow.cases)
+    for cmd, at in reports[:500]:
+        assert CASE_ID.fullmatch(cmd.case_id) and cmd.case_id[1:9] == f"{at:%Y%m%d}"
+        info = flow.cases[cmd.case_id]
+        assert cmd.data["grid"] == info.grid and info.grid in GRIDS
+        assert cmd.data["class_code"] == info.class_code and cmd.data["source"] == info.source.value
+        assert info.reported_at == at
+    sources = [flow.cases[c.case_id].source for c, _ in reports]
+    share = {s: sources.count(s) / len(sources) for s in Source}
+    assert 0.66 <= share[Source.SUPERVISOR] <= 0.74
+    kinds = [flow.cases[c.case_id].kind for c, _ in reports]
+    assert kinds.count(CaseKind.EVENT) > kinds.count(CaseKind.COMPONENT)
+    emergencies = sum(flow.cases[c.case_id].emergency for c, _ in reports)
+    assert 0 < emergencies < 0.01 * len(reports)
+    # some grids are hotspots: the busiest 5 % of grids take well over 5 % of the reports
+    per_grid = sorted(Counter(info.grid for info in flow.cases.values()).values())
+    assert sum(per_grid[-len(GRIDS) // 20 :]) > 0.12 * len(reports)
+    assert set(flow.hotspots) <= set(GRIDS) and flow.hotspots
+
+
+def test_calibration_over_a_week_matches_dongcheng(week) -> None:
+    """Domain.md §1.4: ~1,300/day peaking 9–11 h, ≥ 95 % closed, ~6.5 h to close; build-item bands."""
+    flow, _ = week
+    s = summarise(flow.states.values(), start=MON, end=flow.end)
+    assert s["days"] == 7
+    assert 1170 <= s["reports_per_day"] <= 1430
+    assert s["closed_share"] >= 0.95
+    assert 5.5 <= s["mean_hours_to_close"] <= 7.5
+    assert 0.02 <= s["returned_share"] <= 0.05
+    assert 0.03 <= s["reworked_share"] <= 0.08
+    assert 0.05 <= s["breaching_share"] <= 0.10
+    assert 9 <= s["peak_hour"] <= 11
+    hours = s["reports_by_hour"]
+    assert sum(hours[9:12]) > 4 * sum(hours[0:6])  # low at night
+    assert 0 < s["extended_share"] < 0.05 and 0 < s["suspended_share"] < 0.03 and s["urged_share"] > 0
+
+
+def test_weekends_are_quieter(week) -> None:
+    flow, _ = week
+    per_day: dict[int, int] = defaultdict(int)
+    for info in flow.cases.values():
+        per_day[info.reported_at.weekday()] += 1
+    weekday = sum(per_day[d] for d in range(5)) / 5
+    weekend = (per_day[5] + per_day[6]) / 2
+    assert 0.65 < weekend / weekday < 0.85
+
+
+def test_small_run_uses_only_the_given_grids_and_supervisors() -> None:
+    grids = ["110101001001001", "110101001001002", "110101001002001", "110101002001001"]
+    sups = ["sup-zhang", "sup-li"]
+    flow = generate(MON, 2, grids, CTX, seed=3, reports_per_day=200, supervisors=sups)
+    commands = run(flow)
+    assert {cmd.data["grid"] for cmd, _ in commands if cmd.action is Action.REPORT} == set(grids)
+    supervisor_ids = {cmd.actor.id for cmd, _ in commands if cmd.actor.role is Role.SUPERVISOR}
+    assert supervisor_ids == set(sups)
+    # one acceptor / shift leader / dispatcher per shift, four crews
+    for role in (Role.ACCEPTOR, Role.SHIFT_LEADER, Role.DISPATCHER):
+        ids = {cmd.actor.id for cmd, _ in commands if cmd.actor.role is role}
+        assert 1 <= len(ids) <= 4
+    per_shift: dict[tuple[Role, object, int], set[str]] = defaultdict(set)
+    for cmd, at in commands:
+        if cmd.actor.role in (Role.ACCEPTOR, Role.SHIFT_LEADER, Role.DISPATCHER):
+            per_shift[(cmd.actor.role, at.date(), at.hour // 8)].add(cmd.actor.id)
+    assert per_shift and all(len(ids) == 1 for ids in per_shift.values())
+    departments = {cmd.actor.department for cmd, _ in commands if cmd.actor.role is Role.DEPARTMENT}
+    assert departments <= set(CAT.departments)
+
+
+def test_department_override_routes_every_case() -> None:
+    override = {c.key: "0201" for c in CAT.classes}
+    commands = run(generate(MON, 1, GRIDS[:20], CTX, seed=5, reports_per_day=400, departments=override))
+    dispatched = {cmd.data["department"] for cmd, _ in commands if cmd.action is Action.DISPATCH}
+    assert dispatched == {"0201"}
+    assert not any(cmd.action is Action.REQUEST_RETURN for cmd, _ in commands)  # nowhere else to go
+    with pytest.raises(ValueError, match="unknown department"):
+        generate(MON, 1, GRIDS, CTX, seed=1, departments={(CaseKind.EVENT, "0101"): "nope"})
+
+
+def test_rejections_are_exposed_as_bugs_and_strict_raises() -> None:
+    ctx = Context(catalogue=CAT, calendar=CTX.calendar, policy=Policy(file_roles=frozenset({Role.ADMIN})))
+    flow = generate(MON, 1, GRIDS[:10], ctx, seed=1, reports_per_day=100)
+    commands = list(flow)
+    assert flow.rejected > 0 and {r.rule for _, _, r in flow.rejections} == {Rule.WRONG_ROLE}
+    assert not any(cmd.action is Action.FILE for cmd, _ in commands)  # never yielded
+    strict = generate(MON, 1, GRIDS[:10], ctx, seed=1, reports_per_day=100, strict=True)
+    with pytest.raises(CaseFlowError, match="file"):
+        list(strict)
+
+
+def test_bad_arguments_are_refused_and_stream_is_lazy() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        generate(MON.replace(tzinfo=None), 1, GRIDS, CTX, seed=1)
+    with pytest.raises(ValueError, match="grid"):
+        generate(MON, 1, [], CTX, seed=1)
+    with pytest.raises(ValueError, match="days"):
+        generate(MON, -1, GRIDS, CTX, seed=1)
+    # a year-long stream can be consumed piecemeal
+    first = list(islice(generate(MON, 365, GRIDS, CTX, seed=1), 100))
+    assert len(first) == 100 and first[0][0].action is Action.REPORT
+    assert summarise([])["cases"] == 0

@@ -1,0 +1,889 @@
+"""Evaluation: daily counters fed by real lifecycle histories, §1.4 rates, composite scores, grades.
+
+Every expected number below is worked out by hand from the scenario in the comments (stage limits:
+受理/派遣/立案/结案 step 15 min, 核实/核查 30 min; 0101/03 handling = 2工作日), not read back from
+the implementation.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.catalogue import CaseKind, load_catalogue
+from domain.evaluation import (
+    COUNTER_NAMES,
+    RATES_BY_TYPE,
+    AreaClass,
+    CaseInfo,
+    Counters,
+    DailyAggregates,
+    ObjectType,
+    Record,
+    RegionWeights,
+    Score,
+    acceptor_score,
+    count_band_score,
+    department_band_score,
+    department_score,
+    dispatcher_score,
+    evaluation_table,
+    grade,
+    grade_colour,
+    indicators,
+    records_from_commands,
+    region_band_score,
+    region_score,
+    score_for,
+    shift_leader_score,
+    supervisor_score,
+)
+from domain.lifecycle import (
+    Accepted,
+    Action,
+    Actor,
+    CaseState,
+    Command,
+    Context,
+    Role,
+    Source,
+    apply,
+    replay,
+)
+from domain.workcalendar import load_calendar
+
+TZ = ZoneInfo("Asia/Shanghai")
+CAT = load_catalogue("cjt214")
+CAL = load_calendar()
+CTX = Context(catalogue=CAT, calendar=CAL)
+MON = datetime(2025, 9, 22, 9, 0, tzinfo=TZ)  # Monday of a normal working week
+TUE = MON + timedelta(days=1)
+FRI = datetime(2025, 9, 26, 10, 0, tzinfo=TZ)
+D_MON, D_TUE, D_FRI = date(2025, 9, 22), date(2025, 9, 23), date(2025, 9, 26)
+
+G1, G2, G3 = "110101001001001", "110101001001002", "110101002001001"
+COMMUNITY_12 = "110101001001"  # G1 and G2
+STREET_1, STREET_2 = "110101001", "110101002"
+DISTRICT = "110101"
+RESPONSIBLE = {G1: "sup-1", G2: "sup-1", G3: "sup-3"}
+
+SUP1, SUP2, SUP3 = (Actor(f"sup-{i}", Role.SUPERVISOR) for i in (1, 2, 3))
+ACC = Actor("acc-1", Role.ACCEPTOR)
+LEAD = Actor("lead-1", Role.SHIFT_LEADER)
+DISP, DISP2 = Actor("disp-1", Role.DISPATCHER), Actor("disp-2", Role.DISPATCHER)
+DEPT10 = Actor("d10", Role.DEPARTMENT, department="10")
+DEPT12 = Actor("d12", Role.DEPARTMENT, department="12")
+BOSS = Actor("boss", Role.LEADER)
+
+CLASS = {"kind": "component", "class_code": "0101", "condition_code": "03"}  # 2工作日, department 10
+
+
+def c(case: str, action: Action, actor: Actor, opinion: str = "", **data: object) -> Command:
+    return Command(action=action, case_id=case, actor=actor, opinion=opinion, data=data)
+
+
+def info(case: str, grid: str, source: Source, reporter: str) -> CaseInfo:
+    return CaseInfo(case, grid, source, reporter, CaseKind.COMPONENT, "0101")
+
+
+def history(case_info: CaseInfo, steps: list[tuple[Command, datetime]]) -> list[Record]:
+    """Apply every step (each must be accepted) and pair each event with the state after it."""
+    state: CaseState | None = None
+    records: list[Record] = []
+    for command, at in steps:
+        out = apply(state, command, at, CTX)
+        assert isinstance(out, Accepted), (command.action, out)
+        state = out.state
+        records.extend((case_info, ev, state) for ev in out.events)
+    # the same commands through lifecycle.replay end in the same state
+    final, events, rejections = replay(steps, CTX)
+    assert rejections == [] and final == state and len(events) == len(records)
+    return records
+
+
+def m(base: datetime, minutes: float) -> datetime:
+    return base + timedelta(minutes=minutes)
+
+
+def scenario() -> list[Record]:
+    """Six cases over one week (see the per-case comments for timings and on-time decisions)."""
+    recs: list[Record] = []
+    # C1 (G1, supervisor sup-1) Monday: all on time, NORMAL close.
+    # accept 5' (≤15) · file 10' (timer 5→20) · dispatch 20' (10→25) · feedback 13:00 (deadline Wed
+    # 09:20) · check 260' (240→270) · close 270' (260→275)
+    i1 = info("C1", G1, Source.SUPERVISOR, "sup-1")
+    recs += history(
+        i1,
+        [
+            (c("C1", Action.REPORT, SUP1, **CLASS, source="supervisor"), m(MON, 0)),
+            (c("C1", Action.ACCEPT, ACC), m(MON, 5)),
+            (c("C1", Action.FILE, LEAD), m(MON, 10)),
+            (c("C1", Action.DISPATCH, DISP), m(MON, 20)),
+            (c("C1", Action.FEEDBACK, DEPT10, "已更换"), m(MON, 240)),
+            (c("C1", Action.CHECK, SUP1, passed=True), m(MON, 260)),
+            (c("C1", Action.CLOSE, LEAD), m(MON, 270)),
+        ],
+    )
+    # C2 (G1, hotline) Monday → Friday: accept 20' LATE (≤15) · verify by sup-2 at 60' LATE (20→50),
+    # confirmed (漏报 for G1 → sup-1) · file 65' (60→75) · dispatch 100' LATE (65→80), handling due
+    # Wed 10:40 · feedback Fri 10:00 OVERDUE · check Fri 10:10 (10:00→10:30) · close Fri 10:20
+    # (10:10→10:25) → archive OVERTIME
+    i2 = info("C2", G1, Source.HOTLINE, "acc-1")
+    recs += history(
+        i2,
+        [
+            (c("C2", Action.REPORT, ACC, **CLASS, source="hotline"), m(MON, 0)),
+            (c("C2", Action.ACCEPT, ACC), m(MON, 20)),
+            (c("C2", Action.VERIFY, SUP2, confirmed=True), m(MON, 60)),
+            (c("C2", Action.FILE, LEAD), m(MON, 65)),
+            (c("C2", Action.DISPATCH, DISP), m(MON, 100)),
+            (c("C2", Action.FEEDBACK, DEPT10, "done"), FRI),
+            (c("C2", Action.CHECK, SUP1, passed=True), m(FRI, 10)),
+            (c("C2", Action.CLOSE, LEAD), m(FRI, 20)),
+        ],
+    )
+    # C3 (G2, supervisor sup-1) Tuesday: accept 5' on time, voided as a duplicate at 30'.
+    i3 = info("C3", G2, Source.SUPERVISOR, "sup-1")
+    recs += history(
+        i3,
+        [
+            (c("C3", Action.REPORT, SUP1, **CLASS, source="supervisor"), m(TUE, 0)),
+            (c("C3", Action.ACCEPT, ACC), m(TUE, 5)),
+            (c("C3", Action.VOID, LEAD, "重复上报"), m(TUE, 30)),
+        ],
+    )
+    # C4 (G3, supervisor sup-3) Tuesday, one 返工: accept 5' · file 30' LATE (5→20) · dispatch 40'
+    # (30→45) · feedback 120' · check fail 160' LATE (120→150) → rework (dept 10, disp-1) ·
+    # feedback 300' · check pass 310' (300→330) · close 330' LATE step (310→325), archive NORMAL
+    i4 = info("C4", G3, Source.SUPERVISOR, "sup-3")
+    recs += history(
+        i4,
+        [
+            (c("C4", Action.REPORT, SUP3, **CLASS, source="supervisor"), m(TUE, 0)),
+            (c("C4", Action.ACCEPT, ACC), m(TUE, 5)),
+            (c("C4", Action.FILE, LEAD), m(TUE, 30)),
+            (c("C4", Action.DISPATCH, DISP), m(TUE, 40)),
+            (c("C4", Action.FEEDBACK, DEPT10, "已修复"), m(TUE, 120)),
+            (c("C4", Action.CHECK, SUP3, "仍有响动", passed=False), m(TUE, 160)),
+            (c("C4", Action.FEEDBACK, DEPT10, "已重新安装"), m(TUE, 300)),
+            (c("C4", Action.CHECK, SUP3, passed=True), m(TUE, 310)),
+            (c("C4", Action.CLOSE, LEAD), m(TUE, 330)),
+        ],
+    )
+    # C5 (G3, public) Tuesday: accept 10' on time → 核实 task · verify 20' on time (10→40), not
+    # confirmed · voided 25'.
+    i5 = info("C5", G3, Source.PUBLIC, "acc-1")
+    recs += history(
+        i5,
+        [
+            (c("C5", Action.REPORT, ACC, **CLASS, source="public"), m(TUE, 0)),
+            (c("C5", Action.ACCEPT, ACC), m(TUE, 10)),
+            (c("C5", Action.VERIFY, SUP3, confirmed=False), m(TUE, 20)),
+            (c("C5", Action.VOID, LEAD, "核实不属实"), m(TUE, 25)),
+        ],
+    )
+    # C6 (G2, supervisor sup-1) Tuesday, 回退: accept 5' · file 10' · dispatch 20' to dept 10 by
+    # disp-1 · return approved 40' (dept 10, disp-1; new dispatch clock 40→55) · dispatch 50' to
+    # dept 12 by disp-2 · urge 55' (dept 12) · feedback 200' · check 220' (200→230) · close 230'
+    # (220→235), archive NORMAL
+    i6 = info("C6", G2, Source.SUPERVISOR, "sup-1")
+    recs += history(
+        i6,
+        [
+            (c("C6", Action.REPORT, SUP1, **CLASS, source="supervisor"), m(TUE, 0)),
+            (c("C6", Action.ACCEPT, ACC), m(TUE, 5)),
+            (c("C6", Action.FILE, LEAD), m(TUE, 10)),
+            (c("C6", Action.DISPATCH, DISP), m(TUE, 20)),
+            (c("C6", Action.REQUEST_RETURN, DEPT10, "非本单位"), m(TUE, 30)),
+            (c("C6", Action.APPROVE, DISP), m(TUE, 40)),
+            (c("C6", Action.DISPATCH, DISP2, department="12"), m(TUE, 50)),
+            (c("C6", Action.URGE, BOSS, "尽快处置"), m(TUE, 55)),
+            (c("C6", Action.FEEDBACK, DEPT12, "完成"), m(TUE, 200)),
+            (c("C6", Action.CHECK, SUP1, passed=True), m(TUE, 220)),
+            (c("C6", Action.CLOSE, LEAD), m(TUE, 230)),
+        ],
+    )
+    return recs
+
+
+RECORDS = scenario()
+
+
+def aggregates(responsible: dict[str, str] | None = RESPONSIBLE) -> DailyAggregates:
+    agg = DailyAggregates(responsible=responsible)
+    for rec in sorted(RECORDS, key=lambda r: r[1].at):  # as the events happen, cases interleaved
+        agg.add(*rec)
+    return agg
+
+
+AGG = aggregates()
+
+
+def week(object_type: ObjectType, object_id: str | None) -> Counters:
+    return AGG.period(object_type, object_id, D_MON, D_FRI)
+
+
+def counts(ctr: Counters) -> dict[str, int]:
+    """Only the non-zero counters (the expected dicts below list those)."""
+    return {k: v for k, v in ctr.as_dict().items() if v}
+
+
+# --- the scenario's assumptions ---------------------------------------------------------------
+
+
+def test_scenario_stage_limits_are_what_the_comments_assume() -> None:
+    last: dict[str, CaseState] = {}
+    for _, ev, state in RECORDS:
+        last[ev.case_id] = state
+    timers = last["C1"].timers
+    for stage, minutes in (("accept", 15), ("file", 15), ("dispatch", 15), ("check", 30), ("close", 15)):
+        assert timers[stage].deadline - timers[stage].started_at == timedelta(minutes=minutes), stage
+    assert last["C5"].timers["verify"].deadline - last["C5"].timers["verify"].started_at == timedelta(
+        minutes=30
+    )
+    assert timers["handle"].deadline == datetime(2025, 9, 24, 9, 20, tzinfo=TZ)  # Mon 09:20 + 2工作日
+    assert last["C2"].archive == "overtime" and last["C4"].archive == "normal"
+
+
+# --- counts per object ------------------------------------------------------------------------
+
+
+def test_district_counts_for_the_week() -> None:
+    assert counts(week(ObjectType.DISTRICT, DISTRICT)) == {
+        "reported": 6,  # C1..C6
+        "patrol_reported": 4,  # C1 C3 C4 C6
+        "public_reported": 2,  # C2 C5
+        "valid_reported": 3,  # supervisor reports filed: C1 C4 C6
+        "accepted": 6,
+        "accepted_on_time": 5,  # all but C2
+        "to_verify": 2,  # C2 C5
+        "verify_sent_on_time": 1,  # C5 (C2 accepted late)
+        "verified": 2,
+        "verified_on_time": 1,  # C5
+        "missed": 1,  # C2 confirmed
+        "filed": 4,  # C1 C2 C4 C6
+        "filed_on_time": 3,  # all but C4
+        "voided": 2,  # C3 C5
+        "to_dispatch": 5,  # 4 filings + 1 approved return
+        "dispatched": 5,  # C1 C2 C4 C6 ×2
+        "dispatched_on_time": 4,  # all but C2
+        "returned": 1,
+        "handled": 5,  # C1 C2 C4 ×2 C6
+        "handled_on_time": 4,
+        "handled_overdue": 1,  # C2
+        "reworked": 1,  # C4
+        "to_check": 5,  # one 核查 task per feedback
+        "checked": 5,
+        "checked_on_time": 4,  # C4's failed check was late
+        "closed": 4,
+        "closed_on_time": 3,  # NORMAL: C1 C4 C6
+        "overdue_closed": 1,  # C2
+        "close_step_on_time": 3,  # C4's close step was late
+        "urged": 1,
+    }
+
+
+def test_grid_and_community_counts() -> None:
+    assert counts(week(ObjectType.GRID, G1)) == {
+        "reported": 2,
+        "patrol_reported": 1,
+        "public_reported": 1,
+        "valid_reported": 1,
+        "accepted": 2,
+        "accepted_on_time": 1,
+        "to_verify": 1,
+        "verified": 1,
+        "missed": 1,
+        "filed": 2,
+        "filed_on_time": 2,
+        "to_dispatch": 2,
+        "dispatched": 2,
+        "dispatched_on_time": 1,
+        "handled": 2,
+        "handled_on_time": 1,
+        "handled_overdue": 1,
+        "to_check": 2,
+        "checked": 2,
+        "checked_on_time": 2,
+        "closed": 2,
+        "closed_on_time": 1,
+        "overdue_closed": 1,
+        "close_step_on_time": 2,
+    }
+    # the community of G1 and G2 = the sum of the two grids; the street is the same set of cases
+    both = week(ObjectType.GRID, G1) + week(ObjectType.GRID, G2)
+    assert week(ObjectType.COMMUNITY, COMMUNITY_12) == both
+    assert week(ObjectType.STREET, STREET_1) == both
+    assert week(ObjectType.STREET, STREET_2) == week(ObjectType.GRID, G3)
+    # None = every object of the type: all grids together = the district
+    assert week(ObjectType.GRID, None) == week(ObjectType.DISTRICT, DISTRICT)
+    assert AGG.ids(ObjectType.GRID) == {G1, G2, G3}
+
+
+def test_department_attribution_dispatch_return_rework_urge() -> None:
+    assert counts(week(ObjectType.DEPARTMENT, "10")) == {
+        "dispatched": 4,  # C1 C2 C4 C6 (first dispatch)
+        "returned": 1,  # C6 returned as 非本单位
+        "handled": 4,  # C1 C2 C4 ×2
+        "handled_on_time": 3,
+        "handled_overdue": 1,
+        "reworked": 1,  # C4
+        "closed": 3,  # C1 C2 C4
+        "closed_on_time": 2,
+        "overdue_closed": 1,
+    }
+    assert counts(week(ObjectType.DEPARTMENT, "12")) == {
+        "dispatched": 1,
+        "handled": 1,
+        "handled_on_time": 1,
+        "closed": 1,
+        "closed_on_time": 1,
+        "urged": 1,  # the urge came while dept 12 held C6
+    }
+
+
+def test_position_attribution() -> None:
+    assert counts(week(ObjectType.SUPERVISOR, "sup-1")) == {
+        "reported": 3,  # C1 C3 C6
+        "patrol_reported": 3,
+        "valid_reported": 2,  # C1 C6 (C3 voided)
+        "filed": 3,  # own C1 C6 + hotline C2 in his grid G1
+        "missed": 1,  # C2, confirmed in G1 which he is responsible for
+        "to_check": 3,  # C1 C2 C6
+        "checked": 3,
+        "checked_on_time": 3,
+    }
+    assert counts(week(ObjectType.SUPERVISOR, "sup-2")) == {"to_verify": 1, "verified": 1}
+    assert counts(week(ObjectType.SUPERVISOR, "sup-3")) == {
+        "reported": 1,
+        "patrol_reported": 1,
+        "valid_reported": 1,
+        "filed": 1,
+        "to_verify": 1,
+        "verified": 1,
+        "verified_on_time": 1,
+        "to_check": 2,
+        "checked": 2,
+        "checked_on_time": 1,
+    }
+    assert counts(week(ObjectType.ACCEPTOR, "acc-1")) == {
+        "reported": 2,  # registered C2 and C5
+        "accepted": 6,
+        "accepted_on_time": 5,
+        "to_verify": 2,
+        "verify_sent_on_time": 1,
+    }
+    assert counts(week(ObjectType.SHIFT_LEADER, "lead-1")) == {
+        "filed": 4,
+        "filed_on_time": 3,
+        "voided": 2,
+        "closed": 4,
+        "closed_on_time": 3,
+        "overdue_closed": 1,
+        "close_step_on_time": 3,
+    }
+    assert counts(week(ObjectType.DISPATCHER, "disp-1")) == {
+        "to_dispatch": 4,
+        "dispatched": 4,  # C1 C2 C4 C6
+        "dispatched_on_time": 3,  # C2 late
+        "returned": 1,  # C6 was his dispatch
+        "reworked": 1,  # C4 was his dispatch
+    }
+    assert counts(week(ObjectType.DISPATCHER, "disp-2")) == {
+        "to_dispatch": 1,
+        "dispatched": 1,
+        "dispatched_on_time": 1,
+    }
+    # leaders and departments acting have no position rows
+    assert AGG.ids(ObjectType.SUPERVISOR) == {"sup-1", "sup-2", "sup-3"}
+    assert "boss" not in {i for t in ObjectType for i in AGG.ids(t)}
+
+
+# --- periods and daily rows -------------------------------------------------------------------
+
+
+def test_days_and_period_sums() -> None:
+    mon = AGG.period(ObjectType.DISTRICT, DISTRICT, D_MON, D_MON)
+    tue = AGG.period(ObjectType.DISTRICT, DISTRICT, D_TUE, D_TUE)
+    fri = AGG.period(ObjectType.DISTRICT, DISTRICT, D_FRI, D_FRI)
+    # Monday: C1 whole, C2 up to dispatch
+    assert (mon.reported, mon.filed, mon.dispatched, mon.handled, mon.closed) == (2, 2, 2, 1, 1)
+    # Friday: C2's late feedback, check and overtime close
+    assert counts(fri) == {
+        "handled": 1,
+        "handled_overdue": 1,
+        "to_check": 1,
+        "checked": 1,
+        "checked_on_time": 1,
+        "closed": 1,
+        "overdue_closed": 1,
+        "close_step_on_time": 1,
+    }
+    assert mon + tue + fri == week(ObjectType.DISTRICT, DISTRICT)
+    # Mon–Tue leaves C2's Friday events out: handled C1 + C4 ×2 + C6 = 4, closed C1 C4 C6 = 3
+    two = AGG.period(ObjectType.DISTRICT, DISTRICT, D_MON, D_TUE)
+    assert (two.handled, two.closed, two.overdue_closed) == (4, 3, 0)
+    assert AGG.period(ObjectType.DISTRICT, DISTRICT, D_TUE, D_MON) == Counters()  # empty range
+    assert AGG.period(ObjectType.GRID, "999999999999999", D_MON, D_FRI) == Counters()
+    assert AGG.row(ObjectType.DISTRICT, DISTRICT, date(2025, 9, 24)) is None
+    assert AGG.row("district", DISTRICT, D_FRI) == fri
+
+
+def test_local_date_is_the_shanghai_date() -> None:
+    # 16:30 UTC on the 22nd is 00:30 on the 23rd in Shanghai
+    at = datetime(2025, 9, 22, 16, 30, tzinfo=ZoneInfo("UTC"))
+    i = info("N1", G1, Source.SUPERVISOR, "sup-1")
+    (rec,) = history(i, [(c("N1", Action.REPORT, SUP1, **CLASS, source="supervisor"), at)])
+    agg = DailyAggregates()
+    agg.add(*rec)
+    assert agg.row(ObjectType.GRID, G1, date(2025, 9, 23)) is not None
+    assert agg.row(ObjectType.GRID, G1, date(2025, 9, 22)) is None
+    utc = DailyAggregates()
+    utc.add(*rec, tz=ZoneInfo("UTC"))
+    assert utc.row(ObjectType.GRID, G1, date(2025, 9, 22)) is not None
+
+
+def test_a_month_reads_at_most_31_rows_per_object() -> None:
+    agg = DailyAggregates()
+    start = datetime(2025, 8, 1, 9, 0, tzinfo=TZ)
+    for day in range(92):  # one report a day, Aug–Oct: 92 rows per object
+        case = f"R{day}"
+        i = info(case, G1 if day % 2 else G3, Source.SUPERVISOR, "sup-1")
+        when = start + timedelta(days=day)
+        for rec in history(i, [(c(case, Action.REPORT, SUP1, **CLASS, source="supervisor"), when)]):
+            agg.add(*rec)
+    assert len(agg) == 92 * 5  # a row a day for the district, the supervisor, and grid/community/street
+    agg.rows_read = 0
+    sept = agg.period(ObjectType.DISTRICT, DISTRICT, date(2025, 9, 1), date(2025, 9, 30))
+    assert sept.reported == 30 and agg.rows_read == 30
+    agg.rows_read = 0
+    by_grid = agg.period(ObjectType.GRID, None, date(2025, 9, 1), date(2025, 9, 30))
+    assert by_grid.reported == 30 and agg.rows_read <= 2 * 31  # two grids, ≤ 31 rows each
+    agg.rows_read = 0
+    sup = agg.period(ObjectType.SUPERVISOR, "sup-1", date(2025, 2, 1), date(2025, 2, 28))
+    assert sup == Counters() and agg.rows_read <= 31
+
+
+# --- indicators -------------------------------------------------------------------------------
+
+
+def test_district_indicators_have_the_exact_denominators() -> None:
+    ind = indicators(week(ObjectType.DISTRICT, DISTRICT))
+    assert ind.to_handle == 5  # 应处置 = dispatched 5 + reworked 1 − returned 1
+    assert ind.to_close == 4  # 应结案 = handled 5 − reworked 1 (+ 0 overdue unhandled)
+    expected = {
+        "valid_report_rate": 3 / 4,  # 有效上报 3 / 监督员上报 4
+        "missed_rate": 1 / 4,  # 漏报 1 / 立案 4
+        "public_report_rate": 1 / 4,  # 监督举报核实 1 / 立案 4
+        "accept_on_time_rate": 5 / 6,
+        "verify_send_on_time_rate": 1 / 2,
+        "verify_on_time_rate": 1 / 2,  # 按时核实 1 / 应核实 2
+        "file_on_time_rate": 3 / 4,  # 按时立案 3 / 立案 4
+        "accurate_file_rate": 2 / 4,  # (立案 4 − 作废 2) / 立案 4
+        "dispatch_on_time_rate": 4 / 5,  # 按时派遣 4 / 应派遣 5
+        "accurate_dispatch_rate": 4 / 5,  # (应派遣 5 − 返工 1) / 应派遣 5
+        "handle_rate": 5 / 5,  # 处置 5 / 应处置 5
+        "handle_on_time_rate": 4 / 5,  # 按期处置 4 / 应处置 5
+        "rework_rate": 1 / 5,  # 返工 1 / 处置 5
+        "check_on_time_rate": 4 / 5,  # 按时核查 4 / 应核查 5
+        "close_rate": 4 / 4,  # 结案 4 / 应结案 4
+        "close_on_time_rate": 3 / 4,  # 按期结案 3 / 应结案 4
+        "close_step_on_time_rate": 3 / 4,
+    }
+    for name, value in expected.items():
+        assert getattr(ind, name) == pytest.approx(value), name
+
+
+def test_overdue_unhandled_enters_the_closing_denominator() -> None:
+    ind = indicators(week(ObjectType.DEPARTMENT, "10"), overdue_unhandled=1)
+    # 应结案 = handled 4 − reworked 1 + 1 overdue unhandled = 4
+    assert ind.to_close == 4
+    assert ind.close_rate == pytest.approx(3 / 4) and ind.close_on_time_rate == pytest.approx(2 / 4)
+
+
+def test_zero_denominators_give_none_never_0_or_1() -> None:
+    ind = indicators(Counters())
+    rates = [name for names in RATES_BY_TYPE.values() for name in names]
+    assert all(getattr(ind, name) is None for name in rates)
+    # sup-2 only verified: every rate without a denominator is None, 按时核实率 is 0/1 = 0
+    sup2 = indicators(week(ObjectType.SUPERVISOR, "sup-2"))
+    assert sup2.verify_on_time_rate == 0.0
+    assert sup2.valid_report_rate is None and sup2.missed_rate is None and sup2.check_on_time_rate is None
+    for kind in ObjectType:
+        assert score_for(kind, ind) == Score(None, None, score_for(kind, ind).missing)
+    assert grade_colour(None) == grade_colour(score_for(ObjectType.GRID, ind).grade)
+
+
+# --- bands and grades -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "points"),
+    [
+        (0, 0),
+        (100, 0),
+        (101, 40),
+        (300, 40),
+        (301, 60),
+        (500, 60),
+        (501, 75),
+        (1200, 75),
+        (1201, 90),
+        (2000, 90),
+        (2001, 100),
+        (50000, 100),
+    ],
+)
+def test_count_band_edges(n: int, points: float) -> None:
+    assert count_band_score(n) == points
+
+
+@pytest.mark.parametrize(
+    ("n", "points"),
+    [
+        (0, 100),
+        (50, 100),
+        (51, 90),
+        (100, 90),
+        (101, 75),
+        (200, 75),
+        (201, 60),
+        (500, 60),
+        (501, 40),
+        (1000, 40),
+        (1001, 0),
+    ],
+)
+def test_department_band_edges_fewer_is_better(n: int, points: float) -> None:
+    assert department_band_score(n) == points
+
+
+@pytest.mark.parametrize(
+    ("filed", "one", "two"),
+    [
+        (0, 100, 100),
+        (1, 90, 90),
+        (2.9, 90, 90),
+        (3, 75, 90),
+        (4, 75, 75),
+        (5, 60, 75),
+        (6, 60, 60),
+        (7, 40, 60),
+        (8, 40, 40),
+        (9, 0, 40),
+        (10, 0, 0),
+    ],
+)
+def test_region_band_edges_per_area_class(filed: float, one: float, two: float) -> None:
+    assert region_band_score(filed, AreaClass.ONE) == one
+    assert region_band_score(filed, AreaClass.TWO) == two
+
+
+@pytest.mark.parametrize(
+    ("score", "letter"),
+    [
+        (100, "A"),
+        (90, "A"),
+        (89.99, "B"),
+        (75, "B"),
+        (74.99, "C"),
+        (60, "C"),
+        (59.99, "D"),
+        (40, "D"),
+        (39.99, "E"),
+        (0, "E"),
+        (None, None),
+    ],
+)
+def test_grade_boundaries(score: float | None, letter: str | None) -> None:
+    assert grade(score) == letter
+
+
+def test_grade_colours_are_distinct_hex_colours() -> None:
+    colours = [grade_colour(g) for g in "ABCDE"]
+    assert len(set(colours)) == 5
+    assert all(len(col) == 7 and col.startswith("#") for col in colours)
+    assert grade_colour(None) not in colours
+
+
+# --- composite scores -------------------------------------------------------------------------
+
+
+def test_supervisor_scores_hit_the_grade_boundaries() -> None:
+    # sup-3: 有效上报 1/1 → 100×40% + (1 − 漏报 0/1) → 100×20% + 按时核实 1/1 → 100×20%
+    #        + 按时核查 1/2 → 50×20% = 40 + 20 + 20 + 10 = 90 → A (on the edge)
+    s3 = supervisor_score(indicators(week(ObjectType.SUPERVISOR, "sup-3")))
+    assert (s3.value, s3.grade, s3.missing) == (90.0, "A", ())
+    # sup-1: 有效上报 2/3, 漏报 1/3, no 核实 task (left out), 按时核查 3/3:
+    # (0.4·200/3 + 0.2·200/3 + 0.2·100) / 0.8 = (80/3 + 40/3 + 20) / 0.8 = 60 / 0.8 = 75 → B (edge)
+    s1 = supervisor_score(indicators(week(ObjectType.SUPERVISOR, "sup-1")))
+    assert (s1.value, s1.grade, s1.missing) == (75.0, "B", ("按时核实率",))
+    # sup-2: only 按时核实 0/1 → 0 → E; the other three are missing
+    s2 = supervisor_score(indicators(week(ObjectType.SUPERVISOR, "sup-2")))
+    assert (s2.value, s2.grade) == (0.0, "E")
+    assert s2.missing == ("有效上报率", "漏报率", "按时核查率")
+
+
+def test_acceptor_score() -> None:
+    # 受理数 6 → band 0 (×25%); 核实按时派发 1/2 → 50 (×40%); 核查按时派发: no acceptor step → missing
+    # (0·0.25 + 50·0.40) / 0.65 = 20 / 0.65 = 30.769… → 30.77 → E
+    s = acceptor_score(indicators(week(ObjectType.ACCEPTOR, "acc-1")))
+    assert (s.value, s.grade, s.missing) == (30.77, "E", ("核查按时派发率",))
+
+
+def test_shift_leader_score() -> None:
+    # 按时立案 3/4 → 75×25% + 准确立案 (4−2)/4 → 50×40% + 按时结案 3/4 → 75×35%
+    # = 18.75 + 20 + 26.25 = 65 → C
+    s = shift_leader_score(indicators(week(ObjectType.SHIFT_LEADER, "lead-1")))
+    assert (s.value, s.grade, s.missing) == (65.0, "C", ())
+
+
+def test_dispatcher_scores() -> None:
+    # disp-1: 派遣数 4 → band 0 ×20% + 按时派遣 3/4 → 75×40% + 准确派遣 (4−1)/4 → 75×40% = 60 → C (edge)
+    s1 = dispatcher_score(indicators(week(ObjectType.DISPATCHER, "disp-1")))
+    assert (s1.value, s1.grade) == (60.0, "C")
+    # disp-2: 0 + 100×40% + 100×40% = 80 → B
+    s2 = dispatcher_score(indicators(week(ObjectType.DISPATCHER, "disp-2")))
+    assert (s2.value, s2.grade) == (80.0, "B")
+
+
+def test_department_scores() -> None:
+    # dept 10: 立案数 4 dispatched − 1 returned = 3 → band 100 ×10%; 结案 3/3 → 100 ×30%;
+    # 按期处置 3/4 → 75 ×30%; (1 − 返工 1/4) → 75 ×30% = 10 + 30 + 22.5 + 22.5 = 85 → B
+    s10 = department_score(indicators(week(ObjectType.DEPARTMENT, "10")))
+    assert (s10.value, s10.grade) == (85.0, "B")
+    # dept 12: 10 + 30 + 30 + 30 = 100 → A
+    s12 = department_score(indicators(week(ObjectType.DEPARTMENT, "12")))
+    assert (s12.value, s12.grade) == (100.0, "A")
+    # with one overdue unhandled case dept 10's 结案率 becomes 3/4: 10 + 22.5 + 22.5 + 22.5 = 77.5
+    s10b = department_score(indicators(week(ObjectType.DEPARTMENT, "10"), overdue_unhandled=1))
+    assert (s10b.value, s10b.grade) == (77.5, "B")
+
+
+def test_region_scores() -> None:
+    # G1: 监督举报 1/2 → (1−0.5)·100 = 50 ×10%; 立案 2 → band 90 ×20%; 结案 2/2 → 100 ×30%;
+    # 按期结案 1/2 → 50 ×40% = 5 + 18 + 30 + 20 = 73 → C
+    g1 = indicators(week(ObjectType.GRID, G1))
+    assert (region_score(g1).value, region_score(g1).grade) == (73.0, "C")
+    # Unicom's weights 10/20/30/10 are relative: (5 + 18 + 30 + 5) / 0.7 = 82.857… → 82.86
+    assert region_score(g1, weights=RegionWeights(10, 20, 30, 10)).value == 82.86
+    # district: 监督举报 1/4 → 75; 立案 4 over 3 grids = 1.33 → 90; 结案 4/4 → 100; 按期结案 3/4 → 75
+    # 7.5 + 18 + 30 + 30 = 85.5 → B
+    dist = indicators(week(ObjectType.DISTRICT, DISTRICT))
+    assert region_score(dist, grids=3).value == 85.5
+    # without the per-grid reading 立案 4 → band 75: 7.5 + 15 + 30 + 30 = 82.5
+    assert region_score(dist, grids=1).value == 82.5
+
+
+def test_region_weights_are_validated_and_flagged_unverified() -> None:
+    assert RegionWeights() == RegionWeights(10, 20, 30, 40)
+    assert "UNVERIFIED" in (RegionWeights.__doc__ or "")
+    with pytest.raises(ValueError, match="non-negative"):
+        RegionWeights(-1, 20, 30, 40)
+    with pytest.raises(ValueError, match="positive sum"):
+        RegionWeights(0, 0, 0, 0)
+
+
+def test_rate_points_are_clamped() -> None:
+    # a shift leader who voided more reports than he filed: 准确立案率 (1 − 3)/1 = −2, scored 0 not −200
+    ctr = Counters(filed=1, filed_on_time=1, voided=3)
+    ind = indicators(ctr)
+    assert ind.accurate_file_rate == -2.0
+    # 100×25% + 0×40%, 按时结案 missing: 25 / 0.65 = 38.46
+    assert shift_leader_score(ind).value == 38.46
+
+
+# --- the ranking table ------------------------------------------------------------------------
+
+
+def test_evaluation_table_ranks_by_score() -> None:
+    grids = evaluation_table(AGG, ObjectType.GRID, None, D_MON, D_FRI)
+    # G2: 监督举报 0/1 → 100, 立案 1 → 90, 结案 1/1, 按期 1/1: 10 + 18 + 30 + 40 = 98; G3 likewise
+    # (handled 2 − reworked 1 = 应结案 1); G1 73. Ties go by id.
+    assert list(grids.object_id) == [G2, G3, G1]
+    assert list(grids.score) == [98.0, 98.0, 73.0]
+    assert list(grids.grade) == ["A", "A", "C"]
+    assert set(RATES_BY_TYPE[ObjectType.GRID]) <= set(grids.columns)
+    assert "valid_report_rate" not in grids.columns
+    # community 110101001001: 监督举报 1/3 → 66.67; 立案 3 over 2 grids = 1.5 → 90; 结案 3/3;
+    # 按期结案 2/3: 100/30·… = 20/3 + 18 + 30 + 80/3 = 81.33 → B
+    comm = evaluation_table(AGG, "community", [COMMUNITY_12], D_MON, D_FRI)
+    assert comm.loc[0, "score"] == 81.33 and comm.loc[0, "grade"] == "B"
+    streets = evaluation_table(AGG, ObjectType.STREET, None, D_MON, D_FRI)
+    assert list(streets.object_id) == [STREET_2, STREET_1] and list(streets.score) == [98.0, 81.33]
+    sups = evaluation_table(AGG, ObjectType.SUPERVISOR, None, D_MON, D_FRI)
+    assert list(sups.object_id) == ["sup-3", "sup-1", "sup-2"]
+    assert list(sups.score) == [90.0, 75.0, 0.0]
+    assert sups.loc[1, "missing"] == "按时核实率"
+    depts = evaluation_table(AGG, ObjectType.DEPARTMENT, None, D_MON, D_FRI, overdue_unhandled={"10": 1})
+    assert list(depts.object_id) == ["12", "10"] and list(depts.score) == [100.0, 77.5]
+    # an id with no rows is listed, ungraded, last
+    disp = evaluation_table(AGG, ObjectType.DISPATCHER, ["disp-9", "disp-1", "disp-2"], D_MON, D_FRI)
+    assert list(disp.object_id) == ["disp-2", "disp-1", "disp-9"]
+    assert pd.isna(disp.loc[2, "grade"]) and disp.loc[2, "colour"] == grade_colour(None)
+    assert list(disp.loc[0, ["dispatched", "to_dispatch", "dispatched_on_time"]]) == [1, 1, 1]
+
+
+def test_evaluation_table_options() -> None:
+    # 二类 area: G1's 立案 2 is still band 90; a class-two grid with 3 filings would be 90 instead of 75
+    table = evaluation_table(AGG, ObjectType.GRID, [G1], D_MON, D_FRI, area_classes={G1: AreaClass.TWO})
+    assert table.loc[0, "score"] == 73.0
+    # district with its real grid count, say 4 grids: 4/4 = 1 → still 90 → 85.5; 1 grid → 82.5
+    d4 = evaluation_table(AGG, "district", None, D_MON, D_FRI, grids_per_region={DISTRICT: 4})
+    d1 = evaluation_table(AGG, "district", None, D_MON, D_FRI, grids_per_region={DISTRICT: 1})
+    assert (d4.loc[0, "score"], d1.loc[0, "score"]) == (85.5, 82.5)
+    # without a responsibility map 漏报 cannot be attributed: the component is left out.
+    # sup-1 then: 有效上报 2/3 ×0.4 + 按时核查 1 ×0.2 over 0.6 = (80/3 + 20) / 0.6 = 77.78
+    bare = aggregates(responsible=None)
+    sups = evaluation_table(bare, ObjectType.SUPERVISOR, ["sup-1"], D_MON, D_FRI)
+    assert sups.loc[0, "score"] == 77.78
+    assert sups.loc[0, "missing"] == "漏报率, 按时核实率"
+    assert bare.period(ObjectType.SUPERVISOR, "sup-1", D_MON, D_FRI).filed == 2  # only his own
+
+
+# --- incremental = rebuild --------------------------------------------------------------------
+
+
+def random_case(
+    rng: random.Random, n: int, start: datetime
+) -> tuple[CaseInfo, list[tuple[Command, datetime]]]:
+    """A random valid history of case ``n``: side paths chosen at random, gaps of 1 min – 2 days."""
+    case = f"K{n}"
+    grid = rng.choice([G1, G2, G3, "110102003004005"])
+    public = rng.random() < 0.4
+    source = rng.choice([Source.PUBLIC, Source.HOTLINE, Source.VIDEO]) if public else Source.SUPERVISOR
+    reporter = ACC if public else rng.choice([SUP1, SUP3])
+    sup = rng.choice([SUP1, SUP2, SUP3])
+    t = start
+
+    def nxt() -> datetime:
+        nonlocal t
+        t = t + timedelta(minutes=rng.choice([1, 5, 14, 16, 29, 31, 200, 900, 2000, 2900]))
+        return t
+
+    steps = [(c(case, Action.REPORT, reporter, **CLASS, source=source.value), t)]
+    steps.append((c(case, Action.ACCEPT, ACC), nxt()))
+    if public:
+        confirmed = rng.random() < 0.7
+        steps.append((c(case, Action.VERIFY, sup, confirmed=confirmed), nxt()))
+        if not confirmed:
+            steps.append((c(case, Action.VOID, LEAD, "不属实"), nxt()))
+            return info(case, grid, source, reporter.id), steps
+    if rng.random() < 0.1:
+        steps.append((c(case, Action.VOID, LEAD, "重复"), nxt()))
+        return info(case, grid, source, reporter.id), steps
+    steps.append((c(case, Action.FILE, LEAD), nxt()))
+    dept = DEPT10
+    steps.append((c(case, Action.DISPATCH, rng.choice([DISP, DISP2])), nxt()))
+    if rng.random() < 0.2:
+        steps.append((c(case, Action.REQUEST_RETURN, dept, "非本单位"), nxt()))
+        steps.append((c(case, Action.APPROVE, DISP), nxt()))
+        dept = DEPT12
+        steps.append((c(case, Action.DISPATCH, DISP2, department="12"), nxt()))
+    if rng.random() < 0.3:
+        steps.append((c(case, Action.URGE, BOSS, "催办"), nxt()))
+    if rng.random() < 0.2:
+        steps.append((c(case, Action.REQUEST_EXTENSION, dept, "协调", extra="1工作日"), nxt()))
+        steps.append((c(case, rng.choice([Action.APPROVE, Action.REJECT]), DISP, "意见"), nxt()))
+    if rng.random() < 0.2:
+        steps.append((c(case, Action.REQUEST_SUSPENSION, dept, "缓办"), nxt()))
+        steps.append((c(case, Action.APPROVE, DISP), nxt()))
+        steps.append((c(case, Action.RESUME, DISP), nxt()))
+    if rng.random() < 0.1:
+        return info(case, grid, source, reporter.id), steps  # still being handled
+    for _ in range(rng.choice([0, 0, 1, 2])):
+        steps.append((c(case, Action.FEEDBACK, dept, "处置"), nxt()))
+        steps.append((c(case, Action.CHECK, sup, "未通过", passed=False), nxt()))
+    steps.append((c(case, Action.FEEDBACK, dept, "处置"), nxt()))
+    steps.append((c(case, Action.CHECK, sup, passed=True), nxt()))
+    special = rng.random() < 0.1
+    steps.append((c(case, Action.CLOSE, LEAD, "特殊" if special else "", special=special), nxt()))
+    return info(case, grid, source, reporter.id), steps
+
+
+def random_log(seed: int, cases: int = 25) -> list[Record]:
+    rng = random.Random(seed)
+    records: list[Record] = []
+    for n in range(cases):
+        start = MON + timedelta(minutes=rng.randrange(0, 20 * 24 * 60))
+        case_info, steps = random_case(rng, n, start)
+        records += history(case_info, steps)
+    return records
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32 - 1))
+def test_incremental_add_equals_bulk_rebuild(seed: int) -> None:
+    records = random_log(seed)
+    live = DailyAggregates(responsible=RESPONSIBLE)
+    for rec in sorted(records, key=lambda r: r[1].at):  # interleaved, as they happen
+        live.add(*rec)
+    bulk = DailyAggregates(responsible=RESPONSIBLE)
+    bulk.add(*records[0])  # stale state that rebuild must forget
+    bulk.rebuild(records)  # case by case
+    assert live.as_dict() == bulk.as_dict()
+    assert live.to_frame().equals(bulk.to_frame())
+    # and the totals agree with a direct count over the log
+    cases = {rec[1].case_id for rec in records}
+    everything = live.period(ObjectType.DISTRICT, None, date(2025, 1, 1), date(2025, 12, 31))
+    assert everything.reported == len(cases)
+    assert everything.closed == sum(1 for r in records if r[1].action is Action.CLOSE)
+    assert everything.handled == everything.handled_on_time + everything.handled_overdue
+    assert everything.closed == everything.closed_on_time + everything.overdue_closed
+    assert everything.filed + everything.voided == len(cases)  # every random case is filed or voided
+    year = (date(2025, 1, 1), date(2025, 12, 31))
+    levels = [live.period(t, None, *year) for t in (ObjectType.GRID, ObjectType.COMMUNITY, ObjectType.STREET)]
+    assert all(level == everything for level in levels)  # the four region levels see the same cases
+
+
+def test_records_from_commands_skips_rejections() -> None:
+    i = info("Z1", G1, Source.SUPERVISOR, "sup-1")
+    steps = [
+        (c("Z1", Action.REPORT, SUP1, **CLASS, source="supervisor"), m(MON, 0)),
+        (c("Z1", Action.FILE, LEAD), m(MON, 1)),  # rejected: not yet accepted
+        (c("Z1", Action.ACCEPT, ACC), m(MON, 2)),
+    ]
+    recs = records_from_commands(i, steps, CTX)
+    assert [ev.action for _, ev, _ in recs] == [Action.REPORT, Action.ACCEPT]
+    assert recs[-1][2].status == "to_file"
+
+
+def test_add_checks_the_case() -> None:
+    # speed (≤ 1 ms per event) is measured in bench/, never in a timed unit test
+    records = random_log(7, cases=150)
+    agg = DailyAggregates(responsible=RESPONSIBLE)
+    for rec in records:
+        agg.add(*rec)
+    _, ev, state = records[0]
+    with pytest.raises(ValueError, match="does not belong"):
+        agg.add(info("other", G1, Source.SUPERVISOR, "sup-1"), ev, state)
+
+
+def test_case_info_codes() -> None:
+    i = info("X", G1, Source.SUPERVISOR, "sup-1")
+    assert (i.community, i.street, i.district) == (COMMUNITY_12, STREET_1, DISTRICT)
+    assert i.regions() == (
+        (ObjectType.GRID, G1),
+        (ObjectType.COMMUNITY, COMMUNITY_12),
+        (ObjectType.STREET, STREET_1),
+        (ObjectType.DISTRICT, DISTRICT),
+    )
+    with pytest.raises(ValueError, match="15 digits"):
+        info("X", "1101010010010", Source.SUPERVISOR, "sup-1")
+    last = RECORDS[-1][2]
+    assert CaseInfo.from_state(last, G2) == info("C6", G2, Source.SUPERVISOR, "sup-1")
+
+
+def test_to_frame_lists_every_row() -> None:
+    frame = AGG.to_frame()
+    assert len(frame) == len(AGG)
+    assert list(frame.columns) == ["object_type", "object_id", "date", *COUNTER_NAMES]
+    district = frame[frame.object_type == "district"]
+    assert list(district.date) == [D_MON, D_TUE, D_FRI]
+    assert int(district.reported.sum()) == 6
