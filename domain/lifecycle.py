@@ -344,7 +344,8 @@ def handling_limit(ctx: Context, kind: CaseKind, class_code: str, condition_code
 def _event(
     state_before: CaseState | None, state_after: CaseState, cmd: Command, at: datetime, **data: Any
 ) -> CaseEvent:
-    return CaseEvent(
+    ev = object.__new__(CaseEvent)  # every field set below; skips the frozen __init__ on the hot path
+    ev.__dict__.update(
         case_id=cmd.case_id,
         action=cmd.action,
         actor=cmd.actor.id,
@@ -356,6 +357,7 @@ def _event(
         data=dict(cmd.data, **data) if data else cmd.data,
         key=cmd.key,
     )
+    return ev
 
 
 def _report(cmd: Command, at: datetime, ctx: Context) -> Outcome:

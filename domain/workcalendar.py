@@ -348,7 +348,8 @@ def start_timer(stage: str, limit: TimeLimit, at: datetime, cal: WorkCalendar) -
     value = float(limit.value)
     if not math.isfinite(value) or value <= 0:
         raise TimerError(f"stage timer {stage!r}: the time limit must be positive, got {limit.value!r}")
-    return StageTimer(stage=stage, limit=limit, started_at=at, deadline=cal.deadline(at, limit))
+    # every field set: skips the frozen __init__ on the lifecycle's hot path
+    return _copy(_BLANK_TIMER, stage=stage, limit=limit, started_at=at, deadline=cal.deadline(at, limit))
 
 
 def pause(timer: StageTimer, at: datetime) -> StageTimer:
@@ -395,6 +396,14 @@ def _copy(timer: StageTimer, **changes: object) -> StageTimer:
     new.__dict__.update(timer.__dict__)
     new.__dict__.update(changes)
     return new
+
+
+_BLANK_TIMER = StageTimer(
+    stage="",
+    limit=TimeLimit(1, LimitUnit.URGENT_HOURS),
+    started_at=datetime.min.replace(tzinfo=UTC),
+    deadline=datetime.min.replace(tzinfo=UTC),
+)
 
 
 def stop(timer: StageTimer, at: datetime) -> StageTimer:
