@@ -3,6 +3,7 @@
 python app.py run [--host 127.0.0.1] [--port 8050] [--data-dir ./var]
 python app.py init [--district ADCODE] [--streets FILE] [--communities FILE] [--grids FILE] [--crs CRS]
 python app.py import streets|communities|grids|levels FILE [--crs CRS]
+python app.py simulate [--days 30] [--start YYYY-MM-DD] [--seed 1]
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # shipped packages are found next to this file, from any folder
     sys.path.insert(0, str(HERE))
 
-COMMANDS = ("run", "init", "import")
+COMMANDS = ("run", "init", "import", "simulate")
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,100 @@ def cmd_import(args: argparse.Namespace) -> int:
     return cmd_init(args)
 
 
+def _cell(key: str, value: object) -> str:
+    """A table cell: rates as percentages, missing values as a dash."""
+    if value is None or value != value:  # None or NaN
+        return "—"
+    return f"{float(value):.1%}" if key.endswith("_rate") or key.endswith("_share") else str(value)  # type: ignore[arg-type]
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Simulate cases over the stored district and print calibration figures and CJ/T 292 tables."""
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from feeds.simulate import simulate
+    from store.build import BuildRequest, build_city, stored_district
+    from store.db import create_engine
+    from store.migrate import upgrade
+
+    st = settings_from(args)
+    engine = create_engine(st.db_url)
+    upgrade(engine)
+    if stored_district(engine) is None:
+        build_city(engine, BuildRequest())
+    tz = ZoneInfo("Asia/Shanghai")
+    first = date.fromisoformat(args.start) if args.start else date.today() - timedelta(days=args.days)
+    start = datetime(first.year, first.month, first.day, tzinfo=tz)
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    with progress_bar() as update:
+        report = simulate(
+            engine,
+            days=args.days,
+            start=start,
+            seed=args.seed,
+            reports_per_day=args.reports_per_day,
+            edition=args.catalogue,
+            progress=lambda done, total: update("simulate", done, total),
+        )
+    f = report.figures
+    console.rule(f"模拟数据 SIMULATED DATA · {first} + {args.days} days · seed {args.seed}")
+    calib = Table(title="Calibration (targets from domain.md §1.4)", title_justify="left")
+    for col in ("figure", "simulated", "target"):
+        calib.add_column(col)
+    for row in (
+        ("reports per day 日均上报", f"{f['reports_per_day']:,.0f}", "about 1,300"),
+        ("peak hour 高峰时段", f"{f['peak_hour']}:00", "9–11 h"),
+        ("closed 结案 (cases at least 24 h old)", _cell("closed_share", f["closed_share"]), "≥ 95 %"),
+        ("mean time to close 平均结案时长", f"{f['mean_hours_to_close']:.1f} h", "about 6.5 h"),
+        ("returned 回退", _cell("returned_share", f["returned_share"]), "2–5 %"),
+        ("reworked 返工", _cell("reworked_share", f["reworked_share"]), "3–8 %"),
+        ("breaching a limit 超期", _cell("breaching_share", f["breaching_share"]), "5–10 %"),
+        ("commands applied", f"{report.commands:,}", ""),
+    ):
+        calib.add_row(*row)
+    console.print(calib)
+
+    def show(title: str, frame: Any, cols: list[tuple[str, str]], limit: int | None = None) -> None:
+        t = Table(title=title, title_justify="left")
+        for key, label in cols:
+            t.add_column(label, justify="left" if key in ("object_id", "name") else "right")
+        for _, row in (frame.head(limit) if limit else frame).iterrows():
+            t.add_row(*(_cell(key, row[key]) for key, _ in cols))
+        console.print(t)
+
+    code, name, score, grade = (
+        ("object_id", "编码 code"),
+        ("name", "名称 name"),
+        ("score", "综合指标值"),
+        ("grade", "等级"),
+    )
+    show(
+        "街道 streets (区域评价)",
+        report.streets,
+        [code, name, ("reported", "上报"), ("filed", "立案"), ("closed", "结案"), ("close_rate", "结案率"),
+         ("close_on_time_rate", "按期结案率"), score, grade],
+    )  # fmt: skip
+    show(
+        "专业部门 departments",
+        report.departments,
+        [code, name, ("dispatched", "派遣"), ("handled", "处置"), ("handle_on_time_rate", "按期处置率"),
+         ("rework_rate", "返工率"), ("close_rate", "结案率"), score, grade],
+    )  # fmt: skip
+    show(
+        f"监督员 supervisors (top 15 of {len(report.supervisors)})",
+        report.supervisors,
+        [code, ("patrol_reported", "上报"), ("valid_report_rate", "有效上报率"), ("missed_rate", "漏报率"),
+         ("verify_on_time_rate", "按时核实率"), ("check_on_time_rate", "按时核查率"), score, grade],
+        limit=15,
+    )  # fmt: skip
+    console.print("模拟数据: generated by feeds/sources/caseflow.py, not real cases.", highlight=False)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Serve GridWall (builds the built-in district on first start)."""
     from dashboard.app import create_web_app
@@ -217,6 +313,13 @@ def parser() -> argparse.ArgumentParser:
         "--area-size", type=int, default=18, help="unit grids per responsibility area (default 18)"
     )
     imp.set_defaults(func=cmd_import)
+    sim = sub.add_parser("simulate", parents=[common], help="simulate cases and print CJ/T 292 tables")
+    sim.add_argument("--days", type=int, default=30, help="days to simulate (default 30)")
+    sim.add_argument("--start", help="first day, YYYY-MM-DD (default: --days before today)")
+    sim.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    sim.add_argument("--reports-per-day", type=float, default=1300, help="mean reports a day (default 1,300)")
+    sim.add_argument("--catalogue", choices=["cjt214", "gbt30428"], default="cjt214", help="class catalogue")
+    sim.set_defaults(func=cmd_simulate)
     return p
 
 

@@ -320,20 +320,15 @@ def _stage_limit(ctx: Context, stage: str) -> TimeLimit:
 
 
 def _start(
-    state: CaseState, stage: str, at: datetime, ctx: Context, limit: TimeLimit | None = None
-) -> CaseState:
-    timers = dict(state.timers)
+    timers: dict[str, StageTimer], stage: str, at: datetime, ctx: Context, limit: TimeLimit | None = None
+) -> None:
     timers[stage] = start_timer(stage, limit or _stage_limit(ctx, stage), at, ctx.calendar)
-    return _with(state, timers=timers)
 
 
-def _stop(state: CaseState, stage: str, at: datetime) -> CaseState:
-    t = state.timers.get(stage)
-    if t is None or t.ended_at is not None:
-        return state
-    timers = dict(state.timers)
-    timers[stage] = stop(t, at)
-    return _with(state, timers=timers)
+def _stop(timers: dict[str, StageTimer], stage: str, at: datetime) -> None:
+    t = timers.get(stage)
+    if t is not None and t.ended_at is None:
+        timers[stage] = stop(t, at)
 
 
 def handling_limit(ctx: Context, kind: CaseKind, class_code: str, condition_code: str) -> TimeLimit:
@@ -391,7 +386,9 @@ def _report(cmd: Command, at: datetime, ctx: Context) -> Outcome:
         reporter=cmd.actor.id,
         emergency=minor.emergency,
     )
-    state = _start(state, T_ACCEPT, at, ctx)
+    timers: dict[str, StageTimer] = {}
+    _start(timers, T_ACCEPT, at, ctx)
+    state = _with(state, timers=timers)
     return Accepted(state, (_event(None, state, cmd, at),))
 
 
@@ -433,33 +430,38 @@ def _first(*checks: Rejection | None) -> Rejection | None:
     return None
 
 
-# Each handler gets the state before the command and ``s``, the same state stamped with the
-# command's instant; it returns the new state and extra event data, or a Rejection.
-Step = tuple[CaseState, dict[str, Any]] | Rejection
+# Each handler gets the state before the command and a copy of its timers to change in place; it
+# returns the changed fields and extra event data, or a Rejection. The new state is built once.
+Step = tuple[dict[str, Any], dict[str, Any]] | Rejection
+Timers = dict[str, StageTimer]
 _SUPERVISOR_ONLY = frozenset({Role.SUPERVISOR})
 _DEPARTMENT_ONLY = frozenset({Role.DEPARTMENT})
 _BEFORE_FILING = (Status.REPORTED, Status.VERIFYING, Status.TO_FILE)
+_NO_EXTRA: dict[str, Any] = {}
 
 
-def _accept(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+def _accept(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
     if r := _first(_role(cmd, ctx.policy.accept_roles), _need(state, Status.REPORTED)):
         return r
-    s = _stop(s, T_ACCEPT, at)
+    _stop(timers, T_ACCEPT, at)
     if state.source is Source.SUPERVISOR:  # a supervisor's own report needs no 核实
-        return _start(_with(s, status=Status.TO_FILE), T_FILE, at, ctx), {}
-    return _start(_with(s, status=Status.VERIFYING), T_VERIFY, at, ctx), {}
+        _start(timers, T_FILE, at, ctx)
+        return {"status": Status.TO_FILE}, _NO_EXTRA
+    _start(timers, T_VERIFY, at, ctx)
+    return {"status": Status.VERIFYING}, _NO_EXTRA
 
 
-def _verify(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+def _verify(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
     if r := _first(_role(cmd, _SUPERVISOR_ONLY), _need(state, Status.VERIFYING)):
         return r
     if "confirmed" not in cmd.data:
         return _reject(Rule.MISSING_RESULT, "verify needs confirmed: true/false")
-    s = _stop(s, T_VERIFY, at)
-    return _start(_with(s, status=Status.TO_FILE, verified=bool(cmd.data["confirmed"])), T_FILE, at, ctx), {}
+    _stop(timers, T_VERIFY, at)
+    _start(timers, T_FILE, at, ctx)
+    return {"status": Status.TO_FILE, "verified": bool(cmd.data["confirmed"])}, _NO_EXTRA
 
 
-def _file(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+def _file(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
     if r := _first(_role(cmd, ctx.policy.file_roles), _need(state, Status.TO_FILE)):
         return r
     cond = str(cmd.data.get("condition_code") or state.condition_code)
@@ -468,33 +470,32 @@ def _file(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Conte
         ctx.catalogue.condition(state.kind, cls, cond)
     except (CatalogueError, KeyError) as exc:
         return _reject(Rule.UNKNOWN_CLASS, str(exc))
-    s = _stop(s, T_FILE, at)
-    return _start(
-        _with(s, status=Status.TO_DISPATCH, class_code=cls, condition_code=cond), T_DISPATCH, at, ctx
-    ), {}
+    _stop(timers, T_FILE, at)
+    _start(timers, T_DISPATCH, at, ctx)
+    return {"status": Status.TO_DISPATCH, "class_code": cls, "condition_code": cond}, _NO_EXTRA
 
 
-def _void(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+def _void(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
     if r := _first(_role(cmd, ctx.policy.void_roles), _need(state, *_BEFORE_FILING), _opinion(cmd)):
         return r
     for t in (T_ACCEPT, T_VERIFY, T_FILE):
-        s = _stop(s, t, at)
-    return _with(s, status=Status.VOIDED, closed_at=at), {}
+        _stop(timers, t, at)
+    return {"status": Status.VOIDED, "closed_at": at}, _NO_EXTRA
 
 
-def _dispatch(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+def _dispatch(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
     if r := _first(_role(cmd, ctx.policy.dispatch_roles), _need(state, Status.TO_DISPATCH)):
         return r
     dept = str(cmd.data.get("department") or ctx.catalogue.minor(state.kind, state.class_code).department)
     if dept not in ctx.catalogue.departments:
         return _reject(Rule.UNKNOWN_DEPARTMENT, f"unknown department {dept!r}")
-    s = _stop(s, T_DISPATCH, at)
-    limit = handling_limit(ctx, state.kind, state.class_code, state.condition_code)
-    s = _with(s, status=Status.HANDLING, department=dept, dispatches=state.dispatches + 1)
-    return _start(s, T_HANDLE, at, ctx, limit), {"department": dept}
+    _stop(timers, T_DISPATCH, at)
+    _start(timers, T_HANDLE, at, ctx, handling_limit(ctx, state.kind, state.class_code, state.condition_code))
+    changes = {"status": Status.HANDLING, "department": dept, "dispatches": state.dispatches + 1}
+    return changes, {"department": dept}
 
 
-def _request(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+def _request(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
     if r := _first(
         _role(cmd, _DEPARTMENT_ONLY),
         _need(state, Status.HANDLING),
@@ -512,68 +513,72 @@ def _request(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Co
             extra = TimeLimit.parse(str(cmd.data.get("extra", "")))
         except ValueError as exc:
             return _reject(Rule.BAD_EXTENSION, str(exc))
-    return _with(s, request=Request(cmd.action, cmd.actor.id, at, extra)), {}
+    return {"request": Request(cmd.action, cmd.actor.id, at, extra)}, _NO_EXTRA
 
 
-def _decide(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+def _decide(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
     if r := _first(_role(cmd, ctx.policy.dispatch_roles), _need(state, Status.HANDLING)):
         return r
     req = state.request
     if req is None:
         return _reject(Rule.NO_REQUEST, f"case {state.id} has no pending request")
-    if cmd.action is Action.REJECT:
-        return _opinion(cmd) or (_with(s, request=None), {"request": req.action.value})
-    s = _with(s, request=None)
     extra: dict[str, Any] = {"request": req.action.value}
-    timers = dict(s.timers)
+    if cmd.action is Action.REJECT:
+        return _opinion(cmd) or ({"request": None}, extra)
     if req.action is Action.REQUEST_EXTENSION and req.extra is not None:
         timers[T_HANDLE] = extend(timers[T_HANDLE], req.extra, ctx.calendar)
         extra["extra"] = str(req.extra)
-        return _with(s, timers=timers, extensions=s.extensions + 1), extra
+        return {"request": None, "extensions": state.extensions + 1}, extra
     if req.action is Action.REQUEST_SUSPENSION:
         timers[T_HANDLE] = pause(timers[T_HANDLE], at)
-        return _with(s, timers=timers, status=Status.SUSPENDED, suspensions=s.suspensions + 1), extra
+        return {"request": None, "status": Status.SUSPENDED, "suspensions": state.suspensions + 1}, extra
     # 回退 "非本单位": back to the dispatcher
-    s = _stop(s, T_HANDLE, at)
-    s = _with(s, status=Status.TO_DISPATCH, department=None, returns=s.returns + 1)
-    return _start(s, T_DISPATCH, at, ctx), extra
+    _stop(timers, T_HANDLE, at)
+    _start(timers, T_DISPATCH, at, ctx)
+    changes = {
+        "request": None,
+        "status": Status.TO_DISPATCH,
+        "department": None,
+        "returns": state.returns + 1,
+    }
+    return changes, extra
 
 
-def _resume(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+def _resume(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
     if r := _first(_role(cmd, ctx.policy.dispatch_roles), _need(state, Status.SUSPENDED)):
         return r
-    timers = dict(s.timers)
     timers[T_HANDLE] = resume(timers[T_HANDLE], at, ctx.calendar)
-    return _with(s, timers=timers, status=Status.HANDLING), {}
+    return {"status": Status.HANDLING}, _NO_EXTRA
 
 
-def _feedback(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+def _feedback(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
     if r := _first(_role(cmd, _DEPARTMENT_ONLY), _need(state, Status.HANDLING), _own_department(state, cmd)):
         return r
     if state.request is not None:
         return _reject(Rule.REQUEST_PENDING, f"case {state.id} has a pending {state.request.action.value}")
-    s = _stop(s, T_HANDLE, at)
-    late = is_overdue(s.timers[T_HANDLE], at)
-    s = _with(s, status=Status.TO_CHECK, handled_overdue=s.handled_overdue or late)
-    return _start(s, T_CHECK, at, ctx), {"overdue": late}
+    _stop(timers, T_HANDLE, at)
+    late = is_overdue(timers[T_HANDLE], at)
+    _start(timers, T_CHECK, at, ctx)
+    return {"status": Status.TO_CHECK, "handled_overdue": state.handled_overdue or late}, {"overdue": late}
 
 
-def _check(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+def _check(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
     if r := _first(_role(cmd, _SUPERVISOR_ONLY), _need(state, Status.TO_CHECK)):
         return r
     if "passed" not in cmd.data:
         return _reject(Rule.MISSING_RESULT, "check needs passed: true/false")
     if not cmd.data["passed"] and (r := _opinion(cmd)):
         return r
-    s = _stop(s, T_CHECK, at)
+    _stop(timers, T_CHECK, at)
     if cmd.data["passed"]:
-        return _start(_with(s, status=Status.TO_CLOSE), T_CLOSE, at, ctx), {}
+        _start(timers, T_CLOSE, at, ctx)
+        return {"status": Status.TO_CLOSE}, _NO_EXTRA
     # 返工: back to the same department, history kept, a new handling clock
-    limit = handling_limit(ctx, state.kind, state.class_code, state.condition_code)
-    return _start(_with(s, status=Status.HANDLING, reworks=s.reworks + 1), T_HANDLE, at, ctx, limit), {}
+    _start(timers, T_HANDLE, at, ctx, handling_limit(ctx, state.kind, state.class_code, state.condition_code))
+    return {"status": Status.HANDLING, "reworks": state.reworks + 1}, _NO_EXTRA
 
 
-def _close(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
+def _close(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
     if r := _first(_role(cmd, ctx.policy.close_roles), _need(state, Status.TO_CLOSE)):
         return r
     if cmd.data.get("special"):
@@ -581,13 +586,13 @@ def _close(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Cont
             return r
         archive = ArchiveType.SPECIAL
     else:
-        archive = ArchiveType.OVERTIME if s.handled_overdue else ArchiveType.NORMAL
-    s = _stop(s, T_CLOSE, at)
-    return _with(s, status=Status.CLOSED, closed_at=at, archive=archive), {"archive": archive.value}
+        archive = ArchiveType.OVERTIME if state.handled_overdue else ArchiveType.NORMAL
+    _stop(timers, T_CLOSE, at)
+    return {"status": Status.CLOSED, "closed_at": at, "archive": archive}, {"archive": archive.value}
 
 
-def _urge(state: CaseState, s: CaseState, cmd: Command, at: datetime, ctx: Context) -> Step:
-    return _role(cmd, ctx.policy.urge_roles) or (_with(s, urges=s.urges + 1), {})
+def _urge(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
+    return _role(cmd, ctx.policy.urge_roles) or ({"urges": state.urges + 1}, _NO_EXTRA)
 
 
 _HANDLERS = {
@@ -610,10 +615,12 @@ _HANDLERS = {
 
 
 def _transition(state: CaseState, cmd: Command, at: datetime, ctx: Context) -> Outcome:
-    step = _HANDLERS[cmd.action](state, _with(state, updated_at=at), cmd, at, ctx)
+    timers = dict(state.timers)
+    step = _HANDLERS[cmd.action](state, timers, cmd, at, ctx)
     if isinstance(step, Rejection):
         return step
-    new, extra = step
+    changes, extra = step
+    new = _with(state, updated_at=at, timers=timers, **changes)
     return Accepted(new, (_event(state, new, cmd, at, **extra),))
 
 

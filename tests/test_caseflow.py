@@ -162,6 +162,14 @@ def test_rejections_are_exposed_as_bugs_and_strict_raises() -> None:
         list(strict)
 
 
+def test_keep_false_forgets_finished_cases() -> None:
+    flow = generate(MON, 2, GRIDS[:20], CTX, seed=9, reports_per_day=300, keep=False)
+    commands = run(flow)
+    reported = {cmd.case_id for cmd, _ in commands if cmd.action is Action.REPORT}
+    assert flow.states and set(flow.states) == set(flow.cases) < reported
+    assert all(s.is_open for s in flow.states.values())
+
+
 def test_bad_arguments_are_refused_and_stream_is_lazy() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         generate(MON.replace(tzinfo=None), 1, GRIDS, CTX, seed=1)
