@@ -133,6 +133,9 @@ class Catalogue:
 
     def minor(self, kind: CaseKind | str, code: str) -> MinorClass:
         """The minor class with this 4-digit code (e.g. ``0101``) of this kind."""
+        found = self._by_key.get((kind, code))  # type: ignore[arg-type]  # fast path: exact key
+        if found is not None:
+            return found
         try:
             case_kind = CaseKind.parse(str(kind))
         except ValueError as exc:

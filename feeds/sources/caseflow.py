@@ -605,34 +605,9 @@ class CaseFlow(Iterator[tuple[Command, datetime]]):
         return Actor("leader-01", Role.LEADER) if d.chance(0.7) else self._dispatcher(t)
 
 
-def generate(
-    start: datetime,
-    days: float,
-    grids: Sequence[str],
-    ctx: Context,
-    *,
-    seed: int,
-    reports_per_day: float = 1300,
-    supervisors: Sequence[str] | None = None,
-    departments: Mapping[tuple[CaseKind, str], str] | None = None,
-    calibration: Calibration = DEFAULT_CALIBRATION,
-    strict: bool = False,
-    keep: bool = True,
-) -> CaseFlow:
-    """Yield seeded, realistic lifecycle commands ``(Command, instant)`` in time order."""
-    return CaseFlow(
-        start,
-        days,
-        grids,
-        ctx,
-        seed=seed,
-        reports_per_day=reports_per_day,
-        supervisors=supervisors,
-        departments=departments,
-        calibration=calibration,
-        strict=strict,
-        keep=keep,
-    )
+# ``generate(start, days, grids, ctx, *, seed, …)`` yields seeded ``(Command, instant)`` pairs in
+# time order; the stream object also carries the case states and metadata (see CaseFlow).
+generate = CaseFlow
 
 
 def summarise(
