@@ -835,11 +835,15 @@ def score_for(
     return dispatcher_score(ind)
 
 
-def _grids_in(aggregates: DailyAggregates, kind: ObjectType, region_id: str) -> int:
-    """Grids with any row that lie in a region (at least 1)."""
-    if kind is ObjectType.GRID:
-        return 1
-    return max(1, sum(1 for g in aggregates.ids(ObjectType.GRID) if g.startswith(region_id)))
+def _grids_per_region(aggregates: DailyAggregates, kind: ObjectType) -> dict[str, int]:
+    """Grids with any row per region of a type, counted in one pass."""
+    if kind not in _PREFIX or kind is ObjectType.GRID:
+        return {}
+    width = _PREFIX[kind]
+    counts: dict[str, int] = {}
+    for g in aggregates.ids(ObjectType.GRID):
+        counts[g[:width]] = counts.get(g[:width], 0) + 1
+    return counts
 
 
 def evaluation_table(
@@ -859,9 +863,10 @@ def evaluation_table(
     wanted = sorted(aggregates.ids(kind) if ids is None else set(ids))
     rate_names = RATES_BY_TYPE[kind]
     rows: list[dict[str, Any]] = []
+    counted = _grids_per_region(aggregates, kind) if grids_per_region is None else {}
     for oid in wanted:
         ind = indicators(aggregates.period(kind, oid, start, end), (overdue_unhandled or {}).get(oid, 0))
-        grids = (grids_per_region or {}).get(oid) or _grids_in(aggregates, kind, oid)
+        grids = (grids_per_region or {}).get(oid) or max(1, counted.get(oid, 1))
         score = score_for(
             kind,
             ind,
