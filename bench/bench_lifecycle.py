@@ -107,9 +107,9 @@ def _persisted(ctx: Context, url: str, label: str, target: float, cases: int, se
         sync_departments(s, ctx.catalogue)
     cmds = [step for h in histories(cases) for step in h]
     cmds.sort(key=lambda step: step[1])  # interleaved as they would arrive
-    with stopwatch() as t:
+    with stopwatch() as t, engine.connect() as conn:  # one connection
         for cmd, at in cmds:
-            with engine.begin() as conn:  # one transaction per command, over one pooled connection
+            with conn.begin():  # one transaction per command
                 res = execute(conn, cmd, at, ctx)
             assert res.outcome == "applied", res
     engine.dispose()

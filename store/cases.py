@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -44,13 +46,32 @@ _tasks_t: Table = Task.__table__  # type: ignore[assignment]
 _SEL_STATE = select(_cases.c.state, _cases.c.version).where(_cases.c.id == bindparam("p_id"))
 _SEL_STATE_LOCK = _SEL_STATE.with_for_update()
 _SEL_KEY = select(_events.c.fingerprint, _events.c.case_id).where(_events.c.key == bindparam("p_key"))
+_KEY_FP = select(_events.c.fingerprint).where(_events.c.key == bindparam("p_key")).scalar_subquery()
+_KEY_CASE = select(_events.c.case_id).where(_events.c.key == bindparam("p_key")).scalar_subquery()
+_SEL_CASE_AND_KEY = select(_cases.c.state, _cases.c.version, _KEY_FP, _KEY_CASE).where(
+    _cases.c.id == bindparam("p_id")
+)
+_SEL_CASE_AND_KEY_LOCK = _SEL_CASE_AND_KEY.with_for_update(of=_cases)
 _INS_CASE = _cases.insert()
 _UPD_CASE = _cases.update().where(_cases.c.id == bindparam("p_id")).values(version=_cases.c.version + 1)
 _INS_EVENT = _events.insert()
-_INS_TIMER = _timers.insert()
-_UPD_TIMER = _timers.update().where(
-    _timers.c.case_id == bindparam("p_case"), _timers.c.stage == bindparam("p_stage")
-)
+_TIMER_COLUMNS = ("limit_value", "limit_unit", "started_at", "deadline", "paused_since", "paused_seconds",
+                  "ended_at", "overdue")  # fmt: skip
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert_timers(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (case_id, stage) DO UPDATE for the dialect (SQLite and PostgreSQL)."""
+    stmt = _UPSERTS.get(dialect)
+    if stmt is None:
+        ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(_timers)
+        stmt = _UPSERTS[dialect] = ins.on_conflict_do_update(
+            index_elements=[_timers.c.case_id, _timers.c.stage],
+            set_={c: ins.excluded[c] for c in _TIMER_COLUMNS},
+        )
+    return stmt
+
+
 _INS_TASK = _tasks_t.insert()
 _SEL_GRID = select(Grid.__table__.c.code).where(Grid.__table__.c.code == bindparam("p_code"))
 Db = Connection | Session  # the command path runs on a Core connection or an ORM session
@@ -88,10 +109,13 @@ def sync_departments(session: Session, catalogue: Catalogue) -> int:
     return len(rows)
 
 
+def _dialect(db: Db) -> str:
+    return (db.get_bind().dialect if isinstance(db, Session) else db.dialect).name
+
+
 def _load(db: Db, case_id: str, *, for_update: bool = False) -> tuple[CaseState | None, int]:
     """The lifecycle state of a case and its version (= number of events so far)."""
-    dialect = db.get_bind().dialect if isinstance(db, Session) else db.dialect
-    lock = for_update and dialect.name == "postgresql"
+    lock = for_update and _dialect(db) == "postgresql"
     row = db.execute(_SEL_STATE_LOCK if lock else _SEL_STATE, {"p_id": case_id}).first()
     return (None, 0) if row is None else (state_from_json(row[0]), int(row[1]))
 
@@ -217,15 +241,9 @@ def _write(
         ],
     )
     old_timers = before.timers if before else {}
-    for name, t in state.timers.items():
-        if old_timers.get(name) == t:
-            continue
-        row = _timer_row(state.id, t)
-        if name in old_timers:
-            del row["case_id"], row["stage"]
-            db.execute(_UPD_TIMER, {"p_case": state.id, "p_stage": t.stage, **row})
-        else:
-            db.execute(_INS_TIMER, row)
+    changed = [_timer_row(state.id, t) for name, t in state.timers.items() if old_timers.get(name) != t]
+    if changed:  # one upsert for the stopped and the started timer (one round trip on psycopg)
+        db.execute(_upsert_timers(_dialect(db)), changed)
     _tasks(db, before, state, cmd, at)
 
 
@@ -261,17 +279,24 @@ def execute(db: Db, cmd: Command, at: datetime, ctx: Context, source: str = "com
     ``db`` is a Core connection (fastest; the pipeline's choice) or an ORM session.
     """
     fp = fingerprint(cmd, at)
+    # one round trip: the case (locked on PostgreSQL) and whatever already used this key
+    row = db.execute(
+        _SEL_CASE_AND_KEY_LOCK if _dialect(db) == "postgresql" else _SEL_CASE_AND_KEY,
+        {"p_id": cmd.case_id, "p_key": cmd.key or None},
+    ).first()
+    before, version = (None, 0) if row is None else (state_from_json(row[0]), int(row[1]))
+    seen = None
     if cmd.key:
-        seen = db.execute(_SEL_KEY, {"p_key": cmd.key}).first()
-        if seen is not None:
-            if seen[0] == fp:
-                return CommandResult("duplicate", load_case(db, seen[1]))
-            rej = Rejection(
-                Rule.KEY_CONFLICT, f"idempotency key {cmd.key!r} was used for a different command"
-            )
-            record_reject(db, source, rej.rule.value, rej.message, _command_json(cmd, at))
-            return CommandResult("rejected", load_case(db, cmd.case_id), rejection=rej)
-    before, version = _load(db, cmd.case_id, for_update=True)
+        if row is not None:
+            seen = None if row[2] is None else (row[2], row[3])
+        else:  # no such case yet (a report): ask about the key alone
+            seen = db.execute(_SEL_KEY, {"p_key": cmd.key}).first()
+    if seen is not None:
+        if seen[0] == fp:
+            return CommandResult("duplicate", before if seen[1] == cmd.case_id else load_case(db, seen[1]))
+        rej = Rejection(Rule.KEY_CONFLICT, f"idempotency key {cmd.key!r} was used for a different command")
+        record_reject(db, source, rej.rule.value, rej.message, _command_json(cmd, at))
+        return CommandResult("rejected", before, rejection=rej)
     rejection: Rejection | None = None
     if cmd.action is Action.REPORT and before is None:
         grid = cmd.data.get("grid")
