@@ -109,3 +109,28 @@ def chromium_path() -> str:
         require("Debian's chromium (apt-get install chromium)")
     assert path
     return path
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def city_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """An engine with the built-in district and the catalogue's departments, on each backend."""
+    from domain.catalogue import load_catalogue
+    from store.build import BuildRequest, build_city
+    from store.cases import sync_departments
+    from store.db import create_engine, transaction
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('city') / 'gw.db'}"
+    else:
+        url = str(request.getfixturevalue("pg_server_url"))
+    eng = create_engine(url)
+    build_city(eng, BuildRequest())
+    with transaction(eng) as s:
+        sync_departments(s, load_catalogue("cjt214"))
+    yield eng
+    if request.param == "postgresql":
+        with eng.begin() as conn:
+            schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    eng.dispose()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,32 +10,18 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from domain.lifecycle import Action, Command, Context, Rule, Status, state_from_json, state_to_json
-from store.build import BuildRequest, build_city
-from store.cases import case_events, execute, load_case, sync_departments
-from store.db import create_engine, session_factory, transaction
+from store.cases import case_events, execute, load_case
+from store.db import session_factory, transaction
 from store.models import Case, Grid, Reject, StageTimerRow, Task
 from tests.test_lifecycle import ACC, CAL, CAT, DEPT, DISP, LEAD, MON, REPORT_PUBLIC, SUP, at
 
 CTX = Context(catalogue=CAT, calendar=CAL)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('cases') / 'gw.db'}"
-    else:
-        url = request.getfixturevalue("pg_server_url")
-    eng = create_engine(url)
-    build_city(eng, BuildRequest())
-    with transaction(eng) as s:
-        sync_departments(s, CAT)
-    yield eng
-    if request.param == "postgresql":
-        with eng.begin() as conn:
-            schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    eng.dispose()
+@pytest.fixture(scope="module")
+def engine(city_engine: Engine) -> Engine:
+    """The built-in district on SQLite and on PostgreSQL (see conftest)."""
+    return city_engine
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -13,9 +12,8 @@ from sqlalchemy.engine import Engine
 from domain.evaluation import CaseInfo, DailyAggregates, ObjectType
 from domain.lifecycle import Context
 from feeds.sources.caseflow import generate
-from store.build import BuildRequest, build_city
-from store.cases import execute, sync_departments
-from store.db import create_engine, session_factory, transaction
+from store.cases import execute
+from store.db import session_factory
 from store.evaluation import rebuild_aggregates
 from store.models import Grid
 from tests.test_lifecycle import CAL, CAT
@@ -24,23 +22,10 @@ CTX = Context(catalogue=CAT, calendar=CAL)
 START = datetime(2025, 9, 29, tzinfo=ZoneInfo("Asia/Shanghai"))  # Mon, then National Day holidays
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('eval') / 'gw.db'}"
-    else:
-        url = request.getfixturevalue("pg_server_url")
-    eng = create_engine(url)
-    build_city(eng, BuildRequest())
-    with transaction(eng) as s:
-        sync_departments(s, CAT)
-    yield eng
-    if request.param == "postgresql":
-        with eng.begin() as conn:
-            schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    eng.dispose()
+@pytest.fixture(scope="module")
+def engine(city_engine: Engine) -> Engine:
+    """The built-in district on SQLite and on PostgreSQL (see conftest)."""
+    return city_engine
 
 
 def test_live_aggregates_equal_a_rebuild_from_the_stored_log(engine: Engine) -> None:
