@@ -85,13 +85,6 @@ class Lattice:
             cell=cell,
         )
 
-    def cell_box(self, row: int, col: int) -> BaseGeometry:
-        """The square of one cell in metric coordinates."""
-        c = self.cell
-        return shapely.box(
-            self.x0 + col * c, self.y0 - (row + 1) * c, self.x0 + (col + 1) * c, self.y0 - row * c
-        )
-
 
 @dataclass
 class StreetPlan:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -134,13 +133,3 @@ def polygonal(geom: BaseGeometry) -> BaseGeometry:
     if len(parts) == 1:
         return parts[0]
     return shapely.MultiPolygon(parts)
-
-
-def round_coords(geom: BaseGeometry, digits: int = 7) -> BaseGeometry:
-    """Round coordinates (7 decimals ≈ 1 cm) for storage."""
-    return shapely.set_precision(geom, 10.0**-digits) if digits < 9 else geom
-
-
-def metres_per_degree(lat: float) -> tuple[float, float]:
-    """Approximate metres per degree of longitude and latitude at ``lat``."""
-    return 111_320.0 * math.cos(math.radians(lat)), 110_574.0

@@ -43,8 +43,7 @@ _timers: Table = StageTimerRow.__table__  # type: ignore[assignment]
 _tasks_t: Table = Task.__table__  # type: ignore[assignment]
 # Statements built once with bind parameters: the hot path only binds values (tech: SQLAlchemy
 # caches the compiled form; building a new statement with literal values per command costs ~10 ms).
-_SEL_STATE = select(_cases.c.state, _cases.c.version).where(_cases.c.id == bindparam("p_id"))
-_SEL_STATE_LOCK = _SEL_STATE.with_for_update()
+_SEL_STATE = select(_cases.c.state).where(_cases.c.id == bindparam("p_id"))
 _SEL_KEY = select(_events.c.fingerprint, _events.c.case_id).where(_events.c.key == bindparam("p_key"))
 _KEY_FP = select(_events.c.fingerprint).where(_events.c.key == bindparam("p_key")).scalar_subquery()
 _KEY_CASE = select(_events.c.case_id).where(_events.c.key == bindparam("p_key")).scalar_subquery()
@@ -113,16 +112,10 @@ def _dialect(db: Db) -> str:
     return (db.get_bind().dialect if isinstance(db, Session) else db.dialect).name
 
 
-def _load(db: Db, case_id: str, *, for_update: bool = False) -> tuple[CaseState | None, int]:
-    """The lifecycle state of a case and its version (= number of events so far)."""
-    lock = for_update and _dialect(db) == "postgresql"
-    row = db.execute(_SEL_STATE_LOCK if lock else _SEL_STATE, {"p_id": case_id}).first()
-    return (None, 0) if row is None else (state_from_json(row[0]), int(row[1]))
-
-
 def load_case(db: Db, case_id: str) -> CaseState | None:
     """The lifecycle state of a case, or None."""
-    return _load(db, case_id)[0]
+    raw = db.scalar(_SEL_STATE, {"p_id": case_id})
+    return None if raw is None else state_from_json(raw)
 
 
 def _command_json(cmd: Command, at: datetime) -> dict[str, Any]:
