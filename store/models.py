@@ -216,3 +216,59 @@ class Reject(Base):
     reason: Mapped[str] = mapped_column(String(48))
     message: Mapped[str] = mapped_column(String(1000))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    count: Mapped[int] = mapped_column(Integer, default=1)  # > 1: a count row for rejects beyond the cap
+
+
+class Person(Base):
+    """A person who acts in GridWall: supervisor, centre operator, department operator, leader, admin."""
+
+    __tablename__ = "people"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(24), index=True)  # domain.lifecycle.Role value
+    department_code: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    area_code: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)  # supervisors
+    password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    source: Mapped[str] = mapped_column(String(16), default="manual")  # manual | embedded | simulation
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Token(Base):
+    """A credential: device, gateway, kiosk token or API key. Only the SHA-256 of the secret is kept."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)  # device | gateway | kiosk | api
+    name: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))  # first characters, to recognise a token in lists
+    person_id: Mapped[str | None] = mapped_column(ForeignKey("people.id"), nullable=True, index=True)
+    role: Mapped[str | None] = mapped_column(String(48), nullable=True)  # API keys: lifecycle role
+    scope: Mapped[list[str]] = mapped_column(JSONType, default=list)  # gateway: person ids, or ["*"]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Position(Base):
+    """One accepted position fix (track point), WGS-84, kept at full rate for the retention period."""
+
+    __tablename__ = "positions"
+    __table_args__ = (
+        Index("ix_positions_supervisor_at", "supervisor_id", "at", unique=True),
+        Index("ix_positions_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    supervisor_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column()
+    received_at: Mapped[datetime] = mapped_column()
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    accuracy: Mapped[float | None] = mapped_column(Float, nullable=True)
+    speed: Mapped[float | None] = mapped_column(Float, nullable=True)  # m/s
+    grid_code: Mapped[str | None] = mapped_column(String(15), nullable=True)
+    source: Mapped[str] = mapped_column(String(16), default="device")  # device | simulation | replay
