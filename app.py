@@ -4,6 +4,10 @@ python app.py run [--host 127.0.0.1] [--port 8050] [--data-dir ./var]
 python app.py init [--district ADCODE] [--streets FILE] [--communities FILE] [--grids FILE] [--crs CRS]
 python app.py import streets|communities|grids|levels FILE [--crs CRS]
 python app.py simulate [--days 30] [--start YYYY-MM-DD] [--seed 1]
+python app.py user add ID --role ROLE [--name N] [--department CODE] [--area CODE] [--password-stdin]
+python app.py user list
+python app.py token add device|gateway|kiosk|api --name N [--person ID] [--role R] [--scope IDS|*]
+python app.py token list | token revoke ID
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # shipped packages are found next to this file, from any folder
     sys.path.insert(0, str(HERE))
 
-COMMANDS = ("run", "init", "import", "simulate")
+COMMANDS = ("run", "init", "import", "simulate", "user", "token")
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,101 @@ def _cell(key: str, value: object) -> str:
     return f"{float(value):.1%}" if key.endswith("_rate") or key.endswith("_share") else str(value)  # type: ignore[arg-type]
 
 
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Print a plain aligned text table (wide characters count two columns; missing values as '-')."""
+    from rich.cells import cell_len
+
+    cells = [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max([cell_len(h)] + [cell_len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    for line in [list(headers), *cells]:
+        print("  ".join(c + " " * (w - cell_len(c)) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _accounts_engine(args: argparse.Namespace) -> Any:
+    """A write engine on the configured database, migrated to the latest schema."""
+    from store.db import create_engine
+    from store.migrate import upgrade
+
+    engine = create_engine(settings_from(args).db_url)
+    upgrade(engine)
+    return engine
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    """Add a person (printing a generated password once) or list people."""
+    from store.accounts import AccountError, add_person, list_people
+    from store.db import transaction
+
+    engine = _accounts_engine(args)
+    if args.action == "list":
+        with transaction(engine) as s:
+            people = list_people(s)
+        _table(
+            ("id", "role", "name", "department", "area", "active"),
+            [
+                (p.id, p.role, p.name, p.department_code, p.area_code, "yes" if p.active else "no")
+                for p in people
+            ],
+        )
+        return 0
+    if args.password_stdin:
+        password = (sys.stdin.readline() if sys.stdin else "").rstrip("\r\n")
+        if not password:
+            raise AccountError("--password-stdin: no password on stdin")
+    else:
+        password = secrets.token_urlsafe(12)
+    with transaction(engine) as s:
+        person = add_person(
+            s, args.id, args.role, name=args.name, department=args.department, area=args.area,
+            password=password,
+        )  # fmt: skip
+    print(f"user {person.id} added ({person.role})", flush=True)
+    if not args.password_stdin:
+        print(f"password: {password}", flush=True)
+        print("the password is shown only once; only its hash is stored", file=sys.stderr)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Issue, list or revoke device, gateway and kiosk tokens and API keys."""
+    from store.accounts import issue_token, list_tokens, revoke_token
+    from store.db import transaction
+
+    engine = _accounts_engine(args)
+    if args.action == "add":
+        scope = [part.strip() for part in (args.scope or "").split(",") if part.strip()]
+        with transaction(engine) as s:
+            token, value = issue_token(
+                s, args.kind, args.name, person_id=args.person, role=args.role, scope=scope
+            )
+        print(f"token {token.id}: {value}", flush=True)
+        print("the token is shown only once; only its hash is stored (revoke it and add another if lost)",
+              file=sys.stderr)  # fmt: skip
+        return 0
+    if args.action == "revoke":
+        with transaction(engine) as s:
+            token = revoke_token(s, args.id)
+        assert token.revoked_at is not None
+        print(f"token {token.id} ({token.kind} {token.name}) revoked at {token.revoked_at:%Y-%m-%dT%H:%MZ}")
+        return 0
+    with transaction(engine) as s:
+        tokens = list_tokens(s)
+
+    def scope_text(scope: list[str]) -> str:
+        return ",".join(scope) if len(scope) <= 3 else f"{','.join(scope[:3])},… ({len(scope)})"
+
+    _table(
+        ("id", "kind", "name", "prefix", "person", "role", "scope", "created", "revoked"),
+        [
+            (t.id, t.kind, t.name, f"{t.prefix}…", t.person_id, t.role,
+             scope_text(list(t.scope or [])) or None, f"{t.created_at:%Y-%m-%dT%H:%MZ}",
+             f"{t.revoked_at:%Y-%m-%dT%H:%MZ}" if t.revoked_at else None)
+            for t in tokens
+        ],
+    )  # fmt: skip
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     """Simulate cases over the stored district and print calibration figures and CJ/T 292 tables."""
     from datetime import date, datetime, timedelta
@@ -226,6 +325,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Serve GridWall (builds the built-in district on first start)."""
     from dashboard.app import create_web_app
+    from feeds.core import start_live_core
+    from feeds.simulator import Simulation
+    from store.accounts import provision_embedded, write_device_tokens
     from store.build import BuildRequest, build_city, stored_district
     from store.db import create_engine
     from store.migrate import upgrade
@@ -240,16 +342,30 @@ def cmd_run(args: argparse.Namespace) -> int:
             s = build_city(engine, BuildRequest(district=args.district), update)
         print(f"built {s.streets} streets, {s.communities} communities, {s.grids} unit grids", flush=True)
     secret = load_secrets(st.data_dir)
+    made = provision_embedded(engine, kiosk_secret=secret["kiosk_token"])
+    if made.devices:
+        path = write_device_tokens(st.data_dir / "device-tokens.csv", made.devices)
+        print(f"created {len(made.devices)} supervisor devices; their tokens are in {path}", flush=True)
     web = create_web_app(
         create_engine(st.db_url, write=False),
-        kiosk_token=secret["kiosk_token"],
         secret_key=secret["secret_key"],
     )
-    web.cache.current()  # warm the page data before announcing the URLs
+    sim = None
+    if not args.no_simulation:
+        sim = Simulation.prepare(
+            engine, st.data_dir, seed=args.seed, edition=args.catalogue,
+            progress=lambda m: print(m, flush=True),
+        )
+    core = start_live_core(engine, web.socketio, edition=args.catalogue)
     host, port = args.host, args.port
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    if sim is not None:
+        sim.start(core, f"http://{shown}:{port}")
+    web.cache.current()  # warm the page data before announcing the URLs
     print(f"wall: http://{shown}:{port}/wall?token={secret['kiosk_token']}", flush=True)
     print(f"desk: http://{shown}:{port}/desk", flush=True)
+    if made.admin_password:
+        print(f"admin: user admin, password {made.admin_password} (shown once; change it)", flush=True)
     web.socketio.run(
         web.server,
         host=host,
@@ -277,11 +393,16 @@ def parser() -> argparse.ArgumentParser:
         prog="app.py",
         description="GridWall: real-time command-centre wall for grid-based city management.",
     )
-    sub = p.add_subparsers(dest="command", metavar="{run,init,import}")
+    sub = p.add_subparsers(dest="command", metavar="{run,init,import,simulate,user,token}")
     run = sub.add_parser("run", parents=[common], help="serve the wall and the desk (default)")
     run.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=8050, help="port (default 8050)")
     run.add_argument("--district", help="adcode to build on first start (default 110101, built in)")
+    run.add_argument(
+        "--no-simulation", action="store_true", help="do not run the built-in simulation (real feeds only)"
+    )
+    run.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    run.add_argument("--catalogue", choices=["cjt214", "gbt30428"], default="cjt214", help="class catalogue")
     run.set_defaults(func=cmd_run)
 
     init = sub.add_parser("init", parents=[common], help="build a district's streets, communities and grids")
@@ -320,6 +441,39 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--reports-per-day", type=float, default=1300, help="mean reports a day (default 1,300)")
     sim.add_argument("--catalogue", choices=["cjt214", "gbt30428"], default="cjt214", help="class catalogue")
     sim.set_defaults(func=cmd_simulate)
+
+    user = sub.add_parser("user", help="add or list people (supervisors, operators, leaders, admins)")
+    user_sub = user.add_subparsers(dest="action", required=True, metavar="{add,list}")
+    uadd = user_sub.add_parser("add", parents=[common], help="add a person; a random password is shown once")
+    uadd.add_argument("id", help="person id, e.g. sup-001 or wang.li")
+    uadd.add_argument(
+        "--role",
+        required=True,
+        help="supervisor, acceptor, shift_leader, dispatcher, department, leader or admin",
+    )
+    uadd.add_argument("--name", help="display name (default: the id)")
+    uadd.add_argument("--department", help="department code (needed for role department)")
+    uadd.add_argument("--area", help="responsibility area code (supervisors)")
+    uadd.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin instead of generating one"
+    )
+    uadd.set_defaults(func=cmd_user)
+    user_sub.add_parser("list", parents=[common], help="list people").set_defaults(func=cmd_user)
+
+    tok = sub.add_parser("token", help="issue, list or revoke device/gateway/kiosk tokens and API keys")
+    tok_sub = tok.add_subparsers(dest="action", required=True, metavar="{add,list,revoke}")
+    tadd = tok_sub.add_parser("add", parents=[common], help="issue a token; its secret is shown once")
+    tadd.add_argument("kind", metavar="KIND", help="device, gateway, kiosk or api")
+    tadd.add_argument("--name", required=True, help="what the token is for, e.g. 'handset 17' or 'vendor X'")
+    tadd.add_argument("--person", help="device: the supervisor's person id")
+    tadd.add_argument("--role", help="api: lifecycle role, e.g. call_center, leader, department:<code>")
+    tadd.add_argument("--scope", help="gateway: person ids it may speak for, comma separated, or * for all")
+    tadd.set_defaults(func=cmd_token)
+    tlist = tok_sub.add_parser("list", parents=[common], help="list tokens, never secrets")
+    tlist.set_defaults(func=cmd_token)
+    trev = tok_sub.add_parser("revoke", parents=[common], help="revoke a token by id")
+    trev.add_argument("id", type=int, help="token id (see token list)")
+    trev.set_defaults(func=cmd_token)
     return p
 
 
@@ -332,9 +486,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
     from domain.errors import GeoInputError
+    from store.accounts import AccountError
 
     try:
         return int(args.func(args))
+    except AccountError as exc:
+        print(f"error: {exc}", file=sys.stderr)
     except GeoInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
     except OperationalError as exc:

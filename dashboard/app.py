@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from dashboard.data import Overview, OverviewCache
 from dashboard.figures import overview_map
 from dashboard.i18n import pick_lang, t
 from layouts import overview
+from store.accounts import AuthError, authenticate
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 KIOSK_COOKIE = "gw_kiosk"
@@ -34,8 +34,8 @@ class WebApp:
     cache: OverviewCache
 
 
-def create_web_app(engine: Engine, *, kiosk_token: str, secret_key: str) -> WebApp:
-    """Compose Flask + Socket.IO + Dash on a read-only engine."""
+def create_web_app(engine: Engine, *, secret_key: str) -> WebApp:
+    """Compose Flask + Socket.IO + Dash on a read-only engine (kiosk tokens are checked in the store)."""
     server = Flask("gridwall")
     server.config["SECRET_KEY"] = secret_key
     socketio = SocketIO(server, async_mode="threading", cors_allowed_origins=[])
@@ -43,7 +43,12 @@ def create_web_app(engine: Engine, *, kiosk_token: str, secret_key: str) -> WebA
 
     def kiosk_ok() -> bool:
         given = request.args.get("token") or request.cookies.get(KIOSK_COOKIE) or ""
-        return hmac.compare_digest(given.encode(), kiosk_token.encode())
+        try:  # the embedded kiosk token or any other active one (python app.py token add kiosk)
+            with engine.connect() as conn:
+                authenticate(conn, given, ("kiosk",))
+        except AuthError:
+            return False
+        return True
 
     @server.before_request
     def guard_wall() -> Response | None:

@@ -13,7 +13,6 @@ from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Integer, event
 from sqlalchemy import create_engine as _create_engine
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.ext.mutable import MutableDict
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
@@ -42,7 +41,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
-MutableJSON = MutableDict.as_mutable(JSONType)
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 

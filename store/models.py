@@ -203,6 +203,7 @@ class Task(Base):
     deadline: Mapped[datetime] = mapped_column()
     done_at: Mapped[datetime | None] = mapped_column(nullable=True)
     result: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    acked_at: Mapped[datetime | None] = mapped_column(nullable=True)  # the handset confirmed receipt
 
 
 class Reject(Base):

@@ -1,0 +1,117 @@
+"""The live core of one process: pipeline, live state, ``/device`` and ``/live``, the tick producer.
+
+:func:`start_live_core` composes them on an existing Flask-SocketIO server, after rebuilding the
+live state from the database (so a restart shows what was shown before).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from flask_socketio import SocketIO
+from sqlalchemy.engine import Engine
+
+from domain.catalogue import load_catalogue
+from domain.lifecycle import Context
+from domain.workcalendar import load_calendar
+from feeds.live import MemoryLiveState, grid_areas, rebuild, supervisor_areas
+from feeds.pipeline import Pipeline, PipelineConfig
+from feeds.sockets import Broadcaster, DeviceNamespace, LiveNamespace
+from store.build import stored_district
+from store.cases import sync_departments
+from store.db import session_factory, transaction
+from store.geography import load_index
+from store.tracks import thin_positions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LiveCore:
+    """The running live core."""
+
+    ctx: Context
+    live: MemoryLiveState
+    pipeline: Pipeline
+    broadcaster: Broadcaster
+    device: DeviceNamespace
+    adcode: str
+    simulating: threading.Event = field(default_factory=threading.Event)
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self) -> None:
+        """Stop ticks and drain the pipeline."""
+        self.stopped.set()
+        self.broadcaster.stop()
+        self.pipeline.stop()
+
+
+def build_context(engine: Engine, edition: str = "cjt214") -> Context:
+    """The lifecycle context of the stored city: catalogue (departments synced) and calendar."""
+    catalogue = load_catalogue(edition)
+    with transaction(engine) as s:
+        sync_departments(s, catalogue)
+    return Context(catalogue=catalogue, calendar=load_calendar())
+
+
+def start_live_core(
+    engine: Engine,
+    socketio: SocketIO,
+    *,
+    edition: str = "cjt214",
+    interval: float = 1.0,
+    config: PipelineConfig | None = None,
+    clock: Callable[[], datetime] | None = None,
+    session_ok: Callable[[], bool] = lambda: False,
+) -> LiveCore:
+    """Rebuild the live state, start the writer and the tick producer, register the namespaces."""
+    adcode = stored_district(engine)
+    if adcode is None:
+        raise LookupError("no district is built; run: python app.py init")
+    ctx = build_context(engine, edition)
+    with session_factory(engine)() as s:
+        index = load_index(s, adcode)
+    now = (clock or (lambda: datetime.now(UTC)))()
+    live = MemoryLiveState(
+        tz=ctx.calendar.tz,
+        catalogue=ctx.catalogue,
+        areas=supervisor_areas(engine),
+        area_of_grid=grid_areas(engine),
+        now=now,
+    )
+    rebuild(engine, live, now)
+    simulating = threading.Event()
+    broadcaster = Broadcaster(socketio, live, interval=interval, simulated=simulating.is_set, clock=clock)
+    holder: dict[str, DeviceNamespace] = {}
+    pipeline = Pipeline(
+        engine,
+        index,
+        ctx,
+        live,
+        config=config,
+        clock=clock,
+        on_tasks=lambda tasks: holder["device"].send_tasks(socketio, tasks),
+    )
+    device = DeviceNamespace(engine, pipeline)
+    holder["device"] = device
+    socketio.on_namespace(device)
+    socketio.on_namespace(LiveNamespace(engine, broadcaster, session_ok=session_ok))
+    pipeline.start()
+    broadcaster.start()
+    core = LiveCore(ctx, live, pipeline, broadcaster, device, adcode, simulating)
+    retention = pipeline.config.retention
+    tick_clock = clock or (lambda: datetime.now(UTC))
+
+    def maintain() -> None:  # hourly: thin fixes past the retention period to one a minute
+        while not core.stopped.wait(3600):
+            try:
+                thin_positions(engine, tick_clock() - retention)
+            except Exception:
+                log.exception("thinning positions failed")
+
+    threading.Thread(target=maintain, name="gw-maintenance", daemon=True).start()
+    return core

@@ -1,0 +1,573 @@
+"""Live state: what every screen shows now, updated only after a commit (publish after persist).
+
+:class:`LiveState` is the interface; :class:`MemoryLiveState` is the in-process implementation of
+embedded mode (the Redis one belongs to the scale-out issue). It holds:
+
+- the latest fix and status of every supervisor (statuses from :mod:`domain.supervisor`);
+- every open case with its display stage, place and running deadline (time-to-breach is derived
+  from the deadline by the reader);
+- per-grid counters: open, overdue, reported today, patrol minutes today — "today" is the city's
+  calendar day (Asia/Shanghai by default);
+- today's KPI counters;
+- the latest lifecycle events for the ticker.
+
+Changes are collected as dirty sets and drained once per tick by :meth:`tick`, which also
+re-derives time-dependent facts (supervisor statuses, overdue cases) and raises alerts. It is
+rebuilt from the database on start by :func:`rebuild` (the record is the database; this is a view).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from domain.catalogue import Catalogue
+from domain.lifecycle import Action, ArchiveType, CaseEvent, CaseState, Role, Stage, Status, state_from_json
+from domain.supervisor import (
+    Fix,
+    SupervisorRules,
+    SupervisorState,
+    SupervisorStatus,
+    advance,
+    status_at,
+)
+from store.db import session_factory
+from store.models import Case, CaseEventRow, Grid, Person, Position
+
+STAGES: tuple[str, ...] = tuple(s.value for s in Stage)
+EVENT_LOG = 30  # ticker lines kept
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a case is: grid, street, point (WGS-84)."""
+
+    grid: str | None
+    street: str | None
+    lon: float | None
+    lat: float | None
+
+
+@dataclass(frozen=True)
+class LiveCase:
+    """An open case as the screens show it."""
+
+    id: str
+    kind: str
+    class_code: str
+    stage: str
+    status: str
+    source: str
+    emergency: bool
+    department: str | None
+    grid: str | None
+    street: str | None
+    lon: float | None
+    lat: float | None
+    reported_at: datetime
+    updated_at: datetime
+    deadline: datetime | None  # of the running stage timer
+    urges: int = 0
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Something the wall must show at once."""
+
+    kind: str  # emergency | overdue | offline | out_of_area | stationary
+    at: datetime
+    case: str | None = None
+    supervisor: str | None = None
+    street: str | None = None
+    grid: str | None = None
+    lon: float | None = None
+    lat: float | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class LiveSupervisor:
+    """A supervisor as the screens show it."""
+
+    id: str
+    area: str | None
+    street: str | None
+    status: str
+    at: datetime | None
+    lon: float | None
+    lat: float | None
+    grid: str | None
+
+
+@dataclass
+class GridCount:
+    """Per-grid live counters."""
+
+    open: int = 0
+    overdue: int = 0
+    reported: int = 0  # today
+    patrol_s: float = 0.0  # today
+
+
+@dataclass
+class Kpi:
+    """Today's counters (the city's calendar day)."""
+
+    reported: int = 0
+    filed: int = 0
+    dispatched: int = 0
+    closed: int = 0
+    closed_on_time: int = 0
+    close_seconds: float = 0.0
+    filed_ids: set[str] = field(default_factory=set)
+    closed_filed: int = 0  # cases filed today and closed since
+
+    def as_dict(self, handling: int, on_duty: int, overdue_open: int) -> dict[str, Any]:
+        """The KPI tiles' values."""
+        return {
+            "reported": self.reported,
+            "filed": self.filed,
+            "dispatched": self.dispatched,
+            "handling": handling,
+            "closed": self.closed,
+            "close_rate": round(self.closed_filed / self.filed, 4) if self.filed else None,
+            "on_time_rate": round(self.closed_on_time / self.closed, 4) if self.closed else None,
+            "on_duty": on_duty,
+            "overdue_open": overdue_open,
+            "avg_close_h": round(self.close_seconds / self.closed / 3600.0, 2) if self.closed else None,
+        }
+
+
+@dataclass(frozen=True)
+class View:
+    """What changed since the last tick (or, for a snapshot, everything)."""
+
+    at: datetime
+    supervisors: tuple[LiveSupervisor, ...]
+    cases: tuple[LiveCase, ...]
+    gone: tuple[tuple[str, str | None, str | None], ...]  # (case id, street, grid) no longer open
+    grids: Mapping[str, GridCount]
+    kpi: dict[str, Any] | None
+    stages: dict[str, int] | None
+    street_stages: dict[str, dict[str, int]]
+    events: tuple[dict[str, Any], ...]
+    alerts: tuple[Alert, ...] = ()
+
+
+class LiveState(Protocol):
+    """The live-state interface (memory here; Redis in the scale-out issue)."""
+
+    def apply_fixes(self, fixes: Sequence[Fix]) -> None:
+        """Record accepted fixes (out-of-order ones never move "latest")."""
+
+    def apply_case(self, state: CaseState, events: Sequence[CaseEvent], place: Place | None) -> None:
+        """Record a committed case change."""
+
+    def latest(self, supervisor: str) -> SupervisorState | None:
+        """The supervisor's latest state."""
+
+    def tick(self, now: datetime) -> View:
+        """Drain what changed since the last tick, re-deriving time-dependent facts."""
+
+    def snapshot(self, now: datetime) -> View:
+        """Everything, without draining."""
+
+
+def _deadline(state: CaseState) -> datetime | None:
+    running = [t for t in state.timers.values() if t.ended_at is None and t.paused_since is None]
+    return min((t.deadline for t in running), default=None)
+
+
+class MemoryLiveState:
+    """In-process live state (embedded mode); every method is thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        tz: ZoneInfo,
+        catalogue: Catalogue,
+        areas: Mapping[str, str | None],
+        area_of_grid: Mapping[str, str | None],
+        rules: SupervisorRules | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        self.tz = tz
+        self.catalogue = catalogue
+        self.rules = rules or SupervisorRules()
+        self.area_of_grid: dict[str, str | None] = dict(area_of_grid)
+        self._lock = threading.RLock()
+        self._sups: dict[str, SupervisorState] = {
+            sid: SupervisorState(id=sid, area=area) for sid, area in areas.items()
+        }
+        self._status: dict[str, SupervisorStatus] = {sid: SupervisorStatus.OFFLINE for sid in self._sups}
+        self._cases: dict[str, LiveCase] = {}
+        self._overdue: set[str] = set()
+        self._grids: dict[str, GridCount] = {g: GridCount() for g in self.area_of_grid}
+        self._day: date = (now or datetime.now(UTC)).astimezone(tz).date()
+        self._kpi = Kpi()
+        self._events: deque[dict[str, Any]] = deque(maxlen=EVENT_LOG)
+        self._dirty_sups: set[str] = set()
+        self._dirty_cases: set[str] = set()
+        self._gone: dict[str, tuple[str | None, str | None]] = {}
+        self._dirty_grids: set[str] = set()
+        self._kpi_dirty = True
+        self._new_events: list[dict[str, Any]] = []
+        self._alerts: list[Alert] = []
+
+    # -- writes (called after commit) -----------------------------------------------------------
+
+    def day_start(self, now: datetime) -> datetime:
+        """Start of the city's calendar day holding ``now``, in UTC."""
+        local = now.astimezone(self.tz).date()
+        return datetime.combine(local, time(0), self.tz).astimezone(UTC)
+
+    def apply_fixes(self, fixes: Sequence[Fix]) -> None:
+        """Record accepted fixes in time order; credit patrol time of today to grids."""
+        with self._lock:
+            for fix in sorted(fixes, key=lambda f: f.at):
+                st = self._sups.get(fix.supervisor)
+                if st is None:
+                    st = self._sups[fix.supervisor] = SupervisorState(id=fix.supervisor, area=None)
+                    self._status[fix.supervisor] = SupervisorStatus.OFFLINE
+                adv = advance(st, fix, self.rules)
+                if not adv.moved:
+                    continue
+                self._sups[fix.supervisor] = adv.state
+                self._dirty_sups.add(fix.supervisor)
+                if adv.patrol_grid is not None and fix.at.astimezone(self.tz).date() == self._day:
+                    gc = self._grids.setdefault(adv.patrol_grid, GridCount())
+                    gc.patrol_s += adv.patrol_seconds
+                    self._dirty_grids.add(adv.patrol_grid)
+
+    def apply_case(self, state: CaseState, events: Sequence[CaseEvent], place: Place | None) -> None:
+        """Record a committed case change: open-case list, grid counters, KPIs, ticker."""
+        with self._lock:
+            old = self._cases.get(state.id)
+            if place is None and old is not None:
+                place = Place(old.grid, old.street, old.lon, old.lat)
+            place = place or Place(None, None, None, None)
+            for ev in events:
+                self._count_event(state, ev, place)
+            if state.is_open and state.stage is not None:
+                new = LiveCase(
+                    id=state.id,
+                    kind=state.kind.value,
+                    class_code=state.class_code,
+                    stage=state.stage.value,
+                    status=state.status.value,
+                    source=state.source.value,
+                    emergency=state.emergency,
+                    department=state.department,
+                    grid=place.grid,
+                    street=place.street,
+                    lon=place.lon,
+                    lat=place.lat,
+                    reported_at=state.reported_at,
+                    updated_at=state.updated_at,
+                    deadline=_deadline(state),
+                    urges=state.urges,
+                )
+                self._cases[state.id] = new
+                self._dirty_cases.add(state.id)
+                self._gone.pop(state.id, None)
+                if old is None and place.grid is not None:
+                    self._grid(place.grid).open += 1
+                if old is None and state.emergency and any(e.action is Action.REPORT for e in events):
+                    self._alerts.append(
+                        Alert("emergency", state.updated_at, case=state.id, street=place.street,
+                              grid=place.grid, lon=place.lon, lat=place.lat, text=self._class_name(state))
+                    )  # fmt: skip
+            elif old is not None:
+                del self._cases[state.id]
+                self._dirty_cases.discard(state.id)
+                self._gone[state.id] = (old.street, old.grid)
+                if old.grid is not None:
+                    self._grid(old.grid).open -= 1
+                if state.id in self._overdue:
+                    self._overdue.discard(state.id)
+                    if old.grid is not None:
+                        self._grid(old.grid).overdue -= 1
+            self._kpi_dirty = True
+
+    def _class_name(self, state: CaseState) -> str:
+        try:
+            return self.catalogue.minor(state.kind, state.class_code).name
+        except (KeyError, ValueError):
+            return state.class_code
+
+    def _grid(self, code: str) -> GridCount:
+        self._dirty_grids.add(code)
+        return self._grids.setdefault(code, GridCount())
+
+    def _count_event(self, state: CaseState, ev: CaseEvent, place: Place) -> None:
+        if ev.at.astimezone(self.tz).date() != self._day:
+            return
+        k = self._kpi
+        if ev.action is Action.REPORT:
+            k.reported += 1
+            if place.grid is not None:
+                self._grid(place.grid).reported += 1
+        elif ev.action is Action.FILE:
+            k.filed += 1
+            k.filed_ids.add(state.id)
+        elif ev.action is Action.DISPATCH:
+            k.dispatched += 1
+        elif ev.action is Action.CLOSE:
+            k.closed += 1
+            if state.archive is not ArchiveType.OVERTIME:
+                k.closed_on_time += 1
+            k.close_seconds += (ev.at - state.reported_at).total_seconds()
+            if state.id in k.filed_ids:
+                k.closed_filed += 1
+        self._events.append(self._event_line(state, ev, place))
+        self._new_events.append(self._events[-1])
+
+    def _event_line(self, state: CaseState, ev: CaseEvent, place: Place) -> dict[str, Any]:
+        return {
+            "at": round(ev.at.timestamp(), 3),
+            "case": ev.case_id,
+            "action": ev.action.value,
+            "actor": ev.actor,
+            "stage": state.stage.value if state.stage else None,
+            "class": self._class_name(state),
+            "street": place.street,
+        }
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def latest(self, supervisor: str) -> SupervisorState | None:
+        """The supervisor's latest state (None if unknown)."""
+        with self._lock:
+            return self._sups.get(supervisor)
+
+    def known_supervisors(self) -> frozenset[str]:
+        """Ids of the supervisors the state knows."""
+        with self._lock:
+            return frozenset(self._sups)
+
+    def open_case(self, case_id: str) -> LiveCase | None:
+        """An open case (None when closed, voided or unknown)."""
+        with self._lock:
+            return self._cases.get(case_id)
+
+    def _sup_view(self, sid: str) -> LiveSupervisor:
+        st = self._sups[sid]
+        street = st.area[:9] if st.area else (st.grid[:9] if st.grid else None)
+        return LiveSupervisor(
+            id=sid,
+            area=st.area,
+            street=street,
+            status=self._status[sid].value,
+            at=st.at,
+            lon=None if st.at is None else st.lon,
+            lat=None if st.at is None else st.lat,
+            grid=st.grid,
+        )
+
+    def _refresh(self, now: datetime) -> None:
+        """Roll the day; re-derive statuses and overdue cases; raise alerts for changes."""
+        today = now.astimezone(self.tz).date()
+        if today != self._day:
+            self._day = today
+            self._kpi = Kpi()
+            self._kpi_dirty = True
+            for code, gc in self._grids.items():
+                if gc.reported or gc.patrol_s:
+                    gc.reported, gc.patrol_s = 0, 0.0
+                    self._dirty_grids.add(code)
+        for sid, st in self._sups.items():
+            new = status_at(st, now, self.rules, self.area_of_grid)
+            old = self._status[sid]
+            if new is not old:
+                self._status[sid] = new
+                self._dirty_sups.add(sid)
+                self._kpi_dirty = True
+                if new is not SupervisorStatus.ON_DUTY and not (
+                    new is SupervisorStatus.OFFLINE and st.at is None
+                ):
+                    self._alerts.append(
+                        Alert(new.value, now, supervisor=sid, street=st.area[:9] if st.area else None,
+                              grid=st.grid, lon=st.lon, lat=st.lat)
+                    )  # fmt: skip
+        for cid, c in self._cases.items():
+            late = c.deadline is not None and c.deadline < now
+            if late and cid not in self._overdue:
+                self._overdue.add(cid)
+                if c.grid is not None:
+                    self._grid(c.grid).overdue += 1
+                self._dirty_cases.add(cid)
+                self._kpi_dirty = True
+                self._alerts.append(
+                    Alert("overdue", now, case=cid, street=c.street, grid=c.grid, lon=c.lon, lat=c.lat,
+                          text=c.stage)
+                )  # fmt: skip
+            elif not late and cid in self._overdue:
+                self._overdue.discard(cid)
+                if c.grid is not None:
+                    self._grid(c.grid).overdue -= 1
+                self._kpi_dirty = True
+
+    def _kpi_now(self) -> dict[str, Any]:
+        handling = sum(1 for c in self._cases.values() if c.stage == Stage.HANDLING.value)
+        on_duty = sum(1 for s in self._status.values() if s is not SupervisorStatus.OFFLINE)
+        return self._kpi.as_dict(handling, on_duty, len(self._overdue))
+
+    def _stages(self, cases: Iterable[LiveCase]) -> dict[str, int]:
+        out = dict.fromkeys(STAGES, 0)
+        for c in cases:
+            out[c.stage] += 1
+        return out
+
+    def _street_stages(self) -> dict[str, dict[str, int]]:
+        per: dict[str, dict[str, int]] = {}
+        for c in self._cases.values():
+            if c.street is not None:
+                per.setdefault(c.street, dict.fromkeys(STAGES, 0))[c.stage] += 1
+        return per
+
+    def tick(self, now: datetime) -> View:
+        """Drain what changed since the last tick (statuses and overdue re-derived at ``now``)."""
+        with self._lock:
+            self._refresh(now)
+            kpi_dirty = self._kpi_dirty
+            view = View(
+                at=now,
+                supervisors=tuple(self._sup_view(s) for s in sorted(self._dirty_sups)),
+                cases=tuple(self._cases[c] for c in sorted(self._dirty_cases) if c in self._cases),
+                gone=tuple((cid, st, g) for cid, (st, g) in sorted(self._gone.items())),
+                grids={g: replace(self._grids[g]) for g in sorted(self._dirty_grids)},
+                kpi=self._kpi_now() if kpi_dirty else None,
+                stages=self._stages(self._cases.values()) if kpi_dirty else None,
+                street_stages=self._street_stages() if kpi_dirty else {},
+                events=tuple(self._new_events),
+                alerts=tuple(self._alerts),
+            )
+            self._dirty_sups.clear()
+            self._dirty_cases.clear()
+            self._gone.clear()
+            self._dirty_grids.clear()
+            self._new_events.clear()
+            self._alerts.clear()
+            self._kpi_dirty = False
+            return view
+
+    def snapshot(self, now: datetime) -> View:
+        """Everything now (statuses as of the last tick); nothing is drained."""
+        with self._lock:
+            return View(
+                at=now,
+                supervisors=tuple(self._sup_view(s) for s in sorted(self._sups)),
+                cases=tuple(self._cases[c] for c in sorted(self._cases)),
+                gone=(),
+                grids={g: replace(gc) for g, gc in sorted(self._grids.items())},
+                kpi=self._kpi_now(),
+                stages=self._stages(self._cases.values()),
+                street_stages=self._street_stages(),
+                events=tuple(self._events),
+            )
+
+    def overdue_ids(self) -> frozenset[str]:
+        """Open cases past their running deadline (as of the last tick)."""
+        with self._lock:
+            return frozenset(self._overdue)
+
+
+# -- rebuild from the database ---------------------------------------------------------------------
+
+
+def rebuild(engine: Engine, live: MemoryLiveState, now: datetime) -> MemoryLiveState:
+    """Fill an empty live state from the record: people, open cases, today's events and fixes."""
+    start = live.day_start(now)
+    with session_factory(engine)() as s:
+        for pid, area in s.execute(select(Person.id, Person.area_code).where(Person.role == "supervisor")):
+            if pid not in live._sups:
+                live._sups[pid] = SupervisorState(id=pid, area=area)
+                live._status[pid] = SupervisorStatus.OFFLINE
+            else:
+                live._sups[pid] = replace(live._sups[pid], area=area)
+        cols = (Case.state, Case.grid_code, Case.street_code, Case.lon, Case.lat)
+        places: dict[str, Place] = {}
+        for raw, grid, street, lon, lat in s.execute(select(*cols).where(Case.open)):
+            st = state_from_json(raw)
+            places[st.id] = Place(grid, street, lon, lat)
+            live.apply_case(st, (), places[st.id])
+        # today's events, in order, for the KPIs, the per-grid reports and the ticker
+        rows = s.execute(
+            select(CaseEventRow, Case.state, Case.grid_code, Case.street_code, Case.lon, Case.lat)
+            .join(Case, Case.id == CaseEventRow.case_id)
+            .where(CaseEventRow.at >= start)
+            .order_by(CaseEventRow.at, CaseEventRow.id)
+        ).all()
+        with live._lock:
+            for ev_row, raw, grid, street, lon, lat in rows:
+                st = state_from_json(raw)
+                ev = CaseEvent(
+                    case_id=ev_row.case_id,
+                    action=Action(ev_row.action),
+                    actor=ev_row.actor,
+                    role=Role(ev_row.role),
+                    from_status=None,
+                    to_status=Status(ev_row.to_status),
+                    at=ev_row.at,
+                )
+                live._count_event(st, ev, Place(grid, street, lon, lat))
+        # today's fixes in time order rebuild latest positions, stops and patrol minutes
+        last: dict[str, datetime] = {}
+        q = (
+            select(Position.supervisor_id, Position.at, Position.lon, Position.lat, Position.grid_code)
+            .where(Position.at >= start - live.rules.stationary_after)
+            .order_by(Position.at, Position.id)
+            .execution_options(yield_per=20_000)
+        )
+        batch: list[Fix] = []
+        for sid, at, lon, lat, grid in s.execute(q):
+            batch.append(Fix(sid, at, lon, lat, grid))
+            last[sid] = at
+            if len(batch) >= 20_000:
+                live.apply_fixes(batch)
+                batch = []
+        live.apply_fixes(batch)
+        # latest fix of supervisors with nothing today (so "offline since" is known)
+        missing = [sid for sid in live._sups if sid not in last]
+        if missing:
+            sub = (
+                select(Position.supervisor_id, Position.at, Position.lon, Position.lat, Position.grid_code)
+                .where(Position.supervisor_id.in_(missing), Position.at < start)
+                .order_by(Position.supervisor_id, Position.at.desc())
+            )
+            seen: set[str] = set()
+            older: list[Fix] = []
+            for sid, at, lon, lat, grid in s.execute(sub):
+                if sid not in seen:
+                    seen.add(sid)
+                    older.append(Fix(sid, at, lon, lat, grid))
+            live.apply_fixes(older)
+    live.tick(now)  # derive statuses and overdue; the first tick's changes are part of the state
+    with live._lock:
+        live._alerts.clear()  # what was already true at start is not news
+    return live
+
+
+def grid_areas(engine: Engine) -> dict[str, str | None]:
+    """Responsibility area of every active grid."""
+    with session_factory(engine)() as s:
+        return {g: a for g, a in s.execute(select(Grid.code, Grid.area_code).where(Grid.active))}
+
+
+def supervisor_areas(engine: Engine) -> dict[str, str | None]:
+    """Responsibility area of every active supervisor."""
+    with session_factory(engine)() as s:
+        return {
+            p: a
+            for p, a in s.execute(
+                select(Person.id, Person.area_code).where(Person.role == "supervisor", Person.active)
+            )
+        }

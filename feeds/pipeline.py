@@ -1,0 +1,878 @@
+"""The feed pipeline: one ordered path from raw input to a committed, published change.
+
+Every input — a fix, a batch of fixes, a report, a task acknowledgement or result, a lifecycle
+command — takes the same steps, in this order::
+
+    parse (pydantic)                                    feeds.schemas → malformed / missing_field / …
+    filters with named reasons (in the caller's thread, no state needed):
+        coordinates: bad (NaN, out of range), zero (0,0)                  bad_coordinates, zero_coordinates
+        instant: later than now + tolerance, older than the retention     in_future, too_old
+        speaker: the token may speak for that supervisor / operator       not_allowed
+        known ids: supervisor, class                                      unknown_supervisor, unknown_class
+        CRS → WGS-84, then point → grid (outside every grid)              outside_district
+    queue to the single writer (ordered); there, with state:
+        duplicate fix (same supervisor, same instant, other point)        duplicate
+        impossible speed since the supervisor's latest fix                impossible_speed
+        pure transition (case lifecycle, via store.cases.execute)         the lifecycle rule's name
+    persist: one transaction for the whole group (group commit, window ~20 ms)
+    acknowledge and publish only after the commit: live state, tasks to devices
+
+A failed commit publishes nothing: the group is retried one input per transaction, so one bad
+input cannot sink the others, and what still fails is answered ``unavailable`` (devices retry;
+idempotency keys make retries safe). Rejections go to the dead-letter table with the raw payload,
+at most ``reject_cap`` rows per source per minute; beyond the cap one count row per source, minute
+and reason records how many more there were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import queue
+import threading
+import time as _time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import orjson
+from pydantic import ValidationError
+from sqlalchemy import Table, and_, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from domain.catalogue import CatalogueError
+from domain.crs import to_wgs84
+from domain.index import PointGridIndex
+from domain.lifecycle import Action, Actor, CaseEvent, CaseState, Command, Context, Role, Status
+from domain.supervisor import Fix, SupervisorRules, distance_m
+from feeds.live import MemoryLiveState, Place
+from feeds.schemas import (
+    MAX_PAYLOAD_BYTES,
+    CommandIn,
+    FixIn,
+    PositionsIn,
+    Reason,
+    ReportIn,
+    TaskAckIn,
+    TaskResultIn,
+    describe,
+)
+from store.cases import execute
+from store.models import Case, Person, Position, Reject, Task
+
+log = logging.getLogger(__name__)
+_POSITIONS: Table = Position.__table__  # type: ignore[assignment]
+_TASKS: Table = Task.__table__  # type: ignore[assignment]
+Kind = Literal["position", "positions", "report", "task_ack", "task_result", "command"]
+KINDS: tuple[str, ...] = ("position", "positions", "report", "task_ack", "task_result", "command")
+
+
+class Speaker(Protocol):
+    """Who sent an input (a store.accounts.Principal)."""
+
+    @property
+    def kind(self) -> str:
+        """device | gateway | kiosk | api."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """The credential's name."""
+        ...
+
+    @property
+    def person_id(self) -> str | None:
+        """The person a device token belongs to."""
+        ...
+
+    def may_speak_for(self, person_id: str) -> bool:
+        """Whether this credential may send for that person."""
+        ...
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Filters, group commit and dead-letter settings."""
+
+    future_tolerance: timedelta = timedelta(seconds=60)
+    retention: timedelta = timedelta(days=7)  # fixes older than this are refused (too_old)
+    window_s: float = 0.02  # group-commit window
+    max_group: int = 5000  # inputs per transaction
+    reject_cap: int = 100  # dead-letter rows per source per minute
+    recent_per_supervisor: int = 64  # recent fix instants kept to tell a retry from a clash
+    rules: SupervisorRules = field(default_factory=SupervisorRules)
+
+
+@dataclass
+class Ack:
+    """The answer to one event: accepted ids, duplicates (retries) and named rejections."""
+
+    accepted: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    rejected: list[dict[str, str]] = field(default_factory=list)
+    cases: dict[str, str] = field(default_factory=dict)  # report id → case id
+
+    def as_dict(self) -> dict[str, Any]:
+        """The acknowledgement as sent to the client."""
+        out: dict[str, Any] = {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+        }
+        if self.cases:
+            out["cases"] = self.cases
+        return out
+
+
+@dataclass(frozen=True)
+class TaskOut:
+    """A 核实/核查 task to send to a supervisor's handset after commit."""
+
+    case_id: str
+    task: str  # verify | check
+    supervisor: str
+    deadline: datetime
+    place: Place
+    class_code: str
+    kind: str
+
+
+@dataclass
+class _Item:
+    ref: str
+    kind: str
+    raw: Any
+    reason: Reason | str | None = None
+    message: str = ""
+    fix: Fix | None = None
+    speed: float | None = None
+    accuracy: float | None = None
+    cmd: Command | None = None
+    at: datetime | None = None
+    place: Place | None = None
+    task: tuple[str, str, str] | None = None  # task_ack: case, kind, supervisor
+    outcome: str = ""  # accepted | duplicate | rejected
+    case_id: str | None = None
+    recorded: bool = False  # its dead-letter row is written (by us or by store.cases.execute)
+    prepared: bool = False  # passed the stateless steps
+
+    def reset(self) -> None:
+        """Forget what a rolled-back transaction decided (stateless rejections stay)."""
+        self.outcome, self.recorded = "", False
+        if self.prepared:
+            self.reason, self.message = None, ""
+
+
+@dataclass
+class _Job:
+    items: list[_Item]
+    source: str
+    done: threading.Event = field(default_factory=threading.Event)
+    arrived: float = field(default_factory=_time.monotonic)
+
+
+@dataclass
+class _Published:
+    fixes: list[Fix] = field(default_factory=list)
+    cases: list[tuple[CaseState, tuple[CaseEvent, ...], Place | None]] = field(default_factory=list)
+    tasks: list[TaskOut] = field(default_factory=list)
+
+
+def _raw_json(raw: Any) -> dict[str, Any]:
+    """A raw payload as a JSON object for the dead-letter table (never fails, bounded size)."""
+    try:
+        text = orjson.dumps(raw, default=str)
+    except TypeError:
+        text = orjson.dumps(repr(raw))
+    if len(text) > 4000:
+        return {"truncated": text[:4000].decode("utf-8", "replace"), "bytes": len(text)}
+    if isinstance(raw, dict):
+        return dict(orjson.loads(text))
+    return {"raw": orjson.loads(text)}
+
+
+def scoped_key(speaker: str, ref: str) -> str:
+    """An idempotency key scoped by who speaks (≤ 128 characters)."""
+    key = f"{speaker}:{ref}"
+    return key if len(key) <= 128 else "h:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+class DeadLetter:
+    """Capped dead-letter writer: rows up to the cap per source per minute, then count rows."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._minute: dict[str, int] = {}  # source → minute index of the window
+        self._rows: dict[str, int] = {}  # source → rows written this minute
+        self._over: dict[tuple[str, int, str], tuple[int, dict[str, Any]]] = {}
+
+    def rows(self, source: str, reason: str, message: str, raw: Any, now: datetime) -> list[dict[str, Any]]:
+        """Rows to insert now for one rejection (empty when it only adds to a count row)."""
+        minute = int(now.timestamp() // 60)
+        out = self.flush(now)
+        if self._minute.get(source) != minute:
+            self._minute[source], self._rows[source] = minute, 0
+        if self._rows[source] < self.cap:
+            self._rows[source] += 1
+            out.append(
+                {"at": now, "source": source[:32], "reason": str(reason)[:48], "message": message[:1000],
+                 "payload": _raw_json(raw), "count": 1}
+            )  # fmt: skip
+        else:
+            k = (source, minute, str(reason))
+            n, _ = self._over.get(k, (0, {}))
+            self._over[k] = (n + 1, _raw_json(raw))
+        return out
+
+    def flush(self, now: datetime, force: bool = False) -> list[dict[str, Any]]:
+        """Count rows of past minutes (all of them when ``force``)."""
+        minute = int(now.timestamp() // 60)
+        out = []
+        for k in [k for k in self._over if force or k[1] < minute]:
+            n, sample = self._over.pop(k)
+            out.append(
+                {"at": datetime.fromtimestamp(k[1] * 60, UTC), "source": k[0][:32], "reason": k[2][:48],
+                 "message": f"{n} more rejections ({k[2]}) beyond the cap of {self.cap} a minute; "
+                 "payload is the last one", "payload": sample, "count": n}
+            )  # fmt: skip
+        return out
+
+
+class Pipeline:
+    """Validate, persist, then publish: the one write path of the feeds."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        index: PointGridIndex,
+        ctx: Context,
+        live: MemoryLiveState,
+        *,
+        config: PipelineConfig | None = None,
+        on_tasks: Callable[[Sequence[TaskOut]], None] | None = None,
+        on_published: Callable[[], None] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        record_source: str = "device",
+    ) -> None:
+        self.engine = engine
+        self.index = index
+        self.ctx = ctx
+        self.live = live
+        self.config = config or PipelineConfig()
+        self.on_tasks = on_tasks
+        self.on_published = on_published
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.record_source = record_source
+        self.dialect = engine.dialect.name
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._dead = DeadLetter(self.config.reject_cap)
+        self._people: dict[str, tuple[str, str | None, bool]] = {}  # id → (role, area, active)
+        self._people_checked: dict[str, float] = {}
+        self._area_person: dict[str, str] = {}
+        self._last: dict[str, tuple[datetime, float, float]] = {}
+        self._recent: dict[str, OrderedDict[datetime, tuple[float, float]]] = {}
+        self._case_seq: dict[date, int] = {}
+        self._undo: list[tuple[str, tuple[datetime, float, float] | None, datetime]] = []
+        self._lock = threading.Lock()
+        self.stats = {"groups": 0, "inputs": 0, "fixes": 0, "commands": 0, "rejected": 0, "failed": 0}
+        self.reload_people()
+        ins = (pg_insert if self.dialect == "postgresql" else sqlite_insert)(_POSITIONS)
+        self._ins_positions = ins.on_conflict_do_nothing(index_elements=["supervisor_id", "at"]).returning(
+            Position.__table__.c.supervisor_id, Position.__table__.c.at
+        )
+
+    # -- lifecycle of the writer thread ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="gw-pipeline", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Finish queued inputs and stop the writer."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def reload_people(self) -> None:
+        """Reload the people table (supervisors, operators) into the filter cache."""
+        with self.engine.connect() as c:
+            rows = c.execute(select(Person.id, Person.role, Person.area_code, Person.active)).all()
+        with self._lock:
+            self._people = {r[0]: (r[1], r[2], bool(r[3])) for r in rows}
+            self._area_person = {r[2]: r[0] for r in rows if r[1] == "supervisor" and r[2] and r[3]}
+
+    def _person(self, pid: str) -> tuple[str, str | None, bool] | None:
+        found = self._people.get(pid)
+        if found is None and _time.monotonic() - self._people_checked.get(pid, -1e9) > 30:
+            self._people_checked[pid] = _time.monotonic()
+            with self.engine.connect() as c:
+                row = c.execute(
+                    select(Person.role, Person.area_code, Person.active).where(Person.id == pid)
+                ).first()
+            if row is not None:
+                found = (row[0], row[1], bool(row[2]))
+                with self._lock:
+                    self._people[pid] = found
+                    if row[0] == "supervisor" and row[1] and row[2]:
+                        self._area_person[row[1]] = pid
+        return found
+
+    # -- entry point -----------------------------------------------------------------------------
+
+    def submit(self, kind: str, raw: Any, speaker: Speaker, *, source: str | None = None) -> dict[str, Any]:
+        """Run one event through the pipeline and return its acknowledgement (blocks until commit)."""
+        src = source or f"{speaker.kind}:{speaker.name}"
+        items = self._prepare(kind, raw, speaker)
+        job = _Job(items, src)
+        if self._thread is None:
+            self._process([job])
+        else:
+            self._queue.put(job)
+            if not job.done.wait(timeout=60):
+                for it in items:
+                    if not it.outcome:
+                        it.outcome, it.reason, it.message = "rejected", Reason.UNAVAILABLE, "writer timed out"
+        return self._ack(items).as_dict()
+
+    def reject(self, kind: str, raw: Any, source: str, reason: Reason, message: str) -> dict[str, Any]:
+        """Answer and dead-letter an input refused before parsing (rate limits, bad tokens)."""
+        item = _Item(ref=_ref_of(raw), kind=kind, raw=raw, reason=reason, message=message)
+        job = _Job([item], source)
+        if self._thread is None:
+            self._process([job])
+        else:
+            self._queue.put(job)
+            job.done.wait(timeout=60)
+        return self._ack([item]).as_dict()
+
+    @staticmethod
+    def _ack(items: Iterable[_Item]) -> Ack:
+        ack = Ack()
+        for it in items:
+            if it.outcome == "accepted":
+                ack.accepted.append(it.ref)
+                if it.case_id and it.kind == "report":
+                    ack.cases[it.ref] = it.case_id
+            elif it.outcome == "duplicate":
+                ack.duplicates.append(it.ref)
+                if it.case_id and it.kind == "report":
+                    ack.cases[it.ref] = it.case_id
+            else:
+                ack.rejected.append(
+                    {"id": it.ref, "reason": str(it.reason or Reason.UNAVAILABLE), "message": it.message}
+                )
+        return ack
+
+    # -- stateless steps (caller's thread) --------------------------------------------------------
+
+    def _prepare(self, kind: str, raw: Any, speaker: Speaker) -> list[_Item]:
+        if kind not in KINDS:
+            return [_Item(_ref_of(raw), kind, raw, Reason.MALFORMED, f"unknown event {kind!r}")]
+        try:
+            size = len(orjson.dumps(raw, default=str))
+        except (TypeError, orjson.JSONEncodeError):
+            return [_Item(_ref_of(raw), kind, raw, Reason.MALFORMED, "payload is not JSON")]
+        if size > MAX_PAYLOAD_BYTES:
+            return [_Item(_ref_of(raw), kind, raw, Reason.TOO_LARGE, f"{size} bytes > {MAX_PAYLOAD_BYTES}")]
+        if not isinstance(raw, dict):
+            return [_Item(_ref_of(raw), kind, raw, Reason.MALFORMED, "payload must be a JSON object")]
+        now = self.clock()
+        if kind in ("position", "positions"):
+            items = self._prepare_fixes(kind, raw, speaker, now)
+        else:
+            items = [self._prepare_case(kind, raw, speaker, now)]
+        for it in items:
+            it.prepared = it.reason is None
+        return items
+
+    def _speaker_for(self, given: str | None, speaker: Speaker) -> tuple[str | None, Reason | None, str]:
+        pid = given or speaker.person_id
+        if not pid:
+            return None, Reason.MISSING_FIELD, "missing field supervisor"
+        if not speaker.may_speak_for(pid):
+            return pid, Reason.NOT_ALLOWED, f"this token may not speak for {pid!r}"
+        return pid, None, ""
+
+    def _instant(self, at: datetime, now: datetime, old_ok: bool = False) -> tuple[Reason | None, str]:
+        if at > now + self.config.future_tolerance:
+            return Reason.IN_FUTURE, f"instant {at.isoformat()} is later than now ({now.isoformat()})"
+        if not old_ok and at < now - self.config.retention:
+            return Reason.TOO_OLD, f"instant {at.isoformat()} is older than the retention period"
+        return None, ""
+
+    @staticmethod
+    def _coordinates(lon: float, lat: float) -> tuple[Reason | None, str]:
+        if not (math.isfinite(lon) and math.isfinite(lat)) or abs(lon) > 180 or abs(lat) > 90:
+            return Reason.BAD_COORDINATES, f"coordinates out of range: {lon}, {lat}"
+        if lon == 0 and lat == 0:
+            return Reason.ZERO_COORDINATES, "coordinates 0,0 (no GPS fix)"
+        return None, ""
+
+    def _prepare_fixes(self, kind: str, raw: dict[str, Any], speaker: Speaker, now: datetime) -> list[_Item]:
+        if kind == "positions":
+            try:
+                batch = PositionsIn.model_validate(raw)
+            except ValidationError as exc:
+                return [_Item(_ref_of(raw), kind, raw, *describe(exc))]
+            raws: Sequence[Any] = batch.fixes
+        else:
+            raws = [raw]
+        items: list[_Item] = []
+        parsed: list[tuple[_Item, FixIn, str]] = []
+        for i, r in enumerate(raws):
+            item = _Item(_ref_of(r, f"#{i}"), "position", r)
+            items.append(item)
+            try:
+                fix = FixIn.model_validate(r)
+            except ValidationError as exc:
+                item.reason, item.message = describe(exc)
+                continue
+            reason: Reason | None
+            pid, reason, msg = self._speaker_for(fix.supervisor, speaker)
+            if reason is None:
+                assert pid is not None
+                person = self._person(pid)
+                if person is None or person[0] != "supervisor" or not person[2]:
+                    reason, msg = Reason.UNKNOWN_SUPERVISOR, f"unknown supervisor {pid!r}"
+            if reason is None:
+                reason, msg = self._coordinates(fix.lon, fix.lat)
+            if reason is None:
+                reason, msg = self._instant(fix.at, now)
+            if reason is not None:
+                item.reason, item.message = reason, msg
+                continue
+            assert pid is not None
+            if fix.id is None:
+                item.ref = f"{pid}@{fix.at.isoformat()}"
+            parsed.append((item, fix, pid))
+        if parsed:
+            self._locate(parsed)
+        return items
+
+    def _locate(self, parsed: list[tuple[_Item, FixIn, str]]) -> None:
+        """CRS → WGS-84 and point → grid, vectorised per CRS."""
+        lon = np.array([f.lon for _, f, _ in parsed], dtype=np.float64)
+        lat = np.array([f.lat for _, f, _ in parsed], dtype=np.float64)
+        for crs in {f.crs for _, f, _ in parsed} - {"wgs84"}:
+            sel = np.array([f.crs == crs for _, f, _ in parsed])
+            lon[sel], lat[sel] = to_wgs84(lon[sel], lat[sel], crs)
+        idx = self.index.lookup_indices(lon, lat)
+        codes = self.index.codes
+        for k, (item, fix, pid) in enumerate(parsed):
+            if idx[k] < 0:
+                item.reason = Reason.OUTSIDE_DISTRICT
+                item.message = f"{fix.lon:.6f},{fix.lat:.6f} ({fix.crs}) is outside the district's grids"
+                continue
+            item.fix = Fix(
+                supervisor=pid,
+                at=fix.at,
+                lon=round(float(lon[k]), 7),
+                lat=round(float(lat[k]), 7),
+                grid=str(codes[idx[k]]),
+                speed=fix.speed,
+                accuracy=fix.accuracy,
+            )
+
+    def _prepare_case(self, kind: str, raw: dict[str, Any], speaker: Speaker, now: datetime) -> _Item:
+        item = _Item(_ref_of(raw), kind, raw)
+        model: dict[str, type[ReportIn | TaskAckIn | TaskResultIn | CommandIn]] = {
+            "report": ReportIn, "task_ack": TaskAckIn, "task_result": TaskResultIn, "command": CommandIn
+        }  # fmt: skip
+        try:
+            parsed = model[kind].model_validate(raw)
+        except ValidationError as exc:
+            item.reason, item.message = describe(exc)
+            return item
+        item.ref = parsed.id
+        reason, msg = self._instant(parsed.at, now, old_ok=True)
+        if reason is not None:
+            item.reason, item.message = reason, msg
+            return item
+        item.at = parsed.at
+        if isinstance(parsed, CommandIn):
+            return self._prepare_command(item, parsed, speaker)
+        pid, reason, msg = self._speaker_for(parsed.supervisor, speaker)
+        if reason is None:
+            assert pid is not None
+            person = self._person(pid)
+            if person is None or person[0] != "supervisor" or not person[2]:
+                reason, msg = Reason.UNKNOWN_SUPERVISOR, f"unknown supervisor {pid!r}"
+        if reason is not None:
+            item.reason, item.message = reason, msg
+            return item
+        assert pid is not None
+        actor = Actor(pid, Role.SUPERVISOR)
+        if isinstance(parsed, ReportIn):
+            return self._prepare_report(item, parsed, actor, speaker.kind == "gateway")
+        if isinstance(parsed, TaskAckIn):
+            item.task = (parsed.case_id, parsed.task, pid)
+            return item
+        assert isinstance(parsed, TaskResultIn)
+        action = Action.VERIFY if parsed.task == "verify" else Action.CHECK
+        result_key = "confirmed" if parsed.task == "verify" else "passed"
+        data: dict[str, Any] = {result_key: parsed.result}
+        if parsed.media:
+            data["media"] = ",".join(parsed.media)
+        item.cmd = Command(action, parsed.case_id, actor, parsed.opinion, data, scoped_key(pid, parsed.id))
+        return item
+
+    def _prepare_report(self, item: _Item, rep: ReportIn, actor: Actor, gateway: bool) -> _Item:
+        reason, msg = self._coordinates(rep.lon, rep.lat)
+        if reason is None:
+            try:
+                self.ctx.catalogue.minor(rep.kind, rep.class_code)
+                if rep.condition_code:
+                    self.ctx.catalogue.condition(rep.kind, rep.class_code, rep.condition_code)
+            except (CatalogueError, KeyError) as exc:
+                reason, msg = Reason.UNKNOWN_CLASS, str(exc)
+        if reason is not None:
+            item.reason, item.message = reason, msg
+            return item
+        lon, lat = to_wgs84(np.array([rep.lon]), np.array([rep.lat]), rep.crs)
+        hit = self.index.locate(float(lon[0]), float(lat[0]))
+        if hit is None:
+            item.reason = Reason.OUTSIDE_DISTRICT
+            item.message = f"{rep.lon:.6f},{rep.lat:.6f} ({rep.crs}) is outside the district's grids"
+            return item
+        item.place = Place(hit.grid, hit.street, round(float(lon[0]), 7), round(float(lat[0]), 7))
+        data: dict[str, Any] = {
+            "kind": rep.kind,
+            "class_code": rep.class_code,
+            "source": rep.source,
+            "grid": hit.grid,
+            "lon": item.place.lon,
+            "lat": item.place.lat,
+            "description": rep.description,
+        }
+        if rep.condition_code:
+            data["condition_code"] = rep.condition_code
+        if rep.media:
+            data["media"] = ",".join(rep.media)
+        item.cmd = Command(Action.REPORT, rep.case_id or "", actor, "", data, scoped_key(actor.id, rep.id))
+        if rep.case_id and not gateway:
+            item.cmd, item.reason = None, Reason.NOT_ALLOWED
+            item.message = "only a gateway may number its own cases (case_id)"
+        return item
+
+    def _prepare_command(self, item: _Item, c: CommandIn, speaker: Speaker) -> _Item:
+        if not speaker.may_speak_for(c.actor):
+            item.reason, item.message = Reason.NOT_ALLOWED, f"this token may not speak for {c.actor!r}"
+            return item
+        try:
+            action, role = Action(c.action), Role(c.role)
+        except ValueError as exc:
+            item.reason, item.message = Reason.WRONG_TYPE, str(exc)
+            return item
+        data: dict[str, Any] = dict(c.data)
+        place: Place | None = None
+        if action is Action.REPORT:
+            lon, lat = data.get("lon"), data.get("lat")
+            if isinstance(lon, int | float) and isinstance(lat, int | float):
+                reason, msg = self._coordinates(float(lon), float(lat))
+                if reason is not None:
+                    item.reason, item.message = reason, msg
+                    return item
+                hit = self.index.locate(float(lon), float(lat))
+                if hit is None:
+                    item.reason, item.message = (
+                        Reason.OUTSIDE_DISTRICT,
+                        f"{lon},{lat} is outside the district",
+                    )
+                    return item
+                data["grid"] = hit.grid
+                place = Place(hit.grid, hit.street, float(lon), float(lat))
+            elif data.get("grid"):
+                g = str(data["grid"])
+                place = Place(g, g[:9], None, None)
+        item.place = place
+        actor = Actor(c.actor, role, c.department)
+        item.cmd = Command(action, c.case_id, actor, c.opinion, data, scoped_key(c.actor, c.id))
+        return item
+
+    # -- the writer --------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            jobs = [first]
+            size = len(first.items)
+            deadline = first.arrived + self.config.window_s
+            while size < self.config.max_group:
+                wait = deadline - _time.monotonic()
+                try:
+                    nxt = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                jobs.append(nxt)
+                size += len(nxt.items)
+            try:
+                self._process(jobs)
+            except Exception:  # never let the writer die; every job is answered
+                log.exception("pipeline group failed")
+                for job in jobs:
+                    for it in job.items:
+                        if not it.outcome:
+                            it.outcome, it.reason, it.message = (
+                                "rejected",
+                                Reason.UNAVAILABLE,
+                                "internal error",
+                            )
+                    job.done.set()
+        self._flush_dead_letters()
+
+    def _flush_dead_letters(self) -> None:
+        rows = self._dead.flush(self.clock(), force=True)
+        if rows:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(Reject), rows)
+            except SQLAlchemyError:
+                log.exception("dead-letter count rows lost")
+
+    def _process(self, jobs: list[_Job]) -> None:
+        """One group: one transaction; on failure each input alone; publish after commit."""
+        try:
+            pub = self._transaction(jobs)
+        except SQLAlchemyError as exc:
+            log.warning("group of %d inputs failed (%s); retrying one by one", len(jobs), exc)
+            self.stats["failed"] += 1
+            self._rollback_filters()
+            pub = _Published()
+            for job in jobs:
+                for it in job.items:
+                    it.reset()
+                for it in job.items:
+                    try:
+                        one = self._transaction([_Job([it], job.source)])
+                    except SQLAlchemyError as exc2:
+                        self._rollback_filters()
+                        it.reset()
+                        it.outcome, it.reason, it.recorded = "rejected", Reason.UNAVAILABLE, True
+                        it.message = f"database error: {str(exc2).splitlines()[0][:200]}"
+                        continue
+                    pub.fixes += one.fixes
+                    pub.cases += one.cases
+                    pub.tasks += one.tasks
+        self._publish(pub)
+        for job in jobs:
+            job.done.set()
+
+    def _rollback_filters(self) -> None:
+        """Undo the duplicate/speed filter state of a rolled-back transaction."""
+        for sup, prev, at in reversed(self._undo):
+            if prev is None:
+                self._last.pop(sup, None)
+            else:
+                self._last[sup] = prev
+            self._recent.get(sup, OrderedDict()).pop(at, None)
+        self._undo.clear()
+
+    def _publish(self, pub: _Published) -> None:
+        if pub.fixes:
+            self.live.apply_fixes(pub.fixes)
+        for state, events, place in pub.cases:
+            self.live.apply_case(state, events, place)
+        if pub.tasks and self.on_tasks is not None:
+            try:
+                self.on_tasks(pub.tasks)
+            except Exception:
+                log.exception("sending tasks failed")
+        if self.on_published is not None and (pub.fixes or pub.cases):
+            self.on_published()
+
+    def _transaction(self, jobs: list[_Job]) -> _Published:
+        now = self.clock()
+        pub = _Published()
+        self._undo.clear()
+        dead: list[dict[str, Any]] = []
+        fixes: list[tuple[_Item, str]] = []
+        with self.engine.begin() as conn:
+            for job in jobs:
+                for it in job.items:
+                    if it.reason is not None or it.outcome:
+                        continue
+                    if it.fix is not None:
+                        self._judge_fix(it)
+                        if it.reason is None:
+                            fixes.append((it, job.source))
+                    elif it.task is not None:
+                        self._task_ack(conn, it)
+                    elif it.cmd is not None:
+                        self._command(conn, it, job.source, pub)
+            if fixes:
+                self._insert_fixes(conn, fixes, now, pub)
+            for job in jobs:
+                for it in job.items:
+                    if it.outcome in ("accepted", "duplicate"):
+                        continue
+                    if it.reason is None:
+                        it.reason, it.message = Reason.UNAVAILABLE, "not processed"
+                    it.outcome = "rejected"
+                    if not it.recorded:
+                        dead += self._dead.rows(job.source, str(it.reason), it.message, it.raw, now)
+                        it.recorded = True
+            dead += self._dead.flush(now)
+            if dead:
+                conn.execute(insert(Reject), dead)
+        self.stats["groups"] += 1
+        self.stats["inputs"] += sum(len(j.items) for j in jobs)
+        self.stats["fixes"] += len(pub.fixes)
+        self.stats["rejected"] += len(dead)
+        return pub
+
+    def _judge_fix(self, it: _Item) -> None:
+        """Duplicate and speed filters against the supervisor's earlier accepted fixes."""
+        fix = it.fix
+        assert fix is not None
+        recent = self._recent.setdefault(fix.supervisor, OrderedDict())
+        seen = recent.get(fix.at)
+        if seen is not None:
+            if distance_m(seen[0], seen[1], fix.lon, fix.lat) < 1.0:
+                it.outcome = "duplicate"
+            else:
+                it.reason = Reason.DUPLICATE
+                it.message = f"another fix of {fix.supervisor} at {fix.at.isoformat()} was accepted"
+            return
+        last = self._last.get(fix.supervisor)
+        if last is None:
+            st = self.live.latest(fix.supervisor)
+            if st is not None and st.at is not None:
+                last = (st.at, st.lon, st.lat)
+        if last is not None and fix.at > last[0]:
+            seconds = (fix.at - last[0]).total_seconds()
+            kmh = distance_m(last[1], last[2], fix.lon, fix.lat) / seconds * 3.6
+            if kmh > self.config.rules.max_speed_kmh:
+                it.reason = Reason.IMPOSSIBLE_SPEED
+                it.message = f"{kmh:.0f} km/h since the fix at {last[0].isoformat()}"
+                return
+        self._undo.append((fix.supervisor, self._last.get(fix.supervisor), fix.at))
+        if last is None or fix.at > last[0]:
+            self._last[fix.supervisor] = (fix.at, fix.lon, fix.lat)
+        recent[fix.at] = (fix.lon, fix.lat)
+        while len(recent) > self.config.recent_per_supervisor:
+            recent.popitem(last=False)
+
+    def _insert_fixes(
+        self, conn: Connection, fixes: list[tuple[_Item, str]], now: datetime, pub: _Published
+    ) -> None:
+        rows = []
+        for it, source in fixes:
+            f = it.fix
+            assert f is not None
+            rows.append(
+                {"supervisor_id": f.supervisor, "at": f.at, "received_at": now, "lon": f.lon, "lat": f.lat,
+                 "accuracy": f.accuracy, "speed": f.speed, "grid_code": f.grid,
+                 "source": "simulation" if source.startswith("gateway:simulat") else "device"}
+            )  # fmt: skip
+        inserted = {(r[0], r[1]) for r in conn.execute(self._ins_positions, rows)}
+        for it, _ in fixes:
+            f = it.fix
+            assert f is not None
+            if (f.supervisor, f.at) in inserted:
+                it.outcome = "accepted"
+                pub.fixes.append(f)
+            else:
+                it.outcome = "duplicate"  # stored earlier (a retry after the recent window)
+
+    def _task_ack(self, conn: Connection, it: _Item) -> None:
+        assert it.task is not None and it.at is not None
+        case_id, kind, pid = it.task
+        t = _TASKS
+        res = conn.execute(
+            update(t)
+            .where(and_(t.c.case_id == case_id, t.c.kind == kind, t.c.done_at.is_(None)))
+            .where((t.c.assignee == pid) | t.c.assignee.is_(None))
+            .values(acked_at=it.at)
+        )
+        if res.rowcount:
+            it.outcome = "accepted"
+        else:
+            it.reason, it.message = Reason.UNKNOWN_TASK, f"no open {kind} task of case {case_id} for {pid}"
+
+    def _new_case_id(self, conn: Connection, at: datetime) -> str:
+        day = at.astimezone(self.ctx.calendar.tz).date()
+        n = self._case_seq.get(day)
+        if n is None:
+            prefix = f"R{day:%Y%m%d}"
+            top = conn.scalar(select(Case.id).where(Case.id.like(prefix + "%")).order_by(Case.id.desc()))
+            n = int(top[len(prefix) :]) if top else 0
+        self._case_seq[day] = n + 1
+        return f"R{day:%Y%m%d}{n + 1:05d}"
+
+    def _command(self, conn: Connection, it: _Item, source: str, pub: _Published) -> None:
+        cmd = it.cmd
+        assert cmd is not None and it.at is not None
+        if cmd.action is Action.REPORT and not cmd.case_id:
+            cmd = replace(cmd, case_id=self._new_case_id(conn, it.at))
+        if cmd.action in (Action.ACCEPT, Action.FEEDBACK) and "assignee" not in cmd.data:
+            case = self.live.open_case(cmd.case_id)
+            area = self.live.area_of_grid.get(case.grid) if case and case.grid else None
+            who = self._area_person.get(area) if area else None
+            if who is not None:
+                cmd = replace(cmd, data={**cmd.data, "assignee": who})
+        ctx = replace(self.ctx, now=self.clock())
+        result = execute(conn, cmd, it.at, ctx, source=source)
+        it.case_id = result.case.id if result.case is not None else cmd.case_id
+        if result.outcome == "applied":
+            it.outcome = "accepted"
+            assert result.case is not None
+            pub.cases.append((result.case, result.events, it.place))
+            self.stats["commands"] += 1
+            self._task_for(result.case, cmd, it, pub)
+        elif result.outcome == "duplicate":
+            it.outcome = "duplicate"
+        else:
+            assert result.rejection is not None
+            it.outcome, it.reason, it.message = (
+                "rejected",
+                result.rejection.rule.value,
+                result.rejection.message,
+            )
+            it.recorded = True  # execute wrote the dead letter
+
+    def _task_for(self, state: CaseState, cmd: Command, it: _Item, pub: _Published) -> None:
+        kind = {Status.VERIFYING: "verify", Status.TO_CHECK: "check"}.get(state.status)
+        who = cmd.data.get("assignee")
+        if kind is None or not who:
+            return
+        timer = state.timers.get(kind)
+        if timer is None or timer.ended_at is not None:
+            return
+        case = self.live.open_case(state.id)
+        place = it.place or (
+            Place(case.grid, case.street, case.lon, case.lat) if case else Place(None, None, None, None)
+        )
+        pub.tasks.append(
+            TaskOut(state.id, kind, str(who), timer.deadline, place, state.class_code, state.kind.value)
+        )
+
+
+def _ref_of(raw: Any, default: str = "?") -> str:
+    """The client's id of an input, for the acknowledgement."""
+    if isinstance(raw, dict):
+        ref = raw.get("id")
+        if isinstance(ref, str | int) and not isinstance(ref, bool):
+            return str(ref)[:100]
+    return default
+
+
+def people_of_areas(rows: Mapping[str, str | None]) -> dict[str, str]:
+    """Area code → supervisor id, from supervisor id → area code."""
+    return {a: p for p, a in rows.items() if a}

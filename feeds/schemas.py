@@ -1,0 +1,162 @@
+"""Input payloads of the feeds (pydantic) and the named reasons an input is rejected.
+
+Every event a device or gateway sends is parsed here first; what does not parse is rejected with
+``malformed`` (not a JSON object), ``missing_field``, ``wrong_type`` or ``too_large``, and the
+message names the field. Nothing else in the pipeline sees raw input.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+MAX_BATCH = 1000  # fixes per ``positions`` event
+MAX_PAYLOAD_BYTES = 256 * 1024  # one event, as received
+
+
+class Reason(StrEnum):
+    """Named rejection reasons (the protocol reference lists each with its meaning)."""
+
+    MALFORMED = "malformed"
+    MISSING_FIELD = "missing_field"
+    WRONG_TYPE = "wrong_type"
+    TOO_LARGE = "too_large"
+    BAD_COORDINATES = "bad_coordinates"
+    ZERO_COORDINATES = "zero_coordinates"
+    OUTSIDE_DISTRICT = "outside_district"
+    IN_FUTURE = "in_future"
+    TOO_OLD = "too_old"
+    DUPLICATE = "duplicate"
+    IMPOSSIBLE_SPEED = "impossible_speed"
+    UNKNOWN_SUPERVISOR = "unknown_supervisor"
+    UNKNOWN_CLASS = "unknown_class"
+    UNKNOWN_CASE = "unknown_case"
+    UNKNOWN_TASK = "unknown_task"
+    NOT_ALLOWED = "not_allowed"
+    RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
+
+
+_BASE = ConfigDict(extra="ignore", str_strip_whitespace=True, frozen=True)
+Crs = Literal["wgs84", "gcj02", "bd09"]
+Text = Annotated[str, Field(max_length=1000)]
+Key = Annotated[str, Field(min_length=1, max_length=100)]
+PersonId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def _aware(value: Any) -> Any:
+    """Epoch milliseconds or ISO 8601; naive instants are refused (the sender must say its zone)."""
+    if isinstance(value, bool):
+        raise ValueError("an instant, not a boolean")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("instant must be finite")
+        return datetime.fromtimestamp(value / 1000.0, UTC)
+    return value
+
+
+class _Instant(BaseModel):
+    model_config = _BASE
+
+    at: datetime
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _epoch(cls, value: Any) -> Any:
+        return _aware(value)
+
+    @field_validator("at")
+    @classmethod
+    def _zone(cls, value: datetime) -> datetime:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("instant needs a time zone (use Z or +08:00, or epoch milliseconds)")
+        return value.astimezone(UTC)
+
+
+class FixIn(_Instant):
+    """One position fix of a handset."""
+
+    id: Key | None = None
+    supervisor: PersonId | None = None
+    lon: float
+    lat: float
+    crs: Crs = "wgs84"
+    accuracy: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    speed: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None  # m/s
+
+
+class PositionsIn(BaseModel):
+    """A batch of fixes (``positions``)."""
+
+    model_config = _BASE
+    fixes: Annotated[list[dict[str, Any]], Field(max_length=MAX_BATCH)]
+
+
+class ReportIn(_Instant):
+    """A new case found on patrol (``report``)."""
+
+    id: Key  # idempotency key
+    supervisor: PersonId | None = None
+    case_id: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")] | None = None
+    kind: Literal["component", "event"]
+    class_code: Annotated[str, Field(min_length=1, max_length=8)]
+    condition_code: Annotated[str, Field(max_length=8)] | None = None
+    lon: float
+    lat: float
+    crs: Crs = "wgs84"
+    description: Text = ""
+    media: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=10)] = []
+    source: Literal["supervisor", "public", "hotline", "leader", "video", "department"] = "supervisor"
+
+
+class TaskAckIn(_Instant):
+    """A handset confirms it received a 核实/核查 task (``task_ack``)."""
+
+    id: Key
+    supervisor: PersonId | None = None
+    case_id: Annotated[str, Field(min_length=1, max_length=32)]
+    task: Literal["verify", "check"]
+
+
+class TaskResultIn(_Instant):
+    """The result of a 核实 (verify: is the report real?) or 核查 (check: is it fixed?) task."""
+
+    id: Key
+    supervisor: PersonId | None = None
+    case_id: Annotated[str, Field(min_length=1, max_length=32)]
+    task: Literal["verify", "check"]
+    result: bool  # verify: confirmed; check: passed
+    opinion: Text = ""
+    media: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=10)] = []
+
+
+class CommandIn(_Instant):
+    """A lifecycle command from a gateway speaking for a centre or department operator (``command``)."""
+
+    id: Key
+    action: Annotated[str, Field(min_length=1, max_length=24)]
+    case_id: Annotated[str, Field(min_length=1, max_length=32)]
+    actor: PersonId
+    role: Annotated[str, Field(min_length=1, max_length=24)]
+    department: Annotated[str, Field(max_length=16)] | None = None
+    opinion: Text = ""
+    data: dict[str, str | int | float | bool | None] = {}
+
+
+def describe(exc: ValidationError) -> tuple[Reason, str]:
+    """The reason and a one-line message for a pydantic error (first error wins)."""
+    errors = exc.errors(include_url=False)
+    first = errors[0] if errors else {"type": "value_error", "loc": (), "msg": str(exc)}
+    where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
+    kind = str(first.get("type", ""))
+    if kind == "missing":
+        return Reason.MISSING_FIELD, f"missing field {where}"
+    if kind in ("too_long", "list_too_long", "string_too_long") and where in ("fixes", "media"):
+        return Reason.TOO_LARGE, f"{where}: {first.get('msg', '')}"
+    if kind == "model_type" and where == "payload":
+        return Reason.MALFORMED, "payload must be a JSON object"
+    return Reason.WRONG_TYPE, f"{where}: {first.get('msg', '')}"

@@ -1,0 +1,388 @@
+"""The live simulation of embedded mode: supervisors patrol, cases flow, all through ``/device``.
+
+Everything it produces is simulated data (``source=simulation`` on fixes; the wall shows 模拟数据
+while it runs). It is made of the two pure, seeded generators:
+
+- :mod:`feeds.sources.patrol` — supervisors walking their responsibility areas on shift;
+- :mod:`feeds.sources.caseflow` — calibrated case histories (reports, 核实, filing, dispatch,
+  handling with returns, extensions, suspensions and reworks, 核查, closing, urges).
+
+On the first start :meth:`Simulation.prepare` backfills 7 days of case history in bulk (the
+commands were applied by the state machine; only the writes are batched) and today's patrol at
+one fix a minute (the last five minutes at full rate). Then :meth:`Simulation.start` runs live:
+a Socket.IO client of ``/device`` with a gateway token (at most ``connections`` sockets) sends
+each second's fixes as ``positions`` batches, and each case command when its instant comes —
+supervisors' reports as ``report``, their 核实/核查 results as ``task_result``, centre and
+department steps as ``command`` — and acknowledges the ``task`` events it receives. After a
+restart it regenerates the same stream (same seed and start) and sends what the database does not
+have yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import socketio
+from shapely.geometry import shape
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Engine
+
+from domain.lifecycle import Accepted, Action, CaseEvent, CaseState, Command, Context, Role, apply
+from feeds.core import LiveCore, build_context
+from feeds.pipeline import scoped_key
+from feeds.sources.caseflow import CaseFlow, generate
+from feeds.sources.patrol import FixArrays, Patrol, areas_from_store
+from store.accounts import issue_token
+from store.db import session_factory, transaction
+from store.geography import load_index
+from store.history import CaseHistory, bulk_insert_histories
+from store.models import CaseEventRow, Grid, Position, Token
+
+log = logging.getLogger(__name__)
+STATE_FILE = "simulation.json"
+GATEWAY_NAME = "simulator"
+BACKFILL_DAYS = 7
+HORIZON_DAYS = 3650
+
+
+@dataclass
+class SimulationStats:
+    """What the live simulation has sent and what came back."""
+
+    fixes_sent: int = 0
+    commands_sent: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    tasks_received: int = 0
+
+
+def _supervisor_of(area: str | None, grid: str) -> str:
+    return f"sup-{area or grid[:9]}"
+
+
+class Simulation:
+    """A seeded simulation of one district: backfill, then live over ``/device``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        ctx: Context,
+        *,
+        start: datetime,
+        seed: int,
+        gateway_secret: str,
+        reports_per_day: float = 1300,
+        connections: int = 0,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.ctx = ctx
+        self.start_at = start
+        self.seed = seed
+        self.gateway_secret = gateway_secret
+        self.clock = clock or (lambda: datetime.now(UTC))
+        with session_factory(engine)() as s:
+            rows = s.execute(
+                select(Grid.code, Grid.area_code, Grid.geometry).where(Grid.active).order_by(Grid.code)
+            ).all()
+        self.grids = [r[0] for r in rows]
+        self.responsible = {r[0]: _supervisor_of(r[1], r[0]) for r in rows}
+        self.points: dict[str, tuple[float, float]] = {}
+        for code, _, geom in rows:
+            p = shape(geom).representative_point()
+            self.points[code] = (round(p.x, 6), round(p.y, 6))
+        self.flow: CaseFlow = generate(
+            start,
+            HORIZON_DAYS,
+            self.grids,
+            ctx,
+            seed=seed,
+            reports_per_day=reports_per_day,
+            supervisors=[self.responsible[g] for g in self.grids],
+            keep=False,
+        )
+        self.patrol = Patrol(areas_from_store(engine), ctx.calendar.tz, seed=seed)
+        sups = sorted(self.patrol.supervisors)
+        n = connections or max(1, min(20, -(-len(sups) // 500)))
+        self.shard = {s: i % n for i, s in enumerate(sups)}
+        self.connections = n
+        self.pending: tuple[Command, datetime] | None = None
+        self.stats = SimulationStats()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._clients: list[socketio.Client] = []
+
+    # -- first start ------------------------------------------------------------------------------
+
+    @classmethod
+    def prepare(
+        cls,
+        engine: Engine,
+        data_dir: Path,
+        *,
+        seed: int = 1,
+        edition: str = "cjt214",
+        reports_per_day: float = 1300,
+        clock: Callable[[], datetime] | None = None,
+        progress: Callable[[str], None] = lambda msg: None,
+    ) -> Simulation:
+        """Load or create the simulation plan; on the first start backfill 7 days; issue a gateway token."""
+        now = (clock or (lambda: datetime.now(UTC)))()
+        path = data_dir / STATE_FILE
+        first = not path.exists()
+        if first:
+            tz = build_context(engine, edition).calendar.tz
+            local = (now - timedelta(days=BACKFILL_DAYS)).astimezone(tz)
+            start = local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+            path.write_text(json.dumps({"start": start.isoformat(), "seed": seed}), encoding="utf-8")
+        else:
+            plan = json.loads(path.read_text(encoding="utf-8"))
+            start, seed = datetime.fromisoformat(plan["start"]), int(plan["seed"])
+        with transaction(engine) as s:
+            s.execute(
+                update(Token)
+                .where(Token.kind == "gateway", Token.name == GATEWAY_NAME, Token.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            _, secret = issue_token(s, "gateway", GATEWAY_NAME, scope=["*"])
+        sim = cls(
+            engine, build_context(engine, edition), start=start, seed=seed, gateway_secret=secret,
+            reports_per_day=reports_per_day, clock=clock,
+        )  # fmt: skip
+        if first:
+            progress("simulation: backfilling 7 days of cases ...")
+            n = sim.backfill_cases(now)
+            progress(f"simulation: {n:,} case events backfilled; today's patrols ...")
+            sim.backfill_patrol(now)
+        else:
+            sim.skip_stored(now)
+        return sim
+
+    def _key(self, cmd: Command) -> str:
+        return scoped_key(cmd.actor.id, cmd.key)
+
+    def backfill_cases(self, now: datetime) -> int:
+        """Apply every command before ``now`` and write the histories in bulk; returns events written."""
+        histories: dict[str, CaseHistory] = {}
+        states: dict[str, CaseState] = {}
+        steps: dict[str, list[tuple[Command, datetime, CaseState, tuple[CaseEvent, ...]]]] = {}
+        for cmd, at in self.flow:
+            if at > now:
+                self.pending = (cmd, at)
+                break
+            out = apply(states.get(cmd.case_id), cmd, at, self.ctx)
+            if not isinstance(out, Accepted):
+                log.warning("simulation: generated %s of %s rejected: %s", cmd.action, cmd.case_id, out)
+                continue
+            states[cmd.case_id] = out.state
+            steps.setdefault(cmd.case_id, []).append((cmd, at, out.state, out.events))
+            if cmd.action is Action.REPORT:
+                grid = str(cmd.data.get("grid"))
+                lon, lat = self.points.get(grid, (None, None))
+                histories[cmd.case_id] = CaseHistory(
+                    steps=steps[cmd.case_id], grid=grid, lon=lon, lat=lat,
+                    description="模拟数据 simulated report", assignee=self.responsible.get(grid),
+                )  # fmt: skip
+            if not out.state.is_open:
+                states.pop(cmd.case_id, None)
+        with self.engine.begin() as conn:
+            return bulk_insert_histories(conn, histories, key=self._key)
+
+    def backfill_patrol(self, now: datetime) -> int:
+        """Today's fixes so far: one a minute, the last five minutes at full rate."""
+        tz = self.ctx.calendar.tz
+        day = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+        recent = max(day, now - timedelta(minutes=5))
+        with session_factory(self.engine)() as s:
+            index = load_index(s, self.grids[0][:6])
+        written = 0
+        t = day
+        while t < now:
+            t1 = min(now, t + timedelta(hours=1))
+            arr = self.patrol.fix_arrays_between(t, t1)
+            secs = arr.at_us // 1_000_000
+            keep = (arr.at_us >= int(recent.timestamp() * 1e6)) | (secs % 60 < 10)
+            written += self._insert_positions(arr, keep, index, now)
+            t = t1
+        return written
+
+    def _insert_positions(self, arr: FixArrays, keep: np.ndarray, index: Any, now: datetime) -> int:
+        if not keep.any():
+            return 0
+        lon, lat = arr.lon[keep], arr.lat[keep]
+        codes = index.lookup(lon, lat)
+        ats = [datetime.fromtimestamp(v / 1e6, UTC) for v in arr.at_us[keep].tolist()]
+        rows = [
+            {"supervisor_id": s, "at": a, "received_at": now, "lon": lo, "lat": la, "accuracy": ac,
+             "speed": sp, "grid_code": g, "source": "simulation"}
+            for s, a, lo, la, ac, sp, g in zip(
+                arr.supervisor[keep].tolist(), ats, lon.tolist(), lat.tolist(), arr.accuracy[keep].tolist(),
+                arr.speed[keep].tolist(), codes.tolist(), strict=True,
+            )
+        ]  # fmt: skip
+        with self.engine.begin() as conn:
+            for i in range(0, len(rows), 20_000):
+                conn.execute(insert(Position), rows[i : i + 20_000])
+        return len(rows)
+
+    def skip_stored(self, now: datetime) -> None:
+        """After a restart: skip the commands the database already has (the stream is the same)."""
+        with session_factory(self.engine)() as s:
+            last = s.scalar(select(func.max(CaseEventRow.at)).where(CaseEventRow.case_id.like("C%")))
+        for cmd, at in self.flow:
+            if last is None or at > last:
+                self.pending = (cmd, at)
+                break
+
+    # -- live ---------------------------------------------------------------------------------------
+
+    def start(self, core: LiveCore, url: str) -> None:
+        """Run live in a background thread, as a client of ``url``'s ``/device``."""
+        core.simulating.set()
+        self._thread = threading.Thread(target=self._run, args=(url,), name="gw-simulation", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sending and disconnect."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for c in self._clients:
+            with contextlib.suppress(Exception):  # shutting down
+                c.disconnect()
+
+    def _connect(self, url: str) -> bool:
+        delay = 0.2
+        while not self._stop.is_set():
+            try:
+                for _ in range(self.connections):
+                    c = socketio.Client(reconnection=True, request_timeout=30)
+                    c.on("task", self._on_task(c), namespace="/device")
+                    c.connect(url, namespaces=["/device"], auth={"token": self.gateway_secret},
+                              transports=["websocket"], wait_timeout=10)  # fmt: skip
+                    self._clients.append(c)
+                return True
+            except socketio.exceptions.ConnectionError:
+                for c in self._clients:
+                    c.disconnect()
+                self._clients = []
+                self._stop.wait(delay)
+                delay = min(5.0, delay * 2)
+        return False
+
+    def _on_task(self, client: socketio.Client) -> Callable[[dict[str, Any]], None]:
+        def handler(task: dict[str, Any]) -> None:
+            self.stats.tasks_received += 1
+            body = {"id": f"ack-{task.get('case_id')}-{task.get('task')}-{task.get('deadline')}",
+                    "supervisor": task.get("supervisor"), "case_id": task.get("case_id"),
+                    "task": task.get("task"), "at": self.clock().isoformat()}  # fmt: skip
+            client.emit("task_ack", body, namespace="/device", callback=self._count)
+
+        return handler
+
+    def _count(self, ack: Any = None) -> None:
+        if not isinstance(ack, dict):
+            return
+        self.stats.accepted += len(ack.get("accepted", ()))
+        self.stats.duplicates += len(ack.get("duplicates", ()))
+        for r in ack.get("rejected", ()):
+            reason = str(r.get("reason"))
+            self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+
+    def _run(self, url: str) -> None:
+        if not self._connect(url):
+            return
+        last = self.clock()
+        while not self._stop.is_set():
+            now = self.clock()
+            try:
+                self._send_fixes(last, now)
+                self._send_commands(now)
+            except Exception:
+                log.exception("simulation step failed")
+            last = now
+            self._stop.wait(max(0.0, 1.0 - (self.clock() - now).total_seconds()))
+
+    def _send_fixes(self, t0: datetime, t1: datetime) -> None:
+        arr = self.patrol.fix_arrays_between(t0, t1)
+        if not len(arr):
+            return
+        per: list[list[dict[str, Any]]] = [[] for _ in self._clients]
+        for s, at, lon, lat, sp, ac in zip(
+            arr.supervisor.tolist(), arr.at_us.tolist(), arr.lon.tolist(), arr.lat.tolist(),
+            arr.speed.tolist(), arr.accuracy.tolist(), strict=True,
+        ):  # fmt: skip
+            per[self.shard.get(s, 0) % len(per)].append(
+                {"supervisor": s, "at": at // 1000, "lon": lon, "lat": lat, "speed": sp, "accuracy": ac}
+            )
+        for client, fixes in zip(self._clients, per, strict=True):
+            for i in range(0, len(fixes), 500):
+                chunk = {"fixes": fixes[i : i + 500]}
+                client.emit("positions", chunk, namespace="/device", callback=self._count)
+                self.stats.fixes_sent += len(chunk["fixes"])
+
+    def _commands_due(self, now: datetime) -> Iterator[tuple[Command, datetime]]:
+        while True:
+            if self.pending is None:
+                try:
+                    self.pending = next(self.flow)
+                except StopIteration:
+                    return
+            cmd, at = self.pending
+            if at > now:
+                return
+            self.pending = None
+            yield cmd, at
+
+    def _send_commands(self, now: datetime) -> None:
+        client = self._clients[0]
+        for cmd, at in self._commands_due(now):
+            if self._stop.is_set():
+                return
+            event, body = self.event_of(cmd, at)
+            ack = client.call(event, body, namespace="/device", timeout=30)  # in order: wait for each ack
+            self.stats.commands_sent += 1
+            self._count(ack)
+
+    def event_of(self, cmd: Command, at: datetime) -> tuple[str, dict[str, Any]]:
+        """The ``/device`` event that carries a generated command."""
+        d = cmd.data
+        when = at.isoformat()
+        if cmd.action is Action.REPORT:
+            grid = str(d.get("grid"))
+            lon, lat = self.points[grid]
+            if cmd.actor.role is Role.SUPERVISOR:
+                return "report", {
+                    "id": cmd.key, "supervisor": cmd.actor.id, "case_id": cmd.case_id, "at": when,
+                    "kind": d["kind"], "class_code": d["class_code"],
+                    "condition_code": d.get("condition_code"), "lon": lon, "lat": lat,
+                    "description": "模拟数据 simulated report", "source": d["source"],
+                }  # fmt: skip
+            plain = {k: v for k, v in d.items() if isinstance(v, str | int | float | bool)}
+            return "command", self._command_body(cmd, when, {**plain, "lon": lon, "lat": lat})
+        if cmd.action in (Action.VERIFY, Action.CHECK) and cmd.actor.role is Role.SUPERVISOR:
+            field = "confirmed" if cmd.action is Action.VERIFY else "passed"
+            return "task_result", {
+                "id": cmd.key, "supervisor": cmd.actor.id, "case_id": cmd.case_id, "at": when,
+                "task": cmd.action.value, "result": bool(d.get(field)), "opinion": cmd.opinion,
+            }  # fmt: skip
+        rest = {k: v for k, v in d.items() if isinstance(v, str | int | float | bool | None)}
+        return "command", self._command_body(cmd, when, rest)
+
+    @staticmethod
+    def _command_body(cmd: Command, when: str, data: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": cmd.key, "action": cmd.action.value, "case_id": cmd.case_id, "actor": cmd.actor.id,
+            "role": cmd.actor.role.value, "department": cmd.actor.department, "opinion": cmd.opinion,
+            "at": when, "data": data,
+        }  # fmt: skip

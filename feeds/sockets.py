@@ -1,0 +1,373 @@
+"""Socket.IO namespaces: ``/device`` (handsets and gateways in) and ``/live`` (screens out).
+
+``/device``: connect with ``auth={"token": …}`` (a device or gateway token). Events ``position``,
+``positions``, ``report``, ``task_ack``, ``task_result`` and — gateways speaking for centre or
+department operators — ``command``; each is answered through the Socket.IO acknowledgement with
+``{"accepted": [...], "duplicates": [...], "rejected": [{"id", "reason", "message"}]}``. The
+server sends ``task`` to a device (or to the gateways that speak for it).
+
+``/live``: connect with a kiosk token (``auth.token`` or ``?token=``); the connection joins room
+``wall`` and receives a ``snapshot`` at once. ``join``/``leave``/``resync`` take ``{"room": …}``.
+The server sends only ``snapshot``, ``tick`` and ``alert``, each with ``room`` and ``seq`` (per
+room). Exactly one :class:`Broadcaster` produces ticks in a deployment.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import request
+from flask_socketio import Namespace, SocketIO
+from socketio.exceptions import ConnectionRefusedError as Refused
+from sqlalchemy.engine import Engine
+
+from feeds.live import MemoryLiveState
+from feeds.pipeline import KINDS, Pipeline, TaskOut
+from feeds.schemas import Reason
+from feeds.ticks import alert_matches, render, render_alert, room_filter
+from store.accounts import AuthError, Principal, authenticate
+
+log = logging.getLogger(__name__)
+
+
+class TokenBucket:
+    """A per-connection rate limit: ``rate`` events a second, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        """Spend one token if there is one."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class DeviceNamespace(Namespace):
+    """``/device``: authenticated handsets and gateways send fixes, reports and task results."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        pipeline: Pipeline,
+        *,
+        namespace: str = "/device",
+        device_rate: tuple[float, float] = (10.0, 40.0),
+        gateway_rate: tuple[float, float] = (500.0, 2000.0),
+    ) -> None:
+        super().__init__(namespace)
+        self.engine = engine
+        self.pipeline = pipeline
+        self.device_rate, self.gateway_rate = device_rate, gateway_rate
+        self.principals: dict[str, Principal] = {}
+        self.buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def on_connect(self, auth: Any = None) -> None:
+        """Authenticate the token; refuse with a named reason (and a dead-letter row)."""
+        secret = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            with self.engine.connect() as conn:
+                who = authenticate(conn, secret if isinstance(secret, str) else None, ("device", "gateway"))
+        except AuthError as exc:
+            self.pipeline.reject(
+                "connect", {"remote": request.remote_addr}, f"connect:{request.remote_addr}",
+                exc.reason, f"refused /device connection: {exc.reason}",  # type: ignore[arg-type]
+            )  # fmt: skip
+            raise Refused(exc.reason) from None
+        sid = request.sid  # type: ignore[attr-defined]
+        rate = self.device_rate if who.kind == "device" else self.gateway_rate
+        with self._lock:
+            self.principals[sid] = who
+            self.buckets[sid] = TokenBucket(*rate)
+        self.enter_room(sid, f"token:{who.token_id}")
+        if who.person_id:
+            self.enter_room(sid, f"person:{who.person_id}")
+
+    def on_disconnect(self, reason: Any = None) -> None:
+        """Forget the connection."""
+        sid = request.sid  # type: ignore[attr-defined]
+        with self._lock:
+            self.principals.pop(sid, None)
+            self.buckets.pop(sid, None)
+
+    def trigger_event(self, event: str, *args: Any) -> Any:
+        """Route every data event through the pipeline; unknown events are rejected by name."""
+        if event in ("connect", "disconnect"):
+            return super().trigger_event(event, *args)
+        sid = args[0] if args else None
+        payload = args[1] if len(args) > 1 else None
+        who = self.principals.get(sid) if isinstance(sid, str) else None
+        if who is None:
+            return {"accepted": [], "duplicates": [], "rejected": [{"id": "?", "reason": "token_unknown",
+                    "message": "not authenticated"}]}  # fmt: skip
+        source = f"{who.kind}:{who.name}"
+        if event not in KINDS:
+            return self.pipeline.reject(event, payload, source, Reason.MALFORMED, f"unknown event {event!r}")
+        bucket = self.buckets.get(sid)  # type: ignore[arg-type]
+        if bucket is not None and not bucket.take():
+            return self.pipeline.reject(event, payload, source, Reason.RATE_LIMITED, "too many events")
+        return self.pipeline.submit(event, payload, who, source=source)
+
+    def send_tasks(self, socketio: SocketIO, tasks: Sequence[TaskOut]) -> None:
+        """Send ``task`` to each assignee's handset and to the gateways that speak for them."""
+        with self._lock:
+            gateways = [(p.token_id, p) for p in self.principals.values() if p.kind == "gateway"]
+        for t in tasks:
+            body = {
+                "case_id": t.case_id,
+                "task": t.task,
+                "supervisor": t.supervisor,
+                "deadline": t.deadline.isoformat(),
+                "lon": t.place.lon,
+                "lat": t.place.lat,
+                "grid": t.place.grid,
+                "kind": t.kind,
+                "class_code": t.class_code,
+            }
+            socketio.emit("task", body, namespace=self.namespace, to=f"person:{t.supervisor}")
+            for token_id in sorted({tid for tid, p in gateways if p.may_speak_for(t.supervisor)}):
+                socketio.emit("task", body, namespace=self.namespace, to=f"token:{token_id}")
+
+
+class Broadcaster:
+    """The one tick producer: rooms, per-room ``seq``, snapshots, ticks and alerts, slow clients."""
+
+    def __init__(
+        self,
+        socketio: SocketIO,
+        live: MemoryLiveState,
+        *,
+        interval: float = 1.0,
+        namespace: str = "/live",
+        max_queue: int = 64,
+        simulated: Callable[[], bool] = lambda: False,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.socketio = socketio
+        self.live = live
+        self.interval = interval
+        self.namespace = namespace
+        self.max_queue = max_queue
+        self.simulated = simulated
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.rooms: dict[str, set[str]] = {}
+        self.seq: dict[str, int] = {}
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ticks = 0
+        self.dropped = 0
+
+    def start(self) -> None:
+        """Start the tick thread."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="gw-ticks", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the tick thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            next_at += self.interval
+            try:
+                self.tick()
+            except Exception:
+                log.exception("tick failed")
+            delay = next_at - time.monotonic()
+            if delay < 0:  # fell behind: skip, never burst
+                next_at = time.monotonic()
+                delay = 0
+            self._stop.wait(delay)
+
+    # -- rooms --------------------------------------------------------------------------------------
+
+    def join(self, sid: str, room: str) -> None:
+        """Add a client to a room and send it that room's snapshot at the room's current ``seq``.
+
+        Both happen under the tick lock, so the next tick the client sees is ``seq + 1``.
+        """
+        flt = room_filter(room)
+        with self._lock:
+            self.rooms.setdefault(room, set()).add(sid)
+            self.seq.setdefault(room, 0)
+            self.socketio.server.enter_room(sid, room, namespace=self.namespace)
+            view = self.live.snapshot(self.clock())
+            snap = render(view, flt, self.seq[room], full=True, simulated=self.simulated())
+            self.socketio.emit("snapshot", snap, namespace=self.namespace, to=sid)
+
+    def resync(self, sid: str, room: str) -> None:
+        """Send a client a fresh snapshot of a room it is in."""
+        flt = room_filter(room)
+        with self._lock:
+            view = self.live.snapshot(self.clock())
+            snap = render(view, flt, self.seq.get(room, 0), full=True, simulated=self.simulated())
+            self.socketio.emit("snapshot", snap, namespace=self.namespace, to=sid)
+
+    def join_when_connected(self, sid: str, room: str, timeout: float = 5.0) -> None:
+        """Join once the Socket.IO handshake of ``sid`` is complete (called from a connect handler)."""
+
+        def later() -> None:
+            manager = self.socketio.server.manager
+            deadline = time.monotonic() + timeout
+            while not manager.is_connected(sid, self.namespace):
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.005)
+            self.join(sid, room)
+
+        self.socketio.start_background_task(later)
+
+    def leave(self, sid: str, room: str) -> None:
+        """Drop a client from a room."""
+        with self._lock:
+            members = self.rooms.get(room)
+            if members is not None:
+                members.discard(sid)
+                if not members:
+                    del self.rooms[room]
+            self.socketio.server.leave_room(sid, room, namespace=self.namespace)
+
+    def drop(self, sid: str) -> None:
+        """Forget a disconnected client."""
+        with self._lock:
+            for room in [r for r, m in self.rooms.items() if sid in m]:
+                self.rooms[room].discard(sid)
+                if not self.rooms[room]:
+                    del self.rooms[room]
+
+    # -- ticks ----------------------------------------------------------------------------------------
+
+    def _queued(self, sid: str) -> int:
+        server = self.socketio.server
+        try:
+            eio_sid = server.manager.eio_sid_from_sid(sid, self.namespace)
+            sock = server.eio.sockets.get(eio_sid)
+            return 0 if sock is None else int(sock.queue.qsize())
+        except (KeyError, AttributeError):
+            return 0
+
+    def _prune(self, room: str) -> None:
+        """Disconnect clients whose send queue is past the bound (they reconnect and get a snapshot)."""
+        for sid in list(self.rooms.get(room, ())):
+            if self._queued(sid) > self.max_queue:
+                self.dropped += 1
+                log.warning("dropping slow /live client %s (queue over %d)", sid, self.max_queue)
+                self.drop(sid)
+                self.socketio.server.disconnect(sid, namespace=self.namespace)
+
+    def tick(self) -> None:
+        """Drain the live state once and send one tick (and any alerts) to every room in use."""
+        now = self.clock()
+        with self._lock:
+            view = self.live.tick(now)
+            sim = self.simulated()
+            for room in list(self.rooms):
+                self._prune(room)
+                if room not in self.rooms:
+                    continue
+                flt = room_filter(room)
+                self.seq[room] = self.seq.get(room, 0) + 1
+                self.socketio.emit(
+                    "tick", render(view, flt, self.seq[room], full=False, simulated=sim),
+                    namespace=self.namespace, to=room,
+                )  # fmt: skip
+                for alert in view.alerts:
+                    if alert_matches(alert, flt):
+                        self.seq[room] += 1
+                        self.socketio.emit(
+                            "alert",
+                            render_alert(alert, room, self.seq[room]),
+                            namespace=self.namespace,
+                            to=room,
+                        )
+            self.ticks += 1
+
+
+class LiveNamespace(Namespace):
+    """``/live``: kiosk screens (and, with the desk, logged-in users) receive snapshots and ticks."""
+
+    def __init__(
+        self, engine: Engine, broadcaster: Broadcaster, *, namespace: str = "/live",
+        session_ok: Callable[[], bool] = lambda: False,
+    ) -> None:  # fmt: skip
+        super().__init__(namespace)
+        self.engine = engine
+        self.broadcaster = broadcaster
+        self.session_ok = session_ok
+
+    def on_connect(self, auth: Any = None) -> None:
+        """Kiosk token → room ``wall`` and an immediate snapshot; a session → no room yet."""
+        secret = auth.get("token") if isinstance(auth, dict) else None
+        secret = secret or request.args.get("token")
+        sid = request.sid  # type: ignore[attr-defined]
+        if secret:
+            try:
+                with self.engine.connect() as conn:
+                    authenticate(conn, secret, ("kiosk",))
+            except AuthError as exc:
+                raise Refused(exc.reason) from None
+            self.broadcaster.join_when_connected(sid, "wall")
+            return
+        if not self.session_ok():
+            raise Refused("token_missing")
+
+    def on_disconnect(self, reason: Any = None) -> None:
+        """Forget the client's rooms."""
+        self.broadcaster.drop(request.sid)  # type: ignore[attr-defined]
+
+    def _room(self, data: Any) -> str | None:
+        room = data.get("room") if isinstance(data, dict) else None
+        if not isinstance(room, str):
+            return None
+        try:
+            room_filter(room)
+        except ValueError:
+            return None
+        if room.startswith(("street:", "grid:")):
+            code = room.partition(":")[2]
+            if not any(g.startswith(code) for g in self.broadcaster.live.area_of_grid):
+                return None
+        return room
+
+    def on_join(self, data: Any = None) -> dict[str, Any]:
+        """Join a room; its snapshot follows as a ``snapshot`` event."""
+        room = self._room(data)
+        if room is None:
+            return {"ok": False, "reason": "unknown_room"}
+        self.broadcaster.join(request.sid, room)  # type: ignore[attr-defined]
+        return {"ok": True, "room": room}
+
+    def on_leave(self, data: Any = None) -> dict[str, Any]:
+        """Leave a room."""
+        room = self._room(data)
+        if room is None:
+            return {"ok": False, "reason": "unknown_room"}
+        self.broadcaster.leave(request.sid, room)  # type: ignore[attr-defined]
+        return {"ok": True, "room": room}
+
+    def on_resync(self, data: Any = None) -> dict[str, Any]:
+        """Send a fresh snapshot of a room the client is in."""
+        room = self._room(data) or "wall"
+        sid = request.sid  # type: ignore[attr-defined]
+        if sid not in self.broadcaster.rooms.get(room, set()):
+            return {"ok": False, "reason": "not_in_room"}
+        self.broadcaster.resync(sid, room)
+        return {"ok": True, "room": room}
