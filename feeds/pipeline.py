@@ -65,7 +65,7 @@ from feeds.schemas import (
     describe,
 )
 from store.cases import execute
-from store.models import Case, Person, Position, Reject, Task
+from store.models import Case, CaseEventRow, Person, Position, Reject, Task
 
 log = logging.getLogger(__name__)
 _POSITIONS: Table = Position.__table__  # type: ignore[assignment]
@@ -263,9 +263,10 @@ class Pipeline:
     ) -> None:
         self.engine = engine
         self.index = index
-        self.ctx = ctx
-        self.live = live
         self.config = config or PipelineConfig()
+        # one tolerance for instants ahead of the clock, in the filters and in the lifecycle
+        self.ctx = replace(ctx, policy=replace(ctx.policy, future_tolerance=self.config.future_tolerance))
+        self.live = live
         self.on_tasks = on_tasks
         self.on_published = on_published
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -566,13 +567,22 @@ class Pipeline:
         return item
 
     def _prepare_command(self, item: _Item, c: CommandIn, speaker: Speaker) -> _Item:
-        if not speaker.may_speak_for(c.actor):
+        if speaker.kind != "gateway" or not speaker.may_speak_for(c.actor):
             item.reason, item.message = Reason.NOT_ALLOWED, f"this token may not speak for {c.actor!r}"
             return item
         try:
             action, role = Action(c.action), Role(c.role)
         except ValueError as exc:
             item.reason, item.message = Reason.WRONG_TYPE, str(exc)
+            return item
+        person = self._person(c.actor)
+        if person is not None and (person[0] != role.value or not person[2]):
+            item.reason = Reason.NOT_ALLOWED
+            state = "an inactive " if not person[2] else ""
+            item.message = f"{c.actor!r} is {state}{person[0]}, not {role.value}"
+            return item
+        if person is None and not speaker.may_speak_for("*"):
+            item.reason, item.message = Reason.NOT_ALLOWED, f"unknown person {c.actor!r} (not in people)"
             return item
         data: dict[str, Any] = dict(c.data)
         place: Place | None = None
@@ -820,7 +830,9 @@ class Pipeline:
         cmd = it.cmd
         assert cmd is not None and it.at is not None
         if cmd.action is Action.REPORT and not cmd.case_id:
-            cmd = replace(cmd, case_id=self._new_case_id(conn, it.at))
+            # a retry must reach the case its key made (a new number would be a key conflict)
+            seen = conn.scalar(select(CaseEventRow.case_id).where(CaseEventRow.key == cmd.key))
+            cmd = replace(cmd, case_id=seen or self._new_case_id(conn, it.at))
         if cmd.action in (Action.ACCEPT, Action.FEEDBACK) and "assignee" not in cmd.data:
             case = self.live.open_case(cmd.case_id)
             area = self.live.area_of_grid.get(case.grid) if case and case.grid else None

@@ -55,6 +55,8 @@ def _aware(value: Any) -> Any:
     if isinstance(value, int | float):
         if not math.isfinite(value):
             raise ValueError("instant must be finite")
+        if not 1e11 <= value < 1e14:  # seconds (or nonsense) would land in 1970 or far ahead
+            raise ValueError("epoch instants are milliseconds since 1970 (13 digits)")
         return datetime.fromtimestamp(value / 1000.0, UTC)
     return value
 

@@ -365,7 +365,9 @@ class LiveNamespace(Namespace):
 
     def on_resync(self, data: Any = None) -> dict[str, Any]:
         """Send a fresh snapshot of a room the client is in."""
-        room = self._room(data) or "wall"
+        room = self._room(data)
+        if room is None:
+            return {"ok": False, "reason": "unknown_room"}
         sid = request.sid  # type: ignore[attr-defined]
         if sid not in self.broadcaster.rooms.get(room, set()):
             return {"ok": False, "reason": "not_in_room"}
