@@ -38,7 +38,10 @@ def create_web_app(engine: Engine, *, secret_key: str) -> WebApp:
     """Compose Flask + Socket.IO + Dash on a read-only engine (kiosk tokens are checked in the store)."""
     server = Flask("gridwall")
     server.config["SECRET_KEY"] = secret_key
-    socketio = SocketIO(server, async_mode="threading", cors_allowed_origins=[])
+    # frames up to 4 MB are read so that oversized payloads get a named rejection (feeds.schemas)
+    socketio = SocketIO(
+        server, async_mode="threading", cors_allowed_origins=[], max_http_buffer_size=4 * 1024 * 1024
+    )
     cache = OverviewCache(engine)
 
     def kiosk_ok() -> bool:

@@ -30,7 +30,17 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from domain.catalogue import Catalogue
-from domain.lifecycle import Action, ArchiveType, CaseEvent, CaseState, Role, Stage, Status, state_from_json
+from domain.lifecycle import (
+    DISPLAY_STAGE,
+    Action,
+    ArchiveType,
+    CaseEvent,
+    CaseState,
+    Role,
+    Stage,
+    Status,
+    state_from_json,
+)
 from domain.supervisor import (
     Fix,
     SupervisorRules,
@@ -336,7 +346,7 @@ class MemoryLiveState:
             "case": ev.case_id,
             "action": ev.action.value,
             "actor": ev.actor,
-            "stage": state.stage.value if state.stage else None,
+            "stage": stage.value if (stage := DISPLAY_STAGE.get(ev.to_status)) else None,  # as of the event
             "class": self._class_name(state),
             "street": place.street,
         }
@@ -519,21 +529,27 @@ def rebuild(engine: Engine, live: MemoryLiveState, now: datetime) -> MemoryLiveS
                     at=ev_row.at,
                 )
                 live._count_event(st, ev, Place(grid, street, lon, lat))
-        # today's fixes in time order rebuild latest positions, stops and patrol minutes
+        # today's fixes in the order they were applied (commit by commit, each commit's in time order)
+        # rebuild latest positions, stops and patrol minutes: a fix that arrived out of order was
+        # stored but never moved the latest or credited patrol time, and must not on a rebuild either
         last: dict[str, datetime] = {}
         q = (
-            select(Position.supervisor_id, Position.at, Position.lon, Position.lat, Position.grid_code)
+            select(
+                Position.supervisor_id, Position.at, Position.lon, Position.lat, Position.grid_code,
+                Position.received_at,
+            )
             .where(Position.at >= start - live.rules.stationary_after)
-            .order_by(Position.at, Position.id)
+            .order_by(Position.received_at, Position.at, Position.id)
             .execution_options(yield_per=20_000)
-        )
+        )  # fmt: skip
         batch: list[Fix] = []
-        for sid, at, lon, lat, grid in s.execute(q):
+        received: datetime | None = None
+        for sid, at, lon, lat, grid, rec in s.execute(q):
+            if rec != received or len(batch) >= 20_000:  # apply_fixes sorts what it gets by instant
+                live.apply_fixes(batch)
+                batch, received = [], rec
             batch.append(Fix(sid, at, lon, lat, grid))
             last[sid] = at
-            if len(batch) >= 20_000:
-                live.apply_fixes(batch)
-                batch = []
         live.apply_fixes(batch)
         # latest fix of supervisors with nothing today (so "offline since" is known)
         missing = [sid for sid in live._sups if sid not in last]

@@ -34,6 +34,7 @@ import threading
 import time as _time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -72,6 +73,10 @@ _POSITIONS: Table = Position.__table__  # type: ignore[assignment]
 _TASKS: Table = Task.__table__  # type: ignore[assignment]
 Kind = Literal["position", "positions", "report", "task_ack", "task_result", "command"]
 KINDS: tuple[str, ...] = ("position", "positions", "report", "task_ack", "task_result", "command")
+# Point → grid runs on one long-lived thread: pyproj builds a PROJ transformer per thread (~17 ms CPU)
+# and python-socketio handles every event in a new thread, so locating in the caller's thread paid
+# that on every event (python -m bench ingest).
+_LOCATE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gw-locate")
 
 
 class Speaker(Protocol):
@@ -468,7 +473,7 @@ class Pipeline:
         for crs in {f.crs for _, f, _ in parsed} - {"wgs84"}:
             sel = np.array([f.crs == crs for _, f, _ in parsed])
             lon[sel], lat[sel] = to_wgs84(lon[sel], lat[sel], crs)
-        idx = self.index.lookup_indices(lon, lat)
+        idx = _LOCATE.submit(self.index.lookup_indices, lon, lat).result()
         codes = self.index.codes
         for k, (item, fix, pid) in enumerate(parsed):
             if idx[k] < 0:
@@ -541,7 +546,7 @@ class Pipeline:
             item.reason, item.message = reason, msg
             return item
         lon, lat = to_wgs84(np.array([rep.lon]), np.array([rep.lat]), rep.crs)
-        hit = self.index.locate(float(lon[0]), float(lat[0]))
+        hit = _LOCATE.submit(self.index.locate, float(lon[0]), float(lat[0])).result()
         if hit is None:
             item.reason = Reason.OUTSIDE_DISTRICT
             item.message = f"{rep.lon:.6f},{rep.lat:.6f} ({rep.crs}) is outside the district's grids"
@@ -593,7 +598,7 @@ class Pipeline:
                 if reason is not None:
                     item.reason, item.message = reason, msg
                     return item
-                hit = self.index.locate(float(lon), float(lat))
+                hit = _LOCATE.submit(self.index.locate, float(lon), float(lat)).result()
                 if hit is None:
                     item.reason, item.message = (
                         Reason.OUTSIDE_DISTRICT,
@@ -660,8 +665,9 @@ class Pipeline:
         """One group: one transaction; on failure each input alone; publish after commit."""
         try:
             pub = self._transaction(jobs)
-        except SQLAlchemyError as exc:
-            log.warning("group of %d inputs failed (%s); retrying one by one", len(jobs), exc)
+        except Exception as exc:  # a database error or a bug: either way the transaction was rolled back
+            bug = not isinstance(exc, SQLAlchemyError)
+            log.warning("group of %d inputs failed (%s); retrying one by one", len(jobs), exc, exc_info=bug)
             self.stats["failed"] += 1
             self._rollback_filters()
             pub = _Published()
@@ -671,11 +677,12 @@ class Pipeline:
                 for it in job.items:
                     try:
                         one = self._transaction([_Job([it], job.source)])
-                    except SQLAlchemyError as exc2:
+                    except Exception as exc2:
                         self._rollback_filters()
                         it.reset()
                         it.outcome, it.reason, it.recorded = "rejected", Reason.UNAVAILABLE, True
-                        it.message = f"database error: {str(exc2).splitlines()[0][:200]}"
+                        what = "database error" if isinstance(exc2, SQLAlchemyError) else "internal error"
+                        it.message = f"{what}: {(str(exc2).splitlines() or [''])[0][:200]}"
                         continue
                     pub.fixes += one.fixes
                     pub.cases += one.cases
@@ -840,7 +847,7 @@ class Pipeline:
             if who is not None:
                 cmd = replace(cmd, data={**cmd.data, "assignee": who})
         ctx = replace(self.ctx, now=self.clock())
-        result = execute(conn, cmd, it.at, ctx, source=source)
+        result = execute(conn, cmd, it.at, ctx, source=source[:32])  # rejects.source is 32 characters
         it.case_id = result.case.id if result.case is not None else cmd.case_id
         if result.outcome == "applied":
             it.outcome = "accepted"
