@@ -15,13 +15,13 @@ from sqlalchemy.engine import Engine
 
 from dashboard import ids
 from dashboard.data import Overview, OverviewCache
-from dashboard.figures import overview_map
+from dashboard.figures import overview_map, wall_map
 from dashboard.i18n import pick_lang, t
-from layouts import overview
+from feeds.sockets import KIOSK_COOKIE
+from layouts import overview, wall
 from store.accounts import AuthError, authenticate
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
-KIOSK_COOKIE = "gw_kiosk"
 
 
 @dataclass
@@ -121,6 +121,16 @@ def create_web_app(engine: Engine, *, secret_key: str) -> WebApp:
         ov = cache.current()
         if ov is None:
             return overview.message(t("empty.district", lang), mode)
+        if mode == "wall":
+            fig = wall_map(
+                streets=ov.streets,
+                bounds=ov.summary.bounds,
+                lang=lang,
+                labels_url=f"/geo/{ov.summary.adcode}/labels.png",
+                viewport=(1100, 900),
+            )
+            names = {s.code: s.name for s in ov.streets}
+            return wall.layout(ov.summary, fig, streets=names, lang=lang, generated=ov.generated)
         fig = overview_map(
             grids_url=f"/geo/{ov.summary.adcode}/grids.geojson",
             grid_codes=ov.grid_codes,

@@ -165,3 +165,91 @@ def overview_map(
         hoverlabel={"font": {"size": 16}},
     )
     return fig
+
+
+# Supervisor statuses and display stages on the dark wall (status/stage → colour).
+SUPERVISOR_COLOURS: dict[str, str] = {
+    "on_duty": "#3fb950",
+    "stationary": "#d29922",
+    "out_of_area": "#f778ba",
+    "offline": "#6e7781",
+}
+STAGE_COLOURS: dict[str, str] = {
+    "待受理": "#79c0ff",
+    "待核实": "#a5d6ff",
+    "待立案": "#d2a8ff",
+    "待派遣": "#ffa657",
+    "处置中": "#f2cc60",
+    "挂账": "#8b949e",
+    "待核查": "#56d4dd",
+    "待结案": "#7ee787",
+}
+OVERDUE_COLOUR = "#ff4d4f"
+WALL_TRACES = ("cases", "halo", "supervisors", "pulse")  # uids of the live traces filled by the browser
+
+
+def wall_map(
+    *,
+    streets: Sequence[StreetShape],
+    bounds: tuple[float, float, float, float],
+    lang: str,
+    labels_url: str | None = None,
+    viewport: tuple[int, int] = (1200, 900),
+) -> go.Figure:
+    """The wall's map: street outlines and labels, plus empty live traces the browser fills.
+
+    Open cases, supervisors and the pulse of new cases start empty: the socket client in
+    ``assets/gw-wall.js`` fills them from ``/live`` snapshots and ticks (``Plotly.restyle`` by
+    ``uid``), so no figure travels from the server per tick.
+    """
+    lon, lat = _outline_xy(streets)
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scattermap(
+            lon=lon, lat=lat, mode="lines", line={"width": 2.4, "color": STREET_LINE}, hoverinfo="skip",
+            name=t("map.street", lang), uid="streets",
+        )
+    )  # fmt: skip
+    fig.add_trace(
+        go.Scattermap(
+            lon=[], lat=[], mode="markers", marker={"size": 11, "color": [], "opacity": 0.95},
+            hoverinfo="skip", name=t("wall.cases", lang), uid="cases",
+        )
+    )  # fmt: skip
+    for uid, size in (("halo", 13), ("supervisors", 9)):  # a white ring tells supervisors from cases
+        fig.add_trace(
+            go.Scattermap(
+                lon=[], lat=[], mode="markers", marker={"size": size, "color": [], "opacity": []},
+                hoverinfo="skip", name=t("wall.supervisors", lang), uid=uid,
+            )
+        )  # fmt: skip
+    fig.add_trace(
+        go.Scattermap(
+            lon=[], lat=[], mode="markers", marker={"size": 34, "color": OVERDUE_COLOUR, "opacity": 0.45},
+            hoverinfo="skip", name="pulse", uid="pulse",
+        )
+    )  # fmt: skip
+    minx, miny, maxx, maxy = bounds
+    layers = []
+    if labels_url:
+        layers.append(
+            {
+                "sourcetype": "image",
+                "source": labels_url,
+                "coordinates": [[minx, maxy], [maxx, maxy], [maxx, miny], [minx, miny]],
+                "below": "",
+            }
+        )
+    fig.update_layout(
+        map={
+            "style": MAP_STYLE_URL,
+            "center": {"lon": (minx + maxx) / 2, "lat": (miny + maxy) / 2},
+            "zoom": fit_zoom(bounds, *viewport),
+            "layers": layers,
+        },
+        margin={"l": 0, "r": 0, "t": 0, "b": 0},
+        paper_bgcolor=BG,
+        showlegend=False,
+        uirevision="wall",
+    )
+    return fig

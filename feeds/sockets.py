@@ -33,6 +33,7 @@ from feeds.ticks import alert_matches, render, render_alert, room_filter
 from store.accounts import AuthError, Principal, authenticate
 
 log = logging.getLogger(__name__)
+KIOSK_COOKIE = "gw_kiosk"  # set by the /wall page for the kiosk token (dashboard.app)
 
 
 class TokenBucket:
@@ -316,7 +317,7 @@ class LiveNamespace(Namespace):
     def on_connect(self, auth: Any = None) -> None:
         """Kiosk token → room ``wall`` and an immediate snapshot; a session → no room yet."""
         secret = auth.get("token") if isinstance(auth, dict) else None
-        secret = secret or request.args.get("token")
+        secret = secret or request.args.get("token") or request.cookies.get(KIOSK_COOKIE)
         sid = request.sid  # type: ignore[attr-defined]
         if secret:
             try:

@@ -55,9 +55,7 @@ def _open(browser: object, url: str, width: int, height: int) -> tuple[object, l
     return page, errors, external
 
 
-@pytest.mark.parametrize(
-    ("which", "size"), [("desk", (1600, 900)), ("wall", (1920, 1080)), ("wall", (3840, 1080))]
-)
+@pytest.mark.parametrize(("which", "size"), [("desk", (1600, 900))])
 def test_overview_renders_offline(server: Server, browser: object, which: str, size: tuple[int, int]) -> None:
     url = server.wall_url if which == "wall" else server.desk_url
     page, errors, external = _open(browser, url, *size)
@@ -85,4 +83,84 @@ def test_overview_renders_offline(server: Server, browser: object, which: str, s
             " return [d.scrollWidth > innerWidth, d.scrollHeight > innerHeight]; }"
         )
         assert overflow == [False, False], "the wall must not scroll"
+    page.close()  # type: ignore[attr-defined]
+
+
+def _trace_points(page: object, uid: str) -> int:
+    return int(
+        page.evaluate(  # type: ignore[attr-defined]
+            "(uid) => { const gd = document.querySelector('.gw-map .js-plotly-plot');"
+            " const tr = gd && gd.data ? gd.data.find(t => t.uid === uid) : null;"
+            " return tr && tr.lon ? tr.lon.length : 0; }",
+            uid,
+        )
+    )
+
+
+# visible text smaller than this at 1920×1080 (the issue: nothing under 22 px; KPI values ≥ 64 px)
+SMALL_TEXT = """() => {
+  const out = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (!el.offsetParent || el.closest('.js-plotly-plot')) continue;
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own) continue;
+    const px = parseFloat(getComputedStyle(el).fontSize);
+    if (px < 22) out.push(`${el.className || el.tagName}: ${px}px ${el.textContent.trim().slice(0, 20)}`);
+  }
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (3840, 1080)])
+def test_wall_is_live(server: Server, browser: object, size: tuple[int, int]) -> None:
+    page, errors, external = _open(browser, server.wall_url, *size)
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.getElementById('gw-wall-health').textContent === '实时'", timeout=30_000
+    )
+    page.wait_for_function(  # supervisors and open cases drawn from the /live snapshot
+        "() => { const gd = document.querySelector('.gw-map .js-plotly-plot');"
+        " const n = u => (gd.data.find(t => t.uid === u) || {lon: []}).lon.length;"
+        " return n('supervisors') > 100 && n('cases') > 10; }",
+        timeout=30_000,
+    )
+    assert page.is_visible("#gw-wall-sim")  # type: ignore[attr-defined]
+    assert page.inner_text("#gw-wall-sim") == "模拟数据"  # type: ignore[attr-defined]
+    reported = page.inner_text("#gw-wall-kpis-reported").replace(",", "")  # type: ignore[attr-defined]
+    assert reported.isdigit() and int(reported) > 0
+    stages = [
+        int(page.inner_text(f"#gw-wall-stages-{i}"))  # type: ignore[attr-defined]
+        for i in range(8)
+    ]
+    assert sum(stages) > 0
+    assert page.locator(".gw-queue-row").count() > 0  # type: ignore[attr-defined]
+    assert page.inner_text("#gw-wall-ticker").strip()  # type: ignore[attr-defined]
+    assert _trace_points(page, "halo") == _trace_points(page, "supervisors")
+    kpi_px = page.evaluate(  # type: ignore[attr-defined]
+        "() => [...document.querySelectorAll('.gw-kpi-value')]"
+        ".map(e => parseFloat(getComputedStyle(e).fontSize))"
+    )
+    assert min(kpi_px) >= 64
+    if size == (1920, 1080):
+        assert page.evaluate(SMALL_TEXT) == []  # type: ignore[attr-defined]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"wall-{size[0]}x{size[1]}.png"))  # type: ignore[attr-defined]
+    overflow = page.evaluate(  # type: ignore[attr-defined]
+        "() => { const d = document.documentElement;"
+        " return [d.scrollWidth > innerWidth, d.scrollHeight > innerHeight]; }"
+    )
+    assert overflow == [False, False], "the wall must not scroll"
+    assert not external, f"requests left the server: {external[:5]}"
+    real_errors = [e for e in errors if "GPU stall" not in e and "WebGL" not in e]
+    assert not real_errors, real_errors
+    page.close()  # type: ignore[attr-defined]
+
+
+def test_wall_marks_stale_data_and_recovers(server: Server, browser: object) -> None:
+    page, _, _ = _open(browser, server.wall_url, 1920, 1080)
+    health = "() => document.getElementById('gw-wall-health').textContent"
+    page.wait_for_function(f"() => ({health})() === '实时'", timeout=30_000)  # type: ignore[attr-defined]
+    page.context.set_offline(True)  # type: ignore[attr-defined]
+    page.wait_for_function(f"() => ({health})() === '数据中断'", timeout=20_000)  # type: ignore[attr-defined]
+    page.context.set_offline(False)  # type: ignore[attr-defined]
+    page.wait_for_function(f"() => ({health})() === '实时'", timeout=30_000)  # type: ignore[attr-defined]
     page.close()  # type: ignore[attr-defined]

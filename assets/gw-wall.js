@@ -1,0 +1,181 @@
+/* GridWall wall client: applies /live snapshots and ticks in the browser (no Dash round trip).
+ *
+ * Reads element ids, texts, colours and orders from the JSON config element that layouts/wall.py
+ * renders; holds the live state (supervisors, open cases, KPIs, stages, events); checks `seq` and
+ * asks for a `resync` on a gap; redraws the map traces with Plotly.restyle at most once a second.
+ */
+(function () {
+  "use strict";
+  var started = false;
+
+  function boot() {
+    var cfgEl = document.getElementById("gw-wall-config");
+    var graph = cfgEl && document.querySelector("#gw-wall-map .js-plotly-plot");
+    if (!cfgEl || !graph || !window.io || !window.Plotly) { return false; }
+    if (started) { return true; }
+    started = true;
+    start(JSON.parse(cfgEl.getAttribute("data-config")), graph);
+    return true;
+  }
+
+  function start(cfg, graph) {
+    var ids = cfg.ids, T = cfg.texts;
+    var el = function (id) { return document.getElementById(id); };
+    var state = { sup: {}, cases: {}, kpi: null, stages: null, events: [], seq: -1, lastTick: 0, sim: false };
+    var dirtyMap = true;
+    var alertUntil = 0;
+
+    function merge(cols, into, key) {
+      if (!cols || !cols[key]) { return; }
+      var names = Object.keys(cols);
+      for (var i = 0; i < cols[key].length; i++) {
+        var row = {};
+        for (var j = 0; j < names.length; j++) { row[names[j]] = cols[names[j]][i]; }
+        into[cols[key][i]] = row;
+      }
+    }
+
+    function apply(msg, full) {
+      if (full) { state.sup = {}; state.cases = {}; state.events = []; }
+      merge(msg.sup, state.sup, "id");
+      merge(msg.cases, state.cases, "id");
+      (msg.gone || []).forEach(function (id) { delete state.cases[id]; });
+      if (msg.kpi) { state.kpi = msg.kpi; }
+      if (msg.stages) { state.stages = msg.stages; }
+      state.events = state.events.concat(msg.events || []).slice(-20);
+      state.seq = msg.seq;
+      state.lastTick = Date.now();
+      state.sim = !!msg.sim;
+      dirtyMap = true;
+      renderPanels();
+    }
+
+    function fmtKpi(key, v) {
+      if (v === null || v === undefined) { return "–"; }
+      if (key.slice(-5) === "_rate") { return (v * 100).toFixed(1) + "%"; }
+      if (key === "avg_close_h") { return v.toFixed(1); }
+      return Number(v).toLocaleString();
+    }
+
+    function fmtLeft(seconds) {
+      var s = Math.abs(Math.round(seconds));
+      var h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+      var text = h > 0 ? h + "h" + String(m).padStart(2, "0") : m + ":" + String(s % 60).padStart(2, "0");
+      return seconds < 0 ? T["wall.overdue"] + " " + text : text;
+    }
+
+    function renderPanels() {
+      if (state.kpi) {
+        cfg.kpis.forEach(function (k) { var e = el(ids.WALL_KPIS + "-" + k); if (e) { e.textContent = fmtKpi(k, state.kpi[k]); } });
+      }
+      if (state.stages) {
+        cfg.stages.forEach(function (s, i) { var e = el(ids.WALL_STAGES + "-" + i); if (e) { e.textContent = state.stages[s]; } });
+      }
+      el(ids.WALL_SIM).hidden = !state.sim;
+      var last = state.events[state.events.length - 1];
+      if (last) {
+        var when = new Date(last.at * 1000).toLocaleTimeString(cfg.lang === "zh" ? "zh-CN" : "en-GB", { timeZone: cfg.tz, hour12: false });
+        el(ids.WALL_TICKER).textContent = when + "  " + (T["action." + last.action] || last.action) + "  " +
+          (last["class"] || "") + "  " + last.case + (last.stage ? "  → " + (T["stage." + last.stage] || last.stage) : "");
+      }
+      renderQueue();
+    }
+
+    function renderQueue() {
+      var now = Date.now() / 1000;
+      var open = Object.keys(state.cases).map(function (k) { return state.cases[k]; })
+        .filter(function (c) { return c.deadline !== null; })
+        .sort(function (a, b) { return a.deadline - b.deadline; }).slice(0, cfg.queueRows);
+      var list = el(ids.WALL_QUEUE);
+      list.textContent = "";
+      if (!open.length) {
+        var li0 = document.createElement("li"); li0.className = "gw-queue-empty"; li0.textContent = T["wall.queue.empty"];
+        list.appendChild(li0); return;
+      }
+      open.forEach(function (c) {
+        var li = document.createElement("li");
+        var left = c.deadline - now;
+        li.className = "gw-queue-row" + (left < 0 ? " gw-late" : left < 1800 ? " gw-soon" : "") + (now - c.reported < 60 ? " gw-new" : "");
+        var t1 = document.createElement("span"); t1.className = "gw-queue-left"; t1.textContent = fmtLeft(left);
+        var t2 = document.createElement("span"); t2.className = "gw-queue-stage"; t2.textContent = T["stage." + c.stage] || c.stage;
+        t2.style.color = cfg.stageColours[c.stage] || "";
+        var t3 = document.createElement("span"); t3.className = "gw-queue-where"; t3.textContent = (cfg.streets[c.street] || "") + " " + c.id;
+        li.appendChild(t1); li.appendChild(t2); li.appendChild(t3);
+        list.appendChild(li);
+      });
+    }
+
+    function traceIndex(uid) {
+      for (var i = 0; i < graph.data.length; i++) { if (graph.data[i].uid === uid) { return i; } }
+      return -1;
+    }
+
+    function mapReady() {  // restyling before MapLibre has its style logs "Style is not done loading"
+      var fl = graph._fullLayout, sub = fl && fl.map && fl.map._subplot;
+      return !!(sub && sub.map && sub.map.isStyleLoaded && sub.map.isStyleLoaded());
+    }
+
+    function renderMap() {
+      if (!dirtyMap || !graph.data || !mapReady()) { return; }
+      dirtyMap = false;
+      var now = Date.now() / 1000;
+      var s = Object.keys(state.sup).map(function (k) { return state.sup[k]; }).filter(function (r) { return r.lon !== null; });
+      var c = Object.keys(state.cases).map(function (k) { return state.cases[k]; }).filter(function (r) { return r.lon !== null; });
+      var fresh = c.filter(function (r) { return now - r.reported < 60; });
+      var iH = traceIndex("halo"), iS = traceIndex("supervisors"), iC = traceIndex("cases"), iP = traceIndex("pulse");
+      if (iH < 0 || iS < 0 || iC < 0 || iP < 0) { return; }
+      var sLon = s.map(function (r) { return r.lon; }), sLat = s.map(function (r) { return r.lat; });
+      var fade = s.map(function (r) { return r.status === "offline" ? 0.3 : 1.0; });
+      window.Plotly.restyle(graph, {
+        lon: [sLon, sLon, c.map(function (r) { return r.lon; }), fresh.map(function (r) { return r.lon; })],
+        lat: [sLat, sLat, c.map(function (r) { return r.lat; }), fresh.map(function (r) { return r.lat; })],
+        "marker.color": [
+          "#ffffff",
+          s.map(function (r) { return cfg.statusColours[r.status] || "#888"; }),
+          c.map(function (r) { return r.deadline !== null && r.deadline < now ? cfg.overdueColour : (cfg.stageColours[r.stage] || "#ccc"); }),
+          cfg.overdueColour
+        ],
+        "marker.opacity": [fade, fade, 0.95, 0.45]
+      }, [iH, iS, iC, iP]);
+    }
+
+    function tickClock() {
+      var now = new Date();
+      el(ids.WALL_CLOCK).textContent = now.toLocaleString(cfg.lang === "zh" ? "zh-CN" : "en-GB",
+        { timeZone: cfg.tz, hour12: false, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+      var h = el(ids.WALL_HEALTH);
+      var stale = !state.lastTick || Date.now() - state.lastTick > cfg.staleAfter * 1000;
+      h.textContent = state.lastTick ? (stale ? T["wall.stale"] : T["wall.live"]) : T["wall.connecting"];
+      h.className = "gw-health " + (state.lastTick ? (stale ? "gw-health-stale" : "gw-health-ok") : "gw-health-wait");
+      if (alertUntil && Date.now() > alertUntil) { el(ids.WALL_ALERT).hidden = true; alertUntil = 0; }
+      renderQueue();
+      renderMap();
+    }
+
+    var token = new URLSearchParams(window.location.search).get("token");
+    var socket = window.io("/live", { auth: token ? { token: token } : {}, transports: ["websocket"] });
+    socket.on("snapshot", function (msg) { if (msg.room === "wall") { apply(msg, true); } });
+    socket.on("tick", function (msg) {
+      if (msg.room !== "wall") { return; }
+      if (state.seq >= 0 && msg.seq !== state.seq + 1) { socket.emit("resync", { room: "wall" }); return; }
+      apply(msg, false);
+    });
+    socket.on("alert", function (msg) {
+      if (msg.room !== "wall") { return; }
+      if (state.seq >= 0 && msg.seq !== state.seq + 1) { socket.emit("resync", { room: "wall" }); return; }
+      state.seq = msg.seq;
+      if (msg.kind === "emergency") {
+        var a = el(ids.WALL_ALERT);
+        a.textContent = T["wall.alert.emergency"] + "  " + (msg.text || "") + "  " + (msg.case || "");
+        a.hidden = false;
+        alertUntil = Date.now() + 30000;
+      }
+    });
+    setInterval(tickClock, 1000);
+    tickClock();
+  }
+
+  if (!boot()) {
+    var timer = setInterval(function () { if (boot()) { clearInterval(timer); } }, 200);
+  }
+})();

@@ -1,0 +1,165 @@
+"""The kiosk wall: live map, KPI tiles, stage strip, case queue, ticker, clock and health.
+
+The page is static Dash layout; everything live is applied in the browser by
+``assets/gw-wall.js`` from ``/live`` snapshots and ticks. The script reads what it needs — element
+ids (from :mod:`dashboard.ids`), texts (from the catalogue), colours and the order of the KPI tiles
+and stages — from the JSON in the config element, so nothing is typed twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import plotly.graph_objects as go
+from dash import dcc, html
+
+from dashboard import ids
+from dashboard.figures import OVERDUE_COLOUR, STAGE_COLOURS, SUPERVISOR_COLOURS
+from dashboard.i18n import CATALOGUE, t
+from store.geography import DistrictSummary
+
+KPI_KEYS = (
+    "reported", "filed", "dispatched", "handling", "closed",
+    "close_rate", "on_time_rate", "on_duty", "overdue_open", "avg_close_h",
+)  # fmt: skip
+STAGES = tuple(STAGE_COLOURS)
+STALE_AFTER_S = 5  # no tick for this long → "data stale"
+QUEUE_ROWS = 9
+
+
+def config(lang: str, streets: Mapping[str, str]) -> dict[str, object]:
+    """What the wall script needs: element ids, texts in ``lang``, colours, orders, street names."""
+    groups = ("wall", "kpi", "status", "stage", "action", "unit")
+    texts = {k: t(k, lang) for k in CATALOGUE if k.split(".")[0] in groups}
+    return {
+        "lang": lang,
+        "streets": dict(streets),
+        "ids": {k: v for k, v in vars(ids).items() if k.startswith("WALL_")},
+        "texts": texts,
+        "kpis": list(KPI_KEYS),
+        "stages": list(STAGES),
+        "stageColours": STAGE_COLOURS,
+        "statusColours": SUPERVISOR_COLOURS,
+        "overdueColour": OVERDUE_COLOUR,
+        "staleAfter": STALE_AFTER_S,
+        "queueRows": QUEUE_ROWS,
+        "tz": "Asia/Shanghai",
+    }
+
+
+def _tile(key: str, lang: str) -> html.Div:
+    return html.Div(
+        [
+            html.Div("–", id=f"{ids.WALL_KPIS}-{key}", className="gw-kpi-value"),
+            html.Div(t(f"kpi.{key}", lang), className="gw-kpi-label"),
+        ],
+        className=f"gw-kpi gw-kpi-{key}",
+    )
+
+
+def _legend(lang: str) -> html.Div:
+    items = [
+        html.Span([html.I(style={"background": c}), t(f"status.{s}", lang)], className="gw-legend-item")
+        for s, c in SUPERVISOR_COLOURS.items()
+    ]
+    items.append(
+        html.Span([html.I(className="gw-legend-case"), t("wall.cases", lang)], className="gw-legend-item")
+    )
+    return html.Div(items, id=ids.WALL_LEGEND, className="gw-legend")
+
+
+def layout(
+    summary: DistrictSummary, figure: go.Figure, *, streets: Mapping[str, str], lang: str, generated: bool
+) -> html.Div:
+    """The wall page (kiosk: no controls, no hover, no scrollbars)."""
+    district = summary.name if lang == "zh" else summary.name_en
+    notes = [t("note.generated", lang)] if generated else []
+    return html.Div(
+        [
+            html.Div(
+                id=ids.WALL_CONFIG,
+                hidden=True,
+                **{"data-config": json.dumps(config(lang, streets), ensure_ascii=False)},  # type: ignore[arg-type]
+            ),
+            html.Header(
+                [
+                    html.H1(
+                        [
+                            html.Span(district, className="gw-district"),
+                            html.Span(t("page.wall", lang), className="gw-title"),
+                        ]
+                    ),
+                    html.Div(
+                        [
+                            html.Span(
+                                t("wall.simulated", lang), id=ids.WALL_SIM, className="gw-sim", hidden=True
+                            ),
+                            html.Span(
+                                t("wall.connecting", lang),
+                                id=ids.WALL_HEALTH,
+                                className="gw-health gw-health-wait",
+                            ),
+                            html.Span("", id=ids.WALL_CLOCK, className="gw-clock"),
+                        ],
+                        className="gw-header-right",
+                    ),
+                ],
+                className="gw-header",
+            ),
+            html.Main(
+                [
+                    html.Section([_tile(k, lang) for k in KPI_KEYS], id=ids.WALL_KPIS, className="gw-kpis"),
+                    html.Div(
+                        [
+                            dcc.Graph(
+                                id=ids.WALL_MAP,
+                                figure=figure,
+                                config={"displayModeBar": False, "scrollZoom": False, "staticPlot": False},
+                                className="gw-map",
+                            ),
+                            _legend(lang),
+                            html.Div([html.P(n) for n in notes], className="gw-map-notes"),
+                            html.Div(id=ids.WALL_ALERT, className="gw-alert", hidden=True),
+                        ],
+                        className="gw-map-box",
+                    ),
+                    html.Aside(
+                        [
+                            html.H2(t("wall.stages", lang)),
+                            html.Div(
+                                [
+                                    html.Div(
+                                        [
+                                            html.Div(
+                                                "–", id=f"{ids.WALL_STAGES}-{i}", className="gw-stage-count"
+                                            ),
+                                            html.Div(t(f"stage.{s}", lang), className="gw-stage-name"),
+                                        ],
+                                        className="gw-stage",
+                                        style={"borderTopColor": STAGE_COLOURS[s]},
+                                    )
+                                    for i, s in enumerate(STAGES)
+                                ],
+                                id=ids.WALL_STAGES,
+                                className="gw-stages",
+                            ),
+                            html.H2(t("wall.queue", lang)),
+                            html.Ol(id=ids.WALL_QUEUE, className="gw-queue"),
+                        ],
+                        className="gw-side",
+                    ),
+                ],
+                className="gw-wall-main",
+            ),
+            html.Footer(
+                [
+                    html.Span(t("wall.ticker", lang), className="gw-ticker-label"),
+                    html.Div(id=ids.WALL_TICKER, className="gw-ticker"),
+                ],
+                className="gw-footer",
+            ),
+        ],
+        className="gw-page gw-wall",
+        lang="zh-CN" if lang == "zh" else "en",
+    )
