@@ -117,7 +117,7 @@ def test_wall_is_live(server: Server, browser: object, size: tuple[int, int]) ->
     page.wait_for_function(  # type: ignore[attr-defined]
         "() => document.getElementById('gw-wall-health').textContent === '实时'", timeout=30_000
     )
-    page.wait_for_function(  # supervisors and open cases drawn from the /live snapshot
+    page.wait_for_function(  # type: ignore[attr-defined]  # supervisors and cases from the snapshot
         "() => { const gd = document.querySelector('.gw-map .js-plotly-plot');"
         " const n = u => (gd.data.find(t => t.uid === u) || {lon: []}).lon.length;"
         " return n('supervisors') > 100 && n('cases') > 10; }",
