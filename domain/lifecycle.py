@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from domain.catalogue import CaseKind, Catalogue, CatalogueError
 from domain.timelimit import LimitUnit, TimeLimit
@@ -303,9 +303,19 @@ _CENTRE_LIMIT_FALLBACK = TimeLimit(0.25, CENTRE_STAGE_LIMITS["accept"].unit)
 
 def _with(state: CaseState, **changes: Any) -> CaseState:
     """A copy of a (frozen) case state with some fields changed; much cheaper than dataclasses.replace."""
-    new = object.__new__(CaseState)
-    new.__dict__.update(state.__dict__)
-    new.__dict__.update(changes)
+    return _built(CaseState, {**state.__dict__, **changes})
+
+
+_T = TypeVar("_T")
+# A new case state's fields in order, with their defaults (the required ones and timers set by _report).
+_NEW_STATE: dict[str, Any] = {f.name: None if f.default is MISSING else f.default for f in fields(CaseState)}
+assert [f.name for f in fields(CaseState) if f.default_factory is not MISSING] == ["timers"]
+
+
+def _built(cls: type[_T], fields: dict[str, Any]) -> _T:
+    """An instance of a frozen dataclass from a complete field dict, without its ``__init__``."""
+    new = object.__new__(cls)
+    object.__setattr__(new, "__dict__", fields)
     return new
 
 
@@ -339,20 +349,22 @@ def handling_limit(ctx: Context, kind: CaseKind, class_code: str, condition_code
 def _event(
     state_before: CaseState | None, state_after: CaseState, cmd: Command, at: datetime, **data: Any
 ) -> CaseEvent:
-    ev = object.__new__(CaseEvent)  # every field set below; skips the frozen __init__ on the hot path
-    ev.__dict__.update(
-        case_id=cmd.case_id,
-        action=cmd.action,
-        actor=cmd.actor.id,
-        role=cmd.actor.role,
-        from_status=state_before.status if state_before else None,
-        to_status=state_after.status,
-        at=at,
-        opinion=cmd.opinion,
-        data=dict(cmd.data, **data) if data else cmd.data,
-        key=cmd.key,
+    actor = cmd.actor
+    return _built(  # every field set: skips the frozen __init__ on the hot path
+        CaseEvent,
+        {
+            "case_id": cmd.case_id,
+            "action": cmd.action,
+            "actor": actor.id,
+            "role": actor.role,
+            "from_status": state_before.status if state_before else None,
+            "to_status": state_after.status,
+            "at": at,
+            "opinion": cmd.opinion,
+            "data": dict(cmd.data, **data) if data else cmd.data,
+            "key": cmd.key,
+        },
     )
-    return ev
 
 
 def _report(cmd: Command, at: datetime, ctx: Context) -> Outcome:
@@ -374,22 +386,26 @@ def _report(cmd: Command, at: datetime, ctx: Context) -> Outcome:
             condition_code = minor.conditions[0].code
     except (CatalogueError, KeyError) as exc:
         return _reject(Rule.UNKNOWN_CLASS, str(exc))
-    state = CaseState(
-        id=cmd.case_id,
-        kind=kind,
-        class_code=class_code,
-        condition_code=condition_code,
-        source=source,
-        status=Status.REPORTED,
-        reported_at=at,
-        updated_at=at,
-        reporter=cmd.actor.id,
-        emergency=minor.emergency,
-    )
     timers: dict[str, StageTimer] = {}
     _start(timers, T_ACCEPT, at, ctx)
-    state = _with(state, timers=timers)
-    return Accepted(state, (_event(None, state, cmd, at),))
+    state = _built(
+        CaseState,
+        {
+            **_NEW_STATE,
+            "id": cmd.case_id,
+            "kind": kind,
+            "class_code": class_code,
+            "condition_code": condition_code,
+            "source": source,
+            "status": Status.REPORTED,
+            "reported_at": at,
+            "updated_at": at,
+            "reporter": cmd.actor.id,
+            "emergency": minor.emergency,
+            "timers": timers,
+        },
+    )
+    return _built(Accepted, {"state": state, "events": (_event(None, state, cmd, at),)})
 
 
 def _need(state: CaseState, *statuses: Status) -> Rejection | None:
@@ -620,8 +636,10 @@ def _transition(state: CaseState, cmd: Command, at: datetime, ctx: Context) -> O
     if isinstance(step, Rejection):
         return step
     changes, extra = step
-    new = _with(state, updated_at=at, timers=timers, **changes)
-    return Accepted(new, (_event(state, new, cmd, at, **extra),))
+    fields = {**state.__dict__, "updated_at": at, "timers": timers}
+    fields.update(changes)
+    new = _built(CaseState, fields)  # the one state copy per command
+    return _built(Accepted, {"state": new, "events": (_event(state, new, cmd, at, **extra),)})
 
 
 def apply(state: CaseState | None, cmd: Command, at: datetime, ctx: Context) -> Outcome:
@@ -676,20 +694,31 @@ def _limit_json(limit: TimeLimit) -> list[Any]:
     return [limit.value, limit.unit.value]
 
 
+_LIMITS: dict[tuple[Any, Any], TimeLimit] = {}  # memo of _limit_from: limits are few and immutable
+
+
 def _limit_from(value: list[Any]) -> TimeLimit:
-    return TimeLimit(float(value[0]), LimitUnit(value[1]))
+    key = (value[0], value[1])
+    limit = _LIMITS.get(key)
+    if limit is None:
+        limit = TimeLimit(float(value[0]), LimitUnit(value[1]))
+        if len(_LIMITS) >= 512:
+            _LIMITS.clear()
+        _LIMITS[key] = limit
+    return limit
 
 
 def timer_to_json(t: StageTimer) -> dict[str, Any]:
     """A stage timer as plain JSON."""
+    paused, ended, limit = t.paused_since, t.ended_at, t.limit
     return {
         "stage": t.stage,
-        "limit": _limit_json(t.limit),
-        "started_at": _dt(t.started_at),
-        "deadline": _dt(t.deadline),
-        "paused_since": _dt(t.paused_since),
+        "limit": [limit.value, limit.unit.value],
+        "started_at": t.started_at.isoformat(),
+        "deadline": t.deadline.isoformat(),
+        "paused_since": None if paused is None else paused.isoformat(),
         "paused_seconds": t.paused_seconds,
-        "ended_at": _dt(t.ended_at),
+        "ended_at": None if ended is None else ended.isoformat(),
         "extended_by": t.extended_by,
     }
 
@@ -698,15 +727,18 @@ def timer_from_json(d: Mapping[str, Any]) -> StageTimer:
     """The inverse of :func:`timer_to_json`."""
     started, deadline = _pdt(d["started_at"]), _pdt(d["deadline"])
     assert started is not None and deadline is not None
-    return StageTimer(
-        stage=d["stage"],
-        limit=_limit_from(d["limit"]),
-        started_at=started,
-        deadline=deadline,
-        paused_since=_pdt(d["paused_since"]),
-        paused_seconds=float(d["paused_seconds"]),
-        ended_at=_pdt(d["ended_at"]),
-        extended_by=float(d.get("extended_by", 0.0)),
+    return _built(  # every field set: skips the frozen __init__ (a case has up to seven timers)
+        StageTimer,
+        {
+            "stage": d["stage"],
+            "limit": _limit_from(d["limit"]),
+            "started_at": started,
+            "deadline": deadline,
+            "paused_since": _pdt(d["paused_since"]),
+            "paused_seconds": float(d["paused_seconds"]),
+            "ended_at": _pdt(d["ended_at"]),
+            "extended_by": float(d.get("extended_by", 0.0)),
+        },
     )
 
 
@@ -720,8 +752,8 @@ def state_to_json(s: CaseState) -> dict[str, Any]:
         "condition_code": s.condition_code,
         "source": s.source.value,
         "status": s.status.value,
-        "reported_at": _dt(s.reported_at),
-        "updated_at": _dt(s.updated_at),
+        "reported_at": s.reported_at.isoformat(),
+        "updated_at": s.updated_at.isoformat(),
         "reporter": s.reporter,
         "emergency": s.emergency,
         "department": s.department,
@@ -762,31 +794,40 @@ def state_from_json(d: Mapping[str, Any]) -> CaseState:
             req_at,
             None if req["extra"] is None else _limit_from(req["extra"]),
         )
-    return CaseState(
-        id=d["id"],
-        kind=CaseKind(d["kind"]),
-        class_code=d["class_code"],
-        condition_code=d["condition_code"],
-        source=Source(d["source"]),
-        status=Status(d["status"]),
-        reported_at=reported,
-        updated_at=updated,
-        reporter=d["reporter"],
-        emergency=bool(d["emergency"]),
-        department=d["department"],
-        verified=d["verified"],
-        timers={k: timer_from_json(v) for k, v in d["timers"].items()},
-        request=request,
-        reworks=int(d["reworks"]),
-        returns=int(d["returns"]),
-        urges=int(d["urges"]),
-        extensions=int(d["extensions"]),
-        suspensions=int(d["suspensions"]),
-        dispatches=int(d["dispatches"]),
-        handled_overdue=bool(d["handled_overdue"]),
-        closed_at=_pdt(d["closed_at"]),
-        archive=None if d["archive"] is None else ArchiveType(d["archive"]),
+    archive = d["archive"]
+    return _built(  # every field set: skips the frozen __init__
+        CaseState,
+        {
+            "id": d["id"],
+            "kind": _KINDS.get(d["kind"]) or CaseKind(d["kind"]),
+            "class_code": d["class_code"],
+            "condition_code": d["condition_code"],
+            "source": _SOURCES.get(d["source"]) or Source(d["source"]),
+            "status": _STATUSES.get(d["status"]) or Status(d["status"]),
+            "reported_at": reported,
+            "updated_at": updated,
+            "reporter": d["reporter"],
+            "emergency": bool(d["emergency"]),
+            "department": d["department"],
+            "verified": d["verified"],
+            "timers": {k: timer_from_json(v) for k, v in d["timers"].items()},
+            "request": request,
+            "reworks": int(d["reworks"]),
+            "returns": int(d["returns"]),
+            "urges": int(d["urges"]),
+            "extensions": int(d["extensions"]),
+            "suspensions": int(d["suspensions"]),
+            "dispatches": int(d["dispatches"]),
+            "handled_overdue": bool(d["handled_overdue"]),
+            "closed_at": _pdt(d["closed_at"]),
+            "archive": None if archive is None else ArchiveType(archive),
+        },
     )
+
+
+_KINDS: dict[Any, CaseKind] = {k.value: k for k in CaseKind}
+_SOURCES: dict[Any, Source] = {k.value: k for k in Source}
+_STATUSES: dict[Any, Status] = {k.value: k for k in Status}
 
 
 def fingerprint(cmd: Command, at: datetime) -> str:

@@ -40,11 +40,15 @@ class LimitUnit(StrEnum):
     def parse(cls, text: str) -> LimitUnit:
         """Parse a unit from its code (``work_days``) or its Chinese label (``工作日``)."""
         key = text.strip()
-        for unit in cls:
-            if key.lower() == unit.value or key == unit.label_zh:
-                return unit
+        unit = _UNIT_CODES.get(key.lower()) or _UNIT_LABELS.get(key)  # codes are ASCII, labels Chinese
+        if unit is not None:
+            return unit
         known = ", ".join(f"{u.label_zh} ({u.value})" for u in cls)
         raise ValueError(f"unknown time-limit unit {text!r}; use one of {known}")
+
+
+_UNIT_CODES: dict[str, LimitUnit] = {u.value: u for u in LimitUnit}
+_UNIT_LABELS: dict[str, LimitUnit] = {u.label_zh: u for u in LimitUnit}
 
 
 @dataclass(frozen=True)

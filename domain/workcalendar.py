@@ -55,7 +55,7 @@ from __future__ import annotations
 import csv
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -69,8 +69,13 @@ HOLIDAYS_CSV = Path(__file__).resolve().parent / "data" / "holidays_cn.csv"
 _HOUR = 3600.0
 _DAY = 86400.0
 _MAX_IDLE_DAYS = 366  # a calendar with no working day for a whole year is a data error
+_MAX_STEPS = 512  # memoised limit lengths per calendar
+_ONE_DAY = timedelta(days=1)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+_Day = tuple[list[tuple[datetime, datetime]], timedelta]  # a day's work periods (UTC) and their total
 
 
 class CalendarError(ValueError):
@@ -133,7 +138,10 @@ class WorkCalendar:
             for a, b in self.periods
         )
         object.__setattr__(self, "_per_day", per_day)
-        object.__setattr__(self, "_period_cache", {})  # local date -> its work periods as UTC instants
+        # memo: local date -> (its work periods as UTC instants, their total length)
+        object.__setattr__(self, "_day_cache", {})
+        # memo: (value, unit) of a limit -> its length: a timedelta (wall-clock units) or working seconds
+        object.__setattr__(self, "_steps", {})
 
     @property
     def working_seconds_per_day(self) -> float:
@@ -150,10 +158,15 @@ class WorkCalendar:
 
     def _periods_on(self, d: date) -> list[tuple[datetime, datetime]]:
         """The work periods of local date ``d`` as UTC instants (none on rest days; memoised)."""
-        cache: dict[date, list[tuple[datetime, datetime]]] = self._period_cache  # type: ignore[attr-defined]
+        return self._day(d)[0]
+
+    def _day(self, d: date) -> _Day:
+        """The work periods of local date ``d`` as UTC instants and their total length (memoised)."""
+        cache: dict[date, _Day] = self._day_cache  # type: ignore[attr-defined]
         found = cache.get(d)
         if found is None:
-            found = cache[d] = self._compute_periods(d)
+            periods = self._compute_periods(d)
+            found = cache[d] = (periods, sum((pe - ps for ps, pe in periods), timedelta(0)))
         return found
 
     def _compute_periods(self, d: date) -> list[tuple[datetime, datetime]]:
@@ -176,11 +189,16 @@ class WorkCalendar:
         day = s.astimezone(self.tz).date()
         last = e.astimezone(self.tz).date()
         while day <= last:
-            for ps, pe in self._periods_on(day):
-                lo, hi = max(ps, s), min(pe, e)
-                if hi > lo:
-                    total += hi - lo
-            day += timedelta(days=1)
+            periods, length = self._day(day)
+            if periods:
+                if s <= periods[0][0] and periods[-1][1] <= e:  # the whole working day lies inside
+                    total += length
+                else:
+                    for ps, pe in periods:
+                        lo, hi = max(ps, s), min(pe, e)
+                        if hi > lo:
+                            total += hi - lo
+            day += _ONE_DAY
         return total.total_seconds()
 
     def add_working_seconds(self, start: datetime, seconds: float) -> datetime:
@@ -192,10 +210,14 @@ class WorkCalendar:
         day = s.astimezone(self.tz).date()
         idle = 0
         while True:
-            periods = self._periods_on(day)
+            periods, length = self._day(day)
             idle = 0 if periods else idle + 1
             if idle > _MAX_IDLE_DAYS:
                 raise CalendarError(f"no working day in the year before {day}: check the holiday data")
+            if periods and s <= periods[0][0] and left > length:  # the whole working day is used up
+                left -= length
+                day += _ONE_DAY
+                continue
             for ps, pe in periods:
                 lo = max(ps, s)
                 if pe <= lo:
@@ -203,7 +225,7 @@ class WorkCalendar:
                 if left <= pe - lo:
                     return (lo + left).astimezone(self.tz)
                 left -= pe - lo
-            day += timedelta(days=1)
+            day += _ONE_DAY
 
     def _unit_seconds(self, unit: LimitUnit) -> float:
         """Seconds (wall-clock or working) in one ``unit``."""
@@ -215,14 +237,31 @@ class WorkCalendar:
 
     def _advance(self, start: datetime, amount: float, unit: LimitUnit) -> datetime:
         """The instant at which ``amount`` of ``unit`` has been used since ``start``."""
+        return self._advance_by(start, self._step(amount, unit))
+
+    def _step(self, amount: float, unit: LimitUnit) -> timedelta | float:
+        """``amount`` of ``unit`` as a wall-clock timedelta, or as working seconds (float)."""
         seconds = _check_amount(amount, "time limit") * self._unit_seconds(unit)
         if unit is LimitUnit.URGENT_HOURS or unit is LimitUnit.NATURAL_DAYS:
-            return (_utc(start, "start") + timedelta(seconds=seconds)).astimezone(self.tz)
-        return self.add_working_seconds(start, seconds)
+            return timedelta(seconds=seconds)
+        return seconds
+
+    def _advance_by(self, start: datetime, step: timedelta | float) -> datetime:
+        if isinstance(step, timedelta):
+            return (_utc(start, "start") + step).astimezone(self.tz)
+        return self.add_working_seconds(start, step)
 
     def deadline(self, start: datetime, limit: TimeLimit) -> datetime:
         """The instant at which ``limit`` started at ``start`` runs out."""
-        return self._advance(start, limit.value, limit.unit)
+        steps: dict[tuple[float, LimitUnit], timedelta | float] = self._steps  # type: ignore[attr-defined]
+        key = (limit.value, limit.unit)
+        step = steps.get(key)
+        if step is None:
+            step = self._step(limit.value, limit.unit)
+            if len(steps) >= _MAX_STEPS:  # limits are few; extensions are typed in, so keep it bounded
+                steps.clear()
+            steps[key] = step
+        return self._advance_by(start, step)
 
     def used(self, start: datetime, end: datetime, unit: LimitUnit) -> float:
         """Amount of ``unit`` consumed between two instants (negative when ``end`` precedes ``start``)."""
@@ -349,7 +388,18 @@ def start_timer(stage: str, limit: TimeLimit, at: datetime, cal: WorkCalendar) -
     if not math.isfinite(value) or value <= 0:
         raise TimerError(f"stage timer {stage!r}: the time limit must be positive, got {limit.value!r}")
     # every field set: skips the frozen __init__ on the lifecycle's hot path
-    return _copy(_BLANK_TIMER, stage=stage, limit=limit, started_at=at, deadline=cal.deadline(at, limit))
+    return _new_timer(
+        {
+            "stage": stage,
+            "limit": limit,
+            "started_at": at,
+            "deadline": cal.deadline(at, limit),
+            "paused_since": None,
+            "paused_seconds": 0.0,
+            "ended_at": None,
+            "extended_by": 0.0,
+        }
+    )
 
 
 def pause(timer: StageTimer, at: datetime) -> StageTimer:
@@ -357,7 +407,7 @@ def pause(timer: StageTimer, at: datetime) -> StageTimer:
     _check_live(timer, "pause", at)
     if timer.paused_since is not None:
         raise _fail(timer, "pause", f"already paused since {timer.paused_since.isoformat()}")
-    return replace(timer, paused_since=at)
+    return _copy(timer, paused_since=at)
 
 
 def resume(timer: StageTimer, at: datetime, cal: WorkCalendar) -> StageTimer:
@@ -371,7 +421,7 @@ def resume(timer: StageTimer, at: datetime, cal: WorkCalendar) -> StageTimer:
     # that from `at`. In cumulative-unit terms that is the old deadline moved by used(pause, at).
     lost = cal.used(timer.paused_since, at, unit)
     wall = (_utc(at) - _utc(timer.paused_since)).total_seconds()
-    return replace(
+    return _copy(
         timer,
         deadline=cal._advance(timer.deadline, lost, unit),
         paused_since=None,
@@ -387,23 +437,19 @@ def extend(timer: StageTimer, extra: TimeLimit, cal: WorkCalendar) -> StageTimer
         raise _fail(timer, "extend", f"the extension must be a non-negative amount, got {extra.value!r}")
     new_deadline = cal.deadline(timer.deadline, extra)
     gained = cal.used(timer.deadline, new_deadline, LimitUnit(timer.limit.unit))
-    return replace(timer, deadline=new_deadline, extended_by=timer.extended_by + gained)
+    return _copy(timer, deadline=new_deadline, extended_by=timer.extended_by + gained)
+
+
+def _new_timer(fields: dict[str, object]) -> StageTimer:
+    """A timer from a complete field dict (cheaper than the frozen ``__init__`` on the hot path)."""
+    new = object.__new__(StageTimer)
+    object.__setattr__(new, "__dict__", fields)
+    return new
 
 
 def _copy(timer: StageTimer, **changes: object) -> StageTimer:
     """A changed copy of a frozen timer (cheaper than dataclasses.replace on the hot path)."""
-    new = object.__new__(StageTimer)
-    new.__dict__.update(timer.__dict__)
-    new.__dict__.update(changes)
-    return new
-
-
-_BLANK_TIMER = StageTimer(
-    stage="",
-    limit=TimeLimit(1, LimitUnit.URGENT_HOURS),
-    started_at=datetime.min.replace(tzinfo=UTC),
-    deadline=datetime.min.replace(tzinfo=UTC),
-)
+    return _new_timer({**timer.__dict__, **changes})
 
 
 def stop(timer: StageTimer, at: datetime) -> StageTimer:

@@ -3,19 +3,28 @@
 ``execute`` loads the case, applies the pure lifecycle transition and writes the case row, its
 events, timers and tasks — or records the rejection in the dead-letter table. It runs inside the
 caller's transaction; the caller commits and only then publishes (design.md §3).
+
+The hot path (the read, and the writes of an applied command) runs as driver SQL through
+``Connection.exec_driver_sql``: SQLAlchemy's transaction, event and error handling stay (errors are
+SQLAlchemy's exceptions), its per-statement compile and parameter machinery does not (tech: that was
+most of the time per command on SQLite). Values go through each column type's own bind processor, so
+the rows are what a Core statement would store; only the case snapshot (``cases.state``) is written as
+compact orjson text. Round trips per command: on PostgreSQL one read (the case, locked, with whatever
+already used the idempotency key and, for a report, its grid) and one write (a data-modifying ``WITH``
+statement: the case, its events, timers and tasks), besides BEGIN and COMMIT; on SQLite the same read
+and one statement per table written. Rejections and duplicates keep the Core statements.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Table, bindparam, func, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
+import orjson
+from sqlalchemy import Column, Float, Table, bindparam, insert, select
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 
 from domain.catalogue import Catalogue
@@ -35,54 +44,232 @@ from domain.lifecycle import (
     state_to_json,
 )
 from domain.workcalendar import StageTimer
+from store.db import UTCDateTime
 from store.models import Case, CaseEventRow, Department, Grid, Reject, StageTimerRow, Task
 
 _cases: Table = Case.__table__  # type: ignore[assignment]
 _events: Table = CaseEventRow.__table__  # type: ignore[assignment]
 _timers: Table = StageTimerRow.__table__  # type: ignore[assignment]
 _tasks_t: Table = Task.__table__  # type: ignore[assignment]
-# Statements built once with bind parameters: the hot path only binds values (tech: SQLAlchemy
-# caches the compiled form; building a new statement with literal values per command costs ~10 ms).
+_grids: Table = Grid.__table__  # type: ignore[assignment]
 _SEL_STATE = select(_cases.c.state).where(_cases.c.id == bindparam("p_id"))
-_SEL_KEY = select(_events.c.fingerprint, _events.c.case_id).where(_events.c.key == bindparam("p_key"))
-_KEY_FP = select(_events.c.fingerprint).where(_events.c.key == bindparam("p_key")).scalar_subquery()
-_KEY_CASE = select(_events.c.case_id).where(_events.c.key == bindparam("p_key")).scalar_subquery()
-_SEL_CASE_AND_KEY = select(_cases.c.state, _cases.c.version, _KEY_FP, _KEY_CASE).where(
-    _cases.c.id == bindparam("p_id")
-)
-_SEL_CASE_AND_KEY_LOCK = _SEL_CASE_AND_KEY.with_for_update(of=_cases)
-_INS_CASE = _cases.insert()
-_UPD_CASE = _cases.update().where(_cases.c.id == bindparam("p_id")).values(version=_cases.c.version + 1)
-_INS_EVENT = _events.insert()
+Db = Connection | Session  # the command path runs on a Core connection or an ORM session
+
+# Columns the command path writes, per table (other columns keep their defaults).
+_CASE_COLUMNS = ("kind", "class_code", "condition_code", "source", "status", "stage", "open", "emergency",
+                 "department_code", "reporter", "reported_at", "updated_at", "closed_at", "deadline",
+                 "archive", "reworks", "returns", "urges", "state")  # fmt: skip
+_NEW_CASE_COLUMNS = ("id", "grid_code", "community_code", "street_code", "lon", "lat", "description",
+                     "version", *_CASE_COLUMNS)  # fmt: skip
+_EVENT_COLUMNS = ("case_id", "seq", "action", "actor", "role", "from_status", "to_status", "at", "opinion",
+                  "data", "key", "fingerprint")  # fmt: skip
+_TIMER_KEY = ("case_id", "stage")
 _TIMER_COLUMNS = ("limit_value", "limit_unit", "started_at", "deadline", "paused_since", "paused_seconds",
                   "ended_at", "overdue")  # fmt: skip
-_UPSERTS: dict[str, Any] = {}
+_TASK_COLUMNS = ("case_id", "kind", "assignee", "created_at", "deadline")
+_DONE_COLUMNS = ("done_at", "result")
 
 
-def _upsert_timers(dialect: str) -> Any:
-    """INSERT … ON CONFLICT (case_id, stage) DO UPDATE for the dialect (SQLite and PostgreSQL)."""
-    stmt = _UPSERTS.get(dialect)
-    if stmt is None:
-        ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(_timers)
-        stmt = _UPSERTS[dialect] = ins.on_conflict_do_update(
-            index_elements=[_timers.c.case_id, _timers.c.stage],
-            set_={c: ins.excluded[c] for c in _TIMER_COLUMNS},
+def _python_defaults(table: Table, given: tuple[str, ...]) -> dict[str, Any]:
+    """Client-side column defaults a Core insert would add for the columns not given."""
+    found: dict[str, Any] = {}
+    for col in table.columns:
+        default: Any = col.default
+        if col.name in given or default is None or col.primary_key:
+            continue
+        if default.is_scalar or default.is_callable:  # a callable is called per row, without context
+            found[col.name] = default.arg
+    return found
+
+
+_CASE_DEFAULTS = _python_defaults(_cases, _NEW_CASE_COLUMNS)
+_EVENT_DEFAULTS = _python_defaults(_events, _EVENT_COLUMNS)
+_TIMER_DEFAULTS = _python_defaults(_timers, (*_TIMER_KEY, *_TIMER_COLUMNS))
+_TASK_DEFAULTS = _python_defaults(_tasks_t, (*_TASK_COLUMNS, *_DONE_COLUMNS))
+Row = dict[str, Any]
+
+
+def _with_defaults(row: Row, defaults: Mapping[str, Any]) -> Row:
+    for name, value in defaults.items():
+        row[name] = value(None) if callable(value) else value
+    return row
+
+
+def sqlite_utc_text(value: datetime | None) -> str | None:
+    """A ``UTCDateTime`` value as SQLAlchemy stores it on SQLite: naive UTC text with microseconds."""
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: GridWall stores aware UTC instants only")
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
+
+
+def _json_text(value: Any) -> str | None:
+    """The case snapshot as JSON text (orjson: the snapshot holds only str keys and finite numbers)."""
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _float(value: Any) -> Any:
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class _Sql:
+    """The hot statements of one dialect as driver SQL, with each column's bind processor.
+
+    PostgreSQL gets the writes of a command as one data-modifying ``WITH`` statement, with the timer
+    rows as arrays (``unnest``) so that a statement keeps under psycopg's 50 parameters for its
+    query cache; SQLite gets one statement per table, all taking the same parameter mapping.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.postgres = dialect.name == "postgresql"
+        self._named = dialect.paramstyle != "pyformat"  # sqlite3 takes :name with a mapping
+        self._quote = dialect.identifier_preparer.quote
+        self._shapes: dict[tuple[Any, ...], list[str]] = {}
+        self._procs: dict[str, dict[str, Callable[[Any], Any] | None]] = {}
+        c, e, g, q = self._quote("c"), self._quote("e"), self._quote("g"), self._quote
+        state = f"{c}.{q('state')}"
+        lock = ""
+        if self.postgres:
+            state, lock = f"CAST({state} AS TEXT)", " FOR UPDATE"  # parsed by orjson, not psycopg
+        key_is = f"{e}.{q('key')} = {self.ph('key')}"
+        # One row always: the case (locked on PostgreSQL), the key's earlier use, the report's grid.
+        self.read = (
+            f"WITH {c} AS (SELECT {q('state')}, {q('version')} FROM {q(_cases.name)} "
+            f"WHERE {q('id')} = {self.ph('id')}{lock}) "
+            f"SELECT {state}, {c}.{q('version')}, "
+            f"(SELECT {e}.{q('fingerprint')} FROM {q(_events.name)} {e} WHERE {key_is}), "
+            f"(SELECT {e}.{q('case_id')} FROM {q(_events.name)} {e} WHERE {key_is}), "
+            f"(SELECT {g}.{q('code')} FROM {q(_grids.name)} {g} WHERE {g}.{q('code')} = {self.ph('grid')}) "
+            f"FROM (SELECT 1 AS {q('one')}) AS {q('one')} LEFT OUTER JOIN {c} ON 1 = 1"
         )
-    return stmt
+
+    def ph(self, name: str) -> str:
+        """A placeholder in the driver's parameter style."""
+        return f":{name}" if self._named else f"%({name})s"
+
+    def procs(self, table: Table) -> dict[str, Callable[[Any], Any] | None]:
+        """The bind processor of each column of a table on this dialect (None: values pass as they are)."""
+        found = self._procs.get(table.name)
+        if found is None:
+            found = self._procs[table.name] = {col.name: self._proc(col) for col in table.columns}
+        return found
+
+    def _proc(self, col: Column[Any]) -> Callable[[Any], Any] | None:
+        if col is _cases.c.state:
+            return _json_text
+        if isinstance(col.type, UTCDateTime) and not self.postgres:
+            return sqlite_utc_text  # what UTCDateTime then SQLite's DATETIME give, in one step
+        p: Callable[[Any], Any] | None = col.type.dialect_impl(self.dialect).bind_processor(self.dialect)
+        if p is None and self.postgres and isinstance(col.type, Float):
+            p = _float  # arrays of one type: 1 → 1.0 (the same float8)
+        return p
+
+    def bind(self, params: Row, table: Table, prefix: str, row: Row) -> None:
+        """Add one row's values to ``params`` as ``<prefix><column>``, through the column processors."""
+        procs = self.procs(table)
+        for name, value in row.items():
+            p = procs[name]
+            params[prefix + name] = value if p is None else p(value)
+
+    def bind_rows(self, params: Row, table: Table, prefix: str, rows: list[Row]) -> None:
+        """Add rows: an array per column (``<prefix>_<col>``) on PostgreSQL, else ``<prefix><i>_<col>``."""
+        if not self.postgres:
+            for i, row in enumerate(rows):
+                self.bind(params, table, f"{prefix}{i}_", row)
+            return
+        procs = self.procs(table)
+        for name in rows[0]:
+            p = procs[name]
+            params[f"{prefix}_{name}"] = [r[name] for r in rows] if p is None else [p(r[name]) for r in rows]
+
+    def _cast(self, table: Table, column: str, sql: str, array: bool = False) -> str:
+        col = table.c[column]
+        if self.postgres and (array or col is _cases.c.state):
+            return f"CAST({sql} AS {col.type.compile(self.dialect)}{'[]' if array else ''})"
+        return sql
+
+    def _values(self, table: Table, columns: tuple[str, ...], prefix: str) -> str:
+        return "(" + ", ".join(self._cast(table, c, self.ph(prefix + c)) for c in columns) + ")"
+
+    def _insert(self, table: Table, columns: tuple[str, ...], prefixes: list[str]) -> str:
+        q = self._quote
+        values = ", ".join(self._values(table, columns, prefix) for prefix in prefixes)
+        return f"INSERT INTO {q(table.name)} ({', '.join(q(c) for c in columns)}) VALUES {values}"
+
+    def writes(self, new: bool, events: int, timers: int, done: bool, task: bool) -> list[str]:
+        """The write statements of one command's shape (cached)."""
+        shape = (new, events, timers if not self.postgres else min(timers, 1), done, task)
+        found = self._shapes.get(shape)
+        if found is None:
+            found = self._shapes[shape] = self._build(new, events, timers, done, task)
+        return found
+
+    def _build(self, new: bool, events: int, timers: int, done: bool, task: bool) -> list[str]:
+        q, ph = self._quote, self.ph
+        parts: list[str] = []
+        if new:
+            cols = (*_NEW_CASE_COLUMNS, *_CASE_DEFAULTS)
+            parts.append(self._insert(_cases, cols, ["c_"]))
+        else:
+            sets = ", ".join(f"{q(c)} = {self._cast(_cases, c, ph('c_' + c))}" for c in _CASE_COLUMNS)
+            parts.append(
+                f"UPDATE {q(_cases.name)} SET {sets}, {q('version')} = {q('version')} + 1 "
+                f"WHERE {q('id')} = {ph('id')}"
+            )
+        if events:
+            cols = (*_EVENT_COLUMNS, *_EVENT_DEFAULTS)
+            parts.append(self._insert(_events, cols, [f"e{i}_" for i in range(events)]))
+        if timers:
+            cols = (*_TIMER_KEY[1:], *_TIMER_COLUMNS, *_TIMER_DEFAULTS)  # case_id is the case's id
+            names = ", ".join(q(c) for c in (*_TIMER_KEY[:1], *cols))
+            if self.postgres:
+                arrays = ", ".join(self._cast(_timers, c, ph("t_" + c), array=True) for c in cols)
+                rows = f"SELECT {ph('id')}, * FROM unnest({arrays})"
+            else:
+                rows = "VALUES " + ", ".join(
+                    "(" + ", ".join([ph("id"), *(ph(f"t{i}_{c}") for c in cols)]) + ")" for i in range(timers)
+                )
+            updates = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in _TIMER_COLUMNS)
+            parts.append(
+                f"INSERT INTO {q(_timers.name)} ({names}) {rows} "
+                f"ON CONFLICT ({', '.join(q(c) for c in _TIMER_KEY)}) DO UPDATE SET {updates}"
+            )
+        if done:
+            a = q("assignee")
+            parts.append(
+                f"UPDATE {q(_tasks_t.name)} SET {q('done_at')} = {ph('d_done_at')}, "
+                f"{q('result')} = {ph('d_result')}, {a} = coalesce({a}, {ph('d_actor')}) "
+                f"WHERE {q('case_id')} = {ph('id')} AND {q('kind')} = {ph('d_kind')} "
+                f"AND {q('done_at')} IS NULL"
+            )
+        if task:
+            cols = (*_TASK_COLUMNS[1:], *_TASK_DEFAULTS)
+            parts.append(
+                f"INSERT INTO {q(_tasks_t.name)} ({', '.join(q(c) for c in (_TASK_COLUMNS[0], *cols))}) "
+                f"VALUES ({', '.join([ph('id'), *(ph('k_' + c) for c in cols)])})"
+            )
+        if self.postgres and len(parts) > 1:
+            # one round trip: the parts as data-modifying WITH queries of the last one (foreign keys
+            # are checked at the end of the statement, so a new case and its rows can go together)
+            ctes = ", ".join(f"{q(f'w{i}')} AS ({sql})" for i, sql in enumerate(parts[:-1]))
+            return [f"WITH {ctes} {parts[-1]}"]
+        return parts
 
 
-_INS_TASK = _tasks_t.insert()
-_SEL_GRID = select(Grid.__table__.c.code).where(Grid.__table__.c.code == bindparam("p_code"))
-Db = Connection | Session  # the command path runs on a Core connection or an ORM session
-_DONE_TASK = (
-    _tasks_t.update()
-    .where(
-        _tasks_t.c.case_id == bindparam("p_case"),
-        _tasks_t.c.kind == bindparam("p_kind"),
-        _tasks_t.c.done_at.is_(None),
-    )
-    .values(assignee=func.coalesce(_tasks_t.c.assignee, bindparam("p_actor")))
-)
+_SQL: dict[tuple[str, str, str], _Sql] = {}
+
+
+def _sql(conn: Connection) -> _Sql:
+    dialect = conn.dialect
+    key = (dialect.name, dialect.driver, dialect.paramstyle)
+    found = _SQL.get(key)
+    if found is None:
+        found = _SQL[key] = _Sql(dialect)
+    return found
 
 
 @dataclass(frozen=True)
@@ -106,10 +293,6 @@ def sync_departments(session: Session, catalogue: Catalogue) -> int:
     if rows:
         session.execute(insert(Department), rows)
     return len(rows)
-
-
-def _dialect(db: Db) -> str:
-    return (db.get_bind().dialect if isinstance(db, Session) else db.dialect).name
 
 
 def load_case(db: Db, case_id: str) -> CaseState | None:
@@ -140,18 +323,23 @@ def record_reject(db: Db, source: str, reason: str, message: str, payload: Mappi
 
 
 def _running_deadline(state: CaseState) -> datetime | None:
-    running = [t for t in state.timers.values() if t.ended_at is None]
-    return min((t.deadline for t in running), default=None)
+    deadline = None
+    for t in state.timers.values():
+        if t.ended_at is None and (deadline is None or t.deadline < deadline):
+            deadline = t.deadline
+    return deadline
 
 
-def _case_columns(state: CaseState) -> dict[str, Any]:
+def _case_columns(state: CaseState) -> Row:
+    """The ``cases`` columns a state sets, ``state`` as a JSON dict (store.history writes these too)."""
+    stage = state.stage
     return {
         "kind": state.kind.value,
         "class_code": state.class_code,
         "condition_code": state.condition_code,
         "source": state.source.value,
         "status": state.status.value,
-        "stage": state.stage.value if state.stage else None,
+        "stage": stage.value if stage else None,
         "open": state.is_open,
         "emergency": state.emergency,
         "department_code": state.department,
@@ -168,10 +356,14 @@ def _case_columns(state: CaseState) -> dict[str, Any]:
     }
 
 
-def _timer_row(case_id: str, t: StageTimer) -> dict[str, Any]:
+def _timer_row(case_id: str, t: StageTimer) -> Row:
+    """A stage timer as a ``stage_timers`` row (store.history writes these too)."""
+    return {"case_id": case_id, **_timer_values(t)}
+
+
+def _timer_values(t: StageTimer) -> Row:
     end = t.paused_since or t.ended_at
     return {
-        "case_id": case_id,
         "stage": t.stage,
         "limit_value": t.limit.value,
         "limit_unit": t.limit.unit.value,
@@ -188,82 +380,84 @@ def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v if isinstance(v, str | int | float | bool | None) else str(v)) for k, v in data.items()}
 
 
-def _write(
-    db: Db, before: CaseState | None, version: int, out: Accepted, cmd: Command, at: datetime, fp: str
-) -> None:
-    state = out.state
-    cols = _case_columns(state)
-    if before is None:
-        grid = str(cmd.data.get("grid") or "") or None
-        db.execute(
-            _INS_CASE,
-            {
-                "id": state.id,
-                "grid_code": grid,
-                "community_code": grid[:12] if grid else None,
-                "street_code": grid[:9] if grid else None,
-                "lon": cmd.data.get("lon"),
-                "lat": cmd.data.get("lat"),
-                "description": str(cmd.data.get("description", ""))[:1000],
-                "version": 1,
-                **cols,
-            },
-        )
-        seq = 0
-    else:
-        db.execute(_UPD_CASE, {"p_id": state.id, **cols})
-        seq = version  # one event per applied command: the version counts the events so far
-    db.execute(
-        _INS_EVENT,
-        [
-            {
-                "case_id": ev.case_id,
-                "seq": seq + i,
-                "action": ev.action.value,
-                "actor": ev.actor,
-                "role": ev.role.value,
-                "from_status": ev.from_status.value if ev.from_status else None,
-                "to_status": ev.to_status.value,
-                "at": ev.at,
-                "opinion": ev.opinion,
-                "data": _plain(ev.data),
-                "key": ev.key or None,
-                "fingerprint": fp,
-            }
-            for i, ev in enumerate(out.events)
-        ],
-    )
-    old_timers = before.timers if before else {}
-    changed = [_timer_row(state.id, t) for name, t in state.timers.items() if old_timers.get(name) != t]
-    if changed:  # one upsert for the stopped and the started timer (one round trip on psycopg)
-        db.execute(_upsert_timers(_dialect(db)), changed)
-    _tasks(db, before, state, cmd, at)
-
-
 _TASK_TIMER = {Status.VERIFYING: "verify", Status.TO_CHECK: "check"}  # task kind = its timer
 
 
-def _tasks(db: Db, before: CaseState | None, state: CaseState, cmd: Command, at: datetime) -> None:
-    if cmd.action is Action.VERIFY or cmd.action is Action.CHECK:
+def _write(
+    conn: Connection,
+    sql: _Sql,
+    before: CaseState | None,
+    version: int,
+    out: Accepted,
+    cmd: Command,
+    at: datetime,
+    fp: str,
+) -> None:
+    state = out.state
+    params: Row = {"id": state.id}
+    case = _case_columns(state)
+    if before is None:
+        grid = str(cmd.data.get("grid") or "") or None
+        case.update(
+            id=state.id,
+            grid_code=grid,
+            community_code=grid[:12] if grid else None,
+            street_code=grid[:9] if grid else None,
+            lon=cmd.data.get("lon"),
+            lat=cmd.data.get("lat"),
+            description=str(cmd.data.get("description", ""))[:1000],
+            version=1,
+        )
+        _with_defaults(case, _CASE_DEFAULTS)
+        seq = 0
+    else:
+        seq = version  # one event per applied command: the version counts the events so far
+    sql.bind(params, _cases, "c_", case)
+    for i, ev in enumerate(out.events):
+        row = {
+            "case_id": ev.case_id,
+            "seq": seq + i,
+            "action": ev.action.value,
+            "actor": ev.actor,
+            "role": ev.role.value,
+            "from_status": ev.from_status.value if ev.from_status else None,
+            "to_status": ev.to_status.value,
+            "at": ev.at,
+            "opinion": ev.opinion,
+            "data": _plain(ev.data),
+            "key": ev.key or None,
+            "fingerprint": fp,
+        }
+        sql.bind(params, _events, f"e{i}_", _with_defaults(row, _EVENT_DEFAULTS))
+    old_timers = before.timers if before else {}
+    timers = [  # the stopped and the started timer (the case id is the row's case_id)
+        _with_defaults(_timer_values(t), _TIMER_DEFAULTS)
+        for name, t in state.timers.items()
+        if old_timers.get(name) != t
+    ]
+    if timers:
+        sql.bind_rows(params, _timers, "t", timers)
+    # tasks: the verify/check result closes the open task; entering 待核实/待核查 opens one
+    done = cmd.action is Action.VERIFY or cmd.action is Action.CHECK
+    if done:
         kind = "verify" if cmd.action is Action.VERIFY else "check"
         result = bool(cmd.data.get("confirmed" if kind == "verify" else "passed"))
-        db.execute(
-            _DONE_TASK,
-            {"p_case": state.id, "p_kind": kind, "p_actor": cmd.actor.id, "done_at": at, "result": result},
-        )
-    kind_ = _TASK_TIMER.get(state.status)
-    if kind_ is not None and (before is None or before.status != state.status):
+        sql.bind(params, _tasks_t, "d_", {"done_at": at, "result": result})
+        params["d_kind"], params["d_actor"] = kind, cmd.actor.id
+    task_kind = _TASK_TIMER.get(state.status)
+    if before is not None and before.status == state.status:
+        task_kind = None
+    if task_kind is not None:
         assignee = cmd.data.get("assignee")
-        db.execute(
-            _INS_TASK,
-            {
-                "case_id": state.id,
-                "kind": kind_,
-                "assignee": None if assignee is None else str(assignee),
-                "created_at": at,
-                "deadline": state.timers[kind_].deadline,
-            },
-        )
+        row = {
+            "kind": task_kind,
+            "assignee": None if assignee is None else str(assignee),
+            "created_at": at,
+            "deadline": state.timers[task_kind].deadline,
+        }
+        sql.bind(params, _tasks_t, "k_", _with_defaults(row, _TASK_DEFAULTS))
+    for statement in sql.writes(before is None, len(out.events), len(timers), done, task_kind is not None):
+        conn.exec_driver_sql(statement, params)
 
 
 def execute(db: Db, cmd: Command, at: datetime, ctx: Context, source: str = "command") -> CommandResult:
@@ -271,35 +465,40 @@ def execute(db: Db, cmd: Command, at: datetime, ctx: Context, source: str = "com
 
     ``db`` is a Core connection (fastest; the pipeline's choice) or an ORM session.
     """
+    if isinstance(db, Session):
+        if db.autoflush:  # as Session.execute would before the read
+            db.flush()
+        conn = db.connection(bind_arguments={"mapper": Case})
+    else:
+        conn = db
+    sql = _sql(conn)
     fp = fingerprint(cmd, at)
-    # one round trip: the case (locked on PostgreSQL) and whatever already used this key
-    row = db.execute(
-        _SEL_CASE_AND_KEY_LOCK if _dialect(db) == "postgresql" else _SEL_CASE_AND_KEY,
-        {"p_id": cmd.case_id, "p_key": cmd.key or None},
+    grid = cmd.data.get("grid") if cmd.action is Action.REPORT else None
+    # one round trip: the case (locked on PostgreSQL), whatever already used this key, the grid
+    row = conn.exec_driver_sql(
+        sql.read, {"id": cmd.case_id, "key": cmd.key or None, "grid": str(grid) if grid else None}
     ).first()
-    before, version = (None, 0) if row is None else (state_from_json(row[0]), int(row[1]))
-    seen = None
-    if cmd.key:
-        if row is not None:
-            seen = None if row[2] is None else (row[2], row[3])
-        else:  # no such case yet (a report): ask about the key alone
-            seen = db.execute(_SEL_KEY, {"p_key": cmd.key}).first()
-    if seen is not None:
-        if seen[0] == fp:
-            return CommandResult("duplicate", before if seen[1] == cmd.case_id else load_case(db, seen[1]))
+    assert row is not None  # the statement always returns one row
+    raw_state, raw_version, seen_fp, seen_case, grid_code = row
+    if raw_state is None:
+        before, version = None, 0
+    else:
+        before, version = state_from_json(orjson.loads(raw_state)), int(raw_version)
+    if cmd.key and seen_fp is not None:
+        if seen_fp == fp:
+            case = before if seen_case == cmd.case_id else load_case(db, seen_case)
+            return CommandResult("duplicate", case)
         rej = Rejection(Rule.KEY_CONFLICT, f"idempotency key {cmd.key!r} was used for a different command")
         record_reject(db, source, rej.rule.value, rej.message, _command_json(cmd, at))
         return CommandResult("rejected", before, rejection=rej)
     rejection: Rejection | None = None
-    if cmd.action is Action.REPORT and before is None:
-        grid = cmd.data.get("grid")
-        if grid and db.scalar(_SEL_GRID, {"p_code": str(grid)}) is None:
-            rejection = Rejection(Rule.UNKNOWN_GRID, f"unknown grid {grid!r}")
+    if grid and before is None and grid_code is None:
+        rejection = Rejection(Rule.UNKNOWN_GRID, f"unknown grid {grid!r}")
     out = rejection or apply(before, cmd, at, ctx)
     if isinstance(out, Rejection):
         record_reject(db, source, out.rule.value, out.message, _command_json(cmd, at))
         return CommandResult("rejected", before, rejection=out)
-    _write(db, before, version, out, cmd, at, fp)
+    _write(conn, sql, before, version, out, cmd, at, fp)
     return CommandResult("applied", out.state, out.events)
 
 
