@@ -1,4 +1,4 @@
-"""``python -m bench [init] [index] [lifecycle] [evaluation] [--profile]``: run the GridWall benchmarks.
+"""``python -m bench [init] [index] [lifecycle] [evaluation] [ingest] [fanout] [--profile]``: benchmarks.
 
 With no name every benchmark runs. The exit status is 1 when any target fails, else 0.
 """
@@ -11,7 +11,7 @@ import time
 
 from bench import FAIL, PASS, SKIP, Result, console, machine_lines
 
-BENCHMARKS = ("init", "index", "lifecycle", "evaluation")
+BENCHMARKS = ("init", "index", "lifecycle", "evaluation", "ingest", "fanout")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,10 +48,18 @@ def main(argv: list[str] | None = None) -> int:
             from bench import bench_lifecycle
 
             results += bench_lifecycle.run()
-        else:
+        elif name == "evaluation":
             from bench import bench_evaluation
 
             results += bench_evaluation.run()
+        elif name == "ingest":
+            from bench import bench_ingest
+
+            results += bench_ingest.run()
+        else:
+            from bench import bench_fanout
+
+            results += bench_fanout.run()
         console.print()
 
     counts = {s: sum(1 for r in results if r.status == s) for s in (PASS, FAIL, SKIP)}

@@ -94,6 +94,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta, tzinfo
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -312,6 +313,7 @@ class DailyAggregates:
         # case id → (department, dispatcher) of the current dispatch: 回退 and 返工 are charged to them
         self._holder: dict[str, tuple[str | None, str | None]] = {}
         self.rows_read = 0  # rows visited by period(), for cost checks
+        self.dirty: set[RowKey] = set()  # rows changed since take_dirty() (for persistence)
 
     def __len__(self) -> int:
         return sum(len(days) for days in self._rows.values())
@@ -352,6 +354,7 @@ class DailyAggregates:
                     if counters is None:
                         counters = days[day] = Counters()
                     touched[obj] = counters
+                    self.dirty.add((obj[0], obj[1], day))
                 for name in names:
                     setattr(counters, name, getattr(counters, name) + 1)
 
@@ -437,6 +440,32 @@ class DailyAggregates:
         elif a is Action.URGE:
             bump((*regions, dept), "urged")
         # requests (延期/挂账/回退申请), rejections of them and 挂账恢复 count nothing
+
+    def take_dirty(self) -> dict[RowKey, dict[str, int]]:
+        """The rows changed since the last call, as plain counts; forgets them."""
+        out = {k: self._rows[(k[0], k[1])][k[2]].as_dict() for k in self.dirty}
+        self.dirty.clear()
+        return out
+
+    def holders(self) -> dict[str, tuple[str | None, str | None]]:
+        """Department and dispatcher of each open dispatched case (to persist with the rows)."""
+        return dict(self._holder)
+
+    def load(
+        self,
+        rows: Iterable[tuple[RowKey, Mapping[str, int]]],
+        holders: Mapping[str, tuple[str | None, str | None]] = MappingProxyType({}),
+    ) -> None:
+        """Replace every row with stored ones (and the holders of open dispatched cases)."""
+        self._rows.clear()
+        self._holder = dict(holders)
+        self.dirty.clear()
+        for ids in self._ids.values():
+            ids.clear()
+        for (kind, oid, day), counts in rows:
+            obj = (ObjectType(kind), oid)
+            self._rows.setdefault(obj, {})[day] = Counters(**{k: int(v) for k, v in counts.items()})
+            self._ids[obj[0]].add(oid)
 
     def rebuild(self, records: Iterable[Record]) -> None:
         """Forget every row and count a whole log again (events of each case in order)."""

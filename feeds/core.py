@@ -18,11 +18,13 @@ from sqlalchemy.engine import Engine
 from domain.catalogue import load_catalogue
 from domain.lifecycle import Context
 from domain.workcalendar import load_calendar
+from feeds.counters import CounterKeeper
 from feeds.live import MemoryLiveState, grid_areas, rebuild, supervisor_areas
 from feeds.pipeline import Pipeline, PipelineConfig
 from feeds.sockets import Broadcaster, DeviceNamespace, LiveNamespace
 from store.build import stored_district
 from store.cases import sync_departments
+from store.counters import load_or_rebuild
 from store.db import session_factory, transaction
 from store.geography import load_index
 from store.tracks import thin_positions
@@ -40,6 +42,7 @@ class LiveCore:
     broadcaster: Broadcaster
     device: DeviceNamespace
     adcode: str
+    counters: CounterKeeper | None = None
     simulating: threading.Event = field(default_factory=threading.Event)
     stopped: threading.Event = field(default_factory=threading.Event)
 
@@ -84,6 +87,11 @@ def start_live_core(
         now=now,
     )
     rebuild(engine, live, now)
+    responsible = {g: f"sup-{a}" for g, a in live.area_of_grid.items() if a}
+    aggregates, rebuilt = load_or_rebuild(engine, ctx, responsible)
+    if rebuilt:
+        log.info("daily counters rebuilt from the case log")
+    counters = CounterKeeper(engine, aggregates)
     simulating = threading.Event()
     broadcaster = Broadcaster(socketio, live, interval=interval, simulated=simulating.is_set, clock=clock)
     holder: dict[str, DeviceNamespace] = {}
@@ -95,6 +103,7 @@ def start_live_core(
         config=config,
         clock=clock,
         on_tasks=lambda tasks: holder["device"].send_tasks(socketio, tasks),
+        counters=counters,
     )
     device = DeviceNamespace(engine, pipeline)
     holder["device"] = device
@@ -102,7 +111,7 @@ def start_live_core(
     socketio.on_namespace(LiveNamespace(engine, broadcaster, session_ok=session_ok))
     pipeline.start()
     broadcaster.start()
-    core = LiveCore(ctx, live, pipeline, broadcaster, device, adcode, simulating)
+    core = LiveCore(ctx, live, pipeline, broadcaster, device, adcode, counters, simulating)
     retention = pipeline.config.retention
     tick_clock = clock or (lambda: datetime.now(UTC))
 

@@ -53,6 +53,7 @@ from domain.crs import to_wgs84
 from domain.index import PointGridIndex
 from domain.lifecycle import Action, Actor, CaseEvent, CaseState, Command, Context, Role, Status
 from domain.supervisor import Fix, SupervisorRules, distance_m
+from feeds.counters import CounterKeeper
 from feeds.live import MemoryLiveState, Place
 from feeds.schemas import (
     MAX_PAYLOAD_BYTES,
@@ -265,6 +266,7 @@ class Pipeline:
         on_published: Callable[[], None] | None = None,
         clock: Callable[[], datetime] | None = None,
         record_source: str = "device",
+        counters: CounterKeeper | None = None,
     ) -> None:
         self.engine = engine
         self.index = index
@@ -276,6 +278,7 @@ class Pipeline:
         self.on_published = on_published
         self.clock = clock or (lambda: datetime.now(UTC))
         self.record_source = record_source
+        self.counters = counters  # CJ/T 292 daily counters, fed after each commit
         self.dialect = engine.dialect.name
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -651,6 +654,8 @@ class Pipeline:
                             )
                     job.done.set()
         self._flush_dead_letters()
+        if self.counters is not None:
+            self.counters.save(force=True)
 
     def _flush_dead_letters(self) -> None:
         rows = self._dead.flush(self.clock(), force=True)
@@ -702,6 +707,10 @@ class Pipeline:
         self._undo.clear()
 
     def _publish(self, pub: _Published) -> None:
+        if self.counters is not None:
+            for state, events, place in pub.cases:
+                self.counters.add(state, events, place.grid if place else None)
+            self.counters.save()
         if pub.fixes:
             self.live.apply_fixes(pub.fixes)
         for state, events, place in pub.cases:

@@ -6,10 +6,10 @@ unchanged on SQLite and PostgreSQL (tech-notes §5); PostGIS is not needed.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, Date, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.db import Base, BigId, JSONType, utcnow
@@ -273,3 +273,24 @@ class Position(Base):
     speed: Mapped[float | None] = mapped_column(Float, nullable=True)  # m/s
     grid_code: Mapped[str | None] = mapped_column(String(15), nullable=True)
     source: Mapped[str] = mapped_column(String(16), default="device")  # device | simulation | replay
+
+
+class DailyCounter(Base):
+    """CJ/T 292 daily counters of one object (region, department, position) on one local day."""
+
+    __tablename__ = "daily_counters"
+
+    object_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    object_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True, index=True)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class CounterMark(Base):
+    """Bookkeeping of the persisted counters: the last case event they include, open-case holders."""
+
+    __tablename__ = "counter_marks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
