@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import socketio
 from shapely.geometry import shape
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.engine import Engine
 
 from domain.evaluation import CaseInfo, DailyAggregates
@@ -46,7 +46,7 @@ from store.accounts import issue_token
 from store.counters import last_event_id, save_rows
 from store.db import session_factory, transaction
 from store.geography import load_index
-from store.history import CaseHistory, bulk_insert_histories
+from store.history import CaseHistory, bulk_insert, bulk_insert_histories
 from store.models import CaseEventRow, Grid, Position, Token
 
 log = logging.getLogger(__name__)
@@ -241,9 +241,10 @@ class Simulation:
                 arr.speed[keep].tolist(), codes.tolist(), strict=True,
             )
         ]  # fmt: skip
+        table: Table = Position.__table__  # type: ignore[assignment]
         with self.engine.begin() as conn:
             for i in range(0, len(rows), 20_000):
-                conn.execute(insert(Position), rows[i : i + 20_000])
+                bulk_insert(conn, table, rows[i : i + 20_000])
         return len(rows)
 
     def skip_stored(self, now: datetime) -> None:

@@ -7,16 +7,18 @@ large statements instead of one transaction per command. Live inputs never take 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+import orjson
+from sqlalchemy import JSON, Boolean, Column, Table, insert
 from sqlalchemy.engine import Connection
 
 from domain.lifecycle import Action, CaseEvent, CaseState, Command, Status, fingerprint
-from store.cases import _case_columns, _plain, _timer_row
+from store.cases import _case_columns, _plain, _timer_row, sqlite_utc_text
+from store.db import UTCDateTime
 from store.models import Case, CaseEventRow, StageTimerRow, Task
 
 _TASK_OF = {Status.VERIFYING: "verify", Status.TO_CHECK: "check"}
@@ -78,7 +80,32 @@ def bulk_insert_histories(
              "description": h.description[:1000], "version": seq, **_case_columns(final)}
         )  # fmt: skip
         timers.extend(_timer_row(case_id, t) for t in final.timers.values())
-    for table, rows in ((Case, cases), (CaseEventRow, events), (StageTimerRow, timers), (Task, tasks)):
+    for model, rows in ((Case, cases), (CaseEventRow, events), (StageTimerRow, timers), (Task, tasks)):
+        table: Table = model.__table__  # type: ignore[assignment]
         for i in range(0, len(rows), chunk):
-            conn.execute(insert(table), rows[i : i + chunk])
+            bulk_insert(conn, table, rows[i : i + chunk])
     return len(events)
+
+
+def _sqlite_value(column: Column[Any]) -> Callable[[Any], Any]:
+    """How SQLAlchemy would bind a value of this column on SQLite (dates, JSON, booleans)."""
+    if isinstance(column.type, UTCDateTime):
+        return sqlite_utc_text
+    if isinstance(column.type, JSON):
+        return lambda v: None if v is None else orjson.dumps(v).decode()
+    if isinstance(column.type, Boolean):
+        return lambda v: None if v is None else int(bool(v))
+    return lambda v: v
+
+
+def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert many rows; on SQLite straight through the driver (the bind processing is most of the cost)."""
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        conn.execute(insert(table), list(rows))
+        return
+    names = [c.name for c in table.columns if c.name in rows[0]]
+    convert = [_sqlite_value(table.c[n]) for n in names]
+    sql = f'INSERT INTO "{table.name}" ({", ".join(names)}) VALUES ({", ".join("?" * len(names))})'
+    conn.exec_driver_sql(sql, [tuple(f(r[n]) for f, n in zip(convert, names, strict=True)) for r in rows])
