@@ -486,13 +486,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
     from domain.errors import GeoInputError
+    from feeds.simulator import SimulationError
     from store.accounts import AccountError
 
     try:
         return int(args.func(args))
     except AccountError as exc:
         print(f"error: {exc}", file=sys.stderr)
-    except GeoInputError as exc:
+    except (GeoInputError, SimulationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except OperationalError as exc:
         print(f"error: database unreachable: {str(exc.orig).strip().splitlines()[0]}", file=sys.stderr)

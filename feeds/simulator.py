@@ -47,13 +47,17 @@ from store.counters import last_event_id, save_rows
 from store.db import session_factory, transaction
 from store.geography import load_index
 from store.history import CaseHistory, bulk_insert, bulk_insert_histories
-from store.models import CaseEventRow, Grid, Position, Token
+from store.models import Case, CaseEventRow, Grid, Position, Token
 
 log = logging.getLogger(__name__)
 STATE_FILE = "simulation.json"
 GATEWAY_NAME = "simulator"
 BACKFILL_DAYS = 7
 HORIZON_DAYS = 3650
+
+
+class SimulationError(RuntimeError):
+    """The simulation cannot start (its plan and the database disagree)."""
 
 
 @dataclass
@@ -137,15 +141,25 @@ class Simulation:
         reports_per_day: float = 1300,
         clock: Callable[[], datetime] | None = None,
         progress: Callable[[str], None] = lambda msg: None,
+        backfill_days: float = BACKFILL_DAYS,
     ) -> Simulation:
         """Load or create the simulation plan; on the first start backfill 7 days; issue a gateway token."""
         now = (clock or (lambda: datetime.now(UTC)))()
         path = data_dir / STATE_FILE
         first = not path.exists()
         if first:
+            with session_factory(engine)() as s:
+                earlier = s.scalar(select(func.count()).select_from(Case).where(Case.id.like("C%")))
+            if earlier:
+                raise SimulationError(
+                    f"the database already holds {earlier:,} simulated cases but {path} is missing; "
+                    "start with the data folder of that simulation, an empty database, or --no-simulation"
+                )
             tz = build_context(engine, edition).calendar.tz
-            local = (now - timedelta(days=BACKFILL_DAYS)).astimezone(tz)
-            start = local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+            local = (now - timedelta(days=backfill_days)).astimezone(tz)
+            if backfill_days >= 1:  # whole days: from local midnight
+                local = local.replace(hour=0, minute=0, second=0, microsecond=0)
+            start = local.astimezone(UTC)
             path.write_text(json.dumps({"start": start.isoformat(), "seed": seed}), encoding="utf-8")
         else:
             plan = json.loads(path.read_text(encoding="utf-8"))
@@ -162,7 +176,7 @@ class Simulation:
             reports_per_day=reports_per_day, clock=clock,
         )  # fmt: skip
         if first:
-            progress("simulation: backfilling 7 days of cases ...")
+            progress(f"simulation: backfilling {backfill_days:g} days of cases ...")
             n = sim.backfill_cases(now)
             progress(f"simulation: {n:,} case events backfilled; today's patrols ...")
             sim.backfill_patrol(now)

@@ -1,0 +1,104 @@
+"""The embedded simulation: a backfill that replays like the command path, then live over /device."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from domain.lifecycle import state_from_json
+from feeds.core import build_context
+from feeds.simulator import Simulation, SimulationError
+from store.accounts import provision_embedded
+from store.build import BuildRequest, build_city
+from store.counters import load_rows
+from store.db import create_engine
+from store.evaluation import case_records, rebuild_aggregates
+from store.migrate import upgrade
+from store.models import Case, Grid, Position, Task
+from tests.live_server import start_live_server
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def _morning(now: datetime) -> datetime:
+    """The latest 10:00 in Shanghai not after ``now`` (patrols are on shift then)."""
+    local = now.astimezone(SHANGHAI).replace(hour=10, minute=0, second=0, microsecond=0)
+    if local > now:
+        local -= timedelta(days=1)
+    return local.astimezone(UTC)
+
+
+def test_backfill_is_what_the_command_path_would_have_written(city_engine: Engine, tmp_path: Path) -> None:
+    engine = city_engine
+    now = _morning(datetime.now(UTC))
+    Simulation.prepare(engine, tmp_path, seed=3, reports_per_day=400, clock=lambda: now, backfill_days=2)
+    ctx = build_context(engine)
+    with engine.connect() as conn:
+        stored = {cid: state_from_json(raw) for cid, raw in conn.execute(select(Case.id, Case.state))}
+        responsible = {g: f"sup-{a}" for g, a in conn.execute(select(Grid.code, Grid.area_code)) if a}
+        open_tasks = conn.execute(
+            select(Task.case_id, Task.kind, Task.assignee).where(Task.done_at.is_(None))
+        ).all()
+        fixes = conn.scalar(select(func.count()).select_from(Position).where(Position.source == "simulation"))
+        rows, _, mark = load_rows(conn)
+    assert len(stored) > 500
+    # the stored events replay through the state machine to exactly the stored case states
+    last = {}
+    for _, _, state in case_records(engine, ctx):
+        last[state.id] = state
+    assert last == stored
+    # the saved daily counters are those of a rebuild from the log
+    assert mark is not None
+    assert dict(rows) == rebuild_aggregates(engine, ctx, responsible).as_dict()
+    # every 核实/核查 in progress has its open task, assigned to the area's supervisor
+    waiting = {cid: s for cid, s in stored.items() if s.status.value in ("verifying", "to_check")}
+    assert waiting
+    tasks = {(cid, kind): who for cid, kind, who in open_tasks}
+    for cid, s in waiting.items():
+        kind = "verify" if s.status.value == "verifying" else "check"
+        assert (cid, kind) in tasks
+        assert str(tasks[(cid, kind)]).startswith("sup-")
+    assert (fixes or 0) > 1000  # today's patrols so far (one a minute, the last 5 minutes at full rate)
+    assert (tmp_path / "simulation.json").exists()
+
+
+def test_a_second_simulation_on_the_same_database_is_refused(city_engine: Engine, tmp_path: Path) -> None:
+    with pytest.raises(SimulationError, match="already holds"):
+        Simulation.prepare(city_engine, tmp_path / "elsewhere", seed=3, backfill_days=0.1)
+
+
+def test_live_simulation_goes_through_the_device_feed(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'gw.db'}")
+    upgrade(engine)
+    build_city(engine, BuildRequest())
+    provision_embedded(engine, kiosk_secret="k" * 24)  # the supervisors the simulation patrols with
+    offset = datetime.now(UTC) - _morning(datetime.now(UTC))
+    clock = lambda: datetime.now(UTC) - offset  # noqa: E731  # a morning on shift, in the past day
+    sim = Simulation.prepare(
+        engine, tmp_path, seed=5, reports_per_day=30_000, clock=clock, backfill_days=0.05
+    )
+    server = start_live_server(engine)
+    try:
+        sim.start(server.core, server.url)
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and (sim.stats.commands_sent < 5 or sim.stats.fixes_sent < 100):
+            time.sleep(0.25)
+        sim.stop()
+        assert sim.stats.fixes_sent >= 100
+        assert sim.stats.commands_sent >= 5
+        assert sim.stats.rejected == {}, sim.stats.rejected
+        assert sim.stats.accepted + sim.stats.duplicates >= sim.stats.commands_sent
+        assert server.core.simulating.is_set()
+        with engine.connect() as conn:
+            live_fixes = conn.scalar(
+                select(func.count()).select_from(Position).where(Position.received_at > clock())
+            )
+        assert live_fixes and live_fixes >= 50  # acknowledged fixes are stored
+    finally:
+        server.stop()
