@@ -21,7 +21,8 @@
   function start(cfg, graph) {
     var ids = cfg.ids, T = cfg.texts;
     var el = function (id) { return document.getElementById(id); };
-    var state = { sup: {}, cases: {}, kpi: null, stages: null, events: [], seq: -1, lastTick: 0, sim: false };
+    var state = { sup: {}, cases: {}, kpi: null, stages: null, events: [], seq: -1, lastTick: 0, sim: false,
+                  hours: null, ranking: null };
     var dirtyMap = true;
     var alertUntil = 0;
 
@@ -42,6 +43,8 @@
       (msg.gone || []).forEach(function (id) { delete state.cases[id]; });
       if (msg.kpi) { state.kpi = msg.kpi; }
       if (msg.stages) { state.stages = msg.stages; }
+      if (msg.hours) { state.hours = msg.hours; }
+      if (msg.ranking) { state.ranking = msg.ranking; }
       state.events = state.events.concat(msg.events || []).slice(-20);
       state.seq = msg.seq;
       state.lastTick = Date.now();
@@ -79,6 +82,49 @@
           (last["class"] || "") + "  " + last.case + (last.stage ? "  → " + (T["stage." + last.stage] || last.stage) : "");
       }
       renderQueue();
+      renderRanking();
+      renderHours();
+    }
+
+    function renderRanking() {
+      var list = el(ids.WALL_RANKING);
+      if (!list || !state.ranking) { return; }
+      list.textContent = "";
+      var all = state.ranking, n = cfg.rankRows, shown = [];
+      all.forEach(function (r, i) {  // the best and the worst when not all fit
+        if (all.length <= n || i < n - Math.floor(n / 2) || i >= all.length - Math.floor(n / 2)) { shown.push([r, i]); }
+      });
+      shown.forEach(function (pair) {
+        var r = pair[0], i = pair[1];
+        var li = document.createElement("li"); li.className = "gw-rank-row";
+        var n = document.createElement("span"); n.className = "gw-rank-n"; n.textContent = String(i + 1);
+        var name = document.createElement("span"); name.className = "gw-rank-name"; name.textContent = cfg.streets[r.code] || r.code;
+        var sc = document.createElement("span"); sc.className = "gw-rank-score"; sc.textContent = r.score === null ? "–" : r.score.toFixed(1);
+        var g = document.createElement("span"); g.className = "gw-rank-grade"; g.textContent = r.grade || "–";
+        g.style.background = r.colour || "#444";
+        li.appendChild(n); li.appendChild(name); li.appendChild(sc); li.appendChild(g);
+        list.appendChild(li);
+      });
+    }
+
+    function renderHours() {
+      var box = el(ids.WALL_HOURS);
+      if (!box || !state.hours) { return; }
+      var rep = state.hours.reported, clo = state.hours.closed;
+      var top = Math.max(1, Math.max.apply(null, rep.concat(clo)));
+      if (box.children.length !== 24) {
+        box.textContent = "";
+        for (var h = 0; h < 24; h++) {
+          var col = document.createElement("div"); col.className = "gw-hour";
+          var a = document.createElement("i"); a.className = "gw-hour-rep";
+          var b = document.createElement("i"); b.className = "gw-hour-clo";
+          col.appendChild(a); col.appendChild(b); box.appendChild(col);
+        }
+      }
+      for (var k = 0; k < 24; k++) {
+        box.children[k].children[0].style.height = (100 * rep[k] / top) + "%";
+        box.children[k].children[1].style.height = (100 * clo[k] / top) + "%";
+      }
     }
 
     function renderQueue() {

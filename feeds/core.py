@@ -123,4 +123,19 @@ def start_live_core(
                 log.exception("thinning positions failed")
 
     threading.Thread(target=maintain, name="gw-maintenance", daemon=True).start()
+    grids_per_street: dict[str, int] = {}
+    for g in live.area_of_grid:
+        grids_per_street[g[:9]] = grids_per_street.get(g[:9], 0) + 1
+
+    def rank() -> None:  # the wall's street ranking, month to date, every minute
+        while True:
+            try:
+                today = tick_clock().astimezone(ctx.calendar.tz).date()
+                live.set_ranking(counters.street_ranking(today, grids_per_street))
+            except Exception:
+                log.exception("street ranking failed")
+            if core.stopped.wait(60):
+                return
+
+    threading.Thread(target=rank, name="gw-ranking", daemon=True).start()
     return core

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from domain.evaluation import CaseInfo, DailyAggregates
+from domain.evaluation import CaseInfo, DailyAggregates, ObjectType, evaluation_table
 from domain.lifecycle import CaseEvent, CaseState
 from store.counters import last_event_id, save_rows
 from store.models import Case
@@ -45,6 +47,19 @@ class CounterKeeper:
                 self._grid[state.id] = grid
             else:
                 self._grid.pop(state.id, None)
+
+    def street_ranking(self, today: date, grids_per_street: Mapping[str, int]) -> list[dict[str, Any]]:
+        """Streets by CJ/T 292 composite score, month to date (best first): code, score, grade, colour."""
+        with self._lock:
+            table = evaluation_table(
+                self.aggregates, ObjectType.STREET, None, today.replace(day=1), today,
+                grids_per_region=grids_per_street,
+            )  # fmt: skip
+        out = []
+        for row in table.itertuples():
+            score = None if row.score is None or row.score != row.score else round(float(row.score), 1)
+            out.append({"code": row.object_id, "score": score, "grade": row.grade, "colour": row.colour})
+        return out
 
     def save(self, force: bool = False) -> int:
         """Save the rows changed since the last save (every ``save_every`` seconds unless forced)."""

@@ -139,6 +139,8 @@ class Kpi:
     close_seconds: float = 0.0
     filed_ids: set[str] = field(default_factory=set)
     closed_filed: int = 0  # cases filed today and closed since
+    reported_by_hour: list[int] = field(default_factory=lambda: [0] * 24)  # local hours
+    closed_by_hour: list[int] = field(default_factory=lambda: [0] * 24)
 
     def as_dict(self, handling: int, on_duty: int, overdue_open: int) -> dict[str, Any]:
         """The KPI tiles' values."""
@@ -170,6 +172,8 @@ class View:
     street_stages: dict[str, dict[str, int]]
     events: tuple[dict[str, Any], ...]
     alerts: tuple[Alert, ...] = ()
+    hours: dict[str, list[int]] | None = None  # today's reported/closed per local hour
+    ranking: list[dict[str, Any]] | None = None  # streets by CJ/T 292 score, month to date
 
 
 class LiveState(Protocol):
@@ -231,6 +235,8 @@ class MemoryLiveState:
         self._kpi_dirty = True
         self._new_events: list[dict[str, Any]] = []
         self._alerts: list[Alert] = []
+        self._ranking: list[dict[str, Any]] = []
+        self._ranking_dirty = False
 
     # -- writes (called after commit) -----------------------------------------------------------
 
@@ -307,6 +313,16 @@ class MemoryLiveState:
                         self._grid(old.grid).overdue -= 1
             self._kpi_dirty = True
 
+    def set_ranking(self, ranking: list[dict[str, Any]]) -> None:
+        """Replace the street ranking (computed elsewhere from the daily counters)."""
+        with self._lock:
+            if ranking != self._ranking:
+                self._ranking = ranking
+                self._ranking_dirty = True
+
+    def _hours(self) -> dict[str, list[int]]:
+        return {"reported": list(self._kpi.reported_by_hour), "closed": list(self._kpi.closed_by_hour)}
+
     def _class_name(self, state: CaseState) -> str:
         try:
             return self.catalogue.minor(state.kind, state.class_code).name
@@ -321,8 +337,10 @@ class MemoryLiveState:
         if ev.at.astimezone(self.tz).date() != self._day:
             return
         k = self._kpi
+        hour = ev.at.astimezone(self.tz).hour
         if ev.action is Action.REPORT:
             k.reported += 1
+            k.reported_by_hour[hour] += 1
             if place.grid is not None:
                 self._grid(place.grid).reported += 1
         elif ev.action is Action.FILE:
@@ -332,6 +350,7 @@ class MemoryLiveState:
             k.dispatched += 1
         elif ev.action is Action.CLOSE:
             k.closed += 1
+            k.closed_by_hour[hour] += 1
             if state.archive is not ArchiveType.OVERTIME:
                 k.closed_on_time += 1
             k.close_seconds += (ev.at - state.reported_at).total_seconds()
@@ -459,7 +478,10 @@ class MemoryLiveState:
                 street_stages=self._street_stages() if kpi_dirty else {},
                 events=tuple(self._new_events),
                 alerts=tuple(self._alerts),
+                hours=self._hours() if kpi_dirty else None,
+                ranking=list(self._ranking) if self._ranking_dirty else None,
             )
+            self._ranking_dirty = False
             self._dirty_sups.clear()
             self._dirty_cases.clear()
             self._gone.clear()
@@ -482,6 +504,8 @@ class MemoryLiveState:
                 stages=self._stages(self._cases.values()),
                 street_stages=self._street_stages(),
                 events=tuple(self._events),
+                hours=self._hours(),
+                ranking=list(self._ranking),
             )
 
     def overdue_ids(self) -> frozenset[str]:

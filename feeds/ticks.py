@@ -141,6 +141,10 @@ def render(view: View, flt: RoomFilter, seq: int, *, full: bool, simulated: bool
             msg["stages"] = view.street_stages.get(code) or dict.fromkeys(view.stages, 0)
     if flt.kpi and view.kpi is not None:
         msg["kpi"] = view.kpi
+    if flt.kpi and view.hours is not None:
+        msg["hours"] = view.hours
+    if flt.kpi and view.ranking is not None:
+        msg["ranking"] = view.ranking
     return msg
 
 

@@ -25,7 +25,8 @@ KPI_KEYS = (
 )  # fmt: skip
 STAGES = tuple(STAGE_COLOURS)
 STALE_AFTER_S = 5  # no tick for this long → "data stale"
-QUEUE_ROWS = 9
+QUEUE_ROWS = 6
+RANK_ROWS = 6  # the best three and the worst three streets when not all fit
 
 
 def config(lang: str, streets: Mapping[str, str]) -> dict[str, object]:
@@ -44,6 +45,7 @@ def config(lang: str, streets: Mapping[str, str]) -> dict[str, object]:
         "overdueColour": OVERDUE_COLOUR,
         "staleAfter": STALE_AFTER_S,
         "queueRows": QUEUE_ROWS,
+        "rankRows": RANK_ROWS,
         "tz": "Asia/Shanghai",
     }
 
@@ -119,6 +121,22 @@ def layout(
                                 className="gw-map",
                             ),
                             _legend(lang),
+                            html.Div(
+                                [
+                                    html.Div(
+                                        [
+                                            html.Span(t("wall.hours", lang)),
+                                            html.Span(
+                                                t("wall.hours.reported", lang), className="gw-hours-rep"
+                                            ),
+                                            html.Span(t("wall.hours.closed", lang), className="gw-hours-clo"),
+                                        ],
+                                        className="gw-hours-title",
+                                    ),
+                                    html.Div(id=ids.WALL_HOURS, className="gw-hours-bars"),
+                                ],
+                                className="gw-hours",
+                            ),
                             html.Div([html.P(n) for n in notes], className="gw-map-notes"),
                             html.Div(id=ids.WALL_ALERT, className="gw-alert", hidden=True),
                         ],
@@ -146,6 +164,8 @@ def layout(
                             ),
                             html.H2(t("wall.queue", lang)),
                             html.Ol(id=ids.WALL_QUEUE, className="gw-queue"),
+                            html.H2(t("wall.ranking", lang)),
+                            html.Ol(id=ids.WALL_RANKING, className="gw-ranking"),
                         ],
                         className="gw-side",
                     ),

@@ -134,6 +134,10 @@ def test_wall_is_live(server: Server, browser: object, size: tuple[int, int]) ->
     assert sum(stages) > 0
     assert page.locator(".gw-queue-row").count() > 0  # type: ignore[attr-defined]
     assert page.inner_text("#gw-wall-ticker").strip()  # type: ignore[attr-defined]
+    page.wait_for_selector(".gw-rank-row", timeout=20_000)  # type: ignore[attr-defined]
+    grades = page.locator(".gw-rank-grade").all_inner_texts()  # type: ignore[attr-defined]
+    assert 0 < len(grades) <= 6 and set(grades) <= set("ABCDE–")
+    assert page.locator(".gw-hour").count() == 24  # type: ignore[attr-defined]
     assert _trace_points(page, "halo") == _trace_points(page, "supervisors")
     kpi_px = page.evaluate(  # type: ignore[attr-defined]
         "() => [...document.querySelectorAll('.gw-kpi-value')]"
