@@ -357,6 +357,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=lambda m: print(m, flush=True),
         )
     core = start_live_core(engine, web.socketio, edition=args.catalogue)
+    web.live = core.live
     host, port = args.host, args.port
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     if sim is not None:

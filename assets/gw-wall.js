@@ -185,6 +185,16 @@
       }, [iH, iS, iC, iP]);
     }
 
+    var heatAt = 0;
+    function refreshHeat() {  // swap the heat image's URL (layer 0) every 10 s; the server renders it
+      if (!mapReady() || Date.now() - heatAt < 10000) { return; }
+      var layers = graph.layout && graph.layout.map && graph.layout.map.layers;
+      if (!layers || !layers.length || String(layers[0].source).indexOf("/heat/") < 0) { return; }
+      heatAt = Date.now();
+      var url = String(layers[0].source).split("?")[0] + "?t=" + heatAt;
+      window.Plotly.relayout(graph, { "map.layers[0].source": url });
+    }
+
     function tickClock() {
       var now = new Date();
       el(ids.WALL_CLOCK).textContent = now.toLocaleString(cfg.lang === "zh" ? "zh-CN" : "en-GB",
@@ -196,6 +206,7 @@
       if (alertUntil && Date.now() > alertUntil) { el(ids.WALL_ALERT).hidden = true; alertUntil = 0; }
       renderQueue();
       renderMap();
+      refreshHeat();
     }
 
     var token = new URLSearchParams(window.location.search).get("token");

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs
 
 import dash
+import orjson
 from dash import Input, Output, dcc, html
 from flask import Flask, Response, abort, make_response, redirect, request
 from flask_socketio import SocketIO
@@ -16,7 +18,11 @@ from sqlalchemy.engine import Engine
 from dashboard import ids
 from dashboard.data import Overview, OverviewCache
 from dashboard.figures import overview_map, wall_map
+from dashboard.heat import MODES as HEAT_MODES
+from dashboard.heat import HeatCanvas
+from dashboard.heat import render as render_heat
 from dashboard.i18n import pick_lang, t
+from feeds.live import MemoryLiveState
 from feeds.sockets import KIOSK_COOKIE
 from layouts import overview, wall
 from store.accounts import AuthError, authenticate
@@ -26,12 +32,13 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 @dataclass
 class WebApp:
-    """The composed web application."""
+    """The composed web application (``live`` is attached once the live core runs)."""
 
     server: Flask
     socketio: SocketIO
     dash: dash.Dash
     cache: OverviewCache
+    live: MemoryLiveState | None = None
 
 
 def create_web_app(engine: Engine, *, secret_key: str) -> WebApp:
@@ -93,6 +100,36 @@ def create_web_app(engine: Engine, *, secret_key: str) -> WebApp:
     def labels_file(adcode: str) -> Response:
         return district_file(adcode, lambda ov: ov.labels_png, "image/png")
 
+    heat_canvas: dict[str, HeatCanvas] = {}
+    heat_cache: dict[str, tuple[float, bytes]] = {}
+
+    @server.get("/geo/<adcode>/heat/<mode>.png")
+    def heat_file(adcode: str, mode: str) -> Response:
+        ov = cache.current()
+        if ov is None or ov.summary.adcode != adcode or mode not in HEAT_MODES:
+            abort(404)
+        if not kiosk_ok():
+            abort(403)
+        live = web.live
+        if live is None:
+            abort(503)
+        canvas = heat_canvas.get(adcode)
+        if canvas is None:
+            features = orjson.loads(ov.grids_json)["features"]
+            canvas = heat_canvas[adcode] = HeatCanvas.build(features, ov.summary.bounds)
+        hit = heat_cache.get(mode)
+        if hit is None or time.monotonic() - hit[0] > 3:  # at most one render per mode every 3 s
+            counts = live.grid_counts()
+            values = {
+                g: float(c.open if mode == "open" else c.overdue if mode == "overdue" else c.patrol_s / 60)
+                for g, c in counts.items()
+            }
+            hit = heat_cache[mode] = (time.monotonic(), render_heat(canvas, values, mode))
+        resp = make_response(hit[1])
+        resp.mimetype = "image/png"
+        resp.cache_control.no_store = True
+        return resp
+
     @server.get("/")
     def root() -> Response:
         return redirect("/desk")  # type: ignore[return-value]
@@ -122,15 +159,18 @@ def create_web_app(engine: Engine, *, secret_key: str) -> WebApp:
         if ov is None:
             return overview.message(t("empty.district", lang), mode)
         if mode == "wall":
+            heat = q.get("heat", ["open"])[0]
+            heat = heat if heat in HEAT_MODES else "open"
             fig = wall_map(
                 streets=ov.streets,
                 bounds=ov.summary.bounds,
                 lang=lang,
                 labels_url=f"/geo/{ov.summary.adcode}/labels.png",
+                heat_url=f"/geo/{ov.summary.adcode}/heat/{heat}.png",
                 viewport=(1100, 900),
             )
             names = {s.code: s.name for s in ov.streets}
-            return wall.layout(ov.summary, fig, streets=names, lang=lang, generated=ov.generated)
+            return wall.layout(ov.summary, fig, streets=names, lang=lang, generated=ov.generated, heat=heat)
         fig = overview_map(
             grids_url=f"/geo/{ov.summary.adcode}/grids.geojson",
             grid_codes=ov.grid_codes,
@@ -143,4 +183,5 @@ def create_web_app(engine: Engine, *, secret_key: str) -> WebApp:
         )
         return overview.layout(ov.summary, ov.streets, fig, lang=lang, mode=mode, generated=ov.generated)
 
-    return WebApp(server=server, socketio=socketio, dash=app, cache=cache)
+    web = WebApp(server=server, socketio=socketio, dash=app, cache=cache)
+    return web

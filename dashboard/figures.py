@@ -194,6 +194,7 @@ def wall_map(
     bounds: tuple[float, float, float, float],
     lang: str,
     labels_url: str | None = None,
+    heat_url: str | None = None,
     viewport: tuple[int, int] = (1200, 900),
 ) -> go.Figure:
     """The wall's map: street outlines and labels, plus empty live traces the browser fills.
@@ -230,16 +231,12 @@ def wall_map(
         )
     )  # fmt: skip
     minx, miny, maxx, maxy = bounds
+    corners = [[minx, maxy], [maxx, maxy], [maxx, miny], [minx, miny]]
     layers = []
+    if heat_url:  # layer 0: the grid heat image, under the traces (the browser swaps its URL)
+        layers.append({"sourcetype": "image", "source": heat_url, "coordinates": corners, "below": "traces"})
     if labels_url:
-        layers.append(
-            {
-                "sourcetype": "image",
-                "source": labels_url,
-                "coordinates": [[minx, maxy], [maxx, maxy], [maxx, miny], [minx, miny]],
-                "below": "",
-            }
-        )
+        layers.append({"sourcetype": "image", "source": labels_url, "coordinates": corners, "below": ""})
     fig.update_layout(
         map={
             "style": MAP_STYLE_URL,

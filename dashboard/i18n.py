@@ -40,6 +40,12 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "wall.queue.empty": {"zh": "暂无在办案件", "en": "No open cases"},
     "wall.overdue": {"zh": "已超期", "en": "overdue"},
     "wall.ticker": {"zh": "最新动态", "en": "Latest"},
+    "heat.open": {"zh": "网格热力：在办案件", "en": "Grid heat: open cases"},
+    "heat.overdue": {"zh": "网格热力：超期案件", "en": "Grid heat: overdue cases"},
+    "heat.patrol": {
+        "zh": "网格热力：今日巡查（红=未巡）",
+        "en": "Grid heat: patrolled today (red: not yet)",
+    },
     "wall.ranking": {"zh": "街道综合评价（本月）", "en": "Streets by CJ/T 292 score (month)"},
     "wall.hours": {"zh": "今日分时", "en": "Today by hour"},
     "wall.hours.reported": {"zh": "上报", "en": "reported"},

@@ -377,6 +377,11 @@ class MemoryLiveState:
         with self._lock:
             return self._sups.get(supervisor)
 
+    def grid_counts(self) -> dict[str, GridCount]:
+        """A copy of every grid's live counters."""
+        with self._lock:
+            return {g: replace(c) for g, c in self._grids.items()}
+
     def known_supervisors(self) -> frozenset[str]:
         """Ids of the supervisors the state knows."""
         with self._lock:

@@ -60,7 +60,7 @@ def _tile(key: str, lang: str) -> html.Div:
     )
 
 
-def _legend(lang: str) -> html.Div:
+def _legend(lang: str, heat: str) -> html.Div:
     items = [
         html.Span([html.I(style={"background": c}), t(f"status.{s}", lang)], className="gw-legend-item")
         for s, c in SUPERVISOR_COLOURS.items()
@@ -68,11 +68,19 @@ def _legend(lang: str) -> html.Div:
     items.append(
         html.Span([html.I(className="gw-legend-case"), t("wall.cases", lang)], className="gw-legend-item")
     )
+    heat_class = f"gw-legend-item gw-legend-heat gw-heat-{heat}"
+    items.append(html.Span(t(f"heat.{heat}", lang), className=heat_class))
     return html.Div(items, id=ids.WALL_LEGEND, className="gw-legend")
 
 
 def layout(
-    summary: DistrictSummary, figure: go.Figure, *, streets: Mapping[str, str], lang: str, generated: bool
+    summary: DistrictSummary,
+    figure: go.Figure,
+    *,
+    streets: Mapping[str, str],
+    lang: str,
+    generated: bool,
+    heat: str = "open",
 ) -> html.Div:
     """The wall page (kiosk: no controls, no hover, no scrollbars)."""
     district = summary.name if lang == "zh" else summary.name_en
@@ -82,7 +90,7 @@ def layout(
             html.Div(
                 id=ids.WALL_CONFIG,
                 hidden=True,
-                **{"data-config": json.dumps(config(lang, streets), ensure_ascii=False)},  # type: ignore[arg-type]
+                **{"data-config": json.dumps({**config(lang, streets), "heat": heat}, ensure_ascii=False)},  # type: ignore[arg-type]
             ),
             html.Header(
                 [
@@ -120,7 +128,7 @@ def layout(
                                 config={"displayModeBar": False, "scrollZoom": False, "staticPlot": False},
                                 className="gw-map",
                             ),
-                            _legend(lang),
+                            _legend(lang, heat),
                             html.Div(
                                 [
                                     html.Div(

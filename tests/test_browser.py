@@ -159,6 +159,20 @@ def test_wall_is_live(server: Server, browser: object, size: tuple[int, int]) ->
     page.close()  # type: ignore[attr-defined]
 
 
+def test_grid_heat_images_for_the_wall(server: Server) -> None:
+    import requests
+
+    token = server.wall_url.split("token=")[1]
+    adcode = "110101"
+    for mode in ("open", "overdue", "patrol"):
+        url = f"{server.base}/geo/{adcode}/heat/{mode}.png"
+        assert requests.get(url, timeout=10).status_code == 403  # kiosk token or cookie needed
+        resp = requests.get(url, params={"token": token}, timeout=30)
+        assert resp.status_code == 200 and resp.headers["content-type"] == "image/png"
+        assert resp.content[:8] == b"\x89PNG\r\n\x1a\n" and len(resp.content) > 1000
+    assert requests.get(f"{server.base}/geo/{adcode}/heat/nope.png", timeout=10).status_code == 404
+
+
 def test_wall_marks_stale_data_and_recovers(server: Server, browser: object) -> None:
     page, _, _ = _open(browser, server.wall_url, 1920, 1080)
     health = "() => document.getElementById('gw-wall-health').textContent"
