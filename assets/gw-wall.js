@@ -203,7 +203,7 @@
       var stale = !state.lastTick || Date.now() - state.lastTick > cfg.staleAfter * 1000;
       h.textContent = state.lastTick ? (stale ? T["wall.stale"] : T["wall.live"]) : T["wall.connecting"];
       h.className = "gw-health " + (state.lastTick ? (stale ? "gw-health-stale" : "gw-health-ok") : "gw-health-wait");
-      if (alertUntil && Date.now() > alertUntil) { el(ids.WALL_ALERT).hidden = true; alertUntil = 0; }
+      if (alertUntil && Date.now() > alertUntil) { endTakeOver(); }
       renderQueue();
       renderMap();
       refreshHeat();
@@ -221,13 +221,50 @@
       if (msg.room !== "wall") { return; }
       if (state.seq >= 0 && msg.seq !== state.seq + 1) { socket.emit("resync", { room: "wall" }); return; }
       state.seq = msg.seq;
-      if (msg.kind === "emergency") {
-        var a = el(ids.WALL_ALERT);
-        a.textContent = T["wall.alert.emergency"] + "  " + (msg.text || "") + "  " + (msg.case || "");
-        a.hidden = false;
-        alertUntil = Date.now() + 30000;
-      }
+      if (msg.kind === "emergency") { takeOver(msg); }
     });
+
+    function metres(lon1, lat1, lon2, lat2) {
+      var k = Math.PI / 180, x = (lon2 - lon1) * k * Math.cos((lat1 + lat2) / 2 * k), y = (lat2 - lat1) * k;
+      return Math.sqrt(x * x + y * y) * 6371000;
+    }
+
+    var home = null;  // the map view to return to after a take-over
+    function takeOver(msg) {  // 突发事件: banner, zoom to the spot, the nearest supervisors on duty
+      var a = el(ids.WALL_ALERT);
+      var near = [];
+      if (msg.lon !== null && msg.lat !== null) {
+        near = Object.keys(state.sup).map(function (k) { return state.sup[k]; })
+          .filter(function (s) { return s.lon !== null && s.status !== "offline"; })
+          .map(function (s) { return [metres(msg.lon, msg.lat, s.lon, s.lat), s.id]; })
+          .sort(function (x, y) { return x[0] - y[0]; }).slice(0, 3);
+      }
+      a.textContent = "";
+      var head = document.createElement("div"); head.className = "gw-alert-head";
+      head.textContent = T["wall.alert.emergency"] + "  " + (msg.text || "") + "  " + (msg.case || "");
+      a.appendChild(head);
+      if (near.length) {
+        var list = document.createElement("div"); list.className = "gw-alert-near";
+        list.textContent = T["wall.alert.nearest"] + "  " + near.map(function (n) { return n[1] + " " + Math.round(n[0]) + " m"; }).join("  ·  ");
+        a.appendChild(list);
+      }
+      a.hidden = false;
+      alertUntil = Date.now() + cfg.alertSeconds * 1000;
+      if (msg.lon !== null && msg.lat !== null && mapReady()) {
+        var m = graph.layout.map;
+        if (!home) { home = { lon: m.center.lon, lat: m.center.lat, zoom: m.zoom }; }
+        window.Plotly.relayout(graph, { "map.center.lon": msg.lon, "map.center.lat": msg.lat, "map.zoom": 16 });
+      }
+    }
+
+    function endTakeOver() {
+      el(ids.WALL_ALERT).hidden = true;
+      alertUntil = 0;
+      if (home && mapReady()) {
+        window.Plotly.relayout(graph, { "map.center.lon": home.lon, "map.center.lat": home.lat, "map.zoom": home.zoom });
+      }
+      home = null;
+    }
     setInterval(tickClock, 1000);
     tickClock();
   }

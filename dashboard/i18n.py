@@ -51,6 +51,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "wall.hours.reported": {"zh": "上报", "en": "reported"},
     "wall.hours.closed": {"zh": "结案", "en": "closed"},
     "wall.alert.emergency": {"zh": "突发事件", "en": "Emergency"},
+    "wall.alert.nearest": {"zh": "最近监督员", "en": "Nearest supervisors"},
     "kpi.reported": {"zh": "今日上报", "en": "Reported today"},
     "kpi.filed": {"zh": "立案", "en": "Filed"},
     "kpi.dispatched": {"zh": "派遣", "en": "Dispatched"},

@@ -26,6 +26,7 @@ KPI_KEYS = (
 STAGES = tuple(STAGE_COLOURS)
 STALE_AFTER_S = 5  # no tick for this long → "data stale"
 QUEUE_ROWS = 6
+ALERT_SECONDS = 30  # an emergency (突发事件) takes the screen this long
 RANK_ROWS = 6  # the best three and the worst three streets when not all fit
 
 
@@ -46,6 +47,7 @@ def config(lang: str, streets: Mapping[str, str]) -> dict[str, object]:
         "staleAfter": STALE_AFTER_S,
         "queueRows": QUEUE_ROWS,
         "rankRows": RANK_ROWS,
+        "alertSeconds": ALERT_SECONDS,
         "tz": "Asia/Shanghai",
     }
 

@@ -33,6 +33,7 @@ class Server:
     desk_url: str
     proc: subprocess.Popen[str]
     lines: list[str]
+    cwd: Path
 
 
 @contextmanager
@@ -70,7 +71,7 @@ def run_app(cwd: Path, *extra: str, timeout: float = 60.0) -> Iterator[Server]:
                 time.sleep(0.2)
         else:
             raise AssertionError("app never answered /healthz:\n" + "\n".join(lines))
-        yield Server(base=base, wall_url=wall, desk_url=desk, proc=proc, lines=lines)
+        yield Server(base=base, wall_url=wall, desk_url=desk, proc=proc, lines=lines, cwd=cwd)
     finally:
         proc.terminate()
         try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from urllib.parse import urlparse
 
 import pytest
@@ -181,4 +183,83 @@ def test_wall_marks_stale_data_and_recovers(server: Server, browser: object) -> 
     page.wait_for_function(f"() => ({health})() === '数据中断'", timeout=20_000)  # type: ignore[attr-defined]
     page.context.set_offline(False)  # type: ignore[attr-defined]
     page.wait_for_function(f"() => ({health})() === '实时'", timeout=30_000)  # type: ignore[attr-defined]
+    page.close()  # type: ignore[attr-defined]
+
+
+def _device(server: Server) -> tuple[str, str, float, float]:
+    """A new supervisor with a device token (through the CLI, on the running app's data) and a point."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from shapely.geometry import shape
+
+    db = sqlite3.connect(server.cwd / "var" / "gridwall.db")
+    query = "SELECT area_code, geometry FROM grids WHERE area_code IS NOT NULL LIMIT 1"
+    area, geom = db.execute(query).fetchone()
+    db.close()
+    cli = [sys.executable, str(ROOT / "app.py")]
+    person = "sup-wall-test"
+    subprocess.run(
+        [*cli, "user", "add", person, "--role", "supervisor", "--area", area], cwd=server.cwd, check=True,
+        capture_output=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    out = subprocess.run(
+        [*cli, "token", "add", "device", "--name", "wall-test", "--person", person], cwd=server.cwd,
+        check=True, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+    ).stdout  # fmt: skip
+    secret = out.strip().splitlines()[-1].split(": ", 1)[1]
+    point = shape(json.loads(geom)).representative_point()
+    return person, secret, round(point.x, 6), round(point.y, 6)
+
+
+def test_device_inputs_reach_the_wall(server: Server, browser: object) -> None:
+    """A fix moves the supervisor's marker; an emergency report takes over the wall and shows on the map."""
+    import socketio
+
+    from domain.catalogue import load_catalogue
+
+    _, secret, lon, lat = _device(server)
+    page, errors, _ = _open(browser, server.wall_url, 1920, 1080)
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.getElementById('gw-wall-health').textContent === '实时'", timeout=30_000
+    )
+    emergency = load_catalogue("cjt214").emergency_classes()[0]
+    client = socketio.Client()
+    client.connect(server.base, namespaces=["/device"], auth={"token": secret}, transports=["websocket"])
+    try:
+        now = datetime.now(UTC)
+        fix = {"id": "wall-fix", "at": now.isoformat(), "lon": lon, "lat": lat}
+        assert client.call("position", fix, namespace="/device", timeout=30)["accepted"] == ["wall-fix"]
+        page.wait_for_function(  # type: ignore[attr-defined]
+            "([lon, lat]) => { const gd = document.querySelector('.gw-map .js-plotly-plot');"
+            " const t = gd.data.find(t => t.uid === 'supervisors');"
+            " return t.lon.some((x, i) => Math.abs(x - lon) < 2e-5 && Math.abs(t.lat[i] - lat) < 2e-5); }",
+            arg=[lon, lat],
+            timeout=10_000,
+        )
+        report = {
+            "id": "wall-emergency", "at": now.isoformat(), "kind": emergency.kind.value,
+            "class_code": emergency.code, "lon": lon + 0.0001, "lat": lat, "description": "test",
+        }  # fmt: skip
+        ack = client.call("report", report, namespace="/device", timeout=30)
+        assert ack["accepted"] == ["wall-emergency"], ack
+        case_id = ack["cases"]["wall-emergency"]
+    finally:
+        client.disconnect()
+    page.wait_for_selector("#gw-wall-alert:not([hidden])", timeout=10_000)  # type: ignore[attr-defined]
+    banner = page.inner_text("#gw-wall-alert")  # type: ignore[attr-defined]
+    assert "突发事件" in banner and case_id in banner and "最近监督员" in banner
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.querySelector('.gw-map .js-plotly-plot').layout.map.zoom === 16", timeout=10_000
+    )
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "(lon) => { const gd = document.querySelector('.gw-map .js-plotly-plot');"
+        " return gd.data.find(t => t.uid === 'cases').lon.some(x => Math.abs(x - lon) < 2e-5); }",
+        arg=lon + 0.0001,
+        timeout=10_000,
+    )
+    page.screenshot(path=str(ARTIFACTS / "wall-emergency-1920x1080.png"))  # type: ignore[attr-defined]
+    real_errors = [e for e in errors if "GPU stall" not in e and "WebGL" not in e]
+    assert not real_errors, real_errors
     page.close()  # type: ignore[attr-defined]
