@@ -34,6 +34,7 @@ class CaseHistory:
     lat: float | None
     description: str = ""
     assignee: str | None = None  # the supervisor who does its 核实/核查 tasks
+    origin: str = "simulation"  # cases.origin: the backfill writes simulated history
 
 
 def bulk_insert_histories(
@@ -77,7 +78,8 @@ def bulk_insert_histories(
         cases.append(
             {"id": case_id, "grid_code": h.grid, "community_code": h.grid[:12] if h.grid else None,
              "street_code": h.grid[:9] if h.grid else None, "lon": h.lon, "lat": h.lat,
-             "description": h.description[:1000], "version": seq, **_case_columns(final)}
+             "description": h.description[:1000], "version": seq, "origin": h.origin,
+             **_case_columns(final)}
         )  # fmt: skip
         timers.extend(_timer_row(case_id, t) for t in final.timers.values())
     for model, rows in ((Case, cases), (CaseEventRow, events), (StageTimerRow, timers), (Task, tasks)):

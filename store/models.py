@@ -150,6 +150,7 @@ class Case(Base):
     urges: Mapped[int] = mapped_column(Integer, default=0)
     version: Mapped[int] = mapped_column(Integer, default=0)
     state: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    origin: Mapped[str] = mapped_column(String(16), default="live")  # live | simulation | replay
 
 
 class CaseEventRow(Base):
