@@ -195,6 +195,37 @@
       window.Plotly.relayout(graph, { "map.layers[0].source": url });
     }
 
+    // Scenes: an optional playlist (?scenes=overview,streets,supervisors&dwell=20), paused by take-overs.
+    var steps = [];
+    (cfg.scenes || []).forEach(function (name) {
+      if (name === "streets") { Object.keys(cfg.boxes).sort().forEach(function (c) { steps.push(["street", c]); }); }
+      else { steps.push([name, null]); }
+    });
+    var stepAt = 0, stepIndex = -1, baseView = null;
+
+    function fit(box) {  // centre and zoom that fit a lon/lat box into the map's size
+      var w = graph.clientWidth || 1000, h = graph.clientHeight || 800;
+      var my = function (lat) { return Math.log(Math.tan(Math.PI / 4 + lat * Math.PI / 360)); };
+      var zx = Math.log2(w / 512 / Math.max((box[2] - box[0]) / 360, 1e-6));
+      var zy = Math.log2(h / 512 / Math.max((my(box[3]) - my(box[1])) / (2 * Math.PI), 1e-9));
+      return { lon: (box[0] + box[2]) / 2, lat: (box[1] + box[3]) / 2, zoom: Math.min(zx, zy) - 0.3 };
+    }
+
+    function showScene() {
+      if (!steps.length || alertUntil || !mapReady() || Date.now() - stepAt < cfg.dwell * 1000) { return; }
+      stepAt = Date.now();
+      stepIndex = (stepIndex + 1) % steps.length;
+      var step = steps[stepIndex], m = graph.layout.map;
+      if (!baseView) { baseView = { lon: m.center.lon, lat: m.center.lat, zoom: m.zoom }; }
+      var view = baseView, title = T["scene." + step[0]] || "";
+      if (step[0] === "street") { view = fit(cfg.boxes[step[1]]); title = cfg.streets[step[1]] || step[1]; }
+      var iC = traceIndex("cases");
+      wantView = view;
+      applyView();
+      if (iC >= 0) { window.Plotly.restyle(graph, { visible: step[0] !== "supervisors" }, [iC]); }
+      var s = el(ids.WALL_SCENE); s.textContent = title; s.hidden = !title;
+    }
+
     function tickClock() {
       var now = new Date();
       el(ids.WALL_CLOCK).textContent = now.toLocaleString(cfg.lang === "zh" ? "zh-CN" : "en-GB",
@@ -205,8 +236,10 @@
       h.className = "gw-health " + (state.lastTick ? (stale ? "gw-health-stale" : "gw-health-ok") : "gw-health-wait");
       if (alertUntil && Date.now() > alertUntil) { endTakeOver(); }
       renderQueue();
+      applyView();
       renderMap();
       refreshHeat();
+      showScene();
     }
 
     var token = new URLSearchParams(window.location.search).get("token");
@@ -250,19 +283,25 @@
       }
       a.hidden = false;
       alertUntil = Date.now() + cfg.alertSeconds * 1000;
-      if (msg.lon !== null && msg.lat !== null && mapReady()) {
+      if (msg.lon !== null && msg.lat !== null) {
         var m = graph.layout.map;
         if (!home) { home = { lon: m.center.lon, lat: m.center.lat, zoom: m.zoom }; }
-        window.Plotly.relayout(graph, { "map.center.lon": msg.lon, "map.center.lat": msg.lat, "map.zoom": 16 });
+        wantView = { lon: msg.lon, lat: msg.lat, zoom: 16 };
+        applyView();
       }
+    }
+
+    var wantView = null;  // a view change waiting for the map (MapLibre reloads its style after relayouts)
+    function applyView() {
+      if (!wantView || !mapReady()) { return; }
+      var v = wantView; wantView = null;
+      window.Plotly.relayout(graph, { "map.center.lon": v.lon, "map.center.lat": v.lat, "map.zoom": v.zoom });
     }
 
     function endTakeOver() {
       el(ids.WALL_ALERT).hidden = true;
       alertUntil = 0;
-      if (home && mapReady()) {
-        window.Plotly.relayout(graph, { "map.center.lon": home.lon, "map.center.lat": home.lat, "map.zoom": home.zoom });
-      }
+      if (home) { wantView = home; applyView(); }
       home = null;
     }
     setInterval(tickClock, 1000);

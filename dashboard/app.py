@@ -170,7 +170,17 @@ def create_web_app(engine: Engine, *, secret_key: str) -> WebApp:
                 viewport=(1100, 900),
             )
             names = {s.code: s.name for s in ov.streets}
-            return wall.layout(ov.summary, fig, streets=names, lang=lang, generated=ov.generated, heat=heat)
+            boxes = {
+                s.code: [min(p[0] for r in s.rings for p in r), min(p[1] for r in s.rings for p in r),
+                         max(p[0] for r in s.rings for p in r), max(p[1] for r in s.rings for p in r)]
+                for s in ov.streets
+            }  # fmt: skip
+            scenes = [x for x in q.get("scenes", [""])[0].split(",") if x in wall.SCENES]
+            dwell = q.get("dwell", [""])[0]
+            return wall.layout(
+                ov.summary, fig, streets=names, lang=lang, generated=ov.generated, heat=heat,
+                scenes=scenes, dwell=int(dwell) if dwell.isdigit() else wall.DWELL_S, boxes=boxes,
+            )  # fmt: skip
         fig = overview_map(
             grids_url=f"/geo/{ov.summary.adcode}/grids.geojson",
             grid_codes=ov.grid_codes,

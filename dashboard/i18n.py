@@ -46,6 +46,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "zh": "网格热力：今日巡查（红=未巡）",
         "en": "Grid heat: patrolled today (red: not yet)",
     },
+    "scene.overview": {"zh": "全区概览", "en": "District overview"},
+    "scene.supervisors": {"zh": "监督员在岗巡查", "en": "Supervisors on patrol"},
     "wall.ranking": {"zh": "街道综合评价（本月）", "en": "Streets by CJ/T 292 score (month)"},
     "wall.hours": {"zh": "今日分时", "en": "Today by hour"},
     "wall.hours.reported": {"zh": "上报", "en": "reported"},

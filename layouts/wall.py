@@ -9,7 +9,7 @@ and stages — from the JSON in the config element, so nothing is typed twice.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 from dash import dcc, html
@@ -26,13 +26,15 @@ KPI_KEYS = (
 STAGES = tuple(STAGE_COLOURS)
 STALE_AFTER_S = 5  # no tick for this long → "data stale"
 QUEUE_ROWS = 6
+SCENES = ("overview", "streets", "supervisors")  # the optional playlist: ?scenes=overview,streets&dwell=20
+DWELL_S = 20
 ALERT_SECONDS = 30  # an emergency (突发事件) takes the screen this long
 RANK_ROWS = 6  # the best three and the worst three streets when not all fit
 
 
 def config(lang: str, streets: Mapping[str, str]) -> dict[str, object]:
     """What the wall script needs: element ids, texts in ``lang``, colours, orders, street names."""
-    groups = ("wall", "kpi", "status", "stage", "action", "unit")
+    groups = ("wall", "kpi", "status", "stage", "action", "unit", "scene", "heat")
     texts = {k: t(k, lang) for k in CATALOGUE if k.split(".")[0] in groups}
     return {
         "lang": lang,
@@ -83,6 +85,9 @@ def layout(
     lang: str,
     generated: bool,
     heat: str = "open",
+    scenes: Sequence[str] = (),
+    dwell: int = 20,
+    boxes: Mapping[str, Sequence[float]] | None = None,
 ) -> html.Div:
     """The wall page (kiosk: no controls, no hover, no scrollbars)."""
     district = summary.name if lang == "zh" else summary.name_en
@@ -92,7 +97,18 @@ def layout(
             html.Div(
                 id=ids.WALL_CONFIG,
                 hidden=True,
-                **{"data-config": json.dumps({**config(lang, streets), "heat": heat}, ensure_ascii=False)},  # type: ignore[arg-type]
+                **{
+                    "data-config": json.dumps(
+                        {
+                            **config(lang, streets),
+                            "heat": heat,
+                            "scenes": list(scenes),
+                            "dwell": max(5, dwell),
+                            "boxes": dict(boxes or {}),
+                        },
+                        ensure_ascii=False,
+                    )
+                },  # type: ignore[arg-type]
             ),
             html.Header(
                 [
@@ -149,6 +165,7 @@ def layout(
                             ),
                             html.Div([html.P(n) for n in notes], className="gw-map-notes"),
                             html.Div(id=ids.WALL_ALERT, className="gw-alert", hidden=True),
+                            html.Div(id=ids.WALL_SCENE, className="gw-scene", hidden=True),
                         ],
                         className="gw-map-box",
                     ),

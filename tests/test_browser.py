@@ -161,6 +161,23 @@ def test_wall_is_live(server: Server, browser: object, size: tuple[int, int]) ->
     page.close()  # type: ignore[attr-defined]
 
 
+def test_wall_scenes_visit_each_street(server: Server, browser: object) -> None:
+    page, errors, _ = _open(browser, server.wall_url + "&scenes=overview,streets&dwell=5", 1920, 1080)
+    zoom = "() => document.querySelector('.gw-map .js-plotly-plot').layout.map.zoom"
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.getElementById('gw-wall-scene').textContent === '全区概览'", timeout=30_000
+    )
+    overview = page.evaluate(zoom)  # type: ignore[attr-defined]
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "() => document.getElementById('gw-wall-scene').textContent.startsWith('片区')", timeout=20_000
+    )
+    assert page.evaluate(zoom) > overview + 0.5  # type: ignore[attr-defined]  # zoomed into a street
+    page.screenshot(path=str(ARTIFACTS / "wall-scene-street-1920x1080.png"))  # type: ignore[attr-defined]
+    real_errors = [e for e in errors if "GPU stall" not in e and "WebGL" not in e]
+    assert not real_errors, real_errors
+    page.close()  # type: ignore[attr-defined]
+
+
 def test_grid_heat_images_for_the_wall(server: Server) -> None:
     import requests
 
