@@ -25,6 +25,10 @@
                   hours: null, ranking: null };
     var dirtyMap = true;
     var alertUntil = 0;
+    // Timing for benchmarks (performance.now(), ms since navigation start); read-only, no effect on
+    // behaviour: per tick its arrival, the end of the panel update and the end of the map redraw.
+    var perf = window.__gw = { ticks: 0, gaps: 0, applied: [], snapshot: null, panels: null, map: null };
+    var perfWaiting = [];
 
     function merge(cols, into, key) {
       if (!cols || !cols[key]) { return; }
@@ -51,6 +55,7 @@
       state.sim = !!msg.sim;
       dirtyMap = true;
       renderPanels();
+      if (full && perf.panels === null && state.kpi) { perf.panels = performance.now(); }
     }
 
     function fmtKpi(key, v) {
@@ -170,6 +175,7 @@
       var fresh = c.filter(function (r) { return now - r.reported < 60; });
       var iH = traceIndex("halo"), iS = traceIndex("supervisors"), iC = traceIndex("cases"), iP = traceIndex("pulse");
       if (iH < 0 || iS < 0 || iC < 0 || iP < 0) { return; }
+      var t0 = performance.now();
       var sLon = s.map(function (r) { return r.lon; }), sLat = s.map(function (r) { return r.lat; });
       var fade = s.map(function (r) { return r.status === "offline" ? 0.3 : 1.0; });
       window.Plotly.restyle(graph, {
@@ -183,6 +189,11 @@
         ],
         "marker.opacity": [fade, fade, 0.95, 0.45]
       }, [iH, iS, iC, iP]);
+      var waiting = perfWaiting, first = perf.map === null && s.length > 0;
+      perfWaiting = [];
+      var t = performance.now();
+      if (first) { perf.map = t; }
+      waiting.forEach(function (r) { r.map = t - r.arrive; r.restyle = t - t0; });
     }
 
     var heatAt = 0;
@@ -244,11 +255,21 @@
 
     var token = new URLSearchParams(window.location.search).get("token");
     var socket = window.io("/live", { auth: token ? { token: token } : {}, transports: ["websocket"] });
-    socket.on("snapshot", function (msg) { if (msg.room === "wall") { apply(msg, true); } });
+    socket.on("snapshot", function (msg) {
+      if (msg.room !== "wall") { return; }
+      if (perf.snapshot === null) { perf.snapshot = performance.now(); }
+      apply(msg, true);
+    });
     socket.on("tick", function (msg) {
       if (msg.room !== "wall") { return; }
-      if (state.seq >= 0 && msg.seq !== state.seq + 1) { socket.emit("resync", { room: "wall" }); return; }
+      var arrive = performance.now();
+      perf.ticks++;
+      if (state.seq >= 0 && msg.seq !== state.seq + 1) { perf.gaps++; socket.emit("resync", { room: "wall" }); return; }
       apply(msg, false);
+      var r = { seq: msg.seq, arrive: arrive, panels: performance.now() - arrive, map: null };
+      perf.applied.push(r);
+      perfWaiting.push(r);
+      if (perf.applied.length > 2000) { perf.applied.shift(); }
     });
     socket.on("alert", function (msg) {
       if (msg.room !== "wall") { return; }

@@ -1,4 +1,6 @@
-"""``python -m bench [init] [index] [lifecycle] [evaluation] [ingest] [fanout] [--profile]``: benchmarks.
+"""``python -m bench [init] [index] [lifecycle] [evaluation] [ingest] [fanout] [wall] [--profile]``.
+
+Benchmarks.
 
 With no name every benchmark runs. The exit status is 1 when any target fails, else 0.
 """
@@ -11,7 +13,7 @@ import time
 
 from bench import FAIL, PASS, SKIP, Result, console, machine_lines
 
-BENCHMARKS = ("init", "index", "lifecycle", "evaluation", "ingest", "fanout")
+BENCHMARKS = ("init", "index", "lifecycle", "evaluation", "ingest", "fanout", "wall")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="init: run the Chaoyang build under cProfile and print the top"
     )
+    parser.add_argument("--seconds", type=float, default=120.0, help="wall: length of the measured run")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:
@@ -56,10 +59,14 @@ def main(argv: list[str] | None = None) -> int:
             from bench import bench_ingest
 
             results += bench_ingest.run()
-        else:
+        elif name == "fanout":
             from bench import bench_fanout
 
             results += bench_fanout.run()
+        else:
+            from bench import bench_wall
+
+            results += bench_wall.run(seconds=args.seconds)
         console.print()
 
     counts = {s: sum(1 for r in results if r.status == s) for s in (PASS, FAIL, SKIP)}

@@ -8,6 +8,8 @@ loopback port. The database must already hold a built district and provisioned a
 Bench-only additions, none in production code:
 
 * ``GET /bench/stats``: pipeline and broadcaster counters and this process's CPU seconds.
+* ``--naive-wall``: the wall baseline of ``bench_wall``, a ``dcc.Interval`` Dash page at ``/naive/``
+  that re-sends the full figure and panels every second (``bench._naive_wall``).
 * ``--naive``: the fan-out baseline. Ticks are stopped and every accepted fix is emitted as one
   ``fix`` event to room ``wall`` of ``/live`` (from one emitter thread fed after each commit).
 
@@ -118,12 +120,13 @@ def supervisor_points(engine: Any) -> dict[str, tuple[float, float, float, str]]
 
 
 def start_server(
-    city: City, *, naive: bool = False, log: Path | None = None
+    city: City, *, naive: bool = False, log: Path | None = None, extra: tuple[str, ...] = ()
 ) -> tuple[subprocess.Popen[str], int]:
     """Start ``python -m bench._server`` on ``city``; returns the process and its port."""
     cmd = [sys.executable, "-m", "bench._server", f"--db={city.url}", f"--kiosk={city.kiosk}"]
     if naive:
         cmd.append("--naive")
+    cmd += extra
     err: IO[str] | int = open(log, "a") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
     assert proc.stdout is not None
@@ -210,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kiosk", required=True, help="the embedded kiosk token secret")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--naive", action="store_true", help="fan-out baseline: one event per fix, no ticks")
+    p.add_argument("--naive-wall", action="store_true", help="wall baseline: a dcc.Interval page at /naive/")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="server %(levelname)s %(name)s: %(message)s")
 
@@ -223,7 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     engine = create_engine(args.db)
     web = create_web_app(create_engine(args.db, write=False), secret_key="bench")
     core = start_live_core(engine, web.socketio)
+    web.live = core.live  # as app.py does (the wall's heat image needs it)
     naive = _naive_emitter(core, web.socketio) if args.naive else {}
+    if args.naive_wall:
+        from bench._naive_wall import register
+
+        register(web, core, args.kiosk)
 
     @web.server.get("/bench/stats")
     def stats() -> Any:

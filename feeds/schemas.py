@@ -74,6 +74,8 @@ class _Instant(BaseModel):
     @field_validator("at")
     @classmethod
     def _zone(cls, value: datetime) -> datetime:
+        if value.tzinfo is UTC:  # epoch milliseconds (already UTC)
+            return value
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("instant needs a time zone (use Z or +08:00, or epoch milliseconds)")
         return value.astimezone(UTC)

@@ -39,7 +39,7 @@ from sqlalchemy.engine import Engine
 from domain.evaluation import CaseInfo, DailyAggregates
 from domain.lifecycle import Accepted, Action, CaseEvent, CaseState, Command, Context, Role, apply
 from feeds.core import LiveCore, build_context
-from feeds.pipeline import scoped_key
+from feeds.pipeline import SIMULATION_GATEWAY, scoped_key
 from feeds.sources.caseflow import CaseFlow, generate
 from feeds.sources.patrol import FixArrays, Patrol, areas_from_store
 from store.accounts import issue_token
@@ -51,7 +51,7 @@ from store.models import Case, CaseEventRow, Grid, Position, Token
 
 log = logging.getLogger(__name__)
 STATE_FILE = "simulation.json"
-GATEWAY_NAME = "simulator"
+GATEWAY_NAME = SIMULATION_GATEWAY
 BACKFILL_DAYS = 7
 HORIZON_DAYS = 3650
 

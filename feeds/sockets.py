@@ -23,6 +23,7 @@ from typing import Any
 
 from flask import request
 from flask_socketio import Namespace, SocketIO
+from socketio import packet
 from socketio.exceptions import ConnectionRefusedError as Refused
 from sqlalchemy.engine import Engine
 
@@ -33,6 +34,7 @@ from feeds.ticks import alert_matches, render, render_alert, room_filter
 from store.accounts import AuthError, Principal, authenticate
 
 log = logging.getLogger(__name__)
+Reply = Callable[[dict[str, Any]], None]
 KIOSK_COOKIE = "gw_kiosk"  # set by the /wall page for the kiosk token (dashboard.app)
 
 
@@ -109,17 +111,70 @@ class DeviceNamespace(Namespace):
             return super().trigger_event(event, *args)
         sid = args[0] if args else None
         payload = args[1] if len(args) > 1 else None
+        return self._dispatch(sid, event, payload, None)
+
+    def _dispatch(self, sid: Any, event: str, payload: Any, reply: Reply | None) -> Any:
+        """A data event's acknowledgement, or (with ``reply``) None: the acknowledgement goes to ``reply``."""
         who = self.principals.get(sid) if isinstance(sid, str) else None
         if who is None:
-            return {"accepted": [], "duplicates": [], "rejected": [{"id": "?", "reason": "token_unknown",
-                    "message": "not authenticated"}]}  # fmt: skip
+            ack = {"accepted": [], "duplicates": [], "rejected": [{"id": "?", "reason": "token_unknown",
+                   "message": "not authenticated"}]}  # fmt: skip
+            return ack if reply is None else reply(ack)
         source = f"{who.kind}:{who.name}"
+        reason, message = None, ""
         if event not in KINDS:
-            return self.pipeline.reject(event, payload, source, Reason.MALFORMED, f"unknown event {event!r}")
-        bucket = self.buckets.get(sid)  # type: ignore[arg-type]
-        if bucket is not None and not bucket.take():
-            return self.pipeline.reject(event, payload, source, Reason.RATE_LIMITED, "too many events")
-        return self.pipeline.submit(event, payload, who, source=source)
+            reason, message = Reason.MALFORMED, f"unknown event {event!r}"
+        else:
+            bucket = self.buckets.get(sid)
+            if bucket is not None and not bucket.take():
+                reason, message = Reason.RATE_LIMITED, "too many events"
+        if reply is None:
+            if reason is not None:
+                return self.pipeline.reject(event, payload, source, reason, message)
+            return self.pipeline.submit(event, payload, who, source=source)
+        if reason is not None:
+            return self.pipeline.reject_nowait(event, payload, source, reason, message, reply)
+        return self.pipeline.submit_nowait(event, payload, who, reply, source=source)
+
+    def _set_server(self, server: Any) -> None:
+        """Registered with python-socketio's server: acknowledged data events skip its thread per event.
+
+        python-socketio runs every event in a new thread (``async_handlers``) that here would only wait
+        for the commit; instead an acknowledged event of this namespace is parsed and filtered on the
+        connection's reader thread, queued to the pipeline, and acknowledged from the pipeline's
+        acknowledgement thread after the commit (``Pipeline.submit_nowait``). Events of a connection
+        reach the pipeline in the order they arrived. Everything else takes python-socketio's own path.
+        """
+        super()._set_server(server)
+        handle = server._handle_event
+
+        def handle_event(eio_sid: str, namespace: str | None, ack_id: int | None, data: Any) -> None:
+            mine = (namespace or "/") == self.namespace and ack_id is not None
+            if not (mine and self._event(eio_sid, ack_id, data)):  # type: ignore[arg-type]
+                handle(eio_sid, namespace, ack_id, data)
+
+        server._handle_event = handle_event
+
+    def _event(self, eio_sid: str, ack_id: int, data: Any) -> bool:
+        """Take one acknowledged event off python-socketio's path (False: leave it to python-socketio)."""
+        server = self.server
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            return False
+        if data[0] in ("connect", "disconnect") or server.handlers.get(self.namespace):
+            return False
+        sid = server.manager.sid_from_eio_sid(eio_sid, self.namespace)
+        if sid is None or not server.manager.is_connected(sid, self.namespace):
+            return False
+
+        def reply(ack: dict[str, Any]) -> None:
+            server._send_packet(eio_sid, server.packet_class(packet.ACK, namespace=self.namespace, id=ack_id,
+                                                             data=[ack]))  # fmt: skip
+
+        try:
+            self._dispatch(sid, data[0], data[1] if len(data) > 1 else None, reply)
+        except Exception:  # as python-socketio would: log it, keep the connection, send no acknowledgement
+            log.exception("%s handler error", data[0])
+        return True
 
     def send_tasks(self, socketio: SocketIO, tasks: Sequence[TaskOut]) -> None:
         """Send ``task`` to each assignee's handset and to the gateways that speak for them."""

@@ -232,6 +232,7 @@ def test_limits_match_the_code(doc: str) -> None:
         "retention": [f"{cfg.retention.days} days"],
         "max_speed_kmh": [f"{_n(SupervisorRules().max_speed_kmh)} km/h"],
         "window_s": [f"{_n(cfg.window_s * 1000)} ms"],
+        "idle_s": [f"{_n(cfg.idle_s * 1000)} ms"],
         "max_group": [_n(cfg.max_group)],
         "reject_cap": [_n(cfg.reject_cap)],
         "interval": [f"{_n(brd['interval'])} s"],

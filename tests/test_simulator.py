@@ -47,7 +47,9 @@ def test_backfill_is_what_the_command_path_would_have_written(city_engine: Engin
         ).all()
         fixes = conn.scalar(select(func.count()).select_from(Position).where(Position.source == "simulation"))
         rows, _, mark = load_rows(conn)
+        origins = set(conn.scalars(select(Case.origin).distinct()))
     assert len(stored) > 500
+    assert origins == {"simulation"}  # simulated rows say so
     # the stored events replay through the state machine to exactly the stored case states
     last = {}
     for _, _, state in case_records(engine, ctx):
@@ -100,5 +102,11 @@ def test_live_simulation_goes_through_the_device_feed(tmp_path: Path) -> None:
                 select(func.count()).select_from(Position).where(Position.received_at > clock())
             )
         assert live_fixes and live_fixes >= 50  # acknowledged fixes are stored
+        with engine.connect() as conn:
+            live_cases = conn.execute(
+                select(Case.origin, func.count()).where(Case.reported_at > clock() - timedelta(seconds=60))
+                .group_by(Case.origin)
+            ).all()  # fmt: skip
+        assert dict(live_cases).keys() == {"simulation"}
     finally:
         server.stop()
