@@ -24,6 +24,7 @@
     var state = { sup: {}, cases: {}, kpi: null, stages: null, events: [], seq: -1, lastTick: 0, sim: false,
                   hours: null, ranking: null };
     var dirtyMap = true;
+    var mapAt = 0;  // when the map was last redrawn
     var alertUntil = 0;
     // Timing for benchmarks (performance.now(), ms since navigation start); read-only, no effect on
     // behaviour: per tick its arrival, the end of the panel update and the end of the map redraw.
@@ -55,6 +56,7 @@
       state.sim = !!msg.sim;
       dirtyMap = true;
       renderPanels();
+      if (Date.now() - mapAt > 900) { renderMap(); }  // the map follows the tick, not the 1 s timer
       if (full && perf.panels === null && state.kpi) { perf.panels = performance.now(); }
     }
 
@@ -168,6 +170,7 @@
 
     function renderMap() {
       if (!dirtyMap || !graph.data || !mapReady()) { return; }
+      mapAt = Date.now();
       dirtyMap = false;
       var now = Date.now() / 1000;
       var s = Object.keys(state.sup).map(function (k) { return state.sup[k]; }).filter(function (r) { return r.lon !== null; });
@@ -197,13 +200,23 @@
     }
 
     var heatAt = 0;
-    function refreshHeat() {  // swap the heat image's URL (layer 0) every 10 s; the server renders it
+    function refreshHeat() {  // swap the heat image every 10 s; the server renders it
       if (!mapReady() || Date.now() - heatAt < 10000) { return; }
       var layers = graph.layout && graph.layout.map && graph.layout.map.layers;
       if (!layers || !layers.length || String(layers[0].source).indexOf("/heat/") < 0) { return; }
       heatAt = Date.now();
       var url = String(layers[0].source).split("?")[0] + "?t=" + heatAt;
-      window.Plotly.relayout(graph, { "map.layers[0].source": url });
+      // Straight to MapLibre's image source: a Plotly relayout of the layer would reload the whole map
+      // style and stall the marker updates for seconds (python -m bench wall).
+      var ml = graph._fullLayout.map._subplot.map, style = ml.getStyle(), done = false;
+      Object.keys((style && style.sources) || {}).forEach(function (id) {
+        var src = ml.getSource(id);
+        if (!done && src && src.type === "image" && String(src.url || "").indexOf("/heat/") >= 0) {
+          src.updateImage({ url: url, coordinates: src.coordinates });
+          done = true;
+        }
+      });
+      if (!done) { window.Plotly.relayout(graph, { "map.layers[0].source": url }); }
     }
 
     // Scenes: an optional playlist (?scenes=overview,streets,supervisors&dwell=20), paused by take-overs.
