@@ -9,12 +9,15 @@
   var started = false;
 
   function boot() {
-    var cfgEl = document.getElementById("gw-wall-config");
-    var graph = cfgEl && document.querySelector("#gw-wall-map .js-plotly-plot");
-    if (!cfgEl || !graph || !window.io || !window.Plotly) { return false; }
+    // the config element is found by its attribute; every element id comes from it (dashboard/ids.py)
+    var cfgEl = document.querySelector("div[data-config]");
+    var cfg = cfgEl && JSON.parse(cfgEl.getAttribute("data-config"));
+    var box = cfg && document.getElementById(cfg.ids.WALL_MAP);
+    var graph = box && box.querySelector(".js-plotly-plot");
+    if (!graph || !window.io || !window.Plotly) { return false; }
     if (started) { return true; }
     started = true;
-    start(JSON.parse(cfgEl.getAttribute("data-config")), graph);
+    start(cfg, graph);
     return true;
   }
 

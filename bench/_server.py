@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     web = create_web_app(create_engine(args.db, write=False), secret_key="bench")
     core = start_live_core(engine, web.socketio)
     web.live = core.live  # as app.py does (the wall's heat image needs it)
+    web.cache.current()  # as app.py does: the page data is warm before the URLs are announced
     naive = _naive_emitter(core, web.socketio) if args.naive else {}
     if args.naive_wall:
         from bench._naive_wall import register

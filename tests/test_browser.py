@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 
 import pytest
 
+from dashboard import ids
 from tests.serve import ROOT, Server, run_app
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -117,7 +118,7 @@ SMALL_TEXT = """() => {
 def test_wall_is_live(server: Server, browser: object, size: tuple[int, int]) -> None:
     page, errors, external = _open(browser, server.wall_url, *size)
     page.wait_for_function(  # type: ignore[attr-defined]
-        "() => document.getElementById('gw-wall-health').textContent === '实时'", timeout=30_000
+        f"() => document.getElementById('{ids.WALL_HEALTH}').textContent === '实时'", timeout=30_000
     )
     page.wait_for_function(  # type: ignore[attr-defined]  # supervisors and cases from the snapshot
         "() => { const gd = document.querySelector('.gw-map .js-plotly-plot');"
@@ -125,17 +126,17 @@ def test_wall_is_live(server: Server, browser: object, size: tuple[int, int]) ->
         " return n('supervisors') > 100 && n('cases') > 10; }",
         timeout=30_000,
     )
-    assert page.is_visible("#gw-wall-sim")  # type: ignore[attr-defined]
-    assert page.inner_text("#gw-wall-sim") == "模拟数据"  # type: ignore[attr-defined]
-    reported = page.inner_text("#gw-wall-kpis-reported").replace(",", "")  # type: ignore[attr-defined]
+    assert page.is_visible(f"#{ids.WALL_SIM}")  # type: ignore[attr-defined]
+    assert page.inner_text(f"#{ids.WALL_SIM}") == "模拟数据"  # type: ignore[attr-defined]
+    reported = page.inner_text(f"#{ids.WALL_KPIS}-reported").replace(",", "")  # type: ignore[attr-defined]
     assert reported.isdigit() and int(reported) > 0
     stages = [
-        int(page.inner_text(f"#gw-wall-stages-{i}"))  # type: ignore[attr-defined]
+        int(page.inner_text(f"#{ids.WALL_STAGES}-{i}"))  # type: ignore[attr-defined]
         for i in range(8)
     ]
     assert sum(stages) > 0
     assert page.locator(".gw-queue-row").count() > 0  # type: ignore[attr-defined]
-    assert page.inner_text("#gw-wall-ticker").strip()  # type: ignore[attr-defined]
+    assert page.inner_text(f"#{ids.WALL_TICKER}").strip()  # type: ignore[attr-defined]
     page.wait_for_selector(".gw-rank-row", timeout=20_000)  # type: ignore[attr-defined]
     grades = page.locator(".gw-rank-grade").all_inner_texts()  # type: ignore[attr-defined]
     assert 0 < len(grades) <= 6 and set(grades) <= set("ABCDE–")
@@ -165,11 +166,11 @@ def test_wall_scenes_visit_each_street(server: Server, browser: object) -> None:
     page, errors, _ = _open(browser, server.wall_url + "&scenes=overview,streets&dwell=5", 1920, 1080)
     zoom = "() => document.querySelector('.gw-map .js-plotly-plot').layout.map.zoom"
     page.wait_for_function(  # type: ignore[attr-defined]
-        "() => document.getElementById('gw-wall-scene').textContent === '全区概览'", timeout=30_000
+        f"() => document.getElementById('{ids.WALL_SCENE}').textContent === '全区概览'", timeout=30_000
     )
     overview = page.evaluate(zoom)  # type: ignore[attr-defined]
     page.wait_for_function(  # type: ignore[attr-defined]
-        "() => document.getElementById('gw-wall-scene').textContent.startsWith('片区')", timeout=20_000
+        f"() => document.getElementById('{ids.WALL_SCENE}').textContent.startsWith('片区')", timeout=20_000
     )
     assert page.evaluate(zoom) > overview + 0.5  # type: ignore[attr-defined]  # zoomed into a street
     page.screenshot(path=str(ARTIFACTS / "wall-scene-street-1920x1080.png"))  # type: ignore[attr-defined]
@@ -194,7 +195,7 @@ def test_grid_heat_images_for_the_wall(server: Server) -> None:
 
 def test_wall_marks_stale_data_and_recovers(server: Server, browser: object) -> None:
     page, _, _ = _open(browser, server.wall_url, 1920, 1080)
-    health = "() => document.getElementById('gw-wall-health').textContent"
+    health = f"() => document.getElementById('{ids.WALL_HEALTH}').textContent"
     page.wait_for_function(f"() => ({health})() === '实时'", timeout=30_000)  # type: ignore[attr-defined]
     page.context.set_offline(True)  # type: ignore[attr-defined]
     page.wait_for_function(f"() => ({health})() === '数据中断'", timeout=20_000)  # type: ignore[attr-defined]
@@ -239,7 +240,7 @@ def test_device_inputs_reach_the_wall(server: Server, browser: object) -> None:
     _, secret, lon, lat = _device(server)
     page, errors, _ = _open(browser, server.wall_url, 1920, 1080)
     page.wait_for_function(  # type: ignore[attr-defined]
-        "() => document.getElementById('gw-wall-health').textContent === '实时'", timeout=30_000
+        f"() => document.getElementById('{ids.WALL_HEALTH}').textContent === '实时'", timeout=30_000
     )
     emergency = load_catalogue("cjt214").emergency_classes()[0]
     client = socketio.Client()
@@ -264,8 +265,8 @@ def test_device_inputs_reach_the_wall(server: Server, browser: object) -> None:
         case_id = ack["cases"]["wall-emergency"]
     finally:
         client.disconnect()
-    page.wait_for_selector("#gw-wall-alert:not([hidden])", timeout=10_000)  # type: ignore[attr-defined]
-    banner = page.inner_text("#gw-wall-alert")  # type: ignore[attr-defined]
+    page.wait_for_selector(f"#{ids.WALL_ALERT}:not([hidden])", timeout=10_000)  # type: ignore[attr-defined]
+    banner = page.inner_text(f"#{ids.WALL_ALERT}")  # type: ignore[attr-defined]
     assert "突发事件" in banner and case_id in banner and "最近监督员" in banner
     page.wait_for_function(  # type: ignore[attr-defined]
         "() => document.querySelector('.gw-map .js-plotly-plot').layout.map.zoom === 16", timeout=10_000
