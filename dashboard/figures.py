@@ -140,17 +140,28 @@ def overview_map(
             name=t("map.street", lang),
         )
     )
+    _map_layout(fig, bounds, viewport, labels_url=labels_url, uirevision="overview")
+    fig.update_layout(hoverlabel={"font": {"size": 16}})
+    return fig
+
+
+def _map_layout(
+    fig: go.Figure,
+    bounds: tuple[float, float, float, float],
+    viewport: tuple[int, int],
+    *,
+    labels_url: str | None,
+    uirevision: str,
+    heat_url: str | None = None,
+) -> None:
+    """The offline map of a district: local style, fitted view, image layers (heat under the traces)."""
     minx, miny, maxx, maxy = bounds
+    corners = [[minx, maxy], [maxx, maxy], [maxx, miny], [minx, miny]]
     layers = []
+    if heat_url:  # layer 0: the grid heat image, under the traces (the wall's script swaps its image)
+        layers.append({"sourcetype": "image", "source": heat_url, "coordinates": corners, "below": "traces"})
     if labels_url:
-        layers.append(
-            {
-                "sourcetype": "image",
-                "source": labels_url,
-                "coordinates": [[minx, maxy], [maxx, maxy], [maxx, miny], [minx, miny]],
-                "below": "",
-            }
-        )
+        layers.append({"sourcetype": "image", "source": labels_url, "coordinates": corners, "below": ""})
     fig.update_layout(
         map={
             "style": MAP_STYLE_URL,
@@ -161,10 +172,8 @@ def overview_map(
         margin={"l": 0, "r": 0, "t": 0, "b": 0},
         paper_bgcolor=BG,
         showlegend=False,
-        uirevision="overview",
-        hoverlabel={"font": {"size": 16}},
+        uirevision=uirevision,
     )
-    return fig
 
 
 # Supervisor statuses and display stages on the dark wall (status/stage → colour).
@@ -230,23 +239,5 @@ def wall_map(
             hoverinfo="skip", name="pulse", uid="pulse",
         )
     )  # fmt: skip
-    minx, miny, maxx, maxy = bounds
-    corners = [[minx, maxy], [maxx, maxy], [maxx, miny], [minx, miny]]
-    layers = []
-    if heat_url:  # layer 0: the grid heat image, under the traces (the browser swaps its URL)
-        layers.append({"sourcetype": "image", "source": heat_url, "coordinates": corners, "below": "traces"})
-    if labels_url:
-        layers.append({"sourcetype": "image", "source": labels_url, "coordinates": corners, "below": ""})
-    fig.update_layout(
-        map={
-            "style": MAP_STYLE_URL,
-            "center": {"lon": (minx + maxx) / 2, "lat": (miny + maxy) / 2},
-            "zoom": fit_zoom(bounds, *viewport),
-            "layers": layers,
-        },
-        margin={"l": 0, "r": 0, "t": 0, "b": 0},
-        paper_bgcolor=BG,
-        showlegend=False,
-        uirevision="wall",
-    )
+    _map_layout(fig, bounds, viewport, labels_url=labels_url, heat_url=heat_url, uirevision="wall")
     return fig
