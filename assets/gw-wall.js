@@ -167,8 +167,12 @@
     }
 
     function mapReady() {  // restyling before MapLibre has its style logs "Style is not done loading"
-      var fl = graph._fullLayout, sub = fl && fl.map && fl.map._subplot;
-      return !!(sub && sub.map && sub.map.isStyleLoaded && sub.map.isStyleLoaded());
+      var fl = graph._fullLayout, sub = fl && fl.map && fl.map._subplot, ml = sub && sub.map;
+      if (!ml || !ml.style) { return false; }
+      // the style document itself; isStyleLoaded() also waits for every source (the heat image while
+      // it reloads every 10 s), which would stall markers and view changes on a busy machine
+      if (typeof ml.style._loaded === "boolean") { return ml.style._loaded; }
+      return !!(ml.isStyleLoaded && ml.isStyleLoaded());
     }
 
     function renderMap() {
