@@ -194,7 +194,6 @@ STAGE_COLOURS: dict[str, str] = {
     "待结案": "#7ee787",
 }
 OVERDUE_COLOUR = "#ff4d4f"
-WALL_TRACES = ("cases", "halo", "supervisors", "pulse")  # uids of the live traces filled by the browser
 
 
 def wall_map(

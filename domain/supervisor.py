@@ -88,14 +88,6 @@ def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     return 2 * 6_371_000.0 * math.asin(min(1.0, math.sqrt(a)))
 
 
-def implied_speed_kmh(state: SupervisorState, fix: Fix) -> float | None:
-    """Speed needed to go from the latest fix to ``fix`` (None when there is no earlier fix)."""
-    if state.at is None or fix.at <= state.at:
-        return None
-    seconds = (fix.at - state.at).total_seconds()
-    return distance_m(state.lon, state.lat, fix.lon, fix.lat) / seconds * 3.6
-
-
 def advance(state: SupervisorState, fix: Fix, rules: SupervisorRules) -> Advance:
     """Apply one fix; an out-of-order or equal-instant fix leaves the state as it is."""
     if state.at is not None and fix.at <= state.at:

@@ -79,15 +79,17 @@ def start_live_core(
     with session_factory(engine)() as s:
         index = load_index(s, adcode)
     now = (clock or (lambda: datetime.now(UTC)))()
+    areas = supervisor_areas(engine)
     live = MemoryLiveState(
         tz=ctx.calendar.tz,
         catalogue=ctx.catalogue,
-        areas=supervisor_areas(engine),
+        areas=areas,
         area_of_grid=grid_areas(engine),
         now=now,
     )
     rebuild(engine, live, now)
-    responsible = {g: f"sup-{a}" for g, a in live.area_of_grid.items() if a}
+    person_of_area = {a: p for p, a in areas.items() if a}  # the supervisor in charge of each grid
+    responsible = {g: person_of_area[a] for g, a in live.area_of_grid.items() if a in person_of_area}
     aggregates, rebuilt = load_or_rebuild(engine, ctx, responsible)
     if rebuilt:
         log.info("daily counters rebuilt from the case log")

@@ -382,11 +382,6 @@ class MemoryLiveState:
         with self._lock:
             return {g: replace(c) for g, c in self._grids.items()}
 
-    def known_supervisors(self) -> frozenset[str]:
-        """Ids of the supervisors the state knows."""
-        with self._lock:
-            return frozenset(self._sups)
-
     def open_case(self, case_id: str) -> LiveCase | None:
         """An open case (None when closed, voided or unknown)."""
         with self._lock:

@@ -35,7 +35,7 @@ import queue
 import threading
 import time as _time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -1109,8 +1109,3 @@ def _ref_of(raw: Any, default: str = "?") -> str:
         if isinstance(ref, str | int) and not isinstance(ref, bool):
             return str(ref)[:100]
     return default
-
-
-def people_of_areas(rows: Mapping[str, str | None]) -> dict[str, str]:
-    """Area code → supervisor id, from supervisor id → area code."""
-    return {a: p for p, a in rows.items() if a}

@@ -40,6 +40,7 @@ from domain.evaluation import CaseInfo, DailyAggregates
 from domain.lifecycle import Accepted, Action, CaseEvent, CaseState, Command, Context, Role, apply
 from feeds.core import LiveCore, build_context
 from feeds.pipeline import SIMULATION_GATEWAY, scoped_key
+from feeds.simulate import supervisor_of_area
 from feeds.sources.caseflow import CaseFlow, generate
 from feeds.sources.patrol import FixArrays, Patrol, areas_from_store
 from store.accounts import issue_token
@@ -72,10 +73,6 @@ class SimulationStats:
     tasks_received: int = 0
 
 
-def _supervisor_of(area: str | None, grid: str) -> str:
-    return f"sup-{area or grid[:9]}"
-
-
 class Simulation:
     """A seeded simulation of one district: backfill, then live over ``/device``."""
 
@@ -102,7 +99,7 @@ class Simulation:
                 select(Grid.code, Grid.area_code, Grid.geometry).where(Grid.active).order_by(Grid.code)
             ).all()
         self.grids = [r[0] for r in rows]
-        self.responsible = {r[0]: _supervisor_of(r[1], r[0]) for r in rows}
+        self.responsible = {r[0]: supervisor_of_area(r[1] or r[0][:9]) for r in rows}
         self.points: dict[str, tuple[float, float]] = {}
         for code, _, geom in rows:
             p = shape(geom).representative_point()
