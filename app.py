@@ -8,6 +8,7 @@ python app.py user add ID --role ROLE [--name N] [--department CODE] [--area COD
 python app.py user list
 python app.py token add device|gateway|kiosk|api --name N [--person ID] [--role R] [--scope IDS|*]
 python app.py token list | token revoke ID
+python app.py replay geolife|311 [--url URL] [--token T] …   (docs/replay.md)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # shipped packages are found next to this file, from any folder
     sys.path.insert(0, str(HERE))
 
-COMMANDS = ("run", "init", "import", "simulate", "user", "token")
+COMMANDS = ("run", "init", "import", "simulate", "user", "token", "replay")
 
 
 @dataclass(frozen=True)
@@ -325,7 +326,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Serve GridWall (builds the built-in district on first start)."""
     from dashboard.app import create_web_app
+    from feeds.api import register_http_feeds
     from feeds.core import start_live_core
+    from feeds.media import install_media
     from feeds.simulator import Simulation
     from store.accounts import provision_embedded, write_device_tokens
     from store.build import BuildRequest, build_city, stored_district
@@ -350,6 +353,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         create_engine(st.db_url, write=False),
         secret_key=secret["secret_key"],
     )
+    http_feeds = register_http_feeds(web.server, create_engine(st.db_url, write=False))  # /api/v1, Open311
     sim = None
     if not args.no_simulation:
         sim = Simulation.prepare(
@@ -357,7 +361,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=lambda m: print(m, flush=True),
         )
     core = start_live_core(engine, web.socketio, edition=args.catalogue)
-    web.live = core.live
+    web.live, web.simulated = core.live, core.simulating.is_set
+    http_feeds.attach(core.pipeline)  # 503 unavailable until now
+    install_media(web.server, create_engine(st.db_url, write=False), st.data_dir, pipeline=core.pipeline)
     host, port = args.host, args.port
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     if sim is not None:
@@ -379,6 +385,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Replay GeoLife traces or 311 requests into a running GridWall through /device (docs/replay.md)."""
+    from feeds.replay import run_plan, setup_people
+    from feeds.replay.cli import build_plan
+    from store.db import create_engine
+
+    plan, speed = build_plan(args, HERE)
+    token = args.token
+    if not token:
+        st = settings_from(args)
+        token = setup_people(create_engine(st.db_url), plan.people, plan.token_name)
+        if args.setup_only:
+            print(f"gateway token {plan.token_name} for {len(plan.people)} people: {token}", flush=True)
+            return 0
+    shown = "max" if speed is None else f"{speed:g}x"
+    print(f"replay {plan.name}: {plan.inputs:,} inputs in {len(plan.events):,} events to {args.url}, "
+          f"speed {shown}, instants shifted by {plan.shift}", flush=True)  # fmt: skip
+    with progress_bar() as update:
+        summary = run_plan(
+            plan, args.url, token, speed=speed, connections=args.connections, window=args.window,
+            progress=lambda done, total: update(plan.name, done, total),
+        )  # fmt: skip
+    _table(("kind", "outcome", "answered by", "count"), [(*r[:3], f"{r[3]:,}") for r in summary.rows()])
+    print(f"{sum(summary.sent.values()):,} inputs sent in {summary.seconds:.1f} s "
+          f"({summary.retries} retries after rate_limited/unavailable)", flush=True)  # fmt: skip
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     common = argparse.ArgumentParser(add_help=False)
@@ -394,7 +428,7 @@ def parser() -> argparse.ArgumentParser:
         prog="app.py",
         description="GridWall: real-time command-centre wall for grid-based city management.",
     )
-    sub = p.add_subparsers(dest="command", metavar="{run,init,import,simulate,user,token}")
+    sub = p.add_subparsers(dest="command", metavar="{run,init,import,simulate,user,token,replay}")
     run = sub.add_parser("run", parents=[common], help="serve the wall and the desk (default)")
     run.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=8050, help="port (default 8050)")
@@ -475,6 +509,9 @@ def parser() -> argparse.ArgumentParser:
     trev = tok_sub.add_parser("revoke", parents=[common], help="revoke a token by id")
     trev.add_argument("id", type=int, help="token id (see token list)")
     trev.set_defaults(func=cmd_token)
+    from feeds.replay.cli import add_arguments as replay_arguments
+
+    replay_arguments(sub, common).set_defaults(func=cmd_replay)
     return p
 
 
@@ -487,6 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
     from domain.errors import GeoInputError
+    from feeds.replay import ReplayError
     from feeds.simulator import SimulationError
     from store.accounts import AccountError
 
@@ -494,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except AccountError as exc:
         print(f"error: {exc}", file=sys.stderr)
-    except (GeoInputError, SimulationError) as exc:
+    except (GeoInputError, SimulationError, ReplayError) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except OperationalError as exc:
         print(f"error: database unreachable: {str(exc.orig).strip().splitlines()[0]}", file=sys.stderr)

@@ -3,6 +3,8 @@
  * Reads element ids, texts, colours and orders from the JSON config element that layouts/wall.py
  * renders; holds the live state (supervisors, open cases, KPIs, stages, events); checks `seq` and
  * asks for a `resync` on a gap; redraws the map traces with Plotly.restyle at most once a second.
+ * The socket and the panels start as soon as the config is there; the map joins once Plotly has
+ * drawn the graph (plotly.js is several MB: the KPI tiles do not wait for it).
  */
 (function () {
   "use strict";
@@ -12,22 +14,23 @@
     // the config element is found by its attribute; every element id comes from it (dashboard/ids.py)
     var cfgEl = document.querySelector("div[data-config]");
     var cfg = cfgEl && JSON.parse(cfgEl.getAttribute("data-config"));
-    var box = cfg && document.getElementById(cfg.ids.WALL_MAP);
-    var graph = box && box.querySelector(".js-plotly-plot");
-    if (!graph || !window.io || !window.Plotly) { return false; }
+    if (!cfg || !window.io) { return false; }
     if (started) { return true; }
     started = true;
-    start(cfg, graph);
+    start(cfg);
     return true;
   }
 
-  function start(cfg, graph) {
+  function start(cfg) {
+    var graph = null;  // the Plotly map, once Dash and plotly.js have drawn it
     var ids = cfg.ids, T = cfg.texts;
     var el = function (id) { return document.getElementById(id); };
     var state = { sup: {}, cases: {}, kpi: null, stages: null, events: [], seq: -1, lastTick: 0, sim: false,
                   hours: null, ranking: null };
     var dirtyMap = true;
+    var dirtyCases = true;  // the case traces change only with cases (and with time: overdue, pulse)
     var mapAt = 0;  // when the map was last redrawn
+    var casesAt = 0;  // when the case traces were last redrawn
     var alertUntil = 0;
     // Timing for benchmarks (performance.now(), ms since navigation start); read-only, no effect on
     // behaviour: per tick its arrival, the end of the panel update and the end of the map redraw.
@@ -49,6 +52,7 @@
       merge(msg.sup, state.sup, "id");
       merge(msg.cases, state.cases, "id");
       (msg.gone || []).forEach(function (id) { delete state.cases[id]; });
+      if (full || (msg.cases && msg.cases.id && msg.cases.id.length) || (msg.gone && msg.gone.length)) { dirtyCases = true; }
       if (msg.kpi) { state.kpi = msg.kpi; }
       if (msg.stages) { state.stages = msg.stages; }
       if (msg.hours) { state.hours = msg.hours; }
@@ -59,8 +63,8 @@
       state.sim = !!msg.sim;
       dirtyMap = true;
       renderPanels();
-      if (Date.now() - mapAt > 900) { renderMap(); }  // the map follows the tick, not the 1 s timer
-      if (full && perf.panels === null && state.kpi) { perf.panels = performance.now(); }
+      renderMap();  // the map follows the tick (at most about once a second; see renderMap)
+      if (full && perf.panels === null && state.kpi) { perf.panels = performance.now(); perf.panelsFrom = "snapshot"; }
     }
 
     function fmtKpi(key, v) {
@@ -167,6 +171,11 @@
     }
 
     function mapReady() {  // restyling before MapLibre has its style logs "Style is not done loading"
+      if (!graph) {
+        var box = document.getElementById(ids.WALL_MAP);
+        graph = (window.Plotly && box && box.querySelector(".js-plotly-plot")) || null;
+        if (!graph) { return false; }
+      }
       var fl = graph._fullLayout, sub = fl && fl.map && fl.map._subplot, ml = sub && sub.map;
       if (!ml || !ml.style) { return false; }
       // the style document itself; isStyleLoaded() also waits for every source (the heat image while
@@ -175,30 +184,40 @@
       return !!(ml.isStyleLoaded && ml.isStyleLoaded());
     }
 
-    function renderMap() {
-      if (!dirtyMap || !graph.data || !mapReady()) { return; }
+    var HALO_MAX = 2000;  // above this many supervisors the white halos only double MapLibre's work
+
+    function renderMap() {  // at most about once a second: a software-rendered map redraw is costly
+      if (!dirtyMap || Date.now() - mapAt < 900 || !mapReady() || !graph.data) { return; }
+      var iH = traceIndex("halo"), iS = traceIndex("supervisors"), iC = traceIndex("cases"), iP = traceIndex("pulse");
+      if (iH < 0 || iS < 0 || iC < 0 || iP < 0) { return; }
       mapAt = Date.now();
       dirtyMap = false;
       var now = Date.now() / 1000;
       var s = Object.keys(state.sup).map(function (k) { return state.sup[k]; }).filter(function (r) { return r.lon !== null; });
-      var c = Object.keys(state.cases).map(function (k) { return state.cases[k]; }).filter(function (r) { return r.lon !== null; });
-      var fresh = c.filter(function (r) { return now - r.reported < 60; });
-      var iH = traceIndex("halo"), iS = traceIndex("supervisors"), iC = traceIndex("cases"), iP = traceIndex("pulse");
-      if (iH < 0 || iS < 0 || iC < 0 || iP < 0) { return; }
       var t0 = performance.now();
       var sLon = s.map(function (r) { return r.lon; }), sLat = s.map(function (r) { return r.lat; });
       var fade = s.map(function (r) { return r.status === "offline" ? 0.3 : 1.0; });
-      window.Plotly.restyle(graph, {
-        lon: [sLon, sLon, c.map(function (r) { return r.lon; }), fresh.map(function (r) { return r.lon; })],
-        lat: [sLat, sLat, c.map(function (r) { return r.lat; }), fresh.map(function (r) { return r.lat; })],
-        "marker.color": [
-          "#ffffff",
-          s.map(function (r) { return cfg.statusColours[r.status] || "#888"; }),
+      var halo = s.length <= HALO_MAX;
+      var upd = {
+        lon: [halo ? sLon : [], sLon], lat: [halo ? sLat : [], sLat],
+        "marker.color": ["#ffffff", s.map(function (r) { return cfg.statusColours[r.status] || "#888"; })],
+        "marker.opacity": [halo ? fade : 1.0, fade]
+      }, traces = [iH, iS];
+      // cases when they changed, and every 10 s for what time changes (overdue colour, the pulse)
+      if (dirtyCases || Date.now() - casesAt > 10000) {
+        dirtyCases = false;
+        casesAt = Date.now();
+        var c = Object.keys(state.cases).map(function (k) { return state.cases[k]; }).filter(function (r) { return r.lon !== null; });
+        var fresh = c.filter(function (r) { return now - r.reported < 60; });
+        upd.lon.push(c.map(function (r) { return r.lon; }), fresh.map(function (r) { return r.lon; }));
+        upd.lat.push(c.map(function (r) { return r.lat; }), fresh.map(function (r) { return r.lat; }));
+        upd["marker.color"].push(
           c.map(function (r) { return r.deadline !== null && r.deadline < now ? cfg.overdueColour : (cfg.stageColours[r.stage] || "#ccc"); }),
-          cfg.overdueColour
-        ],
-        "marker.opacity": [fade, fade, 0.95, 0.45]
-      }, [iH, iS, iC, iP]);
+          cfg.overdueColour);
+        upd["marker.opacity"].push(0.95, 0.45);
+        traces.push(iC, iP);
+      }
+      window.Plotly.restyle(graph, upd, traces);
       var waiting = perfWaiting, first = perf.map === null && s.length > 0;
       perfWaiting = [];
       var t = performance.now();
@@ -212,7 +231,8 @@
       var layers = graph.layout && graph.layout.map && graph.layout.map.layers;
       if (!layers || !layers.length || String(layers[0].source).indexOf("/heat/") < 0) { return; }
       heatAt = Date.now();
-      var url = String(layers[0].source).split("?")[0] + "?t=" + heatAt;
+      // the same URL: the server answers no-cache + ETag, so an unchanged image costs a 304
+      var url = String(layers[0].source);
       // Straight to MapLibre's image source: a Plotly relayout of the layer would reload the whole map
       // style and stall the marker updates for seconds (python -m bench wall).
       var ml = graph._fullLayout.map._subplot.map, style = ml.getStyle(), done = false;
@@ -324,7 +344,7 @@
       }
       a.hidden = false;
       alertUntil = Date.now() + cfg.alertSeconds * 1000;
-      if (msg.lon !== null && msg.lat !== null) {
+      if (msg.lon !== null && msg.lat !== null && mapReady()) {
         var m = graph.layout.map;
         if (!home) { home = { lon: m.center.lon, lat: m.center.lat, zoom: m.zoom }; }
         wantView = { lon: msg.lon, lat: msg.lat, zoom: 16 };
@@ -345,7 +365,16 @@
       if (home) { wantView = home; applyView(); }
       home = null;
     }
+    if (cfg.initial) {  // the panels as the page was built; the snapshot replaces them (seq stays -1)
+      var init = cfg.initial;
+      merge(init.cases, state.cases, "id");
+      state.kpi = init.kpi; state.stages = init.stages; state.hours = init.hours; state.ranking = init.ranking;
+      state.events = init.events || []; state.sim = !!init.sim;
+      renderPanels();
+      if (state.kpi) { perf.panels = performance.now(); perf.panelsFrom = "page"; }
+    }
     setInterval(tickClock, 1000);
+    setInterval(renderMap, 250);  // a redraw held back by the once-a-second limit, or by the map loading
     tickClock();
   }
 

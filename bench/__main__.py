@@ -1,4 +1,5 @@
-"""``python -m bench [init] [index] [lifecycle] [evaluation] [ingest] [fanout] [wall] [--profile]``.
+"""``python -m bench [init] [index] [lifecycle] [evaluation] [ingest] [fanout] [wall] [api] [replay]
+[--profile]``.
 
 Benchmarks.
 
@@ -13,7 +14,7 @@ import time
 
 from bench import FAIL, PASS, SKIP, Result, console, machine_lines
 
-BENCHMARKS = ("init", "index", "lifecycle", "evaluation", "ingest", "fanout", "wall")
+BENCHMARKS = ("init", "index", "lifecycle", "evaluation", "ingest", "fanout", "wall", "api", "replay")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
             from bench import bench_fanout
 
             results += bench_fanout.run()
+        elif name == "api":
+            from bench import bench_api
+
+            results += bench_api.run()
+        elif name == "replay":
+            from bench import bench_replay
+
+            results += bench_replay.run()
         else:
             from bench import bench_wall
 

@@ -221,13 +221,16 @@ def main(argv: list[str] | None = None) -> int:
     from werkzeug.serving import WSGIRequestHandler, make_server
 
     from dashboard.app import create_web_app
+    from feeds.api import register_http_feeds
     from feeds.core import start_live_core
     from store.db import create_engine
 
     engine = create_engine(args.db)
     web = create_web_app(create_engine(args.db, write=False), secret_key="bench")
+    http_feeds = register_http_feeds(web.server, create_engine(args.db, write=False))  # as app.py run
     core = start_live_core(engine, web.socketio)
-    web.live = core.live  # as app.py does (the wall's heat image needs it)
+    http_feeds.attach(core.pipeline)
+    web.live, web.simulated = core.live, core.simulating.is_set  # as app.py does (the heat image needs it)
     web.cache.current()  # as app.py does: the page data is warm before the URLs are announced
     naive = _naive_emitter(core, web.socketio) if args.naive else {}
     if args.naive_wall:

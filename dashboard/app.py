@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -24,6 +26,7 @@ from dashboard.heat import render as render_heat
 from dashboard.i18n import pick_lang, t
 from feeds.live import MemoryLiveState
 from feeds.sockets import KIOSK_COOKIE
+from feeds.ticks import wall_panels
 from layouts import overview, wall
 from store.accounts import AuthError, authenticate
 
@@ -39,6 +42,7 @@ class WebApp:
     dash: dash.Dash
     cache: OverviewCache
     live: MemoryLiveState | None = None
+    simulated: Callable[[], bool] = lambda: False  # whether the built-in simulation feeds the live state
 
 
 def create_web_app(engine: Engine, *, secret_key: str) -> WebApp:
@@ -101,7 +105,7 @@ def create_web_app(engine: Engine, *, secret_key: str) -> WebApp:
         return district_file(adcode, lambda ov: ov.labels_png, "image/png")
 
     heat_canvas: dict[str, HeatCanvas] = {}
-    heat_cache: dict[str, tuple[float, bytes]] = {}
+    heat_cache: dict[str, tuple[float, bytes, str]] = {}
 
     @server.get("/geo/<adcode>/heat/<mode>.png")
     def heat_file(adcode: str, mode: str) -> Response:
@@ -124,10 +128,14 @@ def create_web_app(engine: Engine, *, secret_key: str) -> WebApp:
                 g: float(c.open if mode == "open" else c.overdue if mode == "overdue" else c.patrol_s / 60)
                 for g, c in counts.items()
             }
-            hit = heat_cache[mode] = (time.monotonic(), render_heat(canvas, values, mode))
+            png = render_heat(canvas, values, mode)
+            hit = heat_cache[mode] = (time.monotonic(), png, hashlib.blake2b(png, digest_size=12).hexdigest())
         resp = make_response(hit[1])
         resp.mimetype = "image/png"
-        resp.cache_control.no_store = True
+        # the wall asks again every 10 s: revalidate by ETag, so an unchanged image costs a 304
+        resp.cache_control.no_cache = True
+        resp.set_etag(hit[2])
+        resp.make_conditional(request)  # 304 Not Modified when the browser's copy is current
         return resp
 
     @server.get("/")
@@ -177,9 +185,15 @@ def create_web_app(engine: Engine, *, secret_key: str) -> WebApp:
             }  # fmt: skip
             scenes = [x for x in q.get("scenes", [""])[0].split(",") if x in wall.SCENES]
             dwell = q.get("dwell", [""])[0]
+            live = web.live
+            panels = None
+            if live is not None:  # current values in the page: the tiles do not wait for the socket
+                view = live.snapshot(datetime.now(UTC))
+                panels = wall_panels(view, simulated=web.simulated(), queue_rows=wall.QUEUE_ROWS)
             return wall.layout(
                 ov.summary, fig, streets=names, lang=lang, generated=ov.generated, heat=heat,
                 scenes=scenes, dwell=int(dwell) if dwell.isdigit() else wall.DWELL_S, boxes=boxes,
+                panels=panels,
             )  # fmt: skip
         fig = overview_map(
             grids_url=f"/geo/{ov.summary.adcode}/grids.geojson",

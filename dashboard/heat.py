@@ -63,34 +63,40 @@ class HeatCanvas:
         return cls(bounds, (width, height), tuple(codes), tuple(rings))
 
 
+LEVELS = 32  # colour steps of a mode: the image is a palette PNG (a few times smaller than RGBA)
+
+
 def colour(mode: str, value: float, top: float) -> tuple[int, int, int, int] | None:
-    """The RGBA fill of a grid (None: not drawn)."""
+    """The RGBA fill of a grid (None: not drawn), in one of ``LEVELS`` steps per mode."""
     if mode == "patrol":
         if value <= 0:
             return (255, 77, 79, 70)  # nobody walked it today
-        t = min(1.0, value / max(top, 1.0))
+        t = round(min(1.0, value / max(top, 1.0)) * LEVELS) / LEVELS
         return (63, 185, 80, int(60 + 120 * t))
     if value <= 0:
         return None
-    t = min(1.0, math.log1p(value) / math.log1p(max(top, 1.0)))
+    t = round(min(1.0, math.log1p(value) / math.log1p(max(top, 1.0))) * LEVELS) / LEVELS
     if mode == "overdue":
         return (255, 77, 79, int(110 + 130 * t))
     return (255, int(210 - 150 * t), 60, int(90 + 150 * t))  # open: yellow → red
 
 
 def render(canvas: HeatCanvas, values: Mapping[str, float], mode: str) -> bytes:
-    """The heat PNG of one mode from per-grid values (missing grids count as 0)."""
+    """The heat PNG of one mode from per-grid values (missing grids count as 0): palette + alpha."""
     if mode not in MODES:
         raise ValueError(f"unknown heat mode {mode!r}")
-    img = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+    img = Image.new("P", canvas.size, 0)
     draw = ImageDraw.Draw(img)
     top = max([v for v in values.values() if v > 0], default=1.0)
+    palette: dict[tuple[int, int, int, int], int] = {(0, 0, 0, 0): 0}  # index 0: transparent
     for code, rings in zip(canvas.codes, canvas.rings, strict=True):
         fill = colour(mode, float(values.get(code, 0.0)), top)
         if fill is None:
             continue
+        index = palette.setdefault(fill, len(palette))  # at most 2 × LEVELS + 2 colours
         for ring in rings:
-            draw.polygon(ring, fill=fill)
+            draw.polygon(ring, fill=index)
+    img.putpalette([c for rgba in palette for c in rgba], rawmode="RGBA")
     buf = io.BytesIO()
-    img.save(buf, format="PNG", optimize=False, compress_level=3)
+    img.save(buf, format="PNG", optimize=False, compress_level=6)
     return buf.getvalue()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -150,6 +150,7 @@ class Rule(StrEnum):
     BAD_EXTENSION = "bad_extension"
     UNKNOWN_GRID = "unknown_grid"  # checked by the store/pipeline, which know the geography
     KEY_CONFLICT = "idempotency_key_conflict"  # same key, different command
+    BAD_DEADLINE = "bad_deadline"  # dispatch: ``deadline`` is not an ISO 8601 instant with a zone
 
 
 @dataclass(frozen=True)
@@ -505,8 +506,19 @@ def _dispatch(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx:
     dept = str(cmd.data.get("department") or ctx.catalogue.minor(state.kind, state.class_code).department)
     if dept not in ctx.catalogue.departments:
         return _reject(Rule.UNKNOWN_DEPARTMENT, f"unknown department {dept!r}")
+    due = cmd.data.get("deadline")  # an agreed deadline (e.g. a replayed 311 SLA) replaces 处置时限
+    deadline = None
+    if due is not None:
+        try:
+            deadline = datetime.fromisoformat(str(due))
+        except ValueError:
+            deadline = None
+        if deadline is None or deadline.tzinfo is None or deadline.utcoffset() is None:
+            return _reject(Rule.BAD_DEADLINE, f"deadline {due!r} is not an ISO 8601 instant with a zone")
     _stop(timers, T_DISPATCH, at)
     _start(timers, T_HANDLE, at, ctx, handling_limit(ctx, state.kind, state.class_code, state.condition_code))
+    if deadline is not None:
+        timers[T_HANDLE] = replace(timers[T_HANDLE], deadline=deadline.astimezone(UTC))
     changes = {"status": Status.HANDLING, "department": dept, "dispatches": state.dispatches + 1}
     return changes, {"department": dept}
 

@@ -22,7 +22,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -195,6 +195,15 @@ class LiveState(Protocol):
         """Everything, without draining."""
 
 
+PATROL_EVERY = timedelta(seconds=30)  # patrol-only grid changes reach ticks at most this often
+
+
+def _day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The first instant of a calendar day in ``tz`` and of the next one (aware datetimes)."""
+    start = datetime.combine(day, time(0), tz)
+    return start, datetime.combine(day + timedelta(days=1), time(0), tz)
+
+
 def _deadline(state: CaseState) -> datetime | None:
     running = [t for t in state.timers.values() if t.ended_at is None and t.paused_since is None]
     return min((t.deadline for t in running), default=None)
@@ -212,8 +221,10 @@ class MemoryLiveState:
         area_of_grid: Mapping[str, str | None],
         rules: SupervisorRules | None = None,
         now: datetime | None = None,
+        patrol_every: timedelta = PATROL_EVERY,
     ) -> None:
         self.tz = tz
+        self.patrol_every = patrol_every
         self.catalogue = catalogue
         self.rules = rules or SupervisorRules()
         self.area_of_grid: dict[str, str | None] = dict(area_of_grid)
@@ -226,12 +237,15 @@ class MemoryLiveState:
         self._overdue: set[str] = set()
         self._grids: dict[str, GridCount] = {g: GridCount() for g in self.area_of_grid}
         self._day: date = (now or datetime.now(UTC)).astimezone(tz).date()
+        self._day_utc = _day_bounds(self._day, tz)
         self._kpi = Kpi()
         self._events: deque[dict[str, Any]] = deque(maxlen=EVENT_LOG)
         self._dirty_sups: set[str] = set()
         self._dirty_cases: set[str] = set()
         self._gone: dict[str, tuple[str | None, str | None]] = {}
         self._dirty_grids: set[str] = set()
+        self._patrol_grids: set[str] = set()  # grids whose only change is patrol time (sent less often)
+        self._patrol_sent: datetime | None = None
         self._kpi_dirty = True
         self._new_events: list[dict[str, Any]] = []
         self._alerts: list[Alert] = []
@@ -258,10 +272,10 @@ class MemoryLiveState:
                     continue
                 self._sups[fix.supervisor] = adv.state
                 self._dirty_sups.add(fix.supervisor)
-                if adv.patrol_grid is not None and fix.at.astimezone(self.tz).date() == self._day:
+                if adv.patrol_grid is not None and self._day_utc[0] <= fix.at < self._day_utc[1]:
                     gc = self._grids.setdefault(adv.patrol_grid, GridCount())
                     gc.patrol_s += adv.patrol_seconds
-                    self._dirty_grids.add(adv.patrol_grid)
+                    self._patrol_grids.add(adv.patrol_grid)
 
     def apply_case(self, state: CaseState, events: Sequence[CaseEvent], place: Place | None) -> None:
         """Record a committed case change: open-case list, grid counters, KPIs, ticker."""
@@ -406,6 +420,7 @@ class MemoryLiveState:
         today = now.astimezone(self.tz).date()
         if today != self._day:
             self._day = today
+            self._day_utc = _day_bounds(today, self.tz)
             self._kpi = Kpi()
             self._kpi_dirty = True
             for code, gc in self._grids.items():
@@ -462,6 +477,22 @@ class MemoryLiveState:
                 per.setdefault(c.street, dict.fromkeys(STAGES, 0))[c.stage] += 1
         return per
 
+    def _grids_due(self, now: datetime) -> set[str]:
+        """Grids to send in this tick: case counters at once, patrol time every ``patrol_every``.
+
+        Every fix adds patrol time to a grid, so at full ingest nearly every patrolled grid would be in
+        every tick (python -m bench wall: most of a wall's bytes); a grid sent for another reason
+        carries its current patrol time anyway.
+        """
+        due = set(self._dirty_grids)
+        if self._patrol_sent is None or now - self._patrol_sent >= self.patrol_every:
+            due |= self._patrol_grids
+            self._patrol_grids.clear()
+            self._patrol_sent = now
+        else:
+            self._patrol_grids -= due
+        return due
+
     def tick(self, now: datetime) -> View:
         """Drain what changed since the last tick (statuses and overdue re-derived at ``now``)."""
         with self._lock:
@@ -472,7 +503,7 @@ class MemoryLiveState:
                 supervisors=tuple(self._sup_view(s) for s in sorted(self._dirty_sups)),
                 cases=tuple(self._cases[c] for c in sorted(self._dirty_cases) if c in self._cases),
                 gone=tuple((cid, st, g) for cid, (st, g) in sorted(self._gone.items())),
-                grids={g: replace(self._grids[g]) for g in sorted(self._dirty_grids)},
+                grids={g: replace(self._grids[g]) for g in sorted(self._grids_due(now))},
                 kpi=self._kpi_now() if kpi_dirty else None,
                 stages=self._stages(self._cases.values()) if kpi_dirty else None,
                 street_stages=self._street_stages() if kpi_dirty else {},

@@ -56,6 +56,7 @@ from domain.lifecycle import Action, Actor, CaseEvent, CaseState, Command, Conte
 from domain.supervisor import Fix, SupervisorRules, distance_m
 from feeds.counters import CounterKeeper
 from feeds.live import MemoryLiveState, Place
+from feeds.media import MediaStore, check_refs
 from feeds.schemas import (
     MAX_PAYLOAD_BYTES,
     CommandIn,
@@ -65,6 +66,7 @@ from feeds.schemas import (
     ReportIn,
     TaskAckIn,
     TaskResultIn,
+    ValidPositionsIn,
     describe,
 )
 from store.cases import execute, sqlite_utc_text
@@ -75,6 +77,7 @@ _POSITIONS: Table = Position.__table__  # type: ignore[assignment]
 _TASKS: Table = Task.__table__  # type: ignore[assignment]
 Kind = Literal["position", "positions", "report", "task_ack", "task_result", "command"]
 SIMULATION_GATEWAY = "simulator"  # the gateway token name of feeds.simulator
+REPLAY_GATEWAY = "replay"  # gateway tokens named "replay" or "replay:<what>" (feeds.replay)
 KINDS: tuple[str, ...] = ("position", "positions", "report", "task_ack", "task_result", "command")
 # Point → grid runs on one long-lived thread: pyproj builds a PROJ transformer per thread (~17 ms CPU)
 # and python-socketio handles every event in a new thread, so locating in the caller's thread paid
@@ -236,7 +239,7 @@ class TaskOut:
     kind: str
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     ref: str
     kind: str
@@ -367,6 +370,7 @@ class Pipeline:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.record_source = record_source
         self.counters = counters  # CJ/T 292 daily counters, fed after each commit
+        self.media: MediaStore | None = None  # feeds.media.install_media; None: refs checked for form only
         self.dialect = engine.dialect.name
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # C: cheaper than queue.Queue
         self._thread: threading.Thread | None = None
@@ -417,12 +421,13 @@ class Pipeline:
     def _person(self, pid: str) -> tuple[str, str | None, bool] | None:
         found = self._people.get(pid)
         if found is None and _time.monotonic() - self._people_checked.get(pid, -1e9) > 30:
-            self._people_checked[pid] = _time.monotonic()
             with self.engine.connect() as c:
                 row = c.execute(
                     select(Person.role, Person.area_code, Person.active).where(Person.id == pid)
                 ).first()
-            if row is not None:
+            if row is None:  # remembered only when absent: a concurrent first use must not see a miss
+                self._people_checked[pid] = _time.monotonic()
+            else:
                 found = (row[0], row[1], bool(row[2]))
                 with self._lock:
                     self._people[pid] = found
@@ -577,18 +582,23 @@ class Pipeline:
         return None, ""
 
     def _prepare_fixes(self, kind: str, raw: dict[str, Any], speaker: Speaker, now: datetime) -> list[_Item]:
+        valid: Sequence[FixIn | ValidationError] | None = None
         if kind == "positions":
-            try:
-                batch = PositionsIn.model_validate(raw)
-            except ValidationError as exc:
-                return [_Item(_ref_of(raw), kind, raw, *describe(exc))]
-            raws: Sequence[Any] = batch.fixes
+            try:  # one call for the batch; only a batch with a bad fix is validated fix by fix (to name it)
+                valid = ValidPositionsIn.model_validate(raw).fixes
+                raws: Sequence[Any] = raw["fixes"]
+            except ValidationError:
+                try:
+                    raws = PositionsIn.model_validate(raw).fixes
+                except ValidationError as exc:
+                    return [_Item(_ref_of(raw), kind, raw, *describe(exc))]
         else:
             raws = [raw]
-        try:  # one call for the batch; only a batch with a bad fix is validated fix by fix (to name it)
-            valid: Sequence[FixIn | ValidationError] = _FIX_LIST.validate_python(raws)
-        except ValidationError:
-            valid = [_fix_or_error(r) for r in raws]
+        if valid is None:
+            try:
+                valid = _FIX_LIST.validate_python(raws)
+            except ValidationError:
+                valid = [_fix_or_error(r) for r in raws]
         items: list[_Item] = []
         parsed: list[tuple[_Item, FixIn, str]] = []
         speakers: dict[str | None, tuple[str | None, Reason | None, str]] = {}  # per batch
@@ -696,6 +706,12 @@ class Pipeline:
         item.at = parsed.at
         if isinstance(parsed, CommandIn):
             return self._prepare_command(item, parsed, speaker)
+        if speaker.kind == "api" and not parsed.supervisor:  # an API key reports as itself (feeds.api)
+            key = api_actor(speaker)
+            if not isinstance(parsed, ReportIn) or key is None:
+                item.reason, item.message = Reason.NOT_ALLOWED, f"an api key may not send {kind}"
+                return item
+            return self._prepare_report(item, parsed, key, False)
         pid, reason, msg = self._speaker_for(parsed.supervisor, speaker)
         if reason is None:
             assert pid is not None
@@ -716,6 +732,10 @@ class Pipeline:
         action = Action.VERIFY if parsed.task == "verify" else Action.CHECK
         result_key = "confirmed" if parsed.task == "verify" else "passed"
         data: dict[str, Any] = {result_key: parsed.result}
+        reason, msg = check_refs(parsed.media, self.media)
+        if reason is not None:
+            item.reason, item.message = reason, msg
+            return item
         if parsed.media:
             data["media"] = ",".join(parsed.media)
         item.cmd = Command(action, parsed.case_id, actor, parsed.opinion, data, scoped_key(pid, parsed.id))
@@ -724,7 +744,8 @@ class Pipeline:
     def _prepare_report(
         self, item: _Item, rep: ReportIn, actor: Actor, gateway: bool, simulated: bool = False
     ) -> _Item:
-        reason, msg = self._coordinates(rep.lon, rep.lat)
+        point = None if rep.lon is None or rep.lat is None else (rep.lon, rep.lat)
+        reason, msg = (None, "") if point is None else self._coordinates(*point)
         if reason is None:
             try:
                 self.ctx.catalogue.minor(rep.kind, rep.class_code)
@@ -735,25 +756,36 @@ class Pipeline:
         if reason is not None:
             item.reason, item.message = reason, msg
             return item
-        lon, lat = to_wgs84(np.array([rep.lon]), np.array([rep.lat]), rep.crs)
-        hit = _LOCATE.submit(self.index.locate, float(lon[0]), float(lat[0])).result()
-        if hit is None:
-            item.reason = Reason.OUTSIDE_DISTRICT
-            item.message = f"{rep.lon:.6f},{rep.lat:.6f} ({rep.crs}) is outside the district's grids"
-            return item
-        item.place = Place(hit.grid, hit.street, round(float(lon[0]), 7), round(float(lat[0]), 7))
         data: dict[str, Any] = {
             "kind": rep.kind,
             "class_code": rep.class_code,
             "source": rep.source,
-            "grid": hit.grid,
-            "lon": item.place.lon,
-            "lat": item.place.lat,
             "description": rep.description,
             **({"origin": "simulation"} if simulated else {}),
         }
+        if point is not None:
+            lon, lat = to_wgs84(np.array([point[0]]), np.array([point[1]]), rep.crs)
+            hit = _LOCATE.submit(self.index.locate, float(lon[0]), float(lat[0])).result()
+            if hit is None:
+                item.reason = Reason.OUTSIDE_DISTRICT
+                item.message = f"{point[0]:.6f},{point[1]:.6f} ({rep.crs}) is outside the district's grids"
+                return item
+            item.place = Place(hit.grid, hit.street, round(float(lon[0]), 7), round(float(lat[0]), 7))
+            data.update(grid=hit.grid, lon=item.place.lon, lat=item.place.lat)
+        else:  # 待受理 flagged "needs location": a grid (unknown ones: unknown_grid) or only an address
+            g = rep.grid_code
+            item.place = Place(g, g[:9] if g else None, None, None)
+            data["needs_location"] = True
+            if g:
+                data["grid"] = g
+        if rep.address:
+            data["address"] = rep.address
         if rep.condition_code:
             data["condition_code"] = rep.condition_code
+        reason, msg = check_refs(rep.media, self.media)
+        if reason is not None:
+            item.reason, item.message, item.place = reason, msg, None
+            return item
         if rep.media:
             data["media"] = ",".join(rep.media)
         item.cmd = Command(Action.REPORT, rep.case_id or "", actor, "", data, scoped_key(actor.id, rep.id))
@@ -763,7 +795,7 @@ class Pipeline:
         return item
 
     def _prepare_command(self, item: _Item, c: CommandIn, speaker: Speaker) -> _Item:
-        if speaker.kind != "gateway" or not speaker.may_speak_for(c.actor):
+        if speaker.kind not in ("gateway", "api") or not speaker.may_speak_for(c.actor):
             item.reason, item.message = Reason.NOT_ALLOWED, f"this token may not speak for {c.actor!r}"
             return item
         try:
@@ -771,13 +803,21 @@ class Pipeline:
         except ValueError as exc:
             item.reason, item.message = Reason.WRONG_TYPE, str(exc)
             return item
+        key = api_actor(speaker) if speaker.kind == "api" else None
+        if speaker.kind == "api" and (
+            key is None
+            or (key.role, key.department) != (role, c.department if role is Role.DEPARTMENT else None)
+        ):  # an API key acts in its own role only
+            item.reason = Reason.NOT_ALLOWED
+            item.message = f"this api key's role is {getattr(speaker, 'role', None)}, not {c.role}"
+            return item
         person = self._person(c.actor)
         if person is not None and (person[0] != role.value or not person[2]):
             item.reason = Reason.NOT_ALLOWED
             state = "an inactive " if not person[2] else ""
             item.message = f"{c.actor!r} is {state}{person[0]}, not {role.value}"
             return item
-        if person is None and not speaker.may_speak_for("*"):
+        if person is None and not speaker.may_speak_for("*") and (key is None or c.actor != key.id):
             item.reason, item.message = Reason.NOT_ALLOWED, f"unknown person {c.actor!r} (not in people)"
             return item
         data: dict[str, Any] = dict(c.data)
@@ -803,8 +843,10 @@ class Pipeline:
                 place = Place(g, g[:9], None, None)
         item.place = place
         actor = Actor(c.actor, role, c.department)
-        if action is Action.REPORT and _simulated(speaker):
-            data["origin"] = "simulation"  # cases.origin: the wall says 模拟数据
+        replayed = _replayed(speaker.kind, speaker.name)
+        origin = "simulation" if _simulated(speaker) else "replay" if replayed else ""
+        if action is Action.REPORT and origin:
+            data["origin"] = origin  # cases.origin: the wall says 模拟数据 for simulation
         item.cmd = Command(action, c.case_id, actor, c.opinion, data, scoped_key(c.actor, c.id))
         return item
 
@@ -1000,13 +1042,19 @@ class Pipeline:
         w = self._positions
         instant, received = w.instant, w.instant(now)
         rows = []
+        labels: dict[str, str] = {}  # positions.source of each input source (a few per group)
         for it, source in fixes:
             f = it.fix
             assert f is not None
+            label = labels.get(source)
+            if label is None:
+                label = labels[source] = (
+                    "simulation" if source == f"gateway:{SIMULATION_GATEWAY}"
+                    else "replay" if _replayed(*source.partition(":")[::2]) else "device"
+                )  # fmt: skip
             rows.append(
-                (f.supervisor, instant(f.at), received, f.lon, f.lat, f.accuracy, f.speed, f.grid,
-                 "simulation" if source == f"gateway:{SIMULATION_GATEWAY}" else "device")
-            )  # fmt: skip
+                (f.supervisor, instant(f.at), received, f.lon, f.lat, f.accuracy, f.speed, f.grid, label)
+            )
         inserted = w.insert(conn, rows)
         for (it, _), row in zip(fixes, rows, strict=True):
             if inserted is None or (row[0], row[1]) in inserted:
@@ -1090,11 +1138,34 @@ class Pipeline:
         )
 
 
+def api_actor(speaker: Speaker) -> Actor | None:
+    """Who an API key acts as: ``api:<name>`` in the key's lifecycle role (None: not a valid role).
+
+    The key's role (``store.accounts`` ``tokens.role``) is a ``Role`` value or ``department:<code>``.
+    """
+    role = getattr(speaker, "role", None)
+    if not isinstance(role, str):
+        return None
+    name, _, dept = role.partition(":")
+    try:
+        r = Role(name)
+    except ValueError:
+        return None
+    if (r is Role.DEPARTMENT) != bool(dept):
+        return None
+    return Actor(f"api:{speaker.name}"[:64], r, dept or None)
+
+
 def _fix_or_error(raw: Any) -> FixIn | ValidationError:
     try:
         return FixIn.model_validate(raw)
     except ValidationError as exc:
         return exc
+
+
+def _replayed(kind: str, name: str) -> bool:
+    """Whether a credential (kind, name) is a replay of real data (feeds.replay): cases.origin = replay."""
+    return kind == "gateway" and (name == REPLAY_GATEWAY or name.startswith(REPLAY_GATEWAY + ":"))
 
 
 def _simulated(speaker: Speaker) -> bool:

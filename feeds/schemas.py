@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 MAX_BATCH = 1000  # fixes per ``positions`` event
 MAX_PAYLOAD_BYTES = 256 * 1024  # one event, as received
@@ -39,6 +40,8 @@ class Reason(StrEnum):
     NOT_ALLOWED = "not_allowed"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # feeds.media: content is not an accepted type
+    UNKNOWN_MEDIA = "unknown_media"  # a media reference that is malformed or was never uploaded
 
 
 _BASE = ConfigDict(extra="ignore", str_strip_whitespace=True, frozen=True)
@@ -100,6 +103,13 @@ class PositionsIn(BaseModel):
     fixes: Annotated[list[dict[str, Any]], Field(max_length=MAX_BATCH)]
 
 
+class ValidPositionsIn(BaseModel):
+    """A batch of fixes that are all valid (``positions``' fast path: one validation call a batch)."""
+
+    model_config = _BASE
+    fixes: Annotated[list[FixIn], Field(max_length=MAX_BATCH)]
+
+
 class ReportIn(_Instant):
     """A new case found on patrol (``report``)."""
 
@@ -109,12 +119,31 @@ class ReportIn(_Instant):
     kind: Literal["component", "event"]
     class_code: Annotated[str, Field(min_length=1, max_length=8)]
     condition_code: Annotated[str, Field(max_length=8)] | None = None
-    lon: float
-    lat: float
+    lon: float | None = None  # without a point: an address or a grid_code, and the case needs location
+    lat: float | None = None
     crs: Crs = "wgs84"
+    address: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    grid_code: Annotated[str, Field(pattern=r"^[0-9]{15}$")] | None = None
     description: Text = ""
     media: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=10)] = []
     source: Literal["supervisor", "public", "hotline", "leader", "video", "department"] = "supervisor"
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> ReportIn:
+        if (self.lon is None) != (self.lat is None):
+            raise PydanticCustomError(
+                "missing", "missing field {field}", {"field": "lat" if self.lat is None else "lon"}
+            )
+        if self.lon is None and self.address is None and self.grid_code is None:
+            raise PydanticCustomError(
+                "missing", "a report needs a point (lon, lat), an address or a grid_code"
+            )
+        return self
+
+    @property
+    def needs_location(self) -> bool:
+        """No point: the case enters 待受理 flagged "needs location" (an address or a grid only)."""
+        return self.lon is None or self.lat is None
 
 
 class TaskAckIn(_Instant):
@@ -158,7 +187,7 @@ def describe(exc: ValidationError) -> tuple[Reason, str]:
     where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
     kind = str(first.get("type", ""))
     if kind == "missing":
-        return Reason.MISSING_FIELD, f"missing field {where}"
+        return Reason.MISSING_FIELD, f"missing field {where}" if first.get("loc") else str(first.get("msg"))
     if kind in ("too_long", "list_too_long", "string_too_long") and where in ("fixes", "media"):
         return Reason.TOO_LARGE, f"{where}: {first.get('msg', '')}"
     if kind == "model_type" and where == "payload":

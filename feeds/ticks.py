@@ -148,6 +148,24 @@ def render(view: View, flt: RoomFilter, seq: int, *, full: bool, simulated: bool
     return msg
 
 
+def wall_panels(view: View, *, simulated: bool, queue_rows: int) -> dict[str, Any]:
+    """The wall's panels at page build (KPIs, stages, hours, ranking, ticker, the first queue rows).
+
+    The page carries them so the tiles show current values before the socket, plotly.js and the
+    full ``snapshot`` arrive; the snapshot then replaces them (same fields, same meaning).
+    """
+    due = sorted((c for c in view.cases if c.deadline is not None), key=lambda c: (c.deadline, c.id))
+    return {
+        "sim": simulated,
+        "kpi": view.kpi,
+        "stages": view.stages,
+        "hours": view.hours,
+        "ranking": view.ranking,
+        "events": list(view.events[-20:]),
+        "cases": cases_columns(due[:queue_rows]),
+    }
+
+
 def alert_matches(alert: Alert, flt: RoomFilter) -> bool:
     """Whether a room should receive an alert."""
     if flt.room == "wall":

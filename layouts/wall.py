@@ -88,8 +88,9 @@ def layout(
     scenes: Sequence[str] = (),
     dwell: int = 20,
     boxes: Mapping[str, Sequence[float]] | None = None,
+    panels: Mapping[str, object] | None = None,
 ) -> html.Div:
-    """The wall page (kiosk: no controls, no hover, no scrollbars)."""
+    """The wall page (kiosk: no controls, no hover, no scrollbars); ``panels``: values at page build."""
     district = summary.name if lang == "zh" else summary.name_en
     notes = [t("note.generated", lang)] if generated else []
     return html.Div(
@@ -105,6 +106,7 @@ def layout(
                             "scenes": list(scenes),
                             "dwell": max(5, dwell),
                             "boxes": dict(boxes or {}),
+                            "initial": dict(panels) if panels else None,
                         },
                         ensure_ascii=False,
                     )

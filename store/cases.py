@@ -60,7 +60,7 @@ _CASE_COLUMNS = ("kind", "class_code", "condition_code", "source", "status", "st
                  "department_code", "reporter", "reported_at", "updated_at", "closed_at", "deadline",
                  "archive", "reworks", "returns", "urges", "state")  # fmt: skip
 _NEW_CASE_COLUMNS = ("id", "grid_code", "community_code", "street_code", "lon", "lat", "description",
-                     "version", "origin", *_CASE_COLUMNS)  # fmt: skip
+                     "version", "origin", "needs_location", "address", *_CASE_COLUMNS)  # fmt: skip
 _EVENT_COLUMNS = ("case_id", "seq", "action", "actor", "role", "from_status", "to_status", "at", "opinion",
                   "data", "key", "fingerprint")  # fmt: skip
 _TIMER_KEY = ("case_id", "stage")
@@ -408,6 +408,8 @@ def _write(
             description=str(cmd.data.get("description", ""))[:1000],
             version=1,
             origin=str(cmd.data.get("origin") or "live")[:16],  # simulation: 模拟数据 (feeds.pipeline)
+            needs_location=bool(cmd.data.get("needs_location")),  # no point (feeds.pipeline)
+            address=str(cmd.data["address"])[:200] if cmd.data.get("address") else None,
         )
         _with_defaults(case, _CASE_DEFAULTS)
         seq = 0

@@ -151,6 +151,9 @@ class Case(Base):
     version: Mapped[int] = mapped_column(Integer, default=0)
     state: Mapped[dict[str, Any]] = mapped_column(JSONType)
     origin: Mapped[str] = mapped_column(String(16), default="live")  # live | simulation | replay
+    # reported without a point (only an address or a grid code): 待受理 flagged "needs location"
+    needs_location: Mapped[bool] = mapped_column(Boolean, default=False)
+    address: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
 
 class CaseEventRow(Base):

@@ -15,6 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import shapely
@@ -24,7 +26,9 @@ from sqlalchemy.engine import Engine
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from dashboard.app import create_web_app
+from feeds.api import register_http_feeds
 from feeds.core import LiveCore, start_live_core
+from feeds.media import MediaLimits, MediaStore, install_media
 from feeds.pipeline import PipelineConfig
 from store.accounts import provision_embedded
 from store.db import session_factory
@@ -66,6 +70,7 @@ class LiveServer:
     spots: list[Spot]
     _next: int = 0
     peers: list[Peer] = field(default_factory=list)
+    media: MediaStore | None = None  # with media_dir: POST /api/v1/media, GET /media/<ref>
 
     def spot(self) -> Spot:
         """A supervisor no other caller got (each test works with its own people)."""
@@ -113,19 +118,32 @@ def _spots(engine: Engine, core: LiveCore, devices: dict[str, str]) -> list[Spot
 
 
 def start_live_server(
-    engine: Engine, *, interval: float = 0.2, config: PipelineConfig | None = None
+    engine: Engine,
+    *,
+    interval: float = 0.2,
+    config: PipelineConfig | None = None,
+    media_dir: Path | None = None,
+    media_limits: MediaLimits | None = None,
 ) -> LiveServer:
-    """Provision, compose and serve the live core of a built district on a free port."""
+    """Provision, compose and serve the live core of a built district on a free port (with the media
+    routes when ``media_dir`` is given)."""
     made = provision_embedded(engine, kiosk_secret=KIOSK_SECRET)
     devices = dict(made.devices)
     web = create_web_app(engine, secret_key="feeds-tests")
-    core = start_live_core(engine, web.socketio, interval=interval, config=config)
+    http_feeds = register_http_feeds(web.server, engine)  # /api/v1 and /open311/v2, as app.py run
+    # patrol-only grid changes every tick (the default, 30 s, would outlast the tests' waits)
+    core = start_live_core(engine, web.socketio, interval=interval, config=config, patrol_every=timedelta(0))
+    http_feeds.attach(core.pipeline)
+    media = None
+    if media_dir is not None:
+        media = install_media(web.server, engine, media_dir, pipeline=core.pipeline, limits=media_limits)
     port = free_port()
     http = make_server("127.0.0.1", port, web.server, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=http.serve_forever, name="gw-test-http", daemon=True)
     thread.start()
     spots = _spots(engine, core, devices)
-    return LiveServer(engine, core, http, thread, f"http://127.0.0.1:{port}", KIOSK_SECRET, devices, spots)
+    url = f"http://127.0.0.1:{port}"
+    return LiveServer(engine, core, http, thread, url, KIOSK_SECRET, devices, spots, media=media)
 
 
 class QuietHandler(WSGIRequestHandler):

@@ -40,6 +40,7 @@ HEADING = re.compile(r"^(#{1,6})\s+(.*)$", re.M)
 MODEL_EVENT = {
     "FixIn": "position",
     "PositionsIn": "positions",
+    "ValidPositionsIn": "positions",
     "ReportIn": "report",
     "TaskAckIn": "task_ack",
     "TaskResultIn": "task_result",

@@ -1,0 +1,412 @@
+"""The HTTP API ``/api/v1``: batch positions, case reports, lifecycle commands and case queries.
+
+Clients are systems (the 12345 call centre, department systems, vehicle trackers) authenticated by
+API keys (``python app.py token add api --role <role>``), sent as ``Authorization: Bearer <key>`` or
+``X-API-Key: <key>``. A key's role is the lifecycle role it acts in (``call_center``, ``acceptor``,
+``shift_leader``, ``dispatcher``, ``leader``, ``supervisor``, ``admin`` or ``department:<code>``);
+the key acts as ``api:<key name>`` in that role. Positions may be sent only by keys of role
+``supervisor`` or ``admin`` (``POSITION_ROLES``), which speak for every active supervisor (like a
+gateway token of scope ``*``); every other key is refused with 403.
+
+Every write goes through ``Pipeline.submit`` (the one write path: named rejections, dead letters,
+persist then publish), so the body answered is the pipeline's acknowledgement; refusals before the
+pipeline (key, role, JSON) are recorded with ``Pipeline.reject``. The pipeline is attached after the
+blueprint is created (the web app exists before the live core): until then every endpoint but the
+OpenAPI document answers 503 ``unavailable``. See docs/api.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from flask import Blueprint, Flask, Response, request
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from domain.lifecycle import DISPLAY_STAGE, Action, Role, state_from_json
+from feeds.pipeline import Pipeline, api_actor
+from feeds.schemas import MAX_BATCH, Reason
+from store.accounts import AuthError, Principal, authenticate
+from store.models import Case, CaseEventRow
+
+API_PREFIX = "/api/v1"
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+MAX_BODY_BYTES = 4 * 1024 * 1024  # read at most this much; the pipeline refuses > MAX_PAYLOAD_BYTES by name
+POSITION_ROLES = frozenset({Role.SUPERVISOR.value, Role.ADMIN.value})
+# the issue's command names that are not Action values
+ACTION_ALIASES: dict[str, Action] = {
+    "handle": Action.FEEDBACK,
+    "return": Action.REQUEST_RETURN,
+    "extend": Action.REQUEST_EXTENSION,
+    "suspend": Action.REQUEST_SUSPENSION,
+}
+COMMANDS: dict[str, Action] = {a.value: a for a in Action if a is not Action.REPORT} | ACTION_ALIASES
+# body fields of a command copied into its data (domain.lifecycle handlers read them)
+COMMAND_DATA = ("confirmed", "passed", "department", "extra", "special", "class_code", "condition_code",
+                "assignee", "media")  # fmt: skip
+# the default ``source`` of a report by the key's role (a body may say otherwise)
+REPORT_SOURCE = {"call_center": "hotline", "leader": "leader", "department": "department",
+                 "supervisor": "supervisor"}  # fmt: skip
+STAGE_KEYS = {stage: status.value for status, stage in DISPLAY_STAGE.items()}
+
+# HTTP status of a refusal by reason (input reasons, lifecycle rules, auth); others are 422
+HTTP_STATUS: dict[str, int] = {
+    Reason.MALFORMED.value: 400,
+    Reason.TOO_LARGE.value: 413,
+    Reason.NOT_ALLOWED.value: 403,
+    "wrong_role": 403,
+    "wrong_department": 403,
+    Reason.UNKNOWN_CASE.value: 404,
+    "no_case": 404,
+    "case_exists": 409,
+    "wrong_status": 409,
+    "case_closed": 409,
+    "request_pending": 409,
+    "no_request": 409,
+    "instant_before_case": 409,
+    "idempotency_key_conflict": 409,
+    Reason.RATE_LIMITED.value: 429,
+    Reason.UNAVAILABLE.value: 503,
+    "token_missing": 401,
+    "token_unknown": 401,
+    "token_revoked": 401,
+    "token_wrong_kind": 401,
+}
+
+
+@dataclass(frozen=True)
+class ApiSpeaker:
+    """An API key as a pipeline speaker (``feeds.pipeline.Speaker``), acting as ``api:<name>``."""
+
+    token_id: int
+    name: str
+    role: str
+    kind: str = "api"
+    person_id: str | None = None
+
+    @property
+    def actor_id(self) -> str:
+        """The actor id the key's commands and reports carry."""
+        return f"api:{self.name}"[:64]
+
+    def may_speak_for(self, person_id: str) -> bool:
+        """Itself; keys of a ``POSITION_ROLES`` role also for every supervisor (as a gateway with ``*``)."""
+        return person_id == self.actor_id or self.role in POSITION_ROLES
+
+    @classmethod
+    def of(cls, who: Principal) -> ApiSpeaker:
+        """The speaker of an authenticated API key."""
+        return cls(who.token_id, who.name, who.role or "")
+
+
+class PipelineRef:
+    """The pipeline the HTTP feeds write through, attached once the live core runs."""
+
+    def __init__(self, pipeline: Pipeline | None = None) -> None:
+        self.pipeline = pipeline
+
+    def attach(self, pipeline: Pipeline) -> None:
+        """Start answering: writes go to this pipeline from now on."""
+        self.pipeline = pipeline
+
+    def __call__(self) -> Pipeline | None:
+        return self.pipeline
+
+
+class Refusal(Exception):
+    """A request refused before or by the pipeline: HTTP status and body."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body.get("message", ""))
+        self.status, self.body = status, body
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response (orjson)."""
+    return Response(orjson.dumps(body, default=str), status=status, mimetype="application/json",
+                    headers=headers)  # fmt: skip
+
+
+def remote() -> str:
+    """The client's address, for dead-letter sources."""
+    return str(request.remote_addr or "?")
+
+
+def secret_of_request(*, form_key: str | None = None) -> str | None:
+    """The key of a request: ``Authorization: Bearer``, ``X-API-Key`` or (Open311) a parameter."""
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    given = request.headers.get("X-API-Key")
+    if given:
+        return given.strip()
+    if form_key is not None:
+        value = request.form.get(form_key) if request.form else None
+        return value or request.args.get(form_key)
+    return None
+
+
+def status_of(ack: dict[str, Any], ok: int = 200) -> int:
+    """The HTTP status of a one-input acknowledgement: ``ok``, or the first rejection's status."""
+    if ack.get("accepted") or ack.get("duplicates") or not ack.get("rejected"):
+        return ok
+    return HTTP_STATUS.get(str(ack["rejected"][0].get("reason")), 422)
+
+
+def refused(ack: dict[str, Any]) -> dict[str, Any]:
+    """An acknowledgement with its first rejection's reason and message on top (``error``)."""
+    first = ack["rejected"][0] if ack.get("rejected") else {"reason": "unavailable", "message": ""}
+    return {"error": first.get("reason"), "message": first.get("message", ""), **ack}
+
+
+def parse_body(pipeline: Pipeline, kind: str, source: str) -> Any:
+    """The request's JSON body; a body that is not JSON is refused by name (and dead-lettered)."""
+    size = request.content_length
+    if size is not None and size > MAX_BODY_BYTES:
+        ack = pipeline.reject(kind, {"bytes": size}, source, Reason.TOO_LARGE,
+                              f"{size} bytes > {MAX_BODY_BYTES}")  # fmt: skip
+        raise Refusal(413, refused(ack))
+    data = request.get_data(cache=False)
+    try:
+        return orjson.loads(data) if data else None
+    except orjson.JSONDecodeError as exc:
+        text = data[:2000].decode("utf-8", "replace")
+        ack = pipeline.reject(kind, {"body": text}, source, Reason.MALFORMED, f"body is not JSON: {exc}")
+        raise Refusal(400, refused(ack)) from None
+
+
+def authenticate_api(engine: Engine, pipeline: Pipeline, secret: str | None, kind: str) -> ApiSpeaker:
+    """The speaker of the request's API key; 401 with the auth reason (dead-lettered) otherwise."""
+    try:
+        with engine.connect() as conn:
+            who = authenticate(conn, secret, ("api",))
+    except AuthError as exc:
+        msg = f"refused {request.method} {request.path}: {exc.reason}"
+        pipeline.reject(kind, {"path": request.path, "remote": remote()}, f"api:{remote()}",
+                        exc.reason, msg)  # type: ignore[arg-type]  # fmt: skip
+        raise Refusal(401, {"error": exc.reason, "message": msg}) from None
+    return ApiSpeaker.of(who)
+
+
+# -- case queries -------------------------------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    """An instant as ISO 8601 in UTC (the API's instants out; naive database values are UTC)."""
+    if value is None:
+        return None
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)).isoformat()
+
+
+def case_view(engine: Engine, case_id: str, *, events: bool = True) -> dict[str, Any] | None:
+    """A case's status as the API shows it: stage, status, place, deadlines and (optionally) events."""
+    with Session(engine) as session:
+        row = session.get(Case, case_id)
+        return None if row is None else _view(session, row, events=events)
+
+
+def _view(session: Session, row: Case, *, events: bool) -> dict[str, Any]:
+    state = state_from_json(row.state)
+    stage = state.stage
+    timers = {
+        name: {
+            "started_at": _iso(t.started_at),
+            "deadline": _iso(t.deadline),
+            "ended_at": _iso(t.ended_at),
+            "paused": t.paused_since is not None,
+        }
+        for name, t in state.timers.items()
+    }
+    handle = state.timers.get("handle")
+    out: dict[str, Any] = {
+        "id": row.id,
+        "kind": state.kind.value,
+        "class_code": state.class_code,
+        "condition_code": state.condition_code,
+        "source": state.source.value,
+        "status": state.status.value,
+        "stage": stage.value if stage else None,
+        "stage_key": STAGE_KEYS.get(stage) if stage else None,
+        "open": state.is_open,
+        "emergency": state.emergency,
+        "needs_location": bool(row.needs_location),
+        "address": row.address,
+        "grid": row.grid_code,
+        "street": row.street_code,
+        "community": row.community_code,
+        "lon": row.lon,
+        "lat": row.lat,
+        "description": row.description,
+        "department": state.department,
+        "reporter": state.reporter,
+        "reported_at": _iso(state.reported_at),
+        "updated_at": _iso(state.updated_at),
+        "closed_at": _iso(state.closed_at),
+        "archive": state.archive.value if state.archive else None,
+        "deadline": _iso(row.deadline),
+        "handling_deadline": _iso(handle.deadline) if handle else None,
+        "deadlines": timers,
+        "pending_request": state.request.action.value if state.request else None,
+        "reworks": state.reworks,
+        "urges": state.urges,
+    }
+    if events:
+        rows = session.execute(
+            select(CaseEventRow).where(CaseEventRow.case_id == row.id).order_by(CaseEventRow.seq)
+        ).scalars()
+        out["events"] = [
+            {
+                "seq": e.seq,
+                "action": e.action,
+                "actor": e.actor,
+                "role": e.role,
+                "from_status": e.from_status,
+                "to_status": e.to_status,
+                "at": _iso(e.at),
+                "opinion": e.opinion,
+            }
+            for e in rows
+        ]
+    return out
+
+
+# -- the blueprint ----------------------------------------------------------------------------------------
+
+
+def create_api_blueprint(engine: Engine, pipeline: Callable[[], Pipeline | None]) -> Blueprint:
+    """``/api/v1`` on a (read) engine for keys and queries; writes go to ``pipeline()`` when attached."""
+    bp = Blueprint("api_v1", __name__, url_prefix=API_PREFIX)
+
+    def running() -> Pipeline:
+        p = pipeline()
+        if p is None:
+            raise Refusal(503, {"error": "unavailable", "message": "the live core is starting; retry"})
+        return p
+
+    @bp.errorhandler(Refusal)
+    def on_refusal(exc: Refusal) -> Response:
+        headers = {"WWW-Authenticate": 'Bearer realm="gridwall"'} if exc.status == 401 else None
+        if exc.status == 503:
+            headers = {"Retry-After": "5"}
+        return json_response(exc.body, exc.status, headers)
+
+    def speaker(p: Pipeline, kind: str) -> ApiSpeaker:
+        return authenticate_api(engine, p, secret_of_request(), kind)
+
+    @bp.route("/", defaults={"rest": ""}, methods=ALL_METHODS)
+    @bp.route("/<path:rest>", methods=ALL_METHODS)
+    def elsewhere(rest: str) -> Response:
+        """Anything else under the prefix (the app's Dash pages would answer it otherwise)."""
+        from feeds.open311 import other_methods
+
+        if other_methods(request.endpoint):
+            msg = f"{request.method} is not allowed on {request.path}"
+            return json_response({"error": "method_not_allowed", "message": msg}, 405)
+        return json_response({"error": "not_found", "message": f"no endpoint {request.path}"}, 404)
+
+    @bp.get("/openapi.json")
+    def openapi() -> Response:
+        from feeds.openapi import openapi_document
+
+        return json_response(openapi_document())
+
+    @bp.post("/positions")
+    def positions() -> Response:
+        p = running()
+        who = speaker(p, "positions")
+        source = f"api:{who.name}"
+        if who.role not in POSITION_ROLES:
+            msg = f"role {who.role} may not send positions (only {', '.join(sorted(POSITION_ROLES))})"
+            ack = p.reject("positions", {"path": request.path}, source, Reason.NOT_ALLOWED, msg)
+            raise Refusal(403, refused(ack))
+        body = parse_body(p, "positions", source)
+        ack = p.submit("positions", body, who, source=source)
+        fixes = body.get("fixes") if isinstance(body, dict) else None
+        if not isinstance(fixes, list) or len(fixes) > MAX_BATCH:  # the batch itself was refused
+            return json_response(refused(ack), status_of(ack))
+        return json_response(ack)
+
+    @bp.post("/reports")
+    def reports() -> Response:
+        p = running()
+        who = speaker(p, "report")
+        source = f"api:{who.name}"
+        body = parse_body(p, "report", source)
+        if isinstance(body, dict):
+            body = {k: v for k, v in body.items() if v is not None}  # null = not given
+            body.setdefault("id", request.headers.get("Idempotency-Key") or f"api-{uuid.uuid4().hex}")
+            body.setdefault("at", p.clock().isoformat())
+            body.setdefault("source", REPORT_SOURCE.get(who.role.partition(":")[0], "public"))
+        ack = p.submit("report", body, who, source=source)
+        status = status_of(ack, 201 if ack.get("accepted") else 200)
+        if status >= 400:
+            return json_response(refused(ack), status)
+        out = dict(ack)
+        case_id = next(iter(ack.get("cases", {}).values()), None)
+        if case_id is not None:
+            out["case"] = case_view(engine, case_id, events=False)
+        return json_response(out, status)
+
+    @bp.post("/cases/<case_id>/<action>")
+    def command(case_id: str, action: str) -> Response:
+        p = running()
+        who = speaker(p, "command")
+        source = f"api:{who.name}"
+        body = parse_body(p, "command", source)
+        act = COMMANDS.get(action)
+        if act is None:
+            msg = f"unknown command {action!r}; use one of {', '.join(sorted(COMMANDS))}"
+            ack = p.reject("command", body, source, Reason.MALFORMED, msg)
+            return json_response(refused(ack), 404)
+        raw: Any = body
+        if isinstance(body, dict):
+            key = api_actor(who)
+            data = {k: body[k] for k in COMMAND_DATA if k in body}
+            extra = body.get("data")
+            if isinstance(extra, dict):
+                data = {**extra, **data}
+            raw = {
+                "id": body.get("id") or request.headers.get("Idempotency-Key") or f"api-{uuid.uuid4().hex}",
+                "action": act.value,
+                "case_id": case_id,
+                "actor": body.get("actor") or who.actor_id,
+                "role": key.role.value if key else who.role,
+                "department": key.department if key else None,
+                "opinion": body.get("opinion", ""),
+                "at": body.get("at") or p.clock().isoformat(),
+                "data": data,
+            }
+        ack = p.submit("command", raw, who, source=source)
+        status = status_of(ack)
+        if status >= 400:
+            return json_response(refused(ack), status)
+        out = dict(ack)
+        out["case"] = case_view(engine, case_id, events=False)
+        return json_response(out, status)
+
+    @bp.get("/cases/<case_id>")
+    def case(case_id: str) -> Response:
+        p = running()
+        speaker(p, "query")
+        view = case_view(engine, case_id)
+        if view is None:
+            return json_response({"error": Reason.UNKNOWN_CASE.value, "message": f"no case {case_id!r}"}, 404)
+        return json_response(view)
+
+    return bp
+
+
+def register_http_feeds(server: Flask, engine: Engine, pipeline: Pipeline | None = None) -> PipelineRef:
+    """Register ``/api/v1`` and Open311 ``/open311/v2`` on the app; attach the pipeline to the result."""
+    from feeds.open311 import create_open311_blueprint
+
+    ref = PipelineRef(pipeline)
+    server.register_blueprint(create_api_blueprint(engine, ref))
+    server.register_blueprint(create_open311_blueprint(engine, ref))
+    return ref

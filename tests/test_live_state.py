@@ -1,0 +1,59 @@
+"""The in-process live state, without a server: what a tick carries and when."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from domain.catalogue import load_catalogue
+from domain.supervisor import Fix
+from feeds.live import PATROL_EVERY, MemoryLiveState
+
+T0 = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)  # 10:00 in Beijing
+G1, G2 = "110101001001001", "110101001001002"
+
+
+def state(patrol_every: timedelta = PATROL_EVERY) -> MemoryLiveState:
+    return MemoryLiveState(
+        tz=ZoneInfo("Asia/Shanghai"),
+        catalogue=load_catalogue("cjt214"),
+        areas={"s1": "A1", "s2": "A1"},
+        area_of_grid={G1: "A1", G2: "A1"},
+        now=T0,
+        patrol_every=patrol_every,
+    )
+
+
+def walk(live: MemoryLiveState, sup: str, grid: str, start: datetime, seconds: list[int]) -> None:
+    live.apply_fixes([Fix(sup, start + timedelta(seconds=s), 116.4, 39.9 + s * 1e-6, grid) for s in seconds])
+
+
+def test_patrol_only_grid_changes_reach_ticks_every_patrol_interval() -> None:
+    live = state()
+    live.tick(T0)  # the first tick drains start-up changes (and sends patrol time at once)
+    walk(live, "s1", G1, T0, [0, 10])
+    first = live.tick(T0 + timedelta(seconds=1))
+    assert G1 not in first.grids  # 10 s of patrol only: held back
+    assert [s.id for s in first.supervisors] == ["s1"]  # the supervisor's move is not
+    walk(live, "s1", G1, T0, [20])
+    assert G1 not in live.tick(T0 + timedelta(seconds=2)).grids
+    due = live.tick(T0 + PATROL_EVERY)
+    assert due.grids[G1].patrol_s == 20.0  # current value, not an increment
+    assert G1 not in live.tick(T0 + PATROL_EVERY + timedelta(seconds=1)).grids  # sent once
+
+
+def test_a_grid_sent_for_a_case_change_carries_its_patrol_time_and_is_not_sent_again() -> None:
+    live = state()
+    live.tick(T0)
+    walk(live, "s2", G2, T0, [0, 30])
+    live._grid(G2).open += 1  # a case counter changes (what apply_case does through _grid)
+    tick = live.tick(T0 + timedelta(seconds=1))
+    assert tick.grids[G2].open == 1 and tick.grids[G2].patrol_s == 30.0
+    assert G2 not in live.tick(T0 + PATROL_EVERY).grids  # nothing changed since it was sent
+
+
+def test_zero_patrol_interval_sends_patrol_time_in_every_tick() -> None:
+    live = state(timedelta(0))
+    live.tick(T0)
+    walk(live, "s1", G1, T0, [0, 10])
+    assert live.tick(T0 + timedelta(seconds=1)).grids[G1].patrol_s == 10.0
