@@ -228,6 +228,7 @@
     var heatAt = 0;
     function refreshHeat() {  // swap the heat image every 10 s; the server renders it
       if (!mapReady() || Date.now() - heatAt < 10000) { return; }
+      if (!state.lastTick || Date.now() - state.lastTick > cfg.staleAfter * 1000) { return; }  // server away
       var layers = graph.layout && graph.layout.map && graph.layout.map.layers;
       if (!layers || !layers.length || String(layers[0].source).indexOf("/heat/") < 0) { return; }
       heatAt = Date.now();

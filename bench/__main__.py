@@ -14,7 +14,9 @@ import time
 
 from bench import FAIL, PASS, SKIP, Result, console, machine_lines
 
-BENCHMARKS = ("init", "index", "lifecycle", "evaluation", "ingest", "fanout", "wall", "api", "replay")
+BENCHMARKS = (
+    "init", "index", "lifecycle", "evaluation", "ingest", "fanout", "wall", "api", "replay", "startup",
+)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import bench_replay
 
             results += bench_replay.run()
+        elif name == "startup":
+            from bench import bench_startup
+
+            results += bench_startup.run()
         else:
             from bench import bench_wall
 

@@ -199,9 +199,10 @@ PATROL_EVERY = timedelta(seconds=30)  # patrol-only grid changes reach ticks at 
 
 
 def _day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    """The first instant of a calendar day in ``tz`` and of the next one (aware datetimes)."""
-    start = datetime.combine(day, time(0), tz)
-    return start, datetime.combine(day + timedelta(days=1), time(0), tz)
+    """The first instant of a calendar day in ``tz`` and of the next one, in UTC (fixes are UTC: comparing
+    instants of one zone is cheap, across zones it asks the zone for its offset every time)."""
+    start = datetime.combine(day, time(0), tz).astimezone(UTC)
+    return start, datetime.combine(day + timedelta(days=1), time(0), tz).astimezone(UTC)
 
 
 def _deadline(state: CaseState) -> datetime | None:

@@ -37,9 +37,9 @@ class Server:
 
 
 @contextmanager
-def run_app(cwd: Path, *extra: str, timeout: float = 60.0) -> Iterator[Server]:
+def run_app(cwd: Path, *extra: str, timeout: float = 60.0, port: int | None = None) -> Iterator[Server]:
     """Run ``app.py run`` from ``cwd`` with stdin closed; yield once the printed URLs answer."""
-    port = free_port()
+    port = port or free_port()
     cmd = [sys.executable, str(ROOT / "app.py"), "run", "--port", str(port), *extra]
     proc = subprocess.Popen(
         cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

@@ -281,3 +281,35 @@ def test_device_inputs_reach_the_wall(server: Server, browser: object) -> None:
     real_errors = [e for e in errors if "GPU stall" not in e and "WebGL" not in e]
     assert not real_errors, real_errors
     page.close()  # type: ignore[attr-defined]
+
+
+def test_wall_recovers_after_a_server_restart_without_a_reload(
+    browser: object, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The server goes away and comes back on the same port: the page shows 数据中断, then live data
+    again from the new process (a new snapshot), without reloading."""
+    cwd = tmp_path_factory.mktemp("restart")
+    health = f"() => document.getElementById('{ids.WALL_HEALTH}').textContent"
+    with run_app(cwd, "--no-simulation", timeout=120) as first:
+        port = int(urlparse(first.base).port or 0)
+        page, errors, _ = _open(browser, first.wall_url, 1920, 1080)
+        page.wait_for_function(f"() => ({health})() === '实时'", timeout=30_000)  # type: ignore[attr-defined]
+        page.evaluate("() => { window.__sameDocument = true; }")  # type: ignore[attr-defined]
+        ticks_before = page.evaluate("() => window.__gw.ticks")  # type: ignore[attr-defined]
+    # the process is gone (run_app terminated it): the wall says so by itself
+    page.wait_for_function(f"() => ({health})() === '数据中断'", timeout=20_000)  # type: ignore[attr-defined]
+    with run_app(cwd, "--no-simulation", timeout=120, port=port):
+        page.wait_for_function(f"() => ({health})() === '实时'", timeout=60_000)  # type: ignore[attr-defined]
+        page.wait_for_function(f"() => window.__gw.ticks > {ticks_before} + 2", timeout=30_000)  # type: ignore[attr-defined]
+        assert page.evaluate("() => window.__sameDocument === true")  # type: ignore[attr-defined]
+        assert page.evaluate("() => window.__gw.gaps") == 0  # type: ignore[attr-defined]  # a snapshot, not gaps
+        # failed requests while the server was away are expected (the socket, MapLibre's images);
+        # once it is back, nothing fails any more
+        recovered = len(errors)
+        ticks = page.evaluate("() => window.__gw.ticks")  # type: ignore[attr-defined]
+        page.wait_for_function(f"() => window.__gw.ticks > {ticks} + 5", timeout=30_000)  # type: ignore[attr-defined]
+        assert errors[recovered:] == []
+        assert page.evaluate(f"() => document.getElementById('{ids.WALL_KPIS}-reported').textContent") != "–"  # type: ignore[attr-defined]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "wall-after-restart.png"))  # type: ignore[attr-defined]
+    page.close()  # type: ignore[attr-defined]

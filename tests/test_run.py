@@ -1,10 +1,10 @@
-"""The run contract: ``python app.py run`` from any folder, stdin closed, serving within 30 s."""
+"""The run contract: ``python app.py run`` from any folder, stdin closed, serving (the 30 s of the
+live-core issue is measured by ``python -m bench startup``, not here: no timed unit tests)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
@@ -13,10 +13,7 @@ from tests.serve import ROOT, run_app
 
 
 def test_run_from_empty_folder_builds_and_serves(tmp_path: Path) -> None:
-    started = time.monotonic()
-    with run_app(tmp_path, timeout=60) as srv:
-        ready = time.monotonic() - started
-        assert ready < 30, f"serving after {ready:.1f} s"
+    with run_app(tmp_path, timeout=120) as srv:
         assert (tmp_path / "var" / "gridwall.db").exists()
         assert srv.wall_url.startswith(f"{srv.base}/wall?token=")
         assert srv.desk_url == f"{srv.base}/desk"
