@@ -2,7 +2,7 @@
 
 python app.py run [--host 127.0.0.1] [--port 8050] [--data-dir ./var]
 python app.py init [--district ADCODE] [--streets FILE] [--communities FILE] [--grids FILE] [--crs CRS]
-python app.py import streets|communities|grids|levels FILE [--crs CRS]
+python app.py import streets|communities|grids|levels|roster FILE [--crs CRS]
 python app.py simulate [--days 30] [--start YYYY-MM-DD] [--seed 1]
 python app.py user add ID --role ROLE [--name N] [--department CODE] [--area CODE] [--password-stdin]
 python app.py user list
@@ -120,6 +120,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Import streets, communities or surveyed grids into the built district, or grid levels."""
+    if args.kind == "roster":
+        from dashboard.deskdata import import_roster
+
+        n = import_roster(_accounts_engine(args), Path(args.file))
+        print(f"roster: {n} staff rows imported", flush=True)
+        return 0
     if args.kind == "levels":
         from store.build import import_levels
         from store.db import create_engine
@@ -326,6 +332,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Serve GridWall (builds the built-in district on first start)."""
     from dashboard.app import create_web_app
+    from dashboard.auth import session_ok
     from feeds.api import register_http_feeds
     from feeds.core import start_live_core
     from feeds.media import install_media
@@ -360,8 +367,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             engine, st.data_dir, seed=args.seed, edition=args.catalogue,
             progress=lambda m: print(m, flush=True),
         )
-    core = start_live_core(engine, web.socketio, edition=args.catalogue)
+    core = start_live_core(engine, web.socketio, edition=args.catalogue, session_ok=session_ok)
     web.live, web.simulated = core.live, core.simulating.is_set
+    web.counters, web.pipeline = core.counters, core.pipeline  # desk scores and commands
     http_feeds.attach(core.pipeline)  # 503 unavailable until now
     install_media(web.server, create_engine(st.db_url, write=False), st.data_dir, pipeline=core.pipeline)
     host, port = args.host, args.port
@@ -461,8 +469,10 @@ def parser() -> argparse.ArgumentParser:
     imp = sub.add_parser(
         "import", parents=[common], help="import boundaries or grid levels into the district"
     )
-    imp.add_argument("kind", choices=["streets", "communities", "grids", "levels"])
-    imp.add_argument("file", help="GeoJSON/Shapefile (levels: CSV with columns code,level)")
+    imp.add_argument("kind", choices=["streets", "communities", "grids", "levels", "roster"])
+    imp.add_argument(
+        "file", help="GeoJSON/Shapefile (levels: CSV code,level; roster: CSV grid,duty,name,phone)"
+    )
     imp.add_argument("--district", help="adcode (default: the built district)")
     imp.add_argument("--crs", help="CRS of the file: wgs84, gcj02 or bd09")
     imp.add_argument(
@@ -523,6 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(args_list)
     from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+    from dashboard.deskdata import RosterError
     from domain.errors import GeoInputError
     from feeds.replay import ReplayError
     from feeds.simulator import SimulationError
@@ -532,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except AccountError as exc:
         print(f"error: {exc}", file=sys.stderr)
-    except (GeoInputError, SimulationError, ReplayError) as exc:
+    except (GeoInputError, SimulationError, ReplayError, RosterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except OperationalError as exc:
         print(f"error: database unreachable: {str(exc.orig).strip().splitlines()[0]}", file=sys.stderr)

@@ -100,7 +100,26 @@
       renderHours();
     }
 
+    function rankRow(r, i) {
+      var li = document.createElement("li"); li.className = "gw-rank-row";
+      var n = document.createElement("span"); n.className = "gw-rank-n"; n.textContent = String(i + 1);
+      var name = document.createElement("span"); name.className = "gw-rank-name"; name.textContent = cfg.streets[r.code] || r.code;
+      var sc = document.createElement("span"); sc.className = "gw-rank-score"; sc.textContent = r.score === null ? "–" : r.score.toFixed(1);
+      var g = document.createElement("span"); g.className = "gw-rank-grade"; g.textContent = r.grade || "–";
+      g.style.background = r.colour || "#444";
+      li.appendChild(n); li.appendChild(name); li.appendChild(sc); li.appendChild(g);
+      return li;
+    }
+
+    function renderBoard() {  // the evaluation scene: every street, best first, over the map
+      var board = el(ids.WALL_BOARD);
+      if (!board || board.hidden || !state.ranking) { return; }
+      board.textContent = "";
+      state.ranking.forEach(function (r, i) { board.appendChild(rankRow(r, i)); });
+    }
+
     function renderRanking() {
+      renderBoard();
       var list = el(ids.WALL_RANKING);
       if (!list || !state.ranking) { return; }
       list.textContent = "";
@@ -108,17 +127,7 @@
       all.forEach(function (r, i) {  // the best and the worst when not all fit
         if (all.length <= n || i < n - Math.floor(n / 2) || i >= all.length - Math.floor(n / 2)) { shown.push([r, i]); }
       });
-      shown.forEach(function (pair) {
-        var r = pair[0], i = pair[1];
-        var li = document.createElement("li"); li.className = "gw-rank-row";
-        var n = document.createElement("span"); n.className = "gw-rank-n"; n.textContent = String(i + 1);
-        var name = document.createElement("span"); name.className = "gw-rank-name"; name.textContent = cfg.streets[r.code] || r.code;
-        var sc = document.createElement("span"); sc.className = "gw-rank-score"; sc.textContent = r.score === null ? "–" : r.score.toFixed(1);
-        var g = document.createElement("span"); g.className = "gw-rank-grade"; g.textContent = r.grade || "–";
-        g.style.background = r.colour || "#444";
-        li.appendChild(n); li.appendChild(name); li.appendChild(sc); li.appendChild(g);
-        list.appendChild(li);
-      });
+      shown.forEach(function (pair) { list.appendChild(rankRow(pair[0], pair[1])); });
     }
 
     function renderHours() {
@@ -276,6 +285,8 @@
       applyView();
       if (iC >= 0) { window.Plotly.restyle(graph, { visible: step[0] !== "supervisors" }, [iC]); }
       var s = el(ids.WALL_SCENE); s.textContent = title; s.hidden = !title;
+      el(ids.WALL_BOARD).hidden = step[0] !== "evaluation";
+      renderBoard();
     }
 
     function tickClock() {

@@ -1,5 +1,5 @@
 """``python -m bench [init] [index] [lifecycle] [evaluation] [ingest] [fanout] [wall] [api] [replay]
-[--profile]``.
+[desk_eval] [startup] [--profile]``.
 
 Benchmarks.
 
@@ -15,7 +15,8 @@ import time
 from bench import FAIL, PASS, SKIP, Result, console, machine_lines
 
 BENCHMARKS = (
-    "init", "index", "lifecycle", "evaluation", "ingest", "fanout", "wall", "api", "replay", "startup",
+    "init", "index", "lifecycle", "evaluation", "ingest", "fanout", "wall", "api", "replay", "desk_eval",
+    "startup",
 )  # fmt: skip
 
 
@@ -74,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import bench_replay
 
             results += bench_replay.run()
+        elif name == "desk_eval":
+            from bench import bench_desk_eval
+
+            results += bench_desk_eval.run()
         elif name == "startup":
             from bench import bench_startup
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import dash
@@ -17,9 +19,12 @@ from flask import Flask, Response, abort, make_response, redirect, request
 from flask_socketio import SocketIO
 from sqlalchemy.engine import Engine
 
-from dashboard import ids
+from dashboard import desk_people, ids
+from dashboard.auth import Auth, current_person, install_auth, logged_in
+from dashboard.commands import install_commands
 from dashboard.data import Overview, OverviewCache
-from dashboard.figures import overview_map, wall_map
+from dashboard.deskdata import DeskData
+from dashboard.figures import wall_map
 from dashboard.heat import MODES as HEAT_MODES
 from dashboard.heat import HeatCanvas
 from dashboard.heat import render as render_heat
@@ -27,7 +32,9 @@ from dashboard.i18n import pick_lang, t
 from feeds.live import MemoryLiveState
 from feeds.sockets import KIOSK_COOKIE
 from feeds.ticks import wall_panels
-from layouts import overview, wall
+from layouts import case as case_page
+from layouts import desk, overview, wall
+from layouts import grid as grid_page
 from store.accounts import AuthError, authenticate
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -43,15 +50,36 @@ class WebApp:
     cache: OverviewCache
     live: MemoryLiveState | None = None
     simulated: Callable[[], bool] = lambda: False  # whether the built-in simulation feeds the live state
+    desk: DeskData | None = None  # the desk's read models (issue 8)
+    auth: Auth | None = None  # desk login and sessions (dashboard.auth)
+    counters: Any = None  # feeds.counters.CounterKeeper once the live core runs (desk scores)
+    pipeline: Any = None  # feeds.pipeline.Pipeline once the live core runs (desk commands)
 
 
-def create_web_app(engine: Engine, *, secret_key: str) -> WebApp:
-    """Compose Flask + Socket.IO + Dash on a read-only engine (kiosk tokens are checked in the store)."""
+# The desk's pages: path pattern → page function(context, *groups). Add a line per page.
+DESK_ROUTES: list[tuple[str, Callable[..., Any]]] = [
+    (r"/|/desk", desk.district_page),
+    (r"/street/([0-9A-Za-z_-]+)", desk.street_page),
+    (r"/community/([0-9A-Za-z_-]+)", desk.community_page),
+    (r"/grid/([0-9A-Za-z_-]+)", grid_page.page),
+    (r"/case/([0-9A-Za-z_-]+)", case_page.page),
+]
+
+
+def create_web_app(
+    engine: Engine, *, secret_key: str, message_queue: str | None = None, channel: str = "flask-socketio"
+) -> WebApp:
+    """Compose Flask + Socket.IO + Dash on a read-only engine (kiosk tokens are checked in the store).
+
+    With ``message_queue`` (a Redis URL) Socket.IO emits reach the clients of every web process on
+    ``channel`` (scale-out: feeds.roles).
+    """
     server = Flask("gridwall")
     server.config["SECRET_KEY"] = secret_key
+    queue: dict[str, str] = {"message_queue": message_queue, "channel": channel} if message_queue else {}
     # frames up to 4 MB are read so that oversized payloads get a named rejection (feeds.schemas)
     socketio = SocketIO(
-        server, async_mode="threading", cors_allowed_origins=[], max_http_buffer_size=4 * 1024 * 1024
+        server, async_mode="threading", cors_allowed_origins=[], max_http_buffer_size=4 * 1024 * 1024, **queue
     )
     cache = OverviewCache(engine)
 
@@ -63,6 +91,9 @@ def create_web_app(engine: Engine, *, secret_key: str) -> WebApp:
         except AuthError:
             return False
         return True
+
+    desk_data = DeskData(engine, cache)
+    auth = install_auth(server, engine, kiosk_ok=kiosk_ok, exists=desk_data.exists)  # before other guards
 
     @server.before_request
     def guard_wall() -> Response | None:
@@ -161,11 +192,22 @@ def create_web_app(engine: Engine, *, secret_key: str) -> WebApp:
         q = parse_qs((search or "").lstrip("?"))
         lang = pick_lang(q.get("lang", [""])[0])
         mode = "wall" if path == "/wall" else "desk"
-        if path not in ("/wall", "/desk", "/"):
-            return overview.message(t("page.not_found", lang), mode)
+        if mode == "desk" and not logged_in():  # a kiosk cookie opens the wall only
+            return overview.message(t("login.required", lang), mode)
+        if (people_page := desk_people.page(path, q, lang)) is not None:  # issue 8 items 7–9
+            return people_page
         ov = cache.current()
         if ov is None:
             return overview.message(t("empty.district", lang), mode)
+        if mode == "desk":
+            ctx = page_context(lang, q)
+            for pattern, page in DESK_ROUTES:
+                if (m := re.fullmatch(pattern, path)) is not None and ctx is not None:
+                    try:
+                        return page(ctx, *m.groups())
+                    except KeyError:  # an object that vanished since the guard checked it
+                        break
+            return overview.message(t("page.not_found", lang), mode)
         if mode == "wall":
             heat = q.get("heat", ["open"])[0]
             heat = heat if heat in HEAT_MODES else "open"
@@ -195,17 +237,18 @@ def create_web_app(engine: Engine, *, secret_key: str) -> WebApp:
                 scenes=scenes, dwell=int(dwell) if dwell.isdigit() else wall.DWELL_S, boxes=boxes,
                 panels=panels,
             )  # fmt: skip
-        fig = overview_map(
-            grids_url=f"/geo/{ov.summary.adcode}/grids.geojson",
-            grid_codes=ov.grid_codes,
-            grid_street=ov.grid_street,
-            streets=ov.streets,
-            bounds=ov.summary.bounds,
-            lang=lang,
-            labels_url=f"/geo/{ov.summary.adcode}/labels.png",
-            viewport=(1560, 940) if mode == "wall" else (1200, 760),
-        )
-        return overview.layout(ov.summary, ov.streets, fig, lang=lang, mode=mode, generated=ov.generated)
+        return overview.message(t("page.not_found", lang), mode)
 
-    web = WebApp(server=server, socketio=socketio, dash=app, cache=cache)
+    def page_context(lang: str, q: dict[str, list[str]]) -> desk.PageContext | None:
+        ov, me = cache.current(), current_person()
+        if ov is None or me is None:
+            return None
+        return desk.PageContext(lang, q, me, desk_data, ov, web.live, web.counters, datetime.now(UTC))
+
+    desk.register_callbacks(app, page_context)
+    grid_page.register_callbacks(app, page_context)
+    case_page.register_callbacks(app, page_context)
+    web = WebApp(server=server, socketio=socketio, dash=app, cache=cache, desk=desk_data, auth=auth)
+    install_commands(server, lambda: web.pipeline)  # POST /api/v1/commands (session + CSRF)
+    desk_people.install(server, engine, lambda: web.live, cache.current, app)  # issue 8 items 7–9
     return web

@@ -240,3 +240,107 @@ def wall_map(
     )  # fmt: skip
     _map_layout(fig, bounds, viewport, labels_url=labels_url, heat_url=heat_url, uirevision="wall")
     return fig
+
+
+# -- the desk's people pages (issue 8 items 7 and 8) -------------------------------------------------
+
+WALKED_COLOUR = "#3fb950"
+NOT_WALKED_COLOUR = "#ff4d4f"
+TRACK_COLOUR = "#4cc2ff"
+PLAYBACK_COLOUR = "#ffd33d"
+
+
+def when_map(
+    *,
+    streets: Sequence[StreetShape],
+    bounds: tuple[float, float, float, float],
+    lang: str,
+    ids: Sequence[str],
+    lon: Sequence[float | None],
+    lat: Sequence[float | None],
+    status: Sequence[str],
+    labels_url: str | None = None,
+    viewport: tuple[int, int] = (1100, 760),
+) -> go.Figure:
+    """Every supervisor at one instant, coloured by status (those without a fix are left off)."""
+    keep = [i for i in range(len(ids)) if lon[i] is not None and lat[i] is not None]
+    outline_lon, outline_lat = _outline_xy(streets)
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scattermap(
+            lon=outline_lon, lat=outline_lat, mode="lines", line={"width": 1.6, "color": STREET_LINE},
+            hoverinfo="skip", name=t("map.street", lang), uid="streets",
+        )
+    )  # fmt: skip
+    fig.add_trace(
+        go.Scattermap(
+            lon=[round(float(lon[i] or 0), 5) for i in keep],
+            lat=[round(float(lat[i] or 0), 5) for i in keep],
+            mode="markers",
+            marker={"size": 9, "color": [SUPERVISOR_COLOURS.get(status[i], "#888") for i in keep]},
+            text=[f"{ids[i]} · {t('status.' + status[i], lang)}" for i in keep],
+            hovertemplate="%{text}<extra></extra>",
+            name=t("wall.supervisors", lang),
+            uid="supervisors",
+        )
+    )
+    _map_layout(fig, bounds, viewport, labels_url=labels_url, uirevision="when")
+    return fig
+
+
+def supervisor_map(
+    *,
+    lang: str,
+    area_features: Sequence[dict[str, object]],
+    minutes: dict[str, float],
+    track_lon: Sequence[float],
+    track_lat: Sequence[float],
+    live: tuple[float, float] | None,
+    bounds: tuple[float, float, float, float],
+    status: str = "on_duty",
+    viewport: tuple[int, int] = (1000, 700),
+) -> go.Figure:
+    """A supervisor's day: the area's grids walked (green) or not (red), the track, the live and the
+    playback markers (``assets/gw-playback.js`` moves the playback marker, uid ``play``)."""
+    fig = go.Figure()
+    if area_features:
+        codes = [str(f["id"]) for f in area_features]
+        fig.add_trace(
+            go.Choroplethmap(
+                geojson={"type": "FeatureCollection", "features": list(area_features)},
+                locations=codes,
+                z=[1 if minutes.get(c, 0.0) > 0 else 0 for c in codes],
+                zmin=0,
+                zmax=1,
+                colorscale=[[0, NOT_WALKED_COLOUR], [1, WALKED_COLOUR]],
+                showscale=False,
+                marker={"opacity": 0.35, "line": {"width": 0.8, "color": STREET_LINE}},
+                customdata=[round(minutes.get(c, 0.0), 1) for c in codes],
+                hovertemplate=f"%{{location}}<br>%{{customdata}} {t('sup.minutes', lang)}<extra></extra>",
+                name=t("sup.coverage", lang),
+                uid="area",
+            )
+        )
+    fig.add_trace(
+        go.Scattermap(
+            lon=[round(x, 6) for x in track_lon], lat=[round(y, 6) for y in track_lat], mode="lines",
+            line={"width": 3, "color": TRACK_COLOUR}, hoverinfo="skip", name=t("sup.track", lang),
+            uid="track",
+        )
+    )  # fmt: skip
+    fig.add_trace(
+        go.Scattermap(
+            lon=[live[0]] if live else [], lat=[live[1]] if live else [], mode="markers",
+            marker={"size": 16, "color": SUPERVISOR_COLOURS.get(status, "#888")}, hoverinfo="skip",
+            name=t("wall.live", lang), uid="live",
+        )
+    )  # fmt: skip
+    fig.add_trace(
+        go.Scattermap(
+            lon=track_lon[:1], lat=track_lat[:1], mode="markers",
+            marker={"size": 18, "color": PLAYBACK_COLOUR}, hoverinfo="skip", name=t("sup.play", lang),
+            uid="play",
+        )
+    )  # fmt: skip
+    _map_layout(fig, bounds, viewport, labels_url=None, uirevision="supervisor")
+    return fig

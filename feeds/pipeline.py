@@ -804,13 +804,18 @@ class Pipeline:
         return item
 
     def _prepare_command(self, item: _Item, c: CommandIn, speaker: Speaker) -> _Item:
-        if speaker.kind not in ("gateway", "api") or not speaker.may_speak_for(c.actor):
+        # a desk session (dashboard.commands) speaks only for its own person, in that person's role
+        if speaker.kind not in ("gateway", "api", "session") or not speaker.may_speak_for(c.actor):
             item.reason, item.message = Reason.NOT_ALLOWED, f"this token may not speak for {c.actor!r}"
             return item
         try:
             action, role = Action(c.action), Role(c.role)
         except ValueError as exc:
             item.reason, item.message = Reason.WRONG_TYPE, str(exc)
+            return item
+        if speaker.kind == "session" and c.department != getattr(speaker, "department", None):
+            item.reason = Reason.NOT_ALLOWED
+            item.message = f"{c.actor!r} may not act for department {c.department}"
             return item
         key = api_actor(speaker) if speaker.kind == "api" else None
         if speaker.kind == "api" and (

@@ -26,7 +26,7 @@ KPI_KEYS = (
 STAGES = tuple(STAGE_COLOURS)
 STALE_AFTER_S = 5  # no tick for this long → "data stale"
 QUEUE_ROWS = 6
-SCENES = ("overview", "streets", "supervisors")  # the optional playlist: ?scenes=overview,streets&dwell=20
+SCENES = ("overview", "streets", "supervisors", "evaluation")  # playlist: ?scenes=overview,streets&dwell=20
 DWELL_S = 20
 ALERT_SECONDS = 30  # an emergency (突发事件) takes the screen this long
 RANK_ROWS = 6  # the best three and the worst three streets when not all fit
@@ -168,6 +168,7 @@ def layout(
                             html.Div([html.P(n) for n in notes], className="gw-map-notes"),
                             html.Div(id=ids.WALL_ALERT, className="gw-alert", hidden=True),
                             html.Div(id=ids.WALL_SCENE, className="gw-scene", hidden=True),
+                            html.Ol(id=ids.WALL_BOARD, className="gw-board", hidden=True),
                         ],
                         className="gw-map-box",
                     ),

@@ -298,3 +298,29 @@ class CounterMark(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     event_id: Mapped[int] = mapped_column(BigInteger, default=0)
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class WebSession(Base):
+    """A desk login (server-side session): the cookie holds a random id, the table its SHA-256."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the cookie value
+    person_id: Mapped[str] = mapped_column(ForeignKey("people.id"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    remote: Mapped[str] = mapped_column(String(64), default="")
+
+
+class GridStaff(Base):
+    """One member of a unit grid's staff roster (the "seven forces"), imported from CSV."""
+
+    __tablename__ = "grid_staff"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    grid_code: Mapped[str] = mapped_column(ForeignKey("grids.code"), index=True)
+    duty: Mapped[str] = mapped_column(String(24))  # manager | assistant | police | supervisor | ...
+    name: Mapped[str] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    imported_at: Mapped[datetime] = mapped_column()

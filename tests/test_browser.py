@@ -58,34 +58,15 @@ def _open(browser: object, url: str, width: int, height: int) -> tuple[object, l
     return page, errors, external
 
 
-@pytest.mark.parametrize(("which", "size"), [("desk", (1600, 900))])
-def test_overview_renders_offline(server: Server, browser: object, which: str, size: tuple[int, int]) -> None:
-    url = server.wall_url if which == "wall" else server.desk_url
-    page, errors, external = _open(browser, url, *size)
-    page.wait_for_selector(".gw-map .maplibregl-canvas", timeout=30_000)  # type: ignore[attr-defined]
-    page.wait_for_timeout(2500)  # type: ignore[attr-defined]
-    # counts and street list come from the store
-    counts = page.inner_text(".gw-counts")  # type: ignore[attr-defined]
-    assert "单元网格" in counts and "街道" in counts
-    streets = page.locator(".gw-street")  # type: ignore[attr-defined]
-    assert streets.count() == 17
-    # the grid layer was fetched from our server and drawn by plotly
-    n_paths = page.evaluate(  # type: ignore[attr-defined]
-        "() => { const gd = document.querySelector('.gw-map .js-plotly-plot');"
-        " return gd && gd.data ? gd.data[0].locations.length : 0; }"
-    )
-    assert n_paths > 4000
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"overview-{which}-{size[0]}x{size[1]}.png"))  # type: ignore[attr-defined]
+def test_desk_without_a_session_shows_the_login_offline(server: Server, browser: object) -> None:
+    """The desk itself is tested logged in (tests/test_desk_browser.py); without a session the browser
+    lands on the login form, served entirely by our server."""
+    page, errors, external = _open(browser, server.desk_url, 1600, 900)
+    assert urlparse(page.url).path == "/login"  # type: ignore[attr-defined]
+    assert "next=/desk" in page.url  # type: ignore[attr-defined]
+    assert page.locator("input[name=password]").count() == 1  # type: ignore[attr-defined]
     assert not external, f"requests left the server: {external[:5]}"
-    real_errors = [e for e in errors if "GPU stall" not in e and "WebGL" not in e]
-    assert not real_errors, real_errors
-    if which == "wall":
-        overflow = page.evaluate(  # type: ignore[attr-defined]
-            "() => { const d = document.documentElement;"
-            " return [d.scrollWidth > innerWidth, d.scrollHeight > innerHeight]; }"
-        )
-        assert overflow == [False, False], "the wall must not scroll"
+    assert not errors, errors
     page.close()  # type: ignore[attr-defined]
 
 
@@ -174,6 +155,25 @@ def test_wall_scenes_visit_each_street(server: Server, browser: object) -> None:
     )
     assert page.evaluate(zoom) > overview + 0.5  # type: ignore[attr-defined]  # zoomed into a street
     page.screenshot(path=str(ARTIFACTS / "wall-scene-street-1920x1080.png"))  # type: ignore[attr-defined]
+    real_errors = [e for e in errors if "GPU stall" not in e and "WebGL" not in e]
+    assert not real_errors, real_errors
+    page.close()  # type: ignore[attr-defined]
+
+
+def test_wall_evaluation_scene_shows_every_street(server: Server, browser: object) -> None:
+    page, errors, _ = _open(browser, server.wall_url + "&scenes=overview,evaluation&dwell=5", 1920, 1080)
+    board = f"document.getElementById('{ids.WALL_BOARD}')"
+    page.wait_for_function(f"() => !{board}.hidden && {board}.children.length > 0", timeout=40_000)  # type: ignore[attr-defined]
+    rows = page.evaluate(  # type: ignore[attr-defined]
+        f"() => Array.from({board}.children)"
+        ".map(li => [li.children[1].textContent, li.children[2].textContent])"
+    )
+    assert len(rows) == 17 and all(name for name, _ in rows)  # every street of the built-in district
+    scores = [float(score) for _, score in rows if score != "–"]
+    assert scores == sorted(scores, reverse=True)  # best first
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "wall-scene-evaluation-1920x1080.png"))  # type: ignore[attr-defined]
+    page.wait_for_function(f"() => {board}.hidden", timeout=20_000)  # type: ignore[attr-defined]  # next scene
     real_errors = [e for e in errors if "GPU stall" not in e and "WebGL" not in e]
     assert not real_errors, real_errors
     page.close()  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ Limits are small here (photos 256 KiB, voice 64 KiB) so oversized bodies stay sm
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import io
@@ -29,17 +30,18 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from flask import Flask
 from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from dashboard.auth import SESSION_COOKIE
 from domain.catalogue import load_catalogue
 from feeds.media import MediaLimits, MediaStore, check_refs, parse_ref, ref_in
 from feeds.schemas import Reason
-from store.accounts import issue_token, revoke_token
+from store.accounts import AccountError, issue_token, revoke_token
 from store.db import transaction
 from store.models import CaseEventRow, Reject, Token
+from tests.desk_login import add_desk_user, login_http
 from tests.live_server import LiveServer, start_live_server
 
 LIMITS = MediaLimits(photo_bytes=256 * 1024, voice_bytes=64 * 1024)
@@ -184,13 +186,17 @@ def raw_request(srv: LiveServer, method: str, path: str, headers: dict[str, str]
         conn.close()
 
 
-def session_cookie(srv: LiveServer, person_id: str) -> dict[str, str]:
-    """A Flask session cookie of the server (what a later login will set) with ``person_id``."""
-    app = srv.http.app
-    assert isinstance(app, Flask)
-    signer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
-    assert signer is not None
-    return {app.config["SESSION_COOKIE_NAME"]: signer.dumps({"person_id": person_id})}
+def desk_client(srv: LiveServer) -> requests.Session:
+    """A browser-like client logged in to the desk (a real login: server-side session cookie)."""
+    user, password = "media-viewer", "media-viewer-password-1"
+    with contextlib.suppress(AccountError):  # the module's server keeps its people between tests
+        add_desk_user(srv.engine, user, password, role="leader")
+    return login_http(srv.url, user, password)
+
+
+def unknown_session() -> dict[str, str]:
+    """A session cookie the server never issued (or one whose session has ended)."""
+    return {SESSION_COOKIE: "no-such-session-0123456789abcdef"}
 
 
 # -- uploads ----------------------------------------------------------------------------------------------
@@ -400,10 +406,11 @@ def test_media_is_served_to_api_keys_gateways_and_sessions(
 ) -> None:
     ref, body = served
     url = f"{srv.url}/media/{ref}"
-    for how in ({"headers": {"X-API-Key": keys.api}}, {"headers": bearer(keys.gateway)},
-                {"cookies": session_cookie(srv, "admin")}):  # fmt: skip
-        resp = requests.get(url, timeout=30, **how)  # type: ignore[arg-type]
-        assert resp.status_code == 200, how
+    desk = desk_client(srv)
+    anyone = requests.Session()
+    for client, headers in ((anyone, {"X-API-Key": keys.api}), (anyone, bearer(keys.gateway)), (desk, {})):
+        resp = client.get(url, headers=headers, timeout=30)
+        assert resp.status_code == 200, headers
         assert resp.content == body
         assert resp.headers["Content-Type"] == "image/jpeg"
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
@@ -435,11 +442,11 @@ def test_media_is_refused_to_everyone_else(srv: LiveServer, keys: Keys, served: 
         resp = requests.get(url, headers=headers, timeout=30)
         assert (resp.status_code, resp.json()["reason"]) == (status, reason)
         assert body not in resp.content
-    gone = requests.get(url, cookies=session_cookie(srv, "nobody-such"), timeout=30)
+    gone = requests.get(url, cookies=unknown_session(), timeout=30)
     assert gone.status_code == 401 and body not in gone.content
     stale = requests.get(
         url,
-        cookies=session_cookie(srv, "nobody-such"),
+        cookies=unknown_session(),
         headers={"Accept": "text/html"},
         allow_redirects=False,
         timeout=30,

@@ -20,9 +20,10 @@ def test_run_from_empty_folder_builds_and_serves(tmp_path: Path) -> None:
         health = requests.get(srv.base + "/healthz", timeout=5).json()
         assert health["district"] == "110101"
         assert health["grids"] > 4000
-        page = requests.get(srv.desk_url, timeout=5)
-        assert page.status_code == 200
-        assert "_dash-renderer" in page.text or "dash_renderer" in page.text
+        page = requests.get(srv.desk_url, timeout=5, allow_redirects=False)  # the desk needs a login
+        assert page.status_code == 302 and page.headers["location"].startswith("/login?next=")
+        login = requests.get(srv.base + page.headers["location"], timeout=5)
+        assert login.status_code == 200 and 'name="password"' in login.text
         # the wall needs the kiosk token
         assert requests.get(srv.base + "/wall", timeout=5).status_code == 403
         assert requests.get(srv.base + "/wall?token=wrong", timeout=5).status_code == 403

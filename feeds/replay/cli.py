@@ -8,10 +8,12 @@ import string
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from feeds.replay import Plan, ReplayError, parse_speed
-from feeds.replay.geolife import DONGCHENG_BBOX, load_tracks, plan_geolife, select_files
-from feeds.replay.r311 import MAPPINGS, load_mapping, plan_311, read_rows
+from feeds.replay.base import MAPPINGS, ReplayError
+
+if TYPE_CHECKING:
+    from feeds.replay.sender import Plan
 
 DEFAULT_URL = "http://127.0.0.1:8050"
 _B36 = string.digits + string.ascii_lowercase
@@ -79,6 +81,10 @@ def build_plan(
     args: argparse.Namespace, root: Path, start: datetime | None = None
 ) -> tuple[Plan, float | None]:
     """The plan and speed of a ``replay`` command line."""
+    from feeds.replay.geolife import DONGCHENG_BBOX, load_tracks, plan_geolife, select_files
+    from feeds.replay.r311 import load_mapping, plan_311, read_rows
+    from feeds.replay.sender import parse_speed
+
     now = start or datetime.now(UTC)
     data = Path(args.shared) if getattr(args, "shared", None) else shared_data(root)
     if args.source == "geolife":

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from feeds.replay import PersonSpec, Plan, ReplayError, Send, time_shift
+from feeds.replay.base import ReplayError
+from feeds.replay.sender import PersonSpec, Plan, Send, time_shift
 
 BATCH = 500
 CONNECTION_SHARDS = 4  # lanes: supervisors are spread over this many (one batch per lane in flight)

@@ -47,12 +47,12 @@ import pandas as pd
 
 from domain.catalogue import CaseKind, Catalogue, CatalogueError, load_catalogue
 from domain.lifecycle import Source
-from feeds.replay import PersonSpec, Plan, ReplayError, Send, time_shift
+from feeds.replay.base import MAPPINGS, ReplayError
+from feeds.replay.sender import PersonSpec, Plan, Send, time_shift
 from feeds.schemas import Reason
 
 UNMAPPED = "unmapped"
 UNMAPPED_CLASS = "unmapped"  # the class code sent for an unmapped type: the pipeline answers unknown_class
-MAPPINGS = ("la", "sf", "boston")
 EARLY = (("accept", 10, 0.1), ("verify", 30, 0.2), ("file", 40, 0.3), ("dispatch", 50, 0.4))  # minutes, cap
 LATE = (("feedback", 20, 0.2), ("check", 10, 0.1))  # minutes before closed, cap
 _SAFE_ID = re.compile(r"[^A-Za-z0-9-]+")

@@ -1,0 +1,168 @@
+"""The desk's one command path: a logged-in person's lifecycle command through the pipeline.
+
+:func:`run_command` is what every desk write calls (``POST /api/v1/commands`` and any callback):
+it builds the same ``command`` body as the ``/api/v1`` and ``/device`` feeds and submits it with a
+:class:`SessionSpeaker`, so the pipeline checks the person (active, in the role they act in), the
+lifecycle checks the rule (refusals carry the rule's name: ``wrong_role``, ``wrong_status`` …) and
+the client's idempotency key makes a repeated submission a duplicate, not a second command.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from flask import Flask, Response, request
+
+from dashboard.auth import CSRF_HEADER, csrf_ok, current_person
+from feeds.api import COMMAND_DATA, COMMANDS, refused, status_of
+from feeds.pipeline import Pipeline
+from feeds.schemas import Reason
+
+MAX_BODY = 64 * 1024
+KEEP_KEYS = 20_000  # idempotency keys whose first instant is remembered (a retry repeats the command)
+
+
+class _Instants:
+    """The instant each (person, key) was first submitted at, so a retry is the same command.
+
+    The case log fingerprints a command with its instant: a retry stamped anew would be refused as
+    ``idempotency_key_conflict``. The same key on another command gets its own instant (and the
+    store's conflict). Kept per process; a client may also send ``at`` itself.
+    """
+
+    def __init__(self, cap: int = KEEP_KEYS) -> None:
+        self.cap = cap
+        self._at: OrderedDict[tuple[str, ...], str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def of(self, command: tuple[str, ...], now: str) -> str:
+        """The first instant of a command (person, key, action, case); ``now`` when new."""
+        with self._lock:
+            found = self._at.get(command)
+            if found is not None:
+                self._at.move_to_end(command)
+                return found
+            self._at[command] = now
+            while len(self._at) > self.cap:
+                self._at.popitem(last=False)
+            return now
+
+
+INSTANTS = _Instants()
+
+
+@dataclass(frozen=True)
+class SessionSpeaker:
+    """A logged-in desk person as a pipeline speaker: speaks only for themself."""
+
+    person_id: str
+    role: str
+    department: str | None = None
+    kind: str = "session"
+
+    @property
+    def name(self) -> str:
+        """The credential's name (dead-letter sources, origins)."""
+        return f"desk:{self.person_id}"[:64]
+
+    def may_speak_for(self, person_id: str) -> bool:
+        """Only the logged-in person."""
+        return person_id == self.person_id
+
+
+def run_command(
+    pipeline: Pipeline,
+    person: Mapping[str, Any],
+    action: str,
+    case_id: str,
+    data: Mapping[str, Any] | None = None,
+    key: str | None = None,
+    opinion: str = "",
+) -> dict[str, Any]:
+    """Submit one lifecycle command as ``person`` (``person_id``, ``role``, ``department``); the ack.
+
+    ``action`` is an ``Action`` value or an ``/api/v1`` alias (``handle``, ``return`` …); ``data``
+    keeps the fields the lifecycle reads (``feeds.api.COMMAND_DATA`` and a nested ``data``);
+    ``key`` is the client's idempotency key (one is made when missing: then a retry is a new command);
+    ``data["at"]`` is the command's instant (default: when the key was first seen in this process).
+    """
+    speaker = SessionSpeaker(str(person["person_id"]), str(person["role"]), person.get("department"))
+    source = speaker.name[:32]
+    act = COMMANDS.get(action)
+    if act is None:
+        msg = f"unknown command {action!r}; use one of {', '.join(sorted(COMMANDS))}"
+        return pipeline.reject(
+            "command", {"action": action, "case_id": case_id}, source, Reason.MALFORMED, msg
+        )
+    given = dict(data or {})
+    nested = given.pop("data", None)
+    fields = {k: given[k] for k in COMMAND_DATA if k in given}
+    if isinstance(nested, dict):
+        fields = {**nested, **fields}
+    key = key or f"desk-{uuid.uuid4().hex}"
+    at = given.pop("at", None)
+    if not isinstance(at, str | int) or isinstance(at, bool):
+        at = INSTANTS.of((speaker.person_id, key, act.value, case_id), pipeline.clock().isoformat())
+    raw = {
+        "id": key,
+        "action": act.value,
+        "case_id": case_id,
+        "actor": speaker.person_id,
+        "role": speaker.role,
+        "department": speaker.department if speaker.role == "department" else None,
+        "opinion": opinion,
+        "at": at,
+        "data": fields,
+    }
+    return pipeline.submit("command", raw, speaker, source=source)
+
+
+def _json(body: Any, status: int) -> Response:
+    return Response(orjson.dumps(body, default=str), status=status, mimetype="application/json")
+
+
+def install_commands(server: Flask, pipeline: Callable[[], Pipeline | None]) -> None:
+    """``POST /api/v1/commands``: a logged-in person's command (session cookie + ``X-CSRF-Token``).
+
+    Body: ``{"action", "case_id", "opinion"?, "data"?, "id"?}`` (``id`` or the ``Idempotency-Key``
+    header is the idempotency key). The answer is the pipeline's acknowledgement with the HTTP status
+    of its first refusal (``feeds.api.HTTP_STATUS``).
+    """
+
+    @server.post("/api/v1/commands")
+    def desk_command() -> Response:
+        me = current_person()
+        if me is None:
+            return _json({"error": "login_required", "message": "log in at /login"}, 401)
+        if not csrf_ok(request.headers.get(CSRF_HEADER)):
+            return _json({"error": "csrf", "message": f"missing or wrong {CSRF_HEADER} header"}, 403)
+        p = pipeline()
+        if p is None:
+            return _json({"error": "unavailable", "message": "the live core is starting; retry"}, 503)
+        source = f"desk:{me['person_id']}"[:32]
+        if (request.content_length or 0) > MAX_BODY:
+            ack = p.reject(
+                "command", {"bytes": request.content_length}, source, Reason.TOO_LARGE, "body too large"
+            )
+            return _json(refused(ack), 413)
+        try:
+            body = orjson.loads(request.get_data(cache=False) or b"null")
+        except orjson.JSONDecodeError as exc:
+            ack = p.reject("command", {}, source, Reason.MALFORMED, f"body is not JSON: {exc}")
+            return _json(refused(ack), 400)
+        if not isinstance(body, dict) or not isinstance(body.get("action"), str) or not body.get("case_id"):
+            ack = p.reject("command", {"body": str(body)[:500]}, source, Reason.MISSING_FIELD,
+                           "a command needs action and case_id")  # fmt: skip
+            return _json(refused(ack), 400)
+        key = body.get("id") or request.headers.get("Idempotency-Key")
+        data = {k: v for k, v in body.items() if k not in ("action", "case_id", "opinion", "id")}
+        ack = run_command(p, me, body["action"], str(body["case_id"]), data, str(key) if key else None,
+                          str(body.get("opinion") or ""))  # fmt: skip
+        status = status_of(ack)
+        return _json(refused(ack) if status >= 400 else ack, status)

@@ -1,0 +1,293 @@
+"""The case page ``/case/<id>``: where, what, who, photos, the whole timeline and the deadline.
+
+The timeline lists every event of the case log (actor, role, opinion, returns, reworks,
+suspensions) and a Gantt-style figure shows each span in a stage against its deadline. While the
+case is open the page joins ``/live`` room ``case:<id>`` (``assets/gw-desk.js``); a tick that
+touches the case bumps ``ids.CASE_REFRESH`` and the body is rebuilt from the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from dash import Dash, Input, Output, State, dcc, html, no_update
+from sqlalchemy import select
+
+from dashboard import ids
+from dashboard.case_figures import location_figure, timeline_figure
+from dashboard.deskdata import segments
+from dashboard.i18n import t
+from domain.timelimit import LimitUnit, TimeLimit
+from layouts.desk import PageContext, crumbs_for, fmt_left, header, live_config
+from store.models import Department
+
+TZ = ZoneInfo("Asia/Shanghai")
+# data fields of an event worth showing in the timeline, in this order
+EVENT_FIELDS = ("department", "confirmed", "passed", "extra", "special", "assignee", "deadline", "class_code")
+
+
+def local(value: datetime | None) -> str:
+    """An instant in the city's time, ``MM-DD HH:MM``."""
+    return "—" if value is None else value.astimezone(TZ).strftime("%m-%d %H:%M")
+
+
+def class_label(ctx: PageContext, kind: str, code: str) -> str:
+    """``大类 / 小类 (code)`` from the catalogue, or the code."""
+    catalogue = ctx.live.catalogue if ctx.live is not None else None
+    if catalogue is None:
+        return code
+    try:
+        minor = catalogue.minor(kind, code)
+    except Exception:
+        return code
+    return f"{minor.major_name} / {minor.name} ({code})"
+
+
+def limit_text(timer: Any, lang: str) -> str:
+    """A stage timer's limit: ``2工作日`` in Chinese, ``2 work days`` in English."""
+    try:
+        limit = TimeLimit(float(timer.limit_value), LimitUnit(timer.limit_unit))
+    except ValueError:
+        return f"{timer.limit_value:g} {timer.limit_unit}"
+    return str(limit) if lang == "zh" else f"{limit.value:g} {limit.unit.value.replace('_', ' ')}"
+
+
+def department_name(ctx: PageContext, code: str | None) -> str:
+    """A department's name (or its code)."""
+    if not code:
+        return "—"
+    with ctx.data.engine.connect() as conn:
+        name = conn.scalar(select(Department.name).where(Department.code == code))
+    return f"{name} ({code})" if name else code
+
+
+def _field(label: str, value: Any, **kw: Any) -> html.Div:
+    kw.setdefault("className", "gw-f-value")
+    return html.Div(
+        [html.Div(label, className="gw-f-label"), html.Div(value, **kw)],
+        className="gw-field",
+    )
+
+
+def _event_detail(e: Mapping[str, Any], lang: str) -> str:
+    data = e["data"]
+    parts = [f"{k}={data[k]}" for k in EVENT_FIELDS if data.get(k) not in (None, "")]
+    if data.get("media"):
+        parts.append(f"{t('case.photos', lang)} {len(str(data['media']).split(','))}")
+    return " · ".join(parts)
+
+
+def timeline_table(c: Mapping[str, Any], lang: str) -> html.Table:
+    """Every event of the case log, in order."""
+    head = html.Tr(
+        [html.Th(t(f"case.col.{k}", lang)) for k in ("at", "action", "actor", "role", "stage", "opinion")]
+    )
+    rows = []
+    for e in c["events"]:
+        to = e["to"]
+        stage = (
+            t(f"case.status.{to}", lang) if to in ("closed", "voided") else t(f"stage.{_stage_of(to)}", lang)
+        )
+        opinion = " · ".join(x for x in (e["opinion"], _event_detail(e, lang)) if x)
+        rows.append(
+            html.Tr(
+                [
+                    html.Td(local(e["at"])),
+                    html.Td(t(f"action.{e['action']}", lang), className="gw-ev-action"),
+                    html.Td(e["actor"], className="gw-ev-actor"),
+                    html.Td(t(f"role.{e['role']}", lang)),
+                    html.Td(stage),
+                    html.Td(opinion, className="gw-ev-opinion"),
+                ],
+                className=f"gw-ev gw-ev-{e['action']}",
+                title=f"#{e['seq']}",
+            )
+        )
+    return html.Table(
+        [html.Thead(head), html.Tbody(rows)], className="gw-desk-table gw-timeline", id=ids.CASE_TIMELINE
+    )
+
+
+def _stage_of(status: str) -> str:
+    from domain.lifecycle import DISPLAY_STAGE, Status
+
+    try:
+        stage = DISPLAY_STAGE.get(Status(status))
+    except ValueError:
+        return status
+    return stage.value if stage is not None else status
+
+
+def case_body(ctx: PageContext, c: Mapping[str, Any]) -> list[Any]:
+    """The live part of the page: facts, countdown, photos, figure and timeline."""
+    lang = ctx.lang
+    now = ctx.now
+    if c["open"]:
+        timer = None
+        from dashboard.deskdata import TIMER_OF_STATUS
+
+        timer = c["timers"].get(TIMER_OF_STATUS.get(c["status"], ""))
+        if c["status"] == "suspended":
+            countdown, late = t("case.paused", lang), False
+        else:
+            countdown, late = fmt_left(c["deadline"], now, lang)
+        limit = f" ({t('case.limit', lang)} {limit_text(timer, lang)})" if timer is not None else ""
+        stage_text = t(f"stage.{c['stage']}", lang)
+    else:
+        countdown, late, limit = local(c["closed_at"]), False, ""
+        stage_text = t(f"case.status.{c['status']}", lang)
+    place = " · ".join(
+        x for x in (c["address"] or "", f"{c['lon']:.5f}, {c['lat']:.5f}" if c["lon"] else "") if x
+    )
+    facts = html.Div(
+        [
+            _field(t("case.stage", lang), stage_text),
+            _field(
+                t("case.deadline", lang),
+                f"{countdown}{limit}",
+                id=ids.CASE_COUNTDOWN,
+                className="gw-f-value" + (" gw-late" if late else ""),
+            ),
+            _field(t("case.class", lang), class_label(ctx, c["kind"], c["class_code"])),
+            _field(
+                t("case.level", lang),
+                t("case.level.emergency" if c["emergency"] else "case.level.normal", lang),
+            ),
+            _field(t("case.source", lang), t(f"source.{c['source']}", lang)),
+            _field(
+                t("case.location", lang),
+                [
+                    dcc.Link(c["grid"], href=ctx.href(f"/grid/{c['grid']}")) if c["grid"] else "—",
+                    html.Span(f" {place}", className="gw-dim"),
+                ],
+            ),
+            _field(t("case.department", lang), department_name(ctx, c["department"])),
+            _field(t("case.reporter", lang), c["reporter"]),
+            _field(
+                "",
+                t("case.counts", lang).format(reworks=c["reworks"], returns=c["returns"], urges=c["urges"]),
+            ),
+        ],
+        className="gw-facts",
+    )
+    photos: Any = (
+        html.Div(
+            [
+                html.A(
+                    html.Img(src=f"/media/{ref}", className="gw-photo", alt=ref),
+                    href=f"/media/{ref}",
+                    target="_blank",
+                )
+                for ref in c["media"]
+            ],
+            className="gw-photos",
+        )
+        if c["media"]
+        else html.P(t("case.no_photos", lang), className="gw-dim")
+    )
+    segs = segments(c["events"], c["timers"], now)
+    return [
+        facts,
+        html.Section(
+            [html.H2(t("case.description", lang)), html.P(c["description"] or "—")], className="gw-panel"
+        ),
+        html.Section([html.H2(t("case.photos", lang)), photos], className="gw-panel"),
+        html.Section(
+            [
+                html.H2(t("case.gantt", lang)),
+                dcc.Graph(
+                    id=ids.CASE_GANTT,
+                    figure=timeline_figure(segs, lang, now),
+                    config={"displayModeBar": False},
+                ),
+            ],
+            className="gw-panel",
+        ),
+        html.Section(
+            [html.H2(f"{t('case.timeline', lang)} ({len(c['events'])})"), timeline_table(c, lang)],
+            className="gw-panel",
+        ),
+    ]
+
+
+def page(ctx: PageContext, case_id: str) -> html.Div:
+    """``/case/<id>``."""
+    c = ctx.data.case(case_id)
+    if c is None:
+        raise KeyError(case_id)
+    h = ctx.data.hierarchy()
+    grid = c["grid"]
+    info = h.grids.get(grid) if h is not None and grid else None
+    crumbs = crumbs_for(
+        ctx,
+        street=info.street if info else c["street"],
+        community=info.community if info else None,
+        grid=grid,
+        last=case_id,
+    )
+    title = f"{t('case.title', ctx.lang)} {case_id}"
+    if c["origin"] == "simulation":
+        title += f" · {t('case.simulated', ctx.lang)}"
+    side: list[Any] = []
+    if info is not None:
+        shapes = ctx.data.grid_shapes([info.code])
+        point = (c["lon"], c["lat"]) if c["lon"] is not None and c["lat"] is not None else None
+        pad = 0.0005
+        box = (info.bbox[0] - pad, info.bbox[1] - pad, info.bbox[2] + pad, info.bbox[3] + pad)
+        fig = location_figure(
+            shapes.get(info.code), point, box, ctx.lang, grid_code=info.code, viewport=(460, 380)
+        )
+        side.append(
+            dcc.Graph(
+                figure=fig,
+                className="gw-case-map",
+                style={"height": "380px"},
+                config={"displayModeBar": False},
+            )
+        )
+    return html.Div(
+        [
+            header(ctx, crumbs, title),
+            html.Div(case_id, id=ids.CASE_ID, className="gw-hidden"),
+            html.Main(
+                [
+                    html.Div(case_body(ctx, c), id=ids.CASE_BODY, className="gw-case-main"),
+                    html.Div(side, className="gw-case-side"),
+                ],
+                className="gw-case-page",
+            ),
+            live_config(f"case:{case_id}", ids.CASE_REFRESH, 1.0)
+            if c["open"]
+            else dcc.Store(id=ids.CASE_REFRESH),
+        ],
+        className="gw-page gw-desk-page gw-scroll",
+        lang="zh-CN" if ctx.lang == "zh" else "en",
+    )
+
+
+def register_callbacks(app: Dash, ctx_of: Callable[[str, dict[str, list[str]]], PageContext | None]) -> None:
+    """Rebuild the case body when the live script says the case changed."""
+    from urllib.parse import parse_qs
+
+    from dashboard.i18n import pick_lang
+
+    @app.callback(
+        Output(ids.CASE_BODY, "children"),
+        Input(ids.CASE_REFRESH, "data"),
+        State(ids.CASE_ID, "children"),
+        State(ids.LOCATION, "search"),
+        prevent_initial_call=True,
+    )
+    def refresh(_: Any, case_id: str | None, search: str | None) -> Any:
+        q = parse_qs((search or "").lstrip("?"))
+        ctx = ctx_of(pick_lang(q.get("lang", [""])[0]), q)
+        if ctx is None or not case_id:
+            return no_update
+        c = ctx.data.case(case_id)
+        if c is None:
+            return no_update
+        ctx.now = datetime.now(UTC)
+        return case_body(ctx, c)

@@ -1,0 +1,516 @@
+"""The desk over real HTTP: login and guard, deep links and 404s, the command path, the case page.
+
+A real server on a real port (Werkzeug, threaded) composed as ``app.py run`` composes it — web app,
+``/api/v1``, live core with the desk's session check — on the built-in district, on SQLite and on
+PostgreSQL. Pages are rendered through Dash's own ``/_dash-update-component`` request, as the
+browser asks for them.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from PIL import Image
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from werkzeug.serving import BaseWSGIServer, make_server
+
+import app as cli
+from dashboard import ids
+from dashboard.app import WebApp, create_web_app
+from dashboard.auth import SESSION_COOKIE, LoginLimiter, hash_id, safe_next, session_ok
+from dashboard.deskdata import RosterError, import_roster, segments
+from feeds.api import register_http_feeds
+from feeds.core import LiveCore, start_live_core
+from feeds.media import install_media
+from feeds.sockets import KIOSK_COOKIE
+from store.accounts import provision_embedded
+from store.db import session_factory
+from store.models import CaseEventRow, Grid, GridStaff, WebSession
+from tests.desk_login import add_desk_user, login_form, login_http
+from tests.live_server import KIOSK_SECRET, Peer, QuietHandler, Spot, _spots, free_port
+
+PASSWORD = "desk-password-0123"
+PEOPLE = {  # person id → (role, department)
+    "boss": ("leader", None),
+    "acc": ("acceptor", None),
+    "lead": ("shift_leader", None),
+    "disp": ("dispatcher", None),
+    "dept10": ("department", "10"),
+    "sup-login": ("supervisor", None),
+}
+
+
+@dataclass
+class DeskServer:
+    """A running server with the desk wired as ``app.py run`` wires it."""
+
+    url: str
+    engine: Engine
+    web: WebApp
+    core: LiveCore
+    http: BaseWSGIServer
+    thread: threading.Thread
+    spots: list[Spot]
+    peers: list[Peer]
+
+    def stop(self) -> None:
+        """Stop clients, server and core."""
+        for p in self.peers:
+            p.close()
+        self.http.shutdown()
+        self.thread.join(timeout=10)
+        self.core.stop()
+
+
+@pytest.fixture(scope="module")
+def srv(city_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeskServer]:
+    made = provision_embedded(city_engine, kiosk_secret=KIOSK_SECRET)
+    for pid, (role, dept) in PEOPLE.items():
+        add_desk_user(city_engine, pid, PASSWORD, role, department=dept)
+    web = create_web_app(city_engine, secret_key="desk-tests")
+    feeds = register_http_feeds(web.server, city_engine)
+    core = start_live_core(
+        city_engine, web.socketio, interval=0.2, session_ok=session_ok, patrol_every=timedelta(0)
+    )
+    web.live, web.counters, web.pipeline = core.live, core.counters, core.pipeline
+    feeds.attach(core.pipeline)
+    install_media(web.server, city_engine, tmp_path_factory.mktemp("media"), pipeline=core.pipeline)
+    port = free_port()
+    http = make_server("127.0.0.1", port, web.server, threaded=True, request_handler=QuietHandler)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    server = DeskServer(
+        f"http://127.0.0.1:{port}",
+        city_engine,
+        web,
+        core,
+        http,
+        thread,
+        _spots(city_engine, core, dict(made.devices)),
+        [],
+    )
+    yield server
+    server.stop()
+
+
+def dash_page(client: requests.Session, url: str, path: str, search: str = "") -> requests.Response:
+    """Ask the router for a page as the browser does."""
+    body: dict[str, Any] = {
+        "output": f"{ids.PAGE}.children",
+        "outputs": {"id": ids.PAGE, "property": "children"},
+        "inputs": [
+            {"id": ids.LOCATION, "property": "pathname", "value": path},
+            {"id": ids.LOCATION, "property": "search", "value": search},
+        ],
+        "changedPropIds": [f"{ids.LOCATION}.pathname"],
+        "state": [],
+    }
+    return client.post(f"{url}/_dash-update-component", json=body, timeout=30)
+
+
+def texts(tree: Any) -> list[str]:
+    """Every string in a Dash response tree, in order."""
+    out: list[str] = []
+    if isinstance(tree, str):
+        out.append(tree)
+    elif isinstance(tree, list):
+        for x in tree:
+            out.extend(texts(x))
+    elif isinstance(tree, dict):
+        for k, v in tree.items():
+            if k in ("children", "props", "response") or isinstance(v, dict | list):
+                out.extend(texts(v))
+    return out
+
+
+def find(tree: Any, component_id: str) -> Any:
+    """The props of the component with an id in a Dash response tree (None when absent)."""
+    if isinstance(tree, dict):
+        props = tree.get("props")
+        if isinstance(props, dict) and props.get("id") == component_id:
+            return props
+        for v in tree.values():
+            found = find(v, component_id)
+            if found is not None:
+                return found
+    elif isinstance(tree, list):
+        for x in tree:
+            found = find(x, component_id)
+            if found is not None:
+                return found
+    return None
+
+
+def some_grid(engine: Engine) -> str:
+    with session_factory(engine)() as s:
+        return str(s.scalar(select(Grid.code).where(Grid.active).order_by(Grid.code).limit(1)))
+
+
+# -- guard -----------------------------------------------------------------------------------------------
+
+
+def test_no_session_redirects_pages_and_refuses_xhr_with_401(srv: DeskServer) -> None:
+    grid = some_grid(srv.engine)
+    for path in ("/desk", f"/grid/{grid}", "/street/110101001", "/case/R1", "/evaluation"):
+        r = requests.get(srv.url + path + "?lang=en", allow_redirects=False, timeout=10)
+        assert r.status_code == 302, path
+        assert r.headers["Location"] == f"/login?next={path}%3Flang%3Den"
+    r = requests.get(f"{srv.url}/grid/{grid}", headers={"Accept": "application/json"}, timeout=10)
+    assert r.status_code == 401 and r.json()["error"] == "login_required"
+    r = requests.post(f"{srv.url}/_dash-update-component", json={}, timeout=10)  # anonymous
+    assert r.status_code == 401
+    assert requests.get(f"{srv.url}/_dash-layout", timeout=10).status_code == 401
+    r = requests.post(f"{srv.url}/api/v1/commands", json={"action": "urge", "case_id": "R1"}, timeout=10)
+    assert r.status_code == 401
+
+
+def test_a_wall_token_renders_the_wall_but_no_desk_page(srv: DeskServer) -> None:
+    wall = requests.Session()
+    wall.cookies.set(KIOSK_COOKIE, KIOSK_SECRET)
+    ok = dash_page(wall, srv.url, "/wall")
+    assert ok.status_code == 200
+    assert find(ok.json(), ids.WALL_MAP) is not None
+    for path in ("/desk", "/street/110101001", "/evaluation"):
+        assert dash_page(wall, srv.url, path).status_code == 401, path
+    assert wall.get(f"{srv.url}/desk", allow_redirects=False, timeout=10).status_code == 302
+    bogus = requests.Session()
+    bogus.cookies.set(KIOSK_COOKIE, "not-a-kiosk-token-at-all-000000")
+    assert dash_page(bogus, srv.url, "/wall").status_code == 401
+
+
+# -- login ---------------------------------------------------------------------------------------------------
+
+
+def _post_login(url: str, user: str, password: str, nxt: str = "/desk") -> requests.Response:
+    client = requests.Session()
+    token = login_form(client, url)
+    return client.post(
+        f"{url}/login?lang=en",
+        data={"user": user, "password": password, "csrf": token, "next": nxt},
+        allow_redirects=False,
+        timeout=10,
+    )
+
+
+def _error(r: requests.Response) -> str:
+    m = re.search(r'class="gw-login-error"[^>]*>([^<]*)<', r.text)
+    assert m is not None, r.text[:500]
+    return m.group(1)
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(srv: DeskServer) -> None:
+    wrong = _post_login(srv.url, "boss", "not-the-password")
+    unknown = _post_login(srv.url, "nobody-such", "not-the-password")
+    assert wrong.status_code == unknown.status_code == 401
+    assert _error(wrong) == _error(unknown) == "Wrong user name or password"
+    assert SESSION_COOKIE not in wrong.cookies and SESSION_COOKIE not in unknown.cookies
+    # a supervisor's right password opens no desk
+    assert _post_login(srv.url, "sup-login", PASSWORD).status_code == 403
+    # no form token: refused before the password is looked at
+    r = requests.post(
+        f"{srv.url}/login", data={"user": "boss", "password": PASSWORD}, allow_redirects=False, timeout=10
+    )
+    assert r.status_code == 400
+
+
+def test_login_is_rate_limited_per_user(srv: DeskServer) -> None:
+    add_desk_user(srv.engine, "limited", PASSWORD, "leader")
+    for _ in range(LoginLimiter().per_user):
+        assert _post_login(srv.url, "limited", "bad-guess").status_code == 401
+    r = _post_login(srv.url, "limited", PASSWORD)  # even the right password, until the window passes
+    assert r.status_code == 429 and "Too many failed logins for this user" in _error(r)
+    assert r.headers["Retry-After"] == "900"
+
+
+def test_limiter_window_and_safe_next() -> None:
+    now = [0.0]
+    lim = LoginLimiter(per_user=2, per_ip=3, window_s=60, clock=lambda: now[0])
+    lim.failed("a", "ip1")
+    assert lim.refused("a", "ip1") is None
+    lim.failed("A", "ip1")  # names are case-insensitive
+    assert lim.refused("a", "ip1") == "user"
+    lim.failed("b", "ip1")
+    assert lim.refused("c", "ip1") == "address"
+    now[0] = 61.0
+    assert lim.refused("a", "ip1") is None
+    assert safe_next("/grid/1?lang=en") == "/grid/1?lang=en"
+    for bad in ("//evil.example/x", "https://evil.example/", "/\\evil", "desk", None, "/a\nb"):
+        assert safe_next(bad) == "/desk"
+
+
+def test_session_cookie_is_a_random_id_and_logout_ends_it(srv: DeskServer) -> None:
+    r = _post_login(srv.url, "boss", PASSWORD, nxt=f"/grid/{some_grid(srv.engine)}")
+    assert r.status_code == 303 and r.headers["Location"].startswith("/grid/")
+    raw = r.headers["Set-Cookie"]
+    assert "HttpOnly" in raw and "SameSite=Lax" in raw
+    value = str(r.cookies[SESSION_COOKIE])
+    assert "boss" not in value and len(value) >= 40
+    with srv.engine.connect() as conn:
+        stored = conn.scalar(select(WebSession.person_id).where(WebSession.id == hash_id(value)))
+        assert stored == "boss"
+        assert conn.scalar(select(WebSession.id).where(WebSession.id == value)) is None  # only the hash
+    client = login_http(srv.url, "boss", PASSWORD)
+    assert client.get(f"{srv.url}/desk", timeout=10).status_code == 200
+    me = client.get(f"{srv.url}/auth/session", timeout=10).json()
+    assert me["person_id"] == "boss" and me["role"] == "leader"
+    old = str(client.cookies[SESSION_COOKIE])
+    assert client.post(f"{srv.url}/logout", data={"csrf": "wrong"}, allow_redirects=False).status_code == 403
+    out = client.post(f"{srv.url}/logout", data={"csrf": me["csrf"]}, allow_redirects=False, timeout=10)
+    assert out.status_code == 303
+    replay = requests.get(f"{srv.url}/desk", cookies={SESSION_COOKIE: old}, allow_redirects=False, timeout=10)
+    assert replay.status_code == 302  # the old cookie no longer opens the desk
+
+
+# -- pages ------------------------------------------------------------------------------------------
+
+
+def test_deep_links_answer_404_for_unknown_codes_and_render_known_ones(srv: DeskServer) -> None:
+    client = login_http(srv.url, "boss", PASSWORD)
+    grid = some_grid(srv.engine)
+    for path in (
+        "/street/110101999",
+        "/community/110101999999",
+        "/grid/110101999999999",
+        "/case/R999",
+        f"/grid/{grid}/more",
+    ):
+        assert client.get(srv.url + path, timeout=10).status_code == 404, path
+    h = srv.web.desk.hierarchy() if srv.web.desk else None
+    assert h is not None
+    community = h.grids[grid].community
+    ov = srv.web.cache.current()
+    assert ov is not None
+    streets = {s.code: s.name for s in ov.streets}
+    for path, crumb in (
+        (f"/street/{grid[:9]}", None),
+        (f"/community/{community}", h.communities[community].name),
+        (f"/grid/{grid}", grid),
+    ):
+        assert client.get(srv.url + path, timeout=10).status_code == 200
+        page = dash_page(client, srv.url, path)
+        assert page.status_code == 200
+        crumbs = texts(find(page.json(), ids.DESK_CRUMBS))
+        assert crumbs[-1] == (crumb or streets[grid[:9]]), (path, crumbs)
+
+
+def test_grid_page_shows_the_roster_imported_from_csv(srv: DeskServer, tmp_path: Path) -> None:
+    grid = some_grid(srv.engine)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        f"grid,duty,name,phone\n{grid},网格管理员,王力,1380000\n110101999999999,manager,李,1\n"
+        f"{grid},cook,赵,2\n{grid},police,,3\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(RosterError) as err:
+        import_roster(srv.engine, bad)
+    msg = str(err.value)
+    assert "3 bad rows" in msg and "line 3: unknown_grid" in msg and "line 4: unknown_duty" in msg
+    assert "line 5: bad_name" in msg
+    with srv.engine.connect() as conn:
+        assert conn.scalar(select(GridStaff.id).where(GridStaff.grid_code == grid)) is None  # nothing written
+    client = login_http(srv.url, "boss", PASSWORD)
+    before = dash_page(client, srv.url, f"/grid/{grid}").json()
+    assert "python app.py import roster" in " ".join(texts(find(before, ids.GRID_ROSTER)))
+    good = tmp_path / "roster.csv"
+    good.write_text(
+        f"grid,duty,name,phone\n{grid},网格管理员,王力,13800000000\n{grid},police,李警官,110\n",
+        encoding="utf-8",
+    )
+    url = str(srv.engine.url.render_as_string(hide_password=False))
+    assert cli.main(["import", "roster", str(good), "--db", url]) == 0
+    after = texts(find(dash_page(client, srv.url, f"/grid/{grid}").json(), ids.GRID_ROSTER))
+    assert "王力" in after and "李警官" in after and "网格管理员" in after and "网格警员" in after
+
+
+# -- commands and the case page -------------------------------------------------------------------
+
+
+def test_one_command_path_acks_refuses_by_rule_and_is_idempotent(srv: DeskServer) -> None:
+    spot = srv.spots[0]
+    case_id, _ = _report(srv, spot)
+    boss = login_http(srv.url, "boss", PASSWORD)
+    key = f"urge-{uuid.uuid4().hex[:8]}"
+    body = {"action": "urge", "case_id": case_id, "opinion": "请尽快", "id": key}
+    first = boss.post(f"{srv.url}/api/v1/commands", json=body, timeout=15)
+    assert first.status_code == 200 and first.json()["accepted"] == [key]
+    again = boss.post(f"{srv.url}/api/v1/commands", json=body, timeout=15)
+    assert again.status_code == 200 and again.json()["duplicates"] == [key]
+    other = boss.post(f"{srv.url}/api/v1/commands", json={**body, "opinion": "另一条"}, timeout=15)
+    assert other.status_code == 409 and other.json()["error"] == "idempotency_key_conflict"
+    closing = boss.post(
+        f"{srv.url}/api/v1/commands", json={"action": "close", "case_id": case_id}, timeout=15
+    )
+    assert closing.status_code == 403 and closing.json()["error"] == "wrong_role"
+    nothing = boss.post(f"{srv.url}/api/v1/commands", json={"action": "fly", "case_id": case_id}, timeout=15)
+    assert nothing.status_code == 400 and nothing.json()["error"] == "malformed"
+    no_csrf = requests.post(f"{srv.url}/api/v1/commands", json=body, cookies=boss.cookies, timeout=15)
+    assert no_csrf.status_code == 403 and no_csrf.json()["error"] == "csrf"
+    with srv.engine.connect() as conn:
+        urges = conn.execute(
+            select(CaseEventRow.actor, CaseEventRow.role).where(
+                CaseEventRow.case_id == case_id, CaseEventRow.action == "urge"
+            )
+        ).all()
+    assert [tuple(u) for u in urges] == [("boss", "leader")]
+
+
+def _report(srv: DeskServer, spot: Spot, media: list[str] | None = None) -> tuple[str, Peer]:
+    """A supervisor's report over ``/device`` (with photo references); the new case id and the handset."""
+    peer = Peer(srv.url, "/device", spot.secret)
+    srv.peers.append(peer)
+    rid = f"rep-{uuid.uuid4().hex[:8]}"
+    ack = peer.call(
+        "report",
+        {
+            "id": rid,
+            "at": datetime.now(UTC).isoformat(),
+            "kind": "component",
+            "class_code": "0101",
+            "condition_code": "03",
+            "lon": spot.lon,
+            "lat": spot.lat,
+            "description": "井盖弹跳",
+            "source": "supervisor",
+            **({"media": media} if media else {}),
+        },
+    )
+    assert ack["accepted"] == [rid], ack
+    return str(ack["cases"][rid]), peer
+
+
+def test_a_replayed_case_timeline_lists_all_its_events(srv: DeskServer) -> None:
+    spot = srv.spots[1]
+    case_id, peer = _report(srv, spot)
+    clients = {pid: login_http(srv.url, pid, PASSWORD) for pid in ("acc", "lead", "disp", "boss", "dept10")}
+    steps = [
+        ("acc", "accept", ""),
+        ("lead", "file", ""),
+        ("disp", "dispatch", "派往供水集团"),
+        ("boss", "urge", "今天处理"),
+        ("dept10", "handle", "已更换井盖"),
+    ]
+    for pid, action, opinion in steps:
+        r = clients[pid].post(
+            f"{srv.url}/api/v1/commands",
+            json={"action": action, "case_id": case_id, "opinion": opinion},
+            timeout=15,
+        )
+        assert r.status_code == 200 and r.json()["accepted"], (action, r.text)
+    # the reporting supervisor is the grid's: the 核查 task goes to their handset, the result comes back
+    ack = peer.call(
+        "task_result",
+        {
+            "id": f"chk-{case_id}",
+            "case_id": case_id,
+            "task": "check",
+            "result": True,
+            "at": datetime.now(UTC).isoformat(),
+            "opinion": "已修复",
+        },
+    )
+    assert ack["accepted"], ack
+    r = clients["lead"].post(
+        f"{srv.url}/api/v1/commands", json={"action": "close", "case_id": case_id}, timeout=15
+    )
+    assert r.status_code == 200 and r.json()["accepted"], r.text
+    with srv.engine.connect() as conn:
+        events = conn.execute(
+            select(CaseEventRow.seq, CaseEventRow.action, CaseEventRow.actor)
+            .where(CaseEventRow.case_id == case_id)
+            .order_by(CaseEventRow.seq)
+        ).all()
+    assert [e.action for e in events] == [
+        "report",
+        "accept",
+        "file",
+        "dispatch",
+        "urge",
+        "feedback",
+        "check",
+        "close",
+    ]
+    page = dash_page(clients["boss"], srv.url, f"/case/{case_id}", "?lang=en")
+    assert page.status_code == 200
+    timeline = find(page.json(), ids.CASE_TIMELINE)
+    rows = timeline["children"][1]["props"]["children"]
+    assert len(rows) == len(events)
+    for row, ev in zip(rows, events, strict=True):
+        cells = texts(row)
+        assert ev.actor in cells, (ev, cells)
+    all_text = " ".join(texts(timeline))
+    for word in ("reported", "accepted", "filed", "dispatched", "urged", "handled", "checked", "closed"):
+        assert word in all_text
+    for opinion in ("派往供水集团", "今天处理", "已更换井盖", "已修复"):
+        assert opinion in all_text
+    gantt = find(page.json(), ids.CASE_GANTT)
+    bars = gantt["figure"]["data"][0]
+    assert len(bars["y"]) == 6  # reported, to file, to dispatch, handling, to check, to close
+    assert "Closed" in " ".join(texts(page.json()))
+
+
+def test_segments_follow_status_changes_and_carry_deadlines() -> None:
+    t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+    def ev(minutes: int, frm: str | None, to: str) -> dict[str, Any]:
+        return {"at": t0 + timedelta(minutes=minutes), "from": frm, "to": to}
+
+    @dataclass
+    class T:
+        started_at: datetime
+        deadline: datetime
+
+    events = [
+        ev(0, None, "reported"),
+        ev(5, "reported", "to_file"),
+        ev(9, "to_file", "to_file"),
+        ev(30, "to_file", "to_dispatch"),
+    ]
+    timers = {
+        "accept": T(t0, t0 + timedelta(minutes=3)),
+        "dispatch": T(t0 + timedelta(minutes=30), t0 + timedelta(hours=2)),
+    }
+    segs = segments(events, timers, t0 + timedelta(hours=3))
+    assert [s.status for s in segs] == ["reported", "to_file", "to_dispatch"]
+    assert segs[0].overdue and segs[0].deadline == t0 + timedelta(minutes=3)
+    assert segs[1].deadline is None and segs[1].end == t0 + timedelta(
+        minutes=30
+    )  # the urge-like event kept it
+    assert segs[2].open and segs[2].overdue and segs[2].end == t0 + timedelta(hours=3)
+
+
+def test_photos_show_on_grid_and_case_pages_and_only_to_a_session(srv: DeskServer) -> None:
+    spot = srv.spots[2]
+    img = io.BytesIO()
+    Image.frombytes("RGB", (32, 32), bytes(range(256)) * 12).save(img, "JPEG")
+    up = requests.post(
+        f"{srv.url}/api/v1/media",
+        files={"file": ("p.jpg", img.getvalue(), "image/jpeg")},
+        data={"kind": "near"},
+        headers={"Authorization": f"Bearer {spot.secret}"},
+        timeout=30,
+    )
+    assert up.status_code == 201, up.text
+    ref = up.json()["ref"]
+    case_id, _ = _report(srv, spot, [ref])
+    url = f"{srv.url}/media/{ref}"
+    anon = requests.get(url, headers={"Accept": "text/html"}, allow_redirects=False, timeout=10)
+    assert anon.status_code == 302 and "/login?next=" in anon.headers["Location"]
+    boss = login_http(srv.url, "boss", PASSWORD)
+    got = boss.get(url, timeout=10)
+    assert got.status_code == 200 and got.content == img.getvalue()
+    grid = dash_page(boss, srv.url, f"/grid/{spot.grid}").json()
+    cases = find(grid, ids.GRID_CASES)
+    assert f"/media/{ref}" in str(cases) and case_id in texts(cases)
+    case = dash_page(boss, srv.url, f"/case/{case_id}").json()
+    assert str(case).count(f"/media/{ref}") >= 2  # the thumbnail and its link

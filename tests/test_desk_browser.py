@@ -1,0 +1,200 @@
+"""The desk in real (Debian) Chromium against ``python app.py run`` with its simulation.
+
+Log in through the form, reach a grid from the district in two clicks on the map, open a case by a
+deep link in a fresh browser (login first, then the case), and watch the case page follow a command
+live. Every page: no console errors, no request leaving the server, no text under 14 px; each is
+saved as a screenshot under ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+from dashboard import ids
+from tests.desk_login import add_user_cli, login_browser
+from tests.serve import ROOT, Server, run_app
+from tests.test_browser import CHROMIUM_ARGS
+
+ARTIFACTS = ROOT / "test-artifacts"
+PASSWORD = "desk-browser-password-1"
+MIN_FONT_PX = 14
+HOVER_PX = 10  # layouts.desk: the map's hover (and so click) distance
+SMALLEST_TEXT = """(least) => {
+  let small = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (el.closest('.js-plotly-plot, .maplibregl-map, .gw-hidden')) continue;
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !el.offsetParent) continue;
+    const px = parseFloat(getComputedStyle(el).fontSize);
+    if (px < least) small.push(`${el.tagName}.${el.className} ${px} ${el.textContent.trim().slice(0, 30)}`);
+  }
+  return small;
+}"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with run_app(tmp_path_factory.mktemp("desk"), timeout=240) as srv:
+        add_user_cli(srv.cwd, "lead1", PASSWORD, "leader")
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Watched:
+    """A fresh browser context and page recording console errors and requests off the server."""
+
+    def __init__(self, browser: Any) -> None:
+        self.context = browser.new_context(viewport={"width": 1600, "height": 1000})
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.external: list[str] = []
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.page.on(
+            "console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None
+        )
+        self.page.on("request", self._request)
+
+    def _request(self, req: Any) -> None:
+        host = urlparse(req.url).hostname
+        if host not in ("127.0.0.1", "localhost", None) and not req.url.startswith("data:"):
+            self.external.append(req.url)
+
+    def check(self, name: str) -> None:
+        """Screenshot, then: no errors, nothing off the server, no small text."""
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"desk-{name}.png"), full_page=True)
+        assert not self.errors, self.errors[:5]
+        assert not self.external, self.external[:5]
+        small = self.page.evaluate(SMALLEST_TEXT, MIN_FONT_PX)
+        assert not small, small[:10]
+
+    def close(self) -> None:
+        self.context.close()
+
+
+FREE_SPOT = """(id) => {
+  const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+  const map = gd._fullLayout.map._subplot.map;
+  const rect = gd.getBoundingClientRect();
+  const pts = [];
+  for (const tr of gd.data) {
+    if (tr.type !== 'scattermap' || !tr.lon) continue;
+    for (let i = 0; i < tr.lon.length; i++) {
+      if (tr.lon[i] == null || tr.lat[i] == null) continue;
+      pts.push(map.project([tr.lon[i], tr.lat[i]]));
+    }
+  }
+  let best = [rect.width / 2, rect.height / 2], far = -1;
+  for (let fx = 0.05; fx <= 0.951; fx += 0.02) for (let fy = 0.05; fy <= 0.951; fy += 0.02) {
+    const x = rect.width * fx, y = rect.height * fy;
+    const fills = map.queryRenderedFeatures([x, y]).filter((f) => f.layer.type === 'fill');
+    if (!fills.length) continue;  // not on a grid polygon
+    let d = 1e9;
+    for (const p of pts) d = Math.min(d, Math.hypot(p.x - x, p.y - y));
+    if (d > far) { far = d; best = [x, y]; }
+  }
+  return [rect.x + best[0], rect.y + best[1], far];
+}"""
+
+
+def _click_a_grid(page: Any) -> None:
+    """Click the desk map near its middle where no marker is (a grid polygon, not a case)."""
+    page.wait_for_selector(f"#{ids.DESK_MAP} .maplibregl-canvas", timeout=60_000)
+    page.wait_for_timeout(2500)  # style, grid layer and labels drawn
+    x, y, far = page.evaluate(FREE_SPOT, ids.DESK_MAP)
+    assert far > HOVER_PX + 8, f"no spot on a grid {far:.0f} px from every marker"
+    page.mouse.move(x - 3, y - 3)
+    page.mouse.move(x, y)
+    page.wait_for_timeout(400)  # plotly takes the click from its hover
+    page.mouse.click(x, y)
+
+
+def _open_case(server: Server) -> tuple[str, int]:
+    """An open case with the most events, and how many it has (from the server's database)."""
+    db = sqlite3.connect(server.cwd / "var" / "gridwall.db")
+    try:
+        row = db.execute(
+            "SELECT c.id, COUNT(e.id) AS n FROM cases c JOIN case_events e ON e.case_id = c.id "
+            "WHERE c.open GROUP BY c.id ORDER BY n DESC, c.id LIMIT 1"
+        ).fetchone()
+    finally:
+        db.close()
+    assert row is not None, "the simulation made no open case"
+    return str(row[0]), int(row[1])
+
+
+def test_log_in_and_reach_a_grid_in_two_clicks(server: Server, browser: Any) -> None:
+    w = Watched(browser)
+    try:
+        login_browser(w.page, server.base, "lead1", PASSWORD)
+        w.page.wait_for_selector(f"#{ids.DESK_KPIS}", timeout=60_000)
+        _click_a_grid(w.page)  # click 1: a grid on the district map opens its street
+        w.page.wait_for_url(re.compile(r"/street/\d{9}$"), timeout=30_000)
+        _click_a_grid(w.page)  # click 2: a grid on the street map opens the grid
+        w.page.wait_for_url(re.compile(r"/grid/\d{15}$"), timeout=30_000)
+        code = w.page.url.rsplit("/", 1)[1]
+        w.page.wait_for_selector(f"#{ids.GRID_ROSTER}", timeout=30_000)
+        assert code in w.page.inner_text(f"#{ids.DESK_CRUMBS}")
+        w.page.wait_for_selector(f"#{ids.DESK_MAP} .maplibregl-canvas", timeout=60_000)
+        w.page.wait_for_timeout(2000)
+        w.check("grid")
+        w.page.goto(f"{server.base}/desk", wait_until="networkidle")
+        w.page.wait_for_selector(f"#{ids.DESK_MAP} .maplibregl-canvas", timeout=60_000)
+        w.page.wait_for_timeout(2500)
+        assert w.page.locator(f"#{ids.DESK_CHILDREN} tbody tr").count() == 17  # the district's streets
+        w.check("district")
+        with w.page.expect_navigation():
+            w.page.click(".gw-desk-logout")  # the form posts the session's CSRF token
+        assert "/login" in w.page.url
+        w.page.goto(f"{server.base}/desk")
+        assert "/login?next=/desk" in w.page.url  # the session is gone
+    finally:
+        w.close()
+
+
+def test_a_deep_link_opens_the_right_case_after_login_and_follows_it_live(
+    server: Server, browser: Any
+) -> None:
+    case_id, n_events = _open_case(server)
+    w = Watched(browser)
+    try:
+        w.page.goto(f"{server.base}/case/{case_id}")
+        assert "/login" in w.page.url and f"next=/case/{case_id}" in w.page.url
+        login_browser(w.page, server.base, "lead1", PASSWORD, next_path=f"/case/{case_id}")
+        w.page.wait_for_selector(f"#{ids.CASE_TIMELINE}", timeout=60_000)
+        assert case_id in w.page.inner_text(".gw-desk-title")
+        rows = w.page.locator(f"#{ids.CASE_TIMELINE} tbody tr")
+        assert rows.count() >= n_events  # the simulation may have moved the case on since
+        before = rows.count()
+        # a command from this session: the page (room case:<id>) shows the new event without reload
+        csrf = w.page.request.get(f"{server.base}/auth/session").json()["csrf"]
+        r = w.page.request.post(
+            f"{server.base}/api/v1/commands",
+            data={"action": "urge", "case_id": case_id, "opinion": "浏览器测试督办"},
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert r.status == 200 and r.json()["accepted"], r.text()
+        w.page.wait_for_function(
+            f"() => document.querySelectorAll('#{ids.CASE_TIMELINE} tbody tr').length > {before}",
+            timeout=30_000,
+        )
+        assert "浏览器测试督办" in w.page.inner_text(f"#{ids.CASE_TIMELINE}")
+        w.page.wait_for_timeout(1000)
+        w.check("case")
+    finally:
+        w.close()
