@@ -356,6 +356,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if made.devices:
         path = write_device_tokens(st.data_dir / "device-tokens.csv", made.devices)
         print(f"created {len(made.devices)} supervisor devices; their tokens are in {path}", flush=True)
+    if args.role:  # scale-out: one part of a deployment (feeds.roles, README "Production")
+        if not args.redis:
+            print("--role needs --redis URL", file=sys.stderr)
+            return 2
+        from feeds.roles import run_role
+
+        return run_role(args, st.db_url, secret)
     web = create_web_app(
         create_engine(st.db_url, write=False),
         secret_key=secret["secret_key"],
@@ -446,6 +453,12 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
     run.add_argument("--catalogue", choices=["cjt214", "gbt30428"], default="cjt214", help="class catalogue")
+    run.add_argument(
+        "--role", choices=["web", "aggregator", "ingest"], help="scale-out: run one part (README Production)"
+    )
+    run.add_argument("--redis", help="Redis URL of the scale-out live state and message queue")
+    run.add_argument("--redis-prefix", default="gw", help="key prefix in Redis (default gw)")
+    run.add_argument("--lock-ttl", type=float, help="aggregator: producer lock TTL in seconds (default 5)")
     run.set_defaults(func=cmd_run)
 
     init = sub.add_parser("init", parents=[common], help="build a district's streets, communities and grids")
@@ -533,8 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(args_list)
     from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-    from dashboard.deskdata import RosterError
-    from domain.errors import GeoInputError
+    from domain.errors import GeoInputError, RosterError
     from feeds.replay import ReplayError
     from feeds.simulator import SimulationError
     from store.accounts import AccountError

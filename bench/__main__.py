@@ -1,5 +1,5 @@
 """``python -m bench [init] [index] [lifecycle] [evaluation] [ingest] [fanout] [wall] [api] [replay]
-[desk_eval] [startup] [--profile]``.
+[desk_eval] [startup] [scale] [--profile]``.
 
 Benchmarks.
 
@@ -16,7 +16,7 @@ from bench import FAIL, PASS, SKIP, Result, console, machine_lines
 
 BENCHMARKS = (
     "init", "index", "lifecycle", "evaluation", "ingest", "fanout", "wall", "api", "replay", "desk_eval",
-    "startup",
+    "startup", "scale",
 )  # fmt: skip
 
 
@@ -83,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import bench_startup
 
             results += bench_startup.run()
+        elif name == "scale":
+            from bench import bench_scale
+
+            results += bench_scale.run()
         else:
             from bench import bench_wall
 

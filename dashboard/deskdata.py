@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from dashboard.data import OverviewCache
+from domain.errors import RosterError
 from domain.lifecycle import DISPLAY_STAGE, Status, state_from_json
 from store.db import session_factory
 from store.models import Case, CaseEventRow, Community, Grid, GridStaff, Person, Position, StageTimerRow
@@ -431,10 +432,6 @@ def segments(events: Sequence[dict[str, Any]], timers: dict[str, Any], now: date
 
 
 # -- roster import -------------------------------------------------------------------------------------
-
-
-class RosterError(ValueError):
-    """A roster file that cannot be imported; the message names the rows."""
 
 
 def import_roster(engine: Engine, path: Path) -> int:

@@ -1,5 +1,9 @@
 """Errors of the domain core that reach the user as one clear line."""
 
 
+class RosterError(ValueError):
+    """A grid staff roster file that cannot be imported; the message names the rows (dashboard.deskdata)."""
+
+
 class GeoInputError(ValueError):
     """Bad geographic input: names the file (or district) and the problem."""
