@@ -5,10 +5,12 @@ its 7-day backfill) in a new empty folder with stdin closed, and times, from the
 
 * the wall and desk URLs printed (the district is built, the week backfilled, accounts provisioned);
 * a third-party python-socketio client on ``/live`` with the printed kiosk token: its ``snapshot``
-  and the first ``tick`` after it (the simulation's supervisors moving).
+  and the first ``tick`` after it that changes something (supervisors that moved, cases that moved
+  on, ticker lines). Simulated supervisors patrol in the city's working hours, so in the evening
+  (Asia/Shanghai) only cases move and "on duty" is 0; the table says how many were on duty.
 
-Target: the tick within 30 s. The snapshot must hold the simulated supervisors (``sim: true``). A
-second start on the same folder (the district and history already there) is timed too.
+Target: that tick within 30 s, with the simulation's data (``sim: true``). A second start on the
+same folder (the district and history already there) is timed too.
 """
 
 from __future__ import annotations
@@ -80,8 +82,9 @@ def _start(folder: Path, label: str, timeout: float = 180.0) -> Start:
                 out.simulated = bool(msg["sim"])
 
         def on_tick(msg: dict) -> None:
-            if out.snapshot is not None and out.tick is None and msg["sup"]["id"]:
-                out.tick = time.monotonic() - t0  # the first tick with supervisors that moved
+            moved = msg["sup"]["id"] or msg["cases"]["id"] or msg["gone"] or msg["events"]
+            if out.snapshot is not None and out.tick is None and moved:
+                out.tick = time.monotonic() - t0  # the first tick in which the simulated city changed
                 got.set()
 
         client.on("snapshot", on_snapshot, namespace="/live")
@@ -115,7 +118,7 @@ def run() -> list[Result]:
         shutil.rmtree(folder, ignore_errors=True)
     console.print(f"startup: {load_line()}", highlight=False)
     table = Table(title="startup: python app.py run (embedded defaults, simulation on)", box=box.SIMPLE_HEAD)
-    for col in ("start", "URLs printed", "snapshot", "first moving tick", "supervisors", "on duty", "sim",
+    for col in ("start", "URLs printed", "snapshot", "first changing tick", "supervisors", "on duty", "sim",
                 "target", "pass/fail"):  # fmt: skip
         table.add_column(col, justify="left" if col == "start" else "right")
     results: list[Result] = []
@@ -124,7 +127,7 @@ def run() -> list[Result]:
         return "—" if v is None else f"{v:.1f} s"
 
     for st in starts:
-        ok = st.tick is not None and st.tick <= TARGET_S and st.simulated and st.on_duty > 0
+        ok = st.tick is not None and st.tick <= TARGET_S and st.simulated and st.supervisors > 0
         status = PASS if ok else FAIL
         target = f"≤ {TARGET_S:.0f} s"
         table.add_row(st.label, s(st.urls), s(st.snapshot), s(st.tick), f"{st.supervisors:,}",

@@ -20,6 +20,13 @@ from feeds.live import Alert, GridCount, LiveCase, LiveSupervisor, View
 ROOM_RE = re.compile(r"^(wall|street:\d{9}|grid:\d{15}|case:[A-Za-z0-9_-]{1,32}|supervisor:[\w.-]{1,64})$")
 
 
+SUP_COLUMNS = ("id", "lon", "lat", "status", "grid", "at")
+# what a wall draws of a supervisor: at full ingest the moved supervisors are most of a wall's bytes
+# (python -m bench wall), and grid and instant are a third of each row; a street, grid or supervisor
+# room (the desk) carries them all
+WALL_SUP_COLUMNS = ("id", "lon", "lat", "status")
+
+
 @dataclass(frozen=True)
 class RoomFilter:
     """Which objects a room shows."""
@@ -30,6 +37,7 @@ class RoomFilter:
     grid: Callable[[str], bool]
     event: Callable[[Mapping[str, Any]], bool]
     kpi: bool
+    sup_columns: tuple[str, ...] = SUP_COLUMNS
 
 
 def room_filter(room: str) -> RoomFilter:
@@ -37,7 +45,10 @@ def room_filter(room: str) -> RoomFilter:
     if not ROOM_RE.match(room):
         raise ValueError(f"unknown room {room!r}")
     if room == "wall":
-        return RoomFilter(room, lambda s: True, lambda c, st, g: True, lambda g: True, lambda e: True, True)
+        return RoomFilter(
+            room, lambda s: True, lambda c, st, g: True, lambda g: True, lambda e: True, True,
+            sup_columns=WALL_SUP_COLUMNS,
+        )  # fmt: skip
     kind, _, code = room.partition(":")
     if kind == "street":
         return RoomFilter(
@@ -71,17 +82,20 @@ def _ts(value: datetime | None) -> int | None:
     return None if value is None else int(value.timestamp())
 
 
-def supervisors_columns(sups: Iterable[LiveSupervisor]) -> dict[str, list[Any]]:
-    """Supervisors as columns: id, lon, lat, status, grid, at (epoch seconds)."""
+def supervisors_columns(
+    sups: Iterable[LiveSupervisor], columns: tuple[str, ...] = SUP_COLUMNS
+) -> dict[str, list[Any]]:
+    """Supervisors as columns: id, lon, lat, status, grid, at (epoch seconds), or the ``columns`` asked."""
     rows = list(sups)
-    return {
-        "id": [s.id for s in rows],
-        "lon": [_r5(s.lon) for s in rows],
-        "lat": [_r5(s.lat) for s in rows],
-        "status": [s.status for s in rows],
-        "grid": [s.grid for s in rows],
-        "at": [_ts(s.at) for s in rows],
+    make: dict[str, Callable[[LiveSupervisor], Any]] = {
+        "id": lambda s: s.id,
+        "lon": lambda s: _r5(s.lon),
+        "lat": lambda s: _r5(s.lat),
+        "status": lambda s: s.status,
+        "grid": lambda s: s.grid,
+        "at": lambda s: _ts(s.at),
     }
+    return {c: [make[c](s) for s in rows] for c in columns}
 
 
 def cases_columns(cases: Iterable[LiveCase]) -> dict[str, list[Any]]:
@@ -127,7 +141,7 @@ def render(view: View, flt: RoomFilter, seq: int, *, full: bool, simulated: bool
         "at": round(view.at.timestamp(), 3),
         "full": full,
         "sim": simulated,
-        "sup": supervisors_columns(s for s in view.supervisors if flt.sup(s)),
+        "sup": supervisors_columns((s for s in view.supervisors if flt.sup(s)), flt.sup_columns),
         "cases": cases_columns(c for c in view.cases if flt.case(c.id, c.street, c.grid)),
         "gone": [cid for cid, st, g in view.gone if flt.case(cid, st, g)],
         "grids": grids_columns(grids),

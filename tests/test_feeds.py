@@ -251,7 +251,7 @@ def test_wall_snapshot_then_ticks_for_a_client_that_sends_nothing(srv: LiveServe
     peer = srv.peer("/live", srv.kiosk)
     snap = peer.wait("snapshot", timeout=WAIT)
     assert snap["room"] == "wall" and snap["seq"] == 0 and snap["full"] is True and snap["sim"] is False
-    assert set(snap["sup"]) == {"id", "lon", "lat", "status", "grid", "at"}
+    assert set(snap["sup"]) == {"id", "lon", "lat", "status"}  # a wall draws these (a street room adds more)
     assert {"id", "stage", "status", "kind", "class", "grid", "street", "deadline", "emergency"} <= set(
         snap["cases"]
     )
@@ -424,9 +424,13 @@ def test_fix_flows_to_the_next_tick_and_the_grid_counters(srv: LiveServer, wall:
         "lon": round(rows[0].lon, 5),
         "lat": round(rows[0].lat, 5),
         "status": "on_duty",
-        "grid": spot.grid,
-        "at": int(t1.timestamp()),
     }
+    # the supervisor's room carries the grid and the instant of the latest fix as well
+    mark = wall.mark()
+    assert wall.call("join", {"room": f"supervisor:{spot.person}"})["ok"] is True
+    snap = wall.wait("snapshot", lambda m: m["room"] == f"supervisor:{spot.person}", since=mark, timeout=WAIT)
+    assert sup_in(snap, spot.person) == dict(sup, grid=spot.grid, at=int(t1.timestamp()))
+    assert wall.call("leave", {"room": f"supervisor:{spot.person}"})["ok"] is True
     assert tick["kpi"]["on_duty"] >= 1  # the status changed, so the KPIs are in the same tick
     # a second fix 15 s later credits 15 s of patrol to the grid of the first
     mark = wall.mark()
@@ -434,7 +438,7 @@ def test_fix_flows_to_the_next_tick_and_the_grid_counters(srv: LiveServer, wall:
     tick = wall.wait("tick", lambda m: spot.grid in m["grids"]["code"], since=mark, timeout=WAIT)
     g = column_rows(tick["grids"])
     assert next(r for r in g if r["code"] == spot.grid)["patrol"] == round(15.0 / 60.0, 1)
-    assert sup_in(tick, spot.person)["at"] == int(t2.timestamp())  # type: ignore[index]
+    assert sup_in(tick, spot.person) is not None  # the same tick moves the supervisor
 
 
 def test_positions_batch_answers_per_fix(srv: LiveServer) -> None:
@@ -783,7 +787,7 @@ def test_out_of_order_fix_is_stored_but_never_moves_the_latest(srv: LiveServer) 
     rows = positions_of(srv.engine, spot.person)
     assert [r.grid_code for r in rows] == [elsewhere.grid, spot.grid]
     tick = screen.wait("tick", lambda m: sup_in(m, spot.person) is not None, since=mark, timeout=WAIT)
-    assert sup_in(tick, spot.person)["grid"] == spot.grid  # type: ignore[index]
+    assert sup_in(tick, spot.person)["lon"] == round(rows[1].lon, 5)  # type: ignore[index]  # the new fix
     next_ticks(screen, 2, mark)  # the old fix committed before these: it changed nothing
     assert all(
         sup_in(m, spot.person) in (None, sup_in(tick, spot.person)) for m in screen.messages("tick", mark)

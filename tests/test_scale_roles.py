@@ -114,13 +114,17 @@ def test_a_fix_sent_to_web_a_reaches_a_wall_on_web_b(deployment: Deployment, peo
     dev = Peer(a.url, "/device", spot.secret)
     try:
         wall.wait("snapshot", timeout=10)
+        room = f"supervisor:{spot.person}"  # the wall room carries no instants; this room does
+        assert wall.call("join", {"room": room})["ok"] is True
+        wall.wait("snapshot", lambda m: m["room"] == room, timeout=10)
         at = now()
         ack = dev.call("position", fix(spot, at, "a-to-b"))
         assert ack["accepted"] == ["a-to-b"]
-        tick = wall.wait("tick", lambda m: spot.person in m["sup"]["id"], timeout=10)
+        tick = wall.wait("tick", lambda m: m["room"] == room and spot.person in m["sup"]["id"], timeout=10)
         i = tick["sup"]["id"].index(spot.person)
         assert tick["sup"]["at"][i] == int(at.timestamp())
         assert tick["sup"]["status"][i] == "on_duty"
+        assert wall.wait("tick", lambda m: m["room"] == "wall" and spot.person in m["sup"]["id"], timeout=10)
         assert at in stored(deployment, spot.person, {at})  # acknowledged after the append, then persisted
     finally:
         wall.close()
@@ -193,12 +197,22 @@ def test_a_wall_of_a_killed_web_process_reconnects_to_the_other(
     wall = Peer(b.url, "/live", deployment.kiosk)  # what a wall behind nginx does: reconnect, to B
     try:
         wall.wait("snapshot", timeout=10)
+        room = f"supervisor:{spot.person}"  # the wall room carries no instants; this room does
+        mark = wall.mark()
+        assert wall.call("join", {"room": room})["ok"] is True
 
         def shows(m: dict[str, Any]) -> bool:  # the snapshot, or the tick after it (snapshot = last tick)
             ids = m["sup"]["id"]
-            return spot.person in ids and m["sup"]["at"][ids.index(spot.person)] == int(at.timestamp())
+            return (
+                m["room"] == room
+                and spot.person in ids
+                and m["sup"]["at"][ids.index(spot.person)] == int(at.timestamp())
+            )
 
-        assert any(shows(m) for m in wall.messages("snapshot")) or wall.wait("tick", shows, timeout=5)
+        wall.wait("snapshot", lambda m: m["room"] == room, since=mark, timeout=10)
+        assert any(shows(m) for m in wall.messages("snapshot", mark)) or wall.wait(
+            "tick", shows, since=mark, timeout=10
+        )
         assert at in stored(deployment, spot.person, {at})
     finally:
         wall.close()
@@ -311,9 +325,15 @@ def test_a_redis_that_lost_everything_is_rebuilt_from_the_database(
         assert keys
         r.delete(*keys)  # what a Redis restarted without persistence holds: nothing
 
-        def shows(m: dict[str, Any]) -> bool:
-            ids = m["sup"]["id"]
-            return spot.person in ids and m["sup"]["at"][ids.index(spot.person)] == int(at.timestamp())
+        def shows(m: dict[str, Any]) -> bool:  # the wall room: the supervisor on duty at the fix's point
+            ids, sup = m["sup"]["id"], m["sup"]
+            if spot.person not in ids:
+                return False
+            i = ids.index(spot.person)
+            return sup["status"][i] == "on_duty" and (sup["lon"][i], sup["lat"][i]) == (
+                round(spot.lon, 5),
+                round(spot.lat, 5),
+            )
 
         for w, m in zip(walls, marks, strict=True):  # the producer rebuilds from PostgreSQL, resends
             w.wait("snapshot", shows, since=m, timeout=deployment.lock_ttl + 30)
