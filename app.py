@@ -121,7 +121,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     """Import streets, communities or surveyed grids into the built district, or grid levels."""
     if args.kind == "roster":
-        from dashboard.deskdata import import_roster
+        from store.roster import import_roster
 
         n = import_roster(_accounts_engine(args), Path(args.file))
         print(f"roster: {n} staff rows imported", flush=True)

@@ -139,7 +139,7 @@
         badge.style.background = cfg.statusColours[status] || "#888";
         badge.setAttribute("data-status", status);
       }
-      var lf = document.getElementById("gw-sup-lastfix");
+      var lf = el(ids.SUP_LASTFIX);
       if (lf && msg.sup.at[k]) { lf.textContent = lf.textContent.split(" ")[0] + " " + fmt(msg.sup.at[k]); }
       if (msg.sup.lon[k] === null) { return; }
       var at = msg.sup.at[k], grows = at !== null && (!n || at > ts[n - 1]);

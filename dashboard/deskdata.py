@@ -7,36 +7,23 @@ queried per page with indexed lookups.
 
 from __future__ import annotations
 
-import csv
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from shapely.geometry import shape
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from dashboard.data import OverviewCache
-from domain.errors import RosterError
 from domain.lifecycle import DISPLAY_STAGE, Status, state_from_json
 from store.db import session_factory
 from store.models import Case, CaseEventRow, Community, Grid, GridStaff, Person, Position, StageTimerRow
+from store.roster import DUTIES
 
-# the seven forces of a unit grid (the seed's 七员进网格), roster column ``duty``
-DUTIES = ("manager", "assistant", "police", "supervisor", "party", "legal", "fire")
-DUTY_ALIASES = {
-    "网格管理员": "manager",
-    "网格助理员": "assistant",
-    "网格警员": "police",
-    "网格督导员": "supervisor",
-    "网格党支部书记": "party",
-    "网格司法工作者": "legal",
-    "网格消防员": "fire",
-}
 # the timer that runs in each status (domain.lifecycle timer names)
 TIMER_OF_STATUS = {
     "reported": "accept",
@@ -429,55 +416,6 @@ def segments(events: Sequence[dict[str, Any]], timers: dict[str, Any], now: date
         stage = DISPLAY_STAGE[Status(status)].value if status in TIMER_OF_STATUS else status
         out.append(Segment(status, stage, a, b, deadline, bool(deadline and b > deadline), running))
     return out
-
-
-# -- roster import -------------------------------------------------------------------------------------
-
-
-def import_roster(engine: Engine, path: Path) -> int:
-    """Replace the staff rosters of the grids named in a CSV (``grid,duty,name,phone``).
-
-    Every bad row is named (line number and reason) and nothing is written when any row is bad.
-    ``duty`` is one of ``DUTIES`` or its Chinese title (网格管理员 …).
-    """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RosterError(f"{path}: cannot read: {exc}") from None
-    reader = csv.DictReader(text.splitlines())
-    need = {"grid", "duty", "name"}
-    if reader.fieldnames is None or not need <= {f.strip() for f in reader.fieldnames}:
-        raise RosterError(f"{path}: the header must have columns grid,duty,name[,phone]")
-    with engine.connect() as conn:
-        known = set(conn.scalars(select(Grid.code).where(Grid.active)))
-    rows: list[dict[str, Any]] = []
-    errors: list[str] = []
-    now = datetime.now(UTC)
-    for n, raw in enumerate(reader, start=2):
-        rec = {k.strip(): (v or "").strip() for k, v in raw.items() if k}
-        grid, duty, name = rec.get("grid", ""), rec.get("duty", ""), rec.get("name", "")
-        phone = rec.get("phone", "")
-        duty = DUTY_ALIASES.get(duty, duty)
-        if grid not in known:
-            errors.append(f"line {n}: unknown_grid {grid!r}")
-        elif duty not in DUTIES:
-            errors.append(f"line {n}: unknown_duty {rec.get('duty', '')!r} (use {', '.join(DUTIES)})")
-        elif not name or len(name) > 64:
-            errors.append(f"line {n}: bad_name (1 to 64 characters)")
-        elif len(phone) > 32:
-            errors.append(f"line {n}: bad_phone (at most 32 characters)")
-        else:
-            rows.append({"grid_code": grid, "duty": duty, "name": name, "phone": phone, "imported_at": now})
-    if errors:
-        more = f" (and {len(errors) - 20} more)" if len(errors) > 20 else ""
-        raise RosterError(f"{path}: {len(errors)} bad rows: " + "; ".join(errors[:20]) + more)
-    grids = sorted({r["grid_code"] for r in rows})
-    with engine.begin() as conn:
-        for i in range(0, len(grids), 500):
-            conn.execute(delete(GridStaff).where(GridStaff.grid_code.in_(grids[i : i + 500])))
-        if rows:
-            conn.execute(insert(GridStaff), rows)
-    return len(rows)
 
 
 def today_start(tz: Any, now: datetime | None = None) -> datetime:

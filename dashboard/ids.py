@@ -36,8 +36,12 @@ SUP_PLAY = "gw-sup-play"
 SUP_SCRUB = "gw-sup-scrub"
 SUP_SPEED = "gw-sup-speed"
 SUP_CLOCK = "gw-sup-clock"
+SUP_COVERAGE = "gw-sup-coverage"
+SUP_LASTFIX = "gw-sup-lastfix"
 WHEN_MAP = "gw-when-map"
 WHEN_TABLE = "gw-when-table"
+WHEN_AT = "gw-when-at"
+WHEN_STEP = "gw-when-step"  # + the signed minutes: gw-when-step-5, gw-when-step+10
 # desk: hierarchy, grid and case pages (issue 8 items 1–4)
 DESK_NAV = "gw-desk-nav"
 DESK_MAP = "gw-desk-map"

@@ -97,7 +97,7 @@ def layout(p: SupervisorPage, figure: go.Figure, *, lang: str) -> html.Div:
             f"{t('sup.walked', lang)} {len(walked)} / {len(p.minutes)} · "
             f"{t('sup.not_walked', lang)} {len(not_walked)}",
             className="gw-sup-coverage-line",
-            id="gw-sup-coverage",
+            id=ids.SUP_COVERAGE,
         ),
         html.Ol(
             [
@@ -140,7 +140,7 @@ def layout(p: SupervisorPage, figure: go.Figure, *, lang: str) -> html.Div:
                             html.Span(
                                 f"{t('sup.last_fix', lang)} {_local(p.last_fix) or t('sup.never', lang)}",
                                 className="gw-sup-lastfix",
-                                id="gw-sup-lastfix",
+                                id=ids.SUP_LASTFIX,
                             ),
                             html.A(t("nav.desk", lang), href="/desk", className="gw-nav"),
                         ],

@@ -42,7 +42,7 @@ def layout(at: datetime, rows: Sequence[WhereRow], figure: go.Figure, *, lang: s
             f"{'+' if m > 0 else '−'}{abs(m)} {t('when.minutes', lang)}",
             href=href(at + timedelta(minutes=m), lang),
             className="gw-when-step",
-            id=f"gw-when-step{m:+d}",
+            id=f"{ids.WHEN_STEP}{m:+d}",
         )
         for m in STEPS
     ]
@@ -96,7 +96,7 @@ def layout(at: datetime, rows: Sequence[WhereRow], figure: go.Figure, *, lang: s
                             html.Span(
                                 local_text(at).replace("T", " "),
                                 className="gw-title gw-when-at",
-                                id="gw-when-at",
+                                id=ids.WHEN_AT,
                             ),
                         ]
                     ),

@@ -29,7 +29,8 @@ import app as cli
 from dashboard import ids
 from dashboard.app import WebApp, create_web_app
 from dashboard.auth import SESSION_COOKIE, LoginLimiter, hash_id, safe_next, session_ok
-from dashboard.deskdata import RosterError, import_roster, segments
+from dashboard.deskdata import segments
+from domain.errors import RosterError
 from feeds.api import register_http_feeds
 from feeds.core import LiveCore, start_live_core
 from feeds.media import install_media
@@ -37,6 +38,7 @@ from feeds.sockets import KIOSK_COOKIE
 from store.accounts import provision_embedded
 from store.db import session_factory
 from store.models import CaseEventRow, Grid, GridStaff, WebSession
+from store.roster import import_roster
 from tests.desk_login import add_desk_user, login_form, login_http
 from tests.live_server import KIOSK_SECRET, Peer, QuietHandler, Spot, _spots, free_port
 

@@ -323,7 +323,7 @@ def test_supervisor_page_plays_back_the_track(served: tuple[LiveServer, str], br
         arg=want,
         timeout=10_000,
     )
-    assert "已巡" in page.inner_text("#gw-sup-coverage")
+    assert "已巡" in page.inner_text(f"#{ids.SUP_COVERAGE}")
     assert not errors, errors
     page.close()
 
@@ -350,11 +350,11 @@ def test_who_was_where_page_steps_in_minutes(served: tuple[LiveServer, str], bro
         " return gd.data.find(t => t.uid === 'supervisors').lon.length; }".replace("WHEN_MAP", ids.WHEN_MAP)
     )
     assert markers == seen
-    assert page.inner_text("#gw-when-at") == local_text(at).replace("T", " ")
+    assert page.inner_text(f"#{ids.WHEN_AT}") == local_text(at).replace("T", " ")
     page.screenshot(path=str(_artifacts() / "who-was-where.png"), full_page=True)
-    page.click("#gw-when-step-5")
+    page.click(f"#{ids.WHEN_STEP}-5")
     page.wait_for_function(
-        "(t) => document.querySelector('#gw-when-at').innerText === t",
+        f"(t) => document.querySelector('#{ids.WHEN_AT}').innerText === t",
         arg=local_text(at - timedelta(minutes=5)).replace("T", " "),
         timeout=30_000,
     )
