@@ -1,19 +1,8 @@
 """Replays of real data into a running GridWall, as a client of its ``/device`` feed.
 
-A replay is a *plan* — the people it speaks for, a gateway token name and a time-ordered list of
-``/device`` events (:class:`Send`) — built from real files by :mod:`feeds.replay.geolife` (GPS
-traces → ``positions`` batches) or :mod:`feeds.replay.r311` (US 311 service requests → a case
-``command`` chain). :class:`Sender` plays a plan over a handful of python-socketio connections with
-a gateway token and waits for every acknowledgement (a bounded in-flight window; at most one event
-of a *lane* — a case, a shard of supervisors — in flight, so a case's commands arrive in order).
-Nothing is written behind the pipeline's back: the only direct store writes are
-:func:`setup_people` (the replay's people and its gateway token, when run next to the database).
-
-Time: every source instant ``t`` is sent as ``t + shift``. With a speed factor ``S`` an event goes
-``(t - first) / S`` seconds after the start and ``shift`` puts the replay's *anchor* (its last
-instant, or ``--as-of``) at the instant the replay ends, so no instant is ever ahead of the clock and
-real spacing is kept; at ``S = 1`` the first instant is the start. ``--speed max`` sends as fast as
-the acknowledgements come back and anchors at the start. See docs/replay.md.
+The sender and the plans live in :mod:`feeds.replay.sender` (the design, time shifts and lanes are
+described there), the sources in :mod:`feeds.replay.geolife` and :mod:`feeds.replay.r311`; this
+package loads them on first use so that ``python app.py`` starts without them.
 """
 
 from __future__ import annotations
