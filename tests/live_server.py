@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from dashboard.app import create_web_app
+from domain.index import PointGridIndex
 from feeds.api import register_http_feeds
 from feeds.core import LiveCore, start_live_core
 from feeds.media import MediaLimits, MediaStore, install_media
@@ -93,7 +94,7 @@ class LiveServer:
         self.core.stop()
 
 
-def _spots(engine: Engine, core: LiveCore, devices: dict[str, str]) -> list[Spot]:
+def provisioned_spots(engine: Engine, index: PointGridIndex, devices: dict[str, str]) -> list[Spot]:
     """One point per provisioned supervisor: the representative point of the first grid of its area
     that the pipeline's own index places in that grid."""
     with session_factory(engine)() as s:
@@ -109,7 +110,7 @@ def _spots(engine: Engine, core: LiveCore, devices: dict[str, str]) -> list[Spot
         if area in done or person not in devices:
             continue
         pt = shapely.geometry.shape(geometry).representative_point()
-        hit = core.pipeline.index.locate(pt.x, pt.y)
+        hit = index.locate(pt.x, pt.y)
         if hit is None or hit.grid != code:
             continue
         done.add(area)
@@ -141,7 +142,7 @@ def start_live_server(
     http = make_server("127.0.0.1", port, web.server, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=http.serve_forever, name="gw-test-http", daemon=True)
     thread.start()
-    spots = _spots(engine, core, devices)
+    spots = provisioned_spots(engine, core.pipeline.index, devices)
     url = f"http://127.0.0.1:{port}"
     return LiveServer(engine, core, http, thread, url, KIOSK_SECRET, devices, spots, media=media)
 

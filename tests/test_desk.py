@@ -40,7 +40,7 @@ from store.db import session_factory
 from store.models import CaseEventRow, Grid, GridStaff, WebSession
 from store.roster import import_roster
 from tests.desk_login import add_desk_user, login_form, login_http
-from tests.live_server import KIOSK_SECRET, Peer, QuietHandler, Spot, _spots, free_port
+from tests.live_server import KIOSK_SECRET, Peer, QuietHandler, Spot, free_port, provisioned_spots
 
 PASSWORD = "desk-password-0123"
 PEOPLE = {  # person id → (role, department)
@@ -99,7 +99,7 @@ def srv(city_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         core,
         http,
         thread,
-        _spots(city_engine, core, dict(made.devices)),
+        provisioned_spots(city_engine, core.pipeline.index, dict(made.devices)),
         [],
     )
     yield server

@@ -13,15 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-import shapely
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from store.build import stored_district
 from store.db import session_factory
 from store.geography import load_index
-from store.models import Grid
-from tests.live_server import free_port
+from tests.live_server import free_port, provisioned_spots
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,21 +134,4 @@ def spots(engine: Engine, devices: dict[str, str]) -> list[Spot]:
     assert adcode is not None
     with session_factory(engine)() as s:
         index = load_index(s, adcode)
-        rows = s.execute(
-            select(Grid.code, Grid.area_code, Grid.geometry)
-            .where(Grid.active, Grid.area_code.is_not(None))
-            .order_by(Grid.area_code, Grid.code)
-        ).all()
-    out: list[Spot] = []
-    done: set[str] = set()
-    for code, area, geometry in rows:
-        person = f"sup-{area}"
-        if area in done or person not in devices:
-            continue
-        pt = shapely.geometry.shape(geometry).representative_point()
-        hit = index.locate(pt.x, pt.y)
-        if hit is None or hit.grid != code:
-            continue
-        done.add(area)
-        out.append(Spot(person, devices[person], code, pt.x, pt.y))
-    return out
+    return [Spot(p.person, p.secret, p.grid, p.lon, p.lat) for p in provisioned_spots(engine, index, devices)]
