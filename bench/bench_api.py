@@ -47,6 +47,7 @@ from bench._server import (
     start_server,
     stop_server,
 )
+from bench.bench_ingest import Run as IngestRun
 from bench.bench_ingest import make_fixes
 
 N_FIXES = 200_000
@@ -57,33 +58,10 @@ CLIENTS = (4, 8)
 
 
 @dataclass
-class Run:
-    """One mode's outcome."""
+class Run(IngestRun):
+    """One mode's outcome (the ingest benchmark's, with the HTTP status of every answer)."""
 
-    mode: str
-    fixes: int
-    seconds: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
-    stored: int | None = None
-    target: float | None = None
-    notes: str = ""
-
-    @property
-    def rate(self) -> float:
-        return self.accepted / self.seconds if self.seconds else 0.0
-
-    def count(self, ack: Any) -> None:
-        if not isinstance(ack, dict):
-            self.rejected["no_ack"] += 1
-            return
-        self.accepted += len(ack.get("accepted", ()))
-        self.duplicates += len(ack.get("duplicates", ()))
-        for r in ack.get("rejected", ()):
-            self.rejected[str(r.get("reason"))] += 1
 
 
 def _positions(db: Path) -> int:
@@ -98,7 +76,7 @@ def _batches(fixes: list[dict[str, Any]]) -> list[bytes]:
 
 
 def _http(url: str, key: str, bodies: list[bytes], clients: int) -> Run:
-    run = Run("", len(bodies) * BATCH)
+    run = Run("", len(bodies) * BATCH, 0.0)
     todo = iter(bodies)
     lock = threading.Lock()
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
@@ -150,7 +128,7 @@ def _in_process(db: Path, key: str, modes: list[tuple[str, list[bytes], int]]) -
     runs: list[Run] = []
     try:
         for mode, bodies, threads in modes:
-            run = Run(mode, len(bodies) * BATCH)
+            run = Run(mode, len(bodies) * BATCH, 0.0)
             todo = iter(bodies)
             lock = threading.Lock()
 
