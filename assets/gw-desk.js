@@ -49,6 +49,76 @@
     }
   }
 
+  // -- actions: a button with data-gw-action inside an element with data-gw-case posts the command to
+  // POST /api/v1/commands (session cookie + the page's CSRF token); the answer goes to the page's
+  // gw-act-result element (its data-gw-words hold the catalogue's texts). A repeated click repeats
+  // the button's idempotency key (the server answers "duplicate"); after a refusal the next click
+  // is a new command (a new key).
+  function say(kind, text) {
+    var out = document.getElementById("gw-act-result");
+    if (!out) { return; }
+    out.className = "gw-act-result gw-act-" + kind;
+    out.textContent = text;
+  }
+
+  function field(box, selector) {
+    var el = box ? box.querySelector(selector) : null;
+    return el ? el.value : "";
+  }
+
+  document.addEventListener("click", function (ev) {
+    var btn = ev.target && ev.target.closest ? ev.target.closest("button[data-gw-action]") : null;
+    if (!btn || btn.disabled) { return; }
+    var panel = btn.closest("[data-gw-case]");
+    if (!panel) { return; }
+    ev.preventDefault();
+    var out = document.getElementById("gw-act-result"), words = {};
+    try { words = JSON.parse(out.getAttribute("data-gw-words")) || {}; } catch (e) { words = {}; }
+    var box = btn.closest(".gw-act") || panel;
+    var action = btn.getAttribute("data-gw-action");
+    var body = { action: action, case_id: panel.getAttribute("data-gw-case"),
+                 id: btn.getAttribute("data-gw-key") + "-" + (btn.getAttribute("data-gw-try") || "0") };
+    var page = panel.closest(".gw-page") || document;
+    var opinion = field(panel, "[name=opinion]") || field(page, "[name=opinion]");
+    if (opinion) { body.opinion = opinion; }
+    var dept = field(box, "select[name=department]");
+    if (dept) { body.department = dept; }
+    var extra = field(box, "input[name=extra]");
+    if (extra) { body.extra = extra; }
+    var special = box.querySelector(".gw-act-check input[type=checkbox]");
+    if (special && special.checked) { body.special = true; }
+    var assignee = btn.getAttribute("data-gw-assignee");
+    if (assignee) { body.assignee = assignee; }
+    var csrf = document.querySelector("input[name=csrf]");
+    var label = btn.textContent;
+    btn.disabled = true;
+    say("sending", label + " · " + words.sending);
+    fetch("/api/v1/commands", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf ? csrf.value : "" },
+      body: JSON.stringify(body)
+    }).then(function (r) {
+      return r.json().then(function (j) { return { status: r.status, body: j }; });
+    }).then(function (res) {
+      btn.disabled = false;
+      var j = res.body || {};
+      if (res.status < 400 && j.accepted && j.accepted.length) {
+        say("done", label + " · " + words.done + " · " + (body.case_id || ""));
+      } else if (res.status < 400 && j.duplicates && j.duplicates.length) {
+        say("done", label + " · " + words.duplicate);
+      } else {
+        btn.setAttribute("data-gw-try", String(Number(btn.getAttribute("data-gw-try") || "0") + 1));
+        say("refused", label + " · " + words.refused + ": " + (j.error || res.status) +
+            (j.message ? " — " + j.message : ""));
+        return;
+      }
+      if (current) { last = 0; bump(current); }  // show the change now (the tick also will)
+    }).catch(function () {
+      btn.disabled = false;
+      say("refused", label + " · " + words.failed);
+    });
+  });
+
   setInterval(function () {
     var el = document.querySelector("div.gw-live-config");
     var text = el ? el.textContent : null;

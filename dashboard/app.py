@@ -35,6 +35,7 @@ from feeds.ticks import wall_panels
 from layouts import case as case_page
 from layouts import desk, overview, wall
 from layouts import grid as grid_page
+from layouts import queue as queue_page
 from store.accounts import AuthError, authenticate
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -63,6 +64,7 @@ DESK_ROUTES: list[tuple[str, Callable[..., Any]]] = [
     (r"/community/([0-9A-Za-z_-]+)", desk.community_page),
     (r"/grid/([0-9A-Za-z_-]+)", grid_page.page),
     (r"/case/([0-9A-Za-z_-]+)", case_page.page),
+    (r"/desk/queue/([a-z_]+)", queue_page.page),
 ]
 
 
@@ -243,11 +245,13 @@ def create_web_app(
         ov, me = cache.current(), current_person()
         if ov is None or me is None:
             return None
-        return desk.PageContext(lang, q, me, desk_data, ov, web.live, web.counters, datetime.now(UTC))
+        rules = web.pipeline.ctx if web.pipeline is not None else None
+        return desk.PageContext(lang, q, me, desk_data, ov, web.live, web.counters, datetime.now(UTC), rules)
 
     desk.register_callbacks(app, page_context)
     grid_page.register_callbacks(app, page_context)
     case_page.register_callbacks(app, page_context)
+    queue_page.register_callbacks(app, page_context)
     web = WebApp(server=server, socketio=socketio, dash=app, cache=cache, desk=desk_data, auth=auth)
     install_commands(server, lambda: web.pipeline)  # POST /api/v1/commands (session + CSRF)
     desk_people.install(server, engine, lambda: web.live, cache.current, app)  # issue 8 items 7–9

@@ -34,6 +34,7 @@ from werkzeug.datastructures import CallbackDict
 from werkzeug.wrappers import Response as BaseResponse
 
 from dashboard.i18n import pick_lang, t
+from dashboard.worklist import QUEUE_ROLES
 from store.accounts import check_password
 from store.db import session_factory
 from store.models import Person, WebSession
@@ -416,6 +417,8 @@ def install_auth(
 
     def deep_link_404(path: str) -> Response | None:
         parts = path.strip("/").split("/")
+        if parts[:2] == ["desk", "queue"] and (len(parts) != 3 or parts[2] not in QUEUE_ROLES):
+            return not_found_page(pick_lang(request.args.get("lang")))
         if len(parts) >= 2 and parts[0] in DEEP_LINKS and (len(parts) > 2 or not exists(parts[0], parts[1])):
             return not_found_page(pick_lang(request.args.get("lang")))
         return None

@@ -66,3 +66,11 @@ CASE_COUNTDOWN = "gw-case-countdown"
 CASE_ID = "gw-case-id"
 DESK_REFRESH = "gw-desk-refresh"
 DESK_LIVE_KPIS = "gw-desk-live-kpis"
+# case actions and work lists (issue 8 items 5–6)
+ACT_RESULT = "gw-act-result"  # what the last action got (gw-desk.js writes it); case and queue pages
+CASE_ACTIONS = "gw-case-actions"
+CASE_TASKS = "gw-case-tasks"
+CASE_NEAREST = "gw-case-nearest"
+QUEUE_BODY = "gw-queue-body"
+QUEUE_ROLE = "gw-queue-role"
+QUEUE_REFRESH = "gw-queue-refresh"

@@ -120,6 +120,7 @@ class Action(StrEnum):
     CHECK = "check"  # 核查 result: pass → 待结案, fail → 返工
     CLOSE = "close"  # 结案
     URGE = "urge"  # 督办
+    ASSIGN = "assign"  # 指派: send the open 核实/核查 task to a (nearer) supervisor
 
 
 class ArchiveType(StrEnum):
@@ -151,6 +152,7 @@ class Rule(StrEnum):
     UNKNOWN_GRID = "unknown_grid"  # checked by the store/pipeline, which know the geography
     KEY_CONFLICT = "idempotency_key_conflict"  # same key, different command
     BAD_DEADLINE = "bad_deadline"  # dispatch: ``deadline`` is not an ISO 8601 instant with a zone
+    MISSING_ASSIGNEE = "missing_assignee"  # assign: no supervisor named
 
 
 @dataclass(frozen=True)
@@ -272,6 +274,7 @@ class Policy:
     accept_roles: frozenset[Role] = frozenset({Role.ACCEPTOR})
     dispatch_roles: frozenset[Role] = frozenset({Role.DISPATCHER})
     urge_roles: frozenset[Role] = frozenset({Role.LEADER, Role.DISPATCHER, Role.SHIFT_LEADER})
+    assign_roles: frozenset[Role] = frozenset({Role.ACCEPTOR, Role.SHIFT_LEADER, Role.LEADER})
     report_roles: frozenset[Role] = frozenset(
         {Role.SUPERVISOR, Role.ACCEPTOR, Role.CALL_CENTER, Role.LEADER, Role.DEPARTMENT, Role.ADMIN}
     )
@@ -623,6 +626,19 @@ def _urge(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Con
     return _role(cmd, ctx.policy.urge_roles) or ({"urges": state.urges + 1}, _NO_EXTRA)
 
 
+# the task an assignment moves, by the case's status
+ASSIGN_TASK = {Status.VERIFYING: "verify", Status.TO_CHECK: "check"}
+
+
+def _assign(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
+    """指派: the open 核实/核查 task goes to ``assignee``; the stage and its clock do not change."""
+    if r := _first(_role(cmd, ctx.policy.assign_roles), _need(state, Status.VERIFYING, Status.TO_CHECK)):
+        return r
+    if not cmd.data.get("assignee"):
+        return _reject(Rule.MISSING_ASSIGNEE, "assign needs assignee: the supervisor to send")
+    return {}, {"task": ASSIGN_TASK[state.status]}
+
+
 _HANDLERS = {
     Action.ACCEPT: _accept,
     Action.VERIFY: _verify,
@@ -639,6 +655,7 @@ _HANDLERS = {
     Action.CHECK: _check,
     Action.CLOSE: _close,
     Action.URGE: _urge,
+    Action.ASSIGN: _assign,
 }
 
 

@@ -86,6 +86,7 @@ class LiveCase:
     updated_at: datetime
     deadline: datetime | None  # of the running stage timer
     urges: int = 0
+    request: str | None = None  # a department's pending request (request_extension …) awaiting the dispatcher
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,9 @@ class LiveState(Protocol):
 
     def latest(self, supervisor: str) -> SupervisorState | None:
         """The supervisor's latest state."""
+
+    def touch_case(self, case_id: str) -> None:
+        """Send an open case again with the next tick (its task was acknowledged: case pages refresh)."""
 
     def tick(self, now: datetime) -> View:
         """Drain what changed since the last tick, re-deriving time-dependent facts."""
@@ -305,6 +309,7 @@ class MemoryLiveState:
                     updated_at=state.updated_at,
                     deadline=_deadline(state),
                     urges=state.urges,
+                    request=state.request.action.value if state.request is not None else None,
                 )
                 self._cases[state.id] = new
                 self._dirty_cases.add(state.id)
@@ -327,6 +332,12 @@ class MemoryLiveState:
                     if old.grid is not None:
                         self._grid(old.grid).overdue -= 1
             self._kpi_dirty = True
+
+    def touch_case(self, case_id: str) -> None:
+        """Send an open case again with the next tick (its task was acknowledged: case pages refresh)."""
+        with self._lock:
+            if case_id in self._cases:
+                self._dirty_cases.add(case_id)
 
     def set_ranking(self, ranking: list[dict[str, Any]]) -> None:
         """Replace the street ranking (computed elsewhere from the daily counters)."""

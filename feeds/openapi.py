@@ -66,7 +66,7 @@ class CommandBody(BaseModel):
     special: bool | None = Field(None, description="close: 特殊结案 (needs an opinion)")
     class_code: str | None = Field(None, description="file: reclassify")
     condition_code: str | None = Field(None, description="file: filing condition")
-    assignee: str | None = Field(None, description="accept, feedback: the supervisor of the task")
+    assignee: str | None = Field(None, description="accept, feedback, assign: the task's supervisor")
     data: dict[str, str | int | float | bool | None] | None = None
 
 

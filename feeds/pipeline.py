@@ -280,6 +280,7 @@ class _Published:
     fixes: list[Fix] = field(default_factory=list)
     cases: list[tuple[CaseState, tuple[CaseEvent, ...], Place | None]] = field(default_factory=list)
     tasks: list[TaskOut] = field(default_factory=list)
+    acked: list[str] = field(default_factory=list)  # cases whose task a handset acknowledged
 
 
 def _raw_json(raw: Any) -> dict[str, Any]:
@@ -856,6 +857,12 @@ class Pipeline:
                 g = str(data["grid"])
                 place = Place(g, g[:9], None, None)
         item.place = place
+        if (who := data.get("assignee")) is not None:  # a task goes to an active supervisor only
+            found = self._person(str(who))
+            if found is None or found[0] != Role.SUPERVISOR.value or not found[2]:
+                item.reason = Reason.UNKNOWN_SUPERVISOR
+                item.message = f"assignee {who!r} is not an active supervisor"
+                return item
         actor = Actor(c.actor, role, c.department)
         replayed = _replayed(speaker.kind, speaker.name)
         origin = "simulation" if _simulated(speaker) else "replay" if replayed else ""
@@ -942,6 +949,7 @@ class Pipeline:
                     pub.fixes += one.fixes
                     pub.cases += one.cases
                     pub.tasks += one.tasks
+                    pub.acked += one.acked
         self._publish(pub)
         self._finish(jobs, pub.fixes)
 
@@ -962,12 +970,15 @@ class Pipeline:
             self.counters.save()
         for state, events, place in pub.cases:
             self.live.apply_case(state, events, place)
+        for case_id in pub.acked:
+            self.live.touch_case(case_id)
         if pub.tasks and self.on_tasks is not None:
             try:
                 self.on_tasks(pub.tasks)
             except Exception:
                 log.exception("sending tasks failed")
-        if self.on_published is not None and pub.cases and not pub.fixes:  # with fixes: in _complete
+        # with fixes: in _complete
+        if self.on_published is not None and (pub.cases or pub.acked) and not pub.fixes:
             self.on_published()
 
     def _transaction(self, jobs: list[_Job]) -> _Published:
@@ -992,7 +1003,7 @@ class Pipeline:
                         if it.reason is None:
                             fixes.append((it, job.source))
                     elif it.task is not None:
-                        self._task_ack(conn, it)
+                        self._task_ack(conn, it, pub)
                     elif it.cmd is not None:
                         self._command(conn, it, job.source, pub)
             if fixes:
@@ -1077,7 +1088,7 @@ class Pipeline:
             else:
                 it.outcome = "duplicate"  # stored earlier (a retry after the recent window)
 
-    def _task_ack(self, conn: Connection, it: _Item) -> None:
+    def _task_ack(self, conn: Connection, it: _Item, pub: _Published) -> None:
         assert it.task is not None and it.at is not None
         case_id, kind, pid = it.task
         t = _TASKS
@@ -1089,6 +1100,7 @@ class Pipeline:
         )
         if res.rowcount:
             it.outcome = "accepted"
+            pub.acked.append(case_id)
         else:
             it.reason, it.message = Reason.UNKNOWN_TASK, f"no open {kind} task of case {case_id} for {pid}"
 
@@ -1115,6 +1127,18 @@ class Pipeline:
             who = self._area_person.get(area) if area else None
             if who is not None:
                 cmd = replace(cmd, data={**cmd.data, "assignee": who})
+        if (cmd.action is Action.VERIFY or cmd.action is Action.CHECK) and cmd.actor.role is Role.SUPERVISOR:
+            kind = "verify" if cmd.action is Action.VERIFY else "check"
+            t = _TASKS  # a task sent to someone else (指派) is no longer this supervisor's to answer
+            holder = conn.execute(
+                select(t.c.assignee).where(
+                    t.c.case_id == cmd.case_id, t.c.kind == kind, t.c.done_at.is_(None)
+                )
+            ).first()
+            if holder is not None and holder[0] is not None and holder[0] != cmd.actor.id:
+                it.reason = Reason.UNKNOWN_TASK
+                it.message = f"the {kind} task of case {cmd.case_id} is now {holder[0]}'s"
+                return
         ctx = replace(self.ctx, now=self.clock())
         result = execute(conn, cmd, it.at, ctx, source=source[:32])  # rejects.source is 32 characters
         it.case_id = result.case.id if result.case is not None else cmd.case_id

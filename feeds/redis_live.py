@@ -369,6 +369,7 @@ class RedisLiveState(MemoryLiveState):
                     department=state.department, grid=place.grid, street=place.street, lon=place.lon,
                     lat=place.lat, reported_at=state.reported_at, updated_at=state.updated_at,
                     deadline=_deadline(state), urges=state.urges,
+                    request=state.request.action.value if state.request is not None else None,
                 )
             )  # fmt: skip
         alert = b""
@@ -389,6 +390,11 @@ class RedisLiveState(MemoryLiveState):
             args += [local.date().isoformat(), ev.action.value, local.hour, place.grid or "",
                      "1" if on_time else "0", repr(secs), line]  # fmt: skip
         self._case(args=args)
+
+    def touch_case(self, case_id: str) -> None:
+        """Send an open case again with the next tick (its task was acknowledged: case pages refresh)."""
+        if self.r.hexists(self.k("case"), case_id):
+            self.r.sadd(self.k("dcase"), case_id)
 
     def set_ranking(self, ranking: list[dict[str, Any]]) -> None:
         """Replace the street ranking."""

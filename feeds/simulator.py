@@ -21,8 +21,10 @@ have yet.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import logging
+import random
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ from domain.lifecycle import Accepted, Action, CaseEvent, CaseState, Command, Co
 from feeds.core import LiveCore, build_context
 from feeds.pipeline import SIMULATION_GATEWAY, scoped_key
 from feeds.simulate import supervisor_of_area
-from feeds.sources.caseflow import CaseFlow, generate
+from feeds.sources.caseflow import CASE_PREFIX, CaseFlow, generate
 from feeds.sources.patrol import FixArrays, Patrol, areas_from_store
 from store.accounts import issue_token
 from store.counters import last_event_id, save_rows
@@ -54,6 +56,15 @@ log = logging.getLogger(__name__)
 STATE_FILE = "simulation.json"
 GATEWAY_NAME = SIMULATION_GATEWAY
 BACKFILL_DAYS = 7
+# a task the plan does not hold (a desk sent a simulated supervisor): answered after a walk and a look
+ANSWER_AFTER_S = (60.0, 240.0)
+ANSWER_YES = 0.9  # 属实 / 核查通过
+ANSWER_OPINIONS = {
+    ("verify", True): "模拟数据：现场核实属实",
+    ("verify", False): "模拟数据：现场未发现该问题",
+    ("check", True): "模拟数据：已处置到位",
+    ("check", False): "模拟数据：未处置到位，请返工",
+}
 HORIZON_DAYS = 3650
 
 
@@ -124,6 +135,10 @@ class Simulation:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._clients: list[socketio.Client] = []
+        self._answers: list[tuple[datetime, str, dict[str, Any]]] = []  # heap of task results due
+        self._answers_lock = threading.Lock()
+        self._answer_rng = random.Random(seed ^ 0x7A5C)
+        self.answer_after = ANSWER_AFTER_S  # seconds between a desk's task and its simulated result
 
     # -- first start ------------------------------------------------------------------------------
 
@@ -310,8 +325,35 @@ class Simulation:
                     "supervisor": task.get("supervisor"), "case_id": task.get("case_id"),
                     "task": task.get("task"), "at": self.clock().isoformat()}  # fmt: skip
             client.emit("task_ack", body, namespace="/device", callback=self._count)
+            if not str(task.get("case_id", "")).startswith(CASE_PREFIX):
+                self._plan_answer(task)
 
         return handler
+
+    def _plan_answer(self, task: dict[str, Any]) -> None:
+        """Answer a task the plan does not hold (sent from a desk) a few simulated minutes later."""
+        with self._answers_lock:
+            rng = self._answer_rng
+            due = self.clock() + timedelta(seconds=rng.uniform(*self.answer_after))
+            yes = rng.random() < ANSWER_YES
+        kind = task.get("task")
+        opinion = ANSWER_OPINIONS.get((str(kind), yes), "模拟数据")
+        ref = f"answer-{task.get('case_id')}-{kind}-{task.get('deadline')}"
+        body: dict[str, Any] = {"id": ref,
+                "supervisor": task.get("supervisor"), "case_id": task.get("case_id"), "task": kind,
+                "result": yes, "opinion": opinion}  # fmt: skip
+        with self._answers_lock:
+            heapq.heappush(self._answers, (due, ref, body))
+
+    def _send_answers(self, now: datetime) -> None:
+        while True:
+            with self._answers_lock:
+                if not self._answers or self._answers[0][0] > now:
+                    return
+                due, _, body = heapq.heappop(self._answers)
+            ack = self._clients[0].call("task_result", {**body, "at": due.isoformat()}, namespace="/device",
+                                        timeout=30)  # fmt: skip
+            self._count(ack)
 
     def _count(self, ack: Any = None) -> None:
         if not isinstance(ack, dict):
@@ -331,6 +373,7 @@ class Simulation:
             try:
                 self._send_fixes(last, now)
                 self._send_commands(now)
+                self._send_answers(now)
             except Exception:
                 log.exception("simulation step failed")
             last = now

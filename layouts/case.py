@@ -8,15 +8,18 @@ touches the case bumps ``ids.CASE_REFRESH`` and the body is rebuilt from the sto
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from sqlalchemy import select
 
 from dashboard import ids
+from dashboard.actions import Offer, TaskRow, case_tasks, may_assign, nearest, offers, with_open_tasks
 from dashboard.case_figures import location_figure, timeline_figure
 from dashboard.deskdata import segments
 from dashboard.i18n import t
@@ -121,6 +124,210 @@ def _stage_of(status: str) -> str:
     return stage.value if stage is not None else status
 
 
+def data_attrs(**attrs: str) -> dict[str, Any]:
+    """``data-gw-*`` attributes for a component (``gw_action`` → ``data-gw-action``)."""
+    return {"data-" + k.replace("_", "-"): v for k, v in attrs.items()}
+
+
+def result_box(lang: str) -> html.Div:
+    """Where ``assets/gw-desk.js`` says what the last action got (the texts from the catalogue)."""
+    words = {w: t(f"act.{w}", lang) for w in ("sending", "done", "duplicate", "refused", "failed")}
+    return html.Div(
+        id=ids.ACT_RESULT,
+        className="gw-act-result",
+        role="status",
+        **data_attrs(gw_words=orjson.dumps(words).decode()),
+    )
+
+
+def _key() -> str:
+    """An idempotency key for one rendering of an action (a repeated click repeats the command)."""
+    return f"desk-{uuid.uuid4().hex}"
+
+
+def _departments(ctx: PageContext, c: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Departments for a dispatch, the class's own first."""
+    rules = ctx.rules
+    if rules is None:
+        return []
+    try:
+        own = rules.catalogue.minor(c["kind"], c["class_code"]).department
+    except Exception:
+        own = None
+    depts = sorted(rules.catalogue.departments.values(), key=lambda d: (d.code != own, d.code))
+    return [(d.code, f"{d.name} ({d.code})") for d in depts]
+
+
+def _offer_box(ctx: PageContext, c: Mapping[str, Any], offer: Offer) -> html.Div:
+    lang = ctx.lang
+    parts: list[Any] = []
+    if "department" in offer.fields:
+        parts.append(
+            html.Select(
+                [html.Option(label, value=code) for code, label in _departments(ctx, c)],
+                name="department",
+                className="gw-act-input",
+                title=t("act.department", lang),
+            )
+        )
+    if "extra" in offer.fields:
+        parts.append(
+            dcc.Input(type="text", name="extra", placeholder=t("act.extra", lang), className="gw-act-input")
+        )
+    if "special" in offer.fields:
+        parts.append(
+            dcc.Checklist(
+                options=[{"label": t("act.special", lang), "value": "special"}],
+                value=[],
+                className="gw-act-check",
+            )
+        )
+    parts.append(
+        html.Button(
+            t(f"act.do.{offer.action}", lang),
+            type="button",
+            className="gw-act-btn" + (" gw-act-needs-opinion" if offer.opinion_required else ""),
+            **data_attrs(gw_action=offer.action, gw_key=_key()),
+        )
+    )
+    return html.Div(parts, className=f"gw-act gw-act-{offer.action}")
+
+
+def actions_panel(ctx: PageContext, c: Mapping[str, Any]) -> html.Section | None:
+    """The commands the logged-in person may give on the case now, with the input each needs."""
+    if not c["open"] or ctx.rules is None:
+        return None
+    lang = ctx.lang
+    found = offers(c["state"], ctx.person, ctx.rules, ctx.now)
+    state = c["state"]
+    pending: Any = None
+    if state.request is not None:
+        req = state.request
+        pending = html.P(
+            f"{t('act.pending', lang)}: {t(f'action.{req.action.value}', lang)} · {req.actor} · "
+            f"{local(req.at)}" + (f" · {req.extra}" if req.extra is not None else ""),
+            className="gw-act-pending",
+        )
+    body: list[Any] = [html.H2(t("act.title", lang))]
+    if pending is not None:
+        body.append(pending)
+    if found:
+        body.append(
+            html.Textarea(
+                name="opinion",
+                placeholder=t("act.opinion", lang),
+                className="gw-act-opinion",
+                rows=2,
+                maxLength=500,
+            )
+        )
+        body.append(html.Div([_offer_box(ctx, c, o) for o in found], className="gw-act-row"))
+    else:
+        body.append(html.P(t("act.none", lang), className="gw-dim"))
+    return html.Section(
+        body, className="gw-panel gw-actions", id=ids.CASE_ACTIONS, **data_attrs(gw_case=c["id"])
+    )
+
+
+def _task_state(task: TaskRow, lang: str) -> str:
+    if task.done_at is not None:
+        if task.result is None:
+            return f"{t('task.superseded', lang)} {local(task.done_at)}"
+        return f"{t(f'task.result.{task.kind}.{str(task.result).lower()}', lang)} {local(task.done_at)}"
+    if task.acked_at is not None:
+        return f"{t('task.acked', lang)} {local(task.acked_at)}"
+    return t("task.waiting", lang)
+
+
+def _case_point(ctx: PageContext, c: Mapping[str, Any]) -> tuple[float, float] | None:
+    if c["lon"] is not None and c["lat"] is not None:
+        return float(c["lon"]), float(c["lat"])
+    h = ctx.data.hierarchy()
+    info = h.grids.get(c["grid"]) if h is not None and c["grid"] else None
+    if info is None:
+        return None
+    return (info.bbox[0] + info.bbox[2]) / 2, (info.bbox[1] + info.bbox[3]) / 2
+
+
+def tasks_panel(ctx: PageContext, c: Mapping[str, Any]) -> html.Section | None:
+    """The case's 核实/核查 tasks (sent, received, result) and, when the person may, whom to send."""
+    lang = ctx.lang
+    tasks = case_tasks(ctx.data.engine, c["id"])
+    may = ctx.rules is not None and c["open"] and may_assign(c["state"], ctx.person, ctx.rules, ctx.now)
+    if not tasks and not may:
+        return None
+    head = html.Tr([html.Th(t(k, lang)) for k in ("act.col.tasks", "act.col.supervisor", "task.sent",
+                                                   "case.deadline", "act.col.status")])  # fmt: skip
+    rows = [
+        html.Tr(
+            [
+                html.Td(t(f"task.{task.kind}", lang)),
+                html.Td(
+                    dcc.Link(task.assignee, href=ctx.href(f"/supervisor/{task.assignee}"))
+                    if task.assignee
+                    else "—"
+                ),
+                html.Td(local(task.created_at)),
+                html.Td(local(task.deadline)),
+                html.Td(_task_state(task, lang), className="gw-task-state"),
+            ],
+            className="gw-task" + (" gw-task-open" if task.done_at is None else ""),
+        )
+        for task in tasks
+    ]
+    body: list[Any] = [
+        html.H2(t("task.title", lang)),
+        html.Table(
+            [html.Thead(head), html.Tbody(rows)], className="gw-desk-table gw-tasks", id=ids.CASE_TASKS
+        )
+        if rows
+        else html.P(t("task.none", lang), className="gw-dim"),
+    ]
+    point = _case_point(ctx, c) if may else None
+    if may and point is not None:
+        kind = "verify" if c["status"] == "verifying" else "check"
+        view = ctx.view()
+        cands = with_open_tasks(ctx.data.engine, nearest(view.supervisors if view else (), *point))
+        body.append(html.H3(t("act.nearest", lang)))
+        body.append(
+            html.P(t("act.nearest.hint", lang).format(task=t(f"task.{kind}", lang)), className="gw-dim")
+        )
+        if cands:
+            chead = html.Tr([html.Th(t(k, lang)) for k in ("act.col.supervisor", "act.col.status",
+                             "act.col.distance", "act.col.fix", "act.col.tasks", "act.title")])  # fmt: skip
+            crow = [
+                html.Tr(
+                    [
+                        html.Td(dcc.Link(x.id, href=ctx.href(f"/supervisor/{x.id}"))),
+                        html.Td(t(f"status.{x.status}", lang), className=f"gw-sup-{x.status}"),
+                        html.Td(f"{x.distance_m:,.0f} m"),
+                        html.Td(local(x.at)),
+                        html.Td(str(x.open_tasks)),
+                        html.Td(
+                            html.Button(
+                                t("act.do.assign", lang),
+                                type="button",
+                                className="gw-act-btn gw-act-assign",
+                                **data_attrs(gw_action="assign", gw_key=_key(), gw_assignee=x.id),
+                            )
+                        ),
+                    ],
+                    className="gw-cand",
+                )
+                for x in cands
+            ]
+            body.append(
+                html.Table(
+                    [html.Thead(chead), html.Tbody(crow)],
+                    className="gw-desk-table gw-cands",
+                    id=ids.CASE_NEAREST,
+                )
+            )
+        else:
+            body.append(html.P(t("act.nearest.none", lang), className="gw-dim"))
+    return html.Section(body, className="gw-panel gw-task-panel", **data_attrs(gw_case=c["id"]))
+
+
 def case_body(ctx: PageContext, c: Mapping[str, Any]) -> list[Any]:
     """The live part of the page: facts, countdown, photos, figure and timeline."""
     lang = ctx.lang
@@ -189,8 +396,10 @@ def case_body(ctx: PageContext, c: Mapping[str, Any]) -> list[Any]:
         else html.P(t("case.no_photos", lang), className="gw-dim")
     )
     segs = segments(c["events"], c["timers"], now)
+    acting = [x for x in (actions_panel(ctx, c), tasks_panel(ctx, c)) if x is not None]
     return [
         facts,
+        *acting,
         html.Section(
             [html.H2(t("case.description", lang)), html.P(c["description"] or "—")], className="gw-panel"
         ),
@@ -252,6 +461,7 @@ def page(ctx: PageContext, case_id: str) -> html.Div:
         [
             header(ctx, crumbs, title),
             html.Div(case_id, id=ids.CASE_ID, className="gw-hidden"),
+            result_box(ctx.lang),
             html.Main(
                 [
                     html.Div(case_body(ctx, c), id=ids.CASE_BODY, className="gw-case-main"),

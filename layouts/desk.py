@@ -32,7 +32,9 @@ from dashboard.figures import (
     overview_map,
 )
 from dashboard.i18n import pick_lang, t
+from dashboard.worklist import QUEUE_ROLES
 from domain.evaluation import ObjectType, evaluation_table
+from domain.lifecycle import Context
 from feeds.live import LiveCase, LiveSupervisor, MemoryLiveState, View
 
 LIST_ROWS = 12  # open cases listed per level (nearest deadline first)
@@ -52,6 +54,7 @@ class PageContext:
     live: MemoryLiveState | None
     counters: Any  # feeds.counters.CounterKeeper (None before the live core runs)
     now: datetime
+    rules: Context | None = None  # the lifecycle's rules (what the person may do; None before the core)
 
     def href(self, path: str) -> str:
         """A desk link keeping the language."""
@@ -93,6 +96,17 @@ def header(ctx: PageContext, crumbs: Sequence[tuple[str, str | None]], title: st
                     html.Span(
                         f"{person.get('name') or person.get('person_id')} · {role_name}",
                         className="gw-desk-who",
+                    ),
+                    *(
+                        [
+                            html.A(
+                                t("queue.mine", ctx.lang),
+                                href=ctx.href(f"/desk/queue/{person['role']}"),
+                                className="gw-desk-queue-link",
+                            )
+                        ]
+                        if person.get("role") in QUEUE_ROLES
+                        else []
                     ),
                     html.A(t("login.other_lang", ctx.lang), href=f"?lang={other}", className="gw-desk-lang"),
                     html.Form(

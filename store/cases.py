@@ -440,15 +440,21 @@ def _write(
     ]
     if timers:
         sql.bind_rows(params, _timers, "t", timers)
-    # tasks: the verify/check result closes the open task; entering 待核实/待核查 opens one
-    done = cmd.action is Action.VERIFY or cmd.action is Action.CHECK
+    # tasks: the verify/check result closes the open task; entering 待核实/待核查 opens one; an
+    # assignment (指派) ends the open task unanswered (result NULL) and opens one for the new assignee
+    assign = cmd.action is Action.ASSIGN
+    done = assign or cmd.action is Action.VERIFY or cmd.action is Action.CHECK
     if done:
-        kind = "verify" if cmd.action is Action.VERIFY else "check"
-        result = bool(cmd.data.get("confirmed" if kind == "verify" else "passed"))
+        if assign:
+            kind, result, actor = _TASK_TIMER[state.status], None, None
+        else:
+            kind = "verify" if cmd.action is Action.VERIFY else "check"
+            result = bool(cmd.data.get("confirmed" if kind == "verify" else "passed"))
+            actor = cmd.actor.id
         sql.bind(params, _tasks_t, "d_", {"done_at": at, "result": result})
-        params["d_kind"], params["d_actor"] = kind, cmd.actor.id
+        params["d_kind"], params["d_actor"] = kind, actor
     task_kind = _TASK_TIMER.get(state.status)
-    if before is not None and before.status == state.status:
+    if before is not None and before.status == state.status and not assign:
         task_kind = None
     if task_kind is not None:
         assignee = cmd.data.get("assignee")

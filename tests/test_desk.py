@@ -31,13 +31,14 @@ from dashboard.app import WebApp, create_web_app
 from dashboard.auth import SESSION_COOKIE, LoginLimiter, hash_id, safe_next, session_ok
 from dashboard.deskdata import segments
 from domain.errors import RosterError
+from domain.supervisor import distance_m
 from feeds.api import register_http_feeds
 from feeds.core import LiveCore, start_live_core
 from feeds.media import install_media
 from feeds.sockets import KIOSK_COOKIE
 from store.accounts import provision_embedded
 from store.db import session_factory
-from store.models import CaseEventRow, Grid, GridStaff, WebSession
+from store.models import CaseEventRow, Grid, GridStaff, Task, WebSession
 from store.roster import import_roster
 from tests.desk_login import add_desk_user, login_form, login_http
 from tests.live_server import KIOSK_SECRET, Peer, QuietHandler, Spot, free_port, provisioned_spots
@@ -459,6 +460,168 @@ def test_a_replayed_case_timeline_lists_all_its_events(srv: DeskServer) -> None:
     bars = gantt["figure"]["data"][0]
     assert len(bars["y"]) == 6  # reported, to file, to dispatch, handling, to check, to close
     assert "Closed" in " ".join(texts(page.json()))
+
+
+# -- actions and work lists (issue 8 items 5–6) -----------------------------------------------------------
+
+
+def _actions(tree: Any) -> list[str]:
+    """The ``data-gw-action`` of every action button in a Dash response tree, in order."""
+    out: list[str] = []
+    if isinstance(tree, dict):
+        props = tree.get("props")
+        if isinstance(props, dict) and isinstance(props.get("data-gw-action"), str):
+            out.append(props["data-gw-action"])
+        for v in tree.values():
+            out.extend(_actions(v))
+    elif isinstance(tree, list):
+        for x in tree:
+            out.extend(_actions(x))
+    return out
+
+
+def _command(client: requests.Session, srv: DeskServer, **body: Any) -> requests.Response:
+    return client.post(f"{srv.url}/api/v1/commands", json=body, timeout=15)
+
+
+def _case_page(client: requests.Session, srv: DeskServer, case_id: str) -> Any:
+    page = dash_page(client, srv.url, f"/case/{case_id}", "?lang=en")
+    assert page.status_code == 200
+    return page.json()
+
+
+def test_the_case_page_offers_what_the_role_may_do_at_this_stage(srv: DeskServer) -> None:
+    case_id, _ = _report(srv, srv.spots[2])
+    who = {pid: login_http(srv.url, pid, PASSWORD) for pid in ("acc", "lead", "disp", "boss")}
+    assert _actions(_case_page(who["acc"], srv, case_id)) == ["accept"]
+    assert _actions(_case_page(who["boss"], srv, case_id)) == ["urge"]
+    assert _actions(_case_page(who["lead"], srv, case_id)) == ["void", "urge"]
+    assert _command(who["acc"], srv, action="accept", case_id=case_id).json()["accepted"]
+    # a supervisor's own report needs no 核实: 待立案, the shift leader's turn (file, or void with an opinion)
+    assert _actions(_case_page(who["lead"], srv, case_id)) == ["file", "void", "urge"]
+    assert _actions(_case_page(who["acc"], srv, case_id)) == []
+    void = _command(who["lead"], srv, action="void", case_id=case_id)  # no opinion: refused by its rule
+    assert void.status_code == 422 and void.json()["error"] == "missing_opinion", void.text
+    assert _command(who["lead"], srv, action="file", case_id=case_id).json()["accepted"]
+    page = _case_page(who["disp"], srv, case_id)
+    assert _actions(page) == ["dispatch", "urge"]
+    # the dispatch form offers the class's own department first
+    options = [o["props"]["value"] for o in _options(find(page, ids.CASE_ACTIONS))]
+    assert options and options[0] == "10", options
+
+
+def _options(tree: Any) -> list[Any]:
+    """Every ``Option`` component in a Dash response tree."""
+    out: list[Any] = []
+    if isinstance(tree, dict):
+        if tree.get("type") == "Option":
+            out.append(tree)
+        for v in tree.values():
+            out.extend(_options(v))
+    elif isinstance(tree, list):
+        for x in tree:
+            out.extend(_options(x))
+    return out
+
+
+def test_the_nearest_supervisor_gets_the_check_task_on_a_device_and_the_result_reaches_the_case_page(
+    srv: DeskServer,
+) -> None:
+    spot, near, far = srv.spots[3], srv.spots[4], srv.spots[5]
+    case_id, reporter = _report(srv, spot)
+    who = {pid: login_http(srv.url, pid, PASSWORD) for pid in ("acc", "lead", "disp", "dept10", "boss")}
+    for pid, action in (("acc", "accept"), ("lead", "file"), ("disp", "dispatch"), ("dept10", "handle")):
+        r = _command(who[pid], srv, action=action, case_id=case_id)
+        assert r.status_code == 200 and r.json()["accepted"], (action, r.text)
+    # two other supervisors' handsets come on line, each in its own area
+    handsets = {}
+    for s in (near, far):
+        handsets[s.person] = Peer(srv.url, "/device", s.secret)
+        srv.peers.append(handsets[s.person])
+        fix = {
+            "id": f"p-{uuid.uuid4().hex[:6]}",
+            "lon": s.lon,
+            "lat": s.lat,
+            "at": datetime.now(UTC).isoformat(),
+        }
+        ack = handsets[s.person].call("position", fix)
+        assert ack["accepted"], ack
+    deadline = datetime.now(UTC) + timedelta(seconds=10)
+    while True:  # the live state has the fixes after the next tick
+        page = _case_page(who["boss"], srv, case_id)
+        listed = [x for x in texts(find(page, ids.CASE_NEAREST) or {}) if x in (near.person, far.person)]
+        if len(listed) == 2 or datetime.now(UTC) > deadline:
+            break
+    by_distance = sorted((near, far), key=lambda s: distance_m(spot.lon, spot.lat, s.lon, s.lat))
+    assert listed == [s.person for s in by_distance], listed
+    assert "assign" in _actions(page)
+    chosen = by_distance[0]
+    handset = handsets[chosen.person]
+    mark = handset.mark()
+    key = f"assign-{uuid.uuid4().hex[:8]}"
+    r = _command(who["boss"], srv, action="assign", case_id=case_id, assignee=chosen.person, id=key)
+    assert r.status_code == 200 and r.json()["accepted"] == [key], r.text
+    task = handset.wait("task", lambda m: m["case_id"] == case_id, since=mark, timeout=10)
+    assert (task["task"], task["supervisor"]) == ("check", chosen.person)
+    again = _command(who["boss"], srv, action="assign", case_id=case_id, assignee=chosen.person, id=key)
+    assert again.json()["duplicates"] == [key]  # a repeated submission is not a second task
+    nobody = _command(who["boss"], srv, action="assign", case_id=case_id, assignee="sup-nobody")
+    assert nobody.status_code == 422 and nobody.json()["error"] == "unknown_supervisor", nobody.text
+    acc_only = _command(who["disp"], srv, action="assign", case_id=case_id, assignee=chosen.person)
+    assert acc_only.status_code == 403 and acc_only.json()["error"] == "wrong_role"
+
+    def task_states() -> list[str]:
+        return [c for c in texts(find(_case_page(who["boss"], srv, case_id), ids.CASE_TASKS)) if c]
+
+    states = task_states()
+    assert "Reassigned" in " ".join(states) and "Not yet received" in states, states
+    now = datetime.now(UTC).isoformat()
+    # the first assignee's handset no longer holds the task
+    stale = reporter.call(
+        "task_ack", {"id": f"a-{case_id}-old", "case_id": case_id, "task": "check", "at": now}
+    )
+    assert [x["reason"] for x in stale["rejected"]] == ["unknown_task"], stale
+    late = reporter.call("task_result", {"id": f"r-{case_id}-old", "case_id": case_id, "task": "check",
+                                         "result": False, "opinion": "未修复", "at": now})  # fmt: skip
+    assert [x["reason"] for x in late["rejected"]] == ["unknown_task"], late  # not theirs to answer now
+    ack = handset.call("task_ack", {"id": f"a-{case_id}", "case_id": case_id, "task": "check", "at": now})
+    assert ack["accepted"], ack
+    assert any(x.startswith("Received") for x in task_states())
+    result = handset.call("task_result", {"id": f"r-{case_id}", "case_id": case_id, "task": "check",
+                                          "result": True, "at": datetime.now(UTC).isoformat()})  # fmt: skip
+    assert result["accepted"], result
+    page = _case_page(who["lead"], srv, case_id)
+    assert any(x.startswith("Passed") for x in texts(find(page, ids.CASE_TASKS)))
+    assert "To close" in texts(page) and _actions(page) == ["close", "urge"]
+    with srv.engine.connect() as conn:
+        rows = conn.execute(
+            select(Task.assignee, Task.done_at.is_not(None), Task.result).where(Task.case_id == case_id)
+            .order_by(Task.id)
+        ).all()  # fmt: skip
+    assert [tuple(r) for r in rows] == [(spot.person, True, None), (chosen.person, True, True)]
+
+
+def test_work_lists_hold_each_roles_items_by_deadline_and_follow_the_case(srv: DeskServer) -> None:
+    case_id, _ = _report(srv, srv.spots[6])
+    who = {pid: login_http(srv.url, pid, PASSWORD) for pid in ("acc", "lead", "boss")}
+
+    def listed(client: requests.Session, role: str) -> list[str]:
+        page = dash_page(client, srv.url, f"/desk/queue/{role}", "?lang=en")
+        assert page.status_code == 200
+        return [x for x in texts(find(page.json(), ids.QUEUE_BODY)) if x.startswith("R")]
+
+    assert case_id in listed(who["acc"], "acceptor")
+    assert case_id in listed(who["boss"], "acceptor")  # a leader may look at any list
+    assert case_id not in listed(who["lead"], "shift_leader")
+    page = dash_page(who["acc"], srv.url, "/desk/queue/acceptor").json()
+    assert "accept" in _actions(page)  # the acceptor's own list carries the quick command
+    assert _actions(dash_page(who["boss"], srv.url, "/desk/queue/acceptor").json()) == []
+    assert _command(who["acc"], srv, action="accept", case_id=case_id).json()["accepted"]
+    assert case_id not in listed(who["acc"], "acceptor")
+    assert case_id in listed(who["lead"], "shift_leader")
+    assert who["acc"].get(f"{srv.url}/desk/queue/acceptor", timeout=10).status_code == 200
+    for bad in ("/desk/queue/nobody", "/desk/queue/acceptor/x"):
+        assert who["acc"].get(srv.url + bad, timeout=10).status_code == 404, bad
 
 
 def test_segments_follow_status_changes_and_carry_deadlines() -> None:

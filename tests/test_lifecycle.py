@@ -227,6 +227,29 @@ def test_urge_at_any_open_stage_counts_and_keeps_status() -> None:
     assert [r.rule for r in rejections] == [Rule.WRONG_ROLE]
 
 
+def test_assign_moves_the_open_task_without_touching_stage_or_clock() -> None:
+    steps = [
+        (cmd(Action.REPORT, ACC, **REPORT_PUBLIC), at(0)),
+        (cmd(Action.ASSIGN, BOSS, assignee="sup-2"), at(1)),  # nothing to assign before 待核实
+        (cmd(Action.ACCEPT, ACC, assignee="sup-1"), at(2)),
+        (cmd(Action.ASSIGN, BOSS), at(3)),  # whom?
+        (cmd(Action.ASSIGN, DISP, assignee="sup-2"), at(4)),  # a dispatcher does not send tasks
+        (cmd(Action.ASSIGN, BOSS, assignee="sup-2"), at(5)),
+        (cmd(Action.ASSIGN, ACC, assignee="sup-3"), at(6)),
+    ]
+    state, events, rejections = run(steps)
+    assert [r.rule for r in rejections] == [Rule.WRONG_STATUS, Rule.MISSING_ASSIGNEE, Rule.WRONG_ROLE]
+    assert state.status is Status.VERIFYING
+    assigned = [e for e in events if e.action is Action.ASSIGN]
+    assert [(e.data["assignee"], e.data["task"]) for e in assigned] == [
+        ("sup-2", "verify"),
+        ("sup-3", "verify"),
+    ]
+    assert all(e.from_status == e.to_status == Status.VERIFYING for e in assigned)
+    accepted_state, _, _ = run(steps[:1] + steps[2:3])
+    assert state.timers["verify"] == accepted_state.timers["verify"]  # the 核实 deadline stays
+
+
 @pytest.mark.parametrize(
     ("steps", "rule"),
     [

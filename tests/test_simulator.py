@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -11,16 +12,17 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from dashboard.commands import run_command
 from domain.lifecycle import state_from_json
 from feeds.core import build_context
 from feeds.simulator import Simulation, SimulationError
-from store.accounts import provision_embedded
+from store.accounts import add_person, provision_embedded
 from store.build import BuildRequest, build_city
 from store.counters import load_rows
-from store.db import create_engine
+from store.db import create_engine, transaction
 from store.evaluation import case_records, rebuild_aggregates
 from store.migrate import upgrade
-from store.models import Case, Grid, Position, Task
+from store.models import Case, CaseEventRow, Grid, Position, Task
 from tests.live_server import start_live_server
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -109,4 +111,54 @@ def test_live_simulation_goes_through_the_device_feed(tmp_path: Path) -> None:
             ).all()  # fmt: skip
         assert dict(live_cases).keys() == {"simulation"}
     finally:
+        server.stop()
+
+
+def test_a_task_sent_from_the_desk_to_a_simulated_supervisor_is_acknowledged_and_answered(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'gw.db'}")
+    upgrade(engine)
+    build_city(engine, BuildRequest())
+    with transaction(engine) as s:
+        add_person(s, "acc-sim", "acceptor")
+    server = start_live_server(engine)  # provisions the supervisors and their handsets
+    sim: Simulation | None = None
+    try:
+        sim = Simulation.prepare(engine, tmp_path, seed=7, reports_per_day=10, backfill_days=0.01)
+        sim.answer_after = (0.2, 0.6)
+        sim.start(server.core, server.url)
+        spot, other = server.spot(), server.spot()
+        handset = server.peer("/device", spot.secret)
+        ref = f"hot-{uuid.uuid4().hex[:6]}"
+        ack = handset.call("report", {"id": ref, "at": datetime.now(UTC).isoformat(), "kind": "component",
+                                      "class_code": "0101", "lon": spot.lon, "lat": spot.lat,
+                                      "source": "hotline"})  # fmt: skip
+        case_id = ack["cases"][ref]
+        acceptor = {"person_id": "acc-sim", "role": "acceptor"}
+        got = run_command(server.core.pipeline, acceptor, "accept", case_id, {"assignee": other.person})
+        assert got["accepted"], got
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                task = conn.execute(
+                    select(Task.assignee, Task.acked_at, Task.done_at, Task.result).where(
+                        Task.case_id == case_id
+                    )
+                ).one()
+            if task.done_at is not None:
+                break
+            time.sleep(0.2)
+        sim.stop()
+        assert task.assignee == other.person and task.acked_at is not None and task.done_at is not None
+        with engine.connect() as conn:
+            verify = conn.execute(
+                select(CaseEventRow.actor, CaseEventRow.opinion)
+                .where(CaseEventRow.case_id == case_id, CaseEventRow.action == "verify")
+            ).one()  # fmt: skip
+        assert verify.actor == other.person and verify.opinion.startswith("模拟数据")
+        assert sim.stats.rejected == {}, sim.stats.rejected
+    finally:
+        if sim is not None:
+            sim.stop()
         server.stop()

@@ -93,6 +93,7 @@ SOURCE_MIX: tuple[tuple[Source, float], ...] = (
 # than multi-day ones, and a missed multi-day deadline would keep a case open for days.
 OVERRUN_BY_WINDOW: tuple[tuple[float, float], ...] = ((10.0, 0.25), (30.0, 0.06), (math.inf, 0.01))
 
+CASE_PREFIX = "C"  # generated case numbers: C<yyyymmdd><5 digits> (live reports get R…)
 CREWS = "ABCD"
 _SHIFT_HOURS = 8
 _HOUR = 3600.0
@@ -446,7 +447,7 @@ class CaseFlow(Iterator[tuple[Command, datetime]]):
         minor, cond = self._class_choices[d.pick(self._class_cum)]
         day = t0.astimezone(self.tz).date()
         self._day_seq[day] += 1
-        case_id = f"C{day:%Y%m%d}{self._day_seq[day]:05d}"
+        case_id = f"{CASE_PREFIX}{day:%Y%m%d}{self._day_seq[day]:05d}"
         supervisor = self._grid_supervisor[grid]
         reporter = self._reporter(source, t0, supervisor)
         department = self._department[minor.key]
