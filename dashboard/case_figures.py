@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import plotly.graph_objects as go
 
@@ -12,6 +13,7 @@ from dashboard.deskdata import Segment
 from dashboard.figures import BG, OVERDUE_COLOUR, STAGE_COLOURS, _map_layout
 from dashboard.i18n import t
 
+CITY_TZ = ZoneInfo("Asia/Shanghai")  # plotly draws an instant at its string's wall clock: give it the city's
 ON_TIME = "#3fb950"
 GRID_TEXT = "#e8eef9"
 
@@ -32,23 +34,23 @@ def _span(seg: Segment) -> str:
     return f"{minutes / 60:.1f} h" if minutes < 48 * 60 else f"{minutes / 1440:.1f} d"
 
 
-def timeline_figure(segments: Sequence[Segment], lang: str, now: datetime) -> go.Figure:
+def timeline_figure(segments: Sequence[Segment], lang: str, now: datetime, tz: tzinfo = CITY_TZ) -> go.Figure:
     """Each span of the case in a stage as a bar (green on time, red past its deadline), in order,
-    with the stage's deadline as a tick where the timer's limit falls."""
+    with the stage's deadline as a tick where the timer's limit falls; times in the city's zone."""
     fig = go.Figure()
     labels = [f"{i + 1}. {_label(s, lang)}" for i, s in enumerate(segments)]
     ms = [max(_hours(s.start, s.end) * 3_600_000.0, 60_000.0) for s in segments]  # at least a minute wide
     colours = [OVERDUE_COLOUR if s.overdue else STAGE_COLOURS.get(s.stage, ON_TIME) for s in segments]
     hover = []
     for s in segments:
-        limit = f"<br>{t('case.limit', lang)} {s.deadline:%m-%d %H:%M}" if s.deadline else ""
+        limit = f"<br>{t('case.limit', lang)} {s.deadline.astimezone(tz):%m-%d %H:%M}" if s.deadline else ""
         state = t("case.late", lang) if s.overdue else t("case.on_time", lang)
         hover.append(f"{_label(s, lang)}<br>{_hours(s.start, s.end):.1f} h · {state}{limit}")
     fig.add_trace(
         go.Bar(
             y=labels,
             x=ms,
-            base=[s.start.isoformat() for s in segments],
+            base=[s.start.astimezone(tz).isoformat() for s in segments],
             orientation="h",
             marker={
                 "color": colours,
@@ -67,11 +69,11 @@ def timeline_figure(segments: Sequence[Segment], lang: str, now: datetime) -> go
         fig.add_trace(
             go.Scatter(
                 y=[lab for lab, _ in with_deadline],
-                x=[s.deadline.isoformat() for _, s in with_deadline if s.deadline],
+                x=[s.deadline.astimezone(tz).isoformat() for _, s in with_deadline if s.deadline],
                 mode="markers",
                 marker={"symbol": "line-ns-open", "size": 22, "color": "#ffcf66", "line": {"width": 3}},
                 hovertext=[
-                    f"{t('case.limit', lang)} {s.deadline:%m-%d %H:%M}"
+                    f"{t('case.limit', lang)} {s.deadline.astimezone(tz):%m-%d %H:%M}"
                     for _, s in with_deadline
                     if s.deadline
                 ],

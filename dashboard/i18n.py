@@ -333,6 +333,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "act.col.fix": {"zh": "定位", "en": "Last fix"},
     "act.col.tasks": {"zh": "在办任务", "en": "Open tasks"},
     "task.title": {"zh": "核实/核查任务", "en": "核实/核查 tasks"},
+    "task.kind": {"zh": "任务", "en": "Task"},
     "task.verify": {"zh": "核实", "en": "Verify"},
     "task.check": {"zh": "核查", "en": "Check"},
     "task.sent": {"zh": "已派", "en": "Sent"},

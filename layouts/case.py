@@ -256,7 +256,7 @@ def tasks_panel(ctx: PageContext, c: Mapping[str, Any]) -> html.Section | None:
     may = ctx.rules is not None and c["open"] and may_assign(c["state"], ctx.person, ctx.rules, ctx.now)
     if not tasks and not may:
         return None
-    head = html.Tr([html.Th(t(k, lang)) for k in ("act.col.tasks", "act.col.supervisor", "task.sent",
+    head = html.Tr([html.Th(t(k, lang)) for k in ("task.kind", "act.col.supervisor", "task.sent",
                                                    "case.deadline", "act.col.status")])  # fmt: skip
     rows = [
         html.Tr(
@@ -409,7 +409,7 @@ def case_body(ctx: PageContext, c: Mapping[str, Any]) -> list[Any]:
                 html.H2(t("case.gantt", lang)),
                 dcc.Graph(
                     id=ids.CASE_GANTT,
-                    figure=timeline_figure(segs, lang, now),
+                    figure=timeline_figure(segs, lang, now, TZ),
                     config={"displayModeBar": False},
                 ),
             ],

@@ -624,6 +624,19 @@ def test_work_lists_hold_each_roles_items_by_deadline_and_follow_the_case(srv: D
         assert who["acc"].get(srv.url + bad, timeout=10).status_code == 404, bad
 
 
+def test_the_gantt_draws_instants_at_the_city_clock() -> None:
+    from dashboard.case_figures import timeline_figure
+    from dashboard.deskdata import Segment
+
+    start = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)  # 09:00 in Beijing
+    seg = Segment(
+        "reported", "待受理", start, start + timedelta(minutes=20), start + timedelta(minutes=15), True, False
+    )
+    fig = timeline_figure([seg], "zh", start)
+    assert fig.data[0].base[0].startswith("2026-01-05T09:00:00+08:00")
+    assert fig.data[1].x[0].startswith("2026-01-05T09:15:00+08:00")
+
+
 def test_segments_follow_status_changes_and_carry_deadlines() -> None:
     t0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

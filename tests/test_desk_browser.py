@@ -8,16 +8,22 @@ saved as a screenshot under ``test-artifacts/``.
 
 from __future__ import annotations
 
+import csv
 import re
 import sqlite3
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 
 from dashboard import ids
+from store.db import create_engine, session_factory
+from store.geography import load_index
 from tests.desk_login import add_user_cli, login_browser
+from tests.live_server import Peer, Spot, provisioned_spots
 from tests.serve import ROOT, Server, run_app
 from tests.test_browser import CHROMIUM_ARGS
 
@@ -38,10 +44,16 @@ SMALLEST_TEXT = """(least) => {
 }"""
 
 
+OPERATORS = {"acc1": ("acceptor",), "shift1": ("shift_leader",), "disp1": ("dispatcher",),
+             "dept1": ("department", "--department", "10")}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with run_app(tmp_path_factory.mktemp("desk"), timeout=240) as srv:
         add_user_cli(srv.cwd, "lead1", PASSWORD, "leader")
+        for user, (role, *extra) in OPERATORS.items():
+            add_user_cli(srv.cwd, user, PASSWORD, role, *extra)
         yield srv
 
 
@@ -198,3 +210,127 @@ def test_a_deep_link_opens_the_right_case_after_login_and_follows_it_live(
         w.check("case")
     finally:
         w.close()
+
+
+def _spots(server: Server) -> list[Spot]:
+    """The running server's provisioned supervisors, each with a point in its own area."""
+    var = server.cwd / "var"
+    with (var / "device-tokens.csv").open(encoding="utf-8") as fh:
+        devices = {row["person_id"]: row["secret"] for row in csv.DictReader(fh)}
+    engine = create_engine(f"sqlite:///{var / 'gridwall.db'}")
+    try:
+        with session_factory(engine)() as s:
+            index = load_index(s, "110101")
+        return provisioned_spots(engine, index, devices)
+    finally:
+        engine.dispose()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _act(page: Any, action: str, done: str, scope: str = f"#{ids.CASE_ACTIONS}") -> None:
+    """Click an action button on the page and wait until the page says it was done."""
+    page.click(f"{scope} button[data-gw-action={action}]")
+    page.wait_for_function(
+        f"() => (document.getElementById('{ids.ACT_RESULT}') || {{}}).textContent?.includes('{done}')",
+        timeout=20_000,
+    )
+
+
+def _stage_is(page: Any, text: str) -> None:
+    page.wait_for_function(
+        f"() => document.querySelector('.gw-facts')?.textContent.includes('{text}')", timeout=30_000
+    )
+
+
+def test_operators_run_the_loop_from_their_list_and_the_case_page_and_a_leader_sends_the_nearest(
+    server: Server, browser: Any
+) -> None:
+    spots = _spots(server)
+    home, helper = spots[0], spots[1]
+    reporter = Peer(server.base, "/device", home.secret)
+    near = Peer(server.base, "/device", helper.secret)
+    pages: dict[str, Watched] = {}
+    try:
+        ref = f"hot-{uuid.uuid4().hex[:6]}"
+        body = {"id": ref, "at": _now(), "kind": "component", "class_code": "0101", "condition_code": "03",
+                "lon": home.lon, "lat": home.lat, "source": "hotline", "description": "井盖"}  # fmt: skip
+        ack = reporter.call("report", body)
+        case_id = ack["cases"][ref]
+        for user in ("acc1", "lead1", "shift1", "disp1", "dept1"):
+            pages[user] = Watched(browser)
+            login_browser(pages[user].page, server.base, user, PASSWORD)
+        # the acceptor works through their list: the new case is there, accepted with one click
+        acc = pages["acc1"].page
+        acc.goto(f"{server.base}/desk/queue/acceptor")
+        row = f"tr[data-gw-case={case_id}]"
+        acc.wait_for_selector(row, timeout=30_000)
+        pages["acc1"].check("worklist")
+        _act(acc, "accept", "已办理", scope=row)
+        # the list follows live: the case is now the acceptor's to follow (its 核实 task is out)
+        acc.wait_for_selector(f"{row} button[data-gw-action=accept]", state="detached", timeout=30_000)
+        assert "跟进核实" in acc.inner_text(row)
+        # another supervisor's handset is on line right at the case: the leader sends them to 核实
+        at = datetime.now(UTC).isoformat()
+        assert near.call("position", {"id": f"p-{ref}", "lon": home.lon, "lat": home.lat, "at": at})[
+            "accepted"
+        ]
+        lead = pages["lead1"].page
+        lead.goto(f"{server.base}/case/{case_id}")
+        first = f"#{ids.CASE_NEAREST} tbody tr:first-child"
+        for _ in range(20):  # the live state has the fix after its next tick
+            lead.wait_for_selector(first, timeout=30_000)
+            if helper.person in lead.inner_text(first):
+                break
+            lead.wait_for_timeout(500)
+            lead.reload()
+        assert helper.person in lead.inner_text(first)
+        mark = near.mark()
+        _act(lead, "assign", "已办理", scope=first)
+        task = near.wait("task", lambda m: m["case_id"] == case_id, since=mark, timeout=15)
+        assert task["task"] == "verify"
+        assert near.call("task_ack", {"id": f"a-{ref}", "case_id": case_id, "task": "verify",
+                                      "at": datetime.now(UTC).isoformat()})["accepted"]  # fmt: skip
+        lead.wait_for_function(
+            f"() => document.getElementById('{ids.CASE_TASKS}')?.textContent.includes('已接收')",
+            timeout=30_000,
+        )
+        result = {"id": f"r-{ref}", "case_id": case_id, "task": "verify", "result": True, "opinion": "属实"}
+        assert near.call("task_result", {**result, "at": _now()})["accepted"]
+        _stage_is(lead, "待立案")  # the result arrives on the open page by itself
+        assert "属实" in lead.inner_text(f"#{ids.CASE_TASKS}")
+        pages["lead1"].check("case-task")
+        # each operator closes their step of the loop from the case page
+        for user, action, stage in (("shift1", "file", "待派遣"), ("disp1", "dispatch", "处置中"),
+                                    ("dept1", "feedback", "待核查")):  # fmt: skip
+            p = pages[user].page
+            p.goto(f"{server.base}/case/{case_id}")
+            p.wait_for_selector(f"#{ids.CASE_ACTIONS} button[data-gw-action={action}]", timeout=30_000)
+            _act(p, action, "已办理")
+            _stage_is(p, stage)
+        _stage_is(lead, "待核查")
+        lead.wait_for_selector(f"{first} button[data-gw-action=assign]", timeout=30_000)
+        mark = near.mark()
+        _act(lead, "assign", "已办理", scope=first)
+        near.wait("task", lambda m: m["case_id"] == case_id and m["task"] == "check", since=mark, timeout=15)
+        result = {"id": f"c-{ref}", "case_id": case_id, "task": "check", "result": True}
+        assert near.call("task_result", {**result, "at": _now()})["accepted"]
+        shift = pages["shift1"].page
+        _stage_is(shift, "待结案")
+        _act(shift, "close", "已办理")
+        shift.wait_for_function(
+            "() => document.querySelector('.gw-facts')?.textContent.includes('已结案')", timeout=30_000
+        )
+        timeline = shift.inner_text(f"#{ids.CASE_TIMELINE}")
+        for step in ("上报", "受理", "指派", "核实", "立案", "派遣", "处置反馈", "核查", "结案"):
+            assert step in timeline, step
+        pages["shift1"].check("case-closed")
+        for w in pages.values():
+            assert not w.errors, w.errors[:5]
+    finally:
+        for w in pages.values():
+            w.close()
+        reporter.close()
+        near.close()
