@@ -108,7 +108,8 @@
         say("done", label + " · " + words.duplicate);
       } else {
         btn.setAttribute("data-gw-try", String(Number(btn.getAttribute("data-gw-try") || "0") + 1));
-        say("refused", label + " · " + words.refused + ": " + (j.error || res.status) +
+        var rule = j.error || String(res.status), why = (words.rules || {})[rule];
+        say("refused", label + " · " + words.refused + ": " + (why ? why + " (" + rule + ")" : rule) +
             (j.message ? " — " + j.message : ""));
         return;
       }

@@ -367,6 +367,25 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "queue.todo.request": {"zh": "审批申请", "en": "Decide the request"},
     "queue.todo.suspended": {"zh": "挂账中，可恢复", "en": "Suspended; may resume"},
     "queue.mine": {"zh": "我的待办", "en": "My work list"},
+    "rule.wrong_role": {"zh": "您的岗位无权办理此操作", "en": "your role may not do this"},
+    "rule.wrong_status": {"zh": "案件已不在该阶段", "en": "the case is not at that stage"},
+    "rule.case_closed": {"zh": "案件已结案或作废", "en": "the case is closed or voided"},
+    "rule.missing_opinion": {"zh": "请填写意见", "en": "an opinion is needed"},
+    "rule.missing_assignee": {"zh": "请选择监督员", "en": "choose a supervisor"},
+    "rule.request_pending": {"zh": "已有待审批的申请", "en": "a request is pending"},
+    "rule.no_request": {"zh": "没有待审批的申请", "en": "there is no pending request"},
+    "rule.bad_extension": {"zh": "延期时长格式不对，如 2工作日", "en": "the extension is not a time limit"},
+    "rule.unknown_department": {"zh": "未知的处置部门", "en": "unknown department"},
+    "rule.unknown_supervisor": {"zh": "该监督员不在岗或不存在", "en": "not an active supervisor"},
+    "rule.wrong_department": {"zh": "不是本部门的案件", "en": "not your department's case"},
+    "rule.instant_before_case": {
+        "zh": "案件刚刚有了变化，请刷新后重试",
+        "en": "the case changed just now; try again",
+    },
+    "rule.idempotency_key_conflict": {"zh": "重复提交的内容不同，请刷新", "en": "a different repeat; reload"},
+    "rule.csrf": {"zh": "页面已过期，请刷新", "en": "the page is stale; reload"},
+    "rule.login_required": {"zh": "登录已失效，请重新登录", "en": "log in again"},
+    "rule.unavailable": {"zh": "系统忙，请重试", "en": "busy; try again"},
 }
 
 

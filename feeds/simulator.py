@@ -139,6 +139,7 @@ class Simulation:
         self._answers_lock = threading.Lock()
         self._answer_rng = random.Random(seed ^ 0x7A5C)
         self.answer_after = ANSWER_AFTER_S  # seconds between a desk's task and its simulated result
+        self._taken: set[tuple[str, str]] = set()  # planned cases whose task a desk gave to someone else
 
     # -- first start ------------------------------------------------------------------------------
 
@@ -325,7 +326,16 @@ class Simulation:
                     "supervisor": task.get("supervisor"), "case_id": task.get("case_id"),
                     "task": task.get("task"), "at": self.clock().isoformat()}  # fmt: skip
             client.emit("task_ack", body, namespace="/device", callback=self._count)
-            if not str(task.get("case_id", "")).startswith(CASE_PREFIX):
+            case_id, kind = str(task.get("case_id", "")), str(task.get("task"))
+            planned = case_id.startswith(CASE_PREFIX) and task.get("supervisor") == self.responsible.get(
+                str(task.get("grid"))
+            )  # the plan answers its own cases' tasks as the grid's supervisor
+            with self._answers_lock:
+                if planned:
+                    self._taken.discard((case_id, kind))
+                elif case_id.startswith(CASE_PREFIX):
+                    self._taken.add((case_id, kind))  # a desk sent another: the plan's answer is not sent
+            if not planned:
                 self._plan_answer(task)
 
         return handler
@@ -415,6 +425,12 @@ class Simulation:
         for cmd, at in self._commands_due(now):
             if self._stop.is_set():
                 return
+            if cmd.action in (Action.VERIFY, Action.CHECK) and cmd.actor.role is Role.SUPERVISOR:
+                with self._answers_lock:
+                    taken = (cmd.case_id, cmd.action.value) in self._taken
+                    self._taken.discard((cmd.case_id, cmd.action.value))
+                if taken:  # answered by the supervisor the desk sent (_plan_answer)
+                    continue
             event, body = self.event_of(cmd, at)
             ack = client.call(event, body, namespace="/device", timeout=30)  # in order: wait for each ack
             self.stats.commands_sent += 1

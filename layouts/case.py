@@ -22,7 +22,7 @@ from dashboard import ids
 from dashboard.actions import Offer, TaskRow, case_tasks, may_assign, nearest, offers, with_open_tasks
 from dashboard.case_figures import location_figure, timeline_figure
 from dashboard.deskdata import segments
-from dashboard.i18n import t
+from dashboard.i18n import CATALOGUE, t
 from domain.timelimit import LimitUnit, TimeLimit
 from layouts.desk import PageContext, crumbs_for, fmt_left, header, live_config
 from store.models import Department
@@ -131,7 +131,10 @@ def data_attrs(**attrs: str) -> dict[str, Any]:
 
 def result_box(lang: str) -> html.Div:
     """Where ``assets/gw-desk.js`` says what the last action got (the texts from the catalogue)."""
-    words = {w: t(f"act.{w}", lang) for w in ("sending", "done", "duplicate", "refused", "failed")}
+    words: dict[str, Any] = {
+        w: t(f"act.{w}", lang) for w in ("sending", "done", "duplicate", "refused", "failed")
+    }
+    words["rules"] = {k[5:]: v.get(lang) or v["zh"] for k, v in CATALOGUE.items() if k.startswith("rule.")}
     return html.Div(
         id=ids.ACT_RESULT,
         className="gw-act-result",

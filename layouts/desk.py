@@ -82,6 +82,7 @@ def header(ctx: PageContext, crumbs: Sequence[tuple[str, str | None]], title: st
     other = "zh" if ctx.lang == "en" else "en"
     person = ctx.person
     role_name = t(f"role.{person.get('role')}", ctx.lang)
+    mine = person.get("role") in QUEUE_ROLES
     return html.Header(
         [
             html.Div(
@@ -97,16 +98,10 @@ def header(ctx: PageContext, crumbs: Sequence[tuple[str, str | None]], title: st
                         f"{person.get('name') or person.get('person_id')} · {role_name}",
                         className="gw-desk-who",
                     ),
-                    *(
-                        [
-                            html.A(
-                                t("queue.mine", ctx.lang),
-                                href=ctx.href(f"/desk/queue/{person['role']}"),
-                                className="gw-desk-queue-link",
-                            )
-                        ]
-                        if person.get("role") in QUEUE_ROLES
-                        else []
+                    html.A(  # the person's own work list; others look at the acceptors' first
+                        t("queue.mine" if mine else "queue.title", ctx.lang),
+                        href=ctx.href(f"/desk/queue/{person['role'] if mine else QUEUE_ROLES[0]}"),
+                        className="gw-desk-queue-link",
                     ),
                     html.A(t("login.other_lang", ctx.lang), href=f"?lang={other}", className="gw-desk-lang"),
                     html.Form(

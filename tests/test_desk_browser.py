@@ -308,6 +308,12 @@ def test_operators_run_the_loop_from_their_list_and_the_case_page_and_a_leader_s
             p = pages[user].page
             p.goto(f"{server.base}/case/{case_id}")
             p.wait_for_selector(f"#{ids.CASE_ACTIONS} button[data-gw-action={action}]", timeout=30_000)
+            if action == "file":  # 作废 needs an opinion: refused on the page by the rule's name
+                _act(p, "void", "missing_opinion")
+                assert "请填写意见" in p.inner_text(f"#{ids.ACT_RESULT}")
+                expected = [e for e in pages[user].errors if "status of 422" in e]  # the refusal asked for
+                assert len(expected) == 1, pages[user].errors
+                pages[user].errors.remove(expected[0])
             _act(p, action, "已办理")
             _stage_is(p, stage)
         _stage_is(lead, "待核查")

@@ -6,6 +6,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -158,6 +159,26 @@ def test_a_task_sent_from_the_desk_to_a_simulated_supervisor_is_acknowledged_and
             ).one()  # fmt: skip
         assert verify.actor == other.person and verify.opinion.startswith("模拟数据")
         assert sim.stats.rejected == {}, sim.stats.rejected
+        # a planned case's task given to someone else: answered by them, the plan's own answer held back
+        sent: list[tuple[str, Any]] = []
+
+        class Gateway:  # the seam: what the handler sends back over its socket
+            def emit(self, event: str, body: Any, **_: Any) -> None:
+                sent.append((event, body))
+
+        handler = sim._on_task(Gateway())
+        grid = next(iter(sim.responsible))
+        planned = {
+            "case_id": "C2026010100001",
+            "task": "check",
+            "grid": grid,
+            "deadline": "2026-01-01T10:00:00+08:00",
+        }
+        handler({**planned, "supervisor": "sup-someone-else"})
+        assert ("C2026010100001", "check") in sim._taken and [e for e, _ in sent] == ["task_ack"]
+        assert any(b["case_id"] == "C2026010100001" for _, _, b in sim._answers)
+        handler({**planned, "supervisor": sim.responsible[grid]})  # given back: the plan answers again
+        assert ("C2026010100001", "check") not in sim._taken
     finally:
         if sim is not None:
             sim.stop()
