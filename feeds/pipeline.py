@@ -254,6 +254,7 @@ class _Item:
     at: datetime | None = None
     place: Place | None = None
     task: tuple[str, str, str] | None = None  # task_ack: case, kind, supervisor
+    answers: bool = False  # a task_result: only the supervisor who holds the task may answer it
     outcome: str = ""  # accepted | duplicate | rejected
     case_id: str | None = None
     recorded: bool = False  # its dead-letter row is written (by us or by store.cases.execute)
@@ -749,6 +750,7 @@ class Pipeline:
         if parsed.media:
             data["media"] = ",".join(parsed.media)
         item.cmd = Command(action, parsed.case_id, actor, parsed.opinion, data, scoped_key(pid, parsed.id))
+        item.answers = True
         return item
 
     def _prepare_report(
@@ -1127,7 +1129,7 @@ class Pipeline:
             who = self._area_person.get(area) if area else None
             if who is not None:
                 cmd = replace(cmd, data={**cmd.data, "assignee": who})
-        if (cmd.action is Action.VERIFY or cmd.action is Action.CHECK) and cmd.actor.role is Role.SUPERVISOR:
+        if it.answers:
             kind = "verify" if cmd.action is Action.VERIFY else "check"
             t = _TASKS  # a task sent to someone else (指派) is no longer this supervisor's to answer
             holder = conn.execute(
