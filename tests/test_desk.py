@@ -465,19 +465,21 @@ def test_a_replayed_case_timeline_lists_all_its_events(srv: DeskServer) -> None:
 # -- actions and work lists (issue 8 items 5–6) -----------------------------------------------------------
 
 
-def _actions(tree: Any) -> list[str]:
-    """The ``data-gw-action`` of every action button in a Dash response tree, in order."""
-    out: list[str] = []
+def _components(tree: Any) -> Iterator[dict[str, Any]]:
+    """Every component of a Dash response tree, depth first."""
     if isinstance(tree, dict):
-        props = tree.get("props")
-        if isinstance(props, dict) and isinstance(props.get("data-gw-action"), str):
-            out.append(props["data-gw-action"])
+        if isinstance(tree.get("props"), dict):
+            yield tree
         for v in tree.values():
-            out.extend(_actions(v))
+            yield from _components(v)
     elif isinstance(tree, list):
         for x in tree:
-            out.extend(_actions(x))
-    return out
+            yield from _components(x)
+
+
+def _actions(tree: Any) -> list[str]:
+    """The ``data-gw-action`` of every action button in a Dash response tree, in order."""
+    return [c["props"]["data-gw-action"] for c in _components(tree) if "data-gw-action" in c["props"]]
 
 
 def _command(client: requests.Session, srv: DeskServer, **body: Any) -> requests.Response:
@@ -506,22 +508,10 @@ def test_the_case_page_offers_what_the_role_may_do_at_this_stage(srv: DeskServer
     page = _case_page(who["disp"], srv, case_id)
     assert _actions(page) == ["dispatch", "urge"]
     # the dispatch form offers the class's own department first
-    options = [o["props"]["value"] for o in _options(find(page, ids.CASE_ACTIONS))]
+    options = [
+        c["props"]["value"] for c in _components(find(page, ids.CASE_ACTIONS)) if c["type"] == "Option"
+    ]
     assert options and options[0] == "10", options
-
-
-def _options(tree: Any) -> list[Any]:
-    """Every ``Option`` component in a Dash response tree."""
-    out: list[Any] = []
-    if isinstance(tree, dict):
-        if tree.get("type") == "Option":
-            out.append(tree)
-        for v in tree.values():
-            out.extend(_options(v))
-    elif isinstance(tree, list):
-        for x in tree:
-            out.extend(_options(x))
-    return out
 
 
 def test_the_nearest_supervisor_gets_the_check_task_on_a_device_and_the_result_reaches_the_case_page(
