@@ -20,6 +20,9 @@ entries of 25, as a gateway sends them) are appended to a fresh stream at once; 
 fixes / time until the consumer group has no lag and nothing pending. Once with one ingest process,
 once with two (fresh instants, so nothing is a duplicate).
 
+**Daily counters** (``python -m bench.bench_scale counters``, not part of ``python -m bench scale``):
+the aggregator's CJ/T 292 counters on a large case log — see :func:`counters`.
+
 Everything shares the machine's 2 cores (PostgreSQL, Redis, 4–5 GridWall processes, the load).
 ``GW_BENCH_SCALE_RATE``, ``GW_BENCH_SCALE_SECONDS``, ``GW_BENCH_SCALE_FIXES`` scale the workload.
 """
@@ -434,5 +437,155 @@ def _report(fo: Fanout, seconds: float, one: float, two: float, entries: int) ->
     ]
 
 
+COUNTER_SOURCE = os.environ.get(
+    "GW_BENCH_COUNTERS_DB", "postgresql+psycopg://root@127.0.0.1:5432/gw_bench_pages"
+)
+COUNTER_EVENTS = int(os.environ.get("GW_BENCH_COUNTERS_EVENTS", "1000000"))
+
+
+def _copy_log(src: Any, dst: Any, first_case: str | None, cases: int, id_offset: int) -> tuple[int, str]:
+    """Copy the logs of ``cases`` cases after ``first_case`` (by id) from ``src`` to ``dst`` with event
+    ids renumbered from ``id_offset + 1`` (each case's events in order); (events copied, last case id)."""
+    after = "WHERE id > %(first)s" if first_case else ""
+    picked = f"SELECT id, grid_code FROM cases {after} ORDER BY id LIMIT {int(cases)}"
+    with src.cursor() as cur:
+        cur.execute(f"SELECT max(id) FROM ({picked}) p", {"first": first_case})
+        last = cur.fetchone()[0]
+    bound = {"first": first_case or "", "last": last}
+    plan = [
+        ("COPY (SELECT id, grid_code FROM cases WHERE id > %(first)s AND id <= %(last)s) TO STDOUT",
+         "COPY cases (id, grid_code) FROM STDIN"),
+        (f"COPY (SELECT {int(id_offset)} + row_number() OVER (ORDER BY e.case_id, e.seq), e.case_id, e.seq, "
+         "e.action, e.actor, e.role, e.opinion, e.data, e.key, e.at FROM case_events e "
+         "WHERE e.case_id > %(first)s AND e.case_id <= %(last)s) TO STDOUT",
+         "COPY case_events (id, case_id, seq, action, actor, role, opinion, data, key, at) FROM STDIN"),
+    ]  # fmt: skip
+    with src.cursor() as out_cur, dst.cursor() as in_cur:
+        for query_out, query_in in plan:
+            with out_cur.copy(query_out, bound) as cout, in_cur.copy(query_in) as cin:
+                for block in cout:
+                    cin.write(block)
+        in_cur.execute("SELECT count(*) FROM case_events WHERE id > %s", (id_offset,))
+        copied = int(in_cur.fetchone()[0])
+    dst.commit()
+    return copied, str(last)
+
+
+def counters() -> list[Result]:
+    """Daily counters of the scale-out aggregator on a large case log: the full rebuild the aggregator
+    did every 5 minutes before, and the incremental steps of ``feeds.counters.LogFollower``.
+
+    The log: the first ``COUNTER_EVENTS`` (≈, whole cases) real lifecycle events of the ``desk_pages``
+    benchmark's PostgreSQL database (``GW_BENCH_COUNTERS_DB``, read only), copied into a fresh schema
+    of the test database with only the columns the counters read (cases: id, grid; case_events).
+    """
+    import psycopg
+    import sqlalchemy as sa
+
+    from domain.catalogue import load_catalogue
+    from domain.lifecycle import Context
+    from domain.workcalendar import load_calendar
+    from feeds.counters import LogFollower
+    from store.counters import load_or_rebuild
+    from store.db import create_engine
+    from store.models import CounterMark, DailyCounter
+
+    def say(m: str) -> None:
+        console.print(m, highlight=False)
+
+    libpq = COUNTER_SOURCE.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        src = psycopg.connect(libpq)
+    except psycopg.OperationalError as exc:
+        say(f"counters: no source database ({exc}); run python -m bench desk_pages first")
+        return []
+    schema = f"gw_bench_counters_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_BASE)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    engine = create_engine(url)
+    dst = psycopg.connect(
+        PG_BASE.replace("postgresql+psycopg://", "postgresql://"), options=f"-csearch_path={schema}"
+    )
+    try:
+        with dst.cursor() as cur:
+            cur.execute(
+                "CREATE TABLE cases (id varchar(32) PRIMARY KEY, grid_code varchar(15));"
+                "CREATE TABLE case_events (id bigint PRIMARY KEY, case_id varchar(32) NOT NULL,"
+                " seq int NOT NULL, action varchar(24) NOT NULL, actor varchar(64) NOT NULL,"
+                " role varchar(16) NOT NULL, opinion varchar(1000) NOT NULL, data jsonb NOT NULL,"
+                " key varchar(128), at timestamptz NOT NULL);"
+                "CREATE UNIQUE INDEX ix_case_events_case_seq ON case_events (case_id, seq)"
+            )  # fmt: skip
+        dst.commit()
+        CounterMark.__table__.create(engine)  # type: ignore[attr-defined]
+        DailyCounter.__table__.create(engine)  # type: ignore[attr-defined]
+        with src.cursor() as cur:
+            cur.execute("SELECT code, area_code FROM grids WHERE area_code IS NOT NULL")
+            responsible = {g: f"sup-{a}" for g, a in cur.fetchall()}
+        say(f"counters: {load_line()}")
+        t = time.perf_counter()
+        n, cases, last = 0, 0, None
+        while n < COUNTER_EVENTS:  # whole cases, 10,000 at a time
+            added, last = _copy_log(src, dst, last, 10_000, n)
+            n, cases = n + added, cases + 10_000
+        say(f"counters: copied {n:,} events of {cases:,} cases from {COUNTER_SOURCE.rsplit('/', 1)[1]} "
+            f"in {time.perf_counter() - t:.0f} s")  # fmt: skip
+        with dst.cursor() as cur:
+            cur.execute("ANALYZE cases; ANALYZE case_events")
+        dst.commit()
+        ctx = Context(catalogue=load_catalogue("cjt214"), calendar=load_calendar())
+        rows: list[tuple[str, str, float, str]] = []
+        # before: every 5 minutes the aggregator found the mark behind and rebuilt everything
+        with engine.begin() as conn:
+            conn.execute(sa.insert(CounterMark), {"name": "daily", "event_id": 0, "data": {}})
+        t = time.perf_counter()
+        load_or_rebuild(engine, ctx, responsible)
+        old = time.perf_counter() - t
+        rows.append(("before: full rebuild (load_or_rebuild, every 5 min)", f"{n:,}", old, "every 5 min"))
+        follower = LogFollower(engine, ctx, responsible)
+        t = time.perf_counter()
+        follower.rebuild()
+        rows.append(("LogFollower.rebuild (first start / heal)", f"{n:,}", time.perf_counter() - t, "rare"))
+        t = time.perf_counter()
+        follower.check()
+        rows.append(("LogFollower.check (count ≤ mark)", f"{n:,}", time.perf_counter() - t, "every 5 min"))
+        offset = follower.mark
+        for more in (20, 200, 2000):  # new cases (whole logs) committed since the last step
+            added, last = _copy_log(src, dst, last, more, offset)
+            offset += added
+            t = time.perf_counter()
+            counted = follower.follow()
+            took = time.perf_counter() - t
+            assert counted == added, (counted, added)
+            rows.append((f"LogFollower.follow: {more:,} new cases", f"{added:,}", took, "every 5 s"))
+        fresh = LogFollower(engine, ctx, responsible)
+        t = time.perf_counter()
+        fresh.start()
+        rows.append(("LogFollower.start (takeover: load saved rows)", f"{len(fresh.aggregates):,} rows",
+                     time.perf_counter() - t, "per takeover"))  # fmt: skip
+        same = fresh.aggregates.as_dict() == follower.aggregates.as_dict()
+        table = Table(title=f"counters: CJ/T 292 daily counters from a {n:,}-event case log (PostgreSQL)",
+                      box=box.SIMPLE_HEAVY, title_justify="left")  # fmt: skip
+        for col in ("step", "events", "seconds", "how often"):
+            table.add_column(col, justify="left" if col in ("step", "how often") else "right")
+        for name, size, secs, often in rows:
+            table.add_row(name, size, f"{secs:.2f}", often)
+        console.print(table)
+        say(f"counters: {load_line()}; reloaded rows equal the followed ones: {same}")
+        status = PASS if same else FAIL
+        return [Result("counters: full rebuild (before)", n, old, "events", "", INFO, ""),
+                Result("counters: reload equals follow", 1, 0.0, "check", "equal", status, "")]  # fmt: skip
+    finally:
+        src.close()
+        dst.close()
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
 if __name__ == "__main__":
-    sys.exit(1 if any(r.status == FAIL for r in run()) else 0)
+    results = counters() if sys.argv[1:] == ["counters"] else run()
+    sys.exit(1 if any(r.status == FAIL for r in results) else 0)

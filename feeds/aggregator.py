@@ -261,7 +261,7 @@ class RelayBroadcaster(Broadcaster):
                 self.dropped += 1
                 log.warning("dropping slow /live client %s (queue over %d)", sid, self.max_queue)
                 self.drop(sid)
-                self.socketio.server.disconnect(sid, namespace=self.namespace, ignore_queue=True)
+                self._cut(sid)
 
 
 class Aggregator:

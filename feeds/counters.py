@@ -1,23 +1,42 @@
-"""The live keeper of the CJ/T 292 daily counters: every committed case event, saved every few seconds."""
+"""The CJ/T 292 daily counters kept current: every committed case event, saved every few seconds.
+
+- :class:`CounterKeeper` (embedded mode): the pipeline's writer adds each command's events after
+  its commit.
+- :class:`LogFollower` (scale-out: the producing aggregator): several ingest consumers commit, so the
+  counters follow the case-event log instead. Every few seconds the events with an id above the
+  saved mark are read, each touched case's log is replayed up to them (the on-time decisions need
+  the state before each event) and only the new events are counted; the changed rows and the new
+  mark are saved in one transaction. Concurrent transactions may commit ids out of order: an id
+  below the mark that is still missing is watched for :data:`HOLE_WAIT` seconds and counted if it
+  appears (else taken as rolled back). A full rebuild (one snapshot of the log) runs only when
+  nothing was saved yet, and to heal: when the log holds more events at or below the mark than were
+  counted (an id committed after it was given up).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.engine import Connection, Engine
 
-from domain.evaluation import CaseInfo, DailyAggregates, ObjectType, evaluation_table
-from domain.lifecycle import CaseEvent, CaseState
-from store.counters import last_event_id, save_rows
-from store.models import Case
+from domain.evaluation import CaseInfo, DailyAggregates, ObjectType, Record, RowKey, evaluation_table
+from domain.lifecycle import Accepted, CaseEvent, CaseState, Context, Source, apply
+from store.counters import MARK, last_event_id, load_rows, save_rows
+from store.evaluation import LogReplayError, _command
+from store.models import Case, CaseEventRow, CounterMark, DailyCounter
 
 log = logging.getLogger(__name__)
+HOLE_WAIT = 30.0  # seconds an id below committed ones may stay missing before it is taken as rolled back
+_CHUNK = 1000  # case ids per replay query
+_BATCH = 50_000  # new events per step
+PENDING = "daily:pending"  # counter_marks row: the ids pending at the mark (saved with it)
+_RECENT = 50_000  # missing ids are watched only among this many below the newest (older: rolled back)
 
 
 class CounterKeeper:
@@ -51,15 +70,7 @@ class CounterKeeper:
     def street_ranking(self, today: date, grids_per_street: Mapping[str, int]) -> list[dict[str, Any]]:
         """Streets by CJ/T 292 composite score, month to date (best first): code, score, grade, colour."""
         with self._lock:
-            table = evaluation_table(
-                self.aggregates, ObjectType.STREET, None, today.replace(day=1), today,
-                grids_per_region=grids_per_street,
-            )  # fmt: skip
-        out = []
-        for row in table.itertuples():
-            score = None if row.score is None or row.score != row.score else round(float(row.score), 1)
-            out.append({"code": row.object_id, "score": score, "grade": row.grade, "colour": row.colour})
-        return out
+            return street_ranking(self.aggregates, today, grids_per_street)
 
     def save(self, force: bool = False) -> int:
         """Save the rows changed since the last save (every ``save_every`` seconds unless forced)."""
@@ -80,3 +91,249 @@ class CounterKeeper:
                 self.aggregates.dirty |= set(rows)
             return 0
         return len(rows)
+
+
+def street_ranking(
+    aggregates: DailyAggregates, today: date, grids_per_street: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """Streets by CJ/T 292 composite score, month to date (best first): code, score, grade, colour."""
+    table = evaluation_table(
+        aggregates, ObjectType.STREET, None, today.replace(day=1), today, grids_per_region=grids_per_street
+    )
+    out = []
+    for row in table.itertuples():
+        score = None if row.score is None or row.score != row.score else round(float(row.score), 1)
+        out.append({"code": row.object_id, "score": score, "grade": row.grade, "colour": row.colour})
+    return out
+
+
+_EVENT_COLUMNS = (
+    CaseEventRow.id, CaseEventRow.case_id, CaseEventRow.action, CaseEventRow.actor,
+    CaseEventRow.role.label("action_role"), CaseEventRow.opinion, CaseEventRow.data, CaseEventRow.key,
+    CaseEventRow.at,
+)  # fmt: skip
+
+
+def replay(
+    rows: Iterable[Any], grids: Mapping[str, str | None], ctx: Context, counts: Callable[[int], bool]
+) -> Iterator[Record]:
+    """``(CaseInfo, CaseEvent, state after)`` of the stored events whose id ``counts``.
+
+    ``rows`` (columns of ``_EVENT_COLUMNS``) are whole case logs, each case's events in order; the
+    other events are replayed for the state only. A case without a grid is in no region: none of its
+    events count.
+    """
+    state: CaseState | None = None
+    info: CaseInfo | None = None
+    current = None
+    for row in rows:
+        if row.case_id != current:
+            current, state, info = row.case_id, None, None
+        out = apply(state, _command(row, state), row.at, ctx)
+        if not isinstance(out, Accepted):
+            raise LogReplayError(f"case {row.case_id}: stored {row.action} no longer applies: {out.message}")
+        state = out.state
+        if not counts(row.id):
+            continue
+        if info is None:
+            grid = grids.get(row.case_id)
+            if not grid:
+                continue
+            info = CaseInfo(
+                state.id, grid, Source(state.source), state.reporter, state.kind, state.class_code
+            )
+        for event in out.events:
+            yield info, event, state
+
+
+class Superseded(RuntimeError):
+    """Another process saved the daily counters since this one did: reload before writing again."""
+
+
+class LogFollower:
+    """The daily counters of a scale-out deployment, kept by the producing aggregator from the case log."""
+
+    def __init__(
+        self, engine: Engine, ctx: Context, responsible: Mapping[str, str] | None = None, *,
+        hole_wait: float = HOLE_WAIT,
+    ) -> None:  # fmt: skip
+        self.engine = engine
+        self.ctx = ctx
+        self.responsible = responsible
+        self.hole_wait = hole_wait
+        self.aggregates = DailyAggregates(responsible=responsible, tz=ctx.calendar.tz)
+        self.mark = 0  # every event with an id up to this one is counted, but the pending ones
+        self.pending: dict[int, float] = {}  # missing ids below the mark → when they were first missed
+        self.counted = 0  # stored events at or below the mark that were counted
+        self.saved: int | None = None  # the mark of the rows this follower saved (or loaded) last
+        self.rebuilds = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> bool:
+        """Load the saved rows and catch up from their mark, or rebuild when none were saved (True)."""
+        with self.engine.connect() as conn:
+            rows, holders, mark = load_rows(conn)
+            if mark is None:
+                below = 0
+            else:
+                waiting = conn.execute(
+                    select(CounterMark.event_id, CounterMark.data).where(CounterMark.name == PENDING)
+                ).first()
+                now = time.monotonic()
+                ids = (waiting[1] or {}).get("ids", []) if waiting is not None and waiting[0] == mark else []
+                self.pending = {int(i): now for i in ids}
+                below = self._count(conn, mark)
+        if mark is None:
+            self.rebuild()
+            return True
+        agg = DailyAggregates(responsible=self.responsible, tz=self.ctx.calendar.tz)
+        agg.load(rows, {k: (v[0], v[1]) for k, v in holders.items()})
+        with self._lock:
+            self.aggregates, self.mark, self.counted = agg, mark, below
+        self.saved = mark
+        while self.follow() >= _BATCH:  # catch up
+            pass
+        return False
+
+    def _count(self, conn: Connection, upto: int) -> int:
+        """Stored events at or below ``upto`` that are not pending."""
+        q = select(func.count()).where(CaseEventRow.id <= upto)
+        if self.pending:
+            q = q.where(CaseEventRow.id.not_in(list(self.pending)))
+        return int(conn.scalar(q) or 0)
+
+    def _watch(self, present: Sequence[int], low: int, high: int, now: float) -> None:
+        """Remember the ids in ``(low, high]`` missing from ``present`` (ascending) as pending."""
+        low = max(low, high - _RECENT)
+        have = set(present)
+        for i in range(low + 1, high + 1):
+            if i not in have:
+                self.pending.setdefault(i, now)
+
+    def rebuild(self) -> None:
+        """Count the log again from one snapshot of it and save every row with its mark."""
+        agg = DailyAggregates(responsible=self.responsible, tz=self.ctx.calendar.tz)
+        eng = self.engine
+        if eng.dialect.name == "postgresql":
+            eng = eng.execution_options(isolation_level="REPEATABLE READ")  # one snapshot for all reads
+        with eng.connect() as conn, conn.begin():
+            newest = last_event_id(conn)
+            # ids still held by open transactions are missing here: they are watched like any others
+            recent = conn.scalars(
+                select(CaseEventRow.id).where(CaseEventRow.id > newest - _RECENT).order_by(CaseEventRow.id)
+            ).all()
+            grids = {r[0]: r[1] for r in conn.execute(select(Case.id, Case.grid_code))}
+            q = (
+                select(*_EVENT_COLUMNS).where(CaseEventRow.id <= newest)
+                .order_by(CaseEventRow.case_id, CaseEventRow.seq)
+            )  # fmt: skip
+            counted = 0
+
+            def rows() -> Iterator[Any]:
+                nonlocal counted
+                for row in conn.execution_options(yield_per=20_000).execute(q):
+                    counted += 1
+                    yield row
+
+            agg.rebuild(replay(rows(), grids, self.ctx, lambda _: True))
+        with self._lock:
+            self.aggregates, self.mark, self.counted, self.pending = agg, newest, counted, {}
+            if recent:
+                self._watch(recent, recent[0], newest, time.monotonic())
+            pending = sorted(self.pending)
+        with self.engine.begin() as conn:
+            conn.execute(delete(DailyCounter))
+            self._save(conn, agg.take_dirty(), agg.holders(), newest, pending)
+        self.saved = newest
+        self.rebuilds += 1
+
+    @staticmethod
+    def _save(
+        conn: Connection, rows: Mapping[RowKey, Mapping[str, int]],
+        holders: Mapping[str, tuple[str | None, str | None]], mark: int, pending: Sequence[int],
+    ) -> None:  # fmt: skip
+        """Save rows and the mark, with the ids still pending at it (for a process that loads them)."""
+        save_rows(conn, rows, holders, mark)
+        conn.execute(delete(CounterMark).where(CounterMark.name == PENDING))
+        conn.execute(insert(CounterMark).values(name=PENDING, event_id=mark, data={"ids": list(pending)}))
+
+    def _claim(self, conn: Connection) -> None:
+        """Lock the saved mark; refuse to write over rows another process saved since (a deposed leader)."""
+        q = select(CounterMark.event_id).where(CounterMark.name == MARK).with_for_update()
+        current = conn.scalar(q)
+        if current != self.saved:
+            raise Superseded(f"the saved counters moved to event {current}; this process saved {self.saved}")
+
+    def follow(self) -> int:
+        """Count the events committed since the last step (at most ``_BATCH`` new ones, and pending ids
+        that appeared); save the changed rows and the new mark. Returns how many were counted."""
+        with self.engine.connect() as conn:
+            new = conn.execute(
+                select(CaseEventRow.id, CaseEventRow.case_id).where(CaseEventRow.id > self.mark)
+                .order_by(CaseEventRow.id).limit(_BATCH)
+            ).all()  # fmt: skip
+            late: Sequence[Any] = []
+            if self.pending:
+                q = select(CaseEventRow.id, CaseEventRow.case_id).where(
+                    CaseEventRow.id.in_(list(self.pending))
+                )
+                late = conn.execute(q).all()
+            now = time.monotonic()
+            upto = new[-1][0] if new else self.mark
+            fresh = [*new, *late]
+            records: list[Record] = []
+            if fresh:
+                take = {r[0] for r in fresh}
+                touched = sorted({r[1] for r in fresh})
+                for i in range(0, len(touched), _CHUNK):
+                    part = touched[i : i + _CHUNK]
+                    grids = {
+                        r[0]: r[1]
+                        for r in conn.execute(select(Case.id, Case.grid_code).where(Case.id.in_(part)))
+                    }
+                    q = (
+                        select(*_EVENT_COLUMNS).where(CaseEventRow.case_id.in_(part), CaseEventRow.id <= upto)
+                        .order_by(CaseEventRow.case_id, CaseEventRow.seq)
+                    )  # fmt: skip
+                    records.extend(replay(conn.execute(q), grids, self.ctx, take.__contains__))
+        with self._lock:
+            for i, _ in late:
+                del self.pending[i]
+            self._watch([r[0] for r in new], self.mark, upto, now)
+            for i in [i for i, t in self.pending.items() if now - t >= self.hole_wait]:
+                log.info("case event %d never committed: taken as rolled back", i)
+                del self.pending[i]
+            if not fresh:
+                return 0
+            for info, event, state in records:
+                self.aggregates.add(info, event, state)
+            rows, holders = self.aggregates.take_dirty(), self.aggregates.holders()
+            self.mark, self.counted = upto, self.counted + len(fresh)
+            pending = sorted(self.pending)
+        try:
+            with self.engine.begin() as conn:
+                self._claim(conn)
+                self._save(conn, rows, holders, upto, pending)
+            self.saved = upto
+        except Exception:
+            with self._lock:
+                self.aggregates.dirty |= set(rows)  # counted in memory: saved with the next mark
+            raise
+        return len(fresh)
+
+    def check(self) -> bool:
+        """Heal: rebuild when the log holds other events at or below the mark than were counted."""
+        with self.engine.connect() as conn:
+            stored = self._count(conn, self.mark)
+        if stored == self.counted:
+            return False
+        log.warning(
+            "daily counters: %d events at or below the mark, %d counted; rebuilding", stored, self.counted
+        )
+        self.rebuild()
+        return True
+
+    def street_ranking(self, today: date, grids_per_street: Mapping[str, int]) -> list[dict[str, Any]]:
+        """Streets by CJ/T 292 composite score, month to date (best first)."""
+        with self._lock:
+            return street_ranking(self.aggregates, today, grids_per_street)

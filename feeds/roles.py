@@ -7,7 +7,8 @@
 - ``ingest``: a member of the stream's consumer group: persists to the database through the
   pipeline, then publishes to the Redis live state and sends tasks through the message queue.
 - ``aggregator``: no clients; stands by until it holds the producer lock, then produces the ticks of
-  the whole deployment (:class:`feeds.aggregator.Aggregator`) and refreshes the street ranking.
+  the whole deployment (:class:`feeds.aggregator.Aggregator`), keeps the CJ/T 292 daily counters
+  from the case log (:class:`feeds.counters.LogFollower`) and refreshes the street ranking.
 
 Run any number of web processes (one worker each, behind nginx ``ip_hash``), one or more ingest
 processes and two aggregators (one ticks, one stands by). See README "Production" and ``deploy/``.
@@ -19,6 +20,7 @@ import argparse
 import logging
 import signal
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,7 +38,9 @@ from store.db import session_factory
 from store.geography import load_index
 
 log = logging.getLogger(__name__)
-RANK_EVERY = 300.0  # seconds between street-ranking refreshes (rebuilt from the case log)
+RANK_EVERY = 300.0  # seconds between street-ranking refreshes
+COUNT_EVERY = 5.0  # seconds between daily-counter updates from the case log (producing aggregator)
+CHECK_EVERY = 300.0  # seconds between checks that the counters hold every event below their mark
 
 
 def redis_live(engine: Engine, redis_url: str, prefix: str, edition: str = "cjt214") -> RedisLiveState:
@@ -84,8 +88,8 @@ def start_ingest(
     live = redis_live(engine, redis_url, prefix, edition)
     emitter = queue_socketio(redis_url)
     holder: dict[str, DeviceNamespace] = {}
-    # no CounterKeeper: its rows are absolute, one writer per database (the aggregator rebuilds the
-    # ranking from the case log)
+    # no CounterKeeper: its rows are absolute, one writer per database (the producing aggregator
+    # follows the case log: feeds.counters.LogFollower)
     pipeline = Pipeline(
         engine, index, ctx, live, on_tasks=lambda tasks: holder["device"].send_tasks(emitter, tasks)
     )
@@ -100,9 +104,8 @@ def start_aggregator(
     engine: Engine, redis_url: str, *, prefix: str = "gw", edition: str = "cjt214", interval: float = 1.0,
     ttl: float | None = None,
 ) -> Aggregator:  # fmt: skip
-    """Stand by for the producer lock; tick and rank while holding it."""
-    from feeds.counters import CounterKeeper
-    from store.counters import load_or_rebuild
+    """Stand by for the producer lock; tick, count and rank while holding it."""
+    from feeds.counters import LogFollower, Superseded
 
     live = redis_live(engine, redis_url, prefix, edition)
     kw: dict[str, Any] = {} if ttl is None else {"ttl": ttl}
@@ -115,18 +118,38 @@ def start_aggregator(
     responsible = {g: person_of_area[a] for g, a in live.area_of_grid.items() if a in person_of_area}
     stop = threading.Event()
 
-    def rank() -> None:
+    def count() -> None:  # by the producing aggregator: daily counters from the case log, the ranking
+        follower: LogFollower | None = None
+        lead = 0  # the takeover the follower belongs to: a new lead reloads what another leader saved
+        next_rank = next_check = 0.0
         while not stop.is_set():
-            if agg.leading.wait(5.0):
-                try:
-                    aggregates, _ = load_or_rebuild(engine, ctx, responsible)
+            if not agg.leading.wait(5.0):
+                follower = None
+                continue
+            try:
+                if follower is None or lead != agg.takeovers:
+                    follower, lead = LogFollower(engine, ctx, responsible), agg.takeovers
+                    if follower.start():
+                        log.info("daily counters rebuilt from the case log")
+                    next_check = time.monotonic() + CHECK_EVERY
+                    next_rank = 0.0
+                else:
+                    follower.follow()
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + CHECK_EVERY
+                    follower.check()
+                if time.monotonic() >= next_rank:
+                    next_rank = time.monotonic() + RANK_EVERY
                     today = datetime.now(UTC).astimezone(ctx.calendar.tz).date()
-                    live.set_ranking(
-                        CounterKeeper(engine, aggregates).street_ranking(today, grids_per_street)
-                    )
-                except Exception:
-                    log.exception("street ranking failed")
-                stop.wait(RANK_EVERY)
+                    live.set_ranking(follower.street_ranking(today, grids_per_street))
+            except Superseded as exc:
+                log.warning("daily counters: %s; reloading", exc)
+                follower = None
+            except Exception:
+                log.exception("daily counters failed")
+                if follower is not None and follower.saved is None:
+                    follower = None  # not started: start again
+            stop.wait(COUNT_EVERY)
 
     def maintain() -> None:  # hourly, by the producing aggregator: thin fixes past the retention period
         from feeds.pipeline import PipelineConfig
@@ -140,7 +163,7 @@ def start_aggregator(
                 except Exception:
                     log.exception("thinning positions failed")
 
-    threading.Thread(target=rank, name="gw-ranking", daemon=True).start()
+    threading.Thread(target=count, name="gw-counters", daemon=True).start()
     threading.Thread(target=maintain, name="gw-maintenance", daemon=True).start()
     agg.start()
     return agg

@@ -320,14 +320,38 @@ class Broadcaster:
         except (KeyError, AttributeError):
             return 0
 
+    def _cut(self, sid: str) -> None:
+        """Close a slow client's connection and discard what is queued for it.
+
+        The Engine.IO connection is closed, not only the namespace: a Socket.IO client reconnects by
+        itself after a transport close (after a namespace ``disconnect`` from the server it would not)
+        and starts over from a snapshot. The disconnect handlers run now; no packet is queued behind the
+        backlog; the connection's writer ends once its blocked send returns (or times out).
+        """
+        server = self.socketio.server
+        eio_sid = server.manager.eio_sid_from_sid(sid, self.namespace)
+        sock = server.eio.sockets.get(eio_sid) if eio_sid is not None else None
+        if sock is None:
+            server.disconnect(sid, namespace=self.namespace, ignore_queue=True)
+            return
+        sock.close(wait=False, abort=True)
+        empty = server.eio.get_queue_empty_exception()
+        while True:
+            try:
+                sock.queue.get_nowait()
+            except empty:
+                break
+            sock.queue.task_done()
+        sock.queue.put(None)  # the writer's end-of-connection mark (taken out with the backlog above)
+
     def _prune(self, room: str) -> None:
-        """Disconnect clients whose send queue is past the bound (they reconnect and get a snapshot)."""
+        """Close clients whose send queue is past the bound (they reconnect and get a snapshot)."""
         for sid in list(self.rooms.get(room, ())):
             if self._queued(sid) > self.max_queue:
                 self.dropped += 1
                 log.warning("dropping slow /live client %s (queue over %d)", sid, self.max_queue)
                 self.drop(sid)
-                self.socketio.server.disconnect(sid, namespace=self.namespace)
+                self._cut(sid)
 
     def tick(self) -> None:
         """Drain the live state once and send one tick (and any alerts) to every room in use."""
