@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import engineio
 import shapely
 import socketio
 from sqlalchemy import select
@@ -162,6 +163,25 @@ class Refused(Exception):
         self.reason = reason
 
 
+def _in_arrival_order(client: socketio.Client) -> None:
+    """Handle each incoming message on the client's read loop, in the order it arrived.
+
+    python-engineio's client starts a thread per message, so two ticks close together can reach the
+    handlers (and a Peer's record) swapped; tests that check consecutive ``seq`` would then see a
+    gap that never happened on the wire. The handlers here only record, so running them inline is safe.
+    """
+    eio = client.eio
+    threaded = eio._receive_packet
+
+    def receive(pkt: Any) -> None:
+        if pkt.packet_type == engineio.packet.MESSAGE:
+            eio._trigger_event("message", pkt.data, run_async=False)
+        else:
+            threaded(pkt)
+
+    eio._receive_packet = receive
+
+
 class Peer:
     """A ``socketio.Client`` connected to one namespace that records what the server sends."""
 
@@ -177,6 +197,7 @@ class Peer:
         self.namespace = namespace
         self.token = token
         self.client = socketio.Client(reconnection=False)
+        _in_arrival_order(self.client)
         self.received: list[tuple[str, Any]] = []
         self.refusal: Any = None
         self._cond = threading.Condition()
