@@ -1,5 +1,5 @@
 """``python -m bench [init] [index] [lifecycle] [evaluation] [ingest] [fanout] [wall] [api] [replay]
-[desk_eval] [startup] [scale] [--profile]``.
+[desk_eval] [startup] [scale] [desk_pages] [--profile] [--backend B]``.
 
 Benchmarks.
 
@@ -16,7 +16,7 @@ from bench import FAIL, PASS, SKIP, Result, console, machine_lines
 
 BENCHMARKS = (
     "init", "index", "lifecycle", "evaluation", "ingest", "fanout", "wall", "api", "replay", "desk_eval",
-    "startup", "scale",
+    "startup", "scale", "desk_pages",
 )  # fmt: skip
 
 
@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="init: run the Chaoyang build under cProfile and print the top"
     )
     parser.add_argument("--seconds", type=float, default=120.0, help="wall: length of the measured run")
+    parser.add_argument(
+        "--backend", choices=("postgresql", "sqlite", "both"), default="both", help="desk_pages: databases"
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:
@@ -87,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import bench_scale
 
             results += bench_scale.run()
+        elif name == "desk_pages":
+            from bench import bench_desk_pages
+
+            results += bench_desk_pages.run(backend=args.backend)
         else:
             from bench import bench_wall
 

@@ -255,7 +255,6 @@ class DeskData:
             Case.deadline,
             Case.grid_code,
             Case.description,
-            Case.state,
         )
         q = (
             q.where(Case.grid_code == prefix)
@@ -268,20 +267,21 @@ class DeskData:
             q = q.where(Case.reported_at >= since)
         if stage:
             q = q.where(Case.stage == stage)
+        # newest first through ix_cases_grid_open / ix_cases_grid_reported: reads ``limit`` rows
         q = q.order_by(Case.reported_at.desc()).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
             ids = [r.id for r in rows]
             media: dict[str, str] = {}
             if ids:
-                for cid, data in conn.execute(
-                    select(CaseEventRow.case_id, CaseEventRow.data)
-                    .where(CaseEventRow.case_id.in_(ids))
+                refs_of = CaseEventRow.data["media"].as_string()  # the photo field, not all the data
+                for cid, refs in conn.execute(
+                    select(CaseEventRow.case_id, refs_of)
+                    .where(CaseEventRow.case_id.in_(ids), refs_of != "")
                     .order_by(CaseEventRow.case_id, CaseEventRow.seq)
                 ):  # the first photo of each case (report, verification or handling)
-                    refs = str((data or {}).get("media") or "")
                     if refs and cid not in media:
-                        media[cid] = refs.split(",")[0]
+                        media[cid] = str(refs).split(",")[0]
         out = []
         for r in rows:
             out.append(
@@ -323,9 +323,12 @@ def _utc(value: datetime) -> datetime:
 
 def _case_view(s: Session, row: Case) -> dict[str, Any]:
     state = state_from_json(row.state)
-    events = list(
-        s.scalars(select(CaseEventRow).where(CaseEventRow.case_id == row.id).order_by(CaseEventRow.seq))
-    )
+    e_ = CaseEventRow
+    events = s.execute(  # plain rows (no ORM objects): a long timeline has dozens of events
+        select(e_.seq, e_.action, e_.actor, e_.role, e_.from_status, e_.to_status, e_.at, e_.opinion, e_.data)
+        .where(e_.case_id == row.id)
+        .order_by(e_.seq)
+    ).all()
     timers = list(s.scalars(select(StageTimerRow).where(StageTimerRow.case_id == row.id)))
     media: list[str] = []
     for e in events:

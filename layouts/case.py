@@ -207,7 +207,7 @@ def actions_panel(ctx: PageContext, c: Mapping[str, Any]) -> html.Section | None
     if state.request is not None:
         req = state.request
         pending = html.P(
-            f"{t('act.pending', lang)}: {t(f'action.{req.action.value}', lang)} · {req.actor} · "
+            f"{t('act.pending', lang)}: {t(f'action.{req.action.value}', lang)} · {req.by} · "
             f"{local(req.at)}" + (f" · {req.extra}" if req.extra is not None else ""),
             className="gw-act-pending",
         )

@@ -119,6 +119,9 @@ class Case(Base):
         Index("ix_cases_status", "status"),
         Index("ix_cases_street_status", "street_code", "status"),
         Index("ix_cases_deadline", "open", "deadline"),
+        # the grid page: a grid's cases newest first, all of them or the open ones (migration 0008)
+        Index("ix_cases_grid_reported", "grid_code", "reported_at"),
+        Index("ix_cases_grid_open", "grid_code", "open", "reported_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -265,6 +268,7 @@ class Position(Base):
     __table_args__ = (
         Index("ix_positions_supervisor_at", "supervisor_id", "at", unique=True),
         Index("ix_positions_at", "at"),
+        Index("ix_positions_grid_at", "grid_code", "at"),  # a grid's last visit (migration 0008)
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -512,6 +512,16 @@ def test_the_case_page_offers_what_the_role_may_do_at_this_stage(srv: DeskServer
         c["props"]["value"] for c in _components(find(page, ids.CASE_ACTIONS)) if c["type"] == "Option"
     ]
     assert options and options[0] == "10", options
+    assert _command(who["disp"], srv, action="dispatch", case_id=case_id).json()["accepted"]
+    dept = login_http(srv.url, "dept10", PASSWORD)
+    assert _actions(_case_page(dept, srv, case_id)) == [
+        "feedback", "request_extension", "request_suspension", "request_return",
+    ]  # fmt: skip
+    asked = _command(dept, srv, action="extend", case_id=case_id, opinion="材料未到", extra="2工作日")
+    assert asked.json()["accepted"], asked.text
+    page = _case_page(who["disp"], srv, case_id)  # a pending request: the dispatcher decides it
+    assert _actions(page) == ["approve", "reject", "urge"]
+    assert any("dept10" in x and "2工作日" in x for x in texts(find(page, ids.CASE_ACTIONS)))
 
 
 def test_the_nearest_supervisor_gets_the_check_task_on_a_device_and_the_result_reaches_the_case_page(
