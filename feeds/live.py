@@ -18,6 +18,7 @@ rebuilt from the database on start by :func:`rebuild` (the record is the databas
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -126,6 +127,9 @@ class GridCount:
     overdue: int = 0
     reported: int = 0  # today
     patrol_s: float = 0.0  # today
+    # the latest patrol fix inside the grid since the state was built: a shortcut for the desk, kept in
+    # memory only (not in Redis, not in ticks), so not part of a view's equality
+    last_at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -240,6 +244,10 @@ class MemoryLiveState:
         self._status: dict[str, SupervisorStatus] = {sid: SupervisorStatus.OFFLINE for sid in self._sups}
         self._cases: dict[str, LiveCase] = {}
         self._overdue: set[str] = set()
+        # (deadline, case) of open cases, earliest first: a tick visits only the ones that fell due
+        # (stale entries, of cases closed or given a new deadline since, are skipped when they come up)
+        self._due: list[tuple[datetime, str]] = []
+        self._due_built = False  # False: rebuild _due from _cases at the next tick (after a bulk load)
         self._grids: dict[str, GridCount] = {g: GridCount() for g in self.area_of_grid}
         self._day: date = (now or datetime.now(UTC)).astimezone(tz).date()
         self._day_utc = _day_bounds(self._day, tz)
@@ -280,6 +288,8 @@ class MemoryLiveState:
                 if adv.patrol_grid is not None and self._day_utc[0] <= fix.at < self._day_utc[1]:
                     gc = self._grids.setdefault(adv.patrol_grid, GridCount())
                     gc.patrol_s += adv.patrol_seconds
+                    if gc.last_at is None or fix.at > gc.last_at:
+                        gc.last_at = fix.at
                     self._patrol_grids.add(adv.patrol_grid)
 
     def apply_case(self, state: CaseState, events: Sequence[CaseEvent], place: Place | None) -> None:
@@ -403,6 +413,12 @@ class MemoryLiveState:
         with self._lock:
             return self._sups.get(supervisor)
 
+    def grid_count(self, code: str) -> GridCount | None:
+        """A copy of one grid's live counters (None for an unknown grid)."""
+        with self._lock:
+            gc = self._grids.get(code)
+            return None if gc is None else replace(gc)
+
     def grid_counts(self) -> dict[str, GridCount]:
         """A copy of every grid's live counters."""
         with self._lock:
@@ -453,23 +469,47 @@ class MemoryLiveState:
                         Alert(new.value, now, supervisor=sid, street=st.area[:9] if st.area else None,
                               grid=st.grid, lon=st.lon, lat=st.lat)
                     )  # fmt: skip
-        for cid, c in self._cases.items():
-            late = c.deadline is not None and c.deadline < now
-            if late and cid not in self._overdue:
-                self._overdue.add(cid)
-                if c.grid is not None:
-                    self._grid(c.grid).overdue += 1
-                self._dirty_cases.add(cid)
-                self._kpi_dirty = True
-                self._alerts.append(
-                    Alert("overdue", now, case=cid, street=c.street, grid=c.grid, lon=c.lon, lat=c.lat,
-                          text=c.stage)
-                )  # fmt: skip
-            elif not late and cid in self._overdue:
+        self._refresh_overdue(now)
+
+    def _refresh_overdue(self, now: datetime) -> None:
+        """Mark cases past their deadline (an alert each) and unmark those given a later one.
+
+        Only the cases changed since the last tick and the ones whose deadline fell due are visited:
+        a full pass over 50,000 open cases cost 80 ms a second (python -m bench desk_pages).
+        """
+        if not self._due_built or len(self._due) > 4 * len(self._cases) + 1024:
+            self._due = [(c.deadline, cid) for cid, c in self._cases.items() if c.deadline is not None]
+            heapq.heapify(self._due)
+            self._due_built = True
+            check = set(self._overdue)
+        else:
+            for cid in self._dirty_cases:
+                c = self._cases.get(cid)
+                if c is not None and c.deadline is not None:
+                    heapq.heappush(self._due, (c.deadline, cid))
+            check = self._overdue & self._dirty_cases
+        for cid in check:  # a new stage, an extension or a suspension: maybe no longer late
+            c = self._cases.get(cid)
+            if c is not None and not (c.deadline is not None and c.deadline < now):
                 self._overdue.discard(cid)
                 if c.grid is not None:
                     self._grid(c.grid).overdue -= 1
                 self._kpi_dirty = True
+        while self._due and self._due[0][0] < now:
+            deadline, cid = heapq.heappop(self._due)
+            c = self._cases.get(cid)
+            if c is None or c.deadline != deadline or cid in self._overdue:
+                continue
+            self._overdue.add(cid)
+            if c.grid is not None:
+                self._grid(c.grid).overdue += 1
+            self._dirty_cases.add(cid)
+            self._kpi_dirty = True
+            self._alerts.append(
+                Alert(
+                    "overdue", now, case=cid, street=c.street, grid=c.grid, lon=c.lon, lat=c.lat, text=c.stage
+                )
+            )
 
     def _kpi_now(self) -> dict[str, Any]:
         handling = sum(1 for c in self._cases.values() if c.stage == Stage.HANDLING.value)

@@ -449,6 +449,12 @@ class RedisLiveState(MemoryLiveState):
             self._fresh(now)
             return super().snapshot(now)
 
+    def grid_count(self, code: str) -> GridCount | None:
+        """A copy of one grid's live counters."""
+        with self._lock:
+            self._fresh(datetime.now(UTC))
+            return super().grid_count(code)
+
     def grid_counts(self) -> dict[str, GridCount]:
         """A copy of every grid's live counters."""
         with self._lock:
@@ -501,6 +507,7 @@ class RedisLiveState(MemoryLiveState):
         }
         self._cases = {cid: _case_of(raw) for cid, raw in case.items()}
         self._overdue = {_s(c) for c in overdue} & set(self._cases)
+        self._due_built = False  # the deadlines heap is rebuilt from these cases at the next tick
         grids = set(self.area_of_grid) | set(gopen) | set(goverdue) | set(rep) | set(patrol)
         self._grids = {
             g: GridCount(

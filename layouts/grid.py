@@ -131,8 +131,9 @@ def grid_facts(ctx: PageContext, code: str) -> html.Div:
     g = h.grids[code]
     lang = ctx.lang
     sup = h.supervisor_of_area.get(g.area or "")
-    counts = ctx.live.grid_counts().get(code) if ctx.live is not None else None
-    visit = ctx.data.last_visit(code, ctx.now - WEEK)
+    counts = ctx.live.grid_count(code) if ctx.live is not None else None
+    visit = counts.last_at if counts is not None and counts.last_at is not None else None
+    visit = visit or ctx.data.last_visit(code, ctx.now - WEEK)
     patrol_min = round(counts.patrol_s / 60.0) if counts is not None else None
     return html.Div(
         [

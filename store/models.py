@@ -268,7 +268,6 @@ class Position(Base):
     __table_args__ = (
         Index("ix_positions_supervisor_at", "supervisor_id", "at", unique=True),
         Index("ix_positions_at", "at"),
-        Index("ix_positions_grid_at", "grid_code", "at"),  # a grid's last visit (migration 0008)
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -57,3 +57,39 @@ def test_zero_patrol_interval_sends_patrol_time_in_every_tick() -> None:
     live.tick(T0)
     walk(live, "s1", G1, T0, [0, 10])
     assert live.tick(T0 + timedelta(seconds=1)).grids[G1].patrol_s == 10.0
+
+
+def test_overdue_follows_deadlines_without_visiting_every_case() -> None:
+    from domain.lifecycle import Accepted, Action, Actor, Command, Context, Role, apply
+    from domain.workcalendar import load_calendar
+    from feeds.live import Place
+
+    live = state()
+    ctx = Context(catalogue=load_catalogue("cjt214"), calendar=load_calendar())
+    data = {"kind": "component", "class_code": "0101", "condition_code": "03", "source": "supervisor"}
+
+    def step(prev: object, action: Action, role: Role, at: datetime, opinion: str = "") -> object:
+        out = apply(prev, Command(action, "C1", Actor("x", role), opinion, data), at, ctx)  # type: ignore[arg-type]
+        assert isinstance(out, Accepted), out
+        return out.state
+
+    reported = step(None, Action.REPORT, Role.SUPERVISOR, T0)
+    live.apply_case(reported, (), Place(G1, G1[:9], 116.4, 39.9))  # type: ignore[arg-type]
+    live.tick(T0)
+    due = reported.timers["accept"].deadline  # type: ignore[attr-defined]
+    assert "C1" not in live.tick(due - timedelta(seconds=1)).cases  # nothing changed, nothing late
+    late = live.tick(due + timedelta(seconds=1))
+    assert [(a.kind, a.case) for a in late.alerts] == [("overdue", "C1")] and late.cases[0].id == "C1"
+    assert live.overdue_ids() == {"C1"} and live.grid_count(G1).overdue == 1  # type: ignore[union-attr]
+    assert not live.tick(due + timedelta(seconds=2)).alerts  # said once
+    accepted = step(reported, Action.ACCEPT, Role.ACCEPTOR, due + timedelta(seconds=3))  # a new stage clock
+    live.apply_case(accepted, (), None)  # type: ignore[arg-type]
+    live.tick(due + timedelta(seconds=4))
+    assert live.overdue_ids() == frozenset() and live.grid_count(G1).overdue == 0  # type: ignore[union-attr]
+    filing_due = accepted.timers["file"].deadline  # type: ignore[attr-defined]
+    live.tick(filing_due + timedelta(seconds=1))
+    assert live.overdue_ids() == {"C1"}  # late again, in the new stage
+    voided = step(accepted, Action.VOID, Role.SHIFT_LEADER, filing_due + timedelta(seconds=2), "重复")
+    live.apply_case(voided, (), None)  # type: ignore[arg-type]
+    live.tick(filing_due + timedelta(seconds=3))
+    assert live.overdue_ids() == frozenset() and live.grid_count(G1).overdue == 0  # type: ignore[union-attr]
