@@ -88,9 +88,9 @@ def actor_of(person: Mapping[str, Any]) -> Actor | None:
 def _allowed(
     state: CaseState, actor: Actor, action: Action, data: Mapping[str, Any], rules: Context, now: datetime
 ) -> bool:
-    at = max(now, state.updated_at)
+    at = max(now, state.updated_at)  # rules.now is None: a trial is never "in the future"
     cmd = Command(action, state.id, actor, "-", data)
-    return not isinstance(apply(state, cmd, at, replace(rules, now=None)), Rejection)
+    return not isinstance(apply(state, cmd, at, rules), Rejection)
 
 
 def offers(state: CaseState, person: Mapping[str, Any], rules: Context, now: datetime) -> list[Offer]:
@@ -98,10 +98,11 @@ def offers(state: CaseState, person: Mapping[str, Any], rules: Context, now: dat
     actor = actor_of(person)
     if actor is None or not state.is_open:
         return []
+    free = replace(rules, now=None)
     return [
         Offer(a.value, a in OPINION_REQUIRED, FIELDS.get(a, ()))
         for a in OFFERED
-        if _allowed(state, actor, a, _TRIAL_DATA.get(a, {}), rules, now)
+        if _allowed(state, actor, a, _TRIAL_DATA.get(a, {}), free, now)
     ]
 
 
@@ -111,7 +112,7 @@ def may_assign(state: CaseState, person: Mapping[str, Any], rules: Context, now:
     return (
         actor is not None
         and state.status in (Status.VERIFYING, Status.TO_CHECK)
-        and _allowed(state, actor, Action.ASSIGN, {"assignee": "-"}, rules, now)
+        and _allowed(state, actor, Action.ASSIGN, {"assignee": "-"}, replace(rules, now=None), now)
     )
 
 

@@ -413,6 +413,16 @@ class MemoryLiveState:
         with self._lock:
             return self._sups.get(supervisor)
 
+    def supervisor_views(self) -> tuple[LiveSupervisor, ...]:
+        """Every supervisor as the screens show them (status as of the last tick), without a snapshot."""
+        with self._lock:
+            return tuple(self._sup_view(s) for s in self._sups)
+
+    def open_cases(self) -> tuple[LiveCase, ...]:
+        """Every open case, without a snapshot."""
+        with self._lock:
+            return tuple(self._cases.values())
+
     def grid_count(self, code: str) -> GridCount | None:
         """A copy of one grid's live counters (None for an unknown grid)."""
         with self._lock:

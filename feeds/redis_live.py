@@ -55,6 +55,7 @@ from feeds.live import (
     GridCount,
     Kpi,
     LiveCase,
+    LiveSupervisor,
     MemoryLiveState,
     Place,
     View,
@@ -448,6 +449,18 @@ class RedisLiveState(MemoryLiveState):
         with self._lock:
             self._fresh(now)
             return super().snapshot(now)
+
+    def supervisor_views(self) -> tuple[LiveSupervisor, ...]:
+        """Every supervisor (the producer's mirror as of its last tick; elsewhere reloaded from Redis)."""
+        with self._lock:
+            self._fresh(datetime.now(UTC))
+            return super().supervisor_views()
+
+    def open_cases(self) -> tuple[LiveCase, ...]:
+        """Every open case (the producer's mirror as of its last tick; elsewhere reloaded from Redis)."""
+        with self._lock:
+            self._fresh(datetime.now(UTC))
+            return super().open_cases()
 
     def grid_count(self, code: str) -> GridCount | None:
         """A copy of one grid's live counters."""

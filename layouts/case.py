@@ -289,8 +289,8 @@ def tasks_panel(ctx: PageContext, c: Mapping[str, Any]) -> html.Section | None:
     point = _case_point(ctx, c) if may else None
     if may and point is not None:
         kind = "verify" if c["status"] == "verifying" else "check"
-        view = ctx.view()
-        cands = with_open_tasks(ctx.data.engine, nearest(view.supervisors if view else (), *point))
+        sups = ctx.live.supervisor_views() if ctx.live is not None else ()
+        cands = with_open_tasks(ctx.data.engine, nearest(sups, *point))
         body.append(html.H3(t("act.nearest", lang)))
         body.append(
             html.P(t("act.nearest.hint", lang).format(task=t(f"task.{kind}", lang)), className="gw-dim")

@@ -63,9 +63,8 @@ def _row(ctx: PageContext, item: WorkItem, names: dict[str, str], class_name: An
 def queue_body(ctx: PageContext, role: str) -> list[Any]:
     """The count and the table of ``role``'s items (rebuilt on live changes)."""
     lang = ctx.lang
-    view = ctx.view()
     policy = ctx.rules.policy if ctx.rules is not None else None
-    items = worklist(role, view.cases if view is not None else (), policy)
+    items = worklist(role, ctx.live.open_cases() if ctx.live is not None else (), policy)
     if not items:
         return [html.P(t("queue.empty", lang), className="gw-dim gw-q-empty")]
     names = {s.code: s.name for s in ctx.overview.streets}
