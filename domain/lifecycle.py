@@ -626,8 +626,8 @@ def _urge(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Con
     return _role(cmd, ctx.policy.urge_roles) or ({"urges": state.urges + 1}, _NO_EXTRA)
 
 
-# the task an assignment moves, by the case's status
-ASSIGN_TASK = {Status.VERIFYING: "verify", Status.TO_CHECK: "check"}
+# the supervisor task (核实/核查) a case has out in a status; its kind is also its stage timer's name
+TASK_OF_STATUS: dict[Status, str] = {Status.VERIFYING: "verify", Status.TO_CHECK: "check"}
 
 
 def _assign(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
@@ -636,7 +636,7 @@ def _assign(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: C
         return r
     if not cmd.data.get("assignee"):
         return _reject(Rule.MISSING_ASSIGNEE, "assign needs assignee: the supervisor to send")
-    return {}, {"task": ASSIGN_TASK[state.status]}
+    return {}, {"task": TASK_OF_STATUS[state.status]}
 
 
 _HANDLERS = {

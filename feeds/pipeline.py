@@ -52,7 +52,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from domain.catalogue import CatalogueError
 from domain.crs import to_wgs84
 from domain.index import PointGridIndex
-from domain.lifecycle import Action, Actor, CaseEvent, CaseState, Command, Context, Role, Status
+from domain.lifecycle import (
+    TASK_OF_STATUS,
+    Action,
+    Actor,
+    CaseEvent,
+    CaseState,
+    Command,
+    Context,
+    Role,
+)
 from domain.supervisor import Fix, SupervisorRules, distance_m
 from feeds.counters import CounterKeeper
 from feeds.live import MemoryLiveState, Place
@@ -1162,7 +1171,7 @@ class Pipeline:
             it.recorded = True  # execute wrote the dead letter
 
     def _task_for(self, state: CaseState, cmd: Command, it: _Item, pub: _Published) -> None:
-        kind = {Status.VERIFYING: "verify", Status.TO_CHECK: "check"}.get(state.status)
+        kind = TASK_OF_STATUS.get(state.status)
         who = cmd.data.get("assignee")
         if kind is None or not who:
             return

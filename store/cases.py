@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from domain.catalogue import Catalogue
 from domain.lifecycle import (
+    TASK_OF_STATUS,
     Accepted,
     Action,
     CaseEvent,
@@ -37,7 +38,6 @@ from domain.lifecycle import (
     Context,
     Rejection,
     Rule,
-    Status,
     apply,
     fingerprint,
     state_from_json,
@@ -380,7 +380,7 @@ def _plain(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (v if isinstance(v, str | int | float | bool | None) else str(v)) for k, v in data.items()}
 
 
-_TASK_TIMER = {Status.VERIFYING: "verify", Status.TO_CHECK: "check"}  # task kind = its timer
+_TASK_TIMER = TASK_OF_STATUS  # task kind = its timer
 
 
 def _write(

@@ -16,12 +16,12 @@ import orjson
 from sqlalchemy import JSON, Boolean, Column, Table, insert
 from sqlalchemy.engine import Connection
 
-from domain.lifecycle import Action, CaseEvent, CaseState, Command, Status, fingerprint
+from domain.lifecycle import TASK_OF_STATUS, Action, CaseEvent, CaseState, Command, fingerprint
 from store.cases import _case_columns, _plain, _timer_row, sqlite_utc_text
 from store.db import UTCDateTime
 from store.models import Case, CaseEventRow, StageTimerRow, Task
 
-_TASK_OF = {Status.VERIFYING: "verify", Status.TO_CHECK: "check"}
+_TASK_OF = TASK_OF_STATUS
 
 
 @dataclass(frozen=True)

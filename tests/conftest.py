@@ -134,3 +134,13 @@ def city_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
             conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One ``python app.py run`` with its simulation, from an empty folder, shared by the browser test
+    modules (a first start builds the district and a week of history: about half a minute each)."""
+    from tests.serve import run_app
+
+    with run_app(tmp_path_factory.mktemp("app"), timeout=240) as srv:
+        yield srv

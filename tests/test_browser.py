@@ -26,9 +26,8 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with run_app(tmp_path_factory.mktemp("browser"), timeout=90) as srv:
-        yield srv
+def server(app_server: Server) -> Server:
+    return app_server  # tests.conftest: one running app for the browser modules
 
 
 @pytest.fixture(scope="module")

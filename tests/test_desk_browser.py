@@ -22,9 +22,9 @@ import pytest
 from dashboard import ids
 from store.db import create_engine, session_factory
 from store.geography import load_index
-from tests.desk_login import add_user_cli, login_browser
+from tests.desk_login import add_desk_user, add_user_cli, login_browser
 from tests.live_server import Peer, Spot, provisioned_spots
-from tests.serve import ROOT, Server, run_app
+from tests.serve import ROOT, Server
 from tests.test_browser import CHROMIUM_ARGS
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -44,17 +44,21 @@ SMALLEST_TEXT = """(least) => {
 }"""
 
 
-OPERATORS = {"acc1": ("acceptor",), "shift1": ("shift_leader",), "disp1": ("dispatcher",),
-             "dept1": ("department", "--department", "10")}  # fmt: skip
+OPERATORS = {"acc1": ("acceptor", None), "shift1": ("shift_leader", None), "disp1": ("dispatcher", None),
+             "dept1": ("department", "10")}  # person → (role, department)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with run_app(tmp_path_factory.mktemp("desk"), timeout=240) as srv:
-        add_user_cli(srv.cwd, "lead1", PASSWORD, "leader")
-        for user, (role, *extra) in OPERATORS.items():
-            add_user_cli(srv.cwd, user, PASSWORD, role, *extra)
-        yield srv
+def server(app_server: Server) -> Server:
+    """The running app (tests.conftest, shared with the wall's browser tests) with the desk's people."""
+    add_user_cli(app_server.cwd, "lead1", PASSWORD, "leader")  # through the CLI, as an operator would
+    engine = create_engine(f"sqlite:///{app_server.cwd / 'var' / 'gridwall.db'}")
+    try:  # the others straight into the store (the CLI is tested in tests/test_accounts.py)
+        for user, (role, department) in OPERATORS.items():
+            add_desk_user(engine, user, PASSWORD, role, department=department)
+    finally:
+        engine.dispose()
+    return app_server
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import json
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +23,7 @@ import sqlalchemy as sa
 from store.db import create_engine
 from store.models import Position
 from tests.live_server import Peer
-from tests.test_scale_support import Deployment, Spot, spots
+from tests.test_scale_support import Deployment, Spot, deployed, spots
 
 SECONDS = float(os.environ.get("GW_SCALE_SECONDS", "30"))  # the consecutive-seq run (issue: 30 s)
 
@@ -33,26 +32,8 @@ SECONDS = float(os.environ.get("GW_SCALE_SECONDS", "30"))  # the consecutive-seq
 def deployment(
     pg_server_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
-    prefix = f"gwtest-{uuid.uuid4().hex[:10]}"
-    dep = Deployment(pg_server_url, redis_url, prefix, tmp_path_factory.mktemp("scale"))
-    try:
-        dep.start("aggregator")
-        dep.start("ingest")
-        dep.start("web")
-        dep.start("web")
+    with deployed(pg_server_url, redis_url, tmp_path_factory.mktemp("scale")) as dep:
         yield dep
-    finally:
-        dep.stop()
-        r = redis.Redis.from_url(redis_url)
-        keys = list(r.scan_iter(f"{prefix}:*", count=1000))
-        if keys:
-            r.delete(*keys)
-        eng = sa.create_engine(pg_server_url)
-        with eng.begin() as conn:
-            schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        eng.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import redis
 import requests
 import sqlalchemy as sa
 import websocket
@@ -51,7 +50,7 @@ from store.db import create_engine, transaction
 from store.evaluation import rebuild_aggregates
 from store.models import Case, CaseEventRow, CounterMark, Reject
 from tests.live_server import Peer
-from tests.test_scale_support import Deployment, Part, Spot, spots
+from tests.test_scale_support import Deployment, Part, Spot, deployed, spots
 
 MAX_QUEUE = int(Broadcaster.__init__.__kwdefaults__["max_queue"])  # type: ignore[index]
 
@@ -60,26 +59,8 @@ MAX_QUEUE = int(Broadcaster.__init__.__kwdefaults__["max_queue"])  # type: ignor
 def deployment(
     pg_server_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
-    prefix = f"gwtest-{uuid.uuid4().hex[:10]}"
-    dep = Deployment(pg_server_url, redis_url, prefix, tmp_path_factory.mktemp("slow"))
-    try:
-        dep.start("aggregator")
-        dep.start("ingest")
-        dep.start("web")
-        dep.start("web")
+    with deployed(pg_server_url, redis_url, tmp_path_factory.mktemp("slow")) as dep:
         yield dep
-    finally:
-        dep.stop()
-        r = redis.Redis.from_url(redis_url)
-        keys = list(r.scan_iter(f"{prefix}:*", count=1000))
-        if keys:
-            r.delete(*keys)
-        eng = sa.create_engine(pg_server_url)
-        with eng.begin() as conn:
-            schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        eng.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,15 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
 import requests
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from store.build import stored_district
@@ -135,3 +140,29 @@ def spots(engine: Engine, devices: dict[str, str]) -> list[Spot]:
     with session_factory(engine)() as s:
         index = load_index(s, adcode)
     return [Spot(p.person, p.secret, p.grid, p.lon, p.lat) for p in provisioned_spots(engine, index, devices)]
+
+
+@contextmanager
+def deployed(pg_url: str, redis_url: str, folder: Path) -> Iterator[Deployment]:
+    """An aggregator, an ingest consumer and two web processes on a fresh key prefix; afterwards the
+    processes stopped, the prefix's Redis keys deleted and the PostgreSQL schema emptied."""
+    prefix = f"gwtest-{uuid.uuid4().hex[:10]}"
+    dep = Deployment(pg_url, redis_url, prefix, folder)
+    try:
+        dep.start("aggregator")
+        dep.start("ingest")
+        dep.start("web")
+        dep.start("web")
+        yield dep
+    finally:
+        dep.stop()
+        r = redis.Redis.from_url(redis_url)
+        keys = list(r.scan_iter(f"{prefix}:*", count=1000))
+        if keys:
+            r.delete(*keys)
+        eng = sa.create_engine(pg_url)
+        with eng.begin() as conn:
+            schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        eng.dispose()
