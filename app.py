@@ -546,9 +546,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(args_list)
     from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-    from domain.errors import GeoInputError, RosterError
+    from domain.errors import GeoInputError, RosterError, SimulationError  # light: `user`, `token` start fast
     from feeds.replay import ReplayError
-    from feeds.simulator import SimulationError
     from store.accounts import AccountError
 
     try:

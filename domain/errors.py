@@ -7,3 +7,7 @@ class RosterError(ValueError):
 
 class GeoInputError(ValueError):
     """Bad geographic input: names the file (or district) and the problem."""
+
+
+class SimulationError(RuntimeError):
+    """The simulation cannot start (its plan and the database disagree; feeds.simulator)."""

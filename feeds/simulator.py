@@ -38,6 +38,7 @@ from shapely.geometry import shape
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.engine import Engine
 
+from domain.errors import SimulationError
 from domain.evaluation import CaseInfo, DailyAggregates
 from domain.lifecycle import Accepted, Action, CaseEvent, CaseState, Command, Context, Role, apply
 from feeds.core import LiveCore, build_context
@@ -66,10 +67,7 @@ ANSWER_OPINIONS = {
     ("check", False): "模拟数据：未处置到位，请返工",
 }
 HORIZON_DAYS = 3650
-
-
-class SimulationError(RuntimeError):
-    """The simulation cannot start (its plan and the database disagree)."""
+__all__ = ["Simulation", "SimulationError", "SimulationStats"]
 
 
 @dataclass
