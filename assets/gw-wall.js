@@ -2,7 +2,7 @@
  *
  * Reads element ids, texts, colours and orders from the JSON config element that layouts/wall.py
  * renders; holds the live state (supervisors, open cases, KPIs, stages, events); checks `seq` and
- * asks for a `resync` on a gap; redraws the map traces with Plotly.restyle at most once a second.
+ * asks for a `resync` on a gap; draws supervisors and cases over the map (gw-marks.js) on every tick.
  * The socket and the panels start as soon as the config is there; the map joins once Plotly has
  * drawn the graph (plotly.js is several MB: the KPI tiles do not wait for it).
  */
@@ -29,13 +29,12 @@
                   hours: null, ranking: null };
     var dirtyMap = true;
     var dirtyCases = true;  // the case traces change only with cases (and with time: overdue, pulse)
-    var mapAt = 0;  // when the map was last redrawn
     var casesAt = 0;  // when the case traces were last redrawn
     var alertUntil = 0;
     // Timing for benchmarks (performance.now(), ms since navigation start); read-only, no effect on
     // behaviour: per tick its arrival, the end of the panel update and the end of the map redraw.
     var perf = window.__gw = { ticks: 0, gaps: 0, applied: [], snapshot: null, panels: null, map: null };
-    var perfWaiting = [];
+    var perfWaiting = [], panelsAt = 0;
 
     function merge(cols, into, key) {
       if (!cols || !cols[key]) { return; }
@@ -63,6 +62,7 @@
       state.sim = !!msg.sim;
       dirtyMap = true;
       renderPanels();
+      panelsAt = performance.now();
       renderMap();  // the map follows the tick (at most about once a second; see renderMap)
       if (full && perf.panels === null && state.kpi) { perf.panels = performance.now(); perf.panelsFrom = "snapshot"; }
     }
@@ -174,76 +174,63 @@
       });
     }
 
-    function traceIndex(uid) {
-      for (var i = 0; i < graph.data.length; i++) { if (graph.data[i].uid === uid) { return i; } }
-      return -1;
-    }
-
-    function mapReady() {  // restyling before MapLibre has its style logs "Style is not done loading"
+    function mapObj() {  // the MapLibre map under the Plotly graph, once both are there
       if (!graph) {
         var box = document.getElementById(ids.WALL_MAP);
         graph = (window.Plotly && box && box.querySelector(".js-plotly-plot")) || null;
-        if (!graph) { return false; }
+        if (!graph) { return null; }
       }
-      var fl = graph._fullLayout, sub = fl && fl.map && fl.map._subplot, ml = sub && sub.map;
+      var fl = graph._fullLayout, sub = fl && fl.map && fl.map._subplot;
+      return (sub && sub.map) || null;
+    }
+
+    function mapReady() {  // restyling before MapLibre has its style logs "Style is not done loading"
+      var ml = mapObj();
       if (!ml || !ml.style) { return false; }
       // the style document itself; isStyleLoaded() also waits for every source (the heat image while
-      // it reloads every 10 s), which would stall markers and view changes on a busy machine
+      // it reloads every 10 s), which would stall view changes on a busy machine
       if (typeof ml.style._loaded === "boolean") { return ml.style._loaded; }
       return !!(ml.isStyleLoaded && ml.isStyleLoaded());
     }
 
-    var HALO_MAX = 2000;  // above this many supervisors the white halos only double MapLibre's work
+    // Supervisors, open cases and new-case pulses are drawn by assets/gw-marks.js on a canvas over
+    // the map (restyling map traces repainted the whole map in software GL on every tick). A tick
+    // redraws it at once; cases are rebuilt when they change and every 10 s for what time changes
+    // (the overdue colour, the pulse).
+    var marks = null, showCases = true;
 
-    // A redraw waits while the previous one is still being painted (two animation frames after the
-    // restyle: MapLibre paints in the first) and comes at least MAP_GAP ms after it. A fixed
-    // once-a-second gate phase-locked with the 1 s ticks: a redraw pushed late by a busy frame made
-    // every later tick wait most of a second (python -m bench wall, tick → map p50 1.0 s).
-    var MAP_GAP = 400, painting = 0;  // painting: when the unfinished redraw began (0: none)
-
-    function renderMap() {  // when a tick changed it, as soon as the last redraw is on the screen
-      // (a hidden page gets no animation frames: after 3 s a redraw no longer waits for them)
-      if (!dirtyMap || Date.now() - painting < 3000 || Date.now() - mapAt < MAP_GAP || !mapReady() ||
-          !graph.data) { return; }
-      var iH = traceIndex("halo"), iS = traceIndex("supervisors"), iC = traceIndex("cases"), iP = traceIndex("pulse");
-      if (iH < 0 || iS < 0 || iC < 0 || iP < 0) { return; }
-      mapAt = Date.now();
+    function renderMap() {
+      var ml = mapObj();
+      if (!dirtyMap || !ml || !window.GwMarks) { return; }
+      if (!marks) { marks = perf.marks = new window.GwMarks(ml); marks.show("cases", showCases); } else { marks.attach(ml); }
       dirtyMap = false;
-      var now = Date.now() / 1000;
-      var s = Object.keys(state.sup).map(function (k) { return state.sup[k]; }).filter(function (r) { return r.lon !== null; });
-      var t0 = performance.now();
-      var sLon = s.map(function (r) { return r.lon; }), sLat = s.map(function (r) { return r.lat; });
-      var fade = s.map(function (r) { return r.status === "offline" ? 0.3 : 1.0; });
-      var halo = s.length <= HALO_MAX;
-      var upd = {
-        lon: [halo ? sLon : [], sLon], lat: [halo ? sLat : [], sLat],
-        "marker.color": ["#ffffff", s.map(function (r) { return cfg.statusColours[r.status] || "#888"; })],
-        "marker.opacity": [halo ? fade : 1.0, fade]
-      }, traces = [iH, iS];
-      // cases when they changed, and every 10 s for what time changes (overdue colour, the pulse)
+      var now = Date.now() / 1000, t0 = performance.now();
       if (dirtyCases || Date.now() - casesAt > 10000) {
         dirtyCases = false;
         casesAt = Date.now();
         var c = Object.keys(state.cases).map(function (k) { return state.cases[k]; }).filter(function (r) { return r.lon !== null; });
         var fresh = c.filter(function (r) { return now - r.reported < 60; });
-        upd.lon.push(c.map(function (r) { return r.lon; }), fresh.map(function (r) { return r.lon; }));
-        upd.lat.push(c.map(function (r) { return r.lat; }), fresh.map(function (r) { return r.lat; }));
-        upd["marker.color"].push(
+        marks.set("cases", c.map(function (r) { return r.lon; }), c.map(function (r) { return r.lat; }),
           c.map(function (r) { return r.deadline !== null && r.deadline < now ? cfg.overdueColour : (cfg.stageColours[r.stage] || "#ccc"); }),
-          cfg.overdueColour);
-        upd["marker.opacity"].push(0.95, 0.45);
-        traces.push(iC, iP);
+          0.95, 5.5, 0);
+        marks.set("pulse", fresh.map(function (r) { return r.lon; }), fresh.map(function (r) { return r.lat; }),
+          cfg.overdueColour, 0.55, 17, 3, "pulse");
+        marks.show("cases", showCases);
       }
-      window.Plotly.restyle(graph, upd, traces);
-      var began = painting = Date.now();
-      window.requestAnimationFrame(function () {
-        window.requestAnimationFrame(function () { if (painting === began) { painting = 0; renderMap(); } });
-      });
-      var waiting = perfWaiting, first = perf.map === null && s.length > 0;
+      var s = Object.keys(state.sup).map(function (k) { return state.sup[k]; }).filter(function (r) { return r.lon !== null; });
+      marks.set("supervisors", s.map(function (r) { return r.lon; }), s.map(function (r) { return r.lat; }),
+        s.map(function (r) { return cfg.statusColours[r.status] || "#888"; }),
+        s.map(function (r) { return r.status === "offline" ? 0.3 : 1.0; }), 4.5, 2);
+      marks.draw();
+      var t = performance.now(), waiting = perfWaiting;
       perfWaiting = [];
-      var t = performance.now();
-      if (first) { perf.map = t; }
+      if (perf.map === null && s.length > 0) { perf.map = t; }
       waiting.forEach(function (r) { r.map = t - r.arrive; r.restyle = t - t0; });
+      // the frame that shows it: the next animation frame (a hidden page gets none)
+      window.requestAnimationFrame(function () {
+        var f = performance.now();
+        waiting.forEach(function (r) { r.frame = f - r.arrive; });
+      });
     }
 
     var heatAt = 0;
@@ -257,7 +244,7 @@
       var url = String(layers[0].source);
       // Straight to MapLibre's image source: a Plotly relayout of the layer would reload the whole map
       // style and stall the marker updates for seconds (python -m bench wall).
-      var ml = graph._fullLayout.map._subplot.map, style = ml.getStyle(), done = false;
+      var ml = mapObj(), style = ml.getStyle(), done = false;
       Object.keys((style && style.sources) || {}).forEach(function (id) {
         var src = ml.getSource(id);
         if (!done && src && src.type === "image" && String(src.url || "").indexOf("/heat/") >= 0) {
@@ -292,10 +279,10 @@
       if (!baseView) { baseView = { lon: m.center.lon, lat: m.center.lat, zoom: m.zoom }; }
       var view = baseView, title = T["scene." + step[0]] || "";
       if (step[0] === "street") { view = fit(cfg.boxes[step[1]]); title = cfg.streets[step[1]] || step[1]; }
-      var iC = traceIndex("cases");
       wantView = view;
       applyView();
-      if (iC >= 0) { window.Plotly.restyle(graph, { visible: step[0] !== "supervisors" }, [iC]); }
+      showCases = step[0] !== "supervisors";
+      if (marks) { marks.show("cases", showCases); }
       var s = el(ids.WALL_SCENE); s.textContent = title; s.hidden = !title;
       el(ids.WALL_BOARD).hidden = step[0] !== "evaluation";
       renderBoard();
@@ -329,11 +316,12 @@
       var arrive = performance.now();
       perf.ticks++;
       if (state.seq >= 0 && msg.seq !== state.seq + 1) { perf.gaps++; socket.emit("resync", { room: "wall" }); return; }
-      apply(msg, false);
-      var r = { seq: msg.seq, arrive: arrive, panels: performance.now() - arrive, map: null };
+      var r = { seq: msg.seq, arrive: arrive, panels: null, map: null };
       perf.applied.push(r);
-      perfWaiting.push(r);
+      perfWaiting.push(r);  // the map drawing in apply() fills in r.map
       if (perf.applied.length > 2000) { perf.applied.shift(); }
+      apply(msg, false);
+      r.panels = panelsAt - arrive;
     });
     socket.on("alert", function (msg) {
       if (msg.room !== "wall") { return; }
@@ -398,7 +386,7 @@
       if (state.kpi) { perf.panels = performance.now(); perf.panelsFrom = "page"; }
     }
     setInterval(tickClock, 1000);
-    setInterval(renderMap, 100);  // a redraw held back by MAP_GAP, or by the map loading
+    setInterval(renderMap, 100);  // a redraw held back while the map loads
     tickClock();
   }
 

@@ -5,9 +5,9 @@ the same Flask server, so it shows the same live state (``core.live``) as the pr
 second its one callback returns:
 
 * the **full map figure**: the wall's base figure (``dashboard.figures.wall_map``: street outlines,
-  the heat and label images by URL, the same map style) with the four live traces filled — open
-  cases, supervisor halo, supervisors and the pulse of new cases — as ``Scattermap`` traces
-  (coordinates, colours and opacities as ``assets/gw-wall.js`` computes them);
+  the heat and label images by URL, the same map style) plus four live ``Scattermap`` traces — open
+  cases, supervisor halo, supervisors and the pulse of new cases — with the coordinates, colours,
+  opacities and sizes that ``assets/gw-wall.js`` draws on its canvas;
 * the **panel values**: KPI tiles, stage counts, the case queue (6 rows), the ticker line, the
   street ranking and the 24 hour bars.
 
@@ -27,6 +27,7 @@ from dash import Input, Output, dcc, html
 from bench import ROOT
 
 QUEUE_ROWS = 6
+SIZES = {"cases": 11, "halo": 13, "supervisors": 9, "pulse": 34}
 
 
 def register(web: Any, core: Any, kiosk: str) -> None:
@@ -89,7 +90,7 @@ def register(web: Any, core: Any, kiosk: str) -> None:
                 else STAGE_COLOURS.get(cases["stage"][i], "#ccc")
             )
 
-        live = {
+        live = {  # uid: lon, lat, colour, opacity; sizes are the canvas marks' diameters
             "cases": (
                 [cases["lon"][i] for i in ci],
                 [cases["lat"][i] for i in ci],
@@ -110,15 +111,15 @@ def register(web: Any, core: Any, kiosk: str) -> None:
                 0.45,
             ),
         }
-        data = []
-        for tr in b["data"]:
-            tr = dict(tr)
-            if tr.get("uid") in live:
-                lon, lat, colour, opacity = live[tr["uid"]]
-                tr.update(
-                    lon=lon, lat=lat, marker={**tr.get("marker", {}), "color": colour, "opacity": opacity}
-                )
-            data.append(tr)
+        data = list(b["data"])
+        for uid, (lon, lat, colour, opacity) in live.items():
+            data.append(
+                {
+                    "type": "scattermap", "uid": uid, "mode": "markers", "hoverinfo": "skip",
+                    "lon": lon, "lat": lat,
+                    "marker": {"size": SIZES[uid], "color": colour, "opacity": opacity},
+                }
+            )  # fmt: skip
         layout = dict(b["layout"])
         layers = [dict(x) for x in layout["map"].get("layers", [])]
         if layers:  # the heat image is re-fetched every 10 s, as the wall does

@@ -10,11 +10,13 @@ background thread for the whole run.
 
 Browser: Debian Chromium, headless, software rendering (``--disable-gpu``; WebGL by SwiftShader).
 The wall is ``/wall?token=<kiosk>``; ``assets/gw-wall.js`` keeps ``window.__gw`` (Performance API,
-ms since navigation start): snapshot arrival, the panels filled from it, the first map restyle with
-supervisors; per tick its arrival, the end of the panel update (synchronous, on arrival) and the
-end of the next map restyle (the script redraws the map from a 1 s interval, so a tick's map update
-waits for the next interval: 0–1 s by phase). Bytes: Chromium's CDP ``Network`` domain per page —
-``webSocketFrameReceived`` payload lengths (UTF-8) and ``loadingFinished`` ``encodedDataLength``.
+ms since navigation start): snapshot arrival, the panels filled from it, the first map drawing with
+supervisors; per tick its arrival, the end of the panel update and the end of the map drawing (both
+synchronous, on arrival: supervisors and cases are drawn on a canvas over the map by
+``assets/gw-marks.js``) and the next animation frame after the drawing — the frame that puts it on
+the screen, which is what the latency targets are judged on. Bytes: Chromium's CDP ``Network``
+domain per page — ``webSocketFrameReceived`` payload lengths (UTF-8) and ``loadingFinished``
+``encodedDataLength``.
 
 Phases: (1) the wall alone for ``--seconds`` (latency, ticks applied, bytes); (2) the naive page
 (``bench._naive_wall``: a ``dcc.Interval`` Dash page re-sending the full figure and the panels every
@@ -276,6 +278,17 @@ def _wait(page: Any, seconds: float, every: Callable[[], None] | None = None) ->
 
 
 @dataclass
+class Ticks:
+    """Per-tick times (ms after its arrival) of the ticks that arrived in one window."""
+
+    panels: list[float] = field(default_factory=list)
+    drawn: list[float] = field(default_factory=list)  # the map drawing finished (synchronous)
+    frames: list[float] = field(default_factory=list)  # the next animation frame after it: on the screen
+    cost: list[float] = field(default_factory=list)  # the map drawing's own cost
+    got: int = 0
+
+
+@dataclass
 class Outcome:
     """What the run measured."""
 
@@ -285,10 +298,7 @@ class Outcome:
     snapshot_ms: float = float("nan")
     panels_ms: float = float("nan")
     map_ms: float = float("nan")
-    panels: list[float] = field(default_factory=list)
-    maps: list[float] = field(default_factory=list)
-    restyle: list[float] = field(default_factory=list)
-    browser_ticks: int = 0
+    phase1: Ticks = field(default_factory=Ticks)
     gaps: int = 0
     server_ticks: int = 0
     wall_bps: float = 0.0
@@ -298,8 +308,7 @@ class Outcome:
     browser_cores: float = 0.0
     side_server_cores: float = 0.0
     side_browser_cores: float = 0.0
-    side_panels: list[float] = field(default_factory=list)
-    side_maps: list[float] = field(default_factory=list)
+    phase2: Ticks = field(default_factory=Ticks)
     naive_updates: int = 0
     load: Load | None = None
     loads: list[str] = field(default_factory=list)
@@ -325,13 +334,14 @@ TIMELINE = """() => {
 }"""
 
 
-def _ticks_between(page: Any, t0: float, t1: float) -> tuple[list[float], list[float], list[float], int]:
-    """Panel and map times (ms) and restyle costs of ticks that arrived in [t0, t1) (performance.now())."""
+def _ticks_between(page: Any, t0: float, t1: float) -> Ticks:
+    """The times of ticks that arrived in [t0, t1) (performance.now())."""
     rows = page.evaluate("() => window.__gw.applied")
     rows = [r for r in rows if t0 <= r["arrive"] < t1]
-    return (
+    return Ticks(
         [r["panels"] for r in rows],
         [r["map"] for r in rows if r["map"] is not None],
+        [r["frame"] for r in rows if r.get("frame") is not None],
         [r["restyle"] for r in rows if r.get("restyle") is not None],
         len(rows),
     )
@@ -356,10 +366,7 @@ def _browse(port: int, city: City, server_pid: int, seconds: float, side_seconds
             page.wait_for_function("() => window.__gw && window.__gw.map !== null", timeout=120_000)
             gw = page.evaluate("() => window.__gw")
             o.snapshot_ms, o.panels_ms, o.map_ms = gw["snapshot"], gw["panels"], gw["map"]
-            o.open_cases = page.evaluate(
-                "() => { const gd = document.querySelector('.gw-map .js-plotly-plot');"
-                " return gd.data.find(t => t.uid === 'cases').lon.length; }"
-            )
+            o.open_cases = page.evaluate("() => window.__gw.marks.points('cases').lon.length")
             say(
                 f"wall: first paint panels {o.panels_ms:.0f} ms, map {o.map_ms:.0f} ms; "
                 f"{o.open_cases:,} open cases on the map"
@@ -386,7 +393,7 @@ def _browse(port: int, city: City, server_pid: int, seconds: float, side_seconds
             o.loads.append(f"phase 1 end: {load_line()}")
             o.server_ticks = s1["ticks"] - s0["ticks"]
             o.gaps = page.evaluate("() => window.__gw.gaps") - g0
-            o.panels, o.maps, o.restyle, o.browser_ticks = _ticks_between(page, p0, p1)
+            o.phase1 = _ticks_between(page, p0, p1)
             ws, http, _ = wall.between(w0, w1)
             o.wall_bps, o.wall_http_bps = (ws + http) / (w1 - w0), http / (w1 - w0)
             # phase 2: the naive page next to it
@@ -412,7 +419,7 @@ def _browse(port: int, city: City, server_pid: int, seconds: float, side_seconds
             o.side_server_cores = (cpu_seconds(server_pid) - c0) / (w1 - w0)
             o.side_browser_cores = (_children_cpu(os.getpid()) - b0) / (w1 - w0)
             o.loads.append(f"phase 2 end: {load_line()}")
-            o.side_panels, o.side_maps, _, _ = _ticks_between(page, p0, p1)
+            o.phase2 = _ticks_between(page, p0, p1)
             ws, http, _ = wall.between(w0, w1)
             nws, nhttp, _ = nb.between(w0, w1)
             updates = sum(1 for t, _, u in nb.http if w0 <= t < w1 and "_dash-update-component" in u)
@@ -472,38 +479,44 @@ def run(seconds: float = SECONDS, side_seconds: float = SIDE_SECONDS) -> list[Re
 
 
 def _report(o: Outcome, seconds: float) -> list[Result]:
-    p50p, p95p = percentile(o.panels, 50), percentile(o.panels, 95)
-    p50m, p95m = percentile(o.maps, 50), percentile(o.maps, 95)
-    applied = len(o.maps) / o.server_ticks if o.server_ticks else 0.0
+    t1 = o.phase1
+    p50p, p95p = percentile(t1.panels, 50), percentile(t1.panels, 95)
+    p50m, p95m = percentile(t1.frames, 50), percentile(t1.frames, 95)
+    applied = len(t1.frames) / o.server_ticks if o.server_ticks else 0.0
     ratio = o.side.get("naive", 0.0) / o.side["wall"] if o.side.get("wall") else float("nan")
 
     def st(ok: bool) -> str:
         return PASS if ok else FAIL
 
     rows: list[tuple[str, str, str, str]] = [
-        ("tick → panels updated, p50 / p95", f"{p50p:,.1f} / {p95p:,.1f} ms", "(part of the next row)", INFO),
+        ("tick → panels updated, p50 / p95", f"{p50p:,.1f} / {p95p:,.1f} ms", "(in the next rows)", INFO),
         (
-            "tick → map restyled (fully applied), p50",
+            "tick → map drawn, p50 / p95",
+            f"{percentile(t1.drawn, 50):,.0f} / {percentile(t1.drawn, 95):,.0f} ms",
+            "(part of the next rows)",
+            INFO,
+        ),
+        (
+            "tick → on the screen (next frame), p50",
             f"{p50m:,.0f} ms",
             f"≤ {P50_MS:.0f} ms",
             st(p50m <= P50_MS),
         ),
         (
-            "tick → map restyled (fully applied), p95",
+            "tick → on the screen (next frame), p95",
             f"{p95m:,.0f} ms",
             f"≤ {P95_MS:.0f} ms",
             st(p95m <= P95_MS),
         ),
         (
-            "map restyle cost (10k + 5k points), p50 / p95",
-            f"{percentile(o.restyle, 50):,.0f} / {percentile(o.restyle, 95):,.0f} ms",
+            "map drawing cost (10k + 5k points), p50 / p95",
+            f"{percentile(t1.cost, 50):,.0f} / {percentile(t1.cost, 95):,.0f} ms",
             "",
             INFO,
         ),
         (
-            "ticks applied (map) / ticks sent by the server",
-            f"{len(o.maps)} / {o.server_ticks} = {applied:.1%} "
-            f"(browser got {o.browser_ticks}, gaps {o.gaps})",
+            "ticks on the screen / ticks sent by the server",
+            f"{len(t1.frames)} / {o.server_ticks} = {applied:.1%} (browser got {t1.got}, gaps {o.gaps})",
             f"≥ {APPLIED_MIN:.0%}",
             st(applied >= APPLIED_MIN and o.gaps == 0),
         ),
@@ -539,8 +552,8 @@ def _report(o: Outcome, seconds: float) -> list[Result]:
             st(ratio >= BYTES_RATIO),
         ),
         (
-            "phase 2: wall tick → map, p50 / p95",
-            f"{percentile(o.side_maps, 50):,.0f} / {percentile(o.side_maps, 95):,.0f} ms",
+            "phase 2: wall tick → on the screen, p50 / p95",
+            f"{percentile(o.phase2.frames, 50):,.0f} / {percentile(o.phase2.frames, 95):,.0f} ms",
             "",
             INFO,
         ),
@@ -592,7 +605,7 @@ def _report(o: Outcome, seconds: float) -> list[Result]:
     return [
         Result(
             "wall",
-            len(o.maps),
+            len(t1.frames),
             seconds,
             "ticks",
             "issue 7",

@@ -205,11 +205,12 @@ def wall_map(
     heat_url: str | None = None,
     viewport: tuple[int, int] = (1200, 900),
 ) -> go.Figure:
-    """The wall's map: street outlines and labels, plus empty live traces the browser fills.
+    """The wall's map: street outlines, the heat and label images; no live points.
 
-    Open cases, supervisors and the pulse of new cases start empty: the socket client in
-    ``assets/gw-wall.js`` fills them from ``/live`` snapshots and ticks (``Plotly.restyle`` by
-    ``uid``), so no figure travels from the server per tick.
+    Open cases, supervisors and the pulse of new cases are drawn by the socket client
+    (``assets/gw-wall.js`` with ``assets/gw-marks.js``) on a canvas over this map from ``/live``
+    snapshots and ticks, so no figure travels from the server per tick and MapLibre repaints only
+    when the view or the heat image changes.
     """
     lon, lat = _outline_xy(streets)
     fig = go.Figure()
@@ -217,25 +218,6 @@ def wall_map(
         go.Scattermap(
             lon=lon, lat=lat, mode="lines", line={"width": 2.4, "color": STREET_LINE}, hoverinfo="skip",
             name=t("map.street", lang), uid="streets",
-        )
-    )  # fmt: skip
-    fig.add_trace(
-        go.Scattermap(
-            lon=[], lat=[], mode="markers", marker={"size": 11, "color": [], "opacity": 0.95},
-            hoverinfo="skip", name=t("wall.cases", lang), uid="cases",
-        )
-    )  # fmt: skip
-    for uid, size in (("halo", 13), ("supervisors", 9)):  # a white ring tells supervisors from cases
-        fig.add_trace(
-            go.Scattermap(
-                lon=[], lat=[], mode="markers", marker={"size": size, "color": [], "opacity": []},
-                hoverinfo="skip", name=t("wall.supervisors", lang), uid=uid,
-            )
-        )  # fmt: skip
-    fig.add_trace(
-        go.Scattermap(
-            lon=[], lat=[], mode="markers", marker={"size": 34, "color": OVERDUE_COLOUR, "opacity": 0.45},
-            hoverinfo="skip", name="pulse", uid="pulse",
         )
     )  # fmt: skip
     _map_layout(fig, bounds, viewport, labels_url=labels_url, heat_url=heat_url, uirevision="wall")

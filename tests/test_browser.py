@@ -71,13 +71,25 @@ def test_desk_without_a_session_shows_the_login_offline(server: Server, browser:
     page.close()  # type: ignore[attr-defined]
 
 
-def _trace_points(page: object, uid: str) -> int:
+# The wall draws supervisors, cases and pulses on a canvas over the map (assets/gw-marks.js):
+# `window.__gw.marks.points(layer)` is what it last drew, `.pixel(lon, lat)` the canvas pixel there.
+MARK_AT = """([layer, lon, lat]) => {
+  const m = window.__gw && window.__gw.marks;
+  if (!m) return false;
+  const p = m.points(layer);
+  const i = p.lon.findIndex((x, k) => Math.abs(x - lon) < 2e-5 && Math.abs(p.lat[k] - lat) < 2e-5);
+  if (i < 0 || !p.visible) return false;
+  const px = m.pixel(lon, lat, layer);
+  return px !== null && px[3] > 0;
+}"""
+
+
+def _marks(page: object, layer: str) -> int:
     return int(
         page.evaluate(  # type: ignore[attr-defined]
-            "(uid) => { const gd = document.querySelector('.gw-map .js-plotly-plot');"
-            " const tr = gd && gd.data ? gd.data.find(t => t.uid === uid) : null;"
-            " return tr && tr.lon ? tr.lon.length : 0; }",
-            uid,
+            "(layer) => { const m = window.__gw && window.__gw.marks;"
+            " return m ? m.points(layer).lon.length : 0; }",
+            layer,
         )
     )
 
@@ -103,9 +115,8 @@ def test_wall_is_live(server: Server, browser: object, size: tuple[int, int]) ->
         f"() => document.getElementById('{ids.WALL_HEALTH}').textContent === '实时'", timeout=30_000
     )
     page.wait_for_function(  # type: ignore[attr-defined]  # supervisors and cases from the snapshot
-        "() => { const gd = document.querySelector('.gw-map .js-plotly-plot');"
-        " const n = u => (gd.data.find(t => t.uid === u) || {lon: []}).lon.length;"
-        " return n('supervisors') > 100 && n('cases') > 10; }",
+        "() => { const m = window.__gw && window.__gw.marks;"
+        " return !!m && m.points('supervisors').lon.length > 100 && m.points('cases').lon.length > 10; }",
         timeout=30_000,
     )
     assert page.is_visible(f"#{ids.WALL_SIM}")  # type: ignore[attr-defined]
@@ -123,7 +134,11 @@ def test_wall_is_live(server: Server, browser: object, size: tuple[int, int]) ->
     grades = page.locator(".gw-rank-grade").all_inner_texts()  # type: ignore[attr-defined]
     assert 0 < len(grades) <= 6 and set(grades) <= set("ABCDE–")
     assert page.locator(".gw-hour").count() == 24  # type: ignore[attr-defined]
-    assert _trace_points(page, "halo") == _trace_points(page, "supervisors")
+    drawn = page.evaluate(  # type: ignore[attr-defined]  # supervisors on the canvas, where they are
+        f"() => {{ const at = {MARK_AT}; const p = window.__gw.marks.points('supervisors');"
+        " return p.lon.filter((x, i) => at(['supervisors', x, p.lat[i]])).length; }"
+    )
+    assert drawn > 0.9 * _marks(page, "supervisors"), drawn
     kpi_px = page.evaluate(  # type: ignore[attr-defined]
         "() => [...document.querySelectorAll('.gw-kpi-value')]"
         ".map(e => parseFloat(getComputedStyle(e).fontSize))"
@@ -254,13 +269,7 @@ def test_device_inputs_reach_the_wall(server: Server, browser: object) -> None:
         now = datetime.now(UTC)
         fix = {"id": "wall-fix", "at": now.isoformat(), "lon": lon, "lat": lat}
         assert client.call("position", fix, namespace="/device", timeout=30)["accepted"] == ["wall-fix"]
-        page.wait_for_function(  # type: ignore[attr-defined]
-            "([lon, lat]) => { const gd = document.querySelector('.gw-map .js-plotly-plot');"
-            " const t = gd.data.find(t => t.uid === 'supervisors');"
-            " return t.lon.some((x, i) => Math.abs(x - lon) < 2e-5 && Math.abs(t.lat[i] - lat) < 2e-5); }",
-            arg=[lon, lat],
-            timeout=10_000,
-        )
+        page.wait_for_function(MARK_AT, arg=["supervisors", lon, lat], timeout=10_000)  # type: ignore[attr-defined]
         report = {
             "id": "wall-emergency", "at": now.isoformat(), "kind": emergency.kind.value,
             "class_code": emergency.code, "lon": lon + 0.0001, "lat": lat, "description": "test",
@@ -276,12 +285,9 @@ def test_device_inputs_reach_the_wall(server: Server, browser: object) -> None:
     page.wait_for_function(  # type: ignore[attr-defined]
         "() => document.querySelector('.gw-map .js-plotly-plot').layout.map.zoom === 16", timeout=10_000
     )
-    page.wait_for_function(  # type: ignore[attr-defined]
-        "(lon) => { const gd = document.querySelector('.gw-map .js-plotly-plot');"
-        " return gd.data.find(t => t.uid === 'cases').lon.some(x => Math.abs(x - lon) < 2e-5); }",
-        arg=lon + 0.0001,
-        timeout=10_000,
-    )
+    # zoomed in on the spot: the new case's mark and its pulse are drawn there
+    page.wait_for_function(MARK_AT, arg=["cases", lon + 0.0001, lat], timeout=10_000)  # type: ignore[attr-defined]
+    page.wait_for_function(MARK_AT, arg=["pulse", lon + 0.0001, lat], timeout=10_000)  # type: ignore[attr-defined]
     page.screenshot(path=str(ARTIFACTS / "wall-emergency-1920x1080.png"))  # type: ignore[attr-defined]
     real_errors = [e for e in errors if "GPU stall" not in e and "WebGL" not in e]
     assert not real_errors, real_errors

@@ -30,11 +30,9 @@ def _square(code: str, x0: float, y0: float, d: float = 0.01) -> dict[str, objec
     return {"type": "Feature", "id": code, "geometry": {"type": "Polygon", "coordinates": [ring]}}
 
 
-def test_wall_map_has_empty_live_traces_and_local_layers() -> None:
+def test_wall_map_has_outlines_and_local_layers_but_no_live_points() -> None:
     fig = wall_map(streets=[STREET], bounds=BOUNDS, lang="zh", labels_url="/l.png", heat_url="/h.png")
-    uids = [t.uid for t in fig.data]
-    assert uids == ["streets", "cases", "halo", "supervisors", "pulse"]
-    assert all(len(t.lon) == 0 for t in fig.data[1:])  # filled by the browser from /live
+    assert [t.uid for t in fig.data] == ["streets"]  # points: the browser's canvas (gw-marks.js)
     layers = fig.layout.map.layers
     assert [layer.source for layer in layers] == ["/h.png", "/l.png"]
     assert layers[0].below == "traces"  # the heat goes under the markers
