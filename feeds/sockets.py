@@ -381,6 +381,50 @@ class Broadcaster:
             self.ticks += 1
 
 
+RESYNC_GAP = 2.0  # s: one client gets a resync snapshot of one room at most this often
+
+
+class ResyncGate:
+    """At most one ``resync`` snapshot per client and room every ``gap`` seconds.
+
+    A screen that asks again sooner is not refused (it may have seen a gap): its asks merge into one
+    snapshot, sent when the gap has passed. A snapshot of a district is hundreds of kB; a screen
+    stuck in a resync loop would otherwise have the server build and send them as fast as it asks.
+    """
+
+    def __init__(self, gap: float = RESYNC_GAP, clock: Callable[[], float] = time.monotonic) -> None:
+        self.gap = gap
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._due: dict[str, dict[str, float]] = {}  # sid → room → when the next snapshot may go
+        self._pending: set[tuple[str, str]] = set()
+
+    def ask(self, sid: str, room: str) -> tuple[float, bool]:
+        """Seconds until the snapshot goes (0: now) and whether the caller must schedule it."""
+        now = self.clock()
+        with self._lock:
+            rooms = self._due.setdefault(sid, {})
+            due = rooms.get(room, now)
+            if (sid, room) in self._pending:
+                return max(0.0, due - self.gap - now), False
+            wait = max(0.0, due - now)
+            rooms[room] = now + wait + self.gap
+            if wait > 0:
+                self._pending.add((sid, room))
+            return wait, wait > 0
+
+    def sent(self, sid: str, room: str) -> None:
+        """The scheduled snapshot went out (or its client is gone)."""
+        with self._lock:
+            self._pending.discard((sid, room))
+
+    def forget(self, sid: str) -> None:
+        """A client disconnected."""
+        with self._lock:
+            for room in self._due.pop(sid, {}):
+                self._pending.discard((sid, room))
+
+
 class LiveNamespace(Namespace):
     """``/live``: kiosk screens (and, with the desk, logged-in users) receive snapshots and ticks."""
 
@@ -392,6 +436,7 @@ class LiveNamespace(Namespace):
         self.engine = engine
         self.broadcaster = broadcaster
         self.session_ok = session_ok
+        self.resyncs = ResyncGate()
 
     def on_connect(self, auth: Any = None) -> None:
         """Kiosk token → room ``wall`` and an immediate snapshot; a session → no room yet."""
@@ -411,6 +456,7 @@ class LiveNamespace(Namespace):
 
     def on_disconnect(self, reason: Any = None) -> None:
         """Forget the client's rooms."""
+        self.resyncs.forget(request.sid)  # type: ignore[attr-defined]
         self.broadcaster.drop(request.sid)  # type: ignore[attr-defined]
 
     def _room(self, data: Any) -> str | None:
@@ -451,5 +497,16 @@ class LiveNamespace(Namespace):
         sid = request.sid  # type: ignore[attr-defined]
         if sid not in self.broadcaster.rooms.get(room, set()):
             return {"ok": False, "reason": "not_in_room"}
-        self.broadcaster.resync(sid, room)
-        return {"ok": True, "room": room}
+        wait, schedule = self.resyncs.ask(sid, room)
+        if not wait:
+            self.broadcaster.resync(sid, room)
+            return {"ok": True, "room": room}
+        if schedule:
+            self.broadcaster.socketio.start_background_task(self._resync_later, sid, room, wait)
+        return {"ok": True, "room": room, "after": round(wait, 1)}
+
+    def _resync_later(self, sid: str, room: str, wait: float) -> None:
+        self.broadcaster.socketio.sleep(wait)
+        self.resyncs.sent(sid, room)
+        if sid in self.broadcaster.rooms.get(room, set()):  # still there
+            self.broadcaster.resync(sid, room)

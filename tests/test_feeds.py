@@ -35,6 +35,7 @@ from domain.crs import wgs84_to_gcj02
 from domain.supervisor import distance_m
 from feeds.live import MemoryLiveState, grid_areas, rebuild, supervisor_areas
 from feeds.schemas import MAX_BATCH, MAX_PAYLOAD_BYTES, Reason
+from feeds.sockets import ResyncGate
 from store.accounts import issue_token, revoke_token
 from store.db import transaction
 from store.models import Case, CaseEventRow, Position, Reject, Task
@@ -339,6 +340,48 @@ def test_join_leave_resync_rooms(srv: LiveServer, wall: Peer) -> None:
     assert peer.call("leave", {"room": f"grid:{grid}"}) == {"ok": True, "room": f"grid:{grid}"}
     assert peer.call("resync", {"room": f"grid:{grid}"}) == {"ok": False, "reason": "not_in_room"}
     assert peer.connected
+
+
+def test_resyncs_sooner_than_the_gap_merge_into_one_snapshot(srv: LiveServer) -> None:
+    """A screen asking for snapshots in a loop gets one now and one when the gap has passed."""
+    ns = srv.core.broadcaster.socketio.server.namespace_handlers["/live"]
+    gap, ns.resyncs.gap = ns.resyncs.gap, 5.0  # wide enough that the six asks below fall into it
+    try:
+        peer = srv.peer("/live", srv.kiosk)
+        peer.wait("snapshot", in_room("wall"), timeout=WAIT)
+        mark = peer.mark()
+        assert peer.call("resync", {"room": "wall"}) == {"ok": True, "room": "wall"}
+        answers = [peer.call("resync", {"room": "wall"}) for _ in range(5)]
+        assert all(a["ok"] and 0 < a["after"] <= 5.0 for a in answers), answers
+        first = peer.wait("snapshot", in_room("wall"), since=mark, timeout=WAIT)
+        held = peer.wait("snapshot", lambda m: m is not first, since=mark, timeout=5.0 + WAIT)
+        peer.wait("tick", lambda m: m["room"] == "wall" and m["seq"] >= held["seq"] + 5, timeout=WAIT)
+        assert len(peer.messages("snapshot", mark)) == 2  # the five asks merged into one
+        ticks = [m["seq"] for m in peer.messages("tick", mark) if m["seq"] > held["seq"]]
+        assert ticks == list(range(held["seq"] + 1, ticks[-1] + 1))  # ticks go on from the snapshot
+    finally:
+        ns.resyncs.gap = gap
+
+
+def test_resync_gate_holds_back_and_merges() -> None:
+    """The gate itself, on a clock the test moves."""
+    now = [100.0]
+    gate = ResyncGate(gap=2.0, clock=lambda: now[0])
+    assert gate.ask("a", "wall") == (0.0, False)
+    assert gate.ask("b", "wall") == (0.0, False)  # per client
+    assert gate.ask("a", "street:110101001") == (0.0, False)  # and per room
+    now[0] = 100.5
+    assert gate.ask("a", "wall") == (1.5, True)  # the caller schedules it
+    now[0] = 101.0
+    assert gate.ask("a", "wall") == (1.0, False)  # merged into the scheduled one
+    now[0] = 102.0
+    gate.sent("a", "wall")
+    now[0] = 102.5
+    assert gate.ask("a", "wall") == (1.5, True)  # 2 s after the last one sent
+    gate.forget("a")
+    assert gate.ask("a", "wall") == (0.0, False)
+    now[0] = 110.0
+    assert gate.ask("b", "wall") == (0.0, False)
 
 
 # -- /device: tokens ------------------------------------------------------------------------------------
