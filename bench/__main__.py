@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", action="store_true", help="init: run the Chaoyang build under cProfile and print the top"
     )
-    parser.add_argument("--seconds", type=float, default=120.0, help="wall: length of the measured run")
+    parser.add_argument("--seconds", type=float, default=300.0, help="wall: length of the measured run")
     parser.add_argument(
         "--backend", choices=("postgresql", "sqlite", "both"), default="both", help="desk_pages: databases"
     )

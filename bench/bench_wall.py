@@ -61,7 +61,7 @@ GATEWAYS = 4
 PERIOD = 0.1
 IN_FLIGHT = 32  # reports in flight per gateway connection
 AREA_SIZE = 5
-SECONDS = 120.0  # phase 1 (the issue asks for 5 minutes; see BENCHMARKS.md)
+SECONDS = 300.0  # phase 1: the issue's 5 minutes
 SIDE_SECONDS = 30.0  # phase 2
 WIDTH, HEIGHT = 1920, 1080
 CHROMIUM = "/usr/bin/chromium"
@@ -493,7 +493,7 @@ def _report(o: Outcome, seconds: float) -> list[Result]:
         (
             "tick → map drawn, p50 / p95",
             f"{percentile(t1.drawn, 50):,.0f} / {percentile(t1.drawn, 95):,.0f} ms",
-            "(part of the next rows)",
+            "(in the next rows)",
             INFO,
         ),
         (
