@@ -22,6 +22,13 @@
     return 0.5 - Math.log((1 + s) / (1 - s)) / (4 * Math.PI);
   }
 
+  // device pixels per CSS pixel of the map: the screen's ratio times the page's CSS zoom (4K and 8K
+  // walls zoom the page by 2), so the marks stay sharp where the map's own canvas is scaled up
+  function scale(el) {
+    var zoom = el.clientWidth ? el.getBoundingClientRect().width / el.clientWidth : 1;
+    return (window.devicePixelRatio || 1) * (zoom > 0 ? zoom : 1);
+  }
+
   function Marks(map) {
     this.map = null;
     this.layers = {};
@@ -88,7 +95,7 @@
 
   Marks.prototype.draw = function () {
     var t0 = performance.now(), map = this.map, base = map.getCanvas();
-    var w = base.clientWidth, h = base.clientHeight, dpr = window.devicePixelRatio || 1, ctxs = {};
+    var w = base.clientWidth, h = base.clientHeight, dpr = scale(base), ctxs = {};
     for (var name in this.canvases) {
       var cv = this.canvases[name];
       if (cv.width !== Math.round(w * dpr) || cv.height !== Math.round(h * dpr)) {
@@ -135,8 +142,8 @@
 
   /** The pixel [r, g, b, a] at a place on a layer's canvas (tests check that a mark is drawn there). */
   Marks.prototype.pixel = function (lon, lat, layer) {
-    var v = this.view(), dpr = window.devicePixelRatio || 1, l = this.layers[layer || "supervisors"];
-    var cv = this.canvases[(l && l.canvas) || "marks"];
+    var l = this.layers[layer || "supervisors"], cv = this.canvases[(l && l.canvas) || "marks"];
+    var v = this.view(), dpr = cv.width / Math.max(1, cv.clientWidth);
     if (!v) { return null; }
     var X = Math.round((mercX(lon) * v.sx + v.bx) * dpr), Y = Math.round((mercY(lat) * v.sy + v.by) * dpr);
     if (X < 0 || Y < 0 || X >= cv.width || Y >= cv.height) { return null; }

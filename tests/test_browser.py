@@ -108,7 +108,7 @@ SMALL_TEXT = """() => {
 }"""
 
 
-@pytest.mark.parametrize("size", [(1920, 1080), (3840, 1080)])
+@pytest.mark.parametrize("size", [(1920, 1080), (3840, 1080), (3840, 2160)])
 def test_wall_is_live(server: Server, browser: object, size: tuple[int, int]) -> None:
     page, errors, external = _open(browser, server.wall_url, *size)
     page.wait_for_function(  # type: ignore[attr-defined]
