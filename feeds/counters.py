@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -26,9 +26,9 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection, Engine
 
 from domain.evaluation import CaseInfo, DailyAggregates, ObjectType, Record, RowKey, evaluation_table
-from domain.lifecycle import Accepted, CaseEvent, CaseState, Context, Source, apply
+from domain.lifecycle import CaseEvent, CaseState, Context
 from store.counters import MARK, last_event_id, load_rows, save_rows
-from store.evaluation import LogReplayError, _command
+from store.evaluation import EVENT_COLUMNS, replay
 from store.models import Case, CaseEventRow, CounterMark, DailyCounter
 
 log = logging.getLogger(__name__)
@@ -105,45 +105,6 @@ def street_ranking(
         score = None if row.score is None or row.score != row.score else round(float(row.score), 1)
         out.append({"code": row.object_id, "score": score, "grade": row.grade, "colour": row.colour})
     return out
-
-
-_EVENT_COLUMNS = (
-    CaseEventRow.id, CaseEventRow.case_id, CaseEventRow.action, CaseEventRow.actor,
-    CaseEventRow.role.label("action_role"), CaseEventRow.opinion, CaseEventRow.data, CaseEventRow.key,
-    CaseEventRow.at,
-)  # fmt: skip
-
-
-def replay(
-    rows: Iterable[Any], grids: Mapping[str, str | None], ctx: Context, counts: Callable[[int], bool]
-) -> Iterator[Record]:
-    """``(CaseInfo, CaseEvent, state after)`` of the stored events whose id ``counts``.
-
-    ``rows`` (columns of ``_EVENT_COLUMNS``) are whole case logs, each case's events in order; the
-    other events are replayed for the state only. A case without a grid is in no region: none of its
-    events count.
-    """
-    state: CaseState | None = None
-    info: CaseInfo | None = None
-    current = None
-    for row in rows:
-        if row.case_id != current:
-            current, state, info = row.case_id, None, None
-        out = apply(state, _command(row, state), row.at, ctx)
-        if not isinstance(out, Accepted):
-            raise LogReplayError(f"case {row.case_id}: stored {row.action} no longer applies: {out.message}")
-        state = out.state
-        if not counts(row.id):
-            continue
-        if info is None:
-            grid = grids.get(row.case_id)
-            if not grid:
-                continue
-            info = CaseInfo(
-                state.id, grid, Source(state.source), state.reporter, state.kind, state.class_code
-            )
-        for event in out.events:
-            yield info, event, state
 
 
 class Superseded(RuntimeError):
@@ -224,7 +185,7 @@ class LogFollower:
             ).all()
             grids = {r[0]: r[1] for r in conn.execute(select(Case.id, Case.grid_code))}
             q = (
-                select(*_EVENT_COLUMNS).where(CaseEventRow.id <= newest)
+                select(*EVENT_COLUMNS).where(CaseEventRow.id <= newest)
                 .order_by(CaseEventRow.case_id, CaseEventRow.seq)
             )  # fmt: skip
             counted = 0
@@ -292,7 +253,7 @@ class LogFollower:
                         for r in conn.execute(select(Case.id, Case.grid_code).where(Case.id.in_(part)))
                     }
                     q = (
-                        select(*_EVENT_COLUMNS).where(CaseEventRow.case_id.in_(part), CaseEventRow.id <= upto)
+                        select(*EVENT_COLUMNS).where(CaseEventRow.case_id.in_(part), CaseEventRow.id <= upto)
                         .order_by(CaseEventRow.case_id, CaseEventRow.seq)
                     )  # fmt: skip
                     records.extend(replay(conn.execute(q), grids, self.ctx, take.__contains__))

@@ -8,7 +8,7 @@ the same rows as aggregates maintained event by event.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -37,43 +37,52 @@ def _command(row: Any, state: CaseState | None) -> Command:
     )
 
 
+# the columns ``replay`` reads of each stored event
+EVENT_COLUMNS = (
+    CaseEventRow.id, CaseEventRow.case_id, CaseEventRow.action, CaseEventRow.actor,
+    CaseEventRow.role.label("action_role"), CaseEventRow.opinion, CaseEventRow.data, CaseEventRow.key,
+    CaseEventRow.at,
+)  # fmt: skip
+
+
+def replay(
+    rows: Iterable[Any], grids: Mapping[str, str | None], ctx: Context, counts: Callable[[int], bool]
+) -> Iterator[Record]:
+    """``(CaseInfo, CaseEvent, state after)`` of the stored events whose id ``counts``.
+
+    ``rows`` (columns of ``EVENT_COLUMNS``) are whole case logs, each case's events in order; the
+    other events are replayed for the state only. A case without a grid ("needs location") is in no
+    region yet: none of its events count.
+    """
+    state: CaseState | None = None
+    info: CaseInfo | None = None
+    current = None
+    for row in rows:
+        if row.case_id != current:
+            current, state, info = row.case_id, None, None
+        out = apply(state, _command(row, state), row.at, ctx)
+        if not isinstance(out, Accepted):
+            raise LogReplayError(f"case {row.case_id}: stored {row.action} no longer applies: {out.message}")
+        state = out.state
+        if not counts(row.id):
+            continue
+        if info is None:
+            grid = grids.get(row.case_id)
+            if not grid:
+                continue
+            info = CaseInfo(
+                state.id, grid, Source(state.source), state.reporter, state.kind, state.class_code
+            )
+        for event in out.events:
+            yield info, event, state
+
+
 def case_records(engine: Engine, ctx: Context) -> Iterator[Record]:
     """``(CaseInfo, CaseEvent, state after)`` for every stored event, each case in order."""
     with session_factory(engine)() as s:
         grids: Mapping[str, str | None] = {r[0]: r[1] for r in s.execute(select(Case.id, Case.grid_code))}
-        rows = s.execute(
-            select(
-                CaseEventRow.case_id,
-                CaseEventRow.action,
-                CaseEventRow.actor,
-                CaseEventRow.role.label("action_role"),
-                CaseEventRow.opinion,
-                CaseEventRow.data,
-                CaseEventRow.key,
-                CaseEventRow.at,
-            ).order_by(CaseEventRow.case_id, CaseEventRow.seq)
-        )
-        state: CaseState | None = None
-        info: CaseInfo | None = None
-        current = None
-        for row in rows:
-            if row.case_id != current:
-                current, state, info = row.case_id, None, None
-            out = apply(state, _command(row, state), row.at, ctx)
-            if not isinstance(out, Accepted):
-                raise LogReplayError(
-                    f"case {row.case_id}: stored {row.action} no longer applies: {out.message}"
-                )
-            state = out.state
-            if info is None:
-                grid = grids.get(row.case_id)
-                if not grid:  # a case without a grid ("needs location") is in no region yet
-                    continue
-                info = CaseInfo(
-                    state.id, grid, Source(state.source), state.reporter, state.kind, state.class_code
-                )
-            for event in out.events:
-                yield info, event, state
+        rows = s.execute(select(*EVENT_COLUMNS).order_by(CaseEventRow.case_id, CaseEventRow.seq))
+        yield from replay(rows, grids, ctx, lambda _: True)
 
 
 def rebuild_aggregates(

@@ -144,3 +144,28 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
     with run_app(tmp_path_factory.mktemp("app"), timeout=240) as srv:
         yield srv
+
+
+@pytest.fixture(scope="module")
+def deployment(
+    pg_server_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[object]:
+    """A scale-out deployment for one test module (``tests.test_scale_support.deployed``: an
+    aggregator, an ingest consumer and two web processes on the machine's PostgreSQL and Redis)."""
+    from tests.test_scale_support import deployed
+
+    with deployed(pg_server_url, redis_url, tmp_path_factory.mktemp("scale")) as dep:
+        yield dep
+
+
+@pytest.fixture(scope="module")
+def people(deployment: object) -> Iterator[object]:
+    """One supervisor of the module's ``deployment`` per area, at a point inside a grid of its own."""
+    from sqlalchemy import create_engine
+
+    from tests.test_scale_support import Deployment, spots
+
+    assert isinstance(deployment, Deployment)
+    eng = create_engine(deployment.db_url)
+    yield spots(eng, deployment.devices())
+    eng.dispose()

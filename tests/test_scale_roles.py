@@ -12,35 +12,18 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 import redis
 import sqlalchemy as sa
 
 from store.db import create_engine
 from store.models import Position
 from tests.live_server import Peer
-from tests.test_scale_support import Deployment, Spot, deployed, spots
+from tests.test_scale_support import Deployment, Spot
 
 SECONDS = float(os.environ.get("GW_SCALE_SECONDS", "30"))  # the consecutive-seq run (issue: 30 s)
-
-
-@pytest.fixture(scope="module")
-def deployment(
-    pg_server_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Deployment]:
-    with deployed(pg_server_url, redis_url, tmp_path_factory.mktemp("scale")) as dep:
-        yield dep
-
-
-@pytest.fixture(scope="module")
-def people(deployment: Deployment) -> Iterator[list[Spot]]:
-    eng = create_engine(deployment.db_url)
-    yield spots(eng, deployment.devices())
-    eng.dispose()
 
 
 def webs(dep: Deployment) -> list[Any]:

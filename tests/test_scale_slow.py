@@ -28,11 +28,9 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 import requests
 import sqlalchemy as sa
 import websocket
@@ -50,24 +48,9 @@ from store.db import create_engine, transaction
 from store.evaluation import rebuild_aggregates
 from store.models import Case, CaseEventRow, CounterMark, Reject
 from tests.live_server import Peer
-from tests.test_scale_support import Deployment, Part, Spot, deployed, spots
+from tests.test_scale_support import Deployment, Part, Spot
 
 MAX_QUEUE = int(Broadcaster.__init__.__kwdefaults__["max_queue"])  # type: ignore[index]
-
-
-@pytest.fixture(scope="module")
-def deployment(
-    pg_server_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Deployment]:
-    with deployed(pg_server_url, redis_url, tmp_path_factory.mktemp("slow")) as dep:
-        yield dep
-
-
-@pytest.fixture(scope="module")
-def people(deployment: Deployment) -> Iterator[list[Spot]]:
-    eng = create_engine(deployment.db_url)
-    yield spots(eng, deployment.devices())
-    eng.dispose()
 
 
 def rss_kib(part: Part) -> int:

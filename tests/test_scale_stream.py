@@ -14,7 +14,6 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +27,7 @@ from store.db import create_engine
 from store.models import CaseEventRow, Position
 from tests.conftest import require
 from tests.live_server import Peer, free_port
-from tests.test_scale_support import Deployment, Spot, spots
+from tests.test_scale_support import Deployment, Spot, deployed
 
 
 class OwnRedis:
@@ -80,29 +79,9 @@ def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnRedis]:
 def deployment(
     pg_server_url: str, own_redis: OwnRedis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
-    dep = Deployment(
-        pg_server_url, own_redis.url, f"gwtest-{uuid.uuid4().hex[:8]}", tmp_path_factory.mktemp("dep")
-    )
-    try:
-        dep.start("aggregator")
-        dep.start("ingest")
-        dep.start("web")
+    """One web process, on a Redis of the module's own (the tests stop and start it)."""
+    with deployed(pg_server_url, own_redis.url, tmp_path_factory.mktemp("dep"), webs=1) as dep:
         yield dep
-    finally:
-        dep.stop()
-        eng = sa.create_engine(pg_server_url)
-        with eng.begin() as conn:
-            schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        eng.dispose()
-
-
-@pytest.fixture(scope="module")
-def people(deployment: Deployment) -> Iterator[list[Spot]]:
-    eng = create_engine(deployment.db_url)
-    yield spots(eng, deployment.devices())
-    eng.dispose()
 
 
 def report(spot: Spot, ref: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@ PostgreSQL schema and one Redis key prefix."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import signal
@@ -143,23 +144,25 @@ def spots(engine: Engine, devices: dict[str, str]) -> list[Spot]:
 
 
 @contextmanager
-def deployed(pg_url: str, redis_url: str, folder: Path) -> Iterator[Deployment]:
-    """An aggregator, an ingest consumer and two web processes on a fresh key prefix; afterwards the
-    processes stopped, the prefix's Redis keys deleted and the PostgreSQL schema emptied."""
+def deployed(pg_url: str, redis_url: str, folder: Path, webs: int = 2) -> Iterator[Deployment]:
+    """An aggregator, an ingest consumer and ``webs`` web processes on a fresh key prefix; afterwards
+    the processes stopped, the prefix's Redis keys deleted (when Redis answers) and the PostgreSQL
+    schema emptied."""
     prefix = f"gwtest-{uuid.uuid4().hex[:10]}"
     dep = Deployment(pg_url, redis_url, prefix, folder)
     try:
         dep.start("aggregator")
         dep.start("ingest")
-        dep.start("web")
-        dep.start("web")
+        for _ in range(webs):
+            dep.start("web")
         yield dep
     finally:
         dep.stop()
-        r = redis.Redis.from_url(redis_url)
-        keys = list(r.scan_iter(f"{prefix}:*", count=1000))
-        if keys:
-            r.delete(*keys)
+        with contextlib.suppress(redis.RedisError):  # a test's own Redis may be gone already
+            r = redis.Redis.from_url(redis_url)
+            keys = list(r.scan_iter(f"{prefix}:*", count=1000))
+            if keys:
+                r.delete(*keys)
         eng = sa.create_engine(pg_url)
         with eng.begin() as conn:
             schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
