@@ -387,7 +387,8 @@ def create_api_blueprint(engine: Engine, pipeline: Callable[[], Pipeline | None]
         if status >= 400:
             return json_response(refused(ack), status)
         out = dict(ack)
-        out["case"] = case_view(engine, case_id, events=False)
+        if p.acks_after_commit:  # else the consumer has not applied it yet: the case would be stale
+            out["case"] = case_view(engine, case_id, events=False)
         return json_response(out, status)
 
     @bp.get("/cases/<case_id>")

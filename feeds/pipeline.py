@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from itertools import chain
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import orjson
@@ -355,6 +355,10 @@ class DeadLetter:
 
 class Pipeline:
     """Validate, persist, then publish: the one write path of the feeds."""
+
+    # an acknowledgement follows the commit (a stream pipeline acknowledges after the append: the
+    # store does not hold the input yet when the sender is answered)
+    acks_after_commit: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -89,6 +89,8 @@ class _Append:
 class StreamPipeline(Pipeline):
     """A web process's pipeline: the stateless steps here, then the stream; the rest in ``ingest``."""
 
+    acks_after_commit = False
+
     def __init__(self, *args: Any, stream: redis.Redis, prefix: str = "gw", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.stream = stream

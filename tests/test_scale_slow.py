@@ -274,7 +274,8 @@ def run_commands(dep: Deployment, web: Part, keys: dict[str, str], people: list[
         steps = PATH[: k % 8] if k != 3 else [PATH[0], PATH[1], ("shift_leader", "void", {"opinion": "重复"})]
         for j, (role, action, body) in enumerate(steps):
             who = {"actor": people[k].person} if role == "supervisor" else {}  # the case's supervisor
-            post(web, keys[role], f"/cases/{got[ref]}/{action}", {"id": f"{ref}-{j}", **body, **who})
+            ack = post(web, keys[role], f"/cases/{got[ref]}/{action}", {"id": f"{ref}-{j}", **body, **who})
+            assert "case" not in ack  # appended, not yet applied: no case as it stood before
             expected += 1
     return expected
 
