@@ -32,6 +32,7 @@ import redis
 from flask_socketio import SocketIO
 from sqlalchemy.engine import Engine
 
+from feeds.loop import BackgroundLoop
 from feeds.redis_live import RedisLiveState, ensure_built
 from feeds.sockets import Broadcaster
 from feeds.ticks import alert_matches, render, render_alert, room_filter
@@ -264,8 +265,10 @@ class RelayBroadcaster(Broadcaster):
                 self._cut(sid)
 
 
-class Aggregator:
+class Aggregator(BackgroundLoop):
     """The aggregator role: standby until it holds the producer lock, then ticks and serves room requests."""
+
+    thread_name = "gw-aggregator"
 
     def __init__(
         self,
@@ -279,6 +282,7 @@ class Aggregator:
         clock: Callable[[], datetime] | None = None,
         on_lead: Callable[[], None] | None = None,
     ) -> None:
+        super().__init__()
         self.engine = engine
         self.live = live
         self.interval = interval
@@ -291,21 +295,10 @@ class Aggregator:
         self.leading = threading.Event()
         self.takeovers = 0
         self.tick_seconds = 0.0  # how long the last tick took
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Start the standby/producer thread."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="gw-aggregator", daemon=True)
-            self._thread.start()
 
     def stop(self) -> None:
         """Stop producing and give the lock up."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        super().stop()
         with contextlib.suppress(redis.RedisError):
             self.lock.release()
 

@@ -28,6 +28,7 @@ from socketio.exceptions import ConnectionRefusedError as Refused
 from sqlalchemy.engine import Engine
 
 from feeds.live import MemoryLiveState
+from feeds.loop import BackgroundLoop
 from feeds.pipeline import KINDS, Pipeline, TaskOut
 from feeds.schemas import Reason
 from feeds.ticks import alert_matches, render, render_alert, room_filter
@@ -197,8 +198,11 @@ class DeviceNamespace(Namespace):
                 socketio.emit("task", body, namespace=self.namespace, to=f"token:{token_id}")
 
 
-class Broadcaster:
+class Broadcaster(BackgroundLoop):
     """The one tick producer: rooms, per-room ``seq``, snapshots, ticks and alerts, slow clients."""
+
+    thread_name = "gw-ticks"
+    join_timeout = 5.0
 
     def __init__(
         self,
@@ -211,6 +215,7 @@ class Broadcaster:
         simulated: Callable[[], bool] = lambda: False,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        super().__init__()
         self.socketio = socketio
         self.live = live
         self.interval = interval
@@ -221,23 +226,8 @@ class Broadcaster:
         self.rooms: dict[str, set[str]] = {}
         self.seq: dict[str, int] = {}
         self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.ticks = 0
         self.dropped = 0
-
-    def start(self) -> None:
-        """Start the tick thread."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="gw-ticks", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the tick thread."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     def _run(self) -> None:
         next_at = time.monotonic()

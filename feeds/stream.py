@@ -40,6 +40,7 @@ from typing import Any
 import orjson
 import redis
 
+from feeds.loop import BackgroundLoop
 from feeds.pipeline import Pipeline, Speaker, _Item, _Job
 from feeds.schemas import Reason
 from store.accounts import Principal
@@ -205,12 +206,18 @@ class StreamPipeline(Pipeline):
                     log.exception("sending an acknowledgement failed")
 
 
-class StreamConsumer:
-    """One member of the ingest consumer group: stream entries → the pipeline → ``XACK``."""
+class StreamConsumer(BackgroundLoop):
+    """One member of the ingest consumer group: stream entries → the pipeline → ``XACK``.
+
+    After ``stop`` the entries in flight stay pending in the group and are claimed again.
+    """
+
+    thread_name = "gw-ingest"
 
     def __init__(
         self, client: redis.Redis, pipeline: Pipeline, *, prefix: str = "gw", name: str | None = None
     ):
+        super().__init__()
         self.r = client
         self.pipeline = pipeline
         self.key = f"{prefix}:ingest"
@@ -218,23 +225,8 @@ class StreamConsumer:
         self.done: queue.SimpleQueue[str] = queue.SimpleQueue()  # entry ids answered: to acknowledge
         self.inflight: set[str] = set()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.consumed = 0
         self.retried = 0
-
-    def start(self) -> None:
-        """Start consuming."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="gw-ingest", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        """Stop consuming (entries in flight stay pending and are claimed again)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
 
     def _group(self) -> None:
         try:
