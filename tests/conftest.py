@@ -111,6 +111,31 @@ def chromium_path() -> str:
     return path
 
 
+# headless Debian Chromium for the browser tests: software GL, nothing fetched on its own behalf
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "test-artifacts"  # screenshots of the browser tests
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: str) -> Iterator[object]:
+    """One Chromium (Playwright ``Browser``) for a test module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def city_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """An engine with the built-in district and the catalogue's departments, on each backend."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import urlparse
 
@@ -12,34 +11,13 @@ import pytest
 from PIL import Image
 
 from dashboard import ids
+from tests.conftest import ARTIFACTS
 from tests.serve import ROOT, Server, run_app
-
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
 def server(app_server: Server) -> Server:
     return app_server  # tests.conftest: one running app for the browser modules
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: str) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _open(browser: object, url: str, width: int, height: int) -> tuple[object, list[str], list[str]]:

@@ -12,7 +12,6 @@ import csv
 import re
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
@@ -22,12 +21,11 @@ import pytest
 from dashboard import ids
 from store.db import create_engine, session_factory
 from store.geography import load_index
+from tests.conftest import ARTIFACTS
 from tests.desk_login import add_desk_user, add_user_cli, login_browser
 from tests.live_server import Peer, Spot, provisioned_spots
-from tests.serve import ROOT, Server
-from tests.test_browser import CHROMIUM_ARGS
+from tests.serve import Server
 
-ARTIFACTS = ROOT / "test-artifacts"
 PASSWORD = "desk-browser-password-1"
 MIN_FONT_PX = 14
 HOVER_PX = 10  # layouts.desk: the map's hover (and so click) distance
@@ -59,16 +57,6 @@ def server(app_server: Server) -> Server:
     finally:
         engine.dispose()
     return app_server
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 class Watched:

@@ -35,19 +35,12 @@ from domain.supervisor import SupervisorStatus
 from layouts.when import href, local_text
 from store.db import transaction
 from store.models import Grid, Person, Position
+from tests.conftest import ARTIFACTS
 from tests.desk_login import add_desk_user, login_browser, login_http
 from tests.live_server import LiveServer, start_live_server
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
 LEADER, PASSWORD = "leader-people", "people-pages-password-123"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-]
 T = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 
 
@@ -256,16 +249,6 @@ def test_supervisor_pages_over_http(served: tuple[LiveServer, str]) -> None:
     assert client.get(f"{srv.url}/desk/when?at=2026-11-27T10:00", timeout=30).status_code == 200
     anonymous = requests.get(f"{srv.url}/supervisor/{person}", allow_redirects=False, timeout=30)
     assert anonymous.status_code in (302, 401)
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 PLAY_MARKER = (

@@ -12,7 +12,6 @@ import json
 import math
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -36,19 +35,11 @@ from feeds.simulator import Simulation
 from store.accounts import provision_embedded
 from store.counters import load_rows
 from store.models import Community, Grid, Street
+from tests.conftest import ARTIFACTS
 from tests.desk_login import add_desk_user, login_browser, login_http
 from tests.live_server import LiveServer, start_live_server
 
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
 LEADER, PASSWORD = "leader-eval", "eval-pages-password-123"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-]
 
 
 # -- periods and levels (pure) -----------------------------------------------------------------------
@@ -284,16 +275,6 @@ def test_csv_export_refuses_bad_input_by_name(served: LiveServer) -> None:
 
 
 # -- the page in Chromium -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 GRADE_CELLS = """() => [...document.querySelectorAll('td[data-dash-column="grade"]')].map(
