@@ -28,11 +28,12 @@
     var state = { sup: {}, cases: {}, kpi: null, stages: null, events: [], seq: -1, lastTick: 0, sim: false,
                   hours: null, ranking: null };
     var dirtyMap = true;
-    var dirtyCases = true;  // the case traces change only with cases (and with time: overdue, pulse)
-    var casesAt = 0;  // when the case traces were last redrawn
+    var dirtyCases = true;  // the case marks change only with cases (and with time: overdue, pulse)
+    var casesAt = 0;  // when the case marks were last rebuilt
     var alertUntil = 0;
     // Timing for benchmarks (performance.now(), ms since navigation start); read-only, no effect on
-    // behaviour: per tick its arrival, the end of the panel update and the end of the map redraw.
+    // behaviour: per tick its arrival, the end of the panel update, the end of the map drawing, its
+    // cost, and the next animation frame after it (the frame that shows it).
     var perf = window.__gw = { ticks: 0, gaps: 0, applied: [], snapshot: null, panels: null, map: null };
     var perfWaiting = [], panelsAt = 0;
 
@@ -63,7 +64,7 @@
       dirtyMap = true;
       renderPanels();
       panelsAt = performance.now();
-      renderMap();  // the map follows the tick (at most about once a second; see renderMap)
+      renderMap();  // drawn at once (the marks canvas; see renderMap)
       if (full && perf.panels === null && state.kpi) { perf.panels = performance.now(); perf.panelsFrom = "snapshot"; }
     }
 
@@ -184,7 +185,7 @@
       return (sub && sub.map) || null;
     }
 
-    function mapReady() {  // restyling before MapLibre has its style logs "Style is not done loading"
+    function mapReady() {  // a view change before MapLibre has its style logs "Style is not done loading"
       var ml = mapObj();
       if (!ml || !ml.style) { return false; }
       // the style document itself; isStyleLoaded() also waits for every source (the heat image while
@@ -225,7 +226,7 @@
       var t = performance.now(), waiting = perfWaiting;
       perfWaiting = [];
       if (perf.map === null && s.length > 0) { perf.map = t; }
-      waiting.forEach(function (r) { r.map = t - r.arrive; r.restyle = t - t0; });
+      waiting.forEach(function (r) { r.map = t - r.arrive; r.draw = t - t0; });
       // the frame that shows it: the next animation frame (a hidden page gets none)
       window.requestAnimationFrame(function () {
         var f = performance.now();

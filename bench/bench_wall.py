@@ -342,7 +342,7 @@ def _ticks_between(page: Any, t0: float, t1: float) -> Ticks:
         [r["panels"] for r in rows],
         [r["map"] for r in rows if r["map"] is not None],
         [r["frame"] for r in rows if r.get("frame") is not None],
-        [r["restyle"] for r in rows if r.get("restyle") is not None],
+        [r["draw"] for r in rows if r.get("draw") is not None],
         len(rows),
     )
 
