@@ -71,18 +71,23 @@ def pg_server_url() -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture
-def pg_url(pg_server_url: str) -> Iterator[str]:
-    """A PostgreSQL URL whose schema is emptied after the test."""
-    yield pg_server_url
+def empty_schema(url: str) -> None:
+    """Drop everything in the current schema of a PostgreSQL URL (the schema itself stays)."""
     import sqlalchemy as sa
 
-    eng = sa.create_engine(pg_server_url)
+    eng = sa.create_engine(url)
     with eng.begin() as conn:
         schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
         conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     eng.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """A PostgreSQL URL whose schema is emptied after the test."""
+    yield pg_server_url
+    empty_schema(pg_server_url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -153,12 +158,9 @@ def city_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     with transaction(eng) as s:
         sync_departments(s, load_catalogue("cjt214"))
     yield eng
-    if request.param == "postgresql":
-        with eng.begin() as conn:
-            schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     eng.dispose()
+    if request.param == "postgresql":
+        empty_schema(url)
 
 
 @pytest.fixture(scope="session")

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import redis
 import requests
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from store.build import stored_district
 from store.db import session_factory
 from store.geography import load_index
+from tests.conftest import empty_schema
 from tests.live_server import free_port, provisioned_spots
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,9 +163,4 @@ def deployed(pg_url: str, redis_url: str, folder: Path, webs: int = 2) -> Iterat
             keys = list(r.scan_iter(f"{prefix}:*", count=1000))
             if keys:
                 r.delete(*keys)
-        eng = sa.create_engine(pg_url)
-        with eng.begin() as conn:
-            schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        eng.dispose()
+        empty_schema(pg_url)
