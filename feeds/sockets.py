@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from flask import request
 from flask_socketio import Namespace, SocketIO
@@ -389,19 +389,22 @@ class ResyncGate:
         self._due: dict[str, dict[str, float]] = {}  # sid → room → when the next snapshot may go
         self._pending: set[tuple[str, str]] = set()
 
-    def ask(self, sid: str, room: str) -> tuple[float, bool]:
-        """Seconds until the snapshot goes (0: now) and whether the caller must schedule it."""
+    def ask(self, sid: str, room: str) -> tuple[Literal["now", "schedule", "merged"], float]:
+        """What to do with one ask, and the seconds until its snapshot goes: ``now``; ``schedule``
+        (the caller sends it after the seconds given, then calls :meth:`sent`); ``merged`` (a
+        scheduled snapshot will answer it)."""
         now = self.clock()
         with self._lock:
             rooms = self._due.setdefault(sid, {})
             due = rooms.get(room, now)
             if (sid, room) in self._pending:
-                return max(0.0, due - self.gap - now), False
+                return "merged", max(0.0, due - self.gap - now)
             wait = max(0.0, due - now)
             rooms[room] = now + wait + self.gap
-            if wait > 0:
-                self._pending.add((sid, room))
-            return wait, wait > 0
+            if not wait:
+                return "now", 0.0
+            self._pending.add((sid, room))
+            return "schedule", wait
 
     def sent(self, sid: str, room: str) -> None:
         """The scheduled snapshot went out (or its client is gone)."""
@@ -487,11 +490,11 @@ class LiveNamespace(Namespace):
         sid = request.sid  # type: ignore[attr-defined]
         if sid not in self.broadcaster.rooms.get(room, set()):
             return {"ok": False, "reason": "not_in_room"}
-        wait, schedule = self.resyncs.ask(sid, room)
-        if not wait:
+        action, wait = self.resyncs.ask(sid, room)
+        if action == "now":
             self.broadcaster.resync(sid, room)
             return {"ok": True, "room": room}
-        if schedule:
+        if action == "schedule":
             self.broadcaster.socketio.start_background_task(self._resync_later, sid, room, wait)
         return {"ok": True, "room": room, "after": round(wait, 1)}
 

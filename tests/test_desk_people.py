@@ -7,6 +7,7 @@ marker along the stored track, the scrubber puts it where the track was at that 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -205,7 +206,8 @@ def test_who_was_where_probes_the_index(city_engine: Engine) -> None:
 
 @pytest.fixture(scope="module")
 def served(city_engine: Engine) -> Iterator[tuple[LiveServer, str]]:
-    """GridWall on a real port; one supervisor walked east for 40 minutes up to a minute ago."""
+    """GridWall on a real port; one supervisor walked east for 40 minutes up to a minute ago, a fix
+    every 10 s (as a handset sends them), or since the city's midnight when that is sooner."""
     from store.accounts import provision_embedded
 
     engine = city_engine
@@ -219,13 +221,18 @@ def served(city_engine: Engine) -> Iterator[tuple[LiveServer, str]]:
         ).first()  # type: ignore[misc]
     p = shapely.geometry.shape(geom).representative_point()
     now = datetime.now(UTC).replace(microsecond=0)
-    first = max(day_start(now) + timedelta(minutes=1), now - timedelta(minutes=41))
-    n = int((now - timedelta(minutes=1) - first).total_seconds() // 60) + 1
+    wait = (day_start(now) + timedelta(minutes=3) - now).total_seconds()
+    if wait > 0:  # just after the city's midnight "today" holds no walk yet: at most 3 minutes
+        time.sleep(wait)
+        now = datetime.now(UTC).replace(microsecond=0)
+    step = timedelta(seconds=10)
+    first = max(day_start(now) + step, now - timedelta(minutes=41))
+    n = int((now - timedelta(minutes=1) - first) / step) + 1
     with transaction(engine) as s:
         s.execute(delete(Position).where(Position.supervisor_id == person))
         s.execute(
             insert(Position),
-            [_fix(person, first + timedelta(minutes=i), p.x + 0.0002 * i, p.y, code) for i in range(n)],
+            [_fix(person, first + step * i, p.x + 0.00005 * i, p.y, code) for i in range(n)],
         )
     add_desk_user(engine, LEADER, PASSWORD, role="leader")
     srv = start_live_server(engine)

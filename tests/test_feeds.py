@@ -367,21 +367,22 @@ def test_resync_gate_holds_back_and_merges() -> None:
     """The gate itself, on a clock the test moves."""
     now = [100.0]
     gate = ResyncGate(gap=2.0, clock=lambda: now[0])
-    assert gate.ask("a", "wall") == (0.0, False)
-    assert gate.ask("b", "wall") == (0.0, False)  # per client
-    assert gate.ask("a", "street:110101001") == (0.0, False)  # and per room
+    assert gate.ask("a", "wall") == ("now", 0.0)
+    assert gate.ask("b", "wall") == ("now", 0.0)  # per client
+    assert gate.ask("a", "street:110101001") == ("now", 0.0)  # and per room
     now[0] = 100.5
-    assert gate.ask("a", "wall") == (1.5, True)  # the caller schedules it
+    assert gate.ask("a", "wall") == ("schedule", 1.5)  # the caller sends it in 1.5 s
     now[0] = 101.0
-    assert gate.ask("a", "wall") == (1.0, False)  # merged into the scheduled one
+    assert gate.ask("a", "wall") == ("merged", 1.0)  # answered by the scheduled one
     now[0] = 102.0
+    assert gate.ask("a", "wall") == ("merged", 0.0)  # its time has come, it is not sent yet: still one
     gate.sent("a", "wall")
     now[0] = 102.5
-    assert gate.ask("a", "wall") == (1.5, True)  # 2 s after the last one sent
+    assert gate.ask("a", "wall") == ("schedule", 1.5)  # 2 s after the last one sent
     gate.forget("a")
-    assert gate.ask("a", "wall") == (0.0, False)
+    assert gate.ask("a", "wall") == ("now", 0.0)
     now[0] = 110.0
-    assert gate.ask("b", "wall") == (0.0, False)
+    assert gate.ask("b", "wall") == ("now", 0.0)
 
 
 # -- /device: tokens ------------------------------------------------------------------------------------
