@@ -17,8 +17,10 @@ batches of 25 fixes every 50 ms each (2,000 fixes/s, every supervisor every 5 s)
 instant ``at`` = its send time in epoch milliseconds. Screens: 50 raw Engine.IO websocket clients
 (aiohttp, one asyncio process) with the kiosk token, all in room ``wall``; they count bytes,
 check that ``seq`` has no gaps and note when a fix of one of 500 tagged supervisors (every 20th)
-first shows up. Latency = that receive time − the fix's send time (same host clock): in a tick a
-supervisor's ``at`` is epoch seconds, matched to the send log; a ``fix`` event carries ``at`` in ms.
+first shows up. Latency = that receive time − the fix's send time (same host clock). A wall tick
+carries a supervisor's id and position but not the fix's instant (``feeds.ticks.WALL_SUP_COLUMNS``),
+so a tick's row is matched to the gateways' send log by supervisor and position (see
+:func:`tick_latencies`); a ``fix`` event carries ``at`` in ms.
 Server CPU = process CPU seconds / wall time over the sending window. Server, screens and
 gateways share the machine's 2 cores.
 """
@@ -31,6 +33,7 @@ import os
 import shutil
 import tempfile
 import time
+from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +69,30 @@ TICK = 1.0
 P50_TARGET, P99_TARGET = TICK + 0.1, 1.5
 
 
+@dataclass(frozen=True)
+class Workload:
+    """What one fan-out run offers: the city, the reporting supervisors, the rate, the screens."""
+
+    district: str | None  # None: the built-in Dongcheng
+    area_size: int
+    supervisors: int
+    rate: int  # fixes per second, all gateways together
+    clients: int
+    tag_every: int
+    seconds: float
+
+    @property
+    def city(self) -> str:
+        """The city's name in the table."""
+        return "Chaoyang" if self.district == "110105" else (self.district or "built-in Dongcheng")
+
+
+FULL = Workload("110105", AREA_SIZE, SUPERVISORS, RATE, CLIENTS, TAG_EVERY, SECONDS)
+# the smoke run (python -m bench fanout --smoke): the same code path in seconds; every supervisor
+# still reports less often than once a tick (200 supervisors at 80 fixes/s: every 2.5 s)
+SMOKE = Workload(None, 8, 200, 80, 3, 4, 4.0)
+
+
 # -- the screens (a separate process) -------------------------------------------------------------
 
 
@@ -83,7 +110,8 @@ class Screen:
     closed: str = ""
     bytes_by_second: Counter[int] = field(default_factory=Counter)
     msgs_by_second: Counter[int] = field(default_factory=Counter)
-    first_seen: dict[tuple[str, int], float] = field(default_factory=dict)  # (sup, at s) → receive time
+    # ticks: every row of a tagged supervisor as (sup, lon, lat, receive time); matched to the sends later
+    tick_rows: list[tuple[str, float, float, float]] = field(default_factory=list)
     fix_latency: list[tuple[str, int, float]] = field(default_factory=list)  # naive: (sup, at ms, recv)
 
 
@@ -128,10 +156,10 @@ async def _screen(port: int, kiosk: str, tagged: frozenset[str], st: Screen, ses
                     if event == "tick":
                         st.ticks += 1
                         sup = body["sup"]
-                        seen = st.first_seen
-                        for sid, at in zip(sup["id"], sup["at"], strict=True):
-                            if sid in tagged and (sid, at) not in seen:
-                                seen[(sid, at)] = now
+                        rows = st.tick_rows
+                        for sid, lon, lat in zip(sup["id"], sup["lon"], sup["lat"], strict=True):
+                            if sid in tagged:
+                                rows.append((sid, lon, lat, now))
                     elif event == "alert":
                         st.alerts += 1
                 elif data == "2":
@@ -193,12 +221,52 @@ class Sent:
     accepted: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     ack_ms: list[float] = field(default_factory=list)
-    tagged: dict[tuple[str, int], int] = field(default_factory=dict)  # (sup, at s) → at ms
+    # per tagged supervisor, in send order: (at ms, lon, lat) with lon/lat rounded as a tick rounds them
+    tagged: dict[str, list[tuple[int, float, float]]] = field(default_factory=dict)
     started: float = 0.0
     ended: float = 0.0
 
+    @property
+    def tagged_fixes(self) -> int:
+        """How many fixes of tagged supervisors were sent."""
+        return sum(len(v) for v in self.tagged.values())
 
-async def _gateways(port: int, city: City, sups: list[str], tagged: frozenset[str], seconds: float) -> Sent:
+
+# a tick row is matched to one of the last few sends of its supervisor (see tick_latencies)
+MATCH_BACK = 4
+
+
+def tick_latencies(sent: Sent, screens: list[Screen]) -> list[float]:
+    """Receive time − send time of every tagged fix on every screen, from the screens' tick rows.
+
+    Why this matching is exact enough: every accepted fix that is newer than a supervisor's last one
+    marks it changed (``domain.supervisor.advance``), so each fix shows up in one tick, with its
+    position (rounded to 5 decimals, as ``feeds.ticks`` renders it). A row is the fix of that
+    supervisor sent last before the row arrived *at that position*; looking back a few sends covers
+    a tick that arrives after the supervisor's next send. Each (screen, fix) counts once, so a fix
+    that is repeated in a later tick (a status change) is not counted twice.
+    """
+    times = {sid: [ms for ms, _, _ in sends] for sid, sends in sent.tagged.items()}
+    out: list[float] = []
+    for st in screens:
+        counted: set[tuple[str, int]] = set()
+        for sid, lon, lat, recv in st.tick_rows:
+            sends = sent.tagged.get(sid)
+            if not sends:
+                continue
+            last = bisect_right(times[sid], recv * 1000) - 1
+            for i in range(last, max(-1, last - MATCH_BACK), -1):
+                if sends[i][1] == lon and sends[i][2] == lat:
+                    if (sid, i) not in counted:
+                        counted.add((sid, i))
+                        out.append(recv - sends[i][0] / 1000)
+                    break
+    return out
+
+
+async def _gateways(
+    port: int, city: City, sups: list[str], tagged: frozenset[str], seconds: float, rate: int | None = None
+) -> Sent:
     rng = np.random.default_rng(20261127)
     sent = Sent()
     clients = []
@@ -207,7 +275,7 @@ async def _gateways(port: int, city: City, sups: list[str], tagged: frozenset[st
         await c.connect(f"http://127.0.0.1:{port}", namespaces=["/device"], auth={"token": city.gateway},
                         transports=["websocket"], wait_timeout=30)  # fmt: skip
         clients.append(c)
-    per_batch = max(1, round(RATE * PERIOD / GATEWAYS))
+    per_batch = max(1, round((rate or RATE) * PERIOD / GATEWAYS))
     pending: set[asyncio.Future[Any]] = set()
 
     async def gateway(k: int, c: socketio.AsyncClient) -> None:
@@ -228,10 +296,10 @@ async def _gateways(port: int, city: City, sups: list[str], tagged: frozenset[st
                 sid = mine[pos % len(mine)]
                 pos += 1
                 lon, lat, r, _ = city.points[sid]
-                batch.append({"supervisor": sid, "at": at_ms, "lon": round(lon + r * jit[j, 0], 7),
-                              "lat": round(lat + r * jit[j, 1], 7)})  # fmt: skip
+                fix_lon, fix_lat = round(lon + r * jit[j, 0], 7), round(lat + r * jit[j, 1], 7)
+                batch.append({"supervisor": sid, "at": at_ms, "lon": fix_lon, "lat": fix_lat})
                 if sid in tagged:
-                    sent.tagged[(sid, at_ms // 1000)] = at_ms
+                    sent.tagged.setdefault(sid, []).append((at_ms, round(fix_lon, 5), round(fix_lat, 5)))
             sent.fixes += len(batch)
             fut: asyncio.Future[Any] = loop.create_future()
             pending.add(fut)
@@ -284,18 +352,18 @@ def _own_cpu() -> float:
     return t.user + t.system
 
 
-def _mode(city: City, tmp: Path, naive: bool, seconds: float) -> Outcome:
+def _mode(city: City, tmp: Path, naive: bool, w: Workload) -> Outcome:
     name = "naive" if naive else "ticks"
     served = copy_city(city, tmp / f"{name}.db")
     log = tmp / f"{name}.log"
     proc, port = start_server(served, naive=naive, log=log)
-    sups = sorted(city.points)[:SUPERVISORS]
-    tagged = frozenset(sups[::TAG_EVERY])
+    sups = sorted(city.points)[: w.supervisors]
+    tagged = frozenset(sups[:: w.tag_every])
     ctx = mp.get_context("spawn")
     ready, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
     progress = ctx.Value("q", 0, lock=False)
     screens_proc = ctx.Process(
-        target=_screens_main, args=(port, city.kiosk, CLIENTS, sorted(tagged), ready, stop, progress, out),
+        target=_screens_main, args=(port, city.kiosk, w.clients, sorted(tagged), ready, stop, progress, out),
         name="bench-screens",
     )  # fmt: skip
     screens_proc.start()
@@ -305,7 +373,7 @@ def _mode(city: City, tmp: Path, naive: bool, seconds: float) -> Outcome:
         time.sleep(1.0)
         before = server_stats(port)
         c0, s0, g0, t0 = cpu_seconds(proc.pid), cpu_seconds(screens_proc.pid or 0), _own_cpu(), time.time()
-        sent = asyncio.run(_gateways(port, city, sups, tagged, seconds))
+        sent = asyncio.run(_gateways(port, city, sups, tagged, w.seconds, w.rate))
         wall = time.time() - t0
         server_cores = (cpu_seconds(proc.pid) - c0) / wall
         screens_cores = (cpu_seconds(screens_proc.pid or 0) - s0) / wall
@@ -313,7 +381,7 @@ def _mode(city: City, tmp: Path, naive: bool, seconds: float) -> Outcome:
         # drain: ticks need one more tick; the naive backlog until every screen has every fix
         d0 = time.time()
         if naive:
-            want, last, still = sent.accepted * CLIENTS, -1, time.time()
+            want, last, still = sent.accepted * w.clients, -1, time.time()
             while progress.value < want and time.time() - still < 5 and time.time() - d0 < 60:
                 if progress.value != last:
                     last, still = progress.value, time.time()
@@ -330,18 +398,12 @@ def _mode(city: City, tmp: Path, naive: bool, seconds: float) -> Outcome:
         if screens_proc.is_alive():
             screens_proc.kill()
         stop_server(proc)
-    lat: list[float] = []
     if naive:
-        for st in screens:
-            lat += [recv - at / 1000 for sid, at, recv in st.fix_latency if (sid, at // 1000) in sent.tagged]
+        lat = [recv - at / 1000 for st in screens for sid, at, recv in st.fix_latency if sid in sent.tagged]
     else:
-        for st in screens:
-            for key, recv in st.first_seen.items():
-                sent_ms = sent.tagged.get(key)
-                if sent_ms is not None:
-                    lat.append(recv - sent_ms / 1000)
+        lat = tick_latencies(sent, screens)
     return Outcome(name, sent, screens, server_cores, screens_cores, gateways_cores, before, after, lat,
-                   len(sent.tagged) * CLIENTS, drain)  # fmt: skip
+                   sent.tagged_fixes * len(screens), drain)  # fmt: skip
 
 
 # -- table ------------------------------------------------------------------------------------------
@@ -398,9 +460,26 @@ def _rows(o: Outcome, seconds: float) -> tuple[list[str], Result, str]:
     return row, res, "; ".join(notes)
 
 
-def run(seconds: float = SECONDS) -> list[Result]:
-    """Build Chaoyang, run both modes, print the table."""
+def _broken(outcomes: list[Outcome]) -> list[str]:
+    """What makes a run's figures meaningless (not a missed target): screens that failed, nothing seen."""
+    problems = []
+    for o in outcomes:
+        failed = Counter(st.closed for st in o.screens if st.closed.startswith(("error", "refused")))
+        if failed:
+            problems.append(f"{o.mode}: {sum(failed.values())} screens failed: {failed.most_common(2)}")
+        if not o.latencies:
+            problems.append(f"{o.mode}: no tagged fix was recognised on any screen")
+    return problems
+
+
+def run(seconds: float = SECONDS, smoke: bool = False) -> list[Result]:
+    """Build the city, run both modes, print the table; raise when the run measured nothing."""
     from store.build import BuildRequest
+
+    w = SMOKE if smoke else FULL
+    if seconds != SECONDS and not smoke:
+        w = Workload(w.district, w.area_size, w.supervisors, w.rate, w.clients, w.tag_every, seconds)
+    seconds = w.seconds
 
     def say(m: str) -> None:
         console.print(m, highlight=False)
@@ -408,20 +487,21 @@ def run(seconds: float = SECONDS) -> list[Result]:
     tmp = Path(tempfile.mkdtemp(prefix="gw-bench-fanout-"))
     try:
         say(f"fanout: {load_line()}")
-        say(f"fanout: building Chaoyang 110105 with area_size={AREA_SIZE} and provisioning accounts …")
+        say(f"fanout: building {w.city} with area_size={w.area_size} and provisioning accounts …")
         t = time.perf_counter()
-        city = prepare_city(tmp / "template.db", BuildRequest(district="110105", area_size=AREA_SIZE))
+        city = prepare_city(tmp / "template.db", BuildRequest(district=w.district, area_size=w.area_size))
         say(f"fanout: {len(city.points):,} supervisors ready in {time.perf_counter() - t:.0f} s")
-        if len(city.points) < SUPERVISORS:
-            raise RuntimeError(f"only {len(city.points)} supervisors; need {SUPERVISORS}")
+        if len(city.points) < w.supervisors:
+            raise RuntimeError(f"only {len(city.points)} supervisors; need {w.supervisors}")
         outcomes = []
         for naive in (False, True):
-            say(f"fanout: {'naive' if naive else 'ticks'}: {CLIENTS} screens, {SUPERVISORS:,} supervisors, "
-                f"{RATE:,} fixes/s for {seconds:.0f} s …")  # fmt: skip
-            outcomes.append(_mode(city, tmp, naive, seconds))
+            mode = "naive" if naive else "ticks"
+            say(f"fanout: {mode}: {w.clients} screens, {w.supervisors:,} supervisors, "
+                f"{w.rate:,} fixes/s for {seconds:.0f} s …")  # fmt: skip
+            outcomes.append(_mode(city, tmp, naive, w))
         table = Table(
-            title=f"fanout: Chaoyang, {SUPERVISORS:,} supervisors at {RATE:,} fixes/s → {CLIENTS} /live "
-            f"screens (room wall), {seconds:.0f} s per mode",
+            title=f"fanout: {w.city}, {w.supervisors:,} supervisors at {w.rate:,} fixes/s → "
+            f"{w.clients} /live screens (room wall), {seconds:.0f} s per mode",
             box=box.SIMPLE_HEAVY, title_justify="left",
         )  # fmt: skip
         for col in ("mode", "fixes/s", "received per screen", "seq gaps", "latency p50", "latency p99",
@@ -444,6 +524,9 @@ def run(seconds: float = SECONDS) -> list[Result]:
             lines = [ln for ln in (tmp / f"{name}.log").read_text().splitlines() if ln.strip()]
             if lines:
                 say(f"server log ({name}): {len(lines)} lines, last: {lines[-1][:160]}")
+        problems = _broken(outcomes)
+        if problems:
+            raise RuntimeError("fanout measured nothing usable: " + "; ".join(problems))
         return results
     finally:
         if not os.environ.get("GW_BENCH_KEEP"):

@@ -52,9 +52,9 @@ import redis
 from rich import box
 from rich.table import Table
 
-from bench import FAIL, INFO, PASS, ROOT, Result, bench_fanout, console
+from bench import FAIL, INFO, PASS, ROOT, Result, console
 from bench._server import City, cpu_seconds, load_line, percentile, supervisor_points
-from bench.bench_fanout import GATEWAYS, Screen, _gateways, _screen
+from bench.bench_fanout import GATEWAYS, Screen, _gateways, _screen, tick_latencies
 
 PG_BASE = os.environ.get("GW_BENCH_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("GW_BENCH_REDIS", "redis://127.0.0.1:6379/14")
@@ -241,8 +241,7 @@ def _fanout(dep: Deployment, city: City, seconds: float) -> Fanout:
         time.sleep(1.0)
         c0 = {k: cpu_seconds(pid) for k, pid in pids.items()}
         s0, g0, r0, t0 = cpu_seconds(screens_proc.pid or 0), _own_cpu(), _redis_cpu(r), time.time()
-        bench_fanout.RATE = RATE  # the gateways' offered rate (module constant of bench_fanout)
-        sent = asyncio.run(_gateways(web_a.port, city, sups, tagged, seconds))
+        sent = asyncio.run(_gateways(web_a.port, city, sups, tagged, seconds, RATE))
         wall = time.time() - t0
         cores = {k: (cpu_seconds(pid) - c0[k]) / wall for k, pid in pids.items()}
         cores["redis (whole server)"] = (_redis_cpu(r) - r0) / wall
@@ -267,13 +266,8 @@ def _fanout(dep: Deployment, city: City, seconds: float) -> Fanout:
     with eng.connect() as conn:
         persisted = int(conn.execute(sa.select(sa.func.count()).select_from(Position)).scalar_one())
     eng.dispose()
-    lat: list[float] = []
-    for st in screens:
-        for key, recv in st.first_seen.items():
-            sent_ms = sent.tagged.get(key)
-            if sent_ms is not None:
-                lat.append(recv - sent_ms / 1000)
-    return Fanout(sent, screens, cores, lat, len(sent.tagged) * CLIENTS, backlog, persisted)
+    lat = tick_latencies(sent, screens)
+    return Fanout(sent, screens, cores, lat, sent.tagged_fixes * len(screens), backlog, persisted)
 
 
 def _consumers(dep: Deployment, city: City, n: int, offset: timedelta) -> tuple[float, int]:
