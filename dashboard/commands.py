@@ -16,11 +16,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from flask import Flask, Response, request
 
 from dashboard.auth import CSRF_HEADER, csrf_ok, current_person
-from feeds.api import COMMAND_DATA, COMMANDS, refused, status_of
+from feeds.http import COMMAND_DATA, COMMANDS, Refusal, json_response, parse_body, refused, status_of
 from feeds.pipeline import Pipeline
 from feeds.schemas import Reason
 
@@ -88,7 +87,7 @@ def run_command(
     """Submit one lifecycle command as ``person`` (``person_id``, ``role``, ``department``); the ack.
 
     ``action`` is an ``Action`` value or an ``/api/v1`` alias (``handle``, ``return`` …); ``data``
-    keeps the fields the lifecycle reads (``feeds.api.COMMAND_DATA`` and a nested ``data``);
+    keeps the fields the lifecycle reads (``feeds.http.COMMAND_DATA`` and a nested ``data``);
     ``key`` is the client's idempotency key (one is made when missing: then a retry is a new command);
     ``data["at"]`` is the command's instant (default: when the key was first seen in this process).
     """
@@ -123,46 +122,36 @@ def run_command(
     return pipeline.submit("command", raw, speaker, source=source)
 
 
-def _json(body: Any, status: int) -> Response:
-    return Response(orjson.dumps(body, default=str), status=status, mimetype="application/json")
-
-
 def install_commands(server: Flask, pipeline: Callable[[], Pipeline | None]) -> None:
     """``POST /api/v1/commands``: a logged-in person's command (session cookie + ``X-CSRF-Token``).
 
     Body: ``{"action", "case_id", "opinion"?, "data"?, "id"?}`` (``id`` or the ``Idempotency-Key``
     header is the idempotency key). The answer is the pipeline's acknowledgement with the HTTP status
-    of its first refusal (``feeds.api.HTTP_STATUS``).
+    of its first refusal (``feeds.http.HTTP_STATUS``), answered with the HTTP helpers the API uses.
     """
 
     @server.post("/api/v1/commands")
     def desk_command() -> Response:
         me = current_person()
         if me is None:
-            return _json({"error": "login_required", "message": "log in at /login"}, 401)
+            return json_response({"error": "login_required", "message": "log in at /login"}, 401)
         if not csrf_ok(request.headers.get(CSRF_HEADER)):
-            return _json({"error": "csrf", "message": f"missing or wrong {CSRF_HEADER} header"}, 403)
+            return json_response({"error": "csrf", "message": f"missing or wrong {CSRF_HEADER} header"}, 403)
         p = pipeline()
         if p is None:
-            return _json({"error": "unavailable", "message": "the live core is starting; retry"}, 503)
+            return json_response({"error": "unavailable", "message": "the live core is starting; retry"}, 503)
         source = f"desk:{me['person_id']}"[:32]
-        if (request.content_length or 0) > MAX_BODY:
-            ack = p.reject(
-                "command", {"bytes": request.content_length}, source, Reason.TOO_LARGE, "body too large"
-            )
-            return _json(refused(ack), 413)
         try:
-            body = orjson.loads(request.get_data(cache=False) or b"null")
-        except orjson.JSONDecodeError as exc:
-            ack = p.reject("command", {}, source, Reason.MALFORMED, f"body is not JSON: {exc}")
-            return _json(refused(ack), 400)
+            body = parse_body(p, "command", source, limit=MAX_BODY)
+        except Refusal as exc:
+            return json_response(exc.body, exc.status)
         if not isinstance(body, dict) or not isinstance(body.get("action"), str) or not body.get("case_id"):
             ack = p.reject("command", {"body": str(body)[:500]}, source, Reason.MISSING_FIELD,
                            "a command needs action and case_id")  # fmt: skip
-            return _json(refused(ack), 400)
+            return json_response(refused(ack), 400)
         key = body.get("id") or request.headers.get("Idempotency-Key")
         data = {k: v for k, v in body.items() if k not in ("action", "case_id", "opinion", "id")}
         ack = run_command(p, me, body["action"], str(body["case_id"]), data, str(key) if key else None,
                           str(body.get("opinion") or ""))  # fmt: skip
         status = status_of(ack)
-        return _json(refused(ack) if status >= 400 else ack, status)
+        return json_response(refused(ack) if status >= 400 else ack, status)

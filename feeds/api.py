@@ -12,97 +12,49 @@ Every write goes through ``Pipeline.submit`` (the one write path: named rejectio
 persist then publish), so the body answered is the pipeline's acknowledgement; refusals before the
 pipeline (key, role, JSON) are recorded with ``Pipeline.reject``. The pipeline is attached after the
 blueprint is created (the web app exists before the live core): until then every endpoint but the
-OpenAPI document answers 503 ``unavailable``. See docs/api.md.
+OpenAPI document answers 503 ``unavailable``. See docs/api.md. Keys, bodies, JSON answers and
+refusals are the HTTP helpers of :mod:`feeds.http`, shared with Open311 and the desk's commands.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from flask import Blueprint, Flask, Response, request
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from domain.lifecycle import DISPLAY_STAGE, Action, Role, state_from_json
+from domain.lifecycle import DISPLAY_STAGE, state_from_json
+from feeds.http import (
+    ALL_METHODS,
+    API_PREFIX,
+    COMMAND_DATA,
+    COMMANDS,
+    POSITION_ROLES,
+    ApiSpeaker,
+    Refusal,
+    authenticate_api,
+    json_response,
+    other_methods,
+    parse_body,
+    refused,
+    secret_of_request,
+    status_of,
+)
+from feeds.open311 import create_open311_blueprint
+from feeds.openapi import openapi_document
 from feeds.pipeline import Pipeline, api_actor
 from feeds.schemas import MAX_BATCH, Reason
-from store.accounts import AuthError, Principal, authenticate
 from store.models import Case, CaseEventRow
 
-API_PREFIX = "/api/v1"
-ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-MAX_BODY_BYTES = 4 * 1024 * 1024  # read at most this much; the pipeline refuses > MAX_PAYLOAD_BYTES by name
-POSITION_ROLES = frozenset({Role.SUPERVISOR.value, Role.ADMIN.value})
-# the issue's command names that are not Action values
-ACTION_ALIASES: dict[str, Action] = {
-    "handle": Action.FEEDBACK,
-    "return": Action.REQUEST_RETURN,
-    "extend": Action.REQUEST_EXTENSION,
-    "suspend": Action.REQUEST_SUSPENSION,
-}
-COMMANDS: dict[str, Action] = {a.value: a for a in Action if a is not Action.REPORT} | ACTION_ALIASES
-# body fields of a command copied into its data (domain.lifecycle handlers read them)
-COMMAND_DATA = ("confirmed", "passed", "department", "extra", "special", "class_code", "condition_code",
-                "assignee", "media")  # fmt: skip
 # the default ``source`` of a report by the key's role (a body may say otherwise)
 REPORT_SOURCE = {"call_center": "hotline", "leader": "leader", "department": "department",
                  "supervisor": "supervisor"}  # fmt: skip
 STAGE_KEYS = {stage: status.value for status, stage in DISPLAY_STAGE.items()}
-
-# HTTP status of a refusal by reason (input reasons, lifecycle rules, auth); others are 422
-HTTP_STATUS: dict[str, int] = {
-    Reason.MALFORMED.value: 400,
-    Reason.TOO_LARGE.value: 413,
-    Reason.NOT_ALLOWED.value: 403,
-    "wrong_role": 403,
-    "wrong_department": 403,
-    Reason.UNKNOWN_CASE.value: 404,
-    "no_case": 404,
-    "case_exists": 409,
-    "wrong_status": 409,
-    "case_closed": 409,
-    "request_pending": 409,
-    "no_request": 409,
-    "instant_before_case": 409,
-    "idempotency_key_conflict": 409,
-    Reason.RATE_LIMITED.value: 429,
-    Reason.UNAVAILABLE.value: 503,
-    "token_missing": 401,
-    "token_unknown": 401,
-    "token_revoked": 401,
-    "token_wrong_kind": 401,
-}
-
-
-@dataclass(frozen=True)
-class ApiSpeaker:
-    """An API key as a pipeline speaker (``feeds.pipeline.Speaker``), acting as ``api:<name>``."""
-
-    token_id: int
-    name: str
-    role: str
-    kind: str = "api"
-    person_id: str | None = None
-
-    @property
-    def actor_id(self) -> str:
-        """The actor id the key's commands and reports carry."""
-        return f"api:{self.name}"[:64]
-
-    def may_speak_for(self, person_id: str) -> bool:
-        """Itself; keys of a ``POSITION_ROLES`` role also for every supervisor (as a gateway with ``*``)."""
-        return person_id == self.actor_id or self.role in POSITION_ROLES
-
-    @classmethod
-    def of(cls, who: Principal) -> ApiSpeaker:
-        """The speaker of an authenticated API key."""
-        return cls(who.token_id, who.name, who.role or "")
 
 
 class PipelineRef:
@@ -117,81 +69,6 @@ class PipelineRef:
 
     def __call__(self) -> Pipeline | None:
         return self.pipeline
-
-
-class Refusal(Exception):
-    """A request refused before or by the pipeline: HTTP status and body."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(body.get("message", ""))
-        self.status, self.body = status, body
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A JSON response (orjson)."""
-    return Response(orjson.dumps(body, default=str), status=status, mimetype="application/json",
-                    headers=headers)  # fmt: skip
-
-
-def remote() -> str:
-    """The client's address, for dead-letter sources."""
-    return str(request.remote_addr or "?")
-
-
-def secret_of_request(*, form_key: str | None = None) -> str | None:
-    """The key of a request: ``Authorization: Bearer``, ``X-API-Key`` or (Open311) a parameter."""
-    auth = request.headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip() or None
-    given = request.headers.get("X-API-Key")
-    if given:
-        return given.strip()
-    if form_key is not None:
-        value = request.form.get(form_key) if request.form else None
-        return value or request.args.get(form_key)
-    return None
-
-
-def status_of(ack: dict[str, Any], ok: int = 200) -> int:
-    """The HTTP status of a one-input acknowledgement: ``ok``, or the first rejection's status."""
-    if ack.get("accepted") or ack.get("duplicates") or not ack.get("rejected"):
-        return ok
-    return HTTP_STATUS.get(str(ack["rejected"][0].get("reason")), 422)
-
-
-def refused(ack: dict[str, Any]) -> dict[str, Any]:
-    """An acknowledgement with its first rejection's reason and message on top (``error``)."""
-    first = ack["rejected"][0] if ack.get("rejected") else {"reason": "unavailable", "message": ""}
-    return {"error": first.get("reason"), "message": first.get("message", ""), **ack}
-
-
-def parse_body(pipeline: Pipeline, kind: str, source: str) -> Any:
-    """The request's JSON body; a body that is not JSON is refused by name (and dead-lettered)."""
-    size = request.content_length
-    if size is not None and size > MAX_BODY_BYTES:
-        ack = pipeline.reject(kind, {"bytes": size}, source, Reason.TOO_LARGE,
-                              f"{size} bytes > {MAX_BODY_BYTES}")  # fmt: skip
-        raise Refusal(413, refused(ack))
-    data = request.get_data(cache=False)
-    try:
-        return orjson.loads(data) if data else None
-    except orjson.JSONDecodeError as exc:
-        text = data[:2000].decode("utf-8", "replace")
-        ack = pipeline.reject(kind, {"body": text}, source, Reason.MALFORMED, f"body is not JSON: {exc}")
-        raise Refusal(400, refused(ack)) from None
-
-
-def authenticate_api(engine: Engine, pipeline: Pipeline, secret: str | None, kind: str) -> ApiSpeaker:
-    """The speaker of the request's API key; 401 with the auth reason (dead-lettered) otherwise."""
-    try:
-        with engine.connect() as conn:
-            who = authenticate(conn, secret, ("api",))
-    except AuthError as exc:
-        msg = f"refused {request.method} {request.path}: {exc.reason}"
-        pipeline.reject(kind, {"path": request.path, "remote": remote()}, f"api:{remote()}",
-                        exc.reason, msg)  # type: ignore[arg-type]  # fmt: skip
-        raise Refusal(401, {"error": exc.reason, "message": msg}) from None
-    return ApiSpeaker.of(who)
 
 
 # -- case queries -------------------------------------------------------------------------------------
@@ -303,8 +180,6 @@ def create_api_blueprint(engine: Engine, pipeline: Callable[[], Pipeline | None]
     @bp.route("/<path:rest>", methods=ALL_METHODS)
     def elsewhere(rest: str) -> Response:
         """Anything else under the prefix (the app's Dash pages would answer it otherwise)."""
-        from feeds.open311 import other_methods
-
         if other_methods(request.endpoint):
             msg = f"{request.method} is not allowed on {request.path}"
             return json_response({"error": "method_not_allowed", "message": msg}, 405)
@@ -312,8 +187,6 @@ def create_api_blueprint(engine: Engine, pipeline: Callable[[], Pipeline | None]
 
     @bp.get("/openapi.json")
     def openapi() -> Response:
-        from feeds.openapi import openapi_document
-
         return json_response(openapi_document())
 
     @bp.post("/positions")
@@ -405,8 +278,6 @@ def create_api_blueprint(engine: Engine, pipeline: Callable[[], Pipeline | None]
 
 def register_http_feeds(server: Flask, engine: Engine, pipeline: Pipeline | None = None) -> PipelineRef:
     """Register ``/api/v1`` and Open311 ``/open311/v2`` on the app; attach the pipeline to the result."""
-    from feeds.open311 import create_open311_blueprint
-
     ref = PipelineRef(pipeline)
     server.register_blueprint(create_api_blueprint(engine, ref))
     server.register_blueprint(create_open311_blueprint(engine, ref))

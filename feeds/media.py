@@ -27,22 +27,20 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, Protocol
 from urllib.parse import quote
 
 import filetype
-from flask import Blueprint, Flask, Response, jsonify, redirect, request, send_file, session
+from flask import Blueprint, Flask, Response, redirect, request, send_file, session
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
+from feeds.http import Rejecter, json_response
 from feeds.schemas import Reason
 from store.accounts import AuthError, Principal, authenticate
 from store.models import Person
-
-if TYPE_CHECKING:
-    from feeds.pipeline import Pipeline
 
 MiB = 1024 * 1024
 KINDS: dict[str, str] = {"near": "photo", "far": "photo", "reference": "photo", "voice": "voice"}
@@ -283,11 +281,9 @@ def _secret() -> str | None:
 
 
 def _refusal(reason: str, message: str) -> Response:
-    resp = jsonify({"reason": reason, "message": message})
-    resp.status_code = _STATUS.get(reason, 400)
-    if resp.status_code == 401:
-        resp.headers["WWW-Authenticate"] = 'Bearer realm="gridwall"'
-    return resp
+    status = _STATUS.get(reason, 400)
+    headers = {"WWW-Authenticate": 'Bearer realm="gridwall"'} if status == 401 else None
+    return json_response({"reason": reason, "message": message}, status, headers)
 
 
 def _wants_html() -> bool:
@@ -297,7 +293,7 @@ def _wants_html() -> bool:
     return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
 
 
-def media_blueprint(engine: Engine, store: MediaStore, *, pipeline: Pipeline | None = None) -> Blueprint:
+def media_blueprint(engine: Engine, store: MediaStore, *, pipeline: Rejecter | None = None) -> Blueprint:
     """The upload and download routes on a (preferably read-only) engine; rejects go to ``pipeline``."""
     bp = Blueprint("media", __name__)
 
@@ -357,9 +353,8 @@ def media_blueprint(engine: Engine, store: MediaStore, *, pipeline: Pipeline | N
             return refuse(source, exc.reason, exc.message, described(True, _size(upload.stream)))
         except OSError as exc:
             return refuse(source, Reason.UNAVAILABLE, f"storing failed: {exc}", described(True))
-        resp = jsonify({"ref": stored.ref, "type": stored.type, "bytes": stored.bytes, "kind": kind})
-        resp.status_code = 201 if stored.new else 200
-        return resp
+        body = {"ref": stored.ref, "type": stored.type, "bytes": stored.bytes, "kind": kind}
+        return json_response(body, 201 if stored.new else 200)
 
     def viewer() -> str | None:
         """None when the request may see media, else the refusal reason."""
@@ -408,12 +403,22 @@ def _size(stream: IO[bytes]) -> int | None:
         return None
 
 
+class ChecksMedia(Rejecter, Protocol):
+    """A pipeline that dead-letters refused uploads and checks the references of reports and commands.
+
+    A protocol (``feeds.pipeline.Pipeline`` is one) so that the media routes do not import the
+    pipeline, which imports :func:`check_refs` from here.
+    """
+
+    media: MediaStore | None
+
+
 def install_media(
     server: Flask,
     engine: Engine,
     data_dir: Path,
     *,
-    pipeline: Pipeline | None = None,
+    pipeline: ChecksMedia | None = None,
     limits: MediaLimits | None = None,
 ) -> MediaStore:
     """Register the media routes on the app; the pipeline then checks references against the store."""

@@ -28,19 +28,21 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import HTTPException
 
 from domain.catalogue import Catalogue, CatalogueError, MinorClass
 from domain.lifecycle import CaseState, Stage, Status, state_from_json
-from feeds.api import (
+from feeds.http import (
+    ALL_METHODS,
     HTTP_STATUS,
+    OPEN311_PREFIX,
     Refusal,
     authenticate_api,
     json_response,
+    other_methods,
     parse_body,
     secret_of_request,
 )
@@ -48,7 +50,6 @@ from feeds.pipeline import Pipeline
 from feeds.schemas import Reason
 from store.models import Case
 
-OPEN311_PREFIX = "/open311/v2"
 KIND_PREFIX = {"component": "C", "event": "E"}
 MAX_RESULTS = 1000
 DEFAULT_DAYS = 90
@@ -181,22 +182,6 @@ def _number(value: Any) -> Any:
         return float(value)
     except (TypeError, ValueError):
         return value
-
-
-ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-
-
-def other_methods(catch_all: str | None) -> bool:
-    """Whether the request's path is a route of another endpoint for some other method (405, not 404)."""
-    adapter = current_app.url_map.bind_to_environ(request.environ)
-    for method in ALL_METHODS:
-        try:
-            endpoint, _ = adapter.match(method=method)
-        except HTTPException:
-            continue
-        if endpoint != catch_all:
-            return True
-    return False
 
 
 def create_open311_blueprint(engine: Engine, pipeline: Callable[[], Pipeline | None]) -> Blueprint:

@@ -13,8 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from feeds.api import API_PREFIX, COMMANDS
-from feeds.open311 import OPEN311_PREFIX
+from feeds.http import API_PREFIX, COMMANDS, OPEN311_PREFIX
 from feeds.schemas import MAX_BATCH, Crs, FixIn, Key, Reason, Text
 
 _DOC = ConfigDict(extra="allow")
