@@ -296,7 +296,8 @@ async def _gateways(
                 sid = mine[pos % len(mine)]
                 pos += 1
                 lon, lat, r, _ = city.points[sid]
-                fix_lon, fix_lat = round(lon + r * jit[j, 0], 7), round(lat + r * jit[j, 1], 7)
+                # Python floats: numpy's round differs from Python's (the server's) at half-way values
+                fix_lon, fix_lat = round(float(lon + r * jit[j, 0]), 7), round(float(lat + r * jit[j, 1]), 7)
                 batch.append({"supervisor": sid, "at": at_ms, "lon": fix_lon, "lat": fix_lat})
                 if sid in tagged:
                     sent.tagged.setdefault(sid, []).append((at_ms, round(fix_lon, 5), round(fix_lat, 5)))
