@@ -1,9 +1,12 @@
-"""``python -m bench [init] [index] [lifecycle] [evaluation] [ingest] [fanout] [wall] [api] [replay]
-[desk_eval] [startup] [scale] [desk_pages] [--profile] [--backend B]``.
+"""``python -m bench [NAME ...] [--smoke] [--profile] [--seconds S] [--backend B]``.
 
-Benchmarks.
+Benchmarks: init, index, lifecycle, evaluation, ingest, fanout, wall, api, replay, desk_eval, startup,
+scale, desk_pages, patrol. With no name every benchmark runs. Current figures: BENCHMARKS.md.
 
-With no name every benchmark runs. The exit status is 1 when any target fails, else 0.
+``--smoke`` runs each named benchmark on a tiny workload through the same code (seconds each); speed
+targets are then not judged, correctness checks are. tests/test_bench_smoke.py runs every smoke run.
+
+The exit status is 1 when a benchmark raised, returned no rows, or a row failed; else 0.
 """
 
 from __future__ import annotations
@@ -12,17 +15,89 @@ import argparse
 import sys
 import time
 
+import bench
 from bench import FAIL, PASS, SKIP, Result, console, machine_lines
 
 BENCHMARKS = (
     "init", "index", "lifecycle", "evaluation", "ingest", "fanout", "wall", "api", "replay", "desk_eval",
-    "startup", "scale", "desk_pages",
+    "startup", "scale", "desk_pages", "patrol",
 )  # fmt: skip
+
+# the smoke runs of the benchmarks whose run() takes sizes (their modules are shared with other work)
+SMOKE_INGEST = {"n_batched": 2_000, "n_single": 300}
+SMOKE_API_FIXES = 2_000
+
+
+def _run(name: str, args: argparse.Namespace) -> list[Result]:
+    """Run one benchmark (imported on demand: each pulls in its own dependencies)."""
+    smoke: bool = args.smoke
+    if name == "init":
+        from bench import bench_init
+
+        return bench_init.run(profile=args.profile, smoke=smoke)
+    if name == "index":
+        from bench import bench_index
+
+        return bench_index.run(smoke=smoke)
+    if name == "lifecycle":
+        from bench import bench_lifecycle
+
+        return bench_lifecycle.run(smoke=smoke)
+    if name == "evaluation":
+        from bench import bench_evaluation
+
+        return bench_evaluation.run(smoke=smoke)
+    if name == "ingest":
+        from bench import bench_ingest
+
+        return bench_ingest.run(**SMOKE_INGEST) if smoke else bench_ingest.run()
+    if name == "fanout":
+        from bench import bench_fanout
+
+        return bench_fanout.run(smoke=smoke)
+    if name == "wall":
+        from bench import bench_wall
+
+        return bench_wall.run(seconds=args.seconds, smoke=smoke)
+    if name == "api":
+        from bench import bench_api
+
+        return bench_api.run(n_fixes=SMOKE_API_FIXES) if smoke else bench_api.run()
+    if name == "replay":
+        from bench import bench_replay
+
+        return bench_replay.run(smoke=smoke)
+    if name == "desk_eval":
+        from bench import bench_desk_eval
+
+        return bench_desk_eval.run(smoke=smoke)
+    if name == "startup":
+        from bench import bench_startup
+
+        return bench_startup.run(smoke=smoke)
+    if name == "scale":
+        from bench import bench_scale
+
+        return bench_scale.run(smoke=smoke)
+    if name == "desk_pages":
+        from bench import bench_desk_pages
+
+        if smoke:
+            raise NotImplementedError("desk_pages has no smoke run yet")
+        return bench_desk_pages.run(backend=args.backend)
+    if name == "patrol":
+        from bench import bench_patrol
+
+        return bench_patrol.run(smoke=smoke)
+    raise AssertionError(name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    """Run the named benchmarks (all by default), print their tables and a summary line per benchmark."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("names", nargs="*", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)")
+    parser.add_argument("--smoke", action="store_true", help="tiny workloads, same code; speed not judged")
     parser.add_argument(
         "--profile", action="store_true", help="init: run the Chaoyang build under cProfile and print the top"
     )
@@ -34,78 +109,46 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
-    names = args.names or list(BENCHMARKS)
+    names = [n for n in BENCHMARKS if n in (args.names or BENCHMARKS)]
+    bench.SMOKE = args.smoke
 
-    console.rule("GridWall benchmarks")
+    console.rule("GridWall benchmarks" + (" (smoke: tiny workloads, speed not judged)" if args.smoke else ""))
     for line in machine_lines():
         console.print(line, highlight=False)
     console.print()
 
     started = time.perf_counter()
     results: list[Result] = []
-    for name in BENCHMARKS:
-        if name not in names:
+    summary: list[str] = []
+    broken = 0
+    for name in names:
+        t0 = time.perf_counter()
+        try:
+            rows = _run(name, args)
+        except Exception as exc:  # one broken benchmark must not hide the others' figures
+            console.print_exception()
+            summary.append(f"{name}: ERROR {exc!r}"[:300])
+            broken += 1
             continue
-        if name == "init":
-            from bench import bench_init
-
-            results += bench_init.run(profile=args.profile)
-        elif name == "index":
-            from bench import bench_index
-
-            results += bench_index.run()
-        elif name == "lifecycle":
-            from bench import bench_lifecycle
-
-            results += bench_lifecycle.run()
-        elif name == "evaluation":
-            from bench import bench_evaluation
-
-            results += bench_evaluation.run()
-        elif name == "ingest":
-            from bench import bench_ingest
-
-            results += bench_ingest.run()
-        elif name == "fanout":
-            from bench import bench_fanout
-
-            results += bench_fanout.run()
-        elif name == "api":
-            from bench import bench_api
-
-            results += bench_api.run()
-        elif name == "replay":
-            from bench import bench_replay
-
-            results += bench_replay.run()
-        elif name == "desk_eval":
-            from bench import bench_desk_eval
-
-            results += bench_desk_eval.run()
-        elif name == "startup":
-            from bench import bench_startup
-
-            results += bench_startup.run()
-        elif name == "scale":
-            from bench import bench_scale
-
-            results += bench_scale.run()
-        elif name == "desk_pages":
-            from bench import bench_desk_pages
-
-            results += bench_desk_pages.run(backend=args.backend)
-        else:
-            from bench import bench_wall
-
-            results += bench_wall.run(seconds=args.seconds)
+        results += rows
+        counts = {s: sum(1 for r in rows if r.status == s) for s in (PASS, FAIL, SKIP)}
+        if not rows:
+            broken += 1
+        # the line tests/test_bench_smoke.py reads: "<name>: <n> result rows (...)"
+        summary.append(
+            f"{name}: {len(rows)} result rows ({counts[PASS]} passed, {counts[FAIL]} failed, "
+            f"{counts[SKIP]} skipped) in {time.perf_counter() - t0:.0f} s"
+        )
         console.print()
 
     counts = {s: sum(1 for r in results if r.status == s) for s in (PASS, FAIL, SKIP)}
+    for line in summary:
+        console.print(line, highlight=False, markup=False)
     console.rule(
-        f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped "
+        f"{counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIP]} skipped, {broken} broken "
         f"in {time.perf_counter() - started:.0f} s"
     )
-    return 1 if counts[FAIL] else 0
+    return 1 if counts[FAIL] or broken else 0
 
 
 if __name__ == "__main__":

@@ -11,12 +11,14 @@ Also timed, without a target: "who was where at T" (issue 8 item 8) over 10,000 
 from __future__ import annotations
 
 import json
+import os
 import random
 import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -37,10 +39,24 @@ from store.db import create_engine
 from store.migrate import upgrade
 from store.models import Community, Department, Grid, Person, Position, Street
 
-PG_BASE = "postgresql+psycopg://root@127.0.0.1:5432/test"
+PG_BASE = os.environ.get("GW_BENCH_PG", "postgresql+psycopg://root@127.0.0.1:5432/test")
 MONTH = Period("month", date(2026, 10, 1), date(2026, 10, 31))
 NOW = datetime(2026, 11, 2, 4, 0, tzinfo=UTC)  # the month is over: no live overdue count
 REPEAT = 3
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The stored period, the people of "who was where at T" and the repeats of each timing."""
+
+    period: Period
+    people: int
+    repeat: int
+
+
+FULL = Workload(MONTH, 10_000, REPEAT)  # 10,000 people: WHERE_PEOPLE
+# the smoke run (python -m bench desk_eval --smoke): the last two days of the month, 100 people, once
+SMOKE = Workload(Period("month", date(2026, 10, 30), date(2026, 10, 31)), 100, 1)
 
 
 def _counts(rng: random.Random, scale: float) -> dict[str, int]:
@@ -61,7 +77,7 @@ def _counts(rng: random.Random, scale: float) -> dict[str, int]:
     return c
 
 
-def _fill(engine: Engine) -> int:
+def _fill(engine: Engine, period: Period = MONTH) -> int:
     """Build Dongcheng with its people and store a full month of daily rows; returns rows stored."""
     upgrade(engine)
     build_city(engine, BuildRequest())
@@ -81,8 +97,8 @@ def _fill(engine: Engine) -> int:
         objects += [(kind, f"{kind.value}-{i}", 300.0) for i in range(4)]
     rng = random.Random(20261127)
     rows: dict[RowKey, dict[str, int]] = {}
-    for d in range(MONTH.days):
-        day = MONTH.start + timedelta(days=d)
+    for d in range(period.days):
+        day = period.start + timedelta(days=d)
         for kind, oid, scale in objects:
             rows[(kind, oid, day)] = _counts(rng, scale)
     with engine.begin() as conn:
@@ -90,13 +106,15 @@ def _fill(engine: Engine) -> int:
     return len(rows)
 
 
-def _page_seconds(engine: Engine, kind: ObjectType, within: str | None = None) -> tuple[float, int, int]:
+def _page_seconds(
+    engine: Engine, kind: ObjectType, within: str | None = None, w: Workload = FULL
+) -> tuple[float, int, int]:
     """Server time of one page: ranking + layout + the JSON Dash sends (median of REPEAT runs)."""
     times: list[float] = []
     size = objects = 0
-    for _ in range(REPEAT):
+    for _ in range(w.repeat):
         t0 = time.perf_counter()
-        r = ranking(engine, kind, MONTH, now=NOW, within=within)
+        r = ranking(engine, kind, w.period, now=NOW, within=within)
         page = evaluation.layout(r, lang="zh", streets=street_names(engine))
         body = json.dumps(page.to_plotly_json(), cls=plotly.utils.PlotlyJSONEncoder)
         times.append(time.perf_counter() - t0)
@@ -104,12 +122,12 @@ def _page_seconds(engine: Engine, kind: ObjectType, within: str | None = None) -
     return statistics.median(times), objects, size
 
 
-def _csv_seconds(engine: Engine, kind: ObjectType) -> tuple[float, int]:
+def _csv_seconds(engine: Engine, kind: ObjectType, w: Workload = FULL) -> tuple[float, int]:
     times: list[float] = []
     size = 0
-    for _ in range(REPEAT):
+    for _ in range(w.repeat):
         t0 = time.perf_counter()
-        body = export_csv(ranking(engine, kind, MONTH, now=NOW))
+        body = export_csv(ranking(engine, kind, w.period, now=NOW))
         times.append(time.perf_counter() - t0)
         size = len(body)
     return statistics.median(times), size
@@ -119,14 +137,14 @@ WHERE_PEOPLE = 10_000
 WHERE_T = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
 
 
-def _where_seconds(engine: Engine) -> tuple[float, int, int, int]:
+def _where_seconds(engine: Engine, w: Workload = FULL) -> tuple[float, int, int, int]:
     """ "Who was where at T" over 10,000 supervisors with a fix every 30 s for the 30 minutes around T."""
     with engine.connect() as conn:
         grids = conn.execute(select(Grid.code, Grid.area_code, Grid.centroid_lon, Grid.centroid_lat)).all()
     areas = [g for g in grids if g[1]]
     people = [
         {"id": f"w{i:05d}", "name": f"w{i:05d}", "role": "supervisor", "area_code": areas[i % len(areas)][1]}
-        for i in range(WHERE_PEOPLE)
+        for i in range(w.people)
     ]
     fixes: list[dict[str, object]] = []
     for i, person in enumerate(people):
@@ -143,7 +161,7 @@ def _where_seconds(engine: Engine) -> tuple[float, int, int, int]:
             conn.execute(insert(Position), fixes[i : i + 20_000])
     times: list[float] = []
     seen = 0
-    for k in range(REPEAT):
+    for k in range(w.repeat):
         with engine.connect() as conn:
             t0 = time.perf_counter()
             rows = where_at(conn, WHERE_T + timedelta(minutes=k))
@@ -152,41 +170,41 @@ def _where_seconds(engine: Engine) -> tuple[float, int, int, int]:
     return statistics.median(times), len(rows), seen, len(fixes)
 
 
-def _measure(backend: str, engine: Engine) -> list[Result]:
+def _measure(backend: str, engine: Engine, w: Workload = FULL) -> list[Result]:
     t0 = time.perf_counter()
-    stored = _fill(engine)
+    stored = _fill(engine, w.period)
     setup = time.perf_counter() - t0
     out: list[Result] = []
     for kind in LEVELS:
-        secs, objects, size = _page_seconds(engine, kind)
+        secs, objects, size = _page_seconds(engine, kind, None, w)
         out.append(
             Result(
                 f"{backend}: month page, {kind.value}", objects, secs, "objects", "≤ 2 s", at_most(secs, 2.0),
-                f"median of {REPEAT}; page JSON {size / 1e6:.2f} MB",
+                f"median of {w.repeat}; page JSON {size / 1e6:.2f} MB",
             )
         )  # fmt: skip
     street = min(street_names(engine))
-    secs, objects, size = _page_seconds(engine, ObjectType.GRID, street)
+    secs, objects, size = _page_seconds(engine, ObjectType.GRID, street, w)
     out.append(
         Result(
             f"{backend}: month page, grids of one street", objects, secs, "objects", "≤ 2 s",
-            at_most(secs, 2.0), f"median of {REPEAT}; street {street}; page JSON {size / 1e6:.2f} MB",
+            at_most(secs, 2.0), f"median of {w.repeat}; street {street}; page JSON {size / 1e6:.2f} MB",
         )
     )  # fmt: skip
     for kind in (ObjectType.STREET, ObjectType.GRID):
-        secs, size = _csv_seconds(engine, kind)
+        secs, size = _csv_seconds(engine, kind, w)
         out.append(
             Result(
                 f"{backend}: month CSV export, {kind.value}", None, secs, "", "", INFO,
-                f"median of {REPEAT}; {size / 1e3:,.0f} kB",
+                f"median of {w.repeat}; {size / 1e3:,.0f} kB",
             )
         )  # fmt: skip
     out[0].notes += f"; {stored:,} daily rows stored (setup {setup:.0f} s)"
-    secs, people, seen, fixes = _where_seconds(engine)
+    secs, people, seen, fixes = _where_seconds(engine, w)
     out.append(
         Result(
             f"{backend}: who was where at T", people, secs, "supervisors", "", INFO,
-            f"median of {REPEAT}; {seen:,} with a fix at T; one query, {fixes:,} fixes stored",
+            f"median of {w.repeat}; {seen:,} with a fix at T; one query, {fixes:,} fixes stored",
         )
     )  # fmt: skip
     return out
@@ -196,11 +214,11 @@ def _with_pg(run: Callable[[Engine], list[Result]]) -> list[Result]:
     import sqlalchemy as sa
 
     schema = f"gw_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_BASE)
     try:
-        admin = sa.create_engine(PG_BASE)
         with admin.begin() as conn:
             conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    except Exception as exc:  # no server: the SQLite figures stand alone
+    except sa.exc.OperationalError as exc:  # no server: the SQLite figures stand alone
         return [
             Result("postgresql: month pages", None, None, "", "≤ 2 s", SKIP, f"PostgreSQL unavailable: {exc}")
         ]
@@ -214,13 +232,14 @@ def _with_pg(run: Callable[[Engine], list[Result]]) -> list[Result]:
         admin.dispose()
 
 
-def run() -> list[Result]:
-    """Run the evaluation-page benchmarks and print their table."""
+def run(smoke: bool = False) -> list[Result]:
+    """Run the evaluation-page benchmarks and print their table (``smoke``: two days, 100 people)."""
+    w = SMOKE if smoke else FULL
     rows: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="gw-bench-eval-") as tmp:
         engine = create_engine(f"sqlite:///{Path(tmp) / 'gw.db'}")
-        rows += _measure("sqlite", engine)
+        rows += _measure("sqlite", engine, w)
         engine.dispose()
-    rows += _with_pg(lambda e: _measure("postgresql", e))
+    rows += _with_pg(lambda e: _measure("postgresql", e, w))
     print_table("Evaluation pages (issue 8): a month from the daily aggregates", rows)
     return rows

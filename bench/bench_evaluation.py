@@ -25,9 +25,10 @@ DAYS = 30
 CASES_PER_DAY = 3_350  # 30 days x 3,350 ≈ 100,000 cases
 
 
-def _records(ctx: Context, grids: list[str]) -> list[tuple[CaseInfo, CaseEvent, CaseState]]:
+def _records(ctx: Context, grids: list[str], days: int = DAYS, per_day: int = CASES_PER_DAY
+             ) -> list[tuple[CaseInfo, CaseEvent, CaseState]]:  # fmt: skip
     """The (case, event, state after) records of a generated month."""
-    flow = generate(START, DAYS, grids, ctx, seed=20261127, reports_per_day=CASES_PER_DAY, keep=False)
+    flow = generate(START, days, grids, ctx, seed=20261127, reports_per_day=per_day, keep=False)
     states: dict[str, CaseState] = {}
     infos: dict[str, CaseInfo] = {}
     out: list[tuple[CaseInfo, CaseEvent, CaseState]] = []
@@ -45,13 +46,14 @@ def _records(ctx: Context, grids: list[str]) -> list[tuple[CaseInfo, CaseEvent, 
     return out
 
 
-def run() -> list[Result]:
-    """Run the evaluation benchmarks and print their table."""
+def run(smoke: bool = False) -> list[Result]:
+    """Run the evaluation benchmarks and print their table (``smoke``: 3 days of 100 reports)."""
     ctx = Context(catalogue=load_catalogue("cjt214"), calendar=load_calendar())
     plan = plan_city(load_district())
     grids = [g.code for g in plan.grids]
+    days, per_day = (3, 100) if smoke else (DAYS, CASES_PER_DAY)
     t0 = time.perf_counter()
-    records = _records(ctx, grids)
+    records = _records(ctx, grids, days, per_day)
     setup = time.perf_counter() - t0
     cases = len({r[0].case_id for r in records})
     agg = DailyAggregates(tz=TZ)
@@ -71,7 +73,7 @@ def run() -> list[Result]:
         )
     ]
     first = START.date()
-    last: date = first + timedelta(days=DAYS - 1)
+    last: date = first + timedelta(days=days - 1)
     agg.rows_read = 0
     with stopwatch() as t:
         tables = {

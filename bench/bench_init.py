@@ -205,8 +205,11 @@ def _chaoyang(tmp: Path, profile: bool) -> list[Result]:
     return [result]
 
 
-def run(profile: bool = False) -> list[Result]:
-    """Run the ``init`` benchmarks, print their table and return the rows."""
+def run(profile: bool = False, smoke: bool = False) -> list[Result]:
+    """Run the ``init`` benchmarks, print their table and return the rows.
+
+    ``smoke``: the built-in Dongcheng only (build and re-run on SQLite and PostgreSQL), seconds.
+    """
     results: list[Result] = []
     streets = shared_data() / "boundaries" / "dongcheng_streets_gcj02.geojson"
     with tempfile.TemporaryDirectory(prefix="gw-bench-init-") as d:
@@ -215,6 +218,11 @@ def run(profile: bool = False) -> list[Result]:
         results += _build_and_rerun(
             "Dongcheng built-in (generated), SQLite", _sqlite(tmp, "builtin"), BuildRequest(), None
         )
+        if smoke:  # the same builds as below, on the smallest input; Chaoyang alone takes ~20 s
+            console.print("[dim]init: built-in Dongcheng on PostgreSQL …[/]")
+            results += _postgres(BuildRequest(), "Dongcheng built-in, PostgreSQL")
+            print_table("init (smoke): build_city into a fresh store", results)
+            return results
         label = "Dongcheng 17 real streets, SQLite"
         if streets.is_file():
             console.print("[dim]init: Dongcheng with its 17 real streets …[/]")

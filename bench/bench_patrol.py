@@ -10,7 +10,7 @@ L-shaped) laid out side by side near Beijing. Reported per size:
   ``fix_arrays_between`` (numpy arrays, no ``Fix`` objects);
 * a bulk hour in one ``fix_arrays_between`` call.
 
-Run: ``python -m bench.bench_patrol [--supervisors 270 10000] [--seconds 300]``.
+Run: ``python -m bench patrol`` or ``python -m bench.bench_patrol [--supervisors 270 10000] [--seconds 300]``.
 """
 
 from __future__ import annotations
@@ -115,21 +115,33 @@ def _size(n: int, seconds: int) -> list[Result]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the patrol benchmark and print its table; 1 when a target fails."""
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_patrol", description=__doc__)
-    parser.add_argument("--supervisors", type=int, nargs="+", default=[270, 10_000])
-    parser.add_argument("--seconds", type=int, default=300, help="1 s windows per size (default 300)")
-    args = parser.parse_args(argv)
+SIZES = (270, 10_000)
+SECONDS = 300
+
+
+def run(sizes: tuple[int, ...] = SIZES, seconds: int = SECONDS, smoke: bool = False) -> list[Result]:
+    """Run the patrol benchmark and print its table (``smoke``: 270 supervisors, 10 windows)."""
+    if smoke:
+        sizes, seconds = (270,), 10
     results: list[Result] = []
-    for n in args.supervisors:
-        results += _size(n, args.seconds)
+    for n in sizes:
+        results += _size(n, seconds)
     print_table("Patrol generator (feeds.sources.patrol)", results)
     console.print(
         "interval 10 s, walk 0.9–1.5 m/s, stops 30–300 s, shifts 07:30–11:30 and 13:30–17:30; "
         "windows start 09:00 local on a Monday",
         highlight=False,
     )
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.bench_patrol``: run the patrol benchmark; 1 when a target fails."""
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_patrol", description=__doc__)
+    parser.add_argument("--supervisors", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--seconds", type=int, default=SECONDS, help="1 s windows per size (default 300)")
+    args = parser.parse_args(argv)
+    results = run(tuple(args.supervisors), args.seconds)
     return 1 if any(r.status == "FAIL" for r in results) else 0
 
 
