@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,7 +49,7 @@ NO_SMOKE = {
 }
 
 
-def _params() -> list[object]:
+def _params() -> list[Any]:
     out = []
     for name in BENCHMARKS:
         marks = [MARKS[n] for n in NEEDS.get(name, ()) if n in MARKS]
