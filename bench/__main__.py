@@ -26,6 +26,8 @@ BENCHMARKS = (
 # the smoke runs of the benchmarks whose run() takes sizes (their modules are shared with other work)
 SMOKE_INGEST = {"n_batched": 2_000, "n_single": 300}
 SMOKE_API_FIXES = 2_000
+# benchmarks without a smoke run yet: `--smoke` leaves them out and says so
+NO_SMOKE = {"desk_pages": "no smoke run yet (its data needs a small, separate database)"}
 
 
 def _run(name: str, args: argparse.Namespace) -> list[Result]:
@@ -82,8 +84,6 @@ def _run(name: str, args: argparse.Namespace) -> list[Result]:
     if name == "desk_pages":
         from bench import bench_desk_pages
 
-        if smoke:
-            raise NotImplementedError("desk_pages has no smoke run yet")
         return bench_desk_pages.run(backend=args.backend)
     if name == "patrol":
         from bench import bench_patrol
@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     summary: list[str] = []
     broken = 0
     for name in names:
+        if args.smoke and name in NO_SMOKE:
+            summary.append(f"{name}: {NO_SMOKE[name]}")
+            continue
         t0 = time.perf_counter()
         try:
             rows = _run(name, args)
