@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,18 +23,13 @@ from dashboard.auth import Auth, current_person, install_auth, logged_in
 from dashboard.commands import install_commands
 from dashboard.data import Overview, OverviewCache
 from dashboard.deskdata import DeskData
-from dashboard.figures import wall_map
 from dashboard.heat import MODES as HEAT_MODES
 from dashboard.heat import HeatCanvas
 from dashboard.heat import render as render_heat
 from dashboard.i18n import pick_lang, t
 from feeds.live import MemoryLiveState
 from feeds.sockets import KIOSK_COOKIE
-from feeds.ticks import wall_panels
-from layouts import case as case_page
-from layouts import desk, overview, wall
-from layouts import grid as grid_page
-from layouts import queue as queue_page
+from layouts import router
 from store.accounts import AuthError, authenticate
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -55,17 +49,6 @@ class WebApp:
     auth: Auth | None = None  # desk login and sessions (dashboard.auth)
     counters: Any = None  # feeds.counters.CounterKeeper once the live core runs (desk scores)
     pipeline: Any = None  # feeds.pipeline.Pipeline once the live core runs (desk commands)
-
-
-# The desk's pages: path pattern → page function(context, *groups). Add a line per page.
-DESK_ROUTES: list[tuple[str, Callable[..., Any]]] = [
-    (r"/|/desk", desk.district_page),
-    (r"/street/([0-9A-Za-z_-]+)", desk.street_page),
-    (r"/community/([0-9A-Za-z_-]+)", desk.community_page),
-    (r"/grid/([0-9A-Za-z_-]+)", grid_page.page),
-    (r"/case/([0-9A-Za-z_-]+)", case_page.page),
-    (r"/desk/queue/([a-z_]+)", queue_page.page),
-]
 
 
 def create_web_app(
@@ -193,66 +176,25 @@ def create_web_app(
         path = (pathname or "/").rstrip("/") or "/"
         q = parse_qs((search or "").lstrip("?"))
         lang = pick_lang(q.get("lang", [""])[0])
-        mode = "wall" if path == "/wall" else "desk"
-        if mode == "desk" and not logged_in():  # a kiosk cookie opens the wall only
-            return overview.message(t("login.required", lang), mode)
-        if (people_page := desk_people.page(path, q, lang)) is not None:  # issue 8 items 7–9
-            return people_page
+        if path == "/wall":  # the kiosk's page (guard_wall checked the token)
+            ov = cache.current()
+            return router.wall_page(q, lang, district=ov, live=web.live, simulated=web.simulated())
+        if not logged_in():  # a kiosk cookie opens the wall only
+            return router.message(t("login.required", lang), "desk")
+        # each page module declares its paths (ROUTES); layouts.router collects them
         ov = cache.current()
-        if ov is None:
-            return overview.message(t("empty.district", lang), mode)
-        if mode == "desk":
-            ctx = page_context(lang, q)
-            for pattern, page in DESK_ROUTES:
-                if (m := re.fullmatch(pattern, path)) is not None and ctx is not None:
-                    try:
-                        return page(ctx, *m.groups())
-                    except KeyError:  # an object that vanished since the guard checked it
-                        break
-            return overview.message(t("page.not_found", lang), mode)
-        if mode == "wall":
-            heat = q.get("heat", ["open"])[0]
-            heat = heat if heat in HEAT_MODES else "open"
-            fig = wall_map(
-                streets=ov.streets,
-                bounds=ov.summary.bounds,
-                lang=lang,
-                labels_url=f"/geo/{ov.summary.adcode}/labels.png",
-                heat_url=f"/geo/{ov.summary.adcode}/heat/{heat}.png",
-                viewport=(1100, 900),
-            )
-            names = {s.code: s.name for s in ov.streets}
-            boxes = {
-                s.code: [min(p[0] for r in s.rings for p in r), min(p[1] for r in s.rings for p in r),
-                         max(p[0] for r in s.rings for p in r), max(p[1] for r in s.rings for p in r)]
-                for s in ov.streets
-            }  # fmt: skip
-            scenes = [x for x in q.get("scenes", [""])[0].split(",") if x in wall.SCENES]
-            dwell = q.get("dwell", [""])[0]
-            live = web.live
-            panels = None
-            if live is not None:  # current values in the page: the tiles do not wait for the socket
-                view = live.snapshot(datetime.now(UTC))
-                panels = wall_panels(view, simulated=web.simulated(), queue_rows=wall.QUEUE_ROWS)
-            return wall.layout(
-                ov.summary, fig, streets=names, lang=lang, generated=ov.generated, heat=heat,
-                scenes=scenes, dwell=int(dwell) if dwell.isdigit() else wall.DWELL_S, boxes=boxes,
-                panels=panels,
-            )  # fmt: skip
-        return overview.message(t("page.not_found", lang), mode)
+        return router.desk_page(path, q, lang, district=ov, context=lambda: page_context(lang, q))
 
-    def page_context(lang: str, q: dict[str, list[str]]) -> desk.PageContext | None:
+    def page_context(lang: str, q: dict[str, list[str]]) -> router.PageContext | None:
         ov, me = cache.current(), current_person()
         if ov is None or me is None:
             return None
         rules = web.pipeline.ctx if web.pipeline is not None else None
-        return desk.PageContext(lang, q, me, desk_data, ov, web.live, web.counters, datetime.now(UTC), rules)
+        now = datetime.now(UTC)
+        return router.PageContext(lang, q, me, desk_data, ov, web.live, web.counters, now, rules)
 
-    desk.register_callbacks(app, page_context)
-    grid_page.register_callbacks(app, page_context)
-    case_page.register_callbacks(app, page_context)
-    queue_page.register_callbacks(app, page_context)
+    router.register_callbacks(app, page_context)
     web = WebApp(server=server, socketio=socketio, dash=app, cache=cache, desk=desk_data, auth=auth)
     install_commands(server, lambda: web.pipeline)  # POST /api/v1/commands (session + CSRF)
-    desk_people.install(server, engine, lambda: web.live, cache.current, app)  # issue 8 items 7–9
+    desk_people.install(server, engine, lambda: web.live, cache.current)  # issue 8 items 7–9
     return web

@@ -9,12 +9,10 @@ touches the case bumps ``ids.CASE_REFRESH`` and the body is rebuilt from the sto
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import orjson
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from sqlalchemy import select
 
@@ -22,31 +20,27 @@ from dashboard import ids
 from dashboard.actions import Offer, TaskRow, case_tasks, may_assign, nearest, offers, with_open_tasks
 from dashboard.case_figures import location_figure, timeline_figure
 from dashboard.deskdata import segments
-from dashboard.i18n import CATALOGUE, t
+from dashboard.i18n import t
 from domain.timelimit import LimitUnit, TimeLimit
-from layouts.desk import PageContext, crumbs_for, fmt_left, header, live_config
+from layouts.chrome import (
+    TZ,
+    ContextOf,
+    PageContext,
+    Route,
+    class_label,
+    context_of,
+    crumbs_for,
+    data_attrs,
+    fmt_left,
+    header,
+    live_config,
+    local,
+    result_box,
+)
 from store.models import Department
 
-TZ = ZoneInfo("Asia/Shanghai")
 # data fields of an event worth showing in the timeline, in this order
 EVENT_FIELDS = ("department", "confirmed", "passed", "extra", "special", "assignee", "deadline", "class_code")
-
-
-def local(value: datetime | None) -> str:
-    """An instant in the city's time, ``MM-DD HH:MM``."""
-    return "—" if value is None else value.astimezone(TZ).strftime("%m-%d %H:%M")
-
-
-def class_label(ctx: PageContext, kind: str, code: str) -> str:
-    """``大类 / 小类 (code)`` from the catalogue, or the code."""
-    catalogue = ctx.live.catalogue if ctx.live is not None else None
-    if catalogue is None:
-        return code
-    try:
-        minor = catalogue.minor(kind, code)
-    except Exception:
-        return code
-    return f"{minor.major_name} / {minor.name} ({code})"
 
 
 def limit_text(timer: Any, lang: str) -> str:
@@ -122,25 +116,6 @@ def _stage_of(status: str) -> str:
     except ValueError:
         return status
     return stage.value if stage is not None else status
-
-
-def data_attrs(**attrs: str) -> dict[str, Any]:
-    """``data-gw-*`` attributes for a component (``gw_action`` → ``data-gw-action``)."""
-    return {"data-" + k.replace("_", "-"): v for k, v in attrs.items()}
-
-
-def result_box(lang: str) -> html.Div:
-    """Where ``assets/gw-desk.js`` says what the last action got (the texts from the catalogue)."""
-    words: dict[str, Any] = {
-        w: t(f"act.{w}", lang) for w in ("sending", "done", "duplicate", "refused", "failed")
-    }
-    words["rules"] = {k[5:]: v.get(lang) or v["zh"] for k, v in CATALOGUE.items() if k.startswith("rule.")}
-    return html.Div(
-        id=ids.ACT_RESULT,
-        className="gw-act-result",
-        role="status",
-        **data_attrs(gw_words=orjson.dumps(words).decode()),
-    )
 
 
 def _key() -> str:
@@ -481,11 +456,8 @@ def page(ctx: PageContext, case_id: str) -> html.Div:
     )
 
 
-def register_callbacks(app: Dash, ctx_of: Callable[[str, dict[str, list[str]]], PageContext | None]) -> None:
+def register_callbacks(app: Dash, ctx_of: ContextOf) -> None:
     """Rebuild the case body when the live script says the case changed."""
-    from urllib.parse import parse_qs
-
-    from dashboard.i18n import pick_lang
 
     @app.callback(
         Output(ids.CASE_BODY, "children"),
@@ -495,8 +467,7 @@ def register_callbacks(app: Dash, ctx_of: Callable[[str, dict[str, list[str]]], 
         prevent_initial_call=True,
     )
     def refresh(_: Any, case_id: str | None, search: str | None) -> Any:
-        q = parse_qs((search or "").lstrip("?"))
-        ctx = ctx_of(pick_lang(q.get("lang", [""])[0]), q)
+        ctx = context_of(ctx_of, search)
         if ctx is None or not case_id:
             return no_update
         c = ctx.data.case(case_id)
@@ -504,3 +475,6 @@ def register_callbacks(app: Dash, ctx_of: Callable[[str, dict[str, list[str]]], 
             return no_update
         ctx.now = datetime.now(UTC)
         return case_body(ctx, c)
+
+
+ROUTES = [Route(r"/case/([0-9A-Za-z_-]+)", page)]

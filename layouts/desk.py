@@ -4,25 +4,22 @@ Every level shows its live KPIs (from the live state), its open cases (nearest d
 supervisors, its CJ/T 292 score (month to date, from the daily counters) and a list of the next
 level down. Clicking a grid or a case on the map, or a row of a list, opens the next page: a grid
 is two clicks from ``/desk`` (a grid on the district map opens its street, a grid on the street map
-opens the grid). Callbacks only read; navigation goes through ``ids.DESK_NAV``.
+opens the grid). Callbacks only read; navigation goes through ``ids.DESK_NAV`` (``layouts.chrome``).
+The shared page pieces are ``layouts.chrome``'s; ``ROUTES`` at the end lists this module's paths.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
 
-import orjson
 import plotly.graph_objects as go
-from dash import Dash, Input, Output, State, dcc, html, no_update
-from dash.development.base_component import Component
+from dash import dcc, html, no_update
 
 from dashboard import ids
-from dashboard.data import Overview
-from dashboard.deskdata import DeskData, Hierarchy
+from dashboard.deskdata import Hierarchy
 from dashboard.figures import (
     OVERDUE_COLOUR,
     STAGE_COLOURS,
@@ -31,122 +28,26 @@ from dashboard.figures import (
     _map_layout,
     overview_map,
 )
-from dashboard.i18n import pick_lang, t
-from dashboard.worklist import QUEUE_ROLES
+from dashboard.i18n import t
 from domain.evaluation import ObjectType, evaluation_table
-from domain.lifecycle import Context
-from feeds.live import LiveCase, LiveSupervisor, MemoryLiveState, View
+from feeds.live import LiveCase, LiveSupervisor, View
+from layouts.chrome import (
+    MAP_HEIGHT,
+    PageContext,
+    Route,
+    class_namer,
+    crumbs_for,
+    fmt_left,
+    header,
+    kpi,
+    live_config,
+    map_block,
+)
 
 LIST_ROWS = 12  # open cases listed per level (nearest deadline first)
-HOVER_PX = 10  # a marker is picked within this distance of the pointer (plotly's default is 20)
-MAP_HEIGHT = 680  # px; the fitted view assumes about 1000 x 680
 
 
-@dataclass
-class PageContext:
-    """What a desk page needs: language, query, the person, read models and live state."""
-
-    lang: str
-    query: Mapping[str, list[str]]
-    person: dict[str, Any]
-    data: DeskData
-    overview: Overview
-    live: MemoryLiveState | None
-    counters: Any  # feeds.counters.CounterKeeper (None before the live core runs)
-    now: datetime
-    rules: Context | None = None  # the lifecycle's rules (what the person may do; None before the core)
-
-    def href(self, path: str) -> str:
-        """A desk link keeping the language."""
-        return f"{path}?lang=en" if self.lang == "en" else path
-
-    def view(self) -> View | None:
-        """The live snapshot (None without a live core)."""
-        return None if self.live is None else self.live.snapshot(self.now)
-
-
-# -- shared pieces -------------------------------------------------------------------------------------
-
-
-def header(ctx: PageContext, crumbs: Sequence[tuple[str, str | None]], title: str) -> html.Header:
-    """The desk header: breadcrumbs, title, the person, language switch and logout."""
-    items: list[Any] = []
-    for i, (label, path) in enumerate(crumbs):
-        if i:
-            items.append(html.Span("›", className="gw-crumb-sep"))
-        items.append(
-            dcc.Link(label, href=ctx.href(path), className="gw-crumb")
-            if path
-            else html.Span(label, className="gw-crumb gw-crumb-here")
-        )
-    other = "zh" if ctx.lang == "en" else "en"
-    person = ctx.person
-    role_name = t(f"role.{person.get('role')}", ctx.lang)
-    mine = person.get("role") in QUEUE_ROLES
-    return html.Header(
-        [
-            html.Div(
-                [
-                    html.Nav(items, className="gw-crumbs", id=ids.DESK_CRUMBS),
-                    html.H1(title, className="gw-desk-title"),
-                ],
-                className="gw-desk-head",
-            ),
-            html.Div(
-                [
-                    html.Span(
-                        f"{person.get('name') or person.get('person_id')} · {role_name}",
-                        className="gw-desk-who",
-                    ),
-                    html.A(  # the person's own work list; others look at the acceptors' first
-                        t("queue.mine" if mine else "queue.title", ctx.lang),
-                        href=ctx.href(f"/desk/queue/{person['role'] if mine else QUEUE_ROLES[0]}"),
-                        className="gw-desk-queue-link",
-                    ),
-                    html.A(t("login.other_lang", ctx.lang), href=f"?lang={other}", className="gw-desk-lang"),
-                    html.Form(
-                        [
-                            dcc.Input(type="hidden", name="csrf", value=str(person.get("csrf") or "")),
-                            html.Button(
-                                t("desk.logout", ctx.lang), type="submit", className="gw-desk-logout"
-                            ),
-                        ],
-                        method="post",
-                        action="/logout",
-                        className="gw-desk-logout-form",
-                    ),
-                ],
-                className="gw-desk-user",
-            ),
-        ],
-        className="gw-desk-header",
-    )
-
-
-def kpi(label: str, value: Any, *, alert: bool = False, key: str = "") -> html.Div:
-    """One KPI tile."""
-    shown: Any = "—" if value is None else (f"{value:,}" if isinstance(value, int) else value)
-    if not isinstance(shown, Component):
-        shown = str(shown)
-    parts = [
-        html.Div(shown, className="gw-dk-value" + (" gw-dk-alert" if alert else "")),
-        html.Div(label, className="gw-dk-label"),
-    ]
-    if key:
-        return html.Div(parts, className="gw-dk", id=f"{ids.DESK_KPIS}-{key}")
-    return html.Div(parts, className="gw-dk")
-
-
-def fmt_left(deadline: datetime | None, now: datetime, lang: str) -> tuple[str, bool]:
-    """A deadline as time left (or late), and whether it is past."""
-    if deadline is None:
-        return "—", False
-    secs = (deadline - now).total_seconds()
-    late = secs < 0
-    secs = abs(secs)
-    h, m = int(secs // 3600), int(secs % 3600 // 60)
-    text = f"{h}h{m:02d}m" if h < 48 else f"{h // 24}d{h % 24}h"
-    return (f"{t('case.late', lang)} {text}" if late else f"{t('case.left', lang)} {text}"), late
+# -- the hierarchy pages' pieces ----------------------------------------------------------------------
 
 
 def case_rows(ctx: PageContext, cases: Sequence[LiveCase], class_name: Any) -> Any:
@@ -201,22 +102,6 @@ def supervisor_rows(ctx: PageContext, sups: Sequence[LiveSupervisor]) -> Any:
         for s in sorted(sups, key=lambda s: s.id)[:30]
     ]
     return html.Ul(items, className="gw-desk-sups", id=ids.DESK_SUPERVISORS)
-
-
-def class_namer(ctx: PageContext) -> Any:
-    """A function naming a live case's class in the page's language."""
-    catalogue = ctx.live.catalogue if ctx.live is not None else None
-
-    def name(c: LiveCase) -> str:
-        if catalogue is None:
-            return c.class_code
-        try:
-            minor = catalogue.minor(c.kind, c.class_code)
-        except Exception:
-            return c.class_code
-        return str(getattr(minor, "name", c.class_code))
-
-    return name
 
 
 def scores(
@@ -427,64 +312,7 @@ def grids_figure(
     return fig
 
 
-def map_block(figure: go.Figure) -> html.Div:
-    """The clickable desk map and the navigation location it drives."""
-    figure.update_layout(hoverdistance=HOVER_PX)  # a click near, not on, a marker opens the polygon
-    return html.Div(
-        [
-            dcc.Location(id=ids.DESK_NAV, refresh="callback-nav"),
-            dcc.Graph(
-                id=ids.DESK_MAP,
-                figure=figure,
-                className="gw-desk-map",
-                style={"height": f"{MAP_HEIGHT}px"},
-                config={"displayModeBar": False, "scrollZoom": True, "responsive": True},
-            ),
-        ],
-        className="gw-desk-mapbox",
-    )
-
-
-def live_config(room: str, refresh: str = ids.DESK_REFRESH, every: float = 5.0) -> html.Div:
-    """The ``/live`` room ``assets/gw-desk.js`` joins, the store it bumps and how often at most."""
-    cfg = {"room": room, "refresh": refresh, "every": every, "grids": room.startswith("grid:")}
-    return html.Div(
-        [
-            dcc.Store(id=refresh, data=0),
-            html.Div(orjson.dumps(cfg).decode(), className="gw-live-config gw-hidden"),
-        ],
-        id=ids.DESK_LIVE,
-    )
-
-
 # -- pages ------------------------------------------------------------------------------------------------
-
-
-def crumbs_for(
-    ctx: PageContext,
-    street: str | None = None,
-    community: str | None = None,
-    grid: str | None = None,
-    last: str | None = None,
-) -> list[tuple[str, str | None]]:
-    """Breadcrumbs from the district down to an object (the last one not a link)."""
-    h = ctx.data.hierarchy()
-    ov = ctx.overview
-    names = {s.code: s.name for s in ov.streets}
-    out: list[tuple[str, str | None]] = [
-        (ov.summary.name if ctx.lang == "zh" else ov.summary.name_en, "/desk")
-    ]
-    if street:
-        out.append((names.get(street, street), f"/street/{street}"))
-    if community and h is not None and community in h.communities:
-        out.append((h.communities[community].name, f"/community/{community}"))
-    if grid:
-        out.append((grid, f"/grid/{grid}"))
-    if last:
-        out.append((last, None))
-    else:
-        out[-1] = (out[-1][0], None)
-    return out
 
 
 def district_page(ctx: PageContext) -> html.Div:
@@ -701,13 +529,8 @@ def scope_of(ctx: PageContext, path: str) -> tuple[Scope, ObjectType, int] | Non
     return None
 
 
-def live_kpis(ctx: PageContext, path: str) -> Any:
-    """The live KPI strip of a page (hierarchy levels and grids), rebuilt on ticks."""
-    parts = [p for p in path.split("/") if p]
-    if len(parts) == 2 and parts[0] == "grid":
-        from layouts.grid import grid_facts
-
-        return grid_facts(ctx, parts[1])
+def level_kpis(ctx: PageContext, path: str) -> Any:
+    """The live KPI strip of a level (``/desk``, ``/street/<c>``, ``/community/<c>``), rebuilt on ticks."""
     found = scope_of(ctx, path)
     if found is None:
         return no_update
@@ -716,36 +539,14 @@ def live_kpis(ctx: PageContext, path: str) -> Any:
     return kpi_strip(ctx, nums, scores(ctx, kind, [scope.code], {scope.code: n}).get(scope.code))
 
 
-def register_callbacks(app: Dash, ctx_of: Callable[[str, dict[str, list[str]]], PageContext | None]) -> None:
-    """The desk's read-only callbacks: map clicks navigate (a point's customdata is a path); live KPIs."""
-
-    @app.callback(
-        Output(ids.DESK_NAV, "href"),
-        Input(ids.DESK_MAP, "clickData"),
-        State(ids.LOCATION, "search"),
-        prevent_initial_call=True,
-    )
-    def map_click(click: dict[str, Any] | None, search: str | None) -> Any:
-        points = (click or {}).get("points") or []
-        for p in points:
-            target = p.get("customdata")
-            if isinstance(target, list) and target:
-                target = target[0]
-            if isinstance(target, str) and target.startswith("/") and not target.startswith("//"):
-                lang = parse_qs((search or "").lstrip("?")).get("lang", [""])[0]
-                return f"{target}?lang=en" if lang == "en" else target
-        return no_update
-
-    @app.callback(
-        Output(ids.DESK_LIVE_KPIS, "children"),
-        Input(ids.DESK_REFRESH, "data"),
-        State(ids.LOCATION, "pathname"),
-        State(ids.LOCATION, "search"),
-        prevent_initial_call=True,
-    )
-    def refresh_kpis(_: Any, pathname: str | None, search: str | None) -> Any:
-        q = parse_qs((search or "").lstrip("?"))
-        ctx = ctx_of(pick_lang(q.get("lang", [""])[0]), q)
-        if ctx is None:
-            return no_update
-        return live_kpis(ctx, pathname or "/desk")
+ROUTES = [
+    Route(r"/|/desk", district_page, kpis=lambda ctx: level_kpis(ctx, "/desk")),
+    Route(
+        r"/street/([0-9A-Za-z_-]+)", street_page, kpis=lambda ctx, code: level_kpis(ctx, f"/street/{code}")
+    ),
+    Route(
+        r"/community/([0-9A-Za-z_-]+)",
+        community_page,
+        kpis=lambda ctx, code: level_kpis(ctx, f"/community/{code}"),
+    ),
+]

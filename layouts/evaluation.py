@@ -1,7 +1,7 @@
 """Evaluation pages (综合评价, issue 8 item 9): rankings of a level over a period with A–E grades.
 
 The page is built from a :class:`dashboard.evaluation_data.Ranking`; the controls (level, period,
-custom range) re-render the body through one read-only callback (``dashboard/desk_people.py``),
+custom range) re-render the body through one read-only callback (``layouts/people.py``),
 and the export link follows them.
 """
 

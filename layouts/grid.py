@@ -8,10 +8,8 @@ and the last visit, and the CJ/T 292 indicators for a chosen period (today, 7 da
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
@@ -19,10 +17,23 @@ from dashboard import ids
 from dashboard.case_figures import location_figure
 from dashboard.deskdata import WEEK
 from dashboard.figures import STAGE_COLOURS
-from dashboard.i18n import pick_lang, t
+from dashboard.i18n import t
 from domain.evaluation import ObjectType, grade, indicators, region_score
-from layouts.case import class_label, local
-from layouts.desk import MAP_HEIGHT, PageContext, crumbs_for, fmt_left, header, kpi, live_config, map_block
+from layouts.chrome import (
+    MAP_HEIGHT,
+    ContextOf,
+    PageContext,
+    Route,
+    class_label,
+    context_of,
+    crumbs_for,
+    fmt_left,
+    header,
+    kpi,
+    live_config,
+    local,
+    map_block,
+)
 
 PERIODS = ("today", "week", "month")
 RECENT_DAYS = 30
@@ -260,12 +271,11 @@ def page(ctx: PageContext, code: str) -> html.Div:
     )
 
 
-def register_callbacks(app: Dash, ctx_of: Callable[[str, dict[str, list[str]]], PageContext | None]) -> None:
+def register_callbacks(app: Dash, ctx_of: ContextOf) -> None:
     """The grid page's filters: cases (open/recent, stage) and the indicator period."""
 
     def context(search: str | None) -> PageContext | None:
-        q = parse_qs((search or "").lstrip("?"))
-        ctx = ctx_of(pick_lang(q.get("lang", [""])[0]), q)
+        ctx = context_of(ctx_of, search)
         if ctx is not None:
             ctx.now = datetime.now(UTC)
         return ctx
@@ -298,3 +308,7 @@ def register_callbacks(app: Dash, ctx_of: Callable[[str, dict[str, list[str]]], 
         if ctx is None or not code:
             return no_update
         return indicator_panel(ctx, code, period if period in PERIODS else "month")
+
+
+# the grid's live KPIs are its facts strip (rebuilt on ticks like a hierarchy level's)
+ROUTES = [Route(r"/grid/([0-9A-Za-z_-]+)", page, kpis=grid_facts)]

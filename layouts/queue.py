@@ -10,19 +10,27 @@ may give them. The page joins ``/live`` room ``wall`` and is rebuilt when a tick
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboard import ids
 from dashboard.figures import STAGE_COLOURS
-from dashboard.i18n import pick_lang, t
+from dashboard.i18n import t
 from dashboard.worklist import QUEUE_ROLES, WorkItem, worklist
-from layouts.case import data_attrs, result_box
-from layouts.desk import PageContext, class_namer, fmt_left, header, live_config
+from layouts.chrome import (
+    ContextOf,
+    PageContext,
+    Route,
+    class_namer,
+    context_of,
+    data_attrs,
+    fmt_left,
+    header,
+    live_config,
+    result_box,
+)
 
 ROWS = 300  # items drawn (the count shows all)
 REFRESH_S = 2.0  # least seconds between two rebuilds while cases change
@@ -115,7 +123,7 @@ def page(ctx: PageContext, role: str) -> html.Div:
     )
 
 
-def register_callbacks(app: Dash, ctx_of: Callable[[str, dict[str, list[str]]], PageContext | None]) -> None:
+def register_callbacks(app: Dash, ctx_of: ContextOf) -> None:
     """Rebuild the list when the live script says open cases changed."""
 
     @app.callback(
@@ -126,9 +134,11 @@ def register_callbacks(app: Dash, ctx_of: Callable[[str, dict[str, list[str]]], 
         prevent_initial_call=True,
     )
     def refresh(_: Any, role: str | None, search: str | None) -> Any:
-        q = parse_qs((search or "").lstrip("?"))
-        ctx = ctx_of(pick_lang(q.get("lang", [""])[0]), q)
+        ctx = context_of(ctx_of, search)
         if ctx is None or role not in QUEUE_ROLES:
             return no_update
         ctx.now = datetime.now(UTC)
         return queue_body(ctx, role)
+
+
+ROUTES = [Route(r"/desk/queue/([a-z_]+)", page)]

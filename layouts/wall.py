@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 import plotly.graph_objects as go
 from dash import dcc, html
 
 from dashboard import ids
-from dashboard.figures import OVERDUE_COLOUR, STAGE_COLOURS, SUPERVISOR_COLOURS
+from dashboard.data import Overview
+from dashboard.figures import OVERDUE_COLOUR, STAGE_COLOURS, SUPERVISOR_COLOURS, wall_map
+from dashboard.heat import MODES as HEAT_MODES
 from dashboard.i18n import CATALOGUE, t
+from feeds.live import MemoryLiveState
+from feeds.ticks import wall_panels
 from store.geography import DistrictSummary
 
 KPI_KEYS = (
@@ -213,3 +218,39 @@ def layout(
         className="gw-page gw-wall",
         lang="zh-CN" if lang == "zh" else "en",
     )
+
+
+def page(
+    ov: Overview, q: Mapping[str, list[str]], lang: str, live: MemoryLiveState | None, simulated: bool
+) -> html.Div:
+    """``/wall``: the district's map and the current live values (the tiles do not wait for the socket).
+
+    The query picks the heat layer (``heat``) and the scene playlist (``scenes``, ``dwell``).
+    """
+    heat = q.get("heat", ["open"])[0]
+    heat = heat if heat in HEAT_MODES else "open"
+    fig = wall_map(
+        streets=ov.streets,
+        bounds=ov.summary.bounds,
+        lang=lang,
+        labels_url=f"/geo/{ov.summary.adcode}/labels.png",
+        heat_url=f"/geo/{ov.summary.adcode}/heat/{heat}.png",
+        viewport=(1100, 900),
+    )
+    names = {s.code: s.name for s in ov.streets}
+    boxes = {
+        s.code: [min(p[0] for r in s.rings for p in r), min(p[1] for r in s.rings for p in r),
+                 max(p[0] for r in s.rings for p in r), max(p[1] for r in s.rings for p in r)]
+        for s in ov.streets
+    }  # fmt: skip
+    scenes = [x for x in q.get("scenes", [""])[0].split(",") if x in SCENES]
+    dwell = q.get("dwell", [""])[0]
+    panels = None
+    if live is not None:
+        view = live.snapshot(datetime.now(UTC))
+        panels = wall_panels(view, simulated=simulated, queue_rows=QUEUE_ROWS)
+    return layout(
+        ov.summary, fig, streets=names, lang=lang, generated=ov.generated, heat=heat,
+        scenes=scenes, dwell=int(dwell) if dwell.isdigit() else DWELL_S, boxes=boxes,
+        panels=panels,
+    )  # fmt: skip
