@@ -20,7 +20,7 @@ from flask import Flask, Response, request
 
 from dashboard.auth import CSRF_HEADER, csrf_ok, current_person
 from feeds.http import COMMAND_DATA, COMMANDS, Refusal, json_response, parse_body, refused, status_of
-from feeds.pipeline import Pipeline
+from feeds.ingest import Ingest
 from feeds.schemas import Reason
 
 MAX_BODY = 64 * 1024
@@ -76,7 +76,7 @@ class SessionSpeaker:
 
 
 def run_command(
-    pipeline: Pipeline,
+    pipeline: Ingest,
     person: Mapping[str, Any],
     action: str,
     case_id: str,
@@ -122,7 +122,7 @@ def run_command(
     return pipeline.submit("command", raw, speaker, source=source)
 
 
-def install_commands(server: Flask, pipeline: Callable[[], Pipeline | None]) -> None:
+def install_commands(server: Flask, pipeline: Callable[[], Ingest | None]) -> None:
     """``POST /api/v1/commands``: a logged-in person's command (session cookie + ``X-CSRF-Token``).
 
     Body: ``{"action", "case_id", "opinion"?, "data"?, "id"?}`` (``id`` or the ``Idempotency-Key``

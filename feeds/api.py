@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from domain.lifecycle import DISPLAY_STAGE, state_from_json
+from feeds.checks import api_actor
 from feeds.http import (
     ALL_METHODS,
     API_PREFIX,
@@ -45,9 +46,9 @@ from feeds.http import (
     secret_of_request,
     status_of,
 )
+from feeds.ingest import Ingest
 from feeds.open311 import create_open311_blueprint
 from feeds.openapi import openapi_document
-from feeds.pipeline import Pipeline, api_actor
 from feeds.schemas import MAX_BATCH, Reason
 from store.models import Case, CaseEventRow
 
@@ -60,14 +61,14 @@ STAGE_KEYS = {stage: status.value for status, stage in DISPLAY_STAGE.items()}
 class PipelineRef:
     """The pipeline the HTTP feeds write through, attached once the live core runs."""
 
-    def __init__(self, pipeline: Pipeline | None = None) -> None:
+    def __init__(self, pipeline: Ingest | None = None) -> None:
         self.pipeline = pipeline
 
-    def attach(self, pipeline: Pipeline) -> None:
+    def attach(self, pipeline: Ingest) -> None:
         """Start answering: writes go to this pipeline from now on."""
         self.pipeline = pipeline
 
-    def __call__(self) -> Pipeline | None:
+    def __call__(self) -> Ingest | None:
         return self.pipeline
 
 
@@ -156,11 +157,11 @@ def _view(session: Session, row: Case, *, events: bool) -> dict[str, Any]:
 # -- the blueprint ----------------------------------------------------------------------------------------
 
 
-def create_api_blueprint(engine: Engine, pipeline: Callable[[], Pipeline | None]) -> Blueprint:
+def create_api_blueprint(engine: Engine, pipeline: Callable[[], Ingest | None]) -> Blueprint:
     """``/api/v1`` on a (read) engine for keys and queries; writes go to ``pipeline()`` when attached."""
     bp = Blueprint("api_v1", __name__, url_prefix=API_PREFIX)
 
-    def running() -> Pipeline:
+    def running() -> Ingest:
         p = pipeline()
         if p is None:
             raise Refusal(503, {"error": "unavailable", "message": "the live core is starting; retry"})
@@ -173,7 +174,7 @@ def create_api_blueprint(engine: Engine, pipeline: Callable[[], Pipeline | None]
             headers = {"Retry-After": "5"}
         return json_response(exc.body, exc.status, headers)
 
-    def speaker(p: Pipeline, kind: str) -> ApiSpeaker:
+    def speaker(p: Ingest, kind: str) -> ApiSpeaker:
         return authenticate_api(engine, p, secret_of_request(), kind)
 
     @bp.route("/", defaults={"rest": ""}, methods=ALL_METHODS)
@@ -276,7 +277,7 @@ def create_api_blueprint(engine: Engine, pipeline: Callable[[], Pipeline | None]
     return bp
 
 
-def register_http_feeds(server: Flask, engine: Engine, pipeline: Pipeline | None = None) -> PipelineRef:
+def register_http_feeds(server: Flask, engine: Engine, pipeline: Ingest | None = None) -> PipelineRef:
     """Register ``/api/v1`` and Open311 ``/open311/v2`` on the app; attach the pipeline to the result."""
     ref = PipelineRef(pipeline)
     server.register_blueprint(create_api_blueprint(engine, ref))

@@ -20,6 +20,7 @@ from domain.catalogue import load_catalogue
 from domain.lifecycle import Context
 from domain.workcalendar import load_calendar
 from feeds.counters import CounterKeeper
+from feeds.ingest import Ingest
 from feeds.live import PATROL_EVERY, MemoryLiveState, grid_areas, rebuild, supervisor_areas
 from feeds.pipeline import Pipeline, PipelineConfig
 from feeds.sockets import Broadcaster, DeviceNamespace, LiveNamespace
@@ -39,7 +40,7 @@ class LiveCore:
 
     ctx: Context
     live: MemoryLiveState
-    pipeline: Pipeline
+    pipeline: Ingest
     broadcaster: Broadcaster
     device: DeviceNamespace
     adcode: str

@@ -46,7 +46,7 @@ from feeds.http import (
     parse_body,
     secret_of_request,
 )
-from feeds.pipeline import Pipeline
+from feeds.ingest import Ingest
 from feeds.schemas import Reason
 from store.models import Case
 
@@ -184,11 +184,11 @@ def _number(value: Any) -> Any:
         return value
 
 
-def create_open311_blueprint(engine: Engine, pipeline: Callable[[], Pipeline | None]) -> Blueprint:
+def create_open311_blueprint(engine: Engine, pipeline: Callable[[], Ingest | None]) -> Blueprint:
     """``/open311/v2`` on a (read) engine; requests are filed through ``pipeline()`` when attached."""
     bp = Blueprint("open311_v2", __name__, url_prefix=OPEN311_PREFIX)
 
-    def running() -> Pipeline:
+    def running() -> Ingest:
         p = pipeline()
         if p is None:
             raise Refusal(503, {"reason": "unavailable", "message": "the live core is starting; retry"})

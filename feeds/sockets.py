@@ -27,9 +27,11 @@ from socketio import packet
 from socketio.exceptions import ConnectionRefusedError as Refused
 from sqlalchemy.engine import Engine
 
+from feeds.checks import KINDS
+from feeds.ingest import Ingest
 from feeds.live import MemoryLiveState
 from feeds.loop import BackgroundLoop
-from feeds.pipeline import KINDS, Pipeline, TaskOut
+from feeds.publish import TaskOut
 from feeds.schemas import Reason
 from feeds.ticks import alert_matches, render, render_alert, room_filter
 from store.accounts import AuthError, Principal, authenticate
@@ -64,7 +66,7 @@ class DeviceNamespace(Namespace):
     def __init__(
         self,
         engine: Engine,
-        pipeline: Pipeline,
+        pipeline: Ingest,
         *,
         namespace: str = "/device",
         device_rate: tuple[float, float] = (10.0, 40.0),

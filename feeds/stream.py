@@ -32,16 +32,23 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
+from sqlalchemy.engine import Engine
 
+from domain.index import PointGridIndex
+from domain.lifecycle import Context
+from feeds.checks import Speaker
+from feeds.ingest import Ingest, Reply
+from feeds.intake import Ack, Item, Job
 from feeds.loop import BackgroundLoop
-from feeds.pipeline import Pipeline, Speaker, _Item, _Job
+from feeds.media import MediaStore
+from feeds.pipeline import Pipeline
+from feeds.publish import LiveWriter
 from feeds.schemas import Reason
 from store.accounts import Principal
 
@@ -51,7 +58,6 @@ RETAIN = timedelta(days=1)  # entries older than this are trimmed (consumed or n
 GROUP = "ingest"
 RETRY_IDLE_MS = 10_000  # a pending entry is claimed again after this long without an acknowledgement
 BATCH = 500  # entries per XREADGROUP and per appender round trip
-Reply = Callable[[dict[str, Any]], None]
 
 
 def speaker_json(speaker: Speaker) -> bytes:
@@ -81,28 +87,55 @@ class _Append:
     raw: Any
     speaker: Speaker
     source: str
-    items: list[_Item]
+    items: list[Item]
     reply: Reply | None
     done: threading.Event
     ack: dict[str, Any] | None = None
 
 
-class StreamPipeline(Pipeline):
-    """A web process's pipeline: the stateless steps here, then the stream; the rest in ``ingest``."""
+class StreamPipeline:
+    """A web process's ingest: the stateless steps here, then the stream; the rest in ``ingest``.
 
-    acks_after_commit = False
+    It implements :class:`feeds.ingest.Ingest` as :class:`feeds.pipeline.Pipeline` does, and holds one:
+    its stateless steps (``Pipeline.intake``) and its writer, which only dead-letters what is refused
+    here (inputs of which nothing passed, and inputs the stream did not take).
+    """
 
-    def __init__(self, *args: Any, stream: redis.Redis, prefix: str = "gw", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    acks_after_commit: bool = False
+
+    def __init__(
+        self,
+        engine: Engine,
+        index: PointGridIndex,
+        ctx: Context,
+        live: LiveWriter,
+        *,
+        stream: redis.Redis,
+        prefix: str = "gw",
+        **kwargs: Any,
+    ) -> None:
+        self.local = Pipeline(engine, index, ctx, live, **kwargs)  # intake and the dead letters
+        self.intake = self.local.intake
+        self.index, self.ctx, self.config = index, self.local.ctx, self.local.config
+        self.clock, self.stats = self.local.clock, self.local.stats
         self.stream = stream
         self.key = f"{prefix}:ingest"
         self._pending: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
         self._appender: threading.Thread | None = None
         self.appended = 0
 
+    @property
+    def media(self) -> MediaStore | None:
+        """The media store references are checked against (``feeds.media.install_media``)."""
+        return self.intake.media
+
+    @media.setter
+    def media(self, store: MediaStore | None) -> None:
+        self.intake.media = store
+
     def start(self) -> None:
         """Start the writer (dead letters) and the appender."""
-        super().start()
+        self.local.start()
         if self._appender is None:
             self._appender = threading.Thread(target=self._append_loop, name="gw-stream-append", daemon=True)
             self._appender.start()
@@ -113,7 +146,17 @@ class StreamPipeline(Pipeline):
             self._pending.put(None)
             self._appender.join(timeout=10)
             self._appender = None
-        super().stop()
+        self.local.stop()
+
+    def reject(self, kind: str, raw: Any, source: str, reason: Reason, message: str) -> dict[str, Any]:
+        """Answer and dead-letter an input refused before parsing (as the pipeline does)."""
+        return self.local.reject(kind, raw, source, reason, message)
+
+    def reject_nowait(
+        self, kind: str, raw: Any, source: str, reason: Reason, message: str, reply: Reply
+    ) -> None:
+        """``reject`` whose acknowledgement goes to ``reply``."""
+        self.local.reject_nowait(kind, raw, source, reason, message, reply)
 
     def submit_nowait(self, kind: str, raw: Any, speaker: Speaker, reply: Reply, *, source: str) -> None:
         """Stateless steps now; the acknowledgement goes to ``reply`` after the append."""
@@ -123,28 +166,28 @@ class StreamPipeline(Pipeline):
         """Stateless steps, append, and the acknowledgement (blocks until appended)."""
         src = source or f"{speaker.kind}:{speaker.name}"
         job = self._route(kind, raw, speaker, src, None)
-        if isinstance(job, _Job):
+        if isinstance(job, Job):
             job.done.wait(timeout=60)
-            return self._ack(job.items).as_dict()
+            return Ack.of(job.items).as_dict()
         if not job.done.wait(timeout=60) or job.ack is None:
             return self._unavailable(job, "stream append timed out")
         return job.ack
 
     def _route(
         self, kind: str, raw: Any, speaker: Speaker, source: str, reply: Reply | None
-    ) -> _Job | _Append:
-        items = self._prepare(kind, raw, speaker)
+    ) -> Job | _Append:
+        items = self.intake.prepare(kind, raw, speaker)
         if not any(it.reason is None for it in items):  # nothing passed: dead letters, reasons
-            job = _Job(items, source, reply=reply)
-            self._enqueue(job)
+            job = Job(items, source, reply=reply)
+            self.local.enqueue(job)
             return job
         app = _Append(kind, raw, speaker, source, items, reply, threading.Event())
         self._pending.put(app)
         return app
 
     def _unavailable(self, app: _Append, message: str) -> dict[str, Any]:
-        items = [_Item(it.ref, it.kind, it.raw, Reason.UNAVAILABLE, message) for it in app.items]
-        self._enqueue(_Job(items, app.source))  # dead-lettered by the writer
+        items = [Item(it.ref, it.kind, it.raw, Reason.UNAVAILABLE, message) for it in app.items]
+        self.local.enqueue(Job(items, app.source))  # dead-lettered by the writer
         why = Reason.UNAVAILABLE.value
         return {
             "accepted": [], "duplicates": [],
@@ -214,9 +257,7 @@ class StreamConsumer(BackgroundLoop):
 
     thread_name = "gw-ingest"
 
-    def __init__(
-        self, client: redis.Redis, pipeline: Pipeline, *, prefix: str = "gw", name: str | None = None
-    ):
+    def __init__(self, client: redis.Redis, pipeline: Ingest, *, prefix: str = "gw", name: str | None = None):
         super().__init__()
         self.r = client
         self.pipeline = pipeline
@@ -323,3 +364,9 @@ class StreamConsumer(BackgroundLoop):
                 self._stop.wait(0.5)
         with contextlib.suppress(redis.RedisError):
             self._ack_done()
+
+
+if TYPE_CHECKING:  # both write paths implement the one ingest interface (checked by mypy)
+
+    def _ingests(embedded: Pipeline, web: StreamPipeline) -> tuple[Ingest, Ingest]:
+        return embedded, web
