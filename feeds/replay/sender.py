@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import engineio
 import socketio
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 
+from feeds import socketlib
 from feeds.pipeline import REPLAY_GATEWAY
 from feeds.replay.base import ReplayError
 from feeds.schemas import Reason
@@ -207,22 +207,13 @@ def setup_people(engine: Engine, people: Sequence[PersonSpec], token_name: str) 
     return secret
 
 
-class _InlineEngineIO(engineio.Client):
-    """python-engineio's client starts a thread for every message it receives (python -m bench replay:
-    one per acknowledgement, most of the replay's CPU); the replay's handlers only count and never
-    block, so they run in the reading thread instead."""
-
-    def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
-        if event == "message":
-            kwargs["run_async"] = False
-        return super()._trigger_event(event, *args, **kwargs)
-
-
-class _Client(socketio.Client):
-    """A Socket.IO client whose acknowledgements are handled in its reading thread."""
-
-    def _engineio_client_class(self) -> type[engineio.Client]:
-        return _InlineEngineIO
+def _client() -> socketio.Client:
+    """A Socket.IO client whose acknowledgements are handled in its reading thread: python-engineio's
+    client starts a thread for every message it receives (python -m bench replay: one per
+    acknowledgement, most of the replay's CPU); the replay's handlers only count and never block."""
+    c = socketio.Client(reconnection=True, request_timeout=30)
+    socketlib.inline_messages(c)
+    return c
 
 
 @dataclass
@@ -259,12 +250,12 @@ class Sender:
         self.progress = progress
         self.clock = clock
         self._cond = threading.Condition()
-        self._clients: list[_Client] = []
+        self._clients: list[socketio.Client] = []
 
     def connect(self) -> None:
         """Open the connections (ReplayError naming the server's refusal)."""
         for _ in range(self.connections):
-            c = _Client(reconnection=True, request_timeout=30)
+            c = _client()
             try:
                 c.connect(self.url, namespaces=["/device"], auth={"token": self.token},
                           transports=["websocket"], wait_timeout=10)  # fmt: skip

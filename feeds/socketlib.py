@@ -1,0 +1,135 @@
+"""Every use of python-socketio / python-engineio internals, in one module, pinned to tested versions.
+
+GridWall needs four things the libraries do not offer as public API:
+
+- **acknowledged events off the per-event thread** (:func:`intercept_acked_events`): python-socketio
+  runs each event in a new thread (``async_handlers``), which for ``/device`` would only wait for the
+  commit; the pipeline instead takes the event on the connection's reader thread and acknowledges it
+  later (:func:`send_ack`, public API) from its acknowledgement thread. Wraps ``Server._handle_event``.
+- **a client's send backlog** (:func:`queued`): the length of the Engine.IO socket's outgoing queue,
+  how ``/live`` finds a slow screen. Reads ``engineio.Server.sockets[…].queue``.
+- **cutting a slow client** (:func:`cut`): close its Engine.IO transport at once and discard what is
+  queued for it, so it reconnects and starts over from a snapshot. Same attributes.
+- **client messages handled in arrival order** (:func:`inline_messages`): python-engineio's client
+  starts a thread per message; tests recording ``seq`` and the replay sender (one thread per
+  acknowledgement was most of its CPU) run the handlers on the reader thread. Wraps
+  ``engineio.Client._trigger_event``.
+
+``tests/test_socketlib.py`` asserts the installed versions are within :data:`SUPPORTED` (the pins in
+``pyproject.toml``) and that every internal used here exists and behaves; a library upgrade that moves
+one fails there, not in production. Nothing else in the tree touches a private name of either library.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from importlib.metadata import version
+from typing import Any
+
+import engineio
+import socketio
+from socketio import packet
+
+log = logging.getLogger(__name__)
+
+# distribution → (lowest supported, first unsupported): keep equal to pyproject.toml's pins
+SUPPORTED: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "python-socketio": ((5, 11), (6,)),
+    "python-engineio": ((4, 8), (5,)),
+}
+
+# (engine.io sid, ack id, event data [name, *args]) → True when taken (else python-socketio handles it)
+Taker = Callable[[str, int, list[Any]], bool]
+
+
+def installed(dist: str) -> tuple[int, ...]:
+    """The installed version of a distribution as numbers (``5.18.1`` → ``(5, 18, 1)``)."""
+    return tuple(int(p) for p in version(dist).split(".")[:3] if p.isdigit())
+
+
+def unsupported() -> list[str]:
+    """The distributions whose installed version is outside :data:`SUPPORTED` (empty: all supported)."""
+    out = []
+    for dist, (low, high) in SUPPORTED.items():
+        have = installed(dist)
+        if not (low <= have < high):
+            out.append(f"{dist} {'.'.join(map(str, have))} (supported: >={low}, <{high})")
+    return out
+
+
+def intercept_acked_events(server: socketio.Server, namespace: str, take: Taker) -> None:
+    """Offer every acknowledged event of ``namespace`` to ``take`` on the connection's reader thread.
+
+    Events ``take`` declines, unacknowledged ones and other namespaces' go python-socketio's own way
+    (a thread per event when ``async_handlers``). ``take`` must answer with :func:`send_ack`.
+    """
+    handle = server._handle_event
+
+    def handle_event(eio_sid: str, ns: str | None, ack_id: int | None, data: Any) -> None:
+        mine = (ns or "/") == namespace and ack_id is not None and isinstance(data, list)
+        if not (mine and take(eio_sid, ack_id, data)):  # type: ignore[arg-type]
+            handle(eio_sid, ns, ack_id, data)
+
+    server._handle_event = handle_event
+
+
+def send_ack(server: socketio.Server, eio_sid: str, namespace: str, ack_id: int, args: list[Any]) -> None:
+    """Acknowledge event ``ack_id`` of a connection with ``args`` (what a handler's return value sends)."""
+    encoded = server.packet_class(packet.ACK, namespace=namespace, id=ack_id, data=args).encode()
+    for part in encoded if isinstance(encoded, list) else (encoded,):
+        server.eio.send(eio_sid, part)
+
+
+def _eio_socket(server: socketio.Server, sid: str, namespace: str) -> Any:
+    """The Engine.IO socket of a Socket.IO client (None when gone)."""
+    eio_sid = server.manager.eio_sid_from_sid(sid, namespace)
+    return None if eio_sid is None else server.eio.sockets.get(eio_sid)
+
+
+def queued(server: socketio.Server, sid: str, namespace: str) -> int:
+    """Packets waiting in a client's Engine.IO send queue (0 when it is gone)."""
+    try:
+        sock = _eio_socket(server, sid, namespace)
+        return 0 if sock is None else int(sock.queue.qsize())
+    except (KeyError, AttributeError):
+        return 0
+
+
+def cut(server: socketio.Server, sid: str, namespace: str) -> None:
+    """Close a client's Engine.IO connection at once and discard what is queued for it.
+
+    The transport is closed, not only the namespace: a Socket.IO client reconnects by itself after a
+    transport close (after a namespace ``disconnect`` from the server it would not). The disconnect
+    handlers run now; no packet is queued behind the backlog; the connection's writer ends once its
+    blocked send returns (or times out).
+    """
+    sock = _eio_socket(server, sid, namespace)
+    if sock is None:
+        server.disconnect(sid, namespace=namespace, ignore_queue=True)
+        return
+    sock.close(wait=False, abort=True)
+    empty = server.eio.get_queue_empty_exception()
+    while True:
+        try:
+            sock.queue.get_nowait()
+        except empty:
+            break
+        sock.queue.task_done()
+    sock.queue.put(None)  # the writer's end-of-connection mark (taken out with the backlog above)
+
+
+def inline_messages(client: socketio.Client) -> None:
+    """Run a client's message handlers on its reader thread, in the order the messages arrived.
+
+    Safe only when the handlers never block (they record or count): the reader waits for them.
+    """
+    eio: engineio.Client = client.eio
+    trigger = eio._trigger_event
+
+    def inline(event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "message":
+            kwargs["run_async"] = False
+        return trigger(event, *args, **kwargs)
+
+    eio._trigger_event = inline
