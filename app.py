@@ -14,13 +14,10 @@ python app.py replay geolife|311 [--url URL] [--token T] …   (docs/replay.md)
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import secrets
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,37 +25,15 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # shipped packages are found next to this file, from any folder
     sys.path.insert(0, str(HERE))
 
+from gridwall.settings import Settings, load_secrets  # noqa: E402  (after the path above)
+from gridwall.settings import settings_from as _settings_from  # noqa: E402
+
 COMMANDS = ("run", "init", "import", "simulate", "user", "token", "replay")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Where GridWall keeps its data and which database it uses."""
-
-    data_dir: Path
-    db_url: str
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from the command line and the environment (GW_DATA_DIR, GW_DB_URL)."""
-    from store.db import sqlite_url
-
-    data_dir = Path(args.data_dir or os.environ.get("GW_DATA_DIR") or "./var").expanduser().resolve()
-    db_url = args.db or os.environ.get("GW_DB_URL") or sqlite_url(data_dir)
-    return Settings(data_dir=data_dir, db_url=db_url)
-
-
-def load_secrets(data_dir: Path) -> dict[str, str]:
-    """The kiosk token and session key, created once in ``<data-dir>/secrets.json`` (mode 0600)."""
-    path = data_dir / "secrets.json"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        return dict(json.loads(path.read_text(encoding="utf-8")))
-    values = {"kiosk_token": secrets.token_urlsafe(24), "secret_key": secrets.token_hex(32)}
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(values, fh)
-    return values
+    return _settings_from(args.data_dir, args.db)
 
 
 @contextmanager
@@ -330,19 +305,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Serve GridWall (builds the built-in district on first start)."""
-    from dashboard.app import create_web_app
-    from dashboard.auth import session_ok
-    from feeds.api import register_http_feeds
-    from feeds.core import start_live_core
-    from feeds.media import install_media
-    from feeds.simulator import Simulation
+    """Serve GridWall (builds the built-in district on first start) under the production server."""
     from store.accounts import provision_embedded, write_device_tokens
     from store.build import BuildRequest, build_city, stored_district
     from store.db import create_engine
     from store.migrate import upgrade
 
-    st = settings_from(args)
+    if args.role and not args.redis:
+        print("--role needs --redis URL", file=sys.stderr)
+        return 2
+    st = run_settings(args)
     st.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(st.db_url)
     upgrade(engine)
@@ -356,47 +328,78 @@ def cmd_run(args: argparse.Namespace) -> int:
     if made.devices:
         path = write_device_tokens(st.data_dir / "device-tokens.csv", made.devices)
         print(f"created {len(made.devices)} supervisor devices; their tokens are in {path}", flush=True)
-    if args.role:  # scale-out: one part of a deployment (feeds.roles, README "Production")
-        if not args.redis:
-            print("--role needs --redis URL", file=sys.stderr)
-            return 2
-        from feeds.roles import run_role
-
-        return run_role(args, st.db_url, secret)
-    web = create_web_app(
-        create_engine(st.db_url, write=False),
-        secret_key=secret["secret_key"],
-    )
-    http_feeds = register_http_feeds(web.server, create_engine(st.db_url, write=False))  # /api/v1, Open311
+    if args.role in ("ingest", "aggregator"):  # scale-out parts without clients (README "Production")
+        engine.dispose()
+        return run_background_role(st, args.role)
     sim = None
-    if not args.no_simulation:
+    if not args.role and not args.no_simulation:
+        from feeds.simulator import Simulation
+
         sim = Simulation.prepare(
             engine, st.data_dir, seed=args.seed, edition=args.catalogue,
             progress=lambda m: print(m, flush=True),
-        )
-    core = start_live_core(engine, web.socketio, edition=args.catalogue, session_ok=session_ok)
-    web.live, web.simulated = core.live, core.simulating.is_set
-    web.counters, web.pipeline = core.counters, core.pipeline  # desk scores and commands
-    http_feeds.attach(core.pipeline)  # 503 unavailable until now
-    install_media(web.server, create_engine(st.db_url, write=False), st.data_dir, pipeline=core.pipeline)
+        )  # fmt: skip
+    engine.dispose()  # the server's worker opens its own connections after the fork
+    from gridwall.server import Served, serve
+
     host, port = args.host, args.port
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    if sim is not None:
-        sim.start(core, f"http://{shown}:{port}")
-    web.cache.current()  # warm the page data before announcing the URLs
-    print(f"wall: http://{shown}:{port}/wall?token={secret['kiosk_token']}", flush=True)
-    print(f"desk: http://{shown}:{port}/desk", flush=True)
-    if made.admin_password:
-        print(f"admin: user admin, password {made.admin_password} (shown once; change it)", flush=True)
-    web.socketio.run(
-        web.server,
-        host=host,
-        port=port,
-        debug=False,
-        use_reloader=False,
-        log_output=False,
-        allow_unsafe_werkzeug=True,  # Werkzeug refuses to run without a TTY otherwise
-    )
+
+    def make() -> Served:  # in the server's worker process
+        from gridwall.runtime import build
+
+        rt = build(st, args.role or "embedded").start()
+
+        def stop() -> None:
+            if sim is not None:
+                sim.stop()
+            rt.stop()
+
+        def ready(bound: int) -> None:
+            if sim is not None:
+                sim.start(rt, f"http://{shown}:{bound}")
+            rt.web.cache.current()  # warm the page data before announcing the URLs
+            print(f"wall: http://{shown}:{bound}/wall?token={secret['kiosk_token']}", flush=True)
+            print(f"desk: http://{shown}:{bound}/desk", flush=True)
+            if made.admin_password:
+                shown_once = f"admin: user admin, password {made.admin_password} (shown once; change it)"
+                print(shown_once, flush=True)
+
+        return Served(rt.web.server, stop, ready)
+
+    return serve(make, host=host, port=port, threads=args.threads)
+
+
+def run_settings(args: argparse.Namespace) -> Any:
+    """The settings of ``app.py run`` from its options and the environment."""
+    from gridwall.settings import settings_from
+
+    return settings_from(
+        args.data_dir, args.db, redis_url=args.redis, redis_prefix=args.redis_prefix, edition=args.catalogue,
+        lock_ttl=args.lock_ttl,
+    )  # fmt: skip
+
+
+def run_background_role(st: Any, role: str) -> int:
+    """Run an ingest or aggregator process until SIGTERM/SIGINT."""
+    import logging
+    import signal
+    import threading
+
+    from gridwall.runtime import build
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rt = build(st, role).start()  # type: ignore[arg-type]
+    if role == "ingest":
+        print(f"{rt.consumer.name}: standing by for the ingest stream", flush=True)
+    else:
+        print(f"aggregator {rt.broadcaster.lock.token[:8]}: standing by for the producer lock", flush=True)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    while not done.wait(1.0):
+        pass
+    rt.stop()
     return 0
 
 
@@ -447,6 +450,9 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="serve the wall and the desk (default)")
     run.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=8050, help="port (default 8050)")
+    run.add_argument(
+        "--threads", type=int, default=256, help="server threads: open websockets at once (default 256)"
+    )
     run.add_argument("--district", help="adcode to build on first start (default 110101, built in)")
     run.add_argument(
         "--no-simulation", action="store_true", help="do not run the built-in simulation (real feeds only)"

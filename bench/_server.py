@@ -1,9 +1,8 @@
 """A GridWall server for the socket benchmarks: ``python -m bench._server --db URL --kiosk SECRET``.
 
-Composes the app as ``app.py run --no-simulation`` does (``create_web_app`` on a read-only engine,
-``start_live_core`` on the write engine) and serves ``web.server`` with Werkzeug's threaded server
-(``make_server(..., threaded=True)``; ``socketio.run`` does the same in threading mode) on a free
-loopback port. The database must already hold a built district and provisioned accounts.
+Builds the app as ``app.py run --no-simulation`` does (``gridwall.runtime.build``) and serves it
+with the same production server (``gridwall.server``: gunicorn, one gthread worker) on a free loopback
+port. The database must already hold a built district and provisioned accounts.
 
 Bench-only additions, none in production code:
 
@@ -153,9 +152,22 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process, all its threads (``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """User + system CPU seconds of a process and its descendants, all their threads (``/proc``).
+
+    A GridWall server is gunicorn's arbiter and the worker it forked: the work is in the worker.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    total = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children.update(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ValueError):
+            continue
+    return total + sum(cpu_seconds(c) for c in children)
 
 
 def server_stats(port: int) -> dict[str, Any]:
@@ -218,56 +230,36 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="server %(levelname)s %(name)s: %(message)s")
 
     from flask import jsonify
-    from werkzeug.serving import WSGIRequestHandler, make_server
 
-    from dashboard.app import create_web_app
-    from feeds.api import register_http_feeds
-    from feeds.core import start_live_core
-    from store.db import create_engine
+    from gridwall.runtime import Seams, build
+    from gridwall.server import Served, serve
+    from gridwall.settings import Settings
 
-    engine = create_engine(args.db)
-    web = create_web_app(create_engine(args.db, write=False), secret_key="bench")
-    http_feeds = register_http_feeds(web.server, create_engine(args.db, write=False))  # as app.py run
-    core = start_live_core(engine, web.socketio)
-    http_feeds.attach(core.pipeline)
-    web.live, web.simulated = core.live, core.simulating.is_set  # as app.py does (the heat image needs it)
-    web.cache.current()  # as app.py does: the page data is warm before the URLs are announced
-    naive = _naive_emitter(core, web.socketio) if args.naive else {}
-    if args.naive_wall:
-        from bench._naive_wall import register
+    def make() -> Served:  # in the server's worker process, as app.py run builds its own
+        core = build(Settings(Path("."), args.db), "embedded", Seams(media=False, secret_key="bench")).start()
+        web = core.web
+        web.cache.current()  # as app.py does: the page data is warm before the URLs are announced
+        naive = _naive_emitter(core, web.socketio) if args.naive else {}
+        if args.naive_wall:
+            from bench._naive_wall import register
 
-        register(web, core, args.kiosk)
+            register(web, core, args.kiosk)
 
-    @web.server.get("/bench/stats")
-    def stats() -> Any:
-        t = os.times()
-        return jsonify(
-            pipeline=core.pipeline.stats,
-            ticks=core.broadcaster.ticks,
-            dropped=core.broadcaster.dropped,
-            naive=naive,
-            cpu=t.user + t.system,
-            wall=time.monotonic(),
-        )
+        @web.server.get("/bench/stats")
+        def stats() -> Any:
+            t = os.times()
+            return jsonify(
+                pipeline=core.pipeline.stats,
+                ticks=core.broadcaster.ticks,
+                dropped=core.broadcaster.dropped,
+                naive=naive,
+                cpu=t.user + t.system,
+                wall=time.monotonic(),
+            )
 
-    class Quiet(WSGIRequestHandler):
-        def log_request(self, *a: Any, **k: Any) -> None:
-            return None
+        return Served(web.server, core.stop, lambda port: print(f"READY {port}", flush=True))
 
-    srv = make_server("127.0.0.1", args.port, web.server, threaded=True, request_handler=Quiet)
-    srv.daemon_threads = True  # type: ignore[attr-defined]
-
-    def stop(*_: Any) -> None:
-        threading.Thread(target=srv.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    print(f"READY {srv.server_port}", flush=True)
-    try:
-        srv.serve_forever(poll_interval=0.2)
-    finally:
-        core.stop()
-    return 0
+    return serve(make, host="127.0.0.1", port=args.port)
 
 
 if __name__ == "__main__":

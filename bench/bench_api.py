@@ -14,7 +14,7 @@ Modes, each with its own fixes:
   and waiting for each answer (closed loop). After each mode the ``positions`` row count must have
   grown by the accepted fixes.
 * in-process baseline: ``core.pipeline.submit("positions", batch, ApiSpeaker)`` from as many threads
-  on ``start_live_core`` (no HTTP), on a copy of the database.
+  on ``gridwall.runtime.build`` (no HTTP), on a copy of the database.
 
 Server, load generator and SQLite share the machine's 2 cores.
 """
@@ -112,17 +112,16 @@ def _http(url: str, key: str, bodies: list[bytes], clients: int) -> Run:
 
 
 def _in_process(db: Path, key: str, modes: list[tuple[str, list[bytes], int]]) -> list[Run]:
-    """``core.pipeline.submit`` from threads on ``start_live_core`` with the API key's speaker."""
-    from flask import Flask
-    from flask_socketio import SocketIO
-
+    """``core.pipeline.submit`` from threads on ``gridwall.runtime.build`` with the API key's speaker."""
     from feeds.api import ApiSpeaker
-    from feeds.core import start_live_core
+    from gridwall.runtime import Seams, build
+    from gridwall.settings import Settings
     from store.accounts import authenticate
     from store.db import create_engine
 
     engine = create_engine(f"sqlite:///{db}")
-    core = start_live_core(engine, SocketIO(Flask("bench"), async_mode="threading"))
+    seams = Seams(engine=engine, media=False, secret_key="bench")  # as app.py run composes it
+    core = build(Settings(db.parent, f"sqlite:///{db}"), "embedded", seams).start()
     with engine.connect() as c:
         speaker = ApiSpeaker.of(authenticate(c, key, ("api",)))
     runs: list[Run] = []

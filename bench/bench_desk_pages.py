@@ -26,8 +26,8 @@ The generated databases are kept between runs (PostgreSQL database ``gw_bench_pa
 next to the SQLite file) that lets a rerun skip generation; migrations newer than the data are
 applied on every run. Generation time is reported on its own row.
 
-Measurement. The app is composed as ``app.py run`` composes it (``create_web_app`` on a read-only
-engine, ``start_live_core`` with the desk's session check, counters and pipeline attached) and
+Measurement. The app is composed as ``app.py run`` composes it (``gridwall.runtime.build``: a read-only
+engine for pages, the desk's session check, counters and pipeline) and
 served in process by Werkzeug's threaded server on a real loopback port. A leader logs in through
 the real form (CSRF), then one client asks the Dash router callback (``POST
 /_dash-update-component`` with pathname ``/grid/<code>`` or ``/case/<id>``) for 250 pages each,
@@ -807,14 +807,12 @@ def serve(url: str) -> Served:
     """Compose the app as ``app.py run`` does and serve it in process on a free loopback port."""
     from werkzeug.serving import WSGIRequestHandler, make_server
 
-    from dashboard.app import create_web_app
-    from dashboard.auth import session_ok
-    from feeds.core import start_live_core
-    from store.db import create_engine
+    from gridwall.runtime import Seams, build
+    from gridwall.settings import Settings
 
-    web = create_web_app(create_engine(url, write=False), secret_key="bench-desk-pages")
-    core = start_live_core(create_engine(url), web.socketio, session_ok=session_ok)
-    web.live, web.counters, web.pipeline = core.live, core.counters, core.pipeline
+    seams = Seams(media=False, secret_key="bench-desk-pages")
+    core = build(Settings(Path("."), url), "embedded", seams).start()
+    web = core.web
     web.cache.current()
     times: list[float] = []
     inner = web.server.wsgi_app
@@ -826,7 +824,7 @@ def serve(url: str) -> Served:
             times.append((time.perf_counter() - t0) * 1000)
         return body
 
-    web.server.wsgi_app = timed  # type: ignore[method-assign]
+    web.server.wsgi_app = timed
 
     class Quiet(WSGIRequestHandler):
         def log_request(self, *a: Any, **k: Any) -> None:

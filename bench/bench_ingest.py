@@ -14,7 +14,7 @@ Modes, each with the same fixes (one server; the baselines on their own copy of 
   subprocess) and python-socketio ``AsyncClient`` gateways in this process, several calls in
   flight, each waiting for its acknowledgement (``client.call``);
 * socket, single ``position`` events, 32 in flight over 16 connections (group commit batches them);
-* in-process: ``core.pipeline.submit(...)`` from as many threads on ``start_live_core`` (no socket);
+* in-process: ``core.pipeline.submit(...)`` from as many threads on ``gridwall.runtime.build`` (no socket);
 * bare insert: ``connection.execute(insert(Position), rows)`` of the same rows, 100 per transaction.
 
 Ack latency is send → acknowledgement per event. After each socket mode the ``positions`` row
@@ -165,16 +165,15 @@ def _positions(db: Path) -> int:
 
 
 def _in_process(db: Path, gateway: str, modes: list[tuple[str, list[Event], int]]) -> list[Run]:
-    """``core.pipeline.submit`` from threads on ``start_live_core`` (the same composition, no socket)."""
-    from flask import Flask
-    from flask_socketio import SocketIO
-
-    from feeds.core import start_live_core
+    """``core.pipeline.submit`` from threads on ``gridwall.runtime.build`` (app.py's parts, no socket)."""
+    from gridwall.runtime import Seams, build
+    from gridwall.settings import Settings
     from store.accounts import authenticate
     from store.db import create_engine
 
     engine = create_engine(f"sqlite:///{db}")
-    core = start_live_core(engine, SocketIO(Flask("bench"), async_mode="threading"))
+    seams = Seams(engine=engine, media=False, secret_key="bench")  # as app.py run composes it
+    core = build(Settings(db.parent, f"sqlite:///{db}"), "embedded", seams).start()
     with engine.connect() as c:
         speaker = authenticate(c, gateway, ("gateway",))
     runs: list[Run] = []

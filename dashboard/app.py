@@ -37,7 +37,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 @dataclass
 class WebApp:
-    """The composed web application (``live`` is attached once the live core runs)."""
+    """The composed web application and the running parts its pages read (gridwall.runtime builds it)."""
 
     server: Flask
     socketio: SocketIO
@@ -47,25 +47,44 @@ class WebApp:
     simulated: Callable[[], bool] = lambda: False  # whether the built-in simulation feeds the live state
     desk: DeskData | None = None  # the desk's read models (issue 8)
     auth: Auth | None = None  # desk login and sessions (dashboard.auth)
-    counters: Any = None  # feeds.counters.CounterKeeper once the live core runs (desk scores)
-    pipeline: Any = None  # feeds.pipeline.Pipeline once the live core runs (desk commands)
+    counters: Any = None  # the daily-counter keeper (desk scores); None in scale-out web processes
+    pipeline: Any = None  # the ingest path the desk's commands go to (feeds.pipeline / feeds.stream)
+
+
+def socket_server(message_queue: str | None = None, channel: str = "flask-socketio") -> SocketIO:
+    """The process's Socket.IO server, before any Flask app: namespaces are registered on it first.
+
+    With ``message_queue`` (a Redis URL) emits reach the clients of every web process on ``channel``
+    (scale-out). Frames up to 4 MB are read so that oversized payloads get a named rejection
+    (feeds.schemas) instead of a dropped connection.
+    """
+    sio = SocketIO(async_mode="threading", cors_allowed_origins=[], max_http_buffer_size=4 * 1024 * 1024)
+    if message_queue:  # given to SocketIO() without an app it would make a write-only emitter now
+        sio.server_options.update(message_queue=message_queue, channel=channel)
+    return sio
 
 
 def create_web_app(
-    engine: Engine, *, secret_key: str, message_queue: str | None = None, channel: str = "flask-socketio"
+    engine: Engine,
+    *,
+    secret_key: str,
+    socketio: SocketIO | None = None,
+    live: Any = None,
+    pipeline: Any = None,
+    counters: Any = None,
+    simulated: Callable[[], bool] = lambda: False,
 ) -> WebApp:
     """Compose Flask + Socket.IO + Dash on a read-only engine (kiosk tokens are checked in the store).
 
-    With ``message_queue`` (a Redis URL) Socket.IO emits reach the clients of every web process on
-    ``channel`` (scale-out: feeds.roles).
+    ``socketio`` (from :func:`socket_server`, namespaces already registered) is bound to the new Flask
+    app; ``live``, ``pipeline`` and ``counters`` are the running parts the pages read and the desk's
+    commands go to (None: a web app without a live core, e.g. a page test).
     """
     server = Flask("gridwall")
     server.config["SECRET_KEY"] = secret_key
-    queue: dict[str, str] = {"message_queue": message_queue, "channel": channel} if message_queue else {}
-    # frames up to 4 MB are read so that oversized payloads get a named rejection (feeds.schemas)
-    socketio = SocketIO(
-        server, async_mode="threading", cors_allowed_origins=[], max_http_buffer_size=4 * 1024 * 1024, **queue
-    )
+    if socketio is None:
+        socketio = socket_server()
+    socketio.init_app(server)
     cache = OverviewCache(engine)
 
     def kiosk_ok() -> bool:
@@ -194,7 +213,10 @@ def create_web_app(
         return router.PageContext(lang, q, me, desk_data, ov, web.live, web.counters, now, rules)
 
     router.register_callbacks(app, page_context)
-    web = WebApp(server=server, socketio=socketio, dash=app, cache=cache, desk=desk_data, auth=auth)
+    web = WebApp(
+        server=server, socketio=socketio, dash=app, cache=cache, live=live, simulated=simulated,
+        desk=desk_data, auth=auth, counters=counters, pipeline=pipeline,
+    )  # fmt: skip
     install_commands(server, lambda: web.pipeline)  # POST /api/v1/commands (session + CSRF)
     desk_people.install(server, engine, lambda: web.live, cache.current)  # issue 8 items 7–9
     return web

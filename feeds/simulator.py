@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import socketio
@@ -41,7 +41,7 @@ from sqlalchemy.engine import Engine
 from domain.errors import SimulationError
 from domain.evaluation import CaseInfo, DailyAggregates
 from domain.lifecycle import Accepted, Action, CaseEvent, CaseState, Command, Context, Role, apply
-from feeds.core import LiveCore, build_context
+from feeds.core import build_context
 from feeds.pipeline import SIMULATION_GATEWAY, scoped_key
 from feeds.simulate import supervisor_of_area
 from feeds.sources.caseflow import CASE_PREFIX, CaseFlow, generate
@@ -68,6 +68,12 @@ ANSWER_OPINIONS = {
 }
 HORIZON_DAYS = 3650
 __all__ = ["Simulation", "SimulationError", "SimulationStats"]
+
+
+class Simulated(Protocol):
+    """The running process the simulation feeds: it marks what it shows as simulated (模拟数据)."""
+
+    simulating: threading.Event
 
 
 @dataclass
@@ -283,8 +289,8 @@ class Simulation:
 
     # -- live ---------------------------------------------------------------------------------------
 
-    def start(self, core: LiveCore, url: str) -> None:
-        """Run live in a background thread, as a client of ``url``'s ``/device``."""
+    def start(self, core: Simulated, url: str) -> None:
+        """Run live in a background thread, a client of ``url``'s ``/device``; mark the process 模拟数据."""
         core.simulating.set()
         self._thread = threading.Thread(target=self._run, args=(url,), name="gw-simulation", daemon=True)
         self._thread.start()

@@ -23,10 +23,10 @@ from typing import Any, Literal
 
 from flask import request
 from flask_socketio import Namespace, SocketIO
-from socketio import packet
 from socketio.exceptions import ConnectionRefusedError as Refused
 from sqlalchemy.engine import Engine
 
+from feeds import socketlib
 from feeds.checks import KINDS
 from feeds.ingest import Ingest
 from feeds.live import MemoryLiveState
@@ -60,6 +60,54 @@ class TokenBucket:
         return False
 
 
+class Connections:
+    """Who is connected to ``/device``: principal and rate bucket per Socket.IO sid.
+
+    Shared by the namespace (which fills it) and the :class:`TaskSender` (which reads the gateways),
+    so that the pipeline can be built with its task sender before the namespace that feeds it.
+    """
+
+    def __init__(self) -> None:
+        self.principals: dict[str, Principal] = {}
+        self.buckets: dict[str, TokenBucket] = {}
+        self.lock = threading.Lock()
+
+    def gateways(self) -> list[Principal]:
+        """The connected gateways (a process without ``/device`` clients has none)."""
+        with self.lock:
+            return [p for p in self.principals.values() if p.kind == "gateway"]
+
+
+class TaskSender:
+    """Sends ``task`` to each assignee's handset and to the connected gateways that speak for them.
+
+    ``emitter`` is the process's Socket.IO server, or (a scale-out ingest process, which has no clients)
+    a write-only emitter on the message queue: then only the handset's person room is reached.
+    """
+
+    def __init__(self, emitter: Any, connections: Connections, namespace: str = "/device") -> None:
+        self.emitter, self.connections, self.namespace = emitter, connections, namespace
+
+    def __call__(self, tasks: Sequence[TaskOut]) -> None:
+        """Send each task (called by the pipeline after the commit that made it)."""
+        gateways = [(p.token_id, p) for p in self.connections.gateways()]
+        for t in tasks:
+            body = {
+                "case_id": t.case_id,
+                "task": t.task,
+                "supervisor": t.supervisor,
+                "deadline": t.deadline.isoformat(),
+                "lon": t.place.lon,
+                "lat": t.place.lat,
+                "grid": t.place.grid,
+                "kind": t.kind,
+                "class_code": t.class_code,
+            }
+            self.emitter.emit("task", body, namespace=self.namespace, to=f"person:{t.supervisor}")
+            for token_id in sorted({tid for tid, p in gateways if p.may_speak_for(t.supervisor)}):
+                self.emitter.emit("task", body, namespace=self.namespace, to=f"token:{token_id}")
+
+
 class DeviceNamespace(Namespace):
     """``/device``: authenticated handsets and gateways send fixes, reports and task results."""
 
@@ -68,6 +116,7 @@ class DeviceNamespace(Namespace):
         engine: Engine,
         pipeline: Ingest,
         *,
+        connections: Connections | None = None,
         namespace: str = "/device",
         device_rate: tuple[float, float] = (10.0, 40.0),
         gateway_rate: tuple[float, float] = (500.0, 2000.0),
@@ -76,9 +125,10 @@ class DeviceNamespace(Namespace):
         self.engine = engine
         self.pipeline = pipeline
         self.device_rate, self.gateway_rate = device_rate, gateway_rate
-        self.principals: dict[str, Principal] = {}
-        self.buckets: dict[str, TokenBucket] = {}
-        self._lock = threading.Lock()
+        self.connections = connections if connections is not None else Connections()
+        self.principals = self.connections.principals
+        self.buckets = self.connections.buckets
+        self._lock = self.connections.lock
 
     def on_connect(self, auth: Any = None) -> None:
         """Authenticate the token; refuse with a named reason (and a dead-letter row)."""
@@ -146,17 +196,11 @@ class DeviceNamespace(Namespace):
         for the commit; instead an acknowledged event of this namespace is parsed and filtered on the
         connection's reader thread, queued to the pipeline, and acknowledged from the pipeline's
         acknowledgement thread after the commit (``Pipeline.submit_nowait``). Events of a connection
-        reach the pipeline in the order they arrived. Everything else takes python-socketio's own path.
+        reach the pipeline in the order they arrived. Everything else takes python-socketio's own path
+        (the hook into its internals: :func:`feeds.socketlib.intercept_acked_events`).
         """
         super()._set_server(server)
-        handle = server._handle_event
-
-        def handle_event(eio_sid: str, namespace: str | None, ack_id: int | None, data: Any) -> None:
-            mine = (namespace or "/") == self.namespace and ack_id is not None
-            if not (mine and self._event(eio_sid, ack_id, data)):  # type: ignore[arg-type]
-                handle(eio_sid, namespace, ack_id, data)
-
-        server._handle_event = handle_event
+        socketlib.intercept_acked_events(server, self.namespace, self._event)
 
     def _event(self, eio_sid: str, ack_id: int, data: Any) -> bool:
         """Take one acknowledged event off python-socketio's path (False: leave it to python-socketio)."""
@@ -170,34 +214,13 @@ class DeviceNamespace(Namespace):
             return False
 
         def reply(ack: dict[str, Any]) -> None:
-            server._send_packet(eio_sid, server.packet_class(packet.ACK, namespace=self.namespace, id=ack_id,
-                                                             data=[ack]))  # fmt: skip
+            socketlib.send_ack(server, eio_sid, self.namespace, ack_id, [ack])
 
         try:
             self._dispatch(sid, data[0], data[1] if len(data) > 1 else None, reply)
         except Exception:  # as python-socketio would: log it, keep the connection, send no acknowledgement
             log.exception("%s handler error", data[0])
         return True
-
-    def send_tasks(self, socketio: SocketIO, tasks: Sequence[TaskOut]) -> None:
-        """Send ``task`` to each assignee's handset and to the gateways that speak for them."""
-        with self._lock:
-            gateways = [(p.token_id, p) for p in self.principals.values() if p.kind == "gateway"]
-        for t in tasks:
-            body = {
-                "case_id": t.case_id,
-                "task": t.task,
-                "supervisor": t.supervisor,
-                "deadline": t.deadline.isoformat(),
-                "lon": t.place.lon,
-                "lat": t.place.lat,
-                "grid": t.place.grid,
-                "kind": t.kind,
-                "class_code": t.class_code,
-            }
-            socketio.emit("task", body, namespace=self.namespace, to=f"person:{t.supervisor}")
-            for token_id in sorted({tid for tid, p in gateways if p.may_speak_for(t.supervisor)}):
-                socketio.emit("task", body, namespace=self.namespace, to=f"token:{token_id}")
 
 
 class Broadcaster(BackgroundLoop):
@@ -304,37 +327,12 @@ class Broadcaster(BackgroundLoop):
     # -- ticks ----------------------------------------------------------------------------------------
 
     def _queued(self, sid: str) -> int:
-        server = self.socketio.server
-        try:
-            eio_sid = server.manager.eio_sid_from_sid(sid, self.namespace)
-            sock = server.eio.sockets.get(eio_sid)
-            return 0 if sock is None else int(sock.queue.qsize())
-        except (KeyError, AttributeError):
-            return 0
+        return socketlib.queued(self.socketio.server, sid, self.namespace)
 
     def _cut(self, sid: str) -> None:
-        """Close a slow client's connection and discard what is queued for it.
-
-        The Engine.IO connection is closed, not only the namespace: a Socket.IO client reconnects by
-        itself after a transport close (after a namespace ``disconnect`` from the server it would not)
-        and starts over from a snapshot. The disconnect handlers run now; no packet is queued behind the
-        backlog; the connection's writer ends once its blocked send returns (or times out).
-        """
-        server = self.socketio.server
-        eio_sid = server.manager.eio_sid_from_sid(sid, self.namespace)
-        sock = server.eio.sockets.get(eio_sid) if eio_sid is not None else None
-        if sock is None:
-            server.disconnect(sid, namespace=self.namespace, ignore_queue=True)
-            return
-        sock.close(wait=False, abort=True)
-        empty = server.eio.get_queue_empty_exception()
-        while True:
-            try:
-                sock.queue.get_nowait()
-            except empty:
-                break
-            sock.queue.task_done()
-        sock.queue.put(None)  # the writer's end-of-connection mark (taken out with the backlog above)
+        """Close a slow client's connection and discard its backlog: it reconnects by itself and starts
+        over from a snapshot (:func:`feeds.socketlib.cut`)."""
+        socketlib.cut(self.socketio.server, sid, self.namespace)
 
     def _prune(self, room: str) -> None:
         """Close clients whose send queue is past the bound (they reconnect and get a snapshot)."""

@@ -1,8 +1,10 @@
 """An in-process GridWall live core on a real loopback port, and recording Socket.IO clients.
 
-:func:`start_live_server` provisions the embedded accounts, composes the web app and the live core
-(as ``app.py run`` does, without the simulator) and serves it with Werkzeug's threaded server in a
-daemon thread. :class:`Peer` is a ``socketio.Client`` on one namespace (websocket transport) that
+:func:`start_live_server` provisions the embedded accounts, builds the process with the composition
+root (:func:`gridwall.runtime.build`, as ``app.py run`` does, without the simulator) and serves it
+with Werkzeug's threaded server in a daemon thread: the named seam of these in-process tests (a
+server whose worker forks cannot run inside the test process; ``tests/serve.py`` runs the production
+server). :class:`Peer` is a ``socketio.Client`` on one namespace (websocket transport) that
 records every event the server sends, so a test can wait for a message with a deadline.
 """
 
@@ -19,19 +21,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import engineio
 import shapely
 import socketio
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from dashboard.app import create_web_app
 from domain.index import PointGridIndex
-from feeds.api import register_http_feeds
-from feeds.core import LiveCore, start_live_core
-from feeds.media import MediaLimits, MediaStore, install_media
+from feeds import socketlib
+from feeds.media import MediaLimits, MediaStore
 from feeds.pipeline import PipelineConfig
+from gridwall.runtime import Runtime, Seams, build
+from gridwall.settings import Settings
 from store.accounts import provision_embedded
 from store.db import session_factory
 from store.models import Grid
@@ -63,7 +64,7 @@ class LiveServer:
     """A running server: the core, the URL and the provisioned secrets."""
 
     engine: Engine
-    core: LiveCore
+    core: Runtime
     http: BaseWSGIServer
     thread: threading.Thread
     url: str
@@ -131,16 +132,16 @@ def start_live_server(
     routes when ``media_dir`` is given)."""
     made = provision_embedded(engine, kiosk_secret=KIOSK_SECRET)
     devices = dict(made.devices)
-    web = create_web_app(engine, secret_key="feeds-tests")
-    http_feeds = register_http_feeds(web.server, engine)  # /api/v1 and /open311/v2, as app.py run
     # patrol-only grid changes every tick (the default, 30 s, would outlast the tests' waits)
-    core = start_live_core(engine, web.socketio, interval=interval, config=config, patrol_every=timedelta(0))
-    http_feeds.attach(core.pipeline)
-    media = None
-    if media_dir is not None:
-        media = install_media(web.server, engine, media_dir, pipeline=core.pipeline, limits=media_limits)
+    seams = Seams(
+        engine=engine, pipeline=config, patrol_every=timedelta(0), media=media_dir is not None,
+        media_dir=media_dir, media_limits=media_limits, secret_key="feeds-tests",
+    )  # fmt: skip
+    settings = Settings(data_dir=media_dir or Path("."), db_url=str(engine.url), interval=interval)
+    core = build(settings, "embedded", seams).start()
+    media = core.media
     port = free_port()
-    http = make_server("127.0.0.1", port, web.server, threaded=True, request_handler=QuietHandler)
+    http = make_server("127.0.0.1", port, core.web.server, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=http.serve_forever, name="gw-test-http", daemon=True)
     thread.start()
     spots = provisioned_spots(engine, core.pipeline.index, devices)
@@ -170,16 +171,7 @@ def _in_arrival_order(client: socketio.Client) -> None:
     handlers (and a Peer's record) swapped; tests that check consecutive ``seq`` would then see a
     gap that never happened on the wire. The handlers here only record, so running them inline is safe.
     """
-    eio = client.eio
-    threaded = eio._receive_packet
-
-    def receive(pkt: Any) -> None:
-        if pkt.packet_type == engineio.packet.MESSAGE:
-            eio._trigger_event("message", pkt.data, run_async=False)
-        else:
-            threaded(pkt)
-
-    eio._receive_packet = receive
+    socketlib.inline_messages(client)
 
 
 class Peer:

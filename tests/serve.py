@@ -75,6 +75,9 @@ def run_app(cwd: Path, *extra: str, timeout: float = 60.0, port: int | None = No
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+        if proc.stdout is not None:  # what it printed after its URLs, up to its exit
+            lines.extend(line.rstrip() for line in proc.stdout.read().splitlines())

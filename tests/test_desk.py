@@ -27,15 +27,14 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 import app as cli
 from dashboard import ids
-from dashboard.app import WebApp, create_web_app
-from dashboard.auth import SESSION_COOKIE, LoginLimiter, hash_id, safe_next, session_ok
+from dashboard.app import WebApp
+from dashboard.auth import SESSION_COOKIE, LoginLimiter, hash_id, safe_next
 from dashboard.deskdata import segments
 from domain.errors import RosterError
 from domain.supervisor import distance_m
-from feeds.api import register_http_feeds
-from feeds.core import LiveCore, start_live_core
-from feeds.media import install_media
 from feeds.sockets import KIOSK_COOKIE
+from gridwall.runtime import Runtime, Seams, build
+from gridwall.settings import Settings
 from store.accounts import provision_embedded
 from store.db import session_factory
 from store.models import CaseEventRow, Grid, GridStaff, Task, WebSession
@@ -61,7 +60,7 @@ class DeskServer:
     url: str
     engine: Engine
     web: WebApp
-    core: LiveCore
+    core: Runtime
     http: BaseWSGIServer
     thread: threading.Thread
     spots: list[Spot]
@@ -81,14 +80,12 @@ def srv(city_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     made = provision_embedded(city_engine, kiosk_secret=KIOSK_SECRET)
     for pid, (role, dept) in PEOPLE.items():
         add_desk_user(city_engine, pid, PASSWORD, role, department=dept)
-    web = create_web_app(city_engine, secret_key="desk-tests")
-    feeds = register_http_feeds(web.server, city_engine)
-    core = start_live_core(
-        city_engine, web.socketio, interval=0.2, session_ok=session_ok, patrol_every=timedelta(0)
-    )
-    web.live, web.counters, web.pipeline = core.live, core.counters, core.pipeline
-    feeds.attach(core.pipeline)
-    install_media(web.server, city_engine, tmp_path_factory.mktemp("media"), pipeline=core.pipeline)
+    seams = Seams(
+        engine=city_engine, patrol_every=timedelta(0), media_dir=tmp_path_factory.mktemp("media"),
+        secret_key="desk-tests",
+    )  # fmt: skip
+    core = build(Settings(Path("."), str(city_engine.url), interval=0.2), "embedded", seams).start()
+    web = core.web
     port = free_port()
     http = make_server("127.0.0.1", port, web.server, threaded=True, request_handler=QuietHandler)
     thread = threading.Thread(target=http.serve_forever, daemon=True)

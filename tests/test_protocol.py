@@ -20,7 +20,7 @@ from domain.supervisor import SupervisorRules, SupervisorStatus
 from feeds.live import EVENT_LOG, Alert, Kpi, Place, View
 from feeds.pipeline import KINDS, Ack, PipelineConfig, TaskOut
 from feeds.schemas import MAX_BATCH, MAX_PAYLOAD_BYTES, Reason
-from feeds.sockets import Broadcaster, DeviceNamespace, LiveNamespace
+from feeds.sockets import Broadcaster, Connections, DeviceNamespace, LiveNamespace, TaskSender
 from feeds.ticks import (
     ROOM_RE,
     cases_columns,
@@ -164,9 +164,8 @@ def test_task_fields_are_documented(doc: str) -> None:
         def emit(self, event: str, body: dict[str, Any], **_: Any) -> None:
             sent.append(body)
 
-    device = DeviceNamespace(None, None)  # type: ignore[arg-type]  # send_tasks uses neither
     task = TaskOut("C1", "verify", "sup-1", datetime.now(UTC), Place("g", "s", 1.0, 2.0), "0101", "event")
-    device.send_tasks(Sink(), [task])
+    TaskSender(Sink(), Connections())([task])
     assert sent
     assert set(sent[0]) <= set(table_rows(event_section(doc, "task")))
 

@@ -35,6 +35,9 @@ def test_run_from_empty_folder_builds_and_serves(tmp_path: Path) -> None:
         assert labels.headers["content-type"] == "image/png"
         style = requests.get(srv.base + "/assets/map-style.json", timeout=5).json()
         assert style["version"] == 8
+    # the production server (gunicorn), not Werkzeug's development server; stopped by SIGTERM in time
+    assert not any("development server" in line for line in srv.lines), srv.lines
+    assert srv.proc.returncode == 0, srv.lines
     # a second start reuses the database and the same kiosk token
     first_token = srv.wall_url.split("token=")[1]
     with run_app(tmp_path, timeout=60) as again:

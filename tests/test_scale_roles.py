@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -69,6 +70,16 @@ def gaps(seqs: list[tuple[str, int]]) -> list[tuple[int, int]]:
             out.append((last, seq))
         last = seq
     return out
+
+
+def test_web_processes_serve_under_the_production_server(deployment: Deployment) -> None:
+    for part in webs(deployment):
+        text = part.text()
+        assert "development server" not in text, text
+        children = (Path(f"/proc/{part.proc.pid}/task/{part.proc.pid}/children").read_text().split())
+        assert len(children) == 1, "one gunicorn worker under the arbiter"
+        title = Path(f"/proc/{children[0]}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        assert "app.py" in title or "gridwall" in title
 
 
 def test_a_fix_sent_to_web_a_reaches_a_wall_on_web_b(deployment: Deployment, people: list[Spot]) -> None:

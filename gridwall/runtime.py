@@ -1,0 +1,301 @@
+"""The composition root: :func:`build` makes every running part of a GridWall process, in order.
+
+settings → engines → city (context, point→grid index) → live state → counters → Socket.IO server →
+task sender → pipeline → namespaces → web app (Flask + Dash, HTTP feeds, media) → chores.
+
+Each part is given what it needs when it is made (constructor injection); nothing is assigned into a
+part afterwards. ``app.py run`` (every ``--role``), the test servers (``tests/live_server.py``) and
+the benchmark server (``bench/_server.py``) all call :func:`build`; a test replaces a part only at a
+named seam of :class:`Seams`. The four roles differ in which parts they make:
+
+============  ===========================  ==============================  ===========================
+role          live state                   ingest (``/device``, HTTP)      ticks
+============  ===========================  ==============================  ===========================
+embedded      memory (feeds.live)          in-process pipeline             local broadcaster
+web           Redis (feeds.redis_live)     stream appender (feeds.stream)  relay of the aggregator's
+ingest        Redis                        stream consumer → pipeline      —
+aggregator    Redis                        —                               producer under a Redis lock
+============  ===========================  ==============================  ===========================
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from domain.index import PointGridIndex
+from domain.lifecycle import Context
+from feeds.chores import CounterFollower, Ranking, Thinning, grids_per_street
+from feeds.core import build_context, settle_gc
+from feeds.live import PATROL_EVERY, MemoryLiveState, grid_areas, rebuild, supervisor_areas
+from feeds.loop import BackgroundLoop
+from feeds.pipeline import Pipeline, PipelineConfig
+from gridwall.settings import Role, Settings
+from store.build import stored_district
+from store.db import create_engine, session_factory
+from store.geography import load_index
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Seams:
+    """The parts a test or a benchmark may give instead of the ones :func:`build` would make."""
+
+    engine: Engine | None = None  # the write engine (default: from settings.db_url)
+    read_engine: Engine | None = None  # pages and tokens (default: a read-only engine, or ``engine``)
+    clock: Callable[[], datetime] | None = None  # the city's clock (tests move it)
+    pipeline: PipelineConfig | None = None  # filters, group commit, dead-letter cap
+    patrol_every: timedelta = PATROL_EVERY  # how often patrol-only grid changes reach a tick
+    media: bool = True  # serve /api/v1/media and /media (the pipeline then checks references)
+    media_dir: Path | None = None  # the folder whose media/ keeps photos and voice notes (default: data-dir)
+    media_limits: Any = None  # feeds.media.MediaLimits
+    session_ok: Callable[[], bool] | None = None  # /live: a desk session (default: dashboard.auth)
+    secret_key: str | None = None  # Flask session key (default: <data-dir>/secrets.json)
+
+
+@dataclass
+class Runtime:
+    """The running parts of one process, and their start and stop in dependency order."""
+
+    settings: Settings
+    role: Role
+    engine: Engine
+    ctx: Context
+    adcode: str
+    live: MemoryLiveState  # or feeds.redis_live.RedisLiveState (a subclass); every role has one
+    pipeline: Any = None  # what /device, /api/v1 and the desk write through (the ingest path)
+    broadcaster: Any = None  # embedded: the tick producer; web: the relay; aggregator: the Aggregator
+    device: Any = None  # the /device namespace (embedded, web)
+    counters: Any = None  # the daily-counter keeper (embedded)
+    web: Any = None  # dashboard.app.WebApp (embedded, web)
+    media: Any = None  # feeds.media.MediaStore (embedded, with a media folder)
+    consumer: Any = None  # ingest: the stream consumer
+    chores: list[BackgroundLoop] = field(default_factory=list)
+    simulating: threading.Event = field(default_factory=threading.Event)
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> Runtime:
+        """Start the writer, the consumers, the ticks and the chores (in that order)."""
+        if self.pipeline is not None:
+            self.pipeline.start()
+        if self.consumer is not None:
+            self.consumer.start()
+        if self.broadcaster is not None:
+            self.broadcaster.start()
+        for chore in self.chores:
+            chore.start()
+        if self.role == "embedded":
+            settle_gc()
+        return self
+
+    def stop(self) -> None:
+        """Stop in reverse order: chores, ticks, consumers, then drain the writer (idempotent)."""
+        if self.stopped.is_set():
+            return
+        self.stopped.set()
+        for chore in self.chores:
+            chore.stop()
+        if self.broadcaster is not None:
+            self.broadcaster.stop()
+        if self.web is not None:  # end every websocket: a stopping server would wait for them
+            self.web.socketio.server.eio.disconnect()
+        if self.consumer is not None:
+            self.consumer.stop()
+        if self.pipeline is not None:
+            self.pipeline.stop()
+
+
+def _city(engine: Engine, settings: Settings) -> tuple[str, Context, PointGridIndex]:
+    """The stored district, its lifecycle context and its point→grid index."""
+    adcode = stored_district(engine)
+    if adcode is None:
+        raise LookupError("no district is built; run: python app.py init")
+    ctx = build_context(engine, settings.edition)
+    with session_factory(engine)() as s:
+        index = load_index(s, adcode)
+    return adcode, ctx, index
+
+
+def _responsible(areas: dict[str, str | None], area_of_grid: dict[str, str | None]) -> dict[str, str]:
+    """The supervisor in charge of each grid (the CJ/T 292 position counters charge them)."""
+    person_of_area = {a: p for p, a in areas.items() if a}
+    return {g: person_of_area[a] for g, a in area_of_grid.items() if a in person_of_area}
+
+
+def build(settings: Settings, role: Role = "embedded", seams: Seams | None = None) -> Runtime:
+    """Make every part of a ``role`` process from ``settings`` (started by :meth:`Runtime.start`)."""
+    seams = seams or Seams()
+    engine = seams.engine or create_engine(settings.db_url)
+    if role == "embedded":
+        return _embedded(settings, engine, seams)
+    if settings.redis_url is None:
+        raise ValueError(f"role {role} needs a Redis URL")
+    if role == "web":
+        return _web(settings, engine, seams)
+    if role == "ingest":
+        return _ingest(settings, engine, seams)
+    if role == "aggregator":
+        return _aggregator(settings, engine, seams)
+    raise ValueError(f"unknown role {role!r}")
+
+
+def _read_engine(settings: Settings, engine: Engine, seams: Seams) -> Engine:
+    if seams.read_engine is not None:
+        return seams.read_engine
+    if seams.engine is not None:
+        return seams.engine
+    return create_engine(settings.db_url, write=False)
+
+
+def _session_ok(seams: Seams) -> Callable[[], bool]:
+    if seams.session_ok is not None:
+        return seams.session_ok
+    from dashboard.auth import session_ok
+
+    return session_ok
+
+
+def _embedded(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
+    from dashboard.app import create_web_app, socket_server
+    from feeds.api import register_http_feeds
+    from feeds.counters import CounterKeeper
+    from feeds.media import install_media
+    from feeds.sockets import Broadcaster, Connections, DeviceNamespace, LiveNamespace, TaskSender
+    from store.counters import load_or_rebuild
+
+    clock = seams.clock or (lambda: datetime.now(UTC))
+    adcode, ctx, index = _city(engine, settings)
+    areas = supervisor_areas(engine)
+    live = MemoryLiveState(
+        tz=ctx.calendar.tz, catalogue=ctx.catalogue, areas=areas, area_of_grid=grid_areas(engine),
+        now=clock(), patrol_every=seams.patrol_every,
+    )  # fmt: skip
+    rebuild(engine, live, clock())
+    aggregates, rebuilt = load_or_rebuild(engine, ctx, _responsible(areas, live.area_of_grid))
+    if rebuilt:
+        log.info("daily counters rebuilt from the case log")
+    counters = CounterKeeper(engine, aggregates)
+    simulating = threading.Event()  # set while the built-in simulation feeds this process (模拟数据)
+    socketio = socket_server()
+    connections = Connections()
+    pipeline = Pipeline(
+        engine, index, ctx, live, config=seams.pipeline, clock=seams.clock,
+        on_tasks=TaskSender(socketio, connections), counters=counters,
+    )  # fmt: skip
+    broadcaster = Broadcaster(
+        socketio, live, interval=settings.interval, simulated=simulating.is_set, clock=seams.clock
+    )
+    device = DeviceNamespace(engine, pipeline, connections=connections)
+    socketio.on_namespace(device)
+    socketio.on_namespace(LiveNamespace(engine, broadcaster, session_ok=_session_ok(seams)))
+    read = _read_engine(settings, engine, seams)
+    web = create_web_app(
+        read, secret_key=_secret_key(settings, seams), socketio=socketio, live=live, pipeline=pipeline,
+        counters=counters, simulated=simulating.is_set,
+    )  # fmt: skip
+    register_http_feeds(web.server, read, pipeline)  # /api/v1, Open311
+    media = None
+    if seams.media:
+        folder = seams.media_dir if seams.media_dir is not None else settings.data_dir
+        media = install_media(web.server, read, folder, pipeline=pipeline, limits=seams.media_limits)
+    chores: list[BackgroundLoop] = [
+        Thinning(engine, pipeline.config.retention, clock),
+        Ranking(counters, live, grids_per_street(live.area_of_grid), ctx.calendar.tz, clock),
+    ]
+    return Runtime(
+        settings, "embedded", engine, ctx, adcode, live=live, pipeline=pipeline, broadcaster=broadcaster,
+        device=device, counters=counters, web=web, media=media, chores=chores, simulating=simulating,
+    )  # fmt: skip
+
+
+def _secret_key(settings: Settings, seams: Seams) -> str:
+    if seams.secret_key is not None:
+        return seams.secret_key
+    from gridwall.settings import load_secrets
+
+    return load_secrets(settings.data_dir)["secret_key"]
+
+
+def _redis_live(engine: Engine, settings: Settings, ctx: Context) -> Any:
+    """The Redis live state of the stored city (shared by every scale-out process)."""
+    from feeds.redis_live import RedisLiveState, connect
+
+    assert settings.redis_url is not None
+    return RedisLiveState(
+        connect(settings.redis_url), prefix=settings.redis_prefix, tz=ctx.calendar.tz,
+        catalogue=ctx.catalogue, areas=supervisor_areas(engine), area_of_grid=grid_areas(engine),
+        now=datetime.now(UTC), patrol_every=timedelta(0),
+    )  # fmt: skip
+
+
+def _web(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
+    from dashboard.app import create_web_app, socket_server
+    from feeds.aggregator import CHANNEL, RelayBroadcaster
+    from feeds.api import register_http_feeds
+    from feeds.sockets import DeviceNamespace, LiveNamespace
+    from feeds.stream import StreamPipeline
+
+    adcode, ctx, index = _city(engine, settings)
+    live = _redis_live(engine, settings, ctx)
+    socketio = socket_server(settings.redis_url, CHANNEL)
+    relay = RelayBroadcaster(socketio, live, interval=settings.interval)
+    pipeline = StreamPipeline(engine, index, ctx, live, stream=live.r, prefix=settings.redis_prefix)
+    device = DeviceNamespace(engine, pipeline)
+    socketio.on_namespace(device)
+    socketio.on_namespace(LiveNamespace(engine, relay, session_ok=_session_ok(seams)))
+    read = _read_engine(settings, engine, seams)
+    web = create_web_app(
+        read, secret_key=_secret_key(settings, seams), socketio=socketio, live=live, pipeline=pipeline
+    )
+    register_http_feeds(web.server, read, pipeline)
+    return Runtime(
+        settings, "web", engine, ctx, adcode, live=live, pipeline=pipeline, broadcaster=relay, device=device,
+        web=web,
+    )  # fmt: skip
+
+
+def _ingest(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
+    from feeds.aggregator import queue_socketio
+    from feeds.redis_live import connect
+    from feeds.sockets import Connections, TaskSender
+    from feeds.stream import StreamConsumer
+
+    assert settings.redis_url is not None
+    adcode, ctx, index = _city(engine, settings)
+    live = _redis_live(engine, settings, ctx)
+    # no counter keeper: its rows are absolute, one writer per database (the producing aggregator
+    # follows the case log: feeds.chores.CounterFollower); no /device clients here, so tasks reach
+    # handsets through their person rooms on the message queue, and no gateway
+    tasks = TaskSender(queue_socketio(settings.redis_url), Connections())
+    pipeline = Pipeline(engine, index, ctx, live, config=seams.pipeline, clock=seams.clock, on_tasks=tasks)
+    consumer = StreamConsumer(connect(settings.redis_url), pipeline, prefix=settings.redis_prefix)
+    return Runtime(settings, "ingest", engine, ctx, adcode, live=live, pipeline=pipeline, consumer=consumer)
+
+
+def _aggregator(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
+    from feeds.aggregator import Aggregator, queue_socketio
+
+    assert settings.redis_url is not None
+    adcode, ctx, _ = _city(engine, settings)
+    live = _redis_live(engine, settings, ctx)
+    clock = seams.clock or (lambda: datetime.now(UTC))
+    kw: dict[str, Any] = {} if settings.lock_ttl is None else {"ttl": settings.lock_ttl}
+    agg = Aggregator(engine, live, queue_socketio(settings.redis_url), interval=settings.interval, **kw)
+    retention = (seams.pipeline or PipelineConfig()).retention
+    responsible = _responsible(live.areas, live.area_of_grid)
+    chores: list[BackgroundLoop] = [
+        CounterFollower(
+            engine, ctx, responsible, live, grids_per_street(live.area_of_grid),
+            leading=agg.leading.wait, takeovers=lambda: agg.takeovers, clock=clock,
+        ),
+        Thinning(engine, retention, clock, leading=agg.leading.is_set),
+    ]  # fmt: skip
+    return Runtime(settings, "aggregator", engine, ctx, adcode, live=live, broadcaster=agg, chores=chores)

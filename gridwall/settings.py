@@ -1,0 +1,51 @@
+"""What a GridWall process is told: where its data lives, which database and Redis, how it runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Role = Literal["embedded", "web", "ingest", "aggregator"]
+ROLES: tuple[Role, ...] = ("embedded", "web", "ingest", "aggregator")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One process's settings (``app.py run`` builds them from its options and the environment)."""
+
+    data_dir: Path
+    db_url: str
+    redis_url: str | None = None  # scale-out roles: live state, message queue, ingest stream
+    redis_prefix: str = "gw"
+    edition: str = "cjt214"  # the class catalogue: cjt214 or gbt30428
+    interval: float = 1.0  # seconds between ticks
+    lock_ttl: float | None = None  # aggregator: producer lock TTL (None: feeds.aggregator.LOCK_TTL)
+
+
+def settings_from(
+    data_dir: str | None, db: str | None, *, redis_url: str | None = None, redis_prefix: str = "gw",
+    edition: str = "cjt214", lock_ttl: float | None = None,
+) -> Settings:  # fmt: skip
+    """Settings from the command line, else the environment (GW_DATA_DIR, GW_DB_URL), else the defaults."""
+    from store.db import sqlite_url
+
+    folder = Path(data_dir or os.environ.get("GW_DATA_DIR") or "./var").expanduser().resolve()
+    url = db or os.environ.get("GW_DB_URL") or sqlite_url(folder)
+    return Settings(folder, url, redis_url, redis_prefix, edition, lock_ttl=lock_ttl)
+
+
+def load_secrets(data_dir: Path) -> dict[str, str]:
+    """The kiosk token and session key, created once in ``<data-dir>/secrets.json`` (mode 0600)."""
+    path = data_dir / "secrets.json"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    values = {"kiosk_token": secrets.token_urlsafe(24), "secret_key": secrets.token_hex(32)}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(values, fh)
+    return values
