@@ -13,16 +13,33 @@ Callers annotate with :class:`Ingest` and never need to know which one they hold
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
+
+from domain.supervisor import SupervisorRules
 
 if TYPE_CHECKING:
     from domain.index import PointGridIndex
     from domain.lifecycle import Context
     from feeds.checks import Speaker
     from feeds.media import MediaStore
-    from feeds.pipeline import PipelineConfig
     from feeds.schemas import Reason
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Filters, group commit and dead-letter settings."""
+
+    future_tolerance: timedelta = timedelta(seconds=60)
+    retention: timedelta = timedelta(days=7)  # fixes older than this are refused (too_old)
+    window_s: float = 0.02  # group-commit window (the longest a group stays open)
+    idle_s: float = 0.0015  # a group closes earlier once no input arrived for this long
+    max_group: int = 5000  # inputs per transaction
+    reject_cap: int = 100  # dead-letter rows per source per minute
+    recent_per_supervisor: int = 64  # recent fix instants kept to tell a retry from a clash
+    rules: SupervisorRules = field(default_factory=SupervisorRules)
+
 
 Reply = Callable[[dict[str, Any]], None]  # receives an acknowledgement (``feeds.intake.Ack.as_dict``)
 

@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy.engine import Connection, Engine
@@ -47,7 +47,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from domain.fixjudge import ACCEPT, RETRY, FixJudge
 from domain.index import PointGridIndex
 from domain.lifecycle import TASK_OF_STATUS, Action, CaseState, Command, Context
-from domain.supervisor import SupervisorRules
 from feeds.checks import (
     KINDS,
     REPLAY_GATEWAY,
@@ -59,7 +58,7 @@ from feeds.checks import (
     scoped_key,
 )
 from feeds.counters import CounterKeeper
-from feeds.ingest import Reply
+from feeds.ingest import PipelineConfig, Reply
 from feeds.intake import Ack, Intake, Item, Job, People, locate, refused
 from feeds.live import Place
 from feeds.media import MediaStore
@@ -75,20 +74,6 @@ __all__ = [
     "KINDS", "REPLAY_GATEWAY", "SIMULATION_GATEWAY", "Ack", "DeadLetter", "Kind", "Pipeline",
     "PipelineConfig", "Speaker", "TaskOut", "api_actor", "scoped_key",
 ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Filters, group commit and dead-letter settings."""
-
-    future_tolerance: timedelta = timedelta(seconds=60)
-    retention: timedelta = timedelta(days=7)  # fixes older than this are refused (too_old)
-    window_s: float = 0.02  # group-commit window (the longest a group stays open)
-    idle_s: float = 0.0015  # a group closes earlier once no input arrived for this long
-    max_group: int = 5000  # inputs per transaction
-    reject_cap: int = 100  # dead-letter rows per source per minute
-    recent_per_supervisor: int = 64  # recent fix instants kept to tell a retry from a clash
-    rules: SupervisorRules = field(default_factory=SupervisorRules)
 
 
 class DeadLetter:

@@ -38,7 +38,7 @@ from store.accounts import AuthError, Principal, authenticate
 
 log = logging.getLogger(__name__)
 Reply = Callable[[dict[str, Any]], None]
-KIOSK_COOKIE = "gw_kiosk"  # set by the /wall page for the kiosk token (dashboard.app)
+KIOSK_COOKIE = "gw_kiosk"  # set by the /wall page for the kiosk token (gridwall.web)
 
 
 class TokenBucket:

@@ -34,9 +34,10 @@ from domain.index import PointGridIndex
 from domain.lifecycle import Context
 from feeds.chores import CounterFollower, Ranking, Thinning, grids_per_street
 from feeds.core import build_context, settle_gc
+from feeds.ingest import PipelineConfig
 from feeds.live import PATROL_EVERY, MemoryLiveState, grid_areas, rebuild, supervisor_areas
 from feeds.loop import BackgroundLoop
-from feeds.pipeline import Pipeline, PipelineConfig
+from feeds.pipeline import Pipeline
 from gridwall.settings import Role, Settings
 from store.build import stored_district
 from store.db import create_engine, session_factory
@@ -75,7 +76,7 @@ class Runtime:
     broadcaster: Any = None  # embedded: the tick producer; web: the relay; aggregator: the Aggregator
     device: Any = None  # the /device namespace (embedded, web)
     counters: Any = None  # the daily-counter keeper (embedded)
-    web: Any = None  # dashboard.app.WebApp (embedded, web)
+    web: Any = None  # gridwall.web.WebApp (embedded, web)
     media: Any = None  # feeds.media.MediaStore (embedded, with a media folder)
     consumer: Any = None  # ingest: the stream consumer
     chores: list[BackgroundLoop] = field(default_factory=list)
@@ -164,11 +165,11 @@ def _session_ok(seams: Seams) -> Callable[[], bool]:
 
 
 def _embedded(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
-    from dashboard.app import create_web_app, socket_server
     from feeds.api import register_http_feeds
     from feeds.counters import CounterKeeper
     from feeds.media import install_media
     from feeds.sockets import Broadcaster, Connections, DeviceNamespace, LiveNamespace, TaskSender
+    from gridwall.web import create_web_app, socket_server
     from store.counters import load_or_rebuild
 
     clock = seams.clock or (lambda: datetime.now(UTC))
@@ -237,11 +238,11 @@ def _redis_live(engine: Engine, settings: Settings, ctx: Context) -> Any:
 
 
 def _web(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
-    from dashboard.app import create_web_app, socket_server
     from feeds.aggregator import CHANNEL, RelayBroadcaster
     from feeds.api import register_http_feeds
     from feeds.sockets import DeviceNamespace, LiveNamespace
     from feeds.stream import StreamPipeline
+    from gridwall.web import create_web_app, socket_server
 
     adcode, ctx, index = _city(engine, settings)
     live = _redis_live(engine, settings, ctx)

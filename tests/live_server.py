@@ -29,8 +29,8 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from domain.index import PointGridIndex
 from feeds import socketlib
+from feeds.ingest import PipelineConfig
 from feeds.media import MediaLimits, MediaStore
-from feeds.pipeline import PipelineConfig
 from gridwall.runtime import Runtime, Seams, build
 from gridwall.settings import Settings
 from store.accounts import provision_embedded

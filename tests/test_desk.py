@@ -27,7 +27,6 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 import app as cli
 from dashboard import ids
-from dashboard.app import WebApp
 from dashboard.auth import SESSION_COOKIE, LoginLimiter, hash_id, safe_next
 from dashboard.deskdata import segments
 from domain.errors import RosterError
@@ -35,6 +34,7 @@ from domain.supervisor import distance_m
 from feeds.sockets import KIOSK_COOKIE
 from gridwall.runtime import Runtime, Seams, build
 from gridwall.settings import Settings
+from gridwall.web import WebApp
 from store.accounts import provision_embedded
 from store.db import session_factory
 from store.models import CaseEventRow, Grid, GridStaff, Task, WebSession

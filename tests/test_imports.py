@@ -31,10 +31,6 @@ ALLOWED: dict[str, frozenset[str]] = {
 # Known edges that break the rules until the change that removes them lands; each names its module
 # pair and why it is still here. Remove a line when its edge is gone (a stale line fails the test).
 KNOWN: dict[tuple[str, str], str] = {
-    # the Dash app factory builds the pages' router; it moves to the composition root (gridwall/web.py)
-    ("dashboard.app", "layouts.router"): "app factory not yet moved to gridwall/",
-    # a TYPE_CHECKING import of PipelineConfig back into the pipeline that imports feeds.ingest
-    ("feeds.ingest", "feeds.pipeline"): "PipelineConfig to move out of feeds.pipeline",
 }
 
 

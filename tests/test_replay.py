@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from domain.catalogue import load_catalogue
 from domain.lifecycle import T_HANDLE, Accepted, Action, Actor, Command, Context, Rejection, Role, Rule, apply
 from domain.workcalendar import load_calendar
-from feeds.pipeline import PipelineConfig
+from feeds.ingest import PipelineConfig
 from feeds.replay import Plan, ReplayError, Summary, parse_speed, run_plan, setup_people
 from feeds.replay.geolife import load_tracks, plan_geolife, read_plt, select_files
 from feeds.replay.r311 import MAPPINGS, check_mapping, load_mapping, plan_311, read_rows

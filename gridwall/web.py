@@ -1,4 +1,4 @@
-"""The web app factory: Flask server, Flask-SocketIO (threading) and the Dash app on top."""
+"""The web app: Flask, Flask-SocketIO (threading) and the Dash app with the pages' router on top."""
 
 from __future__ import annotations
 
