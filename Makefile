@@ -30,7 +30,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 
-## bench: the benchmarks (never part of the test suite)
+## bench: the benchmarks (their smoke runs are in the test suite; the timed runs never are)
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench $(ARGS)
 

@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # shipped packages are found next to this file, from any folder
     sys.path.insert(0, str(HERE))
 
-from gridwall.settings import Settings, load_secrets  # noqa: E402  (after the path above)
+from gridwall.settings import THREADS, Settings, load_secrets  # noqa: E402  (after the path above)
 from gridwall.settings import settings_from as _settings_from  # noqa: E402
 
 COMMANDS = ("run", "init", "import", "simulate", "user", "token", "replay")
@@ -451,7 +451,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=8050, help="port (default 8050)")
     run.add_argument(
-        "--threads", type=int, default=256, help="server threads: open websockets at once (default 256)"
+        "--threads", type=int, default=THREADS,
+        help=f"server threads: open websockets at once, made as needed (default {THREADS})",
     )
     run.add_argument("--district", help="adcode to build on first start (default 110101, built in)")
     run.add_argument(

@@ -23,9 +23,10 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from gridwall.settings import THREADS
+
 log = logging.getLogger(__name__)
 
-THREADS = 256  # open websockets (walls, desks, handsets on long-polling fallback) per process
 BOOT_TIMEOUT = 300  # seconds a worker may take to start: rebuilding the live state of a large record
 GRACEFUL = 10  # seconds a stopping worker waits for requests in flight
 

@@ -11,6 +11,9 @@ from typing import Literal
 
 Role = Literal["embedded", "web", "ingest", "aggregator"]
 ROLES: tuple[Role, ...] = ("embedded", "web", "ingest", "aggregator")
+# server threads of a web process: every open websocket (wall, desk, handset, gateway) holds one;
+# gunicorn's pool makes them only as clients connect, so a high bound costs nothing when idle
+THREADS = 2048
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def run_app(cwd: Path, *extra: str, timeout: float = 60.0, port: int | None = No
             try:
                 if requests.get(base + "/healthz", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # gunicorn listens before its worker has built the app
                 time.sleep(0.2)
         else:
             raise AssertionError("app never answered /healthz:\n" + "\n".join(lines))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import re
 import sqlite3
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +23,7 @@ import pytest
 from dashboard import ids
 from store.db import create_engine, session_factory
 from store.geography import load_index
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, ROOT
 from tests.desk_login import add_desk_user, add_user_cli, login_browser
 from tests.live_server import Peer, Spot, provisioned_spots
 from tests.serve import Server
@@ -218,6 +220,22 @@ def _spots(server: Server) -> list[Spot]:
         engine.dispose()
 
 
+def _handset_supervisor(server: Server, person: str, spot: Spot) -> Spot:
+    """A new supervisor of ``spot``'s area with a device token (through the CLI), at ``spot``'s point.
+
+    Not one of the simulated supervisors: those patrol on shift, and a fix far from their last one
+    would be refused as an impossible speed at some hours of the city's day.
+    """
+    add_user_cli(server.cwd, person, PASSWORD, "supervisor", "--area", spot.area)
+    cli = [sys.executable, str(ROOT / "app.py"), "token", "add", "device"]
+    out = subprocess.run(
+        [*cli, "--name", person, "--person", person], cwd=server.cwd, check=True, capture_output=True,
+        text=True, stdin=subprocess.DEVNULL, timeout=120,
+    ).stdout  # fmt: skip
+    secret = out.strip().splitlines()[-1].split(": ", 1)[1]
+    return Spot(person, spot.area, secret, spot.grid, spot.lon, spot.lat)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -240,8 +258,8 @@ def _stage_is(page: Any, text: str) -> None:
 def test_operators_run_the_loop_from_their_list_and_the_case_page_and_a_leader_sends_the_nearest(
     server: Server, browser: Any
 ) -> None:
-    spots = _spots(server)
-    home, helper = spots[0], spots[1]
+    home = _spots(server)[0]
+    helper = _handset_supervisor(server, f"sup-near-{uuid.uuid4().hex[:6]}", home)
     reporter = Peer(server.base, "/device", home.secret)
     near = Peer(server.base, "/device", helper.secret)
     pages: dict[str, Watched] = {}

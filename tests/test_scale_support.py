@@ -95,7 +95,7 @@ class Deployment:
                 try:
                     if requests.get(part.url + "/healthz", timeout=2).status_code == 200:
                         return part
-                except requests.ConnectionError:
+                except requests.RequestException:  # not listening yet, or the worker not yet built
                     pass
             time.sleep(0.2)
         raise AssertionError(f"{role} not ready in {timeout}s:\n{part.text()}")
