@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
 
 from domain.lifecycle import Context
+from feeds.counters import DailyCounters
 from feeds.loop import BackgroundLoop
 from store.tracks import thin_positions
 
@@ -32,13 +33,6 @@ CHECK_EVERY = 300.0  # seconds between checks that the counters hold every event
 def always() -> bool:
     """A deployment part that never stands by (embedded: it is the only process)."""
     return True
-
-
-class Ranked(Protocol):
-    """What ranks the streets: the daily-counter keeper (embedded) or the case-log follower."""
-
-    def street_ranking(self, today: date, grids_per_street: dict[str, int]) -> Any:
-        """The month-to-date CJ/T 292 street ranking."""
 
 
 class RankingSink(Protocol):
@@ -92,7 +86,7 @@ class Ranking(BackgroundLoop):
 
     def __init__(
         self,
-        counters: Ranked,
+        counters: DailyCounters,  # the keeper (embedded) or the case-log follower
         live: RankingSink,
         per_street: dict[str, int],
         tz: ZoneInfo,

@@ -1,5 +1,7 @@
 """The CJ/T 292 daily counters kept current: every committed case event, saved every few seconds.
 
+Two keepers, one interface (:class:`DailyCounters`, what the desk pages and the ranking read):
+
 - :class:`CounterKeeper` (embedded mode): the pipeline's writer adds each command's events after
   its commit.
 - :class:`LogFollower` (scale-out: the producing aggregator): several ingest consumers commit, so the
@@ -20,12 +22,21 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
+import pandas as pd
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection, Engine
 
-from domain.evaluation import CaseInfo, DailyAggregates, ObjectType, Record, RowKey, evaluation_table
+from domain.evaluation import (
+    CaseInfo,
+    Counters,
+    DailyAggregates,
+    ObjectType,
+    Record,
+    RowKey,
+    evaluation_table,
+)
 from domain.lifecycle import CaseEvent, CaseState, Context
 from store.counters import MARK, last_event_id, load_rows, save_rows
 from store.evaluation import EVENT_COLUMNS, replay
@@ -39,7 +50,49 @@ PENDING = "daily:pending"  # counter_marks row: the ids pending at the mark (sav
 _RECENT = 50_000  # missing ids are watched only among this many below the newest (older: rolled back)
 
 
-class CounterKeeper:
+class DailyCounters(Protocol):
+    """The daily counters as their readers see them (desk scores, indicator panels, street ranking)."""
+
+    def table(
+        self, kind: ObjectType, codes: Sequence[str], start: date, end: date, grids: Mapping[str, int]
+    ) -> pd.DataFrame:
+        """The CJ/T 292 evaluation table of some objects over a period (score, grade, colour per row)."""
+        ...
+
+    def period(self, kind: ObjectType, code: str, start: date, end: date) -> Counters:
+        """One object's counts over a period, both days included."""
+        ...
+
+    def street_ranking(self, today: date, grids_per_street: Mapping[str, int]) -> list[dict[str, Any]]:
+        """Streets by CJ/T 292 composite score, month to date (best first)."""
+        ...
+
+
+class _Readable:
+    """The reads of :class:`DailyCounters` over ``aggregates``, under the keeper's own lock."""
+
+    aggregates: DailyAggregates
+    _lock: threading.Lock
+
+    def table(
+        self, kind: ObjectType, codes: Sequence[str], start: date, end: date, grids: Mapping[str, int]
+    ) -> pd.DataFrame:
+        """The CJ/T 292 evaluation table of some objects over a period (score, grade, colour per row)."""
+        with self._lock:  # the writer thread adds events under this lock
+            return evaluation_table(self.aggregates, kind, list(codes), start, end, grids_per_region=grids)
+
+    def period(self, kind: ObjectType, code: str, start: date, end: date) -> Counters:
+        """One object's counts over a period, both days included."""
+        with self._lock:
+            return self.aggregates.period(kind, code, start, end)
+
+    def street_ranking(self, today: date, grids_per_street: Mapping[str, int]) -> list[dict[str, Any]]:
+        """Streets by CJ/T 292 composite score, month to date (best first): code, score, grade, colour."""
+        with self._lock:
+            return street_ranking(self.aggregates, today, grids_per_street)
+
+
+class CounterKeeper(_Readable):
     """Adds committed case events to the daily aggregates and saves the changed rows (writer thread)."""
 
     def __init__(self, engine: Engine, aggregates: DailyAggregates, *, save_every: float = 5.0) -> None:
@@ -66,11 +119,6 @@ class CounterKeeper:
                 self._grid[state.id] = grid
             else:
                 self._grid.pop(state.id, None)
-
-    def street_ranking(self, today: date, grids_per_street: Mapping[str, int]) -> list[dict[str, Any]]:
-        """Streets by CJ/T 292 composite score, month to date (best first): code, score, grade, colour."""
-        with self._lock:
-            return street_ranking(self.aggregates, today, grids_per_street)
 
     def save(self, force: bool = False) -> int:
         """Save the rows changed since the last save (every ``save_every`` seconds unless forced)."""
@@ -111,7 +159,7 @@ class Superseded(RuntimeError):
     """Another process saved the daily counters since this one did: reload before writing again."""
 
 
-class LogFollower:
+class LogFollower(_Readable):
     """The daily counters of a scale-out deployment, kept by the producing aggregator from the case log."""
 
     def __init__(
@@ -293,8 +341,3 @@ class LogFollower:
         )
         self.rebuild()
         return True
-
-    def street_ranking(self, today: date, grids_per_street: Mapping[str, int]) -> list[dict[str, Any]]:
-        """Streets by CJ/T 292 composite score, month to date (best first)."""
-        with self._lock:
-            return street_ranking(self.aggregates, today, grids_per_street)

@@ -34,6 +34,7 @@ from domain.index import PointGridIndex
 from domain.lifecycle import Context
 from feeds.chores import CounterFollower, Ranking, Thinning, grids_per_street
 from feeds.core import build_context, settle_gc
+from feeds.counters import DailyCounters
 from feeds.ingest import PipelineConfig
 from feeds.live import PATROL_EVERY, MemoryLiveState, grid_areas, rebuild, supervisor_areas
 from feeds.loop import BackgroundLoop
@@ -75,7 +76,7 @@ class Runtime:
     pipeline: Any = None  # what /device, /api/v1 and the desk write through (the ingest path)
     broadcaster: Any = None  # embedded: the tick producer; web: the relay; aggregator: the Aggregator
     device: Any = None  # the /device namespace (embedded, web)
-    counters: Any = None  # the daily-counter keeper (embedded)
+    counters: DailyCounters | None = None  # the daily-counter keeper (embedded)
     web: Any = None  # gridwall.web.WebApp (embedded, web)
     media: Any = None  # feeds.media.MediaStore (embedded, with a media folder)
     consumer: Any = None  # ingest: the stream consumer

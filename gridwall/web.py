@@ -27,6 +27,7 @@ from dashboard.heat import MODES as HEAT_MODES
 from dashboard.heat import HeatCanvas
 from dashboard.heat import render as render_heat
 from dashboard.i18n import pick_lang, t
+from feeds.counters import DailyCounters
 from feeds.live import MemoryLiveState
 from feeds.sockets import KIOSK_COOKIE
 from layouts import router
@@ -47,7 +48,7 @@ class WebApp:
     simulated: Callable[[], bool] = lambda: False  # whether the built-in simulation feeds the live state
     desk: DeskData | None = None  # the desk's read models (issue 8)
     auth: Auth | None = None  # desk login and sessions (dashboard.auth)
-    counters: Any = None  # the daily-counter keeper (desk scores); None in scale-out web processes
+    counters: DailyCounters | None = None  # desk scores; None in scale-out web processes
     pipeline: Any = None  # the ingest path the desk's commands go to (feeds.pipeline / feeds.stream)
 
 
@@ -71,7 +72,7 @@ def create_web_app(
     socketio: SocketIO | None = None,
     live: Any = None,
     pipeline: Any = None,
-    counters: Any = None,
+    counters: DailyCounters | None = None,
     simulated: Callable[[], bool] = lambda: False,
 ) -> WebApp:
     """Compose Flask + Socket.IO + Dash on a read-only engine (kiosk tokens are checked in the store).

@@ -29,6 +29,7 @@ from dashboard.deskdata import DeskData
 from dashboard.i18n import CATALOGUE, pick_lang, t
 from dashboard.worklist import QUEUE_ROLES
 from domain.lifecycle import Context
+from feeds.counters import DailyCounters
 from feeds.live import LiveCase, MemoryLiveState, View
 
 HOVER_PX = 10  # a marker is picked within this distance of the pointer (plotly's default is 20)
@@ -46,7 +47,7 @@ class PageContext:
     data: DeskData
     overview: Overview
     live: MemoryLiveState | None
-    counters: Any  # feeds.counters.CounterKeeper (None before the live core runs)
+    counters: DailyCounters | None  # None in a scale-out web process (the aggregator keeps them)
     now: datetime
     rules: Context | None = None  # the lifecycle's rules (what the person may do; None before the core)
 

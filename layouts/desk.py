@@ -29,7 +29,7 @@ from dashboard.figures import (
     overview_map,
 )
 from dashboard.i18n import t
-from domain.evaluation import ObjectType, evaluation_table
+from domain.evaluation import ObjectType
 from feeds.live import LiveCase, LiveSupervisor, View
 from layouts.chrome import (
     MAP_HEIGHT,
@@ -112,10 +112,7 @@ def scores(
     if keeper is None or not codes:
         return {}
     today = ctx.now.astimezone(ctx.live.tz if ctx.live is not None else UTC).date()
-    with keeper._lock:  # the keeper's writer thread adds events under this lock
-        table = evaluation_table(
-            keeper.aggregates, kind, list(codes), today.replace(day=1), today, grids_per_region=grids
-        )
+    table = keeper.table(kind, codes, today.replace(day=1), today, grids)
     out: dict[str, dict[str, Any]] = {}
     for row in table.itertuples():
         score = None if row.score is None or row.score != row.score else round(float(row.score), 1)

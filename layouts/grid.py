@@ -57,8 +57,7 @@ def indicator_panel(ctx: PageContext, code: str, period: str) -> Any:
         return html.P("—", className="gw-dim")
     tz = ctx.live.tz if ctx.live is not None else UTC
     start, end = period_bounds(period, ctx.now.astimezone(tz).date())
-    with keeper._lock:  # the keeper's writer thread adds events under this lock
-        counts = keeper.aggregates.period(ObjectType.GRID, code, start, end)
+    counts = keeper.period(ObjectType.GRID, code, start, end)
     ind = indicators(counts)
     score = region_score(ind, grids=1)
     tiles = [kpi(t(f"ind.{k}", ctx.lang), getattr(counts, k)) for k in INDICATORS]

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from domain.catalogue import load_catalogue
+from domain.evaluation import ObjectType
 from domain.lifecycle import Context
 from domain.workcalendar import load_calendar
-from feeds.counters import CounterKeeper
+from feeds.counters import CounterKeeper, DailyCounters, LogFollower
 from feeds.sources.caseflow import generate
 from store.cases import execute
 from store.counters import load_or_rebuild, load_rows
@@ -77,3 +79,34 @@ def test_daily_counters_are_saved_reloaded_and_rebuilt(city_engine: Engine) -> N
     truth = rebuild_aggregates(engine, ctx, responsible).as_dict()
     assert healed.as_dict() == truth
     assert _stored(engine) == truth
+
+
+def test_both_keepers_read_the_same_through_the_daily_counters_interface(city_engine: Engine) -> None:
+    """The embedded keeper (fed by the writer) and the scale-out follower (reading the case log) are
+    both ``DailyCounters``: the desk's tables, a grid's period counts and the ranking agree."""
+    engine = city_engine
+    ctx = Context(catalogue=load_catalogue("cjt214"), calendar=load_calendar())
+    responsible = _responsible(engine)
+    agg, _ = load_or_rebuild(engine, ctx, responsible)
+    keeper = CounterKeeper(engine, agg, save_every=3600)
+    _run(engine, ctx, keeper, day=25, save=False)  # (days 2, 10 and 20 are the test above's)
+    follower = LogFollower(engine, ctx, responsible)
+    follower.start()
+    follower.follow()
+    start, end = date(2026, 11, 1), date(2026, 11, 30)
+    grids = sorted(responsible)[:400]  # the ones _run reports in
+    busy = [g for g in grids if keeper.period(ObjectType.GRID, g, start, end).reported]
+    assert busy  # the day's reports fell in these grids
+    per_street: dict[str, int] = {}
+    for g in responsible:
+        per_street[g[:9]] = per_street.get(g[:9], 0) + 1
+    streets = sorted(per_street)
+    counters: list[DailyCounters] = [keeper, follower]  # the desk reads either through this interface
+    periods, tables, rankings = (
+        [[c.period(ObjectType.GRID, g, start, end) for g in busy] for c in counters],
+        [c.table(ObjectType.STREET, streets, start, end, per_street) for c in counters],
+        [c.street_ranking(date(2026, 11, 26), per_street) for c in counters],
+    )
+    assert periods[0] == periods[1]
+    pd.testing.assert_frame_equal(tables[0], tables[1])  # NaN rates (nothing to divide) compare equal
+    assert rankings[0] == rankings[1]
