@@ -63,9 +63,6 @@ class Ingest(Protocol):
         """The media store references are checked against (None: checked for form only)."""
         ...
 
-    @media.setter
-    def media(self, store: MediaStore | None) -> None: ...
-
     def submit(self, kind: str, raw: Any, speaker: Speaker, *, source: str | None = None) -> dict[str, Any]:
         """Run one event through and return its acknowledgement (blocks)."""
         ...

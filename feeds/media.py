@@ -27,11 +27,11 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 from urllib.parse import quote
 
 import filetype
-from flask import Blueprint, Flask, Response, redirect, request, send_file, session
+from flask import Blueprint, Response, redirect, request, send_file, session
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -401,29 +401,3 @@ def _size(stream: IO[bytes]) -> int | None:
         return int(stream.seek(0, os.SEEK_END))
     except (OSError, ValueError, AttributeError):
         return None
-
-
-class ChecksMedia(Rejecter, Protocol):
-    """A pipeline that dead-letters refused uploads and checks the references of reports and commands.
-
-    A protocol (``feeds.pipeline.Pipeline`` is one) so that the media routes do not import the
-    pipeline, which imports :func:`check_refs` from here.
-    """
-
-    media: MediaStore | None
-
-
-def install_media(
-    server: Flask,
-    engine: Engine,
-    data_dir: Path,
-    *,
-    pipeline: ChecksMedia | None = None,
-    limits: MediaLimits | None = None,
-) -> MediaStore:
-    """Register the media routes on the app; the pipeline then checks references against the store."""
-    store = MediaStore(Path(data_dir) / "media", limits)
-    server.register_blueprint(media_blueprint(engine, store, pipeline=pipeline))
-    if pipeline is not None:
-        pipeline.media = store
-    return store

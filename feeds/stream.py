@@ -126,12 +126,8 @@ class StreamPipeline:
 
     @property
     def media(self) -> MediaStore | None:
-        """The media store references are checked against (``feeds.media.install_media``)."""
+        """The media store references are checked against (given when the pipeline is made)."""
         return self.intake.media
-
-    @media.setter
-    def media(self, store: MediaStore | None) -> None:
-        self.intake.media = store
 
     def start(self) -> None:
         """Start the writer (dead letters) and the appender."""

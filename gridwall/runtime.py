@@ -168,7 +168,7 @@ def _session_ok(seams: Seams) -> Callable[[], bool]:
 def _embedded(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     from feeds.api import register_http_feeds
     from feeds.counters import CounterKeeper
-    from feeds.media import install_media
+    from feeds.media import MediaStore, media_blueprint
     from feeds.sockets import Broadcaster, Connections, DeviceNamespace, LiveNamespace, TaskSender
     from gridwall.web import create_web_app, socket_server
     from store.counters import load_or_rebuild
@@ -188,9 +188,13 @@ def _embedded(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     simulating = threading.Event()  # set while the built-in simulation feeds this process (模拟数据)
     socketio = socket_server()
     connections = Connections()
+    media = None  # photos and voice notes under <folder>/media; the pipeline checks references against it
+    if seams.media:
+        folder = seams.media_dir if seams.media_dir is not None else settings.data_dir
+        media = MediaStore(folder / "media", seams.media_limits)
     pipeline = Pipeline(
         engine, index, ctx, live, config=seams.pipeline, clock=seams.clock,
-        on_tasks=TaskSender(socketio, connections), counters=counters,
+        on_tasks=TaskSender(socketio, connections), counters=counters, media=media,
     )  # fmt: skip
     broadcaster = Broadcaster(
         socketio, live, interval=settings.interval, simulated=simulating.is_set, clock=seams.clock
@@ -204,10 +208,8 @@ def _embedded(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
         counters=counters, simulated=simulating.is_set,
     )  # fmt: skip
     register_http_feeds(web.server, read, pipeline)  # /api/v1, Open311
-    media = None
-    if seams.media:
-        folder = seams.media_dir if seams.media_dir is not None else settings.data_dir
-        media = install_media(web.server, read, folder, pipeline=pipeline, limits=seams.media_limits)
+    if media is not None:
+        web.server.register_blueprint(media_blueprint(read, media, pipeline=pipeline))  # /api/v1/media
     chores: list[BackgroundLoop] = [
         Thinning(engine, pipeline.config.retention, clock),
         Ranking(counters, live, grids_per_street(live.area_of_grid), ctx.calendar.tz, clock),

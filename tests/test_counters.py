@@ -13,6 +13,7 @@ from domain.catalogue import load_catalogue
 from domain.evaluation import ObjectType
 from domain.lifecycle import Context
 from domain.workcalendar import load_calendar
+from feeds.chores import grids_per_street
 from feeds.counters import CounterKeeper, DailyCounters, LogFollower
 from feeds.sources.caseflow import generate
 from store.cases import execute
@@ -97,9 +98,7 @@ def test_both_keepers_read_the_same_through_the_daily_counters_interface(city_en
     grids = sorted(responsible)[:400]  # the ones _run reports in
     busy = [g for g in grids if keeper.period(ObjectType.GRID, g, start, end).reported]
     assert busy  # the day's reports fell in these grids
-    per_street: dict[str, int] = {}
-    for g in responsible:
-        per_street[g[:9]] = per_street.get(g[:9], 0) + 1
+    per_street = grids_per_street(responsible)
     streets = sorted(per_street)
     counters: list[DailyCounters] = [keeper, follower]  # the desk reads either through this interface
     periods, tables, rankings = (
