@@ -26,8 +26,8 @@ BENCHMARKS = (
 # the smoke runs of the benchmarks whose run() takes sizes (their modules are shared with other work)
 SMOKE_INGEST = {"n_batched": 2_000, "n_single": 300}
 SMOKE_API_FIXES = 2_000
-# benchmarks without a smoke run yet: `--smoke` leaves them out and says so
-NO_SMOKE = {"desk_pages": "no smoke run yet (its data needs a small, separate database)"}
+# benchmarks without a smoke run yet: `--smoke` leaves them out and says so (none at present)
+NO_SMOKE: dict[str, str] = {}
 
 
 def _run(name: str, args: argparse.Namespace) -> list[Result]:
@@ -84,7 +84,7 @@ def _run(name: str, args: argparse.Namespace) -> list[Result]:
     if name == "desk_pages":
         from bench import bench_desk_pages
 
-        return bench_desk_pages.run(backend=args.backend)
+        return bench_desk_pages.run(backend=args.backend, smoke=smoke)
     if name == "patrol":
         from bench import bench_patrol
 

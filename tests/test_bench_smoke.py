@@ -42,11 +42,8 @@ MARKS = {"pg_server_url": pytest.mark.postgres, "chromium_path": pytest.mark.bro
 SUMMARY = re.compile(r"^(\w+): (\d+) result rows \((\d+) passed, (\d+) failed, (\d+) skipped\)", re.M)
 
 
-# benchmarks without a smoke run yet, and why (each one is a gap, listed in BENCHMARKS.md)
-NO_SMOKE = {
-    "desk_pages": "no smoke run yet: bench_desk_pages.py is being recomposed on gridwall.runtime; its "
-    "1,000,000-case generation needs a small, separate database first",
-}
+# benchmarks without a smoke run yet, and why (each one is a gap, listed in BENCHMARKS.md); none at present
+NO_SMOKE: dict[str, str] = {}
 
 
 def _params() -> list[Any]:
