@@ -1,7 +1,7 @@
 """Scale-out roles: web processes that only relay, and exactly one tick producer (the aggregator).
 
 All processes share one Redis: the live state (:mod:`feeds.redis_live`), the Socket.IO message queue
-(Flask-SocketIO ``message_queue`` on channel :data:`CHANNEL`, ``async_mode="threading"``) and:
+(Flask-SocketIO ``message_queue`` on the deployment's :func:`channel`, ``async_mode="threading"``) and:
 
     P:lock          the producer lock: ``SET NX PX`` with a token, renewed every tick (TTL :data:`LOCK_TTL`)
     P:ctl           list of requests from web processes: join / leave / resync / drop of a ``/live`` client
@@ -39,7 +39,7 @@ from feeds.ticks import alert_matches, render, render_alert, room_filter
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "gridwall"  # the Socket.IO message-queue channel of every GridWall process
+CHANNEL = "gridwall"  # the Socket.IO message-queue channels of GridWall: CHANNEL:<redis prefix>
 LOCK_TTL = 5.0  # seconds; a dead producer is replaced within this (plus STANDBY_POLL)
 STANDBY_POLL = 0.25  # seconds between a standby's attempts to take the lock
 CTL_CAP = 10_000  # room requests kept while no producer runs
@@ -54,9 +54,19 @@ return 0
 """
 
 
-def queue_socketio(redis_url: str) -> SocketIO:
-    """A write-only Socket.IO emitter on the message queue (for processes without clients)."""
-    return SocketIO(message_queue=redis_url, channel=CHANNEL, async_mode="threading")
+def channel(prefix: str) -> str:
+    """The message-queue channel of the deployment whose keys start with ``prefix``.
+
+    Redis Pub/Sub ignores database numbers: two deployments on one Redis server (databases 14 and
+    15, or two prefixes) would hear each other's ticks on a shared channel — a screen then sees
+    another deployment's ``seq`` as repeats and gaps. One channel per prefix keeps them apart.
+    """
+    return f"{CHANNEL}:{prefix}"
+
+
+def queue_socketio(redis_url: str, prefix: str) -> SocketIO:
+    """A write-only Socket.IO emitter on the deployment's message queue (for processes without clients)."""
+    return SocketIO(message_queue=redis_url, channel=channel(prefix), async_mode="threading")
 
 
 class ProducerLock:

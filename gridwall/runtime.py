@@ -241,7 +241,7 @@ def _redis_live(engine: Engine, settings: Settings, ctx: Context) -> Any:
 
 
 def _web(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
-    from feeds.aggregator import CHANNEL, RelayBroadcaster
+    from feeds.aggregator import RelayBroadcaster, channel
     from feeds.api import register_http_feeds
     from feeds.sockets import DeviceNamespace, LiveNamespace
     from feeds.stream import StreamPipeline
@@ -249,7 +249,7 @@ def _web(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
 
     adcode, ctx, index = _city(engine, settings)
     live = _redis_live(engine, settings, ctx)
-    socketio = socket_server(settings.redis_url, CHANNEL)
+    socketio = socket_server(settings.redis_url, channel(settings.redis_prefix))
     relay = RelayBroadcaster(socketio, live, interval=settings.interval)
     pipeline = StreamPipeline(engine, index, ctx, live, stream=live.r, prefix=settings.redis_prefix)
     device = DeviceNamespace(engine, pipeline)
@@ -278,7 +278,7 @@ def _ingest(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     # no counter keeper: its rows are absolute, one writer per database (the producing aggregator
     # follows the case log: feeds.chores.CounterFollower); no /device clients here, so tasks reach
     # handsets through their person rooms on the message queue, and no gateway
-    tasks = TaskSender(queue_socketio(settings.redis_url), Connections())
+    tasks = TaskSender(queue_socketio(settings.redis_url, settings.redis_prefix), Connections())
     pipeline = Pipeline(engine, index, ctx, live, config=seams.pipeline, clock=seams.clock, on_tasks=tasks)
     consumer = StreamConsumer(connect(settings.redis_url), pipeline, prefix=settings.redis_prefix)
     return Runtime(settings, "ingest", engine, ctx, adcode, live=live, pipeline=pipeline, consumer=consumer)
@@ -292,7 +292,8 @@ def _aggregator(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     live = _redis_live(engine, settings, ctx)
     clock = seams.clock or (lambda: datetime.now(UTC))
     kw: dict[str, Any] = {} if settings.lock_ttl is None else {"ttl": settings.lock_ttl}
-    agg = Aggregator(engine, live, queue_socketio(settings.redis_url), interval=settings.interval, **kw)
+    queue = queue_socketio(settings.redis_url, settings.redis_prefix)
+    agg = Aggregator(engine, live, queue, interval=settings.interval, **kw)
     retention = (seams.pipeline or PipelineConfig()).retention
     responsible = _responsible(live.areas, live.area_of_grid)
     chores: list[BackgroundLoop] = [

@@ -106,6 +106,28 @@ def test_a_fix_sent_to_web_a_reaches_a_wall_on_web_b(deployment: Deployment, peo
         dev.close()
 
 
+def test_deployments_on_one_redis_server_do_not_hear_each_other(deployment: Deployment) -> None:
+    """Redis Pub/Sub ignores database numbers: a deployment on another database (or prefix) of the same
+    server must not reach this one's screens (the 2026-12-05 scale run's "repeated ticks")."""
+    from feeds.aggregator import queue_socketio
+
+    a, _ = webs(deployment)
+    wall = Peer(a.url, "/live", deployment.kiosk)
+    other_db = deployment.redis_url.rsplit("/", 1)[0] + "/13"
+    stranger = queue_socketio(other_db, f"{deployment.prefix}-other")
+    own = queue_socketio(deployment.redis_url, deployment.prefix)
+    try:
+        wall.wait("snapshot", timeout=10)
+        mark = wall.mark()
+        probe = {"room": "wall", "seq": -1, "probe": "stranger"}
+        stranger.emit("tick", probe, namespace="/live", to="wall")  # published first ...
+        own.emit("tick", dict(probe, probe="own"), namespace="/live", to="wall")  # ... then this
+        wall.wait("tick", lambda m: m.get("probe") == "own", since=mark, timeout=10)
+        assert [m["probe"] for m in wall.messages("tick", mark) if "probe" in m] == ["own"]
+    finally:
+        wall.close()
+
+
 def test_every_wall_sees_consecutive_seq_with_two_web_processes(
     deployment: Deployment, people: list[Spot]
 ) -> None:
