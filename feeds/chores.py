@@ -12,13 +12,14 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
 
 from domain.lifecycle import Context
 from feeds.counters import DailyCounters
+from feeds.live import LiveWriter
 from feeds.loop import BackgroundLoop
 from store.tracks import thin_positions
 
@@ -33,13 +34,6 @@ CHECK_EVERY = 300.0  # seconds between checks that the counters hold every event
 def always() -> bool:
     """A deployment part that never stands by (embedded: it is the only process)."""
     return True
-
-
-class RankingSink(Protocol):
-    """Where the ranking goes: the live state."""
-
-    def set_ranking(self, ranking: Any) -> None:
-        """Replace the street ranking shown on the wall."""
 
 
 def grids_per_street(area_of_grid: Mapping[str, Any]) -> dict[str, int]:
@@ -87,7 +81,7 @@ class Ranking(BackgroundLoop):
     def __init__(
         self,
         counters: DailyCounters,  # the keeper (embedded) or the case-log follower
-        live: RankingSink,
+        live: LiveWriter,
         per_street: dict[str, int],
         tz: ZoneInfo,
         clock: Callable[[], datetime],
@@ -124,7 +118,7 @@ class CounterFollower(BackgroundLoop):
         engine: Engine,
         ctx: Context,
         responsible: dict[str, str],
-        live: RankingSink,
+        live: LiveWriter,
         per_street: dict[str, int],
         *,
         leading: Callable[[float], bool],

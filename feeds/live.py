@@ -1,7 +1,11 @@
 """Live state: what every screen shows now, updated only after a commit (publish after persist).
 
-:class:`LiveState` is the interface; :class:`MemoryLiveState` is the in-process implementation of
-embedded mode (the Redis one belongs to the scale-out issue). It holds:
+Two small interfaces: :class:`LiveWriter` (what the pipeline's publisher and the ranking chores
+write after a commit) and :class:`LiveReader` (what the pages, the desk, the HTTP feeds and the tick
+producer read); :class:`LiveState` is both, the live state the composition root holds. Code names the
+interface it uses, not an implementation. Two implementations: :class:`MemoryLiveState`, in process
+(embedded mode), and ``feeds.redis_live.RedisLiveState`` (scale-out), which keeps a
+:class:`MemoryLiveState` as its mirror and does not inherit from it. The memory state holds:
 
 - the latest fix and status of every supervisor (statuses from :mod:`domain.supervisor`);
 - every open case with its display stage, place and running deadline (time-to-breach is derived
@@ -181,8 +185,8 @@ class View:
     ranking: list[dict[str, Any]] | None = None  # streets by CJ/T 292 score, month to date
 
 
-class LiveState(Protocol):
-    """The live-state interface (memory here; Redis in the scale-out issue)."""
+class LiveWriter(Protocol):
+    """What the pipeline, its publisher and the ranking chores write into the live state (after commit)."""
 
     def apply_fixes(self, fixes: Sequence[Fix]) -> None:
         """Record accepted fixes (out-of-order ones never move "latest")."""
@@ -190,17 +194,62 @@ class LiveState(Protocol):
     def apply_case(self, state: CaseState, events: Sequence[CaseEvent], place: Place | None) -> None:
         """Record a committed case change."""
 
-    def latest(self, supervisor: str) -> SupervisorState | None:
-        """The supervisor's latest state."""
-
     def touch_case(self, case_id: str) -> None:
         """Send an open case again with the next tick (its task was acknowledged: case pages refresh)."""
 
+    def set_ranking(self, ranking: list[dict[str, Any]]) -> None:
+        """Replace the street ranking shown on the wall."""
+
+
+class LiveReader(Protocol):
+    """What the pages, the desk, the HTTP feeds and the tick producer read from the live state."""
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The city's time zone (its calendar day is "today")."""
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The case catalogue (class names)."""
+
+    @property
+    def rules(self) -> SupervisorRules:
+        """The supervisor rules statuses are derived with."""
+
+    @property
+    def area_of_grid(self) -> Mapping[str, str | None]:
+        """The responsibility area of every active grid."""
+
+    def latest(self, supervisor: str) -> SupervisorState | None:
+        """The supervisor's latest state (None if unknown)."""
+
+    def supervisor_views(self) -> tuple[LiveSupervisor, ...]:
+        """Every supervisor as the screens show them, without a snapshot."""
+
+    def open_cases(self) -> tuple[LiveCase, ...]:
+        """Every open case, without a snapshot."""
+
+    def open_case(self, case_id: str) -> LiveCase | None:
+        """An open case (None when closed, voided or unknown)."""
+
+    def grid_count(self, code: str) -> GridCount | None:
+        """A copy of one grid's live counters (None for an unknown grid)."""
+
+    def grid_counts(self) -> dict[str, GridCount]:
+        """A copy of every grid's live counters."""
+
+    def overdue_ids(self) -> frozenset[str]:
+        """Open cases past their running deadline (as of the last tick)."""
+
     def tick(self, now: datetime) -> View:
-        """Drain what changed since the last tick, re-deriving time-dependent facts."""
+        """Drain what changed since the last tick, re-deriving time-dependent facts (the tick producer)."""
 
     def snapshot(self, now: datetime) -> View:
         """Everything, without draining."""
+
+
+class LiveState(LiveReader, LiveWriter, Protocol):
+    """The whole live state, as the composition root holds it: memory (embedded) or Redis (scale-out)."""
 
 
 PATROL_EVERY = timedelta(seconds=30)  # patrol-only grid changes reach ticks at most this often
@@ -216,6 +265,27 @@ def _day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
 def _deadline(state: CaseState) -> datetime | None:
     running = [t for t in state.timers.values() if t.ended_at is None and t.paused_since is None]
     return min((t.deadline for t in running), default=None)
+
+
+def _class_name(catalogue: Catalogue, state: CaseState) -> str:
+    """The name of a case's minor class (its code when the catalogue does not know it)."""
+    try:
+        return catalogue.minor(state.kind, state.class_code).name
+    except (KeyError, ValueError):
+        return state.class_code
+
+
+def _event_line(catalogue: Catalogue, state: CaseState, ev: CaseEvent, place: Place) -> dict[str, Any]:
+    """A ticker line (the memory and the Redis state write the same)."""
+    return {
+        "at": round(ev.at.timestamp(), 3),
+        "case": ev.case_id,
+        "action": ev.action.value,
+        "actor": ev.actor,
+        "stage": stage.value if (stage := DISPLAY_STAGE.get(ev.to_status)) else None,  # as of the event
+        "class": _class_name(catalogue, state),
+        "street": place.street,
+    }
 
 
 class MemoryLiveState:
@@ -329,7 +399,8 @@ class MemoryLiveState:
                 if old is None and state.emergency and any(e.action is Action.REPORT for e in events):
                     self._alerts.append(
                         Alert("emergency", state.updated_at, case=state.id, street=place.street,
-                              grid=place.grid, lon=place.lon, lat=place.lat, text=self._class_name(state))
+                              grid=place.grid, lon=place.lon, lat=place.lat,
+                              text=_class_name(self.catalogue, state))
                     )  # fmt: skip
             elif old is not None:
                 del self._cases[state.id]
@@ -359,12 +430,6 @@ class MemoryLiveState:
     def _hours(self) -> dict[str, list[int]]:
         return {"reported": list(self._kpi.reported_by_hour), "closed": list(self._kpi.closed_by_hour)}
 
-    def _class_name(self, state: CaseState) -> str:
-        try:
-            return self.catalogue.minor(state.kind, state.class_code).name
-        except (KeyError, ValueError):
-            return state.class_code
-
     def _grid(self, code: str) -> GridCount:
         self._dirty_grids.add(code)
         return self._grids.setdefault(code, GridCount())
@@ -392,19 +457,8 @@ class MemoryLiveState:
             k.close_seconds += (ev.at - state.reported_at).total_seconds()
             if state.id in k.filed_ids:
                 k.closed_filed += 1
-        self._events.append(self._event_line(state, ev, place))
+        self._events.append(_event_line(self.catalogue, state, ev, place))
         self._new_events.append(self._events[-1])
-
-    def _event_line(self, state: CaseState, ev: CaseEvent, place: Place) -> dict[str, Any]:
-        return {
-            "at": round(ev.at.timestamp(), 3),
-            "case": ev.case_id,
-            "action": ev.action.value,
-            "actor": ev.actor,
-            "stage": stage.value if (stage := DISPLAY_STAGE.get(ev.to_status)) else None,  # as of the event
-            "class": self._class_name(state),
-            "street": place.street,
-        }
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -611,7 +665,10 @@ class MemoryLiveState:
 
 
 def rebuild(engine: Engine, live: MemoryLiveState, now: datetime) -> MemoryLiveState:
-    """Fill an empty live state from the record: people, open cases, today's events and fixes."""
+    """Fill an empty memory state from the record: people, open cases, today's events and fixes.
+
+    The Redis state is filled from a memory state rebuilt here (``feeds.redis_live.ensure_built``).
+    """
     start = live.day_start(now)
     with session_factory(engine)() as s:
         for pid, area in s.execute(select(Person.id, Person.area_code).where(Person.role == "supervisor")):

@@ -60,9 +60,9 @@ from feeds.checks import (
 from feeds.counters import CounterKeeper
 from feeds.ingest import PipelineConfig, Reply
 from feeds.intake import Ack, Intake, Item, Job, People, locate, refused
-from feeds.live import Place
+from feeds.live import LiveWriter, Place
 from feeds.media import MediaStore
-from feeds.publish import LivePublisher, LiveWriter, Published, Publisher, TaskOut
+from feeds.publish import LivePublisher, Published, Publisher, TaskOut
 from feeds.schemas import Reason
 from feeds.writer import GroupWriter
 from store import ingest as sql

@@ -19,7 +19,7 @@ from typing import Protocol
 from domain.lifecycle import CaseEvent, CaseState
 from domain.supervisor import Fix
 from feeds.counters import CounterKeeper
-from feeds.live import Place
+from feeds.live import LiveWriter, Place  # feeds.stream imports LiveWriter from here too
 
 log = logging.getLogger(__name__)
 
@@ -52,22 +52,6 @@ class Published:
         self.cases += other.cases
         self.tasks += other.tasks
         self.acked += other.acked
-
-
-class LiveWriter(Protocol):
-    """The part of the live state the pipeline writes (``feeds.live``: memory or Redis)."""
-
-    def apply_fixes(self, fixes: Sequence[Fix]) -> None:
-        """Record committed fixes."""
-        ...
-
-    def apply_case(self, state: CaseState, events: Sequence[CaseEvent], place: Place | None) -> None:
-        """Record a committed case change."""
-        ...
-
-    def touch_case(self, case_id: str) -> None:
-        """A case changed without a transition (a handset acknowledged its task)."""
-        ...
 
 
 class Publisher(Protocol):

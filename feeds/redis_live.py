@@ -1,4 +1,4 @@
-"""Live state on Redis (scale-out mode): the same interface as :class:`feeds.live.MemoryLiveState`.
+"""Live state on Redis (scale-out mode): the reader and writer interfaces of :mod:`feeds.live`.
 
 Several writers (web or ingest processes, each after its own commit) publish into Redis; exactly one
 tick producer (the aggregator holding the lock of :mod:`feeds.aggregator`) drains the changes, and
@@ -22,12 +22,14 @@ a supervisor backwards. A case change is applied by ``CASE``, which ignores a st
 one already published (``updated_at``) and counts the events (KPIs, grid reports, ticker) in the same
 atomic step.
 
-The tick producer keeps the inherited in-process structures as a mirror: each tick it drains the
-change sets, refreshes the mirror from them, derives statuses and overdue cases as the memory state
-does, and writes statuses and overdue counters back. Another process (a web process answering a
-heat-map request) refreshes the whole mirror from Redis at most once a second. When Redis has lost
-the state (``P:built`` missing: first start or a Redis restart without persistence) the producer
-rebuilds it from the database (:func:`ensure_built`).
+:class:`RedisLiveState` does not inherit from :class:`feeds.live.MemoryLiveState`: it holds one as
+its mirror (``mirror``, composition) and implements the two interfaces itself — writes and point
+reads go to Redis, whole-city reads and ticks to the mirror. The tick producer drains the change sets
+each tick, refreshes the mirror from them, lets the mirror derive statuses and overdue cases (the
+memory state's own tick), and writes statuses and overdue counters back. Another process (a web
+process answering a heat-map request) refreshes the whole mirror from Redis at most once a second.
+When Redis has lost the state (``P:built`` missing: first start or a Redis restart without
+persistence) the producer rebuilds it from the database (:func:`ensure_built`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -55,12 +57,15 @@ from feeds.live import (
     GridCount,
     Kpi,
     LiveCase,
+    LiveState,
     LiveSupervisor,
     MemoryLiveState,
     Place,
     View,
+    _class_name,
     _day_bounds,
     _deadline,
+    _event_line,
     rebuild,
 )
 
@@ -297,8 +302,12 @@ def _kpi_of(h: Mapping[str, str]) -> Kpi:
     return k
 
 
-class RedisLiveState(MemoryLiveState):
-    """The live state on Redis; the inherited structures are this process's mirror of it."""
+class RedisLiveState:
+    """The live state on Redis; ``mirror`` (a :class:`MemoryLiveState`) is this process's copy of it.
+
+    The mirror is private to this object: it is filled by :meth:`load` and :meth:`_sync` and read only
+    under its lock, which is this object's lock too (a load and a read of the mirror exclude each other).
+    """
 
     def __init__(
         self,
@@ -313,10 +322,11 @@ class RedisLiveState(MemoryLiveState):
         now: datetime | None = None,
         patrol_every: timedelta = PATROL_EVERY,
     ) -> None:
-        super().__init__(
+        self.mirror = MemoryLiveState(
             tz=tz, catalogue=catalogue, areas=areas, area_of_grid=area_of_grid, rules=rules, now=now,
             patrol_every=patrol_every,
         )  # fmt: skip
+        self._lock = self.mirror._lock  # one lock for the mirror's reads and this object's loads into it
         self.r = client
         self.p = prefix
         self.areas: dict[str, str | None] = dict(areas)
@@ -324,6 +334,33 @@ class RedisLiveState(MemoryLiveState):
         self._loaded_at: float | None = None  # monotonic time of the last full load
         self._advance = client.register_script(ADVANCE)
         self._case = client.register_script(CASE)
+
+    # -- configuration (the mirror's) ------------------------------------------------------------
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The city's time zone."""
+        return self.mirror.tz
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The case catalogue."""
+        return self.mirror.catalogue
+
+    @property
+    def rules(self) -> SupervisorRules:
+        """The supervisor rules (ADVANCE applies them in Lua, the mirror's tick derives statuses)."""
+        return self.mirror.rules
+
+    @property
+    def area_of_grid(self) -> dict[str, str | None]:
+        """The responsibility area of every active grid."""
+        return self.mirror.area_of_grid
+
+    @property
+    def patrol_every(self) -> timedelta:
+        """How often patrol-only grid changes reach a tick."""
+        return self.mirror.patrol_every
 
     def k(self, name: str) -> str:
         """A key of this live state."""
@@ -377,7 +414,7 @@ class RedisLiveState(MemoryLiveState):
         if state.emergency and any(e.action is Action.REPORT for e in events):
             alert = _alert_json(
                 Alert("emergency", state.updated_at, case=state.id, street=place.street, grid=place.grid,
-                      lon=place.lon, lat=place.lat, text=self._class_name(state))
+                      lon=place.lon, lat=place.lat, text=_class_name(self.catalogue, state))
             )  # fmt: skip
         args: list[Any] = [
             self.p, DAY_TTL, state.id, _us(state.updated_at), body, stage, place.grid or "",
@@ -387,7 +424,7 @@ class RedisLiveState(MemoryLiveState):
             local = ev.at.astimezone(self.tz)
             on_time = ev.action is Action.CLOSE and state.archive is not ArchiveType.OVERTIME
             secs = (ev.at - state.reported_at).total_seconds() if ev.action is Action.CLOSE else 0.0
-            line = orjson.dumps(self._event_line(state, ev, place))
+            line = orjson.dumps(_event_line(self.catalogue, state, ev, place))
             args += [local.date().isoformat(), ev.action.value, local.hour, place.grid or "",
                      "1" if on_time else "0", repr(secs), line]  # fmt: skip
         self._case(args=args)
@@ -432,15 +469,16 @@ class RedisLiveState(MemoryLiveState):
 
     def tick(self, now: datetime) -> View:
         """Drain Redis's changes into the mirror, derive statuses and overdue, write them back."""
+        m = self.mirror
         with self._lock:
             if not self.producer or self._loaded_at is None:
                 self.producer = True
                 self.load(now)
             else:
                 self._sync(now)
-            status0 = dict(self._status)
-            overdue0 = set(self._overdue)
-            view = super().tick(now)
+            status0 = dict(m._status)
+            overdue0 = set(m._overdue)
+            view = m.tick(now)
             self._write_back(now, status0, overdue0)
             return view
 
@@ -448,37 +486,37 @@ class RedisLiveState(MemoryLiveState):
         """Everything: the producer's mirror as of its last tick; elsewhere reloaded from Redis."""
         with self._lock:
             self._fresh(now)
-            return super().snapshot(now)
+            return self.mirror.snapshot(now)
 
     def supervisor_views(self) -> tuple[LiveSupervisor, ...]:
         """Every supervisor (the producer's mirror as of its last tick; elsewhere reloaded from Redis)."""
         with self._lock:
             self._fresh(datetime.now(UTC))
-            return super().supervisor_views()
+            return self.mirror.supervisor_views()
 
     def open_cases(self) -> tuple[LiveCase, ...]:
         """Every open case (the producer's mirror as of its last tick; elsewhere reloaded from Redis)."""
         with self._lock:
             self._fresh(datetime.now(UTC))
-            return super().open_cases()
+            return self.mirror.open_cases()
 
     def grid_count(self, code: str) -> GridCount | None:
         """A copy of one grid's live counters."""
         with self._lock:
             self._fresh(datetime.now(UTC))
-            return super().grid_count(code)
+            return self.mirror.grid_count(code)
 
     def grid_counts(self) -> dict[str, GridCount]:
         """A copy of every grid's live counters."""
         with self._lock:
             self._fresh(datetime.now(UTC))
-            return super().grid_counts()
+            return self.mirror.grid_counts()
 
     def overdue_ids(self) -> frozenset[str]:
         """Open cases past their running deadline (as of the producer's last tick)."""
         with self._lock:
             self._fresh(datetime.now(UTC))
-            return super().overdue_ids()
+            return self.mirror.overdue_ids()
 
     def _fresh(self, now: datetime) -> None:
         if self.producer and self._loaded_at is not None:
@@ -512,37 +550,39 @@ class RedisLiveState(MemoryLiveState):
         )
         events, ranking, overdue, alerts = res[9], res[10], res[11], res[12]
         areas = {**self.areas, **{k: _opt(v) for k, v in area.items()}}
-        self._sups = {sid: SupervisorState(id=sid, area=a) for sid, a in areas.items()}
-        for sid, raw in sup.items():
-            self._sups[sid] = unpack_supervisor(sid, areas.get(sid), raw)
-        self._status = {
-            sid: SupervisorStatus(status.get(sid, SupervisorStatus.OFFLINE.value)) for sid in self._sups
-        }
-        self._cases = {cid: _case_of(raw) for cid, raw in case.items()}
-        self._overdue = {_s(c) for c in overdue} & set(self._cases)
-        self._due_built = False  # the deadlines heap is rebuilt from these cases at the next tick
-        grids = set(self.area_of_grid) | set(gopen) | set(goverdue) | set(rep) | set(patrol)
-        self._grids = {
-            g: GridCount(
-                int(gopen.get(g, 0)), int(goverdue.get(g, 0)), int(rep.get(g, 0)), float(patrol.get(g, 0))
-            )
-            for g in grids
-        }
-        self._day = self._local_day(now)
-        self._day_utc = _day_bounds(self._day, self.tz)
-        self._kpi = _kpi_of(kpi)
-        self._events = deque((orjson.loads(e) for e in events), maxlen=EVENT_LOG)
-        self._ranking = orjson.loads(ranking) if ranking else []
-        self._dirty_sups.clear()
-        self._dirty_cases.clear()
-        self._gone.clear()
-        self._dirty_grids.clear()
-        self._patrol_grids.clear()
-        self._new_events.clear()
-        self._alerts = [_alert_of(a) for a in alerts] if drain else []
-        self._kpi_dirty = True
-        self._ranking_dirty = False
-        self._loaded_at = _time.monotonic()
+        with self._lock:  # the mirror's fields, replaced as a whole
+            m = self.mirror
+            m._sups = {sid: SupervisorState(id=sid, area=a) for sid, a in areas.items()}
+            for sid, raw in sup.items():
+                m._sups[sid] = unpack_supervisor(sid, areas.get(sid), raw)
+            m._status = {
+                sid: SupervisorStatus(status.get(sid, SupervisorStatus.OFFLINE.value)) for sid in m._sups
+            }
+            m._cases = {cid: _case_of(raw) for cid, raw in case.items()}
+            m._overdue = {_s(c) for c in overdue} & set(m._cases)
+            m._due_built = False  # the deadlines heap is rebuilt from these cases at the next tick
+            grids = set(self.area_of_grid) | set(gopen) | set(goverdue) | set(rep) | set(patrol)
+            m._grids = {
+                g: GridCount(
+                    int(gopen.get(g, 0)), int(goverdue.get(g, 0)), int(rep.get(g, 0)), float(patrol.get(g, 0))
+                )
+                for g in grids
+            }
+            m._day = self._local_day(now)
+            m._day_utc = _day_bounds(m._day, self.tz)
+            m._kpi = _kpi_of(kpi)
+            m._events = deque((orjson.loads(e) for e in events), maxlen=EVENT_LOG)
+            m._ranking = orjson.loads(ranking) if ranking else []
+            m._dirty_sups.clear()
+            m._dirty_cases.clear()
+            m._gone.clear()
+            m._dirty_grids.clear()
+            m._patrol_grids.clear()
+            m._new_events.clear()
+            m._alerts = [_alert_of(a) for a in alerts] if drain else []
+            m._kpi_dirty = True
+            m._ranking_dirty = False
+            self._loaded_at = _time.monotonic()
 
     def _sync(self, now: datetime) -> None:
         """Apply what changed in Redis since the last tick to the mirror (and mark it dirty)."""
@@ -569,56 +609,58 @@ class RedisLiveState(MemoryLiveState):
         pipe.hgetall(kpi_k)
         pipe.get(self.k("ranking"))
         sup, area, case, gopen, goverdue, rep, patrol, kpi, ranking = pipe.execute()
+        m = self.mirror  # called by tick, under the lock
         for i, sid in enumerate(sids):
             if sup[i] is None:
                 continue
             a = _opt(_s(area[i])) if area[i] is not None else self.areas.get(sid)
-            self._sups[sid] = unpack_supervisor(sid, a, _s(sup[i]))
-            self._status.setdefault(sid, SupervisorStatus.OFFLINE)
-            self._dirty_sups.add(sid)
+            m._sups[sid] = unpack_supervisor(sid, a, _s(sup[i]))
+            m._status.setdefault(sid, SupervisorStatus.OFFLINE)
+            m._dirty_sups.add(sid)
         for i, cid in enumerate(cids):
             if case[i] is None:
                 continue
-            self._cases[cid] = _case_of(case[i])
-            self._dirty_cases.add(cid)
-            self._gone.pop(cid, None)
+            m._cases[cid] = _case_of(case[i])
+            m._dirty_cases.add(cid)
+            m._gone.pop(cid, None)
         for raw_id, raw in gone.items():
             cid = _s(raw_id)
             street, grid = _s(raw).split("|")
-            self._cases.pop(cid, None)
-            self._dirty_cases.discard(cid)
-            self._overdue.discard(cid)
-            self._gone[cid] = (_opt(street), _opt(grid))
+            m._cases.pop(cid, None)
+            m._dirty_cases.discard(cid)
+            m._overdue.discard(cid)
+            m._gone[cid] = (_opt(street), _opt(grid))
         case_grids = {_s(g) for g in dgrid}
         for i, g in enumerate(grids):
-            self._grids[g] = GridCount(
+            m._grids[g] = GridCount(
                 int(gopen[i] or 0), int(goverdue[i] or 0), int(rep[i] or 0), float(patrol[i] or 0.0)
             )
-            (self._dirty_grids if g in case_grids else self._patrol_grids).add(g)
+            (m._dirty_grids if g in case_grids else m._patrol_grids).add(g)
         for line in newev:
             ev = orjson.loads(line)
-            self._events.append(ev)
-            self._new_events.append(ev)
-        self._alerts.extend(_alert_of(a) for a in alerts)
+            m._events.append(ev)
+            m._new_events.append(ev)
+        m._alerts.extend(_alert_of(a) for a in alerts)
         if kpidirty:
-            self._kpi = _kpi_of({_s(k): _s(v) for k, v in kpi.items()})
-            self._kpi_dirty = True
+            m._kpi = _kpi_of({_s(k): _s(v) for k, v in kpi.items()})
+            m._kpi_dirty = True
         if rankdirty:
-            self._ranking = orjson.loads(ranking) if ranking else []
-            self._ranking_dirty = True
+            m._ranking = orjson.loads(ranking) if ranking else []
+            m._ranking_dirty = True
 
     def _write_back(self, now: datetime, status0: dict[str, SupervisorStatus], overdue0: set[str]) -> None:
         """Store the statuses and overdue cases the tick derived (so any process's snapshot shows them)."""
-        changed = {sid: st.value for sid, st in self._status.items() if status0.get(sid) is not st}
-        late = self._overdue - overdue0
-        back = (overdue0 - self._overdue) & set(self._cases)  # no longer late but still open
+        m = self.mirror  # called by tick, under the lock
+        changed = {sid: st.value for sid, st in m._status.items() if status0.get(sid) is not st}
+        late = m._overdue - overdue0
+        back = (overdue0 - m._overdue) & set(m._cases)  # no longer late but still open
         if not (changed or late or back):
             return
         pipe = self.r.pipeline(transaction=True)
         if changed:
             pipe.hset(self.k("status"), mapping=changed)  # type: ignore[arg-type]
         for cid, delta in [(c, 1) for c in late] + [(c, -1) for c in back]:
-            grid = self._cases[cid].grid
+            grid = m._cases[cid].grid
             (pipe.sadd if delta > 0 else pipe.srem)(self.k("overdue"), cid)
             if grid is not None:
                 pipe.hincrby(self.k("goverdue"), grid, delta)
@@ -717,3 +759,9 @@ def ensure_built(engine: Engine, live: RedisLiveState, now: datetime) -> bool:
 def connect(url: str) -> redis.Redis:
     """A Redis client for the live state and the stream (short timeouts: a dead Redis is an answer)."""
     return redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0, health_check_interval=10)
+
+
+if TYPE_CHECKING:  # both live states implement the reader and the writer interface (checked by mypy)
+
+    def _live_states(embedded: MemoryLiveState, scale_out: RedisLiveState) -> tuple[LiveState, LiveState]:
+        return embedded, scale_out

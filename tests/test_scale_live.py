@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,7 +17,8 @@ from domain.catalogue import load_catalogue
 from domain.lifecycle import Accepted, Action, Actor, CaseEvent, CaseState, Command, Context, Role, apply
 from domain.supervisor import Fix
 from domain.workcalendar import load_calendar
-from feeds.live import MemoryLiveState, Place, View
+from feeds import redis_live
+from feeds.live import LiveReader, LiveWriter, MemoryLiveState, Place, View
 from feeds.redis_live import RedisLiveState, connect
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -64,7 +66,7 @@ def walk(sup: str, grid: str, start: float, seconds: list[int], lat: float = 39.
 class Cases:
     """Commands applied with the real lifecycle; each change is published to every live state given."""
 
-    def __init__(self, *lives: MemoryLiveState) -> None:
+    def __init__(self, *lives: LiveWriter) -> None:
         self.lives = lives
         self.states: dict[str, CaseState] = {}
         self.history: list[tuple[CaseState, tuple[CaseEvent, ...], Place | None]] = []
@@ -141,6 +143,82 @@ def test_redis_state_gives_the_views_of_the_memory_state(client: tuple[redis.Red
     reader = on_redis(r, prefix)
     same(reader.snapshot(at(30)), mem.snapshot(at(30)))
     assert reader.grid_counts()[G3].overdue == 1
+
+
+def answers(live: LiveReader, when: datetime, cases: list[str]) -> dict[str, Any]:
+    """What every method of the reader interface answers (collections ordered by id), at ``when``."""
+    sups = sorted({*AREAS, "s9", "nobody"})
+    grids = sorted({*GRIDS, "110101009009009"})
+    snap = live.snapshot(when)  # first: a reader process loads its mirror as of ``when``
+    return {
+        "tz": live.tz,
+        "catalogue": live.catalogue,
+        "rules": live.rules,
+        "area_of_grid": dict(live.area_of_grid),
+        "latest": {s: live.latest(s) for s in sups},
+        "supervisor_views": sorted(live.supervisor_views(), key=lambda v: v.id),
+        "open_cases": sorted(live.open_cases(), key=lambda c: c.id),
+        "open_case": {c: live.open_case(c) for c in [*cases, "C-unknown"]},
+        "grid_count": {g: live.grid_count(g) for g in grids},
+        "grid_counts": live.grid_counts(),
+        "overdue_ids": live.overdue_ids(),
+        "snapshot": (
+            snap.supervisors, snap.cases, dict(snap.grids), snap.kpi, snap.stages, snap.street_stages,
+            list(snap.events), snap.hours, snap.ranking,
+        ),
+    }  # fmt: skip
+
+
+def test_every_reader_answer_is_the_same_on_redis_and_in_memory(
+    client: tuple[redis.Redis, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same writes through the writer interface; every reader method answers alike on the memory
+    state, the Redis tick producer and another Redis process (its mirror loaded once, at the instant)."""
+    covered = {"tick"}  # compared by ``same`` below; the rest by ``answers``
+    r, prefix = client
+    monkeypatch.setattr(redis_live, "FRESH_S", 3600.0)  # a reader's mirror stays as loaded at ``when``
+    mem, red = memory(), on_redis(r, prefix)
+    red.dump(memory())
+    mem.tick(T0)
+    red.tick(T0)  # the producer's first tick loads Redis (a takeover: its view carries nothing)
+    writers: tuple[LiveWriter, ...] = (mem, red)
+    cases = Cases(*writers)
+    ids: list[str] = []
+
+    def check(when: datetime) -> None:
+        same(mem.tick(when), red.tick(when))
+        want = answers(mem, when, ids)
+        assert answers(red, when, ids) == want
+        assert answers(on_redis(r, prefix), when, ids) == want  # another process reading Redis
+        covered.update(want)
+
+    for w in writers:
+        w.apply_fixes(walk("s1", G1, 0, [0, 20, 40]) + walk("s2", G2, 0, [0, 30]) + walk("s9", G3, 0, [0]))
+        w.set_ranking([{"street": G1[:9], "score": 97.5}])
+    cases.do("C1", Action.REPORT, SUP, at(1), Place(G1, G1[:9], 116.4, 39.9), **REPORT)
+    cases.do("C2", Action.REPORT, SUP, at(1.5), Place(G3, G3[:9], 116.41, 39.91), **EMERGENCY)
+    ids += ["C1", "C2"]
+    check(at(2))
+    cases.do("C1", Action.ACCEPT, ACC, at(3))
+    cases.do("C1", Action.FILE, LEAD, at(4))
+    cases.do("C1", Action.DISPATCH, DISP, at(5))
+    for w in writers:
+        w.apply_fixes(walk("s3", G1, 5, [0, 60, 120]))
+        w.touch_case("C2")
+    check(at(6))
+    cases.do("C1", Action.FEEDBACK, DEPT, at(7), opinion="done")
+    cases.do("C1", Action.CHECK, SUP, at(8), passed=True)
+    cases.do("C1", Action.CLOSE, LEAD, at(9))
+    check(at(10))
+    check(at(30))  # offline supervisors, C2 overdue
+    # the scenario reached what it is meant to, and every reader method was compared
+    final = answers(mem, at(30), ids)
+    assert final["open_case"]["C1"] is None and final["open_case"]["C2"] is not None
+    assert final["overdue_ids"] == {"C2"} and final["grid_count"][G3].overdue == 1
+    assert final["latest"]["s9"] is not None and final["latest"]["nobody"] is None
+    assert "offline" in {v.status for v in final["supervisor_views"]}
+    reader_methods = {n for n in dir(LiveReader) if not n.startswith("_")}
+    assert reader_methods <= covered, reader_methods - covered
 
 
 def test_a_new_producer_takes_over_without_an_alert_storm(client: tuple[redis.Redis, str]) -> None:
