@@ -29,7 +29,7 @@ from dashboard.evaluation_data import (
 )
 from dashboard.i18n import pick_lang
 from dashboard.people_data import supervisor
-from feeds.live import MemoryLiveState
+from feeds.live import LiveReader
 
 EXTENSION = "gridwall.desk_people"
 
@@ -39,7 +39,7 @@ class DeskPeople:
     """What the pages read: the read engine, the live state (once the core runs) and a clock."""
 
     engine: Engine
-    live: Callable[[], MemoryLiveState | None]
+    live: Callable[[], LiveReader | None]
     overview: Callable[[], Overview | None]
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
@@ -53,7 +53,7 @@ def people() -> DeskPeople:
 def install(
     server: Flask,
     engine: Engine,
-    live: Callable[[], MemoryLiveState | None],
+    live: Callable[[], LiveReader | None],
     overview: Callable[[], Overview | None],
 ) -> DeskPeople:
     """Register the export route and the 404 check of ``/supervisor/<id>``; keep what the pages read."""

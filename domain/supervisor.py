@@ -17,6 +17,7 @@ Patrol time is credited per grid: the time between two consecutive in-order fixe
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -128,7 +129,7 @@ def advance(state: SupervisorState, fix: Fix, rules: SupervisorRules) -> Advance
 
 
 def status_at(
-    state: SupervisorState, now: datetime, rules: SupervisorRules, area_of_grid: dict[str, str | None]
+    state: SupervisorState, now: datetime, rules: SupervisorRules, area_of_grid: Mapping[str, str | None]
 ) -> SupervisorStatus:
     """The status of a supervisor at ``now``."""
     if state.at is None or now - state.at > rules.offline_after:

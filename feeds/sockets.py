@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from feeds import socketlib
 from feeds.checks import KINDS
 from feeds.ingest import Ingest
-from feeds.live import MemoryLiveState
+from feeds.live import LiveReader
 from feeds.loop import BackgroundLoop
 from feeds.publish import TaskOut
 from feeds.schemas import Reason
@@ -232,7 +232,7 @@ class Broadcaster(BackgroundLoop):
     def __init__(
         self,
         socketio: SocketIO,
-        live: MemoryLiveState,
+        live: LiveReader,
         *,
         interval: float = 1.0,
         namespace: str = "/live",

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
@@ -36,13 +36,16 @@ from feeds.chores import CounterFollower, Ranking, Thinning, grids_per_street
 from feeds.core import build_context, settle_gc
 from feeds.counters import DailyCounters
 from feeds.ingest import PipelineConfig
-from feeds.live import PATROL_EVERY, MemoryLiveState, grid_areas, rebuild, supervisor_areas
+from feeds.live import PATROL_EVERY, LiveState, MemoryLiveState, grid_areas, rebuild, supervisor_areas
 from feeds.loop import BackgroundLoop
 from feeds.pipeline import Pipeline
 from gridwall.settings import Role, Settings
 from store.build import stored_district
 from store.db import create_engine, session_factory
 from store.geography import load_index
+
+if TYPE_CHECKING:
+    from feeds.redis_live import RedisLiveState
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,7 @@ class Runtime:
     engine: Engine
     ctx: Context
     adcode: str
-    live: MemoryLiveState  # or feeds.redis_live.RedisLiveState (a subclass); every role has one
+    live: LiveState  # memory (embedded) or feeds.redis_live.RedisLiveState; every role has one
     pipeline: Any = None  # what /device, /api/v1 and the desk write through (the ingest path)
     broadcaster: Any = None  # embedded: the tick producer; web: the relay; aggregator: the Aggregator
     device: Any = None  # the /device namespace (embedded, web)
@@ -228,7 +231,7 @@ def _secret_key(settings: Settings, seams: Seams) -> str:
     return load_secrets(settings.data_dir)["secret_key"]
 
 
-def _redis_live(engine: Engine, settings: Settings, ctx: Context) -> Any:
+def _redis_live(engine: Engine, settings: Settings, ctx: Context) -> RedisLiveState:
     """The Redis live state of the stored city (shared by every scale-out process)."""
     from feeds.redis_live import RedisLiveState, connect
 

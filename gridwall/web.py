@@ -28,7 +28,7 @@ from dashboard.heat import HeatCanvas
 from dashboard.heat import render as render_heat
 from dashboard.i18n import pick_lang, t
 from feeds.counters import DailyCounters
-from feeds.live import MemoryLiveState
+from feeds.live import LiveReader
 from feeds.sockets import KIOSK_COOKIE
 from layouts import router
 from store.accounts import AuthError, authenticate
@@ -44,7 +44,7 @@ class WebApp:
     socketio: SocketIO
     dash: dash.Dash
     cache: OverviewCache
-    live: MemoryLiveState | None = None
+    live: LiveReader | None = None
     simulated: Callable[[], bool] = lambda: False  # whether the built-in simulation feeds the live state
     desk: DeskData | None = None  # the desk's read models (issue 8)
     auth: Auth | None = None  # desk login and sessions (dashboard.auth)
@@ -70,7 +70,7 @@ def create_web_app(
     *,
     secret_key: str,
     socketio: SocketIO | None = None,
-    live: Any = None,
+    live: LiveReader | None = None,
     pipeline: Any = None,
     counters: DailyCounters | None = None,
     simulated: Callable[[], bool] = lambda: False,

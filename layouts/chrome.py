@@ -30,7 +30,7 @@ from dashboard.i18n import CATALOGUE, pick_lang, t
 from dashboard.worklist import QUEUE_ROLES
 from domain.lifecycle import Context
 from feeds.counters import DailyCounters
-from feeds.live import LiveCase, MemoryLiveState, View
+from feeds.live import LiveCase, LiveReader, View
 
 HOVER_PX = 10  # a marker is picked within this distance of the pointer (plotly's default is 20)
 MAP_HEIGHT = 680  # px; the fitted view assumes about 1000 x 680
@@ -46,7 +46,7 @@ class PageContext:
     person: dict[str, Any]
     data: DeskData
     overview: Overview
-    live: MemoryLiveState | None
+    live: LiveReader | None
     counters: DailyCounters | None  # None in a scale-out web process (the aggregator keeps them)
     now: datetime
     rules: Context | None = None  # the lifecycle's rules (what the person may do; None before the core)

@@ -18,7 +18,7 @@ from dash import Dash, Input, Output, State, html, no_update
 from dashboard import ids
 from dashboard.data import Overview
 from dashboard.i18n import t
-from feeds.live import MemoryLiveState
+from feeds.live import LiveReader
 from layouts import case, chrome, desk, grid, overview, people, queue, wall
 from layouts.chrome import ContextOf, PageContext, QueryRoute, Route, context_of
 
@@ -66,7 +66,7 @@ def wall_page(
     lang: str,
     *,
     district: Overview | None,
-    live: MemoryLiveState | None,
+    live: LiveReader | None,
     simulated: bool,
 ) -> Any:
     """``/wall`` (kiosk): the district's live wall, or a message until a district is imported."""

@@ -20,7 +20,7 @@ from dashboard.data import Overview
 from dashboard.figures import OVERDUE_COLOUR, STAGE_COLOURS, SUPERVISOR_COLOURS, wall_map
 from dashboard.heat import MODES as HEAT_MODES
 from dashboard.i18n import CATALOGUE, t
-from feeds.live import MemoryLiveState
+from feeds.live import LiveReader
 from feeds.ticks import wall_panels
 from store.geography import DistrictSummary
 
@@ -221,7 +221,7 @@ def layout(
 
 
 def page(
-    ov: Overview, q: Mapping[str, list[str]], lang: str, live: MemoryLiveState | None, simulated: bool
+    ov: Overview, q: Mapping[str, list[str]], lang: str, live: LiveReader | None, simulated: bool
 ) -> html.Div:
     """``/wall``: the district's map and the current live values (the tiles do not wait for the socket).
 

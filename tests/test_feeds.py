@@ -33,7 +33,7 @@ from sqlalchemy.exc import OperationalError
 from domain.catalogue import load_catalogue
 from domain.crs import wgs84_to_gcj02
 from domain.supervisor import distance_m
-from feeds.live import MemoryLiveState, grid_areas, rebuild, supervisor_areas
+from feeds.live import LiveReader, MemoryLiveState, grid_areas, rebuild, supervisor_areas
 from feeds.schemas import MAX_BATCH, MAX_PAYLOAD_BYTES, Reason
 from feeds.sockets import ResyncGate
 from store.accounts import issue_token, revoke_token
@@ -1116,7 +1116,7 @@ def test_emergency_report_raises_an_alert_in_seq_with_the_ticks(srv: LiveServer,
 # -- restart --------------------------------------------------------------------------------------------
 
 
-def comparable(live: MemoryLiveState, at: datetime) -> dict[str, Any]:
+def comparable(live: LiveReader, at: datetime) -> dict[str, Any]:
     """Everything a screen can see of a live state (NaN-free), at one instant."""
     view = live.snapshot(at)
     sups = {}
