@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from itertools import chain
 from typing import Any
 
@@ -56,14 +56,20 @@ class PositionWriter:
     SQLAlchemy's per-row bind and result processing (python -m bench ingest: most of the writer's time).
     ``insert`` tells which rows were stored now (the others were stored earlier: retries).
 
-    PostgreSQL takes the rows as one array per column (``unnest``) and returns the stored keys. SQLite
-    takes multi-row ``VALUES`` of a few fixed sizes (up to 64 rows a power of two, then multiples of 64
-    up to ``_POS_CHUNK``), padded with repeats of the last row, which conflict with it and store nothing:
-    15 statements stay in sqlite3's statement cache (preparing one costs more than running it). SQLite
-    gets no ``RETURNING`` (sqlite3 releases the GIL for every row fetched, and the writer then waits to
-    get it back): the row count says whether every row was stored; only when not are the stored ones
-    read back by rowid (rows that one statement stores get consecutive rowids, and the writer is the
-    only one writing).
+    PostgreSQL takes the rows as one array per column (``unnest``), sent in binary: psycopg's text
+    array dumper quotes every element in Python, the binary one does not. The stored keys come back
+    (``RETURNING``) but are read only when the row count says some row was not stored: in the common
+    case no key tuple is built per row. A group of 4,400 fixes took ~58 ms of the writer thread's CPU
+    with text arrays and every key read, ~9 ms so (python -m bench scale: the ingest consumer is one
+    GIL-bound process).
+
+    SQLite takes multi-row ``VALUES`` of a few fixed sizes (up to 64 rows a power of two, then
+    multiples of 64 up to ``_POS_CHUNK``), padded with repeats of the last row, which conflict with it
+    and store nothing: 15 statements stay in sqlite3's statement cache (preparing one costs more than
+    running it). SQLite gets no ``RETURNING`` (sqlite3 releases the GIL for every row fetched, and the
+    writer then waits to get it back): the row count says whether every row was stored; only when not
+    are the stored ones read back by rowid (rows that one statement stores get consecutive rowids, and
+    the writer is the only one writing).
     """
 
     def __init__(self, dialect: Dialect) -> None:
@@ -74,7 +80,7 @@ class PositionWriter:
         key = f"{q('supervisor_id')}, {q('at')}"
         self._head = f"INSERT INTO {q(_POSITIONS.name)} ({cols}) "
         self._tail = f" ON CONFLICT ({key}) DO NOTHING"
-        arrays = ", ".join(f"CAST(%({c})s AS {_POSITIONS.c[c].type.compile(dialect)}[])" for c in POS_COLUMNS)
+        arrays = ", ".join(f"CAST(%({c})b AS {_POSITIONS.c[c].type.compile(dialect)}[])" for c in POS_COLUMNS)
         self._unnest = f"{self._head}SELECT * FROM unnest({arrays}){self._tail} RETURNING {key}"
         self._stored = f"SELECT {key} FROM {q(_POSITIONS.name)} WHERE rowid > ? AND rowid <= ?"
         self._values: dict[int, str] = {}
@@ -91,7 +97,11 @@ class PositionWriter:
         (supervisor, instant) of the rows stored now, or None when all of them were."""
         if self.postgres:
             params = {c: [r[i] for r in rows] for i, c in enumerate(POS_COLUMNS)}
-            return {(a, b) for a, b in conn.exec_driver_sql(self._unnest, params).fetchall()}
+            res = conn.exec_driver_sql(self._unnest, params)
+            if res.rowcount == len(rows):  # every row stored: the returned keys are not read
+                res.close()
+                return None
+            return {(a, b) for a, b in res.fetchall()}
         out: set[tuple[Any, Any]] | None = None
         for i in range(0, len(rows), _POS_CHUNK):
             chunk = rows[i : i + _POS_CHUNK]
@@ -118,6 +128,15 @@ def latest_fixes(conn: Connection, supervisors: Collection[str]) -> dict[str, tu
     """Each supervisor's latest stored fix (instant, lon, lat); supervisors without one are absent."""
     if not supervisors:
         return {}
+    if conn.dialect.name == "postgresql":
+        return _latest_fixes_pg(conn, supervisors)
+    return _latest_fixes_select(conn, supervisors)
+
+
+def _latest_fixes_select(
+    conn: Connection, supervisors: Collection[str]
+) -> dict[str, tuple[datetime, float, float]]:
+    """``latest_fixes`` in portable SQL (SQLite; the PostgreSQL path is checked against it)."""
     p = Position.__table__.alias("p")
     top = select(func.max(Position.at)).where(Position.supervisor_id == p.c.supervisor_id).scalar_subquery()
     rows = conn.execute(
@@ -126,6 +145,27 @@ def latest_fixes(conn: Connection, supervisors: Collection[str]) -> dict[str, tu
         )
     ).all()
     return {r[0]: (r[1], float(r[2]), float(r[3])) for r in rows}
+
+
+def _latest_fixes_pg(
+    conn: Connection, supervisors: Collection[str]
+) -> dict[str, tuple[datetime, float, float]]:
+    """``latest_fixes`` on PostgreSQL: one backward index probe per supervisor, ids as one array.
+
+    A restarted ingest process seeds every supervisor it meets (10,000 in python -m bench scale): the
+    portable ``IN (…)`` of thousands of bind parameters cost more to build and send (SQLAlchemy
+    renders, psycopg parses each placeholder) than the query took, and its correlated ``max(at)``
+    read every stored fix of each supervisor, where ``ORDER BY at DESC LIMIT 1`` reads one.
+    """
+    q = conn.dialect.identifier_preparer.quote
+    sid = _POSITIONS.c["supervisor_id"].type.compile(conn.dialect)
+    rows = conn.exec_driver_sql(
+        f"SELECT s.id, p.{q('at')}, p.lon, p.lat FROM unnest(CAST(%(ids)b AS {sid}[])) AS s(id) "
+        f"CROSS JOIN LATERAL (SELECT {q('at')}, lon, lat FROM {q(_POSITIONS.name)} "
+        f"WHERE supervisor_id = s.id ORDER BY {q('at')} DESC LIMIT 1) AS p",
+        {"ids": sorted(supervisors)},
+    ).fetchall()
+    return {r[0]: (r[1].astimezone(UTC), float(r[2]), float(r[3])) for r in rows}
 
 
 def ack_task(conn: Connection, case_id: str, kind: str, person: str, at: datetime) -> bool:
