@@ -8,11 +8,12 @@ All processes share one Redis: the live state (:mod:`feeds.redis_live`), the Soc
     P:seq           hash room → last ``seq`` sent;  P:rooms set of rooms;  P:room:<room> set of members
 
 A web process runs ``/device`` (the pipeline writes to the database and publishes to Redis) and ``/live``
-with a :class:`RelayBroadcaster`: it authenticates screens, forwards their room requests to the
+with a :class:`Relay` as its door: it authenticates screens, forwards their room requests to the
 producer and disconnects its own slow clients; ticks, snapshots and room membership reach it through
 the message queue, in the order the producer sent them, so a client sees its snapshot at ``seq`` and
-then ``seq + 1``. The aggregator runs :class:`Aggregator`: whoever holds the lock ticks with a
-:class:`SharedBroadcaster`, which keeps rooms, members and ``seq`` in Redis; when the holder dies its
+then ``seq + 1``. The aggregator runs :class:`Aggregator`: whoever holds the lock ticks with the one
+:class:`feeds.sockets.Broadcaster`, whose rooms, members and ``seq`` are kept in Redis
+(:class:`RoomsInRedis`); when the holder dies its
 lock expires and a standby takes over within the TTL (plus its polling interval), continues every
 room's ``seq`` and sends each room a ``snapshot`` first.
 """
@@ -24,7 +25,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import orjson
@@ -34,8 +35,7 @@ from sqlalchemy.engine import Engine
 
 from feeds.loop import BackgroundLoop
 from feeds.redis_live import RedisLiveState, ensure_built
-from feeds.sockets import Broadcaster
-from feeds.ticks import alert_matches, render, render_alert, room_filter
+from feeds.sockets import Broadcaster, Rooms, SlowClients, join_when_connected
 
 log = logging.getLogger(__name__)
 
@@ -91,141 +91,113 @@ class ProducerLock:
         self._release(keys=[self.key], args=[self.token])
 
 
-class SharedBroadcaster(Broadcaster):
-    """The tick producer of a deployment: rooms, members and ``seq`` are kept in Redis for a successor."""
+class RoomsInRedis:
+    """The aggregator's room store (:class:`feeds.sockets.RoomStore`): rooms, members and ``seq`` in
+    Redis, so a standby that takes the lock continues every room."""
 
-    def __init__(self, socketio: SocketIO, live: RedisLiveState, **kwargs: object) -> None:
-        super().__init__(socketio, live, **kwargs)  # type: ignore[arg-type]
-        self.rlive = live
+    def __init__(self, live: RedisLiveState) -> None:
+        self.r = live.r
+        self.k = live.k
 
-    def k(self, name: str) -> str:
-        """A key next to the live state's."""
-        return self.rlive.k(name)
+    def joined(self, sid: str, room: str) -> None:
+        """Remember the member (a new room starts at ``seq`` 0)."""
+        pipe = self.r.pipeline()
+        pipe.sadd(self.k("rooms"), room)
+        pipe.sadd(self.k(f"room:{room}"), sid)
+        pipe.hsetnx(self.k("seq"), room, 0)
+        pipe.execute()
 
-    def join(self, sid: str, room: str) -> None:
-        """Add a client (on any web process) to a room and send its snapshot; remember the member."""
-        with self._lock:
-            pipe = self.rlive.r.pipeline()
-            pipe.sadd(self.k("rooms"), room)
-            pipe.sadd(self.k(f"room:{room}"), sid)
-            pipe.hsetnx(self.k("seq"), room, 0)
-            pipe.execute()
-            super().join(sid, room)
+    def left(self, sid: str, room: str) -> None:
+        """Forget the member."""
+        self.r.srem(self.k(f"room:{room}"), sid)
 
-    def leave(self, sid: str, room: str) -> None:
-        """Drop a client from a room."""
-        with self._lock:
-            self.rlive.r.srem(self.k(f"room:{room}"), sid)
-            super().leave(sid, room)
-
-    def drop(self, sid: str) -> None:
-        """Forget a disconnected client."""
-        with self._lock:
-            rooms = [r for r, m in self.rooms.items() if sid in m]
-            pipe = self.rlive.r.pipeline()
+    def dropped(self, sid: str, rooms: Sequence[str]) -> None:
+        """Forget a disconnected client in every room it was in."""
+        if rooms:
+            pipe = self.r.pipeline()
             for room in rooms:
                 pipe.srem(self.k(f"room:{room}"), sid)
             pipe.execute()
-            super().drop(sid)
 
-    def take_over(self) -> None:
-        """Continue every room from Redis: reload the live state, send each room a snapshot at ``seq + 1``."""
-        r = self.rlive.r
-        with self._lock:
-            rooms = sorted(
-                m.decode() if isinstance(m, bytes) else str(m) for m in r.smembers(self.k("rooms"))
-            )
-            pipe = r.pipeline()
-            for room in rooms:
-                pipe.smembers(self.k(f"room:{room}"))
-            pipe.hgetall(self.k("seq"))
-            *members, seqs = pipe.execute()
-            seq = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in seqs.items()}
-            self.rooms = {}
-            for room, sids in zip(rooms, members, strict=True):
-                if sids:
-                    self.rooms[room] = {s.decode() if isinstance(s, bytes) else s for s in sids}
-            self.seq = {room: seq.get(room, 0) + 1 for room in self.rooms}
-            if self.seq:
-                r.hset(self.k("seq"), mapping=self.seq)  # type: ignore[arg-type]
-            now = self.clock()
-            self.rlive.producer = True
-            self.rlive.load(now)
-            view = self.rlive.snapshot(now)
-            sim = self.simulated()
-            for room in self.rooms:
-                snap = render(view, room_filter(room), self.seq[room], full=True, simulated=sim)
-                self.socketio.emit("snapshot", snap, namespace=self.namespace, to=room)
+    def sequenced(self, seq: dict[str, int]) -> None:
+        """Store every room's ``seq`` before the tick that reaches it is sent."""
+        if seq:
+            self.r.hset(self.k("seq"), mapping=seq)  # type: ignore[arg-type]
 
-    def persist_rooms(self) -> None:
-        """Write rooms, members and ``seq`` back (after Redis lost them)."""
-        with self._lock:
-            pipe = self.rlive.r.pipeline()
-            for room, sids in self.rooms.items():
-                pipe.sadd(self.k("rooms"), room)
-                pipe.sadd(self.k(f"room:{room}"), *sids)
-            if self.seq:
-                pipe.hset(self.k("seq"), mapping=self.seq)  # type: ignore[arg-type]
-            pipe.execute()
+    def restore(self) -> Rooms:
+        """The rooms with members, and their last ``seq``."""
+        names = sorted(_text(m) for m in self.r.smembers(self.k("rooms")))
+        pipe = self.r.pipeline()
+        for room in names:
+            pipe.smembers(self.k(f"room:{room}"))
+        pipe.hgetall(self.k("seq"))
+        *members, seqs = pipe.execute()
+        seq = {_text(k): int(v) for k, v in seqs.items()}
+        rooms = Rooms()
+        for room, sids in zip(names, members, strict=True):
+            if sids:
+                rooms.members[room] = {_text(s) for s in sids}
+                rooms.seq[room] = seq.get(room, 0)
+        return rooms
 
-    def tick(self) -> None:
-        """Drain the live state once; store every room's new ``seq``, then send the tick and alerts."""
-        now = self.clock()
-        with self._lock:
-            view = self.live.tick(now)
-            sim = self.simulated()
-            plan: list[tuple[str, int, list[int]]] = []
-            for room in list(self.rooms):
-                flt = room_filter(room)
-                n = self.seq.get(room, 0) + 1
-                alerts = [i for i, a in enumerate(view.alerts) if alert_matches(a, flt)]
-                plan.append((room, n, alerts))
-                self.seq[room] = n + len(alerts)
-            if self.seq:
-                self.rlive.r.hset(self.k("seq"), mapping=self.seq)  # type: ignore[arg-type]
-            for room, n, alerts in plan:
-                flt = room_filter(room)
-                body = render(view, flt, n, full=False, simulated=sim)
-                self.socketio.emit("tick", body, namespace=self.namespace, to=room)
-                for j, i in enumerate(alerts, start=1):
-                    self.socketio.emit(
-                        "alert", render_alert(view.alerts[i], room, n + j), namespace=self.namespace, to=room
-                    )
-            self.ticks += 1
-
-    def request(self, raw: bytes | str) -> None:
-        """Carry out one request of a web process (join, leave, resync, drop)."""
-        try:
-            req = orjson.loads(raw)
-            op, sid, room = req["op"], str(req["sid"]), req.get("room")
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            log.warning("ignoring a malformed room request %r", raw[:200])
-            return
-        if op == "join" and isinstance(room, str):
-            self.join(sid, room)
-        elif op == "leave" and isinstance(room, str):
-            self.leave(sid, room)
-        elif op == "resync" and isinstance(room, str):
-            self.resync(sid, room)
-        elif op == "drop":
-            self.drop(sid)
+    def save(self, rooms: Rooms) -> None:
+        """Write every room, its members and ``seq`` back (Redis lost them)."""
+        pipe = self.r.pipeline()
+        for room, sids in rooms.members.items():
+            pipe.sadd(self.k("rooms"), room)
+            pipe.sadd(self.k(f"room:{room}"), *sids)
+        if rooms.seq:
+            pipe.hset(self.k("seq"), mapping=rooms.seq)  # type: ignore[arg-type]
+        pipe.execute()
 
 
-class RelayBroadcaster(Broadcaster):
-    """A web process's side of ``/live``: forwards room requests to the producer, prunes slow clients.
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
-    Its thread does not tick; every ``interval`` it disconnects local clients whose send queue is past
-    the bound (they reconnect and get a snapshot).
-    """
 
-    def __init__(self, socketio: SocketIO, live: RedisLiveState, **kwargs: object) -> None:
-        super().__init__(socketio, live, **kwargs)  # type: ignore[arg-type]
-        self.rlive = live
+def carry_out(broadcaster: Broadcaster, raw: bytes | str) -> None:
+    """Carry out one room request of a web process (join, leave, resync, drop) at the producer."""
+    try:
+        req = orjson.loads(raw)
+        op, sid, room = req["op"], str(req["sid"]), req.get("room")
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        log.warning("ignoring a malformed room request %r", raw[:200])
+        return
+    if op == "join" and isinstance(room, str):
+        broadcaster.join(sid, room)
+    elif op == "leave" and isinstance(room, str):
+        broadcaster.leave(sid, room)
+    elif op == "resync" and isinstance(room, str):
+        broadcaster.resync(sid, room)
+    elif op == "drop":
+        broadcaster.drop(sid)
+
+
+class Relay(BackgroundLoop):
+    """A web process's side of ``/live`` (its :class:`feeds.sockets.Door`): room requests go to the
+    producer through ``P:ctl``; every ``interval`` this process's slow clients are cut (they reconnect
+    and get a snapshot). Snapshots and ticks come from the producer through the message queue."""
+
+    thread_name = "gw-relay"
+    join_timeout = 5.0
+
+    def __init__(
+        self, socketio: SocketIO, live: RedisLiveState, *, interval: float = 1.0, namespace: str = "/live",
+        max_queue: int = 64,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.socketio = socketio
+        self.live = live
+        self.interval = interval
+        self.namespace = namespace
+        self.rooms = Rooms()  # this process's clients only
+        self.slow = SlowClients(socketio, namespace, max_queue)
+        self._lock = threading.Lock()
 
     def _send(self, op: str, sid: str, room: str | None = None) -> None:
-        pipe = self.rlive.r.pipeline()
-        pipe.rpush(self.rlive.k("ctl"), orjson.dumps({"op": op, "sid": sid, "room": room}))
-        pipe.ltrim(self.rlive.k("ctl"), -CTL_CAP, -1)
+        pipe = self.live.r.pipeline()
+        pipe.rpush(self.live.k("ctl"), orjson.dumps({"op": op, "sid": sid, "room": room}))
+        pipe.ltrim(self.live.k("ctl"), -CTL_CAP, -1)
         try:
             pipe.execute()
         except redis.RedisError:
@@ -234,17 +206,17 @@ class RelayBroadcaster(Broadcaster):
     def join(self, sid: str, room: str) -> None:
         """Ask the producer to add the client to the room (it sends the snapshot)."""
         with self._lock:
-            self.rooms.setdefault(room, set()).add(sid)
+            self.rooms.add(sid, room)
         self._send("join", sid, room)
+
+    def join_when_connected(self, sid: str, room: str, timeout: float = 5.0) -> None:
+        """Join once the Socket.IO handshake of ``sid`` is complete (called from a connect handler)."""
+        join_when_connected(self, sid, room, self.namespace, timeout)
 
     def leave(self, sid: str, room: str) -> None:
         """Ask the producer to drop the client from the room."""
         with self._lock:
-            members = self.rooms.get(room)
-            if members is not None:
-                members.discard(sid)
-                if not members:
-                    del self.rooms[room]
+            self.rooms.remove(sid, room)
         self._send("leave", sid, room)
 
     def resync(self, sid: str, room: str) -> None:
@@ -254,25 +226,26 @@ class RelayBroadcaster(Broadcaster):
     def drop(self, sid: str) -> None:
         """Forget a disconnected client here and at the producer."""
         with self._lock:
-            for room in [r for r, m in self.rooms.items() if sid in m]:
-                self.rooms[room].discard(sid)
-                if not self.rooms[room]:
-                    del self.rooms[room]
+            self.rooms.drop(sid)
         self._send("drop", sid)
 
-    def tick(self) -> None:
-        """No ticks here: disconnect this process's slow clients."""
-        with self._lock:
-            for room in list(self.rooms):
-                self._prune(room)
+    def has(self, sid: str, room: str) -> bool:
+        """Whether a client of this process is in a room."""
+        return self.rooms.has(sid, room)
 
-    def _prune(self, room: str) -> None:
-        for sid in list(self.rooms.get(room, ())):
-            if self._queued(sid) > self.max_queue:
-                self.dropped += 1
-                log.warning("dropping slow /live client %s (queue over %d)", sid, self.max_queue)
-                self.drop(sid)
-                self._cut(sid)
+    @property
+    def dropped(self) -> int:
+        """Slow clients cut so far."""
+        return self.slow.dropped
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with self._lock:
+                    sids = sorted({s for room in self.rooms.names() for s in self.rooms.sids(room)})
+                self.slow.prune(sids, self.drop)
+            except Exception:
+                log.exception("relay: pruning failed")
 
 
 class Aggregator(BackgroundLoop):
@@ -298,9 +271,10 @@ class Aggregator(BackgroundLoop):
         self.interval = interval
         self.clock = clock or (lambda: datetime.now(UTC))
         self.lock = ProducerLock(live.r, live.k("lock"), ttl)
-        self.broadcaster = SharedBroadcaster(
-            socketio, live, interval=interval, simulated=simulated, clock=clock
-        )
+        self.broadcaster = Broadcaster(
+            socketio, live, interval=interval, simulated=simulated, clock=clock, store=RoomsInRedis(live),
+            serves=False,
+        )  # fmt: skip
         self.on_lead = on_lead
         self.leading = threading.Event()
         self.takeovers = 0
@@ -313,8 +287,11 @@ class Aggregator(BackgroundLoop):
             self.lock.release()
 
     def _lead(self) -> None:
-        if ensure_built(self.engine, self.live, self.clock()):  # Redis was empty: keep the rooms known here
-            self.broadcaster.persist_rooms()
+        now = self.clock()
+        if ensure_built(self.engine, self.live, now):  # Redis was empty: keep the rooms known here
+            self.broadcaster.save_rooms()
+        self.live.producer = True
+        self.live.load(now)  # the Redis state into this producer's mirror
         self.broadcaster.take_over()
         self.takeovers += 1
         self.leading.set()
@@ -355,7 +332,7 @@ class Aggregator(BackgroundLoop):
                         break
                     got = self.live.r.blpop([ctl], timeout=max(0.01, min(left, 1.0)))
                     if got is not None:
-                        self.broadcaster.request(got[1])
+                        carry_out(self.broadcaster, got[1])
             except redis.RedisError as exc:
                 log.warning("aggregator: Redis unavailable (%s); retrying", exc)
                 self.leading.clear()

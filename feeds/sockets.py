@@ -9,7 +9,8 @@ server sends ``task`` to a device (or to the gateways that speak for it).
 ``/live``: connect with a kiosk token (``auth.token`` or ``?token=``); the connection joins room
 ``wall`` and receives a ``snapshot`` at once. ``join``/``leave``/``resync`` take ``{"room": …}``.
 The server sends only ``snapshot``, ``tick`` and ``alert``, each with ``room`` and ``seq`` (per
-room). Exactly one :class:`Broadcaster` produces ticks in a deployment.
+room). Exactly one :class:`Broadcaster` produces ticks in a deployment; ``/live`` reaches it through
+its :class:`Door`: the broadcaster itself (embedded) or a web process's relay (scale-out).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from flask import request
 from flask_socketio import Namespace, SocketIO
@@ -223,8 +224,179 @@ class DeviceNamespace(Namespace):
         return True
 
 
+class Rooms:
+    """Which clients are in which room, and each room's last ``seq``: the one bookkeeping of ``/live``."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, set[str]] = {}
+        self.seq: dict[str, int] = {}
+
+    def add(self, sid: str, room: str) -> None:
+        """Put a client in a room (a new room starts at ``seq`` 0)."""
+        self.members.setdefault(room, set()).add(sid)
+        self.seq.setdefault(room, 0)
+
+    def remove(self, sid: str, room: str) -> None:
+        """Take a client out of a room; a room left empty is forgotten (its ``seq`` stays)."""
+        members = self.members.get(room)
+        if members is not None:
+            members.discard(sid)
+            if not members:
+                del self.members[room]
+
+    def drop(self, sid: str) -> list[str]:
+        """Take a client out of every room; the rooms it was in."""
+        rooms = [r for r, m in self.members.items() if sid in m]
+        for room in rooms:
+            self.remove(sid, room)
+        return rooms
+
+    def has(self, sid: str, room: str) -> bool:
+        """Whether a client is in a room."""
+        return sid in self.members.get(room, ())
+
+    def names(self) -> list[str]:
+        """The rooms with members."""
+        return list(self.members)
+
+    def sids(self, room: str) -> list[str]:
+        """The members of a room."""
+        return list(self.members.get(room, ()))
+
+
+class RoomStore(Protocol):
+    """Where the tick producer keeps rooms, members and ``seq`` for a successor.
+
+    Embedded (:class:`KeptHere`): nowhere else — a restart is a new producer, screens reconnect to a
+    snapshot. Scale-out (:class:`feeds.aggregator.RoomsInRedis`): in Redis, so a standby aggregator
+    continues every room's ``seq``.
+    """
+
+    def joined(self, sid: str, room: str) -> None:
+        """A client joined a room."""
+
+    def left(self, sid: str, room: str) -> None:
+        """A client left a room."""
+
+    def dropped(self, sid: str, rooms: Sequence[str]) -> None:
+        """A client disconnected from these rooms."""
+
+    def sequenced(self, seq: dict[str, int]) -> None:
+        """Every room's ``seq`` as it will be once the tick being planned is sent (before it is sent)."""
+
+    def restore(self) -> Rooms:
+        """The rooms and ``seq`` a successor continues from."""
+        ...
+
+    def save(self, rooms: Rooms) -> None:
+        """Write every room back (the store lost them)."""
+
+
+class KeptHere:
+    """The embedded room store: the producer's own memory is all there is."""
+
+    def joined(self, sid: str, room: str) -> None:
+        """Nothing to keep elsewhere."""
+
+    def left(self, sid: str, room: str) -> None:
+        """Nothing to keep elsewhere."""
+
+    def dropped(self, sid: str, rooms: Sequence[str]) -> None:
+        """Nothing to keep elsewhere."""
+
+    def sequenced(self, seq: dict[str, int]) -> None:
+        """Nothing to keep elsewhere."""
+
+    def restore(self) -> Rooms:
+        """A new producer starts with no rooms."""
+        return Rooms()
+
+    def save(self, rooms: Rooms) -> None:
+        """Nothing to keep elsewhere."""
+
+
+class Door(Protocol):
+    """What ``/live`` asks of the deployment's broadcasting for its clients.
+
+    Embedded, the door is the :class:`Broadcaster` itself (local: a join is carried out at once);
+    on a scale-out web process it is :class:`feeds.aggregator.Relay` (a join is sent to the producer,
+    whose snapshot and ticks come back through the message queue).
+    """
+
+    @property
+    def socketio(self) -> SocketIO:
+        """The process's Socket.IO server."""
+        ...
+
+    @property
+    def live(self) -> LiveReader:
+        """The live state (``/live`` checks a room's area against it)."""
+        ...
+
+    def join(self, sid: str, room: str) -> None:
+        """Add a client to a room; its snapshot follows."""
+
+    def join_when_connected(self, sid: str, room: str, timeout: float = 5.0) -> None:
+        """Join once the client's handshake is complete (called from a connect handler)."""
+
+    def leave(self, sid: str, room: str) -> None:
+        """Take a client out of a room."""
+
+    def resync(self, sid: str, room: str) -> None:
+        """Send a client a fresh snapshot of a room it is in."""
+
+    def drop(self, sid: str) -> None:
+        """Forget a disconnected client."""
+
+    def has(self, sid: str, room: str) -> bool:
+        """Whether a client of this process is in a room."""
+        ...
+
+
+class SlowClients:
+    """Closes this process's ``/live`` clients whose send queue is past ``max_queue``.
+
+    A cut client reconnects by itself and starts over from a snapshot (:func:`feeds.socketlib.cut`).
+    """
+
+    def __init__(self, socketio: SocketIO, namespace: str, max_queue: int) -> None:
+        self.socketio = socketio
+        self.namespace = namespace
+        self.max_queue = max_queue
+        self.dropped = 0
+
+    def prune(self, sids: Sequence[str], forget: Callable[[str], None]) -> None:
+        """Cut every client of ``sids`` that is past the bound, after ``forget``-ting it."""
+        for sid in sids:
+            if socketlib.queued(self.socketio.server, sid, self.namespace) > self.max_queue:
+                self.dropped += 1
+                log.warning("dropping slow /live client %s (queue over %d)", sid, self.max_queue)
+                forget(sid)
+                socketlib.cut(self.socketio.server, sid, self.namespace)
+
+
+def join_when_connected(door: Door, sid: str, room: str, namespace: str, timeout: float) -> None:
+    """Have ``door`` join ``sid`` to ``room`` once its Socket.IO handshake is complete."""
+
+    def later() -> None:
+        manager = door.socketio.server.manager
+        deadline = time.monotonic() + timeout
+        while not manager.is_connected(sid, namespace):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
+        door.join(sid, room)
+
+    door.socketio.start_background_task(later)
+
+
 class Broadcaster(BackgroundLoop):
-    """The one tick producer: rooms, per-room ``seq``, snapshots, ticks and alerts, slow clients."""
+    """The one tick producer of a deployment: rooms, per-room ``seq``, snapshots, ticks and alerts.
+
+    Embedded it also serves ``/live`` directly (it is the :class:`Door`) and cuts slow clients before
+    each tick. In scale-out the aggregator runs it with ``store`` in Redis and ``serves=False``: its
+    Socket.IO server only writes to the message queue, the web processes' relays hold the clients.
+    """
 
     thread_name = "gw-ticks"
     join_timeout = 5.0
@@ -239,20 +411,26 @@ class Broadcaster(BackgroundLoop):
         max_queue: int = 64,
         simulated: Callable[[], bool] = lambda: False,
         clock: Callable[[], datetime] | None = None,
+        store: RoomStore | None = None,
+        serves: bool = True,
     ) -> None:
         super().__init__()
         self.socketio = socketio
         self.live = live
         self.interval = interval
         self.namespace = namespace
-        self.max_queue = max_queue
         self.simulated = simulated
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.rooms: dict[str, set[str]] = {}
-        self.seq: dict[str, int] = {}
+        self.store: RoomStore = store or KeptHere()
+        self.slow = SlowClients(socketio, namespace, max_queue) if serves else None
+        self.rooms = Rooms()
         self._lock = threading.RLock()
         self.ticks = 0
-        self.dropped = 0
+
+    @property
+    def dropped(self) -> int:
+        """Slow clients cut so far."""
+        return self.slow.dropped if self.slow else 0
 
     def _run(self) -> None:
         next_at = time.monotonic()
@@ -277,11 +455,11 @@ class Broadcaster(BackgroundLoop):
         """
         flt = room_filter(room)
         with self._lock:
-            self.rooms.setdefault(room, set()).add(sid)
-            self.seq.setdefault(room, 0)
+            self.store.joined(sid, room)
+            self.rooms.add(sid, room)
             self.socketio.server.enter_room(sid, room, namespace=self.namespace)
             view = self.live.snapshot(self.clock())
-            snap = render(view, flt, self.seq[room], full=True, simulated=self.simulated())
+            snap = render(view, flt, self.rooms.seq[room], full=True, simulated=self.simulated())
             self.socketio.emit("snapshot", snap, namespace=self.namespace, to=sid)
 
     def resync(self, sid: str, room: str) -> None:
@@ -289,85 +467,77 @@ class Broadcaster(BackgroundLoop):
         flt = room_filter(room)
         with self._lock:
             view = self.live.snapshot(self.clock())
-            snap = render(view, flt, self.seq.get(room, 0), full=True, simulated=self.simulated())
+            snap = render(view, flt, self.rooms.seq.get(room, 0), full=True, simulated=self.simulated())
             self.socketio.emit("snapshot", snap, namespace=self.namespace, to=sid)
 
     def join_when_connected(self, sid: str, room: str, timeout: float = 5.0) -> None:
         """Join once the Socket.IO handshake of ``sid`` is complete (called from a connect handler)."""
-
-        def later() -> None:
-            manager = self.socketio.server.manager
-            deadline = time.monotonic() + timeout
-            while not manager.is_connected(sid, self.namespace):
-                if time.monotonic() > deadline:
-                    return
-                time.sleep(0.005)
-            self.join(sid, room)
-
-        self.socketio.start_background_task(later)
+        join_when_connected(self, sid, room, self.namespace, timeout)
 
     def leave(self, sid: str, room: str) -> None:
         """Drop a client from a room."""
         with self._lock:
-            members = self.rooms.get(room)
-            if members is not None:
-                members.discard(sid)
-                if not members:
-                    del self.rooms[room]
+            self.store.left(sid, room)
+            self.rooms.remove(sid, room)
             self.socketio.server.leave_room(sid, room, namespace=self.namespace)
 
     def drop(self, sid: str) -> None:
         """Forget a disconnected client."""
         with self._lock:
-            for room in [r for r, m in self.rooms.items() if sid in m]:
-                self.rooms[room].discard(sid)
-                if not self.rooms[room]:
-                    del self.rooms[room]
+            self.store.dropped(sid, self.rooms.drop(sid))
+
+    def has(self, sid: str, room: str) -> bool:
+        """Whether a client is in a room."""
+        return self.rooms.has(sid, room)
+
+    def take_over(self) -> None:
+        """Continue every room of the store at ``seq + 1`` and send each room a snapshot."""
+        with self._lock:
+            self.rooms = self.store.restore()
+            for room in self.rooms.names():
+                self.rooms.seq[room] = self.rooms.seq.get(room, 0) + 1
+            self.store.sequenced(self.rooms.seq)
+            view = self.live.snapshot(self.clock())
+            sim = self.simulated()
+            for room in self.rooms.names():
+                snap = render(view, room_filter(room), self.rooms.seq[room], full=True, simulated=sim)
+                self.socketio.emit("snapshot", snap, namespace=self.namespace, to=room)
+
+    def save_rooms(self) -> None:
+        """Write rooms, members and ``seq`` back to the store (after it lost them)."""
+        with self._lock:
+            self.store.save(self.rooms)
 
     # -- ticks ----------------------------------------------------------------------------------------
 
-    def _queued(self, sid: str) -> int:
-        return socketlib.queued(self.socketio.server, sid, self.namespace)
-
-    def _cut(self, sid: str) -> None:
-        """Close a slow client's connection and discard its backlog: it reconnects by itself and starts
-        over from a snapshot (:func:`feeds.socketlib.cut`)."""
-        socketlib.cut(self.socketio.server, sid, self.namespace)
-
-    def _prune(self, room: str) -> None:
-        """Close clients whose send queue is past the bound (they reconnect and get a snapshot)."""
-        for sid in list(self.rooms.get(room, ())):
-            if self._queued(sid) > self.max_queue:
-                self.dropped += 1
-                log.warning("dropping slow /live client %s (queue over %d)", sid, self.max_queue)
-                self.drop(sid)
-                self._cut(sid)
-
     def tick(self) -> None:
-        """Drain the live state once and send one tick (and any alerts) to every room in use."""
+        """Drain the live state once and send one tick (and any alerts) to every room in use.
+
+        Every room's new ``seq`` is stored before anything is sent, so a successor never repeats one.
+        """
         now = self.clock()
         with self._lock:
             view = self.live.tick(now)
             sim = self.simulated()
-            for room in list(self.rooms):
-                self._prune(room)
-                if room not in self.rooms:
-                    continue
+            if self.slow is not None:
+                for room in self.rooms.names():
+                    self.slow.prune(self.rooms.sids(room), self.drop)
+            plan: list[tuple[str, int, list[int]]] = []
+            for room in self.rooms.names():
                 flt = room_filter(room)
-                self.seq[room] = self.seq.get(room, 0) + 1
-                self.socketio.emit(
-                    "tick", render(view, flt, self.seq[room], full=False, simulated=sim),
-                    namespace=self.namespace, to=room,
-                )  # fmt: skip
-                for alert in view.alerts:
-                    if alert_matches(alert, flt):
-                        self.seq[room] += 1
-                        self.socketio.emit(
-                            "alert",
-                            render_alert(alert, room, self.seq[room]),
-                            namespace=self.namespace,
-                            to=room,
-                        )
+                n = self.rooms.seq.get(room, 0) + 1
+                alerts = [i for i, a in enumerate(view.alerts) if alert_matches(a, flt)]
+                plan.append((room, n, alerts))
+                self.rooms.seq[room] = n + len(alerts)
+            if plan:
+                self.store.sequenced(self.rooms.seq)
+            for room, n, alerts in plan:
+                body = render(view, room_filter(room), n, full=False, simulated=sim)
+                self.socketio.emit("tick", body, namespace=self.namespace, to=room)
+                for j, i in enumerate(alerts, start=1):
+                    self.socketio.emit(
+                        "alert", render_alert(view.alerts[i], room, n + j), namespace=self.namespace, to=room
+                    )
             self.ticks += 1
 
 
@@ -422,7 +592,7 @@ class LiveNamespace(Namespace):
     """``/live``: kiosk screens (and, with the desk, logged-in users) receive snapshots and ticks."""
 
     def __init__(
-        self, engine: Engine, broadcaster: Broadcaster, *, namespace: str = "/live",
+        self, engine: Engine, broadcaster: Door, *, namespace: str = "/live",
         session_ok: Callable[[], bool] = lambda: False,
     ) -> None:  # fmt: skip
         super().__init__(namespace)
@@ -488,7 +658,7 @@ class LiveNamespace(Namespace):
         if room is None:
             return {"ok": False, "reason": "unknown_room"}
         sid = request.sid  # type: ignore[attr-defined]
-        if sid not in self.broadcaster.rooms.get(room, set()):
+        if not self.broadcaster.has(sid, room):
             return {"ok": False, "reason": "not_in_room"}
         action, wait = self.resyncs.ask(sid, room)
         if action == "now":
@@ -501,5 +671,5 @@ class LiveNamespace(Namespace):
     def _resync_later(self, sid: str, room: str, wait: float) -> None:
         self.broadcaster.socketio.sleep(wait)
         self.resyncs.sent(sid, room)
-        if sid in self.broadcaster.rooms.get(room, set()):  # still there
+        if self.broadcaster.has(sid, room):  # still there
             self.broadcaster.resync(sid, room)

@@ -246,7 +246,7 @@ def _redis_live(engine: Engine, settings: Settings, ctx: Context) -> RedisLiveSt
 
 
 def _web(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
-    from feeds.aggregator import RelayBroadcaster, channel
+    from feeds.aggregator import Relay, channel
     from feeds.api import register_http_feeds
     from feeds.sockets import DeviceNamespace, LiveNamespace
     from feeds.stream import StreamPipeline
@@ -255,7 +255,7 @@ def _web(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     adcode, ctx, index = _city(engine, settings)
     live = _redis_live(engine, settings, ctx)
     socketio = socket_server(settings.redis_url, channel(settings.redis_prefix))
-    relay = RelayBroadcaster(socketio, live, interval=settings.interval)
+    relay = Relay(socketio, live, interval=settings.interval)
     pipeline = StreamPipeline(engine, index, ctx, live, stream=live.r, prefix=settings.redis_prefix)
     device = DeviceNamespace(engine, pipeline)
     socketio.on_namespace(device)
