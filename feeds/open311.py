@@ -236,7 +236,12 @@ def create_open311_blueprint(engine: Engine, pipeline: Callable[[], Ingest | Non
             form = body
         else:
             form = request.form.to_dict()
-        secret = secret_of_request(form_key="api_key") or form.get("api_key")
+        given = form.get("api_key")
+        if given is not None and not isinstance(given, str):  # a JSON body can carry any type
+            msg = f"api_key must be a string, not {type(given).__name__}"
+            p.reject("report", form, f"open311:{request.remote_addr}", Reason.MALFORMED, msg)
+            raise Refusal(400, {"reason": Reason.MALFORMED.value, "message": msg})
+        secret = secret_of_request(form_key="api_key") or given
         try:
             who = authenticate_api(engine, p, secret, "report")
         except Refusal as exc:

@@ -200,6 +200,20 @@ def test_post_errors_are_in_open311_format_and_dead_lettered(srv: LiveServer, ke
             "outside_district", "wrong_role", "malformed"} <= set(reasons)  # fmt: skip
 
 
+def test_a_json_api_key_that_is_not_a_string_is_refused_by_name(srv: LiveServer) -> None:
+    """Issue 20 item 6: a number, list or object as ``api_key`` answered a 500 HTML page."""
+    spot = srv.spot()
+    with srv.engine.connect() as c:
+        mark = int(c.scalar(select(func.coalesce(func.max(Reject.id), 0))) or 0)
+    for key in (12345, ["k"], {"k": 1}, True):
+        body = {"api_key": key, "service_code": service_code(EVENT), "lat": spot.lat, "long": spot.lon}
+        r = requests.post(o311(srv, "/requests.json"), timeout=30, json=body)
+        is_error(r, 400, "malformed")
+    with srv.engine.connect() as c:
+        reasons = [r for (r,) in c.execute(select(Reject.reason).where(Reject.id > mark))]
+    assert reasons.count("malformed") >= 1  # dead-lettered (repeats within a minute are counted, not kept)
+
+
 def test_get_requests_filters(srv: LiveServer, keys: dict[str, str]) -> None:
     spot = srv.spot()
     ids = []
