@@ -56,7 +56,7 @@ def envelope(kind: str, raw: Any) -> Verdict:
     try:
         size = len(orjson.dumps(raw, default=str))
     except (TypeError, orjson.JSONEncodeError):
-        return Reason.MALFORMED, "payload is not JSON"
+        return Reason.MALFORMED, unstorable(raw)
     if size > MAX_PAYLOAD_BYTES:
         return Reason.TOO_LARGE, f"{size} bytes > {MAX_PAYLOAD_BYTES}"
     if not isinstance(raw, dict):
@@ -147,12 +147,45 @@ def ref_of(raw: Any, default: str = "?") -> str:
     return default
 
 
+MAX_DEPTH = 254  # nesting orjson writes (and so the store keeps); deeper is refused by name
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1  # integers orjson writes
+
+
+def unstorable(raw: Any) -> str:
+    """Why a payload cannot be stored as JSON: too deep, an integer out of range, or another value."""
+    stack: list[tuple[Any, int]] = [(raw, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list | tuple):
+            if depth > MAX_DEPTH:
+                return f"payload nested deeper than {MAX_DEPTH} levels"
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((v, depth + 1) for v in items)
+        elif isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
+            return "payload holds an integer outside the 64-bit range"
+    return "payload is not JSON"
+
+
+def _storable(value: Any) -> Any:
+    try:
+        return orjson.loads(orjson.dumps(value, default=str))
+    except TypeError:  # orjson.JSONEncodeError too: too deep, an integer out of range
+        return repr(value)[:200]
+
+
 def raw_json(raw: Any) -> dict[str, Any]:
-    """A raw payload as a JSON object for the dead-letter table (never fails, bounded size)."""
+    """A raw payload as a JSON object for the dead-letter table (never fails, bounded size).
+
+    What orjson cannot write (nesting past :data:`MAX_DEPTH`, an integer past 64 bits) is kept as a
+    short ``repr``, field by field, so the rest of the payload (its id, its point) stays readable.
+    """
     try:
         text = orjson.dumps(raw, default=str)
     except TypeError:
-        text = orjson.dumps(repr(raw))
+        if isinstance(raw, dict):
+            text = orjson.dumps({str(k): _storable(v) for k, v in raw.items()})
+        else:
+            text = orjson.dumps(repr(raw)[:4000])
     if len(text) > 4000:
         return {"truncated": text[:4000].decode("utf-8", "replace"), "bytes": len(text)}
     if isinstance(raw, dict):

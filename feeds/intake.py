@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.engine import Engine
 
@@ -41,6 +42,7 @@ from feeds.checks import (
     scoped_key,
     simulated,
     speaker_for,
+    unstorable,
 )
 from feeds.live import Place
 from feeds.media import MediaStore, check_refs
@@ -222,7 +224,8 @@ class Intake:
         """The items of one event, each passed or with its named reason."""
         reason, msg = envelope(kind, raw)
         if reason is not None:
-            return [Item(ref_of(raw), kind, raw, reason, msg)]
+            split = self._without_unstorable_fixes(raw, speaker) if kind == "positions" else None
+            return split if split is not None else [Item(ref_of(raw), kind, raw, reason, msg)]
         now = self.clock()
         if kind in ("position", "positions"):
             items = self._fixes(kind, raw, speaker, now)
@@ -231,6 +234,25 @@ class Intake:
         for it in items:
             it.prepared = it.reason is None
         return items
+
+    def _without_unstorable_fixes(self, raw: Any, speaker: Speaker) -> list[Item] | None:
+        """A batch whose only flaw is fixes JSON cannot hold (nesting past 254 levels, an integer past
+        64 bits): those fixes are refused ``malformed`` by name and the others go on (None: the batch
+        itself is at fault)."""
+        fixes = raw.get("fixes") if isinstance(raw, dict) else None
+        if not isinstance(fixes, list):
+            return None
+        bad = {i for i, f in enumerate(fixes) if not _writes(f)}
+        if not bad or len(bad) == len(fixes):
+            return None
+        rest = {**raw, "fixes": [f for i, f in enumerate(fixes) if i not in bad]}
+        if envelope("positions", rest)[0] is not None:
+            return None
+        refused = [
+            Item(ref_of(fixes[i], f"#{i}"), "position", fixes[i], Reason.MALFORMED, unstorable(fixes[i]))
+            for i in sorted(bad)
+        ]
+        return refused + self.prepare("positions", rest, speaker)
 
     def _instant(self, at: datetime, now: datetime, old_ok: bool = False) -> tuple[Reason | None, str]:
         return instant(at, now, self.future_tolerance, self.retention, old_ok)
@@ -472,6 +494,15 @@ class Intake:
             data["origin"] = origin  # cases.origin: the wall says 模拟数据 for simulation
         item.cmd = Command(action, c.case_id, actor, c.opinion, data, scoped_key(c.actor, c.id))
         return item
+
+
+def _writes(value: Any) -> bool:
+    """Whether orjson can write a value."""
+    try:
+        orjson.dumps(value, default=str)
+    except TypeError:
+        return False
+    return True
 
 
 def _fix_or_error(raw: Any) -> FixIn | ValidationError:

@@ -598,6 +598,14 @@ def _first_then(
     return run
 
 
+def _nested(levels: int) -> list[Any]:
+    """A list nested ``levels`` deep."""
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
 def _f(spot: Spot, **kw: Any) -> dict[str, Any]:
     """A fix now, with fields replaced."""
     return {**fix(spot, now(), ref="bad"), **kw}
@@ -620,6 +628,10 @@ BAD: dict[str, Maker] = {
     "fixes not a list": _dev(lambda s, v, d: Bad("positions", {"id": "bad", "fixes": "all of them"},
                                                  "wrong_type", "bad")),
     "negative accuracy": _dev(lambda s, v, d: Bad("position", _f(s, accuracy=-1), "wrong_type", "bad")),
+    # issue 20 item 3: answered `unavailable` (a crash writing the dead letter) before
+    "nested past 254 levels": _dev(lambda s, v, d: Bad("position", _f(s, note=_nested(300)), "malformed",
+                                                       "bad")),
+    "integer past 64 bits": _dev(lambda s, v, d: Bad("position", _f(s, note=2**64), "malformed", "bad")),
     "oversized payload": _dev(lambda s, v, d: Bad("position", _f(s, note="x" * (MAX_PAYLOAD_BYTES + 10)),
                                                   "too_large", "bad")),
     "oversized batch": _dev(lambda s, v, d: Bad("positions", {"id": "bad", "fixes": [
@@ -689,7 +701,9 @@ def _check_payload(row: Any, bad: Bad) -> None:
         assert row.payload["case_id"] == raw["case_id"] and row.payload["action"] == "verify"
     elif isinstance(raw, dict):
         for k, v in raw.items():
-            if isinstance(v, float) and math.isnan(v):
+            if k == "note" and not isinstance(v, str):  # what JSON cannot hold is kept as a short repr
+                assert isinstance(row.payload[k], str) and row.payload[k].startswith(repr(v)[:20]), k
+            elif isinstance(v, float) and math.isnan(v):
                 assert row.payload[k] is None  # JSON has no NaN
             else:
                 assert row.payload[k] == v, k
@@ -721,6 +735,27 @@ def test_every_rejection_is_named_dead_lettered_and_keeps_the_connection(
     EXERCISED.setdefault(srv.url, set()).add(bad.reason)
     alive(dev, spot)
     assert peer.connected
+
+
+def test_a_batch_keeps_its_valid_fixes_when_one_cannot_be_stored(srv: LiveServer) -> None:
+    """Issue 20 item 3: one fix JSON cannot hold (an integer past 64 bits, nesting past 254 levels) is
+    refused ``malformed`` by name; the batch's other fixes are stored (before: all answered
+    ``unavailable``, for good)."""
+    spot = srv.spot()
+    dev = srv.peer("/device", spot.secret)
+    t = now() - timedelta(minutes=5)
+    batch = [fix(spot, t, ref="ok-1"), fix(spot, t + timedelta(seconds=5), ref="big", note=2**64),
+             fix(spot, t + timedelta(seconds=10), ref="deep", note=_nested(300)),
+             fix(spot, t + timedelta(seconds=15), ref="ok-2")]  # fmt: skip
+    mark, stored = reject_mark(srv.engine), len(positions_of(srv.engine, spot.person))
+    ack = dev.call("positions", {"id": "mixed", "fixes": batch})
+    assert sorted(ack["accepted"]) == ["ok-1", "ok-2"], ack
+    assert {(r["id"], r["reason"]) for r in ack["rejected"]} == {("big", "malformed"), ("deep", "malformed")}
+    assert "64-bit" in next(r["message"] for r in ack["rejected"] if r["id"] == "big")
+    assert "nested" in next(r["message"] for r in ack["rejected"] if r["id"] == "deep")
+    assert len(positions_of(srv.engine, spot.person)) == stored + 2
+    assert {r.reason for r in dead_letters(srv.engine, mark)} == {"malformed"}
+    alive(dev, spot)
 
 
 def test_a_broken_frame_leaves_the_connection_up(srv: LiveServer) -> None:
