@@ -52,6 +52,8 @@ class WebApp:
     pipeline: Any = None  # the ingest path the desk's commands go to (feeds.pipeline / feeds.stream)
 
 
+MAX_FRAME_BYTES = 4 * 1024 * 1024  # one Engine.IO message (docs/protocol.md, Limits: max_http_buffer_size)
+
 def socket_server(message_queue: str | None = None, channel: str = "flask-socketio") -> SocketIO:
     """The process's Socket.IO server, before any Flask app: namespaces are registered on it first.
 
@@ -59,7 +61,7 @@ def socket_server(message_queue: str | None = None, channel: str = "flask-socket
     (scale-out). Frames up to 4 MB are read so that oversized payloads get a named rejection
     (feeds.schemas) instead of a dropped connection.
     """
-    sio = SocketIO(async_mode="threading", cors_allowed_origins=[], max_http_buffer_size=4 * 1024 * 1024)
+    sio = SocketIO(async_mode="threading", cors_allowed_origins=[], max_http_buffer_size=MAX_FRAME_BYTES)
     if message_queue:  # given to SocketIO() without an app it would make a write-only emitter now
         sio.server_options.update(message_queue=message_queue, channel=channel)
     return sio

@@ -30,6 +30,7 @@ from feeds.ticks import (
     room_filter,
     supervisors_columns,
 )
+from gridwall.web import MAX_FRAME_BYTES
 from store.accounts import AUTH_REASONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -238,6 +239,7 @@ def test_limits_match_the_code(doc: str) -> None:
         "interval": [f"{_n(brd['interval'])} s"],
         "max_queue": [_n(brd["max_queue"])],
         "EVENT_LOG": [_n(EVENT_LOG)],
+        "max_http_buffer_size": [f"{_n(MAX_FRAME_BYTES)} bytes"],  # issue 20 item 10: the doc said 1,000,000
     }
     rows = table_rows(section(doc, "Limits"))
     for name, texts in expected.items():
