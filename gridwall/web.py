@@ -61,7 +61,10 @@ def socket_server(message_queue: str | None = None, channel: str = "flask-socket
     (scale-out). Frames up to 4 MB are read so that oversized payloads get a named rejection
     (feeds.schemas) instead of a dropped connection.
     """
-    sio = SocketIO(async_mode="threading", cors_allowed_origins=[], max_http_buffer_size=MAX_FRAME_BYTES)
+    # cors_allowed_origins=None: a request that names an Origin must come from the page's own host
+    # (Host, or X-Forwarded-Proto/-Host behind the proxy); handsets and gateways send none. An empty
+    # list would switch the check off: a foreign page could open /live with a kiosk or desk cookie.
+    sio = SocketIO(async_mode="threading", cors_allowed_origins=None, max_http_buffer_size=MAX_FRAME_BYTES)
     if message_queue:  # given to SocketIO() without an app it would make a write-only emitter now
         sio.server_options.update(message_queue=message_queue, channel=channel)
     return sio

@@ -758,6 +758,25 @@ def test_a_batch_keeps_its_valid_fixes_when_one_cannot_be_stored(srv: LiveServer
     alive(dev, spot)
 
 
+def test_live_refuses_a_foreign_origin(srv: LiveServer) -> None:
+    """Issue 20 item 7: a page of another site opening /live with the kiosk token was let in."""
+    import socketio
+
+    def connects(origin: str) -> bool:
+        client = socketio.Client(reconnection=False, websocket_extra_options={"origin": origin})
+        try:
+            client.connect(srv.url, namespaces=["/live"], auth={"token": srv.kiosk}, transports=["websocket"],
+                           wait_timeout=10)  # fmt: skip
+        except socketio.exceptions.ConnectionError:
+            return False
+        client.disconnect()
+        return True
+
+    assert connects(srv.url)  # the wall's own page
+    assert not connects("http://evil.example")
+    assert not connects(srv.url.replace("127.0.0.1", "localhost"))  # the same server by another name
+
+
 def test_a_broken_frame_leaves_the_connection_up(srv: LiveServer) -> None:
     """JSON the Socket.IO layer cannot decode never reaches the pipeline (no ack, no dead letter: the
     library drops it); the connection survives."""
