@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.datastructures import CallbackDict
 from werkzeug.wrappers import Response as BaseResponse
 
+from dashboard import ids
 from dashboard.i18n import pick_lang, t
 from dashboard.worklist import QUEUE_ROLES
 from store.accounts import check_password
@@ -426,15 +427,24 @@ def install_auth(
     return auth
 
 
+WALL_OUTPUT = f"{ids.PAGE}.children"  # the one callback a kiosk may call: the router's
+
+
 def wall_callback(req: Request) -> bool:
-    """Whether a ``/_dash-update-component`` body is the router rendering ``/wall`` (kiosk allowed)."""
+    """Whether a ``/_dash-update-component`` body is the router rendering ``/wall`` (kiosk allowed).
+
+    Dash picks the callback by the body's ``output``; so the output must be the router's, every input
+    the location's, and its pathname ``/wall`` — not merely some input that says ``/wall``.
+    """
     body = req.get_json(silent=True, cache=True)
-    if not isinstance(body, dict):
+    if not isinstance(body, dict) or body.get("output") != WALL_OUTPUT or body.get("state"):
         return False
     inputs = body.get("inputs")
-    if not isinstance(inputs, list):
+    if not isinstance(inputs, list) or not inputs:
         return False
-    paths = [i.get("value") for i in inputs if isinstance(i, dict) and i.get("property") == "pathname"]
+    if not all(isinstance(i, dict) and i.get("id") == ids.LOCATION for i in inputs):
+        return False
+    paths = [i.get("value") for i in inputs if i.get("property") == "pathname"]
     return len(paths) == 1 and isinstance(paths[0], str) and paths[0].rstrip("/") == "/wall"
 
 

@@ -189,6 +189,32 @@ def test_a_wall_token_renders_the_wall_but_no_desk_page(srv: DeskServer) -> None
     assert dash_page(bogus, srv.url, "/wall").status_code == 401
 
 
+def test_a_wall_token_calls_only_the_walls_callback(srv: DeskServer) -> None:
+    """Issue 20 item 1: the guard let a kiosk call any callback whose inputs held a ``/wall`` pathname,
+    e.g. the evaluation page's (every supervisor's scores). Now only the router rendering ``/wall``."""
+    wall = requests.Session()
+    wall.cookies.set(KIOSK_COOKIE, KIOSK_SECRET)
+    evaluation = {
+        "output": f"..{ids.EVAL_BODY}.children...{ids.EVAL_PERIOD}.value..",
+        "outputs": [{"id": ids.EVAL_BODY, "property": "children"},
+                    {"id": ids.EVAL_PERIOD, "property": "value"}],
+        "inputs": [{"id": ids.LOCATION, "property": "pathname", "value": "/wall"}],
+        "changedPropIds": [f"{ids.LOCATION}.pathname"],
+        "state": [],
+    }
+    r = wall.post(f"{srv.url}/_dash-update-component", json=evaluation, timeout=30)
+    assert r.status_code == 401, r.text[:300]
+    router_elsewhere = {  # the router's output, but its pathname read from another component
+        "output": f"{ids.PAGE}.children", "outputs": {"id": ids.PAGE, "property": "children"},
+        "inputs": [{"id": "gw-other", "property": "pathname", "value": "/wall"},
+                   {"id": ids.LOCATION, "property": "pathname", "value": "/evaluation"}],
+        "changedPropIds": [], "state": [],
+    }  # fmt: skip
+    r = wall.post(f"{srv.url}/_dash-update-component", json=router_elsewhere, timeout=30)
+    assert r.status_code == 401
+    assert dash_page(wall, srv.url, "/wall").status_code == 200
+
+
 # -- login ---------------------------------------------------------------------------------------------------
 
 
