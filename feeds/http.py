@@ -148,6 +148,25 @@ def refused(ack: dict[str, Any]) -> dict[str, Any]:
     return {"error": first.get("reason"), "message": first.get("message", ""), **ack}
 
 
+def read_body(limit: int) -> bytes | None:
+    """The request's body, read at most ``limit + 1`` bytes far (None: it is longer than ``limit``).
+
+    A body without Content-Length (chunked) is read while it streams and abandoned past the limit,
+    before any authentication work, so a client cannot make the server hold a body of any size.
+    """
+    if request.content_length is not None:
+        return request.get_data(cache=False) if request.content_length <= limit else None
+    stream, got = request.stream, 0
+    parts: list[bytes] = []
+    while got <= limit:
+        part = stream.read(min(65536, limit + 1 - got))
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+        got += len(part)
+    return None
+
+
 def parse_body(pipeline: Rejecter, kind: str, source: str, limit: int = MAX_BODY_BYTES) -> Any:
     """The request's JSON body (None when empty); too large or not JSON is refused by name (dead-lettered).
 
@@ -157,7 +176,11 @@ def parse_body(pipeline: Rejecter, kind: str, source: str, limit: int = MAX_BODY
     if size is not None and size > limit:
         ack = pipeline.reject(kind, {"bytes": size}, source, Reason.TOO_LARGE, f"{size} bytes > {limit}")
         raise Refusal(413, refused(ack))
-    data = request.get_data(cache=False)
+    data = read_body(limit)
+    if data is None:  # a chunked body (no Content-Length): reading stopped past the limit
+        msg = f"chunked body > {limit} bytes"
+        ack = pipeline.reject(kind, {"bytes": f"> {limit}"}, source, Reason.TOO_LARGE, msg)
+        raise Refusal(413, refused(ack))
     try:
         return orjson.loads(data) if data else None
     except orjson.JSONDecodeError as exc:

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 from flask import Blueprint, Response, request
 from sqlalchemy import and_, or_, select
@@ -38,12 +39,14 @@ from domain.lifecycle import CaseState, Stage, Status, state_from_json
 from feeds.http import (
     ALL_METHODS,
     HTTP_STATUS,
+    MAX_BODY_BYTES,
     OPEN311_PREFIX,
     Refusal,
     authenticate_api,
     json_response,
     other_methods,
     parse_body,
+    read_body,
     secret_of_request,
 )
 from feeds.ingest import Ingest
@@ -234,8 +237,18 @@ def create_open311_blueprint(engine: Engine, pipeline: Callable[[], Ingest | Non
             if not isinstance(body, dict):
                 raise Refusal(400, {"reason": Reason.MALFORMED.value, "message": "body must be an object"})
             form = body
+        elif request.mimetype == "application/x-www-form-urlencoded":
+            body = read_body(MAX_BODY_BYTES)  # streamed, abandoned past the limit, before the key is read
+            if body is None:
+                msg = f"body > {MAX_BODY_BYTES} bytes"
+                ack = p.reject("report", {"bytes": f"> {MAX_BODY_BYTES}"}, f"open311:{request.remote_addr}",
+                               Reason.TOO_LARGE, msg)  # fmt: skip
+                raise Refusal(413, {"reason": ack["rejected"][0]["reason"], "message": msg})
+            form = {}
+            for key, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+                form.setdefault(key, value)  # the first value of a repeated field, as request.form gives
         else:
-            form = request.form.to_dict()
+            form = request.form.to_dict()  # multipart: bounded by the app's MAX_CONTENT_LENGTH
         given = form.get("api_key")
         if given is not None and not isinstance(given, str):  # a JSON body can carry any type
             msg = f"api_key must be a string, not {type(given).__name__}"

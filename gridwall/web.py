@@ -28,6 +28,7 @@ from dashboard.heat import HeatCanvas
 from dashboard.heat import render as render_heat
 from dashboard.i18n import pick_lang, t
 from feeds.counters import DailyCounters
+from feeds.http import MAX_BODY_BYTES
 from feeds.live import LiveReader
 from feeds.sockets import KIOSK_COOKIE
 from layouts import router
@@ -88,6 +89,9 @@ def create_web_app(
     """
     server = Flask("gridwall")
     server.config["SECRET_KEY"] = secret_key
+    # every request body (forms too, chunked or not) is read at most this far; /api/v1/media raises it
+    # for its own uploads (feeds.media), the JSON feeds refuse past it by name (feeds.http.read_body)
+    server.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     if socketio is None:
         socketio = socket_server()
     socketio.init_app(server)

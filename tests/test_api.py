@@ -450,3 +450,27 @@ def test_cases_without_a_point_survive_a_restart(srv: LiveServer, keys: Keys) ->
             running.grid, running.street, None, None
         )  # fmt: skip
     assert fresh.grid_counts()[spot.grid].open == srv.core.live.grid_counts()[spot.grid].open
+
+
+def test_a_chunked_body_past_the_limit_is_refused_while_it_streams(srv: LiveServer, keys: Keys) -> None:
+    """Issue 20 item 2: a chunked body (no Content-Length) was read whole, past the 4 MiB cap, before
+    the key was checked: /api/v1 and the Open311 POST now stop reading at the cap and answer 413."""
+    from feeds.http import MAX_BODY_BYTES
+    from feeds.open311 import OPEN311_PREFIX
+
+    JSON = "application/json"
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"fixes": ["'
+        for _ in range(MAX_BODY_BYTES // 65536 + 2):  # just past the cap: the refusal must not need more
+            yield b"x" * 65536
+        yield b'"]}'
+
+    open311 = f"{srv.url}{OPEN311_PREFIX}/requests.json"
+    for target, headers in (
+        (url(srv, "/positions"), {"Authorization": f"Bearer {keys['supervisor']}", "Content-Type": JSON}),
+        (open311, {"Content-Type": JSON}),
+        (open311, {"Content-Type": "application/x-www-form-urlencoded"}),
+    ):
+        r = requests.post(target, data=chunks(), timeout=60, headers=headers)
+        assert r.status_code == 413, (target, headers, r.status_code, r.text[:300])
