@@ -194,7 +194,7 @@ def test_a_wall_token_calls_only_the_walls_callback(srv: DeskServer) -> None:
     e.g. the evaluation page's (every supervisor's scores). Now only the router rendering ``/wall``."""
     wall = requests.Session()
     wall.cookies.set(KIOSK_COOKIE, KIOSK_SECRET)
-    evaluation = {
+    evaluation: dict[str, Any] = {
         "output": f"..{ids.EVAL_BODY}.children...{ids.EVAL_PERIOD}.value..",
         "outputs": [{"id": ids.EVAL_BODY, "property": "children"},
                     {"id": ids.EVAL_PERIOD, "property": "value"}],
@@ -204,7 +204,7 @@ def test_a_wall_token_calls_only_the_walls_callback(srv: DeskServer) -> None:
     }
     r = wall.post(f"{srv.url}/_dash-update-component", json=evaluation, timeout=30)
     assert r.status_code == 401, r.text[:300]
-    router_elsewhere = {  # the router's output, but its pathname read from another component
+    router_elsewhere: dict[str, Any] = {  # the router's output, but its pathname read from another component
         "output": f"{ids.PAGE}.children", "outputs": {"id": ids.PAGE, "property": "children"},
         "inputs": [{"id": "gw-other", "property": "pathname", "value": "/wall"},
                    {"id": ids.LOCATION, "property": "pathname", "value": "/evaluation"}],
