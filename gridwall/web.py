@@ -53,6 +53,14 @@ class WebApp:
     pipeline: Any = None  # the ingest path the desk's commands go to (feeds.pipeline / feeds.stream)
 
 
+# on every answer (issue 20 item 10): no page of GridWall may be framed by another site (clickjacking a
+# desk action), content types are not sniffed, and the wall's ?token= URL never leaves as a Referer
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # one Engine.IO message (docs/protocol.md, Limits: max_http_buffer_size)
 
 def socket_server(message_queue: str | None = None, channel: str = "flask-socketio") -> SocketIO:
@@ -120,6 +128,12 @@ def create_web_app(
     def remember_kiosk(resp: Response) -> Response:
         if request.path.rstrip("/") == "/wall" and request.args.get("token") and resp.status_code == 200:
             resp.set_cookie(KIOSK_COOKIE, request.args["token"], httponly=True, samesite="Strict")
+        return resp
+
+    @server.after_request
+    def security_headers(resp: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            resp.headers.setdefault(name, value)
         return resp
 
     @server.get("/healthz")

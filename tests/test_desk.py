@@ -175,6 +175,19 @@ def test_no_session_redirects_pages_and_refuses_xhr_with_401(srv: DeskServer) ->
     assert r.status_code == 401
 
 
+def test_every_answer_forbids_framing_and_referrers(srv: DeskServer) -> None:
+    """Issue 20 item 10: desk pages had no X-Frame-Options / CSP; the wall's ?token= URL could leave as
+    a Referer."""
+    from gridwall.web import SECURITY_HEADERS
+
+    for path in ("/login", f"/wall?token={KIOSK_SECRET}", "/desk", "/healthz", "/api/v1/openapi.json"):
+        r = requests.get(srv.url + path, allow_redirects=False, timeout=10)
+        for name, value in SECURITY_HEADERS.items():
+            assert r.headers.get(name) == value, (path, name, r.headers.get(name))
+    assert SECURITY_HEADERS["Referrer-Policy"] == "no-referrer"
+    assert "frame-ancestors 'none'" in SECURITY_HEADERS["Content-Security-Policy"]
+
+
 def test_a_wall_token_renders_the_wall_but_no_desk_page(srv: DeskServer) -> None:
     wall = requests.Session()
     wall.cookies.set(KIOSK_COOKIE, KIOSK_SECRET)
