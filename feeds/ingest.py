@@ -37,6 +37,7 @@ class PipelineConfig:
     idle_s: float = 0.0015  # a group closes earlier once no input arrived for this long
     max_group: int = 5000  # inputs per transaction
     reject_cap: int = 100  # dead-letter rows per source per minute
+    flush_every_s: float = 10.0  # without input for this long, finished minutes' count rows are written
     recent_per_supervisor: int = 64  # recent fix instants kept to tell a retry from a clash
     rules: SupervisorRules = field(default_factory=SupervisorRules)
 

@@ -157,7 +157,7 @@ class Pipeline:
         )  # fmt: skip
         self.writer: GroupWriter[list[Any]] = GroupWriter(
             self._group, self._finish, window_s=cfg.window_s, idle_s=cfg.idle_s, max_group=cfg.max_group,
-            on_exit=self._close,
+            on_exit=self._close, on_idle=self._flush_dead_letters, idle_every_s=cfg.flush_every_s,
         )  # fmt: skip
         self.judge = FixJudge(cfg.rules.max_speed_kmh, cfg.recent_per_supervisor)
         self.positions = sql.PositionWriter(engine.dialect)
@@ -424,13 +424,18 @@ class Pipeline:
                 except Exception:
                     log.exception("sending an acknowledgement failed")
 
-    def _close(self) -> None:
-        """The writer stopped: dead-letter count rows and counters are saved."""
-        rows = self.dead.flush(self.clock(), force=True)
+    def _flush_dead_letters(self, force: bool = False) -> None:
+        """Write the count rows of minutes that are over (every one when ``force``): when inputs stop,
+        the last minute's overflow is not left waiting for a rejection that may never come."""
+        rows = self.dead.flush(self.clock(), force=force)
         if rows:
             try:
                 with self.engine.begin() as conn:
                     sql.insert_rejects(conn, rows)
             except SQLAlchemyError:
                 log.exception("dead-letter count rows lost")
+
+    def _close(self) -> None:
+        """The writer stopped: dead-letter count rows and counters are saved."""
+        self._flush_dead_letters(force=True)
         self.publisher.close()

@@ -38,6 +38,8 @@ class GroupWriter(Generic[T]):
         idle_s: float,
         max_group: int,
         on_exit: Callable[[], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
+        idle_every_s: float = 10.0,
     ) -> None:
         self.handle = handle
         self.finish = finish
@@ -45,6 +47,8 @@ class GroupWriter(Generic[T]):
         self.idle_s = idle_s
         self.max_group = max_group
         self.on_exit = on_exit  # on the writer thread once the queue is drained (dead-letter counts …)
+        self.on_idle = on_idle  # on the writer thread after ``idle_every_s`` without input (the same)
+        self.idle_every_s = idle_every_s
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()  # C: cheaper than queue.Queue
         self._thread: threading.Thread | None = None
         self._done: queue.SimpleQueue[tuple[list[Job], T | None] | None] = queue.SimpleQueue()
@@ -107,7 +111,15 @@ class GroupWriter(Generic[T]):
     def _run(self) -> None:
         stop = False
         while not stop:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=self.idle_every_s if self.on_idle is not None else None)
+            except queue.Empty:
+                assert self.on_idle is not None
+                try:
+                    self.on_idle()
+                except Exception:  # never let the writer die
+                    log.exception("writer idle work failed")
+                continue
             if first is None:
                 break
             jobs = [first]

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,7 @@ def start_live_server(
     config: PipelineConfig | None = None,
     media_dir: Path | None = None,
     media_limits: MediaLimits | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> LiveServer:
     """Provision, compose and serve the live core of a built district on a free port (with the media
     routes when ``media_dir`` is given)."""
@@ -135,7 +136,7 @@ def start_live_server(
     # patrol-only grid changes every tick (the default, 30 s, would outlast the tests' waits)
     seams = Seams(
         engine=engine, pipeline=config, patrol_every=timedelta(0), media=media_dir is not None,
-        media_dir=media_dir, media_limits=media_limits, secret_key="feeds-tests",
+        media_dir=media_dir, media_limits=media_limits, secret_key="feeds-tests", clock=clock,
     )  # fmt: skip
     settings = Settings(data_dir=media_dir or Path("."), db_url=str(engine.url), interval=interval)
     core = build(settings, "embedded", seams).start()

@@ -33,6 +33,7 @@ from sqlalchemy.exc import OperationalError
 from domain.catalogue import load_catalogue
 from domain.crs import wgs84_to_gcj02
 from domain.supervisor import distance_m
+from feeds.ingest import PipelineConfig
 from feeds.live import LiveReader, MemoryLiveState, grid_areas, rebuild, supervisor_areas
 from feeds.schemas import MAX_BATCH, MAX_PAYLOAD_BYTES, Reason
 from feeds.sockets import ResyncGate
@@ -775,6 +776,33 @@ def test_live_refuses_a_foreign_origin(srv: LiveServer) -> None:
     assert connects(srv.url)  # the wall's own page
     assert not connects("http://evil.example")
     assert not connects(srv.url.replace("127.0.0.1", "localhost"))  # the same server by another name
+
+
+def test_the_overflow_count_of_a_quiet_minute_is_written_without_more_traffic(city_engine: Engine) -> None:
+    """Issue 20 item 9: rejections past the cap were counted in a row written only when a later
+    rejection came (or at stop): after a replay the table undercounted. A quiet writer now writes the
+    count rows of minutes that are over."""
+    shift = [timedelta(0)]
+    server = start_live_server(city_engine, config=PipelineConfig(reject_cap=1, flush_every_s=0.05),
+                               clock=lambda: datetime.now(UTC) + shift[0])  # fmt: skip
+    try:
+        spot = server.spot()
+        dev = server.peer("/device", spot.secret)
+        mark = reject_mark(server.engine)
+        for i in range(4):
+            ack = dev.call("position", {**fix(spot, now() + shift[0], ref=f"far-{i}"), "lon": 200.0})
+            assert ack["rejected"][0]["reason"] == "bad_coordinates", ack
+        assert [(r.reason, r.count) for r in dead_letters(server.engine, mark)] == [("bad_coordinates", 1)]
+        shift[0] = timedelta(seconds=61)  # that minute is over; nothing more arrives
+        deadline = time.monotonic() + 30  # a condition, not a time: it ends as soon as the row is there
+        while time.monotonic() < deadline:
+            rows = [(r.reason, r.count) for r in dead_letters(server.engine, mark)]
+            if len(rows) > 1:
+                break
+            time.sleep(0.05)
+        assert rows == [("bad_coordinates", 1), ("bad_coordinates", 3)], rows
+    finally:
+        server.stop()
 
 
 def test_a_broken_frame_leaves_the_connection_up(srv: LiveServer) -> None:
