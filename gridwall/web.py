@@ -237,6 +237,28 @@ def create_web_app(
         return router.PageContext(lang, q, me, desk_data, ov, web.live, web.counters, now, rules)
 
     router.register_callbacks(app, page_context)
+
+    @server.before_request
+    def dash_request_shape() -> Response | None:
+        """A ``/_dash-update-component`` body must name a callback of this app with inputs Dash can read;
+        anything else is refused 400 ``malformed`` here instead of failing inside Dash (a 500)."""
+        if request.path != "/_dash-update-component" or request.method != "POST":
+            return None
+        body = request.get_json(silent=True, cache=True)
+        if not (
+            isinstance(body, dict)
+            and isinstance(body.get("output"), str)
+            and body["output"] in app.callback_map
+            and isinstance(body.get("inputs"), list)
+            and all(
+                isinstance(body.get(part, []), list)
+                and all(isinstance(i, dict) and "id" in i and "property" in i for i in body.get(part, []))
+                for part in ("inputs", "state")
+            )
+        ):
+            refusal = {"error": "malformed", "message": "not a callback request of this app"}
+            return Response(orjson.dumps(refusal), 400, mimetype="application/json")
+        return None
     web = WebApp(
         server=server, socketio=socketio, dash=app, cache=cache, live=live, simulated=simulated,
         desk=desk_data, auth=auth, counters=counters, pipeline=pipeline,

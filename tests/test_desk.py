@@ -175,6 +175,21 @@ def test_no_session_redirects_pages_and_refuses_xhr_with_401(srv: DeskServer) ->
     assert r.status_code == 401
 
 
+def test_a_malformed_dash_request_is_refused_by_name(srv: DeskServer) -> None:
+    """Issue 20 item 10: a malformed /_dash-update-component body from a logged-in user answered 500."""
+    client = login_http(srv.url, "boss", PASSWORD)
+    bodies: list[Any] = [
+        {}, [], "x", {"output": "nope.children", "inputs": []},
+        {"output": f"{ids.PAGE}.children", "inputs": "x"},
+        {"output": f"{ids.PAGE}.children", "inputs": [1, 2]},
+        {"output": f"{ids.PAGE}.children", "inputs": [{"value": "/desk"}]},
+    ]  # fmt: skip
+    for body in bodies:
+        r = client.post(f"{srv.url}/_dash-update-component", json=body, timeout=30)
+        assert r.status_code == 400 and r.json()["error"] == "malformed", (body, r.status_code, r.text[:200])
+    assert dash_page(client, srv.url, "/desk").status_code == 200  # a real one still works
+
+
 def test_every_answer_forbids_framing_and_referrers(srv: DeskServer) -> None:
     """Issue 20 item 10: desk pages had no X-Frame-Options / CSP; the wall's ?token= URL could leave as
     a Referer."""
