@@ -376,7 +376,7 @@ def run_settings(args: argparse.Namespace) -> Any:
 
     return settings_from(
         args.data_dir, args.db, redis_url=args.redis, redis_prefix=args.redis_prefix, edition=args.catalogue,
-        lock_ttl=args.lock_ttl,
+        lock_ttl=args.lock_ttl, trusted_proxies=args.trusted_proxies,
     )  # fmt: skip
 
 
@@ -466,6 +466,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--redis", help="Redis URL of the scale-out live state and message queue")
     run.add_argument("--redis-prefix", default="gw", help="key prefix in Redis (default gw)")
     run.add_argument("--lock-ttl", type=float, help="aggregator: producer lock TTL in seconds (default 5)")
+    run.add_argument(
+        "--trusted-proxies", type=int, default=0,
+        help="reverse proxies in front (1 behind the shipped nginx): client address, scheme and host are "
+        "read from their X-Forwarded-* headers (default 0: the connection's own)",
+    )  # fmt: skip
     run.set_defaults(func=cmd_run)
 
     init = sub.add_parser("init", parents=[common], help="build a district's streets, communities and grids")

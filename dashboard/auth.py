@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import threading
 import time
@@ -143,11 +144,21 @@ class ServerSessions(SessionInterface):
 
 @dataclass
 class LoginLimiter:
-    """Failed logins per user name and per address in a sliding window (in this process)."""
+    """Failed logins slow the one who fails, never the right password from another place.
+
+    Failures are counted per user name *and address* and per address (in this process, over
+    ``window_s``). Past ``per_user`` failures of one name from one address, that name from that
+    address waits ``first_wait_s``, doubling with each further failure up to ``max_wait_s``; past
+    ``per_ip`` failures from one address (any names), that address waits the same way. The same
+    name from another address is not held back (a five-guess lockout of ``admin`` was a weapon),
+    and behind a proxy the address is the client's (``X-Forwarded-For`` of the trusted proxies).
+    """
 
     per_user: int = 5
     per_ip: int = 20
-    window_s: float = 900.0
+    first_wait_s: float = 30.0
+    max_wait_s: float = 900.0
+    window_s: float = 3600.0
     clock: Callable[[], float] = time.monotonic
     _fails: dict[str, deque[float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -158,14 +169,23 @@ class LoginLimiter:
             q.popleft()
         return q
 
-    def refused(self, user: str, ip: str) -> str | None:
-        """``"user"`` or ``"address"`` when that key is over its limit, else None."""
+    def _left(self, q: deque[float], limit: int, now: float) -> float:
+        past = len(q) - limit + 1
+        if past <= 0:
+            return 0.0
+        wait = min(self.max_wait_s, self.first_wait_s * 2 ** (past - 1))
+        return max(0.0, q[-1] + wait - now)
+
+    def refused(self, user: str, ip: str) -> tuple[str, float] | None:
+        """(``"user"`` or ``"address"``, seconds left) while that key must wait, else None."""
         now = self.clock()
         with self._lock:
-            if len(self._recent(f"u:{user.lower()}", now)) >= self.per_user:
-                return "user"
-            if len(self._recent(f"ip:{ip}", now)) >= self.per_ip:
-                return "address"
+            left = self._left(self._recent(f"u:{user.lower()}@{ip}", now), self.per_user, now)
+            if left > 0:
+                return "user", left
+            left = self._left(self._recent(f"ip:{ip}", now), self.per_ip, now)
+            if left > 0:
+                return "address", left
         return None
 
     def failed(self, user: str, ip: str) -> None:
@@ -174,13 +194,13 @@ class LoginLimiter:
         with self._lock:
             if len(self._fails) > 50_000:
                 self._fails.clear()
-            self._recent(f"u:{user.lower()}", now).append(now)
+            self._recent(f"u:{user.lower()}@{ip}", now).append(now)
             self._recent(f"ip:{ip}", now).append(now)
 
-    def succeeded(self, user: str) -> None:
-        """Forget a user's failures after a good login."""
+    def succeeded(self, user: str, ip: str) -> None:
+        """Forget a name's failures from this address after a good login."""
         with self._lock:
-            self._fails.pop(f"u:{user.lower()}", None)
+            self._fails.pop(f"u:{user.lower()}@{ip}", None)
 
 
 def safe_next(value: str | None) -> str:
@@ -349,10 +369,11 @@ def install_auth(
         if len(nonce) < 20 or not hmac.compare_digest(given, auth.form_token(nonce)):
             return login_form(lang, nxt, user, t("login.csrf", lang), 400)
         ip = str(request.remote_addr or "?")
-        which = auth.limiter.refused(user, ip)
-        if which is not None:
+        held = auth.limiter.refused(user, ip)
+        if held is not None:
+            which, left = held
             limited = login_form(lang, nxt, user, t(f"login.rate_limited.{which}", lang), 429)
-            limited.headers["Retry-After"] = str(int(auth.limiter.window_s))
+            limited.headers["Retry-After"] = str(math.ceil(left))
             return limited
         with session_factory(engine)() as s:
             person = check_password(s, user, password)
@@ -362,7 +383,7 @@ def install_auth(
             return login_form(lang, nxt, user, t("login.failed", lang), 401)
         if role not in DESK_ROLES:
             return login_form(lang, nxt, user, t("login.role", lang), 403)
-        auth.limiter.succeeded(user)
+        auth.limiter.succeeded(user, ip)
         old = request.cookies.get(SESSION_COOKIE)
         if old:
             auth.end(hash_id(old))

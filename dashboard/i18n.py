@@ -172,12 +172,12 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "login.role": {"zh": "该账号无权使用领导桌面", "en": "This account may not use the desk"},
     "login.csrf": {"zh": "表单已过期，请重新提交", "en": "The form expired; please submit it again"},
     "login.rate_limited.user": {
-        "zh": "该用户登录失败次数过多，请15分钟后再试",
-        "en": "Too many failed logins for this user; try again in 15 minutes",
+        "zh": "该用户在此处登录失败次数过多，请稍后再试（每次失败等待加倍）",
+        "en": "Too many failed logins for this user from here; wait a little (each failure doubles the wait)",
     },
     "login.rate_limited.address": {
-        "zh": "本地址登录失败次数过多，请15分钟后再试",
-        "en": "Too many failed logins from this address; try again in 15 minutes",
+        "zh": "本地址登录失败次数过多，请稍后再试（每次失败等待加倍）",
+        "en": "Too many failed logins from this address; wait a little (each failure doubles the wait)",
     },
     "login.required": {"zh": "请先登录", "en": "Please log in"},
     "desk.logout": {"zh": "退出", "en": "Log out"},

@@ -210,7 +210,7 @@ def _embedded(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     read = _read_engine(settings, engine, seams)
     web = create_web_app(
         read, secret_key=_secret_key(settings, seams), socketio=socketio, live=live, pipeline=pipeline,
-        counters=counters, simulated=simulating.is_set,
+        counters=counters, simulated=simulating.is_set, trusted_proxies=settings.trusted_proxies,
     )  # fmt: skip
     register_http_feeds(web.server, read, pipeline)  # /api/v1, Open311
     if media is not None:
@@ -262,8 +262,9 @@ def _web(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     socketio.on_namespace(LiveNamespace(engine, relay, session_ok=_session_ok(seams)))
     read = _read_engine(settings, engine, seams)
     web = create_web_app(
-        read, secret_key=_secret_key(settings, seams), socketio=socketio, live=live, pipeline=pipeline
-    )
+        read, secret_key=_secret_key(settings, seams), socketio=socketio, live=live, pipeline=pipeline,
+        trusted_proxies=settings.trusted_proxies,
+    )  # fmt: skip
     register_http_feeds(web.server, read, pipeline)
     return Runtime(
         settings, "web", engine, ctx, adcode, live=live, pipeline=pipeline, broadcaster=relay, device=device,

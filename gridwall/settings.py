@@ -27,18 +27,23 @@ class Settings:
     edition: str = "cjt214"  # the class catalogue: cjt214 or gbt30428
     interval: float = 1.0  # seconds between ticks
     lock_ttl: float | None = None  # aggregator: producer lock TTL (None: feeds.aggregator.LOCK_TTL)
+    trusted_proxies: int = 0  # proxies in front whose X-Forwarded-For/-Proto/-Host are believed
 
 
 def settings_from(
     data_dir: str | None, db: str | None, *, redis_url: str | None = None, redis_prefix: str = "gw",
-    edition: str = "cjt214", lock_ttl: float | None = None,
+    edition: str = "cjt214", lock_ttl: float | None = None, trusted_proxies: int = 0,
 ) -> Settings:  # fmt: skip
     """Settings from the command line, else the environment (GW_DATA_DIR, GW_DB_URL), else the defaults."""
     from store.db import sqlite_url
 
     folder = Path(data_dir or os.environ.get("GW_DATA_DIR") or "./var").expanduser().resolve()
     url = db or os.environ.get("GW_DB_URL") or sqlite_url(folder)
-    return Settings(folder, url, redis_url, redis_prefix, edition, lock_ttl=lock_ttl)
+    if not 0 <= trusted_proxies <= 5:
+        raise ValueError(f"--trusted-proxies {trusted_proxies}: give 0 (direct) to 5")
+    return Settings(
+        folder, url, redis_url, redis_prefix, edition, lock_ttl=lock_ttl, trusted_proxies=trusted_proxies
+    )
 
 
 def load_secrets(data_dir: Path) -> dict[str, str]:

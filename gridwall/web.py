@@ -17,6 +17,7 @@ from dash import Input, Output, dcc, html
 from flask import Flask, Response, abort, make_response, redirect, request
 from flask_socketio import SocketIO
 from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dashboard import desk_people, ids
 from dashboard.auth import Auth, current_person, install_auth, logged_in
@@ -88,6 +89,7 @@ def create_web_app(
     pipeline: Any = None,
     counters: DailyCounters | None = None,
     simulated: Callable[[], bool] = lambda: False,
+    trusted_proxies: int = 0,
 ) -> WebApp:
     """Compose Flask + Socket.IO + Dash on a read-only engine (kiosk tokens are checked in the store).
 
@@ -103,6 +105,10 @@ def create_web_app(
     if socketio is None:
         socketio = socket_server()
     socketio.init_app(server)
+    if trusted_proxies:  # the client's address, scheme and host as the proxies in front saw them
+        server.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            server.wsgi_app, x_for=trusted_proxies, x_proto=trusted_proxies, x_host=trusted_proxies
+        )
     cache = OverviewCache(engine)
 
     def kiosk_ok() -> bool:
@@ -127,7 +133,8 @@ def create_web_app(
     @server.after_request
     def remember_kiosk(resp: Response) -> Response:
         if request.path.rstrip("/") == "/wall" and request.args.get("token") and resp.status_code == 200:
-            resp.set_cookie(KIOSK_COOKIE, request.args["token"], httponly=True, samesite="Strict")
+            resp.set_cookie(KIOSK_COOKIE, request.args["token"], httponly=True, samesite="Strict",
+                            secure=request.is_secure)  # fmt: skip
         return resp
 
     @server.after_request

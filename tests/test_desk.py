@@ -282,22 +282,66 @@ def test_login_is_rate_limited_per_user(srv: DeskServer) -> None:
     add_desk_user(srv.engine, "limited", PASSWORD, "leader")
     for _ in range(LoginLimiter().per_user):
         assert _post_login(srv.url, "limited", "bad-guess").status_code == 401
-    r = _post_login(srv.url, "limited", PASSWORD)  # even the right password, until the window passes
+    r = _post_login(srv.url, "limited", PASSWORD)  # even the right password, from here, for a while
     assert r.status_code == 429 and "Too many failed logins for this user" in _error(r)
-    assert r.headers["Retry-After"] == "900"
+    assert 0 < int(r.headers["Retry-After"]) <= LoginLimiter().first_wait_s
 
 
-def test_limiter_window_and_safe_next() -> None:
+def test_behind_a_trusted_proxy_the_limiter_tells_clients_apart(srv: DeskServer) -> None:
+    """Issue 20 item 4: behind the shipped nginx every user shared the proxy's address, so twenty
+    failures from anyone held everyone. With ``--trusted-proxies 1`` the address is the client's from
+    X-Forwarded-For; without it, a client cannot pick its address with that header."""
+    from gridwall.web import create_web_app
+    from tests.desk_login import CSRF_RE
+
+    add_desk_user(srv.engine, "proxied", PASSWORD, "leader")
+
+    def attempt(web: Any, client_ip: str, password: str) -> int:
+        client = web.server.test_client()
+        headers = {"X-Forwarded-For": client_ip, "X-Forwarded-Proto": "https"}
+        page = client.get("/login", headers=headers)
+        token = CSRF_RE.search(page.get_data(as_text=True)).group(1)  # type: ignore[union-attr]
+        form = {"user": "proxied", "password": password, "csrf": token, "next": "/desk"}
+        r = client.post("/login", headers=headers, data=form)
+        if r.status_code == 303:  # behind TLS the session cookie is Secure
+            cookies = [c for c in r.headers.getlist("Set-Cookie") if c.startswith(f"{SESSION_COOKIE}=")]
+            assert len(cookies) == 1 and "Secure" in cookies[0], cookies
+        return r.status_code
+
+    proxied = create_web_app(srv.engine, secret_key="proxy-tests", trusted_proxies=1)
+    for _ in range(LoginLimiter().per_user):
+        assert attempt(proxied, "10.0.0.1", "bad-guess") == 401
+    assert attempt(proxied, "10.0.0.1", PASSWORD) == 429  # the guesser waits
+    assert attempt(proxied, "10.0.0.2", PASSWORD) == 303  # the right password from elsewhere gets in
+    direct = create_web_app(srv.engine, secret_key="direct-tests")  # no proxy: the header is not believed
+    for _ in range(LoginLimiter().per_user):
+        assert attempt(direct, "10.0.0.3", "bad-guess") == 401
+    assert attempt(direct, "10.0.0.4", PASSWORD) == 429  # same connection address: held
+
+
+def test_limiter_slows_the_guesser_not_the_right_password_elsewhere_and_safe_next() -> None:
+    """Issue 20 item 4: five wrong passwords locked a name (admin included) for 15 minutes everywhere;
+    twenty from one address locked every user there. Now waits double per failure, per name and
+    address; the same name from another address is not held back."""
     now = [0.0]
-    lim = LoginLimiter(per_user=2, per_ip=3, window_s=60, clock=lambda: now[0])
+    lim = LoginLimiter(per_user=2, per_ip=3, first_wait_s=10, max_wait_s=40, window_s=600,
+                       clock=lambda: now[0])  # fmt: skip
     lim.failed("a", "ip1")
     assert lim.refused("a", "ip1") is None
     lim.failed("A", "ip1")  # names are case-insensitive
-    assert lim.refused("a", "ip1") == "user"
+    assert lim.refused("a", "ip1") == ("user", 10)
+    assert lim.refused("a", "ip2") is None  # the right password from another place still works
     lim.failed("b", "ip1")
-    assert lim.refused("c", "ip1") == "address"
-    now[0] = 61.0
-    assert lim.refused("a", "ip1") is None
+    assert lim.refused("c", "ip1") == ("address", 10)
+    now[0] = 10.0
+    assert lim.refused("a", "ip1") is None and lim.refused("c", "ip1") is None  # the wait is over
+    lim.failed("a", "ip1")  # one more failure: the wait doubles, then stops at max_wait_s
+    assert lim.refused("a", "ip1") == ("user", 20)
+    for _ in range(5):
+        lim.failed("a", "ip1")
+    assert lim.refused("a", "ip1") == ("user", 40)
+    lim.succeeded("a", "ip1")  # the name's failures from here are forgotten; the address's are not
+    assert lim.refused("a", "ip1") == ("address", 40)
     assert safe_next("/grid/1?lang=en") == "/grid/1?lang=en"
     for bad in ("//evil.example/x", "https://evil.example/", "/\\evil", "desk", None, "/a\nb"):
         assert safe_next(bad) == "/desk"
