@@ -778,7 +778,9 @@ def test_live_refuses_a_foreign_origin(srv: LiveServer) -> None:
     assert not connects(srv.url.replace("127.0.0.1", "localhost"))  # the same server by another name
 
 
-def test_the_overflow_count_of_a_quiet_minute_is_written_without_more_traffic(city_engine: Engine) -> None:
+def test_the_overflow_count_of_a_quiet_minute_is_written_without_more_traffic(
+    city_engine: Engine, srv: LiveServer
+) -> None:
     """Issue 20 item 9: rejections past the cap were counted in a row written only when a later
     rejection came (or at stop): after a replay the table undercounted. A quiet writer now writes the
     count rows of minutes that are over."""
@@ -786,7 +788,7 @@ def test_the_overflow_count_of_a_quiet_minute_is_written_without_more_traffic(ci
     server = start_live_server(city_engine, config=PipelineConfig(reject_cap=1, flush_every_s=0.05),
                                clock=lambda: datetime.now(UTC) + shift[0])  # fmt: skip
     try:
-        spot = server.spot()
+        spot = srv.spot()  # provisioned with the module's server (a second provisioning makes no devices)
         dev = server.peer("/device", spot.secret)
         mark = reject_mark(server.engine)
         for i in range(4):
