@@ -785,14 +785,15 @@ def test_the_overflow_count_of_a_quiet_minute_is_written_without_more_traffic(
     rejection came (or at stop): after a replay the table undercounted. A quiet writer now writes the
     count rows of minutes that are over."""
     shift = [timedelta(0)]
+    start = datetime.now(UTC).replace(second=5, microsecond=0)  # frozen: one minute at any hour
     server = start_live_server(city_engine, config=PipelineConfig(reject_cap=1, flush_every_s=0.05),
-                               clock=lambda: datetime.now(UTC) + shift[0])  # fmt: skip
+                               clock=lambda: start + shift[0])  # fmt: skip
     try:
         spot = srv.spot()  # provisioned with the module's server (a second provisioning makes no devices)
         dev = server.peer("/device", spot.secret)
         mark = reject_mark(server.engine)
         for i in range(4):
-            ack = dev.call("position", {**fix(spot, now() + shift[0], ref=f"far-{i}"), "lon": 200.0})
+            ack = dev.call("position", {**fix(spot, start, ref=f"far-{i}"), "lon": 200.0})
             assert ack["rejected"][0]["reason"] == "bad_coordinates", ack
         assert [(r.reason, r.count) for r in dead_letters(server.engine, mark)] == [("bad_coordinates", 1)]
         shift[0] = timedelta(seconds=61)  # that minute is over; nothing more arrives
