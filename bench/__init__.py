@@ -157,3 +157,53 @@ def machine_lines() -> list[str]:
         f"numpy {numpy.__version__}, SQLAlchemy {sqlalchemy.__version__}",
         f"data     {shared_data()}",
     ]
+
+
+@dataclass
+class HarnessRow:
+    """One row of the fault/fuzz/soak table (issue 20): what was tried and what came of it."""
+
+    case: str  # e.g. "fuzz /device positions", "kill -9 ingest consumer", "soak 30 min"
+    tried: int  # inputs sent (fuzz), acknowledged inputs (faults), fixes offered (soak)
+    refused: int = 0  # answered with a named rejection (malformed, too_large, …)
+    server_errors: int = 0  # 5xx answers, tracebacks in a log, `unavailable` outside an outage
+    lost: int = 0  # acknowledged or valid inputs missing afterwards; missing acks
+    recovered_s: float | None = None  # seconds until walls tick again after the fault
+    rss_start_mb: float | None = None
+    rss_end_mb: float | None = None
+    status: str = INFO
+    notes: str = ""
+
+
+def print_harness(title: str, rows: list[HarnessRow]) -> None:
+    """Print the harness table: tried / refused by name / 5xx / lost / recovered in s / RSS start–end."""
+    table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
+    right = ("tried", "refused by name", "5xx", "lost", "recovered in s", "RSS start–end MB")
+    for name in ("case", *right, "pass/fail", "notes"):
+        table.add_column(name, justify="right" if name in right else "left")
+    colour = {PASS: "green", FAIL: "bold red", SKIP: "yellow"}
+    for r in rows:
+        rss = (
+            f"{r.rss_start_mb:,.0f}–{r.rss_end_mb:,.0f}"
+            if r.rss_start_mb is not None and r.rss_end_mb is not None
+            else ""
+        )
+        status = f"[{colour[r.status]}]{r.status}[/]" if r.status in colour else r.status
+        table.add_row(
+            r.case, f"{r.tried:,}", f"{r.refused:,}", f"{r.server_errors:,}", f"{r.lost:,}",
+            f"{r.recovered_s:.1f}" if r.recovered_s is not None else "", rss, status, r.notes,
+        )  # fmt: skip
+    console.print(table)
+
+
+def harness_results(benchmark: str, rows: list[HarnessRow]) -> list[Result]:
+    """The harness rows as ordinary result rows (``python -m bench`` counts their pass/fail)."""
+    out = []
+    for r in rows:
+        notes = f"refused {r.refused}, 5xx {r.server_errors}, lost {r.lost}"
+        if r.recovered_s is not None:
+            notes += f", recovered {r.recovered_s:.1f} s"
+        out.append(
+            Result(f"{benchmark}: {r.case}", r.tried, None, status=r.status, notes=f"{notes}; {r.notes}")
+        )
+    return out
