@@ -306,7 +306,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Serve GridWall (builds the built-in district on first start) under the production server."""
-    from store.accounts import provision_embedded, write_device_tokens
+    from store.accounts import (
+        ADMIN_PASSWORD_FILE,
+        pending_admin_password,
+        provision_embedded,
+        write_device_tokens,
+    )
     from store.build import BuildRequest, build_city, stored_district
     from store.db import create_engine
     from store.migrate import upgrade
@@ -324,7 +329,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             s = build_city(engine, BuildRequest(district=args.district), update)
         print(f"built {s.streets} streets, {s.communities} communities, {s.grids} unit grids", flush=True)
     secret = load_secrets(st.data_dir)
-    made = provision_embedded(engine, kiosk_secret=secret["kiosk_token"])
+    keep_admin = st.data_dir / ADMIN_PASSWORD_FILE
+    made = provision_embedded(engine, kiosk_secret=secret["kiosk_token"], keep_admin=keep_admin)
     if made.devices:
         path = write_device_tokens(st.data_dir / "device-tokens.csv", made.devices)
         print(f"created {len(made.devices)} supervisor devices; their tokens are in {path}", flush=True)
@@ -359,11 +365,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             if sim is not None:
                 sim.start(rt, f"http://{shown}:{bound}")
             rt.web.cache.current()  # warm the page data before announcing the URLs
+            once = create_engine(st.db_url)
+            admin = pending_admin_password(once, keep_admin)
+            once.dispose()
+            if admin is not None:  # every start until the admin has logged in (the file then goes)
+                print(f"admin: user {admin[0]}, password {admin[1]} (shown until the first login; change it)",
+                      flush=True)  # fmt: skip
             print(f"wall: http://{shown}:{bound}/wall?token={secret['kiosk_token']}", flush=True)
             print(f"desk: http://{shown}:{bound}/desk", flush=True)
-            if made.admin_password:
-                shown_once = f"admin: user admin, password {made.admin_password} (shown once; change it)"
-                print(shown_once, flush=True)
 
         return Served(rt.web.server, stop, ready)
 
@@ -451,7 +460,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     run.add_argument("--port", type=int, default=8050, help="port (default 8050)")
     run.add_argument(
-        "--threads", type=int, default=THREADS,
+        "--threads",
+        type=int,
+        default=THREADS,
         help=f"server threads: open websockets at once, made as needed (default {THREADS})",
     )
     run.add_argument("--district", help="adcode to build on first start (default 110101, built in)")

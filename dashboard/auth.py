@@ -29,7 +29,7 @@ import orjson
 from flask import Flask, Request, Response, redirect, request, session
 from flask.sessions import SessionInterface, SessionMixin
 from markupsafe import escape
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 from werkzeug.datastructures import CallbackDict
 from werkzeug.wrappers import Response as BaseResponse
@@ -289,6 +289,7 @@ class Auth:
                     remote=remote[:64],
                 )
             )
+            conn.execute(update(Person).where(Person.id == person_id).values(last_login_at=now))
         return value
 
     def end(self, sid: str) -> None:

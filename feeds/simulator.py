@@ -24,6 +24,7 @@ import contextlib
 import heapq
 import json
 import logging
+import os
 import random
 import threading
 from collections.abc import Callable, Iterator
@@ -35,7 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 import socketio
 from shapely.geometry import shape
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.engine import Engine
 
 from domain.errors import SimulationError
@@ -68,6 +69,15 @@ ANSWER_OPINIONS = {
 }
 HORIZON_DAYS = 3650
 __all__ = ["Simulation", "SimulationError", "SimulationStats"]
+
+
+def _write_plan(path: Path, start: datetime, seed: int, *, backfilled: bool) -> None:
+    """Write the simulation plan atomically (a stop mid-write leaves the previous one)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(
+        json.dumps({"start": start.isoformat(), "seed": seed, "backfilled": backfilled}), encoding="utf-8"
+    )
+    os.replace(tmp, path)
 
 
 class Simulated(Protocol):
@@ -177,10 +187,12 @@ class Simulation:
             if backfill_days >= 1:  # whole days: from local midnight
                 local = local.replace(hour=0, minute=0, second=0, microsecond=0)
             start = local.astimezone(UTC)
-            path.write_text(json.dumps({"start": start.isoformat(), "seed": seed}), encoding="utf-8")
+            _write_plan(path, start, seed, backfilled=False)
+            backfilled = False
         else:
             plan = json.loads(path.read_text(encoding="utf-8"))
             start, seed = datetime.fromisoformat(plan["start"]), int(plan["seed"])
+            backfilled = bool(plan.get("backfilled", True))  # plans from before the flag were complete
         with transaction(engine) as s:
             s.execute(
                 update(Token)
@@ -192,13 +204,25 @@ class Simulation:
             engine, build_context(engine, edition), start=start, seed=seed, gateway_secret=secret,
             reports_per_day=reports_per_day, clock=clock,
         )  # fmt: skip
-        if first:
+        if backfilled:
+            sim.skip_stored(now)
+            return sim
+        # the first start, or one that was stopped before its backfill was complete (the plan is the
+        # same, so the backfill is redone: the cases in one transaction, today's patrols afresh)
+        with session_factory(engine)() as s:
+            stored = s.scalar(select(func.count()).select_from(Case).where(Case.id.like("C%"))) or 0
+        if not first:
+            progress("simulation: the first start stopped during the backfill; completing it ...")
+        if stored:  # the cases' transaction had committed: go on after them
+            sim.skip_stored(now)
+        else:
             progress(f"simulation: backfilling {backfill_days:g} days of cases ...")
             n = sim.backfill_cases(now)
             progress(f"simulation: {n:,} case events backfilled; today's patrols ...")
-            sim.backfill_patrol(now)
-        else:
-            sim.skip_stored(now)
+        with engine.begin() as conn:  # hour by hour, so a stop may have left part of them
+            conn.execute(delete(Position).where(Position.source == "simulation"))
+        sim.backfill_patrol(now)
+        _write_plan(path, start, seed, backfilled=True)
         return sim
 
     def _key(self, cmd: Command) -> str:

@@ -85,6 +85,9 @@ class Principal:
         return False
 
 
+ADMIN_PASSWORD_FILE = "admin-password.txt"  # in the data folder, mode 0600, until the admin's first login
+
+
 @dataclass(frozen=True)
 class Provisioned:
     """What ``provision_embedded`` created now (secrets to hand over once)."""
@@ -324,7 +327,7 @@ def area_label(area_code: str) -> str:
     return area_code[6:] if len(area_code) > 9 and area_code[:6].isdigit() else area_code
 
 
-def _provision(session: Session, kiosk_secret: str) -> Provisioned:
+def _provision(session: Session, kiosk_secret: str, keep_admin: Path | None = None) -> Provisioned:
     """One provisioning pass in one transaction (see ``provision_embedded``)."""
     now = utcnow()
     areas = list(
@@ -420,21 +423,62 @@ def _provision(session: Session, kiosk_secret: str) -> Provisioned:
                 created_at=now,
             )
         )
+        if keep_admin is not None:  # before the commit: a stop after it must not lose the only way in
+            keep_admin_password(keep_admin, admin_id, password)
     return Provisioned(admin_password=password, supervisors_created=len(new_people), devices=devices)
 
 
-def provision_embedded(engine: Engine, *, kiosk_secret: str) -> Provisioned:
-    """Ensure a supervisor and device per active area, the kiosk token and an admin (idempotent)."""
+def provision_embedded(engine: Engine, *, kiosk_secret: str, keep_admin: Path | None = None) -> Provisioned:
+    """Ensure a supervisor and device per active area, the kiosk token and an admin (idempotent).
+
+    A new admin's password is also written to ``keep_admin`` (see :func:`pending_admin_password`).
+    """
     if not kiosk_secret:
         raise AccountError("the embedded kiosk token secret is empty")
     for attempt in (1, 2):
         try:
             with transaction(engine) as session:
-                return _provision(session, kiosk_secret)
+                return _provision(session, kiosk_secret, keep_admin)
         except IntegrityError:  # another process provisioned at the same moment: its rows are there now
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def keep_admin_password(path: Path, person_id: str, password: str) -> None:
+    """Write the first start's admin and password to ``path`` (mode 0600), replacing what was there."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f"{person_id}\n{password}\n")
+    os.replace(tmp, path)
+
+
+def pending_admin_password(engine: Engine, path: Path) -> tuple[str, str] | None:
+    """The kept admin and password while that admin has not logged in with it; else None (file removed).
+
+    The first start prints the password; a start stopped before it printed, or whose output was lost,
+    prints it again, until the admin has logged in or the password was changed.
+    """
+    path = Path(path)
+    try:
+        person_id, password = path.read_text(encoding="utf-8").splitlines()[:2]
+    except (OSError, ValueError):
+        return None
+    with Session(engine) as session:
+        person = session.get(Person, person_id)
+        pending = (
+            person is not None
+            and person.last_login_at is None
+            and bool(person.password_hash)
+            and check_password_hash(person.password_hash or "", password)
+        )
+    if not pending:
+        path.unlink(missing_ok=True)
+        return None
+    return person_id, password
 
 
 def write_device_tokens(path: Path, devices: Sequence[tuple[str, str]]) -> Path:

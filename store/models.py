@@ -242,6 +242,7 @@ class Person(Base):
     source: Mapped[str] = mapped_column(String(16), default="manual")  # manual | embedded | simulation
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(nullable=True)  # the desk's last login
 
 
 class Token(Base):

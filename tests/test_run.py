@@ -8,8 +8,13 @@ import sys
 from pathlib import Path
 
 import requests
+from sqlalchemy import func, select
 
-from tests.serve import ROOT, run_app
+from store.accounts import ADMIN_PASSWORD_FILE
+from store.db import create_engine
+from store.models import Case
+from tests.desk_login import login_http
+from tests.serve import ROOT, free_port, run_app
 
 
 def test_run_from_empty_folder_builds_and_serves(tmp_path: Path) -> None:
@@ -75,3 +80,51 @@ def test_help_and_one_line_errors(tmp_path: Path) -> None:
     assert bad.stderr.strip().splitlines() == [
         f"error: {broken}: malformed GeoJSON: Expecting value at line 1"
     ]
+
+
+def _killed_while_backfilling(cwd: Path, port: int) -> list[str]:
+    """Start ``app.py run`` on an empty folder and ``kill -9`` it once it says it is backfilling."""
+    cmd = [sys.executable, str(ROOT / "app.py"), "run", "--port", str(port)]
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            if "backfilling" in line:
+                break
+    finally:
+        proc.kill()  # SIGKILL: no clean-up runs
+        proc.wait(timeout=20)
+    assert any("backfilling" in line for line in lines), lines
+    return lines
+
+
+def test_a_first_start_killed_during_its_backfill_completes_it_and_still_shows_the_admin_password(
+    tmp_path: Path,
+) -> None:
+    first = _killed_while_backfilling(tmp_path, free_port())
+    assert not any(line.startswith("admin:") for line in first)  # killed before it could print it
+    engine = create_engine(f"sqlite:///{tmp_path / 'var' / 'gridwall.db'}")
+    try:
+        with run_app(tmp_path, timeout=180) as srv:
+            assert any("completing it" in line for line in srv.lines), srv.lines
+            shown = [line for line in srv.lines if line.startswith("admin: user admin, password ")]
+            assert len(shown) == 1, srv.lines
+            password = shown[0].split("password ", 1)[1].split(" ", 1)[0]
+            with engine.connect() as conn:  # the week of simulated cases and today's patrols are there
+                cases = conn.scalar(select(func.count()).select_from(Case).where(Case.origin == "simulation"))
+            assert (cases or 0) > 1000
+        # not logged in yet: shown again
+        with run_app(tmp_path, timeout=120) as srv:
+            assert any(line == shown[0] for line in srv.lines), srv.lines
+            assert not any("backfill" in line for line in srv.lines), srv.lines
+            login_http(srv.base, "admin", password)
+        # the admin has logged in: the password is no longer printed, nor kept
+        with run_app(tmp_path, timeout=120) as srv:
+            assert not any(line.startswith("admin:") for line in srv.lines), srv.lines
+        assert not (tmp_path / "var" / ADMIN_PASSWORD_FILE).exists()
+    finally:
+        engine.dispose()

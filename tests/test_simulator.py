@@ -183,3 +183,46 @@ def test_a_task_sent_from_the_desk_to_a_simulated_supervisor_is_acknowledged_and
         if sim is not None:
             sim.stop()
         server.stop()
+
+
+def test_a_backfill_stopped_after_its_cases_completes_the_patrols_without_doubling_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'gw.db'}")  # its own: the module's city has a simulation
+    build_city(engine, BuildRequest())
+    provision_embedded(engine, kiosk_secret="k" * 32)
+    now = _morning(datetime.now(UTC))
+
+    def stopped(self: Simulation, at: datetime) -> int:
+        with engine.begin() as conn:  # one hour of patrols had been written when the process stopped
+            conn.execute(Position.__table__.insert(), [  # type: ignore[attr-defined]
+                {"supervisor_id": "sup-x", "at": at, "received_at": at, "lon": 116.4, "lat": 39.9,
+                 "grid_code": None, "source": "simulation"}
+            ])  # fmt: skip
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(Simulation, "backfill_patrol", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            Simulation.prepare(
+                engine, tmp_path, seed=5, reports_per_day=300, clock=lambda: now, backfill_days=1
+            )
+    with engine.connect() as conn:
+        cases = conn.scalar(select(func.count()).select_from(Case))
+    assert cases and cases > 100  # the cases' transaction had committed
+    messages: list[str] = []
+    Simulation.prepare(engine, tmp_path, seed=5, reports_per_day=300, clock=lambda: now, backfill_days=1,
+                       progress=messages.append)  # fmt: skip
+    assert any("completing it" in m for m in messages)
+    assert not any("backfilling" in m for m in messages)  # the cases were not written twice
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Case)) == cases
+        assert not conn.scalar(
+            select(func.count()).select_from(Position).where(Position.supervisor_id == "sup-x")
+        )
+        assert (conn.scalar(select(func.count()).select_from(Position)) or 0) > 1000  # today's patrols
+    # and the plan now says the backfill is complete: the next start goes straight on
+    messages.clear()
+    Simulation.prepare(engine, tmp_path, seed=5, reports_per_day=300, clock=lambda: now, backfill_days=1,
+                       progress=messages.append)  # fmt: skip
+    assert messages == []
