@@ -265,10 +265,17 @@ def tick_latencies(sent: Sent, screens: list[Screen]) -> list[float]:
 
 
 async def _gateways(
-    port: int, city: City, sups: list[str], tagged: frozenset[str], seconds: float, rate: int | None = None
+    port: int,
+    city: City,
+    sups: list[str],
+    tagged: frozenset[str],
+    seconds: float,
+    rate: int | None = None,
+    sent: Sent | None = None,
 ) -> Sent:
+    """Send for ``seconds`` at ``rate`` over the gateway sockets; ``sent`` (if given) is filled as it goes."""
     rng = np.random.default_rng(20261127)
-    sent = Sent()
+    sent = Sent() if sent is None else sent
     clients = []
     for _ in range(GATEWAYS):
         c = socketio.AsyncClient(reconnection=False, request_timeout=120)

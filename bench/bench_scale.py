@@ -41,6 +41,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -180,8 +182,15 @@ def _prepare(url: str, data_dir: Path, w: Workload = FULL) -> City:
 
 
 async def _screens(
-    ports: list[int], kiosk: str, tagged: frozenset[str], ready: Any, stop: Any, clients: int = CLIENTS
+    ports: list[int],
+    kiosk: str,
+    tagged: frozenset[str],
+    ready: Any,
+    stop: Any,
+    clients: int = CLIENTS,
+    idle: Callable[[list[Screen]], None] | None = None,
 ) -> list[Screen]:
+    """``clients`` screens in waves of 10; ``idle`` (if given) gets them every 0.2 s until ``stop``."""
     import aiohttp
 
     screens = [Screen() for _ in range(clients)]
@@ -196,6 +205,8 @@ async def _screens(
             await asyncio.sleep(0.05)
         ready.set()
         while not stop.is_set():
+            if idle is not None:
+                idle(screens)
             await asyncio.sleep(0.2)
         for t in tasks:
             t.cancel()
@@ -204,9 +215,10 @@ async def _screens(
 
 
 def _screens_main(ports: list[int], kiosk: str, tagged: list[str], ready: Any, stop: Any, out: Any,
-                  clients: int = CLIENTS) -> None:  # fmt: skip
+                  clients: int = CLIENTS,
+                  idle: Callable[[list[Screen]], None] | None = None) -> None:  # fmt: skip
     """Entry point of the screens process."""
-    out.put(asyncio.run(_screens(ports, kiosk, frozenset(tagged), ready, stop, clients)))
+    out.put(asyncio.run(_screens(ports, kiosk, frozenset(tagged), ready, stop, clients, idle)))
 
 
 def _redis_cpu(r: redis.Redis) -> float:
@@ -351,8 +363,6 @@ def _consumers(
 
 def run(seconds: float = SECONDS, smoke: bool = False) -> list[Result]:
     """Build the city on PostgreSQL, run the deployment, print the tables (``smoke``: :data:`SMOKE`)."""
-    import sqlalchemy as sa
-
     w = SMOKE if smoke else FULL
     if seconds != SECONDS and not smoke:
         w = Workload(w.district, w.area_size, w.supervisors, w.rate, w.clients, w.tag_every, seconds,
@@ -361,23 +371,8 @@ def run(seconds: float = SECONDS, smoke: bool = False) -> list[Result]:
     def say(m: str) -> None:
         console.print(m, highlight=False)
 
-    tmp = Path(tempfile.mkdtemp(prefix="gw-bench-scale-"))
-    schema = f"gw_bench_scale_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_BASE)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    prefix = f"gwbench-{uuid.uuid4().hex[:8]}"
-    dep = Deployment(url, prefix, tmp)
     results: list[Result] = []
-    try:
-        say(f"scale: {load_line()}")
-        say(f"scale: building {w.city} (area_size={w.area_size}) in PostgreSQL schema {schema} …")
-        t = time.perf_counter()
-        city = _prepare(url, tmp, w)
-        say(f"scale: {len(city.points):,} supervisors ready in {time.perf_counter() - t:.0f} s")
-        for role in ("aggregator", "ingest", "web", "web"):
-            dep.start(role)
+    with deployed(w, "scale") as (dep, city):
         say(f"scale: fan-out: {w.supervisors:,} supervisors at {w.rate:,} fixes/s through the stream, "
             f"{w.clients} screens on 2 web processes, {w.seconds:.0f} s …")  # fmt: skip
         fo = _fanout(dep, city, w)
@@ -391,6 +386,40 @@ def run(seconds: float = SECONDS, smoke: bool = False) -> list[Result]:
         if not fo.latencies:  # a broken measurement, not a missed target
             raise RuntimeError("scale measured nothing usable: no tagged fix was recognised on any screen")
         return results
+
+
+@contextmanager
+def deployed(
+    w: Workload, name: str = "scale", setup: Callable[[str, Path, City], None] | None = None
+) -> Iterator[tuple[Deployment, City]]:
+    """The city of ``w`` in a fresh PostgreSQL schema and Redis prefix, with an aggregator, an ingest
+    consumer and web processes A and B running; everything stopped and dropped afterwards.
+
+    ``setup(db_url, data_dir, city)`` runs after the city is built, before the processes start."""
+    import sqlalchemy as sa
+
+    def say(m: str) -> None:
+        console.print(m, highlight=False)
+
+    tmp = Path(tempfile.mkdtemp(prefix=f"gw-bench-{name}-"))
+    schema = f"gw_bench_{name}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_BASE)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    prefix = f"gwbench-{uuid.uuid4().hex[:8]}"
+    dep = Deployment(url, prefix, tmp)
+    try:
+        say(f"{name}: {load_line()}")
+        say(f"{name}: building {w.city} (area_size={w.area_size}) in PostgreSQL schema {schema} …")
+        t = time.perf_counter()
+        city = _prepare(url, tmp, w)
+        say(f"{name}: {len(city.points):,} supervisors ready in {time.perf_counter() - t:.0f} s")
+        if setup is not None:
+            setup(url, tmp, city)
+        for role in ("aggregator", "ingest", "web", "web"):
+            dep.start(role)
+        yield dep, city
     finally:
         dep.stop()
         r = redis.Redis.from_url(REDIS_URL)
@@ -464,7 +493,12 @@ def _report(fo: Fanout, w: Workload, one: float, two: float, entries: int) -> li
         Result("scale: stream → 2 web processes", s.accepted, seconds, "fixes", target, status, summary),
         Result("scale: ingest, 1 consumer", w.consumer_fixes, one, "fixes", "", INFO, ""),
         Result(
-            "scale: ingest, 2 consumers", w.consumer_fixes, two, "fixes", "", INFO,
+            "scale: ingest, 2 consumers",
+            w.consumer_fixes,
+            two,
+            "fixes",
+            "",
+            INFO,
             f"ratio {rate2 / rate1:.2f}",
         ),
     ]
