@@ -87,7 +87,7 @@ class Item:
     answers: bool = False  # a task_result: only the supervisor who holds the task may answer it
     outcome: str = ""  # accepted | duplicate | rejected
     case_id: str | None = None
-    recorded: bool = False  # its dead-letter row is written (by us or by store.cases.execute)
+    recorded: bool = False  # its dead-letter row is written (capped: Pipeline._dead_letters)
     prepared: bool = False  # passed the stateless steps
 
     def reset(self) -> None:

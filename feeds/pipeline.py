@@ -356,7 +356,8 @@ class Pipeline:
                 it.message = f"the {kind} task of case {cmd.case_id} is now {holder[0]}'s"
                 return
         ctx = replace(self.ctx, now=self.clock())
-        result = execute(conn, cmd, it.at, ctx, source=source[:32])  # rejects.source is 32 characters
+        # the rejection's dead letter is this pipeline's, capped with every other (_dead_letters)
+        result = execute(conn, cmd, it.at, ctx, source=source[:32], record=False)
         it.case_id = result.case.id if result.case is not None else cmd.case_id
         if result.outcome == "applied":
             it.outcome = "accepted"
@@ -373,7 +374,6 @@ class Pipeline:
                 result.rejection.rule.value,
                 result.rejection.message,
             )
-            it.recorded = True  # execute wrote the dead letter
 
     def _task_for(self, conn: Connection, state: CaseState, cmd: Command, it: Item, pub: Published) -> None:
         """The task a transition gives a supervisor (核实/核查), to send after commit."""

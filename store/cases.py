@@ -469,10 +469,13 @@ def _write(
         conn.exec_driver_sql(statement, params)
 
 
-def execute(db: Db, cmd: Command, at: datetime, ctx: Context, source: str = "command") -> CommandResult:
+def execute(
+    db: Db, cmd: Command, at: datetime, ctx: Context, source: str = "command", *, record: bool = True
+) -> CommandResult:
     """Apply one command inside the caller's transaction: write it, or record its rejection.
 
-    ``db`` is a Core connection (fastest; the pipeline's choice) or an ORM session.
+    ``db`` is a Core connection (fastest; the pipeline's choice) or an ORM session. ``record=False``:
+    the caller writes the rejection's dead letter (the feed pipeline, capped per source and minute).
     """
     if isinstance(db, Session):
         if db.autoflush:  # as Session.execute would before the read
@@ -498,14 +501,16 @@ def execute(db: Db, cmd: Command, at: datetime, ctx: Context, source: str = "com
             case = before if seen_case == cmd.case_id else load_case(db, seen_case)
             return CommandResult("duplicate", case)
         rej = Rejection(Rule.KEY_CONFLICT, f"idempotency key {cmd.key!r} was used for a different command")
-        record_reject(db, source, rej.rule.value, rej.message, _command_json(cmd, at))
+        if record:
+            record_reject(db, source, rej.rule.value, rej.message, _command_json(cmd, at))
         return CommandResult("rejected", before, rejection=rej)
     rejection: Rejection | None = None
     if grid and before is None and grid_code is None:
         rejection = Rejection(Rule.UNKNOWN_GRID, f"unknown grid {grid!r}")
     out = rejection or apply(before, cmd, at, ctx)
     if isinstance(out, Rejection):
-        record_reject(db, source, out.rule.value, out.message, _command_json(cmd, at))
+        if record:
+            record_reject(db, source, out.rule.value, out.message, _command_json(cmd, at))
         return CommandResult("rejected", before, rejection=out)
     _write(conn, sql, before, version, out, cmd, at, fp)
     return CommandResult("applied", out.state, out.events)
