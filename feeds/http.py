@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import orjson
 from flask import Response, current_app, request
 from sqlalchemy.engine import Engine
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from domain.lifecycle import Action, Role
 from feeds.schemas import Reason
@@ -159,7 +159,10 @@ def read_body(limit: int) -> bytes | None:
     stream, got = request.stream, 0
     parts: list[bytes] = []
     while got <= limit:
-        part = stream.read(min(65536, limit + 1 - got))
+        try:
+            part = stream.read(min(65536, limit + 1 - got))
+        except RequestEntityTooLarge:  # the app's MAX_CONTENT_LENGTH cut the stream first: the same refusal
+            return None
         if not part:
             return b"".join(parts)
         parts.append(part)
