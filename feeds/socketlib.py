@@ -22,7 +22,9 @@ one fails there, not in production. Nothing else in the tree touches a private n
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
@@ -72,6 +74,63 @@ def intercept_acked_events(server: socketio.Server, namespace: str, take: Taker)
             handle(eio_sid, ns, ack_id, data)
 
     server._handle_event = handle_event
+
+
+RESERVED = ("connect", "disconnect")  # event names python-socketio gives its own handlers of these
+
+
+def refuse_reserved_events(server: socketio.Server, answer: Callable[[str, str, int, str], None]) -> None:
+    """A client's *event* named ``connect`` or ``disconnect`` (a fuzzer's, never a real client's) is not
+    given to the namespace's connect/disconnect handlers: acknowledged, it goes to ``answer(eio_sid,
+    namespace, ack_id, name)``; without an ack request it is dropped. python-socketio (5.x) would run the
+    handler as if the client had connected again (a refusal then raised in an event thread) or left
+    (its token forgotten while the connection stays). Wraps ``Server._handle_event``.
+    """
+    handle = server._handle_event
+
+    def handle_event(eio_sid: str, ns: str | None, ack_id: int | None, data: Any) -> None:
+        if isinstance(data, list) and data and data[0] in RESERVED:
+            if ack_id is not None:
+                answer(eio_sid, ns or "/", ack_id, data[0])
+            return
+        handle(eio_sid, ns, ack_id, data)
+
+    server._handle_event = handle_event
+
+
+class BoundedJson:
+    """The ``json`` of Socket.IO packets: the standard module, except that a packet nested too deep for
+    its decoder (a RecursionError, past ~1,000 levels) decodes as ``[<event name>, <a value nested 300
+    levels>]``, so the event is refused by name (``malformed``: JSON cannot hold it, feeds.checks) and
+    acknowledged, instead of a traceback in the log and no answer. Set on ``packet.Packet`` (global)."""
+
+    @staticmethod
+    def dumps(obj: Any, **kw: Any) -> str:
+        """As ``json.dumps``."""
+        return json.dumps(obj, **kw)
+
+    @staticmethod
+    def loads(s: Any, **kw: Any) -> Any:
+        """As ``json.loads``, but a RecursionError gives the stand-in above."""
+        try:
+            return json.loads(s, **kw)
+        except RecursionError:
+            pass
+        text = s.decode("utf-8", "replace") if isinstance(s, bytes | bytearray) else str(s)
+        m = _EVENT_NAME.match(text)
+        name = json.loads(m.group(1)) if m else "?"
+        deep: list[Any] = []
+        for _ in range(300):
+            deep = [deep]
+        return [name, deep]
+
+
+_EVENT_NAME = re.compile(r'\s*\[\s*("(?:[^"\\]|\\.){0,200}")')
+
+
+def bound_packet_json() -> None:
+    """Decode every Socket.IO packet with :class:`BoundedJson`."""
+    packet.Packet.json = BoundedJson
 
 
 def send_ack(server: socketio.Server, eio_sid: str, namespace: str, ack_id: int, args: list[Any]) -> None:

@@ -201,14 +201,29 @@ class DeviceNamespace(Namespace):
         (the hook into its internals: :func:`feeds.socketlib.intercept_acked_events`).
         """
         super()._set_server(server)
+        socketlib.bound_packet_json()
+        socketlib.refuse_reserved_events(server, self._reserved)
         socketlib.intercept_acked_events(server, self.namespace, self._event)
+
+    def _reserved(self, eio_sid: str, namespace: str, ack_id: int, name: str) -> None:
+        """The answer to an acknowledged client event named ``connect``/``disconnect``: on ``/device``
+        a ``malformed`` refusal (an unknown event), elsewhere the empty answer of an ignored event."""
+        server = self.server
+        if namespace != self.namespace:
+            socketlib.send_ack(server, eio_sid, namespace, ack_id, [])
+            return
+
+        def reply(ack: dict[str, Any]) -> None:
+            socketlib.send_ack(server, eio_sid, namespace, ack_id, [ack])
+
+        self._dispatch(server.manager.sid_from_eio_sid(eio_sid, namespace), name, None, reply)
 
     def _event(self, eio_sid: str, ack_id: int, data: Any) -> bool:
         """Take one acknowledged event off python-socketio's path (False: leave it to python-socketio)."""
         server = self.server
         if not isinstance(data, list) or not data or not isinstance(data[0], str):
             return False
-        if data[0] in ("connect", "disconnect") or server.handlers.get(self.namespace):
+        if server.handlers.get(self.namespace):
             return False
         sid = server.manager.sid_from_eio_sid(eio_sid, self.namespace)
         if sid is None or not server.manager.is_connected(sid, self.namespace):
