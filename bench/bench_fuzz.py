@@ -633,6 +633,7 @@ class Ctx:
     deps: list[dict[str, Any]] = field(default_factory=list)
     grid_codes: list[str] = field(default_factory=list)
     street_codes: list[str] = field(default_factory=list)
+    phase: str = "run"
 
     @property
     def url(self) -> str:
@@ -653,7 +654,7 @@ def run_senders(
         return t.tried + t.missing_acks < n and time.monotonic() < deadline
 
     def loop(k: int) -> None:
-        rng = random.Random(f"{SEED}:{t.schema}:{k}")
+        rng = random.Random(f"{SEED}:{t.schema}:{ctx.phase}:{k}")  # the warm-up's ids differ from the run's
         while more():
             try:
                 sender(k, rng, more)
@@ -881,6 +882,9 @@ def fuzz_device(ctx: Ctx, t: Tally) -> None:
             ack = c.call(event, payload, namespace="/device", timeout=60)
         except socketio.exceptions.TimeoutError:
             with t.lock:
+                if not c.connected:  # a frame over 4 MiB: the server closes the connection (documented)
+                    t.closed += 1
+                    return
                 t.missing_acks += 1
                 t.example(f"no ack for {event} {dumps(payload)[:200]}")
             return
@@ -1568,7 +1572,7 @@ def _fuzz(
     )
     desk_login(ctx)
     # warm-up: a slice of every schema (not counted), then the RSS every later figure is judged against
-    warm = Ctx(**{**ctx.__dict__, "n": max(20, n // 50), "budget_s": min(budget_s, 20.0)})
+    warm = Ctx(**{**ctx.__dict__, "n": max(20, n // 50), "budget_s": min(budget_s, 20.0), "phase": "warm-up"})
     for name in schemas:
         PHASES[name](warm, Tally(name))
     time.sleep(2)
