@@ -33,6 +33,7 @@ import redis
 from flask_socketio import SocketIO
 from sqlalchemy.engine import Engine
 
+from feeds import socketlib
 from feeds.loop import BackgroundLoop
 from feeds.redis_live import RedisLiveState, ensure_built
 from feeds.sockets import Broadcaster, Rooms, SlowClients, join_when_connected
@@ -186,6 +187,7 @@ class Relay(BackgroundLoop):
         max_queue: int = 64,
     ) -> None:  # fmt: skip
         super().__init__()
+        socketlib.steady_message_queue()  # ticks arrive through the queue: hear them again when Redis is back
         self.socketio = socketio
         self.live = live
         self.interval = interval

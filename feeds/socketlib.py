@@ -1,6 +1,6 @@
 """Every use of python-socketio / python-engineio internals, in one module, pinned to tested versions.
 
-GridWall needs four things the libraries do not offer as public API:
+GridWall needs five things the libraries do not offer as public API:
 
 - **acknowledged events off the per-event thread** (:func:`intercept_acked_events`): python-socketio
   runs each event in a new thread (``async_handlers``), which for ``/device`` would only wait for the
@@ -14,6 +14,10 @@ GridWall needs four things the libraries do not offer as public API:
   starts a thread per message; tests recording ``seq`` and the replay sender (one thread per
   acknowledgement was most of its CPU) run the handlers on the reader thread. Wraps
   ``engineio.Client._trigger_event``.
+- **a message queue that comes back with Redis** (:func:`steady_message_queue`): python-socketio's
+  ``RedisManager`` waits 1, 2, 4 … 60 s between attempts to subscribe again after Redis was lost, so a
+  web process heard the producer's ticks again up to one outage after Redis was back (20 s down: walls
+  dark 11 s after the restart). Replaces ``RedisManager._redis_listen_with_retries``.
 
 ``tests/test_socketlib.py`` asserts the installed versions are within :data:`SUPPORTED` (the pins in
 ``pyproject.toml``) and that every internal used here exists and behaves; a library upgrade that moves
@@ -25,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
@@ -192,3 +197,32 @@ def inline_messages(client: socketio.Client) -> None:
         return trigger(event, *args, **kwargs)
 
     eio._trigger_event = inline
+
+
+RESUBSCRIBE_S = 0.5  # seconds between attempts to subscribe to the message queue again
+
+
+def _listen_steadily(self: Any) -> Any:
+    """``RedisManager._redis_listen_with_retries`` trying again every :data:`RESUBSCRIBE_S` (no backoff)."""
+    failing = False
+    while True:
+        try:
+            self._redis_connect()
+            self.pubsub.subscribe(self.channel)
+            if failing:
+                log.warning("message queue %s: subscribed again", self.channel)
+                failing = False
+            yield from self.pubsub.listen()
+        except Exception as exc:
+            if not failing:
+                log.warning("message queue %s lost (%s); subscribing again every %.1f s", self.channel, exc,
+                            RESUBSCRIBE_S)  # fmt: skip
+                failing = True
+            time.sleep(RESUBSCRIBE_S)
+
+
+def steady_message_queue() -> None:
+    """Every python-socketio ``RedisManager`` of this process subscribes again within
+    :data:`RESUBSCRIBE_S` of Redis coming back (idempotent; one subscription attempt a half second while
+    Redis is down costs nothing)."""
+    socketio.RedisManager._redis_listen_with_retries = _listen_steadily
