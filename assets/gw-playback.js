@@ -157,7 +157,8 @@
         if (grows && j >= 0) { window.Plotly.extendTraces(graph, { lon: [[msg.sup.lon[k]]], lat: [[msg.sup.lat[k]]] }, [j]); }
       }
     }
-    socket.on("snapshot", onLive);
+    // the room's snapshot answers the join: from then on ticks come (tests wait for state.joined)
+    socket.on("snapshot", function (msg) { state.joined = msg && msg.room; onLive(msg); });
     socket.on("tick", onLive);
     // Dash replaces the page on client-side navigation: stop this page's socket when it is gone
     var gone = setInterval(function () {

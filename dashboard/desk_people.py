@@ -55,9 +55,10 @@ def install(
     engine: Engine,
     live: Callable[[], LiveReader | None],
     overview: Callable[[], Overview | None],
+    clock: Callable[[], datetime] | None = None,
 ) -> DeskPeople:
     """Register the export route and the 404 check of ``/supervisor/<id>``; keep what the pages read."""
-    shared = DeskPeople(engine, live, overview)
+    shared = DeskPeople(engine, live, overview, clock or (lambda: datetime.now(UTC)))
     server.extensions[EXTENSION] = shared
 
     @server.before_request

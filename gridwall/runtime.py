@@ -211,6 +211,7 @@ def _embedded(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     web = create_web_app(
         read, secret_key=_secret_key(settings, seams), socketio=socketio, live=live, pipeline=pipeline,
         counters=counters, simulated=simulating.is_set, trusted_proxies=settings.trusted_proxies,
+        clock=seams.clock,
     )  # fmt: skip
     register_http_feeds(web.server, read, pipeline)  # /api/v1, Open311
     if media is not None:
@@ -263,7 +264,7 @@ def _web(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     read = _read_engine(settings, engine, seams)
     web = create_web_app(
         read, secret_key=_secret_key(settings, seams), socketio=socketio, live=live, pipeline=pipeline,
-        trusted_proxies=settings.trusted_proxies,
+        trusted_proxies=settings.trusted_proxies, clock=seams.clock,
     )  # fmt: skip
     register_http_feeds(web.server, read, pipeline)
     return Runtime(

@@ -52,6 +52,7 @@ class WebApp:
     auth: Auth | None = None  # desk login and sessions (dashboard.auth)
     counters: DailyCounters | None = None  # desk scores; None in scale-out web processes
     pipeline: Any = None  # the ingest path the desk's commands go to (feeds.pipeline / feeds.stream)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # the city's clock (tests move it)
 
 
 # on every answer (issue 20 item 10): no page of GridWall may be framed by another site (clickjacking a
@@ -63,6 +64,7 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
 }
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # one Engine.IO message (docs/protocol.md, Limits: max_http_buffer_size)
+
 
 def socket_server(message_queue: str | None = None, channel: str = "flask-socketio") -> SocketIO:
     """The process's Socket.IO server, before any Flask app: namespaces are registered on it first.
@@ -90,13 +92,16 @@ def create_web_app(
     counters: DailyCounters | None = None,
     simulated: Callable[[], bool] = lambda: False,
     trusted_proxies: int = 0,
+    clock: Callable[[], datetime] | None = None,
 ) -> WebApp:
     """Compose Flask + Socket.IO + Dash on a read-only engine (kiosk tokens are checked in the store).
 
     ``socketio`` (from :func:`socket_server`, namespaces already registered) is bound to the new Flask
     app; ``live``, ``pipeline`` and ``counters`` are the running parts the pages read and the desk's
-    commands go to (None: a web app without a live core, e.g. a page test).
+    commands go to (None: a web app without a live core, e.g. a page test). ``clock``: the city's
+    clock every page reads for "now" and "today" (the runtime's; tests move it).
     """
+    now_of: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
     server = Flask("gridwall")
     server.config["SECRET_KEY"] = secret_key
     # every request body (forms too, chunked or not) is read at most this far; /api/v1/media raises it
@@ -228,7 +233,9 @@ def create_web_app(
         lang = pick_lang(q.get("lang", [""])[0])
         if path == "/wall":  # the kiosk's page (guard_wall checked the token)
             ov = cache.current()
-            return router.wall_page(q, lang, district=ov, live=web.live, simulated=web.simulated())
+            return router.wall_page(
+                q, lang, district=ov, live=web.live, simulated=web.simulated(), now=now_of()
+            )
         if not logged_in():  # a kiosk cookie opens the wall only
             return router.message(t("login.required", lang), "desk")
         # each page module declares its paths (ROUTES); layouts.router collects them
@@ -240,7 +247,7 @@ def create_web_app(
         if ov is None or me is None:
             return None
         rules = web.pipeline.ctx if web.pipeline is not None else None
-        now = datetime.now(UTC)
+        now = now_of()
         return router.PageContext(lang, q, me, desk_data, ov, web.live, web.counters, now, rules)
 
     router.register_callbacks(app, page_context)
@@ -266,10 +273,11 @@ def create_web_app(
             refusal = {"error": "malformed", "message": "not a callback request of this app"}
             return Response(orjson.dumps(refusal), 400, mimetype="application/json")
         return None
+
     web = WebApp(
         server=server, socketio=socketio, dash=app, cache=cache, live=live, simulated=simulated,
-        desk=desk_data, auth=auth, counters=counters, pipeline=pipeline,
+        desk=desk_data, auth=auth, counters=counters, pipeline=pipeline, clock=now_of,
     )  # fmt: skip
     install_commands(server, lambda: web.pipeline)  # POST /api/v1/commands (session + CSRF)
-    desk_people.install(server, engine, lambda: web.live, cache.current)  # issue 8 items 7–9
+    desk_people.install(server, engine, lambda: web.live, cache.current, now_of)  # issue 8 items 7–9
     return web

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
@@ -473,7 +472,6 @@ def register_callbacks(app: Dash, ctx_of: ContextOf) -> None:
         c = ctx.data.case(case_id)
         if c is None:
             return no_update
-        ctx.now = datetime.now(UTC)
         return case_body(ctx, c)
 
 

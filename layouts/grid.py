@@ -8,7 +8,7 @@ and the last visit, and the CJ/T 292 indicators for a chosen period (today, 7 da
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, timedelta
 from typing import Any
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
@@ -274,10 +274,7 @@ def register_callbacks(app: Dash, ctx_of: ContextOf) -> None:
     """The grid page's filters: cases (open/recent, stage) and the indicator period."""
 
     def context(search: str | None) -> PageContext | None:
-        ctx = context_of(ctx_of, search)
-        if ctx is not None:
-            ctx.now = datetime.now(UTC)
-        return ctx
+        return context_of(ctx_of, search)  # its ``now`` is the web app's clock
 
     @app.callback(
         Output(ids.GRID_CASES, "children"),

@@ -10,7 +10,6 @@ may give them. The page joins ``/live`` room ``wall`` and is rebuilt when a tick
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
@@ -137,7 +136,6 @@ def register_callbacks(app: Dash, ctx_of: ContextOf) -> None:
         ctx = context_of(ctx_of, search)
         if ctx is None or role not in QUEUE_ROLES:
             return no_update
-        ctx.now = datetime.now(UTC)
         return queue_body(ctx, role)
 
 

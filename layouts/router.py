@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from types import ModuleType
 from typing import Any
 
@@ -68,11 +69,12 @@ def wall_page(
     district: Overview | None,
     live: LiveReader | None,
     simulated: bool,
+    now: datetime,
 ) -> Any:
     """``/wall`` (kiosk): the district's live wall, or a message until a district is imported."""
     if district is None:
         return message(t("empty.district", lang), "wall")
-    return wall.page(district, query, lang, live, simulated)
+    return wall.page(district, query, lang, live, simulated, now)
 
 
 def live_kpis(ctx: PageContext, path: str) -> Any:

@@ -221,7 +221,12 @@ def layout(
 
 
 def page(
-    ov: Overview, q: Mapping[str, list[str]], lang: str, live: LiveReader | None, simulated: bool
+    ov: Overview,
+    q: Mapping[str, list[str]],
+    lang: str,
+    live: LiveReader | None,
+    simulated: bool,
+    now: datetime | None = None,
 ) -> html.Div:
     """``/wall``: the district's map and the current live values (the tiles do not wait for the socket).
 
@@ -247,7 +252,7 @@ def page(
     dwell = q.get("dwell", [""])[0]
     panels = None
     if live is not None:
-        view = live.snapshot(datetime.now(UTC))
+        view = live.snapshot(now or datetime.now(UTC))
         panels = wall_panels(view, simulated=simulated, queue_rows=QUEUE_ROWS)
     return layout(
         ov.summary, fig, streets=names, lang=lang, generated=ov.generated, heat=heat,

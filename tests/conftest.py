@@ -10,10 +10,15 @@ import os
 import shutil
 import socket
 import sys
+import threading
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -196,3 +201,41 @@ def people(deployment: object) -> Iterator[object]:
     eng = create_engine(deployment.db_url)
     yield spots(eng, deployment.devices())
     eng.dispose()
+
+
+# -- the city's clock (issue 20 item 11) ------------------------------------------------------------------
+
+CITY_TZ = ZoneInfo("Asia/Shanghai")
+CITY_DAY = date(2026, 12, 2)  # a Wednesday, a working day (no holiday near it)
+# the hours of the city's day the time-dependent tests run at (tests/test_city_hours.py)
+CITY_HOURS = {
+    "night": dtime(3, 0),
+    "morning_peak": dtime(8, 30),
+    "lunch_break": dtime(12, 10),
+    "before_midnight": dtime(23, 59, 30),
+}
+
+
+class CityClock:
+    """The city's clock of a test: it starts at a local time on :data:`CITY_DAY` and runs at real speed
+    (so waits for conditions work); :meth:`move` jumps it. Pass it as the server's clock."""
+
+    def __init__(self, local: dtime, day: date = CITY_DAY) -> None:
+        self.start = datetime.combine(day, local, tzinfo=CITY_TZ).astimezone(UTC)
+        self._t0 = time.monotonic()
+        self._shift = timedelta(0)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        """Now on this clock (UTC)."""
+        with self._lock:
+            return self.start + self._shift + timedelta(seconds=time.monotonic() - self._t0)
+
+    def move(self, by: timedelta) -> None:
+        """Jump the clock forward (or back) by ``by``."""
+        with self._lock:
+            self._shift += by
+
+    def local(self) -> datetime:
+        """Now on this clock in the city's time zone."""
+        return self().astimezone(CITY_TZ)

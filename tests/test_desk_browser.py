@@ -13,12 +13,14 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from dashboard import ids
 from store.db import create_engine, session_factory
@@ -118,15 +120,50 @@ FREE_SPOT = """(id) => {
 }"""
 
 
-def _click_a_grid(page: Any) -> None:
-    """Click the desk map near its middle where no marker is (a grid polygon, not a case)."""
+# the desk map has drawn its current figure and stands still: the map is loaded, not moving, and grid
+# polygons of the figure's fill are rendered (a click before that lands on nothing, or on the last page's map)
+MAP_SETTLED = """(id) => {
+  const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+  const sub = gd && gd._fullLayout && gd._fullLayout.map && gd._fullLayout.map._subplot;
+  const map = sub && sub.map;
+  if (!map || !map.loaded() || map.isMoving() || !map.areTilesLoaded()) return false;
+  return map.queryRenderedFeatures().some((f) => f.layer.type === 'fill');
+}"""
+# plotly has taken the pointer's hover over a grid of the page's current figure: the hovered point's
+# path (customdata, where a click goes) starts with the expected prefix (it takes the click from its hover;
+# a stale hover of the last page's figure names a path of the level above)
+HOVERING = """([id, prefix]) => {
+  const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+  const h = gd && gd._hoverdata && gd._hoverdata[0];
+  // dcc.Graph listens for clicks once its figure is drawn: a click before that is lost
+  const listens = gd && gd._ev && gd._ev._events && gd._ev._events.plotly_click;
+  if (!h || !listens) return false;
+  const c = Array.isArray(h.customdata) ? h.customdata[0] : h.customdata;
+  return typeof c === 'string' && c.startsWith(prefix);
+}"""
+
+
+def _click_a_grid(page: Any, goes_to: str) -> None:
+    """Click the desk map where no marker is (a grid polygon, not a case), once the map shows the
+    current page's figure and hovers a grid whose path starts with ``goes_to``."""
     page.wait_for_selector(f"#{ids.DESK_MAP} .maplibregl-canvas", timeout=60_000)
-    page.wait_for_timeout(2500)  # style, grid layer and labels drawn
-    x, y, far = page.evaluate(FREE_SPOT, ids.DESK_MAP)
-    assert far > HOVER_PX + 8, f"no spot on a grid {far:.0f} px from every marker"
-    page.mouse.move(x - 3, y - 3)
-    page.mouse.move(x, y)
-    page.wait_for_timeout(400)  # plotly takes the click from its hover
+    deadline = time.monotonic() + 60
+    while True:
+        page.wait_for_function(MAP_SETTLED, arg=ids.DESK_MAP, timeout=60_000)
+        # the grid polygons are drawn once a spot on one lies clear of every marker (a condition)
+        found = page.wait_for_function(
+            f"(id) => {{ const r = ({FREE_SPOT})(id); return r[2] > {HOVER_PX + 8} ? r : false; }}",
+            arg=ids.DESK_MAP, timeout=60_000,
+        )  # fmt: skip
+        x, y, _ = found.json_value()
+        page.mouse.move(x - 3, y - 3)
+        page.mouse.move(x, y)
+        try:
+            page.wait_for_function(HOVERING, arg=[ids.DESK_MAP, goes_to], timeout=3_000)
+            break
+        except PlaywrightTimeout:  # the figure was still being replaced: find the spot again
+            assert time.monotonic() < deadline, f"the map never hovered a grid going to {goes_to}"
+            page.mouse.move(1, 1)
     page.mouse.click(x, y)
 
 
@@ -149,19 +186,19 @@ def test_log_in_and_reach_a_grid_in_two_clicks(server: Server, browser: Any) -> 
     try:
         login_browser(w.page, server.base, "lead1", PASSWORD)
         w.page.wait_for_selector(f"#{ids.DESK_KPIS}", timeout=60_000)
-        _click_a_grid(w.page)  # click 1: a grid on the district map opens its street
+        _click_a_grid(w.page, "/street/")  # click 1: a grid on the district map opens its street
         w.page.wait_for_url(re.compile(r"/street/\d{9}$"), timeout=30_000)
-        _click_a_grid(w.page)  # click 2: a grid on the street map opens the grid
+        _click_a_grid(w.page, "/grid/")  # click 2: a grid on the street map opens the grid
         w.page.wait_for_url(re.compile(r"/grid/\d{15}$"), timeout=30_000)
         code = w.page.url.rsplit("/", 1)[1]
         w.page.wait_for_selector(f"#{ids.GRID_ROSTER}", timeout=30_000)
         assert code in w.page.inner_text(f"#{ids.DESK_CRUMBS}")
         w.page.wait_for_selector(f"#{ids.DESK_MAP} .maplibregl-canvas", timeout=60_000)
-        w.page.wait_for_timeout(2000)
+        w.page.wait_for_function(MAP_SETTLED, arg=ids.DESK_MAP, timeout=60_000)
         w.check("grid")
         w.page.goto(f"{server.base}/desk", wait_until="networkidle")
         w.page.wait_for_selector(f"#{ids.DESK_MAP} .maplibregl-canvas", timeout=60_000)
-        w.page.wait_for_timeout(2500)
+        w.page.wait_for_function(MAP_SETTLED, arg=ids.DESK_MAP, timeout=60_000)
         assert w.page.locator(f"#{ids.DESK_CHILDREN} tbody tr").count() == 17  # the district's streets
         w.check("district")
         with w.page.expect_navigation():
@@ -200,7 +237,6 @@ def test_a_deep_link_opens_the_right_case_after_login_and_follows_it_live(
             timeout=30_000,
         )
         assert "浏览器测试督办" in w.page.inner_text(f"#{ids.CASE_TIMELINE}")
-        w.page.wait_for_timeout(1000)
         w.check("case")
     finally:
         w.close()

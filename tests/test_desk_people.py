@@ -7,9 +7,9 @@ marker along the stored track, the scrubber puts it where the track was at that 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from domain.supervisor import SupervisorStatus
 from layouts.when import href, local_text
 from store.db import transaction
 from store.models import Grid, Person, Position
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, CityClock
 from tests.desk_login import add_desk_user, login_browser, login_http
 from tests.live_server import LiveServer, start_live_server
 
@@ -206,8 +206,8 @@ def test_who_was_where_probes_the_index(city_engine: Engine) -> None:
 
 @pytest.fixture(scope="module")
 def served(city_engine: Engine) -> Iterator[tuple[LiveServer, str]]:
-    """GridWall on a real port; one supervisor walked east for 40 minutes up to a minute ago, a fix
-    every 10 s (as a handset sends them), or since the city's midnight when that is sooner."""
+    """GridWall on a real port with the city's clock at 10:00; one supervisor walked east for 40 minutes
+    up to a minute ago, a fix every 10 s (as a handset sends them)."""
     from store.accounts import provision_embedded
 
     engine = city_engine
@@ -220,11 +220,8 @@ def served(city_engine: Engine) -> Iterator[tuple[LiveServer, str]]:
             select(Grid.code, Grid.geometry).where(Grid.area_code == area).order_by(Grid.code)
         ).first()  # type: ignore[misc]
     p = shapely.geometry.shape(geom).representative_point()
-    now = datetime.now(UTC).replace(microsecond=0)
-    wait = (day_start(now) + timedelta(minutes=3) - now).total_seconds()
-    if wait > 0:  # just after the city's midnight "today" holds no walk yet: at most 3 minutes
-        time.sleep(wait)
-        now = datetime.now(UTC).replace(microsecond=0)
+    clock = CityClock(dtime(10, 0))  # the city's clock: mid-morning, whatever the hour of the run
+    now = clock().replace(microsecond=0)
     step = timedelta(seconds=10)
     first = max(day_start(now) + step, now - timedelta(minutes=41))
     n = int((now - timedelta(minutes=1) - first) / step) + 1
@@ -235,7 +232,7 @@ def served(city_engine: Engine) -> Iterator[tuple[LiveServer, str]]:
             [_fix(person, first + step * i, p.x + 0.00005 * i, p.y, code) for i in range(n)],
         )
     add_desk_user(engine, LEADER, PASSWORD, role="leader")
-    srv = start_live_server(engine)
+    srv = start_live_server(engine, clock=clock)
     try:
         yield srv, person
     finally:
@@ -268,7 +265,7 @@ PLAY_MARKER = (
 def test_supervisor_page_plays_back_the_track(served: tuple[LiveServer, str], browser: Any) -> None:
     srv, person = served
     with srv.engine.connect() as conn:
-        now = datetime.now(UTC)
+        now = srv.core.web.clock()  # the server's (the city's) clock
         tr = track(conn, person, day_start(now), now)
     assert len(tr.t) >= 10
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
@@ -299,7 +296,7 @@ def test_supervisor_page_plays_back_the_track(served: tuple[LiveServer, str], br
         " r.dispatchEvent(new Event('input', {bubbles: true})); }".replace("SCRUB", ids.SUP_SCRUB),
         round(mid),
     )
-    page.wait_for_timeout(300)
+    page.wait_for_function("() => window.__gwPlayback.index === 5", timeout=10_000)
     state = page.evaluate("() => window.__gwPlayback")
     assert not state["playing"] and state["index"] == 5
     x5, x6 = round(tr.lon[5], 6), round(tr.lon[6], 6)  # the page carries 6 decimals (about 0.1 m)
@@ -325,7 +322,7 @@ def _artifacts() -> Path:
 
 def test_who_was_where_page_steps_in_minutes(served: tuple[LiveServer, str], browser: Any) -> None:
     srv, _ = served
-    at = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
+    at = srv.core.web.clock().replace(second=0, microsecond=0) - timedelta(minutes=2)
     with srv.engine.connect() as conn:
         rows = where_at(conn, at)
     seen = sum(1 for r in rows if r.at is not None)
@@ -394,7 +391,10 @@ def test_supervisor_page_follows_the_live_position(
         login_browser(page, app.base, LEADER, PASSWORD, next_path=f"/supervisor/{person}")
         page.wait_for_selector(f"#{ids.SUP_MAP} .maplibregl-canvas", timeout=60_000)
         assert page.get_attribute(f"#{ids.SUP_STATUS}", "data-status") == "offline"  # never seen
-        page.wait_for_timeout(1500)  # the page's socket joins its room
+        page.wait_for_function(  # the page's socket has joined its room (its snapshot came)
+            "(room) => window.__gwPlayback && window.__gwPlayback.joined === room",
+            arg=f"supervisor:{person}", timeout=30_000,
+        )  # fmt: skip
         client = socketio.Client()
         client.connect(app.base, namespaces=["/device"], auth={"token": secret}, transports=["websocket"])
         try:
