@@ -35,6 +35,7 @@ from werkzeug.datastructures import CallbackDict
 from werkzeug.wrappers import Response as BaseResponse
 
 from dashboard import ids
+from dashboard.callback_shape import request_body
 from dashboard.i18n import pick_lang, t
 from dashboard.worklist import QUEUE_ROLES
 from store.accounts import check_password
@@ -458,7 +459,7 @@ def wall_callback(req: Request) -> bool:
     Dash picks the callback by the body's ``output``; so the output must be the router's, every input
     the location's, and its pathname ``/wall`` — not merely some input that says ``/wall``.
     """
-    body = req.get_json(silent=True, cache=True)
+    body = request_body(req)
     if not isinstance(body, dict) or body.get("output") != WALL_OUTPUT or body.get("state"):
         return False
     inputs = body.get("inputs")

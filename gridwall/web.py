@@ -19,7 +19,7 @@ from flask_socketio import SocketIO
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from dashboard import desk_people, ids
+from dashboard import callback_shape, desk_people, ids
 from dashboard.auth import Auth, current_person, install_auth, logged_in
 from dashboard.commands import install_commands
 from dashboard.data import Overview, OverviewCache
@@ -258,19 +258,9 @@ def create_web_app(
         anything else is refused 400 ``malformed`` here instead of failing inside Dash (a 500)."""
         if request.path != "/_dash-update-component" or request.method != "POST":
             return None
-        body = request.get_json(silent=True, cache=True)
-        if not (
-            isinstance(body, dict)
-            and isinstance(body.get("output"), str)
-            and body["output"] in app.callback_map
-            and isinstance(body.get("inputs"), list)
-            and all(
-                isinstance(body.get(part, []), list)
-                and all(isinstance(i, dict) and "id" in i and "property" in i for i in body.get(part, []))
-                for part in ("inputs", "state")
-            )
-        ):
-            refusal = {"error": "malformed", "message": "not a callback request of this app"}
+        why = callback_shape.refusal(callback_shape.request_body(request), app.callback_map)
+        if why is not None:
+            refusal = {"error": "malformed", "message": f"not a callback request of this app: {why}"}
             return Response(orjson.dumps(refusal), 400, mimetype="application/json")
         return None
 

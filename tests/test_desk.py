@@ -184,9 +184,47 @@ def test_a_malformed_dash_request_is_refused_by_name(srv: DeskServer) -> None:
         {"output": f"{ids.PAGE}.children", "inputs": [1, 2]},
         {"output": f"{ids.PAGE}.children", "inputs": [{"value": "/desk"}]},
     ]  # fmt: skip
+    # found by bench fuzz (issue 20): the right callback with slots Dash indexes or values the callback
+    # reads as its renderer writes them — each a 500 and a traceback before
+    slot: list[dict[str, Any]] = [
+        {"id": ids.LOCATION, "property": "pathname", "value": "/desk"},
+        {"id": ids.LOCATION, "property": "search", "value": ""},
+    ]
+    page: dict[str, Any] = {
+        "output": f"{ids.PAGE}.children",
+        "outputs": {"id": ids.PAGE, "property": "children"},
+        "inputs": [
+            {"id": ids.LOCATION, "property": "pathname", "value": "/desk"},
+            {"id": ids.LOCATION, "property": "search", "value": ""},
+        ],
+        "changedPropIds": [f"{ids.LOCATION}.pathname"],
+        "state": [],
+    }
+    bodies += [
+        {**page, "outputs": {"property": "children"}},  # KeyError 'id' in Dash
+        {**page, "outputs": "x"},
+        {**page, "inputs": slot[:1]},  # IndexError in Dash
+        {**page, "changedPropIds": 3},  # TypeError in Dash
+        {**page, "inputs": [{**slot[0], "value": {"a": 1}}, slot[1]]},  # AttributeError in the router
+        {**page, "inputs": [slot[0], {**slot[1], "value": 1.5}]},
+        {**page, "inputs": [{**slot[0], "value": 2**70}, slot[1]]},
+        {**page, "inputs": [slot[1], slot[0]]},  # the slots swapped
+        {**page, "state": [{"id": ids.LOCATION, "property": "search", "value": ""}]},
+        {
+            "output": f"{ids.DESK_NAV}.href",
+            "outputs": {"id": ids.DESK_NAV, "property": "href"},
+            "inputs": [{"id": ids.DESK_MAP, "property": "clickData", "value": {"points": "xy"}}],
+            "state": [{"id": ids.LOCATION, "property": "search", "value": ""}],
+            "changedPropIds": [f"{ids.DESK_MAP}.clickData"],
+        },
+    ]
     for body in bodies:
         r = client.post(f"{srv.url}/_dash-update-component", json=body, timeout=30)
         assert r.status_code == 400 and r.json()["error"] == "malformed", (body, r.status_code, r.text[:200])
+    deep = '{"output": "' + f"{ids.PAGE}.children" + '", "inputs": ' + "[" * 5000 + "]" * 5000 + "}"
+    json_type = {"Content-Type": "application/json"}  # RecursionError in Flask's JSON decoder before
+    r = client.post(f"{srv.url}/_dash-update-component", data=deep, headers=json_type, timeout=30)
+    assert r.status_code == 400 and r.json()["error"] == "malformed", (r.status_code, r.text[:200])
     assert dash_page(client, srv.url, "/desk").status_code == 200  # a real one still works
 
 
