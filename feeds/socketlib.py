@@ -26,6 +26,7 @@ one fails there, not in production. Nothing else in the tree touches a private n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -136,6 +137,22 @@ _EVENT_NAME = re.compile(r'\s*\[\s*("(?:[^"\\]|\\.){0,200}")')
 def bound_packet_json() -> None:
     """Decode every Socket.IO packet with :class:`BoundedJson`."""
     packet.Packet.json = BoundedJson
+
+
+def _close_quietly(self: Any) -> None:
+    """``SimpleWebSocketWSGI.close`` on a socket the connection's other thread has already closed."""
+    with contextlib.suppress(OSError):
+        if self.ws.connected:
+            self.ws.close()
+
+
+def quiet_closed_sockets() -> None:
+    """A websocket closed by its reader (the client went away, or a frame past the size limit) while
+    its writer thread closes it too: the writer's ``close()`` raised ``OSError: Bad file descriptor``,
+    a traceback in the log for nothing lost (found by bench fuzz). The socket is gone: nothing to do."""
+    from engineio.async_drivers import _websocket_wsgi
+
+    _websocket_wsgi.SimpleWebSocketWSGI.close = _close_quietly
 
 
 def send_ack(server: socketio.Server, eio_sid: str, namespace: str, ack_id: int, args: list[Any]) -> None:

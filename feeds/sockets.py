@@ -202,6 +202,7 @@ class DeviceNamespace(Namespace):
         """
         super()._set_server(server)
         socketlib.bound_packet_json()
+        socketlib.quiet_closed_sockets()
         socketlib.refuse_reserved_events(server, self._reserved)
         socketlib.intercept_acked_events(server, self.namespace, self._event)
 
