@@ -1,7 +1,8 @@
 """``python -m bench [NAME ...] [--smoke] [--profile] [--seconds S] [--backend B]``.
 
 Benchmarks: init, index, lifecycle, evaluation, ingest, fanout, wall, api, replay, desk_eval, startup,
-scale, desk_pages, patrol. With no name every benchmark runs. Current figures: BENCHMARKS.md.
+scale, desk_pages, patrol, and the hardening harness (issue 20): fuzz, faults, soak.
+With no name every benchmark runs. Current figures: BENCHMARKS.md.
 
 ``--smoke`` runs each named benchmark on a tiny workload through the same code (seconds each); speed
 targets are then not judged, correctness checks are. tests/test_bench_smoke.py runs every smoke run.
@@ -20,7 +21,7 @@ from bench import FAIL, PASS, SKIP, Result, console, machine_lines
 
 BENCHMARKS = (
     "init", "index", "lifecycle", "evaluation", "ingest", "fanout", "wall", "api", "replay", "desk_eval",
-    "startup", "scale", "desk_pages", "patrol",
+    "startup", "scale", "desk_pages", "patrol", "fuzz", "faults", "soak",
 )  # fmt: skip
 
 # the smoke runs of the benchmarks whose run() takes sizes (their modules are shared with other work)
@@ -89,6 +90,10 @@ def _run(name: str, args: argparse.Namespace) -> list[Result]:
         from bench import bench_patrol
 
         return bench_patrol.run(smoke=smoke)
+    if name in ("fuzz", "faults", "soak"):  # the hardening harness: each prints its own table too
+        import importlib
+
+        return importlib.import_module(f"bench.bench_{name}").run(smoke=smoke)
     raise AssertionError(name)
 
 

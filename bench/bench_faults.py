@@ -18,7 +18,7 @@ reconnecting, unchanged; fixes answered ``unavailable`` are sent again after 0.5
   gateways and the screen are on, of the ingest consumer, of the aggregator producing the ticks (a
   second one stands by, as ``gridwall.target`` runs them), each restarted at once, as systemd would;
 * Redis without persistence (``--save '' --appendonly no``) stopped and started again after
-  :data:`OUTAGE_S`; Redis with ``appendonly yes`` / ``appendfsync everysec`` killed with ``kill -9``
+  ``Plan.outage_s``; Redis with ``appendonly yes`` / ``appendfsync everysec`` killed with ``kill -9``
   and started again; PostgreSQL stopped (``pg_ctl stop -m immediate``: as a crash) and started again.
 
 **Measured** per fault: acknowledged fixes (``tried``), acknowledged fixes missing from the database
@@ -69,7 +69,6 @@ PERIOD = 0.1  # seconds between two batches of one gateway
 RETRY_S = 0.5  # a fix answered unavailable is sent again after this
 ACK_WAIT_S = 60.0  # after the load stops: every fix acknowledged within this, else it counts as lost
 DRAIN_WAIT_S = 60.0  # scale-out: the stream has nothing pending within this
-OUTAGE_S = 5.0  # Redis / PostgreSQL stay down this long
 
 
 @dataclass(frozen=True)
@@ -82,9 +81,10 @@ class Plan:
     embedded_kills: int
     scale_faults: tuple[str, ...]  # web, ingest, aggregator, redis, redis-aof, postgres
     aggregators: int
+    outage_s: float = 5.0  # Redis / PostgreSQL stay down this long
 
 
-FULL = Plan(200, 5.0, 4.0, 2, ("web", "ingest", "aggregator", "redis", "redis-aof", "postgres"), 2)
+FULL = Plan(200, 5.0, 4.0, 2, ("web", "ingest", "aggregator", "redis", "redis-aof", "postgres"), 2, 20.0)
 SMOKE = Plan(60, 2.0, 1.5, 1, ("ingest",), 1)
 
 
@@ -160,6 +160,7 @@ class Tally:
     connect_errors: Counter[str] = field(default_factory=Counter)  # phase → failed connects
     resent: Counter[str] = field(default_factory=Counter)  # phase → fixes sent again
     open: int = 0  # fixes created and not yet acknowledged (queued or in flight)
+    connected: list[float] = field(default_factory=list)  # when a gateway connection was made
 
 
 class Load:
@@ -192,6 +193,15 @@ class Load:
         with self.tally.lock:
             self.tally.phase = name
 
+    def state(self) -> str:
+        """A line on what the wall saw and the gateways were answered (for an error message)."""
+        w, t = self.wall, self.tally
+        with t.lock:
+            answered = f"created {len(t.created)}, acked {len(t.acked)}, open {t.open}"
+        return (f"wall connects {w.connects}, closes {dict(w.closes)}, wall ticks {len(w.wall_ticks)} "
+                f"(last {time.time() - (w.wall_ticks or [0])[-1]:.1f} s ago), street ticks "
+                f"{w.street_ticks[-3:]}, now {time.time():.0f}; {answered}")  # fmt: skip
+
     def settled(self) -> bool:
         """Every fix created so far is acknowledged."""
         with self.tally.lock:
@@ -206,7 +216,7 @@ class Load:
 
         async with aiohttp.ClientSession() as session:
             tasks = [asyncio.create_task(self._watch(session))]
-            tasks += [asyncio.create_task(self._gateway(k, session)) for k in range(GATEWAYS)]
+            tasks += [asyncio.create_task(self._gateway(k)) for k in range(GATEWAYS)]
             while not self.closing:
                 await asyncio.sleep(0.1)
             for t in tasks:
@@ -275,7 +285,8 @@ class Load:
             t.open += n
         return Batch(fixes)
 
-    async def _gateway(self, k: int, session: Any) -> None:
+    async def _gateway(self, k: int) -> None:
+        import aiohttp
         import socketio
 
         sups = sorted(self.city.points)[k::GATEWAYS]
@@ -285,6 +296,8 @@ class Load:
         pos = 0
         next_at = time.monotonic()
         client: Any = None
+        own: Any = None
+        sends = 0
         t = self.tally
 
         def on_ack(key: int, ack: Any = None) -> None:
@@ -324,9 +337,11 @@ class Load:
                         t.resent[t.phase] += sum(len(b.fixes) for b in outstanding.values())
                     todo.extendleft(reversed(list(outstanding.values())))
                     outstanding.clear()
-                    with contextlib.suppress(Exception):
-                        await client.disconnect()
-                client = socketio.AsyncClient(reconnection=False, request_timeout=30, http_session=session)
+                    await _close(client, own)
+                # a session of its own per connection: python-engineio closes a given session when
+                # the client object is collected, so one shared session would die with the first client
+                own = aiohttp.ClientSession()
+                client = socketio.AsyncClient(reconnection=False, request_timeout=30, http_session=own)
                 try:
                     await client.connect(f"http://127.0.0.1:{self.port}", namespaces=["/device"],
                                          auth={"token": self.city.gateway}, transports=["websocket"],
@@ -334,13 +349,17 @@ class Load:
                 except Exception:
                     with t.lock:
                         t.connect_errors[t.phase] += 1
+                    await _close(client, own)
                     client = None
                     await asyncio.sleep(0.25)
+                    continue
+                t.connected.append(time.time())
                 continue
             ready = [b for b in todo if b.not_before <= time.time()]
             for b in ready:
                 todo.remove(b)
-                key = id(b)
+                sends += 1
+                key = sends
                 outstanding[key] = b
                 try:
                     await client.emit("positions", {"fixes": b.fixes}, namespace="/device",
@@ -349,8 +368,15 @@ class Load:
                     break  # disconnected: the batch is in outstanding and goes again
             await asyncio.sleep(min(0.02, max(0.0, next_at - time.monotonic())))
         if client is not None:
-            with contextlib.suppress(Exception):
-                await client.disconnect()
+            await _close(client, own)
+
+
+async def _close(client: Any, session: Any) -> None:
+    """Disconnect a python-socketio client and close its aiohttp session."""
+    with contextlib.suppress(Exception):
+        await client.disconnect()
+    with contextlib.suppress(Exception):
+        await session.close()
 
 
 # -- processes -----------------------------------------------------------------------------------
@@ -544,6 +570,7 @@ class Outcome:
     refused: int
     fault_at: float
     acked_at: dict[str, float]
+    timeline: str = ""  # after the restart: gateways reconnected, first acknowledgement
 
 
 def _stored(db: str, ids: list[str]) -> set[str]:
@@ -569,13 +596,45 @@ def _stored(db: str, ids: list[str]) -> set[str]:
     return found & set(ids)
 
 
+def _taken(db: str, acked: dict[str, float]) -> list[float]:
+    """Seconds from each fix's acknowledgement to its ``received_at`` (when the ingest consumer took it)."""
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from store.db import create_engine
+    from store.models import Position
+
+    if not acked:
+        return []
+    since = datetime.fromtimestamp(min(int(i.rsplit("@", 1)[1]) for i in acked) / 1000 - 1, UTC)
+    engine = create_engine(db, write=False)
+    try:
+        with engine.connect() as c:
+            rows = c.execute(
+                sa.select(Position.supervisor_id, Position.at, Position.received_at).where(
+                    Position.at >= since
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    out = []
+    for sid, at, received in rows:
+        fid = f"{sid}@{round(at.timestamp() * 1000)}"
+        if fid in acked:
+            out.append(received.timestamp() - acked[fid])
+    return out
+
+
 def run_fault(load: Load, f: Fault, plan: Plan, db: str, drained: Callable[[], bool] | None) -> Outcome:
     """Load, fault, restart, wait for a moving tick, more load, settle, drain, count what is missing."""
     load.phase(f.phase)
     load.generating = True
     start = time.time()
     if not wait_for(lambda: load.wall.fresh_after(start) is not None, 30):
-        raise RuntimeError(f"{f.case}: the wall does not show the load's fixes before the fault")
+        raise RuntimeError(
+            f"{f.case}: the wall does not show the load's fixes before the fault: {load.state()}"
+        )
     wait_for(lambda: time.time() >= start + plan.before_s, plan.before_s)
     fault_at = time.time()
     f.hit()
@@ -593,7 +652,7 @@ def run_fault(load: Load, f: Fault, plan: Plan, db: str, drained: Callable[[], b
     load.generating = False
     wait_for(load.settled, ACK_WAIT_S, 0.1)
     if drained is not None and not wait_for(drained, DRAIN_WAIT_S, 0.2):
-        say(f"{f.case}: the stream still had entries pending after {DRAIN_WAIT_S:.0f} s")
+        say(f"{f.case}: the stream still had entries pending after {DRAIN_WAIT_S:.0f} s: {drained}")
     t = load.tally
     with t.lock:
         mine = [i for i, (p, _) in t.created.items() if p == f.phase]
@@ -602,12 +661,24 @@ def run_fault(load: Load, f: Fault, plan: Plan, db: str, drained: Callable[[], b
         end_out = (moving or restart_at) + 2.0
         unav = [at for p, at in t.unavailable if p == f.phase]
         refused = sum(n for k, n in t.refused.items() if k.startswith(f"{f.phase}/"))
+        back = next((at - restart_at for at in t.connected if at >= restart_at), None)
+        first_ack = min((at - restart_at for at in t.acked.values() if at >= restart_at), default=None)
+    timeline = "after the restart: " + ", ".join(
+        f"{what} +{v:.1f} s" for what, v in (("gateways reconnected", back), ("first ack", first_ack))
+        if v is not None
+    )  # fmt: skip
     stored = _stored(db, sorted(acked))
     lost = sorted(set(acked) - stored)
+    if f.window:  # what was at risk: acknowledged, not yet taken by the consumer (outside the outage)
+        lag = sorted(d for d in _taken(db, acked) if d < f.outage_s)
+        if lag:
+            pct = [lag[min(len(lag) - 1, int(q * len(lag)))] * 1000 for q in (0.5, 0.99)]
+            timeline += (f"; acknowledged → taken by the consumer p50 {pct[0]:.0f} ms, p99 {pct[1]:.0f} ms, "
+                         f"max {lag[-1] * 1000:.0f} ms (the loss window without persistence)")  # fmt: skip
     return Outcome(
         len(acked), lost, len(mine) - answered, recovered, gap,
         sum(1 for at in unav if fault_at <= at <= end_out),
-        sum(1 for at in unav if not fault_at <= at <= end_out), refused, fault_at, acked,
+        sum(1 for at in unav if not fault_at <= at <= end_out), refused, fault_at, acked, timeline,
     )  # fmt: skip
 
 
@@ -627,6 +698,8 @@ def row_of(f: Fault, o: Outcome, notes: list[str]) -> HarnessRow:
     if o.never_acked:
         notes.insert(0, f"{o.never_acked} fixes never acknowledged")
     notes.append(f"longest gap between wall ticks {o.gap_s:.1f} s")
+    if o.timeline:
+        notes.append(o.timeline)
     notes.append(f"unavailable during the outage {o.unavailable_in}")
     if o.refused:
         notes.append(f"other refusals {o.refused}")
@@ -697,6 +770,7 @@ class ScaleOut:
         self.redis = Redis(self.tmp)
         self.parts: list[Part] = []
         self.city: City | None = None
+        self.group: Any = None
 
     def part(self, name: str, role: str, port: int | None = None) -> Part:
         """A role of the deployment (not started)."""
@@ -726,13 +800,27 @@ class ScaleOut:
         return web, ingest, aggs
 
     def drained(self) -> bool:
-        """The stream's consumer group has no lag and nothing pending."""
+        """The consumer group has read every entry of the stream and has nothing pending.
+
+        (Not XINFO's ``lag``: after Redis reloads its append-only file the group's lag can stay
+        non-zero with every entry read.)
+        """
         try:
-            groups = self.redis.client().xinfo_groups("gw:ingest")
+            r = self.redis.client()
+            groups = r.xinfo_groups("gw:ingest")
+            last = r.xinfo_stream("gw:ingest")["last-generated-id"]
         except Exception:
             return False
         g = next((g for g in groups if g["name"] in (b"ingest", "ingest")), None)
-        return g is not None and g.get("lag") == 0 and g.get("pending") == 0
+        self.group = g
+
+        def key(i: Any) -> tuple[int, ...]:
+            return tuple(int(x) for x in (i.decode() if isinstance(i, bytes) else str(i)).split("-"))
+
+        return g is not None and g.get("pending") == 0 and key(g["last-delivered-id"]) >= key(last)
+
+    def __repr__(self) -> str:
+        return f"consumer group {self.group}"
 
     def leader(self, aggs: list[Part]) -> Part:
         """The aggregator holding the producer lock."""
@@ -830,9 +918,10 @@ def _scale_fault(
         lead = s.leader(aggs)
         case = f"kill -9 aggregator (producing; {len(aggs) - 1} standing by)"
         return Fault(case, name, lead.kill9, restart(lead), serving(lead)), notes
+    down = s.plan.outage_s
     if name == "redis":
-        return Fault(f"Redis stopped {OUTAGE_S:.0f} s (no persistence)", name, s.redis.stop, s.redis.start,
-                     outage_s=OUTAGE_S, window=True), lambda: []  # fmt: skip
+        return Fault(f"Redis stopped {down:.0f} s (no persistence)", name, s.redis.stop, s.redis.start,
+                     outage_s=down, window=True), lambda: []  # fmt: skip
     if name == "redis-aof":
 
         def hit() -> None:  # switch the running server to AOF first, as a durable deployment runs it
@@ -843,11 +932,11 @@ def _scale_fault(
                      and r.info("persistence").get("aof_enabled") == 1, 30, 0.1)  # fmt: skip
             s.redis.stop(kill=True)
 
-        return Fault(f"kill -9 Redis {OUTAGE_S:.0f} s (appendonly, everysec)", name, hit,
-                     lambda: s.redis.start(aof=True), outage_s=OUTAGE_S), lambda: []  # fmt: skip
+        return Fault(f"kill -9 Redis {down:.0f} s (appendonly, everysec)", name, hit,
+                     lambda: s.redis.start(aof=True), outage_s=down), lambda: []  # fmt: skip
     if name == "postgres":
-        return Fault(f"PostgreSQL stopped {OUTAGE_S:.0f} s (immediate)", name,
-                     lambda: s.pg.stop("immediate"), s.pg.start, outage_s=OUTAGE_S), lambda: []  # fmt: skip
+        return Fault(f"PostgreSQL stopped {down:.0f} s (immediate)", name,
+                     lambda: s.pg.stop("immediate"), s.pg.start, outage_s=down), lambda: []  # fmt: skip
     raise ValueError(name)
 
 

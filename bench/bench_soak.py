@@ -25,8 +25,10 @@ whole district.
 **Samples.** Every minute (the sending window split in ``GW_BENCH_SOAK_MINUTES`` intervals): the
 RSS (``VmRSS`` from ``/proc/PID/status``, summed over the process tree: gunicorn's arbiter and its
 worker for a web process) of every deployment process and of the load processes (simulation,
-screens, this process's gateways: shown, not judged), fixes acknowledged in the interval, the load
-average; latency p50/p99 of the fixes sent in that interval.
+screens, this process's gateways: shown, not judged), fixes acknowledged in the interval and the
+gateways' acknowledgement p99, the load average, the Redis server's ``used_memory`` (shared with
+other work; the stream keeps a day of entries by design); latency p50/p99 of the fixes sent in that
+interval.
 
 **Bars.** Warm-up = the first 5 minutes. Per deployment process, RSS at the end of minute 5 vs the
 last sample, and the largest deviation of any later sample from the minute-5 value: *flat* = every
@@ -238,6 +240,8 @@ class Sample:
     rss: dict[str, float]
     load1: float
     gaps: int
+    acks: int  # acknowledgements received so far (their round trips are sent.ack_ms[:acks])
+    redis_mb: float  # the Redis server's used_memory (shared: other deployments' keys count)
 
 
 # -- the run -----------------------------------------------------------------------------------------
@@ -319,12 +323,15 @@ def _soak(
             gaps = sum(c[1] for c in chunk)
             block = 0.0
 
+    rds = redis.Redis.from_url(REDIS_URL)
+
     def sample(k: int) -> Sample:
         rss = {name: rss_mb(pid) for name, pid in pids.items()}
         rss["simulation"] = rss_mb(sim_proc.pid or 0)
         rss["screens"] = rss_mb(screens_proc.pid or 0)
         rss["gateways"] = rss_mb(os.getpid(), tree=False)
-        return Sample(k, time.time(), sent.accepted, rss, os.getloadavg()[0], gaps)
+        used = float(rds.info("memory")["used_memory"]) / 2**20
+        return Sample(k, time.time(), sent.accepted, rss, os.getloadavg()[0], gaps, len(sent.ack_ms), used)
 
     def gateways() -> None:
         try:
@@ -474,8 +481,8 @@ def _report(s: Soak) -> list[Result]:
         box=box.SIMPLE_HEAVY,
         title_justify="left",
     )
-    cols = [unit, "fixes/s acked", "p50 s", "p99 s", "latencies", "gaps", "load"]
-    cols += [f"{n} MiB" for n in DEPLOYMENT + LOAD]
+    cols = [unit, "fixes/s acked", "ack p99 ms", "p50 s", "p99 s", "latencies", "gaps", "load"]
+    cols += [f"{n} MiB" for n in DEPLOYMENT + LOAD] + ["redis MiB"]
     for c in cols:
         table.add_column(c, justify="right")
     for prev, cur in zip(s.samples, s.samples[1:], strict=False):
@@ -485,12 +492,14 @@ def _report(s: Soak) -> list[Result]:
         table.add_row(
             f"{cur.minute}{mark}",
             f"{rate:,.0f}",
+            f"{percentile(sent.ack_ms[prev.acks : cur.acks], 99):,.0f}",
             f"{percentile(lat, 50):.3f}",
             f"{percentile(lat, 99):.3f}",
             f"{len(lat):,}",
             f"{cur.gaps:,}",
             f"{cur.load1:.2f}",
             *(f"{cur.rss[n]:,.0f}" for n in DEPLOYMENT + LOAD),
+            f"{cur.redis_mb:,.0f}",
         )
     console.print(table)
 

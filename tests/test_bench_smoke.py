@@ -36,6 +36,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "desk_eval": ("pg_server_url",),
     "scale": ("pg_server_url", "redis_url"),
     "desk_pages": ("pg_server_url",),
+    "faults": ("pg_server_url", "redis_url"),  # it starts private ones from the same binaries
+    "soak": ("pg_server_url", "redis_url"),
 }
 MARKS = {"pg_server_url": pytest.mark.postgres, "chromium_path": pytest.mark.browser,
          "shared_data": pytest.mark.shared_data}  # fmt: skip
