@@ -256,7 +256,7 @@ def not_found_page(lang: str) -> Response:
     """The desk's 404 page (a real status code)."""
     body = (
         f'<main class="gw-login gw-notfound"><h1>{escape(t("page.not_found", lang))}</h1>'
-        f'<p><a href="/desk">{escape(t("desk.back", lang))}</a></p></main>'
+        f'<p><a href="/desk">{escape(t("page.not_found.back", lang))}</a></p></main>'
     )
     return _page(t("page.not_found", lang), body, lang, 404)
 

@@ -44,6 +44,8 @@ WHEN_AT = "gw-when-at"
 WHEN_STEP = "gw-when-step"  # + the signed minutes: gw-when-step-5, gw-when-step+10
 # desk: hierarchy, grid and case pages (issue 8 items 1–4)
 DESK_NAV = "gw-desk-nav"
+DESK_BACK = "gw-desk-back"  # the way back from "page not found"
+DESK_MENU = "gw-desk-menu"  # the header menu (layouts.chrome.menu)
 DESK_MAP = "gw-desk-map"
 DESK_CRUMBS = "gw-desk-crumbs"
 DESK_KPIS = "gw-desk-kpis"

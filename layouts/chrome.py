@@ -63,8 +63,44 @@ class PageContext:
 # -- shared pieces -------------------------------------------------------------------------------------
 
 
+LEADER_ROLES = frozenset({"leader", "admin"})  # their desk is the 领导桌面; everyone else's the 业务工作台
+
+
+def desk_title(role: str | None, lang: str) -> str:
+    """The desk's name for a role: 领导桌面 for leaders, 业务工作台 for operators."""
+    return t("page.desk" if role in LEADER_ROLES else "page.workdesk", lang)
+
+
+def menu_links(role: str | None, lang: str) -> list[tuple[str, str]]:
+    """The header menu of a role, as (label, path): what the person may open from any desk page."""
+    queue = f"/desk/queue/{role}" if role in QUEUE_ROLES else f"/desk/queue/{QUEUE_ROLES[0]}"
+    links = [
+        (t("nav.overview", lang), "/desk"),
+        (t("queue.mine" if role in QUEUE_ROLES else "nav.queues", lang), queue),
+        (t("nav.evaluation", lang), "/evaluation"),
+        (t("nav.when", lang), "/desk/when"),
+    ]
+    return [(label, f"{path}?lang=en" if lang == "en" else path) for label, path in links]
+
+
+def menu(role: str | None, lang: str, here: str = "") -> html.Nav:
+    """The header menu (links within the desk app); the page at ``here`` is marked."""
+    return html.Nav(
+        [
+            dcc.Link(
+                label,
+                href=href,
+                className="gw-menu-item gw-menu-here" if href.split("?")[0] == here else "gw-menu-item",
+            )
+            for label, href in menu_links(role, lang)
+        ],
+        className="gw-menu",
+        id=ids.DESK_MENU,
+    )
+
+
 def header(ctx: PageContext, crumbs: Sequence[tuple[str, str | None]], title: str) -> html.Header:
-    """The desk header: breadcrumbs, title, the person, language switch and logout."""
+    """The desk header: breadcrumbs, title, the menu, the person, language switch and logout."""
     items: list[Any] = []
     for i, (label, path) in enumerate(crumbs):
         if i:
@@ -77,13 +113,13 @@ def header(ctx: PageContext, crumbs: Sequence[tuple[str, str | None]], title: st
     other = "zh" if ctx.lang == "en" else "en"
     person = ctx.person
     role_name = t(f"role.{person.get('role')}", ctx.lang)
-    mine = person.get("role") in QUEUE_ROLES
     return html.Header(
         [
             html.Div(
                 [
                     html.Nav(items, className="gw-crumbs", id=ids.DESK_CRUMBS),
                     html.H1(title, className="gw-desk-title"),
+                    menu(person.get("role"), ctx.lang),
                 ],
                 className="gw-desk-head",
             ),
@@ -92,11 +128,6 @@ def header(ctx: PageContext, crumbs: Sequence[tuple[str, str | None]], title: st
                     html.Span(
                         f"{person.get('name') or person.get('person_id')} · {role_name}",
                         className="gw-desk-who",
-                    ),
-                    html.A(  # the person's own work list; others look at the acceptors' first
-                        t("queue.mine" if mine else "queue.title", ctx.lang),
-                        href=ctx.href(f"/desk/queue/{person['role'] if mine else QUEUE_ROLES[0]}"),
-                        className="gw-desk-queue-link",
                     ),
                     html.A(t("login.other_lang", ctx.lang), href=f"?lang={other}", className="gw-desk-lang"),
                     html.Form(

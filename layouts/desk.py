@@ -37,6 +37,7 @@ from layouts.chrome import (
     Route,
     class_namer,
     crumbs_for,
+    desk_title,
     fmt_left,
     header,
     kpi,
@@ -165,11 +166,11 @@ def kpi_strip(ctx: PageContext, nums: Mapping[str, Any], score: Mapping[str, Any
     on_duty = sum(1 for s in sups if s.status == "on_duty")
     return html.Div(
         [
-            kpi(t("desk.open_cases", ctx.lang), nums["open"], key="open"),
-            kpi(t("desk.overdue", ctx.lang), nums["overdue"], alert=bool(nums["overdue"]), key="overdue"),
+            kpi(t("desk.open_now", ctx.lang), nums["open"], key="open"),
+            kpi(t("desk.overdue_now", ctx.lang), nums["overdue"], alert=bool(nums["overdue"]), key="overdue"),
             kpi(t("desk.reported_today", ctx.lang), nums["reported"], key="reported"),
             kpi(t("desk.patrol_min", ctx.lang), nums["patrol"], key="patrol"),
-            kpi(t("desk.supervisors", ctx.lang), f"{on_duty}/{len(sups)}", key="supervisors"),
+            kpi(t("desk.on_duty_now", ctx.lang), f"{on_duty}/{len(sups)}", key="supervisors"),
             kpi(t("desk.score", ctx.lang), score_text(score), key="score"),
         ],
         className="gw-dk-strip",
@@ -362,7 +363,7 @@ def district_page(ctx: PageContext) -> html.Div:
     return body(
         ctx,
         crumbs_for(ctx),
-        f"{title} · {t('page.desk', ctx.lang)}",
+        f"{title} · {desk_title(ctx.person.get('role'), ctx.lang)}",
         nums,
         district_score.get(ov.summary.adcode),
         fig,

@@ -18,6 +18,7 @@ from dashboard import ids
 from dashboard.evaluation_data import LEVELS, PERIODS, SCOPED, Ranking, grade_counts, rate_label
 from dashboard.i18n import t
 from domain.evaluation import COUNTER_LABELS, GRADE_COLOURS, NO_GRADE_COLOUR
+from layouts.chrome import desk_title, menu
 
 DataTable = dash_table.DataTable  # type: ignore[attr-defined]  # generated at import
 
@@ -153,7 +154,7 @@ def body(r: Ranking, lang: str) -> list[Any]:
     ]
 
 
-def layout(r: Ranking, *, lang: str, streets: Mapping[str, str]) -> html.Div:
+def layout(r: Ranking, *, lang: str, streets: Mapping[str, str], role: str | None = None) -> html.Div:
     """The evaluation page of a ranking (controls set to its level, period and street)."""
     p = r.period
     return html.Div(
@@ -163,10 +164,10 @@ def layout(r: Ranking, *, lang: str, streets: Mapping[str, str]) -> html.Div:
                     html.H1(
                         [
                             html.Span(t("eval.title", lang), className="gw-district"),
-                            html.Span(t("page.desk", lang), className="gw-title"),
+                            html.Span(desk_title(role, lang), className="gw-title"),
                         ]
                     ),
-                    html.A(t("nav.desk", lang), href="/desk", className="gw-nav"),
+                    menu(role, lang, "/evaluation"),
                 ],
                 className="gw-header",
             ),

@@ -153,9 +153,9 @@ def grid_facts(ctx: PageContext, code: str) -> html.Div:
                 dcc.Link(sup, href=ctx.href(f"/supervisor/{sup}")) if sup else "—",
             ),
             kpi(t("grid.area", lang), g.area or "—"),
-            kpi(t("desk.open_cases", lang), counts.open if counts else 0),
+            kpi(t("desk.open_now", lang), counts.open if counts else 0),
             kpi(
-                t("desk.overdue", lang),
+                t("desk.overdue_now", lang),
                 counts.overdue if counts else 0,
                 alert=bool(counts and counts.overdue),
             ),

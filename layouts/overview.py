@@ -93,6 +93,10 @@ def layout(
     )
 
 
-def message(text: str, mode: str) -> html.Div:
-    """A full-page message (no district yet, unknown page)."""
-    return html.Div(html.H1(text, className="gw-message"), className=f"gw-page gw-{mode}")
+def message(text: str, mode: str, back: tuple[str, str] | None = None) -> html.Div:
+    """A full-page message (no district yet, unknown page), with a way back (label, path) if given."""
+    if back is None:
+        return html.Div(html.H1(text, className="gw-message"), className=f"gw-page gw-{mode}")
+    link = dcc.Link(back[0], href=back[1], className="gw-message-back", id=ids.DESK_BACK)
+    box = html.Div([html.H1(text), html.P(link)], className="gw-message gw-message-box")
+    return html.Div(box, className=f"gw-page gw-{mode}")

@@ -16,6 +16,7 @@ from typing import Any
 from dash import Dash, Input, Output, State, ctx, html
 
 from dashboard import ids
+from dashboard.auth import current_person
 from dashboard.desk_people import people as _ext
 from dashboard.evaluation_data import (
     SCOPED,
@@ -48,6 +49,12 @@ from layouts import supervisor as supervisor_layout
 from layouts.chrome import ContextOf, QueryRoute
 
 
+def _role() -> str | None:
+    """The logged-in person's role (the router runs only for a desk session; None outside one)."""
+    me = current_person()
+    return None if me is None else me.get("role")
+
+
 def _arg(q: Mapping[str, list[str]], name: str) -> str | None:
     values = q.get(name)
     return values[0] if values else None
@@ -62,7 +69,7 @@ def _evaluation_page(q: Mapping[str, list[str]], lang: str) -> html.Div:
     except BadRequest as exc:
         return evaluation.error(str(exc), lang)
     r = ranking(people.engine, kind, period, now=people.clock(), within=street)
-    return evaluation.layout(r, lang=lang, streets=street_names(people.engine))
+    return evaluation.layout(r, lang=lang, streets=street_names(people.engine), role=_role())
 
 
 def _when_page(q: Mapping[str, list[str]], lang: str) -> html.Div:
@@ -80,7 +87,7 @@ def _when_page(q: Mapping[str, list[str]], lang: str) -> html.Div:
         lon=[r.lon for r in rows], lat=[r.lat for r in rows], status=[r.status for r in rows],
         labels_url=f"/geo/{ov.summary.adcode}/labels.png" if ov else None,
     )  # fmt: skip
-    return when.layout(at, rows, fig, lang=lang)
+    return when.layout(at, rows, fig, lang=lang, role=_role())
 
 
 def _bounds(
@@ -132,7 +139,7 @@ def _supervisor_page(pid: str, lang: str) -> html.Div:
         info=info, status=status, last_fix=last, track=drawn, km=track_km(full), minutes=area_minutes,
         reports=reports, tasks=tasks,
     )  # fmt: skip
-    return supervisor_layout.layout(page_data, fig, lang=lang)
+    return supervisor_layout.layout(page_data, fig, lang=lang, role=_role())
 
 
 def _coords(geometry: Mapping[str, Any], axis: int) -> list[float]:

@@ -30,9 +30,15 @@ ROUTES: list[Route | QueryRoute] = [r for m in PAGE_MODULES for r in m.ROUTES]
 __all__ = ["ROUTES", "PageContext", "desk_page", "message", "register_callbacks", "wall_page"]
 
 
-def message(text: str, mode: str) -> html.Div:
+def message(text: str, mode: str, back: tuple[str, str] | None = None) -> html.Div:
     """A one-line page (login needed, no district yet, not found) in the wall's or the desk's style."""
-    return overview.message(text, mode)
+    return overview.message(text, mode, back)
+
+
+def not_found(lang: str) -> html.Div:
+    """The desk's "page not found", with a link back to the start page."""
+    start = "/desk?lang=en" if lang == "en" else "/desk"
+    return message(t("page.not_found", lang), "desk", (t("page.not_found.back", lang), start))
 
 
 def desk_page(
@@ -59,7 +65,7 @@ def desk_page(
                 return route.page(ctx, *m.groups())
             except KeyError:  # an object that vanished since the guard checked it
                 break
-    return message(t("page.not_found", lang), "desk")
+    return not_found(lang)
 
 
 def wall_page(

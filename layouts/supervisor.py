@@ -22,6 +22,7 @@ from dashboard.figures import PLAYBACK_COLOUR, SUPERVISOR_COLOURS
 from dashboard.i18n import t
 from dashboard.people_data import DayItem, SupervisorInfo, Track
 from domain.evaluation import SHANGHAI
+from layouts.chrome import menu
 
 SPEEDS = (1, 2, 5, 10, 30, 60)
 SKIP_GAP_S = 300  # playback jumps over gaps longer than this (the handset was off)
@@ -88,7 +89,7 @@ def _items(items: Sequence[DayItem], lang: str, kind: str) -> Component:
     return html.Ol(rows, className=f"gw-sup-list gw-sup-{kind}s")
 
 
-def layout(p: SupervisorPage, figure: go.Figure, *, lang: str) -> html.Div:
+def layout(p: SupervisorPage, figure: go.Figure, *, lang: str, role: str | None = None) -> html.Div:
     """The supervisor page."""
     walked = sorted(((m, g) for g, m in p.minutes.items() if m > 0), reverse=True)
     not_walked = sorted(g for g, m in p.minutes.items() if m <= 0)
@@ -142,7 +143,7 @@ def layout(p: SupervisorPage, figure: go.Figure, *, lang: str) -> html.Div:
                                 className="gw-sup-lastfix",
                                 id=ids.SUP_LASTFIX,
                             ),
-                            html.A(t("nav.desk", lang), href="/desk", className="gw-nav"),
+                            menu(role, lang),
                         ],
                         className="gw-header-right",
                     ),

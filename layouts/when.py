@@ -18,6 +18,7 @@ from dashboard.figures import SUPERVISOR_COLOURS
 from dashboard.i18n import t
 from dashboard.people_data import WhereRow
 from domain.evaluation import SHANGHAI
+from layouts.chrome import menu
 
 DataTable = dash_table.DataTable  # type: ignore[attr-defined]  # generated at import
 
@@ -34,7 +35,9 @@ def href(at: datetime, lang: str) -> str:
     return "/desk/when?" + urlencode({"at": local_text(at), "lang": lang})
 
 
-def layout(at: datetime, rows: Sequence[WhereRow], figure: go.Figure, *, lang: str) -> html.Div:
+def layout(
+    at: datetime, rows: Sequence[WhereRow], figure: go.Figure, *, lang: str, role: str | None = None
+) -> html.Div:
     """The page at instant ``at`` (UTC) with the supervisors as found."""
     counts = Counter(r.status for r in rows)
     steps = [
@@ -100,7 +103,7 @@ def layout(at: datetime, rows: Sequence[WhereRow], figure: go.Figure, *, lang: s
                             ),
                         ]
                     ),
-                    html.A(t("nav.desk", lang), href="/desk", className="gw-nav"),
+                    menu(role, lang, "/desk/when"),
                 ],
                 className="gw-header",
             ),

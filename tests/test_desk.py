@@ -262,8 +262,10 @@ def test_a_wall_token_calls_only_the_walls_callback(srv: DeskServer) -> None:
     wall.cookies.set(KIOSK_COOKIE, KIOSK_SECRET)
     evaluation: dict[str, Any] = {
         "output": f"..{ids.EVAL_BODY}.children...{ids.EVAL_PERIOD}.value..",
-        "outputs": [{"id": ids.EVAL_BODY, "property": "children"},
-                    {"id": ids.EVAL_PERIOD, "property": "value"}],
+        "outputs": [
+            {"id": ids.EVAL_BODY, "property": "children"},
+            {"id": ids.EVAL_PERIOD, "property": "value"},
+        ],
         "inputs": [{"id": ids.LOCATION, "property": "pathname", "value": "/wall"}],
         "changedPropIds": [f"{ids.LOCATION}.pathname"],
         "state": [],
@@ -438,6 +440,23 @@ def test_deep_links_answer_404_for_unknown_codes_and_render_known_ones(srv: Desk
         assert page.status_code == 200
         crumbs = texts(find(page.json(), ids.DESK_CRUMBS))
         assert crumbs[-1] == (crumb or streets[grid[:9]]), (path, crumbs)
+
+
+def test_every_desk_page_has_the_role_s_menu_and_title(srv: DeskServer) -> None:
+    """Issue 19 item 7: the header offers the work list, the evaluation and who-was-where on every page
+    (they could be reached only by typing their URL), and the desk is named for the role."""
+    grid = some_grid(srv.engine)
+    for user, title, queue in (("boss", "领导桌面", "待办"), ("disp", "业务工作台", "我的待办")):
+        client = login_http(srv.url, user, PASSWORD)
+        for path in ("/desk", f"/grid/{grid}", "/evaluation", "/desk/when", "/desk/queue/acceptor"):
+            page = dash_page(client, srv.url, path)
+            assert page.status_code == 200, (user, path)
+            menu = texts(find(page.json(), ids.DESK_MENU))
+            assert menu == ["全区概览", queue, "综合评价", "人员位置回看"], (user, path, menu)
+        district = texts(dash_page(client, srv.url, "/desk").json())
+        assert any(s.endswith(f"· {title}") for s in district), (user, district[:10])
+        lost = dash_page(client, srv.url, "/desk/nowhere").json()
+        assert texts(find(lost, ids.DESK_BACK)) == ["返回首页"], lost
 
 
 def test_grid_page_shows_the_roster_imported_from_csv(srv: DeskServer, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ modules cannot silently drop or shadow a URL.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -64,3 +65,70 @@ def test_patterns_are_unique() -> None:
     """No two routes claim the same pattern (the later one would never be reached)."""
     patterns = [r.pattern for r in router.ROUTES]
     assert len(patterns) == len(set(patterns))
+
+
+# -- the header menu, the desk's name per role, "page not found" (issue 19 item 7) ------------------------
+
+DESK_ROLES = ("leader", "admin", "acceptor", "shift_leader", "dispatcher", "department")
+
+
+@pytest.mark.parametrize("role", DESK_ROLES)
+def test_every_menu_link_of_every_role_reaches_a_page(role: str) -> None:
+    """The menu offers the district, a work list, the evaluation and who-was-where, each a real route."""
+    from layouts.chrome import menu_links
+
+    for lang in ("zh", "en"):
+        links = menu_links(role, lang)
+        paths = [href.split("?")[0] for _, href in links]
+        assert paths[0] == "/desk" and "/evaluation" in paths and "/desk/when" in paths, links
+        assert all(resolve(p) is not None for p in paths), links
+        assert all(href.endswith("?lang=en") == (lang == "en") for _, href in links), links
+
+
+def test_an_operator_s_menu_opens_their_own_work_list() -> None:
+    """Acceptors, shift leaders and dispatchers get 我的待办 (their queue); the others the queues."""
+    from layouts.chrome import menu_links
+
+    assert ("我的待办", "/desk/queue/dispatcher") in menu_links("dispatcher", "zh")
+    assert ("My work list", "/desk/queue/acceptor?lang=en") in menu_links("acceptor", "en")
+    assert ("待办", "/desk/queue/acceptor") in menu_links("leader", "zh")
+    assert ("待办", "/desk/queue/acceptor") in menu_links("department", "zh")
+
+
+def test_the_desk_is_named_for_its_role() -> None:
+    """领导桌面 for leaders; 业务工作台 for the operators (the title used to say 领导桌面 to everyone)."""
+    from layouts.chrome import desk_title
+
+    assert desk_title("leader", "zh") == desk_title("admin", "zh") == "领导桌面"
+    for role in ("acceptor", "shift_leader", "dispatcher", "department"):
+        assert desk_title(role, "zh") == "业务工作台", role
+    assert desk_title("dispatcher", "en") == "Operations desk"
+
+
+def test_page_not_found_offers_the_way_back() -> None:
+    """An unknown desk path says so and links back to the start page (in the page's language)."""
+    from dashboard import ids
+
+    for lang, href in (("zh", "/desk"), ("en", "/desk?lang=en")):
+        page = router.not_found(lang).to_plotly_json()
+        links = [
+            c["props"]
+            for c in _walk(page)
+            if isinstance(c.get("props"), dict) and c["props"].get("id") == ids.DESK_BACK
+        ]
+        assert len(links) == 1 and links[0]["href"] == href, page
+
+
+def _walk(tree: Any) -> list[dict[str, Any]]:
+    """Every component (as plotly JSON) in a tree."""
+    out: list[dict[str, Any]] = []
+    if hasattr(tree, "to_plotly_json"):
+        tree = tree.to_plotly_json()
+    if isinstance(tree, dict):
+        out.append(tree)
+        for v in tree.get("props", {}).values() if isinstance(tree.get("props"), dict) else ():
+            out.extend(_walk(v))
+    elif isinstance(tree, list | tuple):
+        for x in tree:
+            out.extend(_walk(x))
+    return out
