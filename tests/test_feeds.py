@@ -806,6 +806,58 @@ def test_the_overflow_count_of_a_quiet_minute_is_written_without_more_traffic(
         server.stop()
 
 
+def test_the_overflow_count_is_written_on_a_timer_under_steady_valid_input(
+    city_engine: Engine, srv: LiveServer, gateways: Gateways
+) -> None:
+    """Issue 20 item 9, the other half of the quiet-minute test: under steady valid traffic (a busy
+    hall, no quiet spell, no further rejection) each committed group writes the count rows of the
+    minutes that are over."""
+    shift = [timedelta(0)]
+    start = datetime.now(UTC).replace(second=5, microsecond=0)  # frozen: one minute at any hour
+    server = start_live_server(city_engine, config=PipelineConfig(reject_cap=1, flush_every_s=0.5),
+                               clock=lambda: start + shift[0])  # fmt: skip
+    try:
+        spot = srv.spot()
+        dev = server.peer("/device", spot.secret)
+        mark = reject_mark(server.engine)
+        for i in range(3):
+            ack = dev.call("position", {**fix(spot, start, ref=f"far-{i}"), "lon": 200.0})
+            assert ack["rejected"][0]["reason"] == "bad_coordinates", ack
+        shift[0] = timedelta(seconds=61)  # that minute is over; valid fixes keep coming, no rejection
+        sending = threading.Event()
+        sending.set()
+        answers: list[Any] = []
+
+        def steady(k: int) -> None:  # two gateways: the writer's queue is never empty for 0.5 s
+            peer = server.peer("/device", gateways.everyone)
+            i = 0
+            while sending.is_set():
+                i += 1
+                at = start + timedelta(seconds=1, milliseconds=10 * (2 * i + k))
+                fx = fix(spot, at, ref=f"steady-{k}-{i}", supervisor=spot.person)
+                answers.append(peer.call("position", fx))
+
+        threads = [threading.Thread(target=steady, args=(k,), daemon=True) for k in range(2)]
+        for th in threads:
+            th.start()
+        try:
+            deadline = time.monotonic() + 30  # a condition, not a time
+            rows: list[tuple[str, int]] = []
+            while time.monotonic() < deadline:
+                rows = [(r.reason, r.count) for r in dead_letters(server.engine, mark)]
+                if len(rows) > 1:
+                    break
+                time.sleep(0.05)
+        finally:
+            sending.clear()
+            for th in threads:
+                th.join(timeout=30)
+        assert rows == [("bad_coordinates", 1), ("bad_coordinates", 2)], rows
+        assert answers and all(a.get("accepted") or a.get("duplicates") for a in answers), answers[:3]
+    finally:
+        server.stop()
+
+
 def test_lifecycle_rejections_are_capped_like_every_other(
     city_engine: Engine, srv: LiveServer, gateways: Gateways
 ) -> None:
