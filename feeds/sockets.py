@@ -604,8 +604,16 @@ class ResyncGate:
                 self._pending.discard((sid, room))
 
 
+MAX_ROOMS = 16  # rooms one /live connection may be in at once (a wall holds 1, a desk page 1)
+
+
 class LiveNamespace(Namespace):
-    """``/live``: kiosk screens (and, with the desk, logged-in users) receive snapshots and ticks."""
+    """``/live``: kiosk screens (and, with the desk, logged-in users) receive snapshots and ticks.
+
+    A connection is in at most :data:`MAX_ROOMS` rooms: each room costs the tick producer a render a
+    second, so one client joining every grid of a district would slow every wall (the fuzz found
+    it); a join past the cap is answered ``too_many_rooms``.
+    """
 
     def __init__(
         self, engine: Engine, broadcaster: Door, *, namespace: str = "/live",
@@ -616,6 +624,8 @@ class LiveNamespace(Namespace):
         self.broadcaster = broadcaster
         self.session_ok = session_ok
         self.resyncs = ResyncGate()
+        self._joined: dict[str, set[str]] = {}  # sid → rooms joined through this namespace
+        self._joined_lock = threading.Lock()
 
     def on_connect(self, auth: Any = None) -> None:
         """Kiosk token → room ``wall`` and an immediate snapshot; a session → no room yet."""
@@ -628,6 +638,8 @@ class LiveNamespace(Namespace):
                     authenticate(conn, secret, ("kiosk",))
             except AuthError as exc:
                 raise Refused(exc.reason) from None
+            with self._joined_lock:
+                self._joined.setdefault(sid, set()).add("wall")
             self.broadcaster.join_when_connected(sid, "wall")
             return
         if not self.session_ok():
@@ -635,8 +647,11 @@ class LiveNamespace(Namespace):
 
     def on_disconnect(self, reason: Any = None) -> None:
         """Forget the client's rooms."""
-        self.resyncs.forget(request.sid)  # type: ignore[attr-defined]
-        self.broadcaster.drop(request.sid)  # type: ignore[attr-defined]
+        sid = request.sid  # type: ignore[attr-defined]
+        with self._joined_lock:
+            self._joined.pop(sid, None)
+        self.resyncs.forget(sid)
+        self.broadcaster.drop(sid)
 
     def _room(self, data: Any) -> str | None:
         room = data.get("room") if isinstance(data, dict) else None
@@ -657,7 +672,13 @@ class LiveNamespace(Namespace):
         room = self._room(data)
         if room is None:
             return {"ok": False, "reason": "unknown_room"}
-        self.broadcaster.join(request.sid, room)  # type: ignore[attr-defined]
+        sid = request.sid  # type: ignore[attr-defined]
+        with self._joined_lock:
+            rooms = self._joined.setdefault(sid, set())
+            if room not in rooms and len(rooms) >= MAX_ROOMS:
+                return {"ok": False, "reason": "too_many_rooms", "limit": MAX_ROOMS}
+            rooms.add(room)
+        self.broadcaster.join(sid, room)
         return {"ok": True, "room": room}
 
     def on_leave(self, data: Any = None) -> dict[str, Any]:
@@ -665,7 +686,10 @@ class LiveNamespace(Namespace):
         room = self._room(data)
         if room is None:
             return {"ok": False, "reason": "unknown_room"}
-        self.broadcaster.leave(request.sid, room)  # type: ignore[attr-defined]
+        sid = request.sid  # type: ignore[attr-defined]
+        with self._joined_lock:
+            self._joined.get(sid, set()).discard(room)
+        self.broadcaster.leave(sid, room)
         return {"ok": True, "room": room}
 
     def on_resync(self, data: Any = None) -> dict[str, Any]:

@@ -343,6 +343,26 @@ def test_join_leave_resync_rooms(srv: LiveServer, wall: Peer) -> None:
     assert peer.connected
 
 
+def test_a_live_connection_is_in_at_most_max_rooms_rooms(srv: LiveServer) -> None:
+    """Issue 20 (found by the fuzz): a client could join every grid of the district, one render a
+    second each for the tick producer; past MAX_ROOMS a join is refused by name, leaving makes room."""
+    from feeds.sockets import MAX_ROOMS
+
+    wall = srv.peer("/live", srv.kiosk)  # a screen of its own: its rooms touch no other test
+    wall.wait("snapshot", timeout=WAIT)
+    grids = sorted(srv.core.live.area_of_grid)[: MAX_ROOMS + 2]
+    assert wall.call("join", {"room": f"grid:{grids[0]}"}) == {"ok": True, "room": f"grid:{grids[0]}"}
+    # the kiosk's own "wall" counts: MAX_ROOMS - 1 more joins fill the connection
+    for g in grids[1 : MAX_ROOMS - 1]:
+        assert wall.call("join", {"room": f"grid:{g}"})["ok"] is True, g
+    full = {"ok": False, "reason": "too_many_rooms", "limit": MAX_ROOMS}
+    assert wall.call("join", {"room": f"grid:{grids[MAX_ROOMS]}"}) == full
+    assert wall.call("join", {"room": f"grid:{grids[1]}"})["ok"] is True  # a room it is in: no new one
+    assert wall.call("leave", {"room": f"grid:{grids[1]}"})["ok"] is True
+    assert wall.call("join", {"room": f"grid:{grids[MAX_ROOMS]}"})["ok"] is True
+    assert wall.connected
+
+
 def test_resyncs_sooner_than_the_gap_merge_into_one_snapshot(srv: LiveServer) -> None:
     """A screen asking for snapshots in a loop gets one now and one when the gap has passed."""
     ns = srv.core.broadcaster.socketio.server.namespace_handlers["/live"]
