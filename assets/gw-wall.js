@@ -169,7 +169,15 @@
         var t1 = document.createElement("span"); t1.className = "gw-queue-left"; t1.textContent = fmtLeft(left);
         var t2 = document.createElement("span"); t2.className = "gw-queue-stage"; t2.textContent = T["stage." + c.stage] || c.stage;
         t2.style.color = cfg.stageColours[c.stage] || "";
-        var t3 = document.createElement("span"); t3.className = "gw-queue-where"; t3.textContent = (cfg.streets[c.street] || "") + " " + c.id;
+        // the class and the place in words (the case id only where the row has room for it)
+        var what = (cfg.classes || {})[c.kind + ":" + c["class"]] || c["class"] || "";
+        var t3 = document.createElement("span"); t3.className = "gw-queue-where";
+        var w1 = document.createElement("b"); w1.className = "gw-queue-class"; w1.textContent = what;
+        // the street short: without "街道" and the generated areas' "（生成）" (the wall says they are generated)
+        var street = (cfg.streets[c.street] || "").replace(/（生成）$/, "").replace(/街道$/, "");
+        var w2 = document.createElement("span"); w2.className = "gw-queue-street"; w2.textContent = street;
+        var w3 = document.createElement("span"); w3.className = "gw-queue-id"; w3.textContent = c.id;
+        t3.appendChild(w1); t3.appendChild(w2); t3.appendChild(w3);
         li.appendChild(t1); li.appendChild(t2); li.appendChild(t3);
         list.appendChild(li);
       });

@@ -20,6 +20,7 @@ from dashboard.data import Overview
 from dashboard.figures import OVERDUE_COLOUR, STAGE_COLOURS, SUPERVISOR_COLOURS, wall_map
 from dashboard.heat import MODES as HEAT_MODES
 from dashboard.i18n import CATALOGUE, t
+from domain.catalogue import Catalogue
 from feeds.live import LiveReader
 from feeds.ticks import wall_panels
 from store.geography import DistrictSummary
@@ -59,6 +60,11 @@ def config(lang: str, streets: Mapping[str, str]) -> dict[str, object]:
     }
 
 
+def class_names(catalogue: Catalogue) -> dict[str, str]:
+    """``"<kind>:<code>"`` → the 小类's name, for every class of the catalogue (部件 and 事件 share codes)."""
+    return {f"{c.kind.value}:{c.code}": c.name for c in catalogue.classes}
+
+
 def _tile(key: str, lang: str) -> html.Div:
     return html.Div(
         [
@@ -94,8 +100,10 @@ def layout(
     dwell: int = 20,
     boxes: Mapping[str, Sequence[float]] | None = None,
     panels: Mapping[str, object] | None = None,
+    classes: Mapping[str, str] | None = None,
 ) -> html.Div:
-    """The wall page (kiosk: no controls, no hover, no scrollbars); ``panels``: values at page build."""
+    """The wall page (kiosk: no controls, no hover, no scrollbars); ``panels``: values at page build;
+    ``classes``: ``"<kind>:<code>"`` → the 小类's name (the queue names a case's class in words)."""
     district = summary.name if lang == "zh" else summary.name_en
     notes = [t("note.generated", lang)] if generated else []
     return html.Div(
@@ -112,6 +120,7 @@ def layout(
                             "dwell": max(5, dwell),
                             "boxes": dict(boxes or {}),
                             "initial": dict(panels) if panels else None,
+                            "classes": dict(classes or {}),
                         },
                         ensure_ascii=False,
                     )
@@ -251,11 +260,13 @@ def page(
     scenes = [x for x in q.get("scenes", [""])[0].split(",") if x in SCENES]
     dwell = q.get("dwell", [""])[0]
     panels = None
+    classes: dict[str, str] = {}
     if live is not None:
         view = live.snapshot(now or datetime.now(UTC))
         panels = wall_panels(view, simulated=simulated, queue_rows=QUEUE_ROWS)
+        classes = class_names(live.catalogue)
     return layout(
         ov.summary, fig, streets=names, lang=lang, generated=ov.generated, heat=heat,
         scenes=scenes, dwell=int(dwell) if dwell.isdigit() else DWELL_S, boxes=boxes,
-        panels=panels,
+        panels=panels, classes=classes,
     )  # fmt: skip
