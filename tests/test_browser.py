@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from dashboard import ids
+from domain.catalogue import load_catalogue
 from tests.conftest import ARTIFACTS
 from tests.serve import ROOT, Server, run_app
 
@@ -109,7 +110,7 @@ def test_wall_is_live(
     _fix(secret, server.base, lon, lat, f"live-{size[0]}x{size[1]}")
     page, errors, external = _open(browser, server.wall_url, *size)
     page.wait_for_function(  # type: ignore[attr-defined]
-        f"() => document.getElementById('{ids.WALL_HEALTH}').textContent === '实时'", timeout=30_000
+        f"() => document.getElementById('{ids.WALL_HEALTH}')?.textContent === '实时'", timeout=30_000
     )
     page.wait_for_function(  # type: ignore[attr-defined]  # supervisors and cases from the snapshot
         "() => { const m = window.__gw && window.__gw.marks;"
@@ -127,6 +128,10 @@ def test_wall_is_live(
     ]
     assert sum(stages) > 0
     assert page.locator(".gw-queue-row").count() > 0  # type: ignore[attr-defined]
+    # each queued case's class in words (issue 19 item 6: the rows showed a street and an id only)
+    names = {c.name for c in load_catalogue("cjt214").classes}
+    shown = page.locator(".gw-queue-class").all_inner_texts()  # type: ignore[attr-defined]
+    assert shown and set(shown) <= names, shown
     assert page.inner_text(f"#{ids.WALL_TICKER}").strip()  # type: ignore[attr-defined]
     page.wait_for_selector(".gw-rank-row", timeout=20_000)  # type: ignore[attr-defined]
     grades = page.locator(".gw-rank-grade").all_inner_texts()  # type: ignore[attr-defined]
@@ -161,11 +166,12 @@ def test_wall_scenes_visit_each_street(server: Server, browser: object) -> None:
     page, errors, _ = _open(browser, server.wall_url + "&scenes=overview,streets&dwell=5", 1920, 1080)
     zoom = "() => document.querySelector('.gw-map .js-plotly-plot').layout.map.zoom"
     page.wait_for_function(  # type: ignore[attr-defined]
-        f"() => document.getElementById('{ids.WALL_SCENE}').textContent === '全区概览'", timeout=30_000
+        f"() => document.getElementById('{ids.WALL_SCENE}')?.textContent === '全区概览'", timeout=30_000
     )
     overview = page.evaluate(zoom)  # type: ignore[attr-defined]
     page.wait_for_function(  # type: ignore[attr-defined]
-        f"() => document.getElementById('{ids.WALL_SCENE}').textContent.startsWith('片区')", timeout=20_000
+        f"() => (document.getElementById('{ids.WALL_SCENE}')?.textContent ?? '').startsWith('片区')",
+        timeout=20_000,
     )
     assert page.evaluate(zoom) > overview + 0.5  # type: ignore[attr-defined]  # zoomed into a street
     page.screenshot(path=str(ARTIFACTS / "wall-scene-street-1920x1080.png"))  # type: ignore[attr-defined]
@@ -213,7 +219,7 @@ def test_grid_heat_images_for_the_wall(server: Server) -> None:
 
 def test_wall_marks_stale_data_and_recovers(server: Server, browser: object) -> None:
     page, _, _ = _open(browser, server.wall_url, 1920, 1080)
-    health = f"() => document.getElementById('{ids.WALL_HEALTH}').textContent"
+    health = f"() => document.getElementById('{ids.WALL_HEALTH}')?.textContent"
     page.wait_for_function(f"() => ({health})() === '实时'", timeout=30_000)  # type: ignore[attr-defined]
     page.context.set_offline(True)  # type: ignore[attr-defined]
     page.wait_for_function(f"() => ({health})() === '数据中断'", timeout=20_000)  # type: ignore[attr-defined]
@@ -262,7 +268,7 @@ def test_device_inputs_reach_the_wall(
     _, secret, lon, lat = handset
     page, errors, _ = _open(browser, server.wall_url, 1920, 1080)
     page.wait_for_function(  # type: ignore[attr-defined]
-        f"() => document.getElementById('{ids.WALL_HEALTH}').textContent === '实时'", timeout=30_000
+        f"() => document.getElementById('{ids.WALL_HEALTH}')?.textContent === '实时'", timeout=30_000
     )
     emergency = load_catalogue("cjt214").emergency_classes()[0]
     client = socketio.Client()
@@ -304,7 +310,7 @@ def test_wall_recovers_after_a_server_restart_without_a_reload(
     """The server goes away and comes back on the same port: the page shows 数据中断, then live data
     again from the new process (a new snapshot), without reloading."""
     cwd = tmp_path_factory.mktemp("restart")
-    health = f"() => document.getElementById('{ids.WALL_HEALTH}').textContent"
+    health = f"() => document.getElementById('{ids.WALL_HEALTH}')?.textContent"
     with run_app(cwd, "--no-simulation", timeout=120) as first:
         port = int(urlparse(first.base).port or 0)
         page, errors, _ = _open(browser, first.wall_url, 1920, 1080)
