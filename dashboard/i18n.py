@@ -175,7 +175,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "login.submit": {"zh": "登录", "en": "Log in"},
     "login.other_lang": {"zh": "English", "en": "中文"},
     "login.failed": {"zh": "用户名或密码不正确", "en": "Wrong user name or password"},
-    "login.role": {"zh": "该账号无权使用领导桌面", "en": "This account may not use the desk"},
+    "login.role": {"zh": "该账号无权使用桌面", "en": "This account may not use the desk"},
     "login.csrf": {"zh": "表单已过期，请重新提交", "en": "The form expired; please submit it again"},
     "login.rate_limited.user": {
         "zh": "该用户在此处登录失败次数过多，请稍后再试（每次失败等待加倍）",
