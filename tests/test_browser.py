@@ -293,7 +293,7 @@ def test_device_inputs_reach_the_wall(
     banner = page.inner_text(f"#{ids.WALL_ALERT}")  # type: ignore[attr-defined]
     assert "突发事件" in banner and case_id in banner and "最近监督员" in banner
     page.wait_for_function(  # type: ignore[attr-defined]
-        "() => document.querySelector('.gw-map .js-plotly-plot').layout.map.zoom === 16", timeout=10_000
+        "() => document.querySelector('.gw-map .js-plotly-plot')?.layout?.map?.zoom === 16", timeout=10_000
     )
     # zoomed in on the spot: the new case's mark and its pulse are drawn there
     page.wait_for_function(MARK_AT, arg=["cases", lon + 0.0001, lat], timeout=10_000)  # type: ignore[attr-defined]

@@ -341,7 +341,7 @@ def test_who_was_where_page_steps_in_minutes(served: tuple[LiveServer, str], bro
     page.screenshot(path=str(_artifacts() / "who-was-where.png"), full_page=True)
     page.click(f"#{ids.WHEN_STEP}-5")
     page.wait_for_function(
-        f"(t) => document.querySelector('#{ids.WHEN_AT}').innerText === t",
+        f"(t) => document.querySelector('#{ids.WHEN_AT}')?.innerText === t",
         arg=local_text(at - timedelta(minutes=5)).replace("T", " "),
         timeout=30_000,
     )
@@ -411,7 +411,7 @@ def test_supervisor_page_follows_the_live_position(
             timeout=20_000,
         )
         page.wait_for_function(
-            "(id) => document.getElementById(id).getAttribute('data-status') === 'on_duty'",
+            "(id) => document.getElementById(id)?.getAttribute('data-status') === 'on_duty'",
             arg=ids.SUP_STATUS,
             timeout=20_000,
         )

@@ -310,11 +310,11 @@ def test_evaluation_page_renders_grades(served: LiveServer, browser: Any) -> Non
     # another level through the controls (a read-only callback), the export link follows
     page.click("text=专业部门")
     page.wait_for_function(
-        "() => document.querySelector('#gw-eval-export').href.includes('level=department')", timeout=30_000
+        "() => !!document.querySelector('#gw-eval-export')?.href.includes('level=department')", timeout=30_000
     )
     depts = ranking(served.engine, ObjectType.DEPARTMENT, period, now=datetime.now(UTC)).frame
     page.wait_for_function(
-        f"() => document.querySelector('.gw-eval-period').innerText.includes('{len(depts):,}')",
+        f"() => !!document.querySelector('.gw-eval-period')?.innerText.includes('{len(depts):,}')",
         timeout=30_000,
     )
     page.screenshot(path=str(ARTIFACTS / "evaluation-departments.png"), full_page=True)
