@@ -103,7 +103,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "nav.overview": {"zh": "全区概览", "en": "District"},
     "nav.queues": {"zh": "待办", "en": "Work lists"},
     "nav.evaluation": {"zh": "综合评价", "en": "Evaluation"},
-    "nav.when": {"zh": "人员位置回看", "en": "Who was where"},
+    "nav.when": {"zh": "监督员位置", "en": "Supervisors"},  # /desk/when: every supervisor now or at T
     "eval.title": {"zh": "综合评价", "en": "Evaluation"},
     "eval.rank": {"zh": "排名", "en": "Rank"},
     "eval.name": {"zh": "名称", "en": "Name"},

@@ -452,7 +452,7 @@ def test_every_desk_page_has_the_role_s_menu_and_title(srv: DeskServer) -> None:
             page = dash_page(client, srv.url, path)
             assert page.status_code == 200, (user, path)
             menu = texts(find(page.json(), ids.DESK_MENU))
-            assert menu == ["全区概览", queue, "综合评价", "人员位置回看"], (user, path, menu)
+            assert menu == ["全区概览", queue, "综合评价", "监督员位置"], (user, path, menu)
         district = texts(dash_page(client, srv.url, "/desk").json())
         assert any(s.endswith(f"· {title}") for s in district), (user, district[:10])
         lost = dash_page(client, srv.url, "/desk/nowhere").json()
