@@ -736,15 +736,21 @@ def embedded(tmp: Path, plan: Plan) -> list[HarnessRow]:
         load = Load(port, city, plan.rate).start()
         for n in range(plan.embedded_kills):
             starts: list[float] = []
+            ready_at: list[float] = []
 
             def mend(starts: list[float] = starts) -> None:
                 starts.append(time.monotonic())
                 server.start()
 
-            f = Fault(f"kill -9 embedded server (SQLite) #{n + 1}", f"embedded-{n}", server.kill9, mend,
-                      lambda: server.wait_ready())  # fmt: skip
+            def ready(ready_at: list[float] = ready_at) -> None:
+                server.wait_ready()
+                ready_at.append(time.monotonic())
+
+            name = f"kill -9 embedded server (SQLite) #{n + 1}"
+            f = Fault(name, f"embedded-{n}", server.kill9, mend, ready)
             o = run_fault(load, f, plan, city.url, None)
-            notes = [f"restarted: serving again in {time.monotonic() - starts[0]:.1f} s" if starts else ""]
+            took = f"{ready_at[0] - starts[0]:.1f}" if starts and ready_at else "?"
+            notes = [f"restarted: serving again in {took} s"]
             with load.tally.lock:
                 notes.append(f"resent unacked {load.tally.resent[f.phase]}")
             rows.append(row_of(f, o, [n for n in notes if n]))
