@@ -95,7 +95,9 @@ class Watched:
         self.context.close()
 
 
-FREE_SPOT = """(id) => {
+# spots on a grid polygon clear of every marker by more than ``clear`` px, the clearest first (at most 12,
+# spread over the map: each lies ``clear`` px from those before it), in page coordinates
+FREE_SPOTS = """([id, clear]) => {
   const gd = document.querySelector('#' + id + ' .js-plotly-plot');
   const map = gd._fullLayout.map._subplot.map;
   const rect = gd.getBoundingClientRect();
@@ -107,16 +109,23 @@ FREE_SPOT = """(id) => {
       pts.push(map.project([tr.lon[i], tr.lat[i]]));
     }
   }
-  let best = [rect.width / 2, rect.height / 2], far = -1;
+  const spots = [];
   for (let fx = 0.05; fx <= 0.951; fx += 0.02) for (let fy = 0.05; fy <= 0.951; fy += 0.02) {
     const x = rect.width * fx, y = rect.height * fy;
     const fills = map.queryRenderedFeatures([x, y]).filter((f) => f.layer.type === 'fill');
     if (!fills.length) continue;  // not on a grid polygon
     let d = 1e9;
     for (const p of pts) d = Math.min(d, Math.hypot(p.x - x, p.y - y));
-    if (d > far) { far = d; best = [x, y]; }
+    if (d > clear) spots.push([x, y, d]);
   }
-  return [rect.x + best[0], rect.y + best[1], far];
+  spots.sort((a, b) => b[2] - a[2]);
+  const out = [];
+  for (const s of spots) {
+    if (out.some((o) => Math.hypot(o[0] - s[0], o[1] - s[1]) < clear)) continue;
+    out.push(s);
+    if (out.length === 12) break;
+  }
+  return out.length ? out.map((s) => [rect.x + s[0], rect.y + s[1]]) : false;
 }"""
 
 
@@ -143,26 +152,43 @@ HOVERING = """([id, prefix]) => {
 }"""
 
 
+# what plotly hovers now, for a failure message: each hovered point's trace, path and location
+HOVERED = """(id) => {
+  const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+  const hs = (gd && gd._hoverdata) || [];
+  return hs.map((h) => [h.fullData && h.fullData.type, h.customdata, h.location]);
+}"""
+
+
 def _click_a_grid(page: Any, goes_to: str) -> None:
     """Click the desk map where no marker is (a grid polygon, not a case), once the map shows the
-    current page's figure and hovers a grid whose path starts with ``goes_to``."""
+    current page's figure and hovers a grid whose path starts with ``goes_to``.
+
+    Each try points at the next of several clear spots (one spot plotly would not hover, such as a
+    sliver where a polygon's drawing and its hit test differ, must not fail the test), and a failure
+    says what was hovered at each try.
+    """
     page.wait_for_selector(f"#{ids.DESK_MAP} .maplibregl-canvas", timeout=60_000)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
+    tries: list[str] = []
     while True:
         page.wait_for_function(MAP_SETTLED, arg=ids.DESK_MAP, timeout=60_000)
         # the grid polygons are drawn once a spot on one lies clear of every marker (a condition)
-        found = page.wait_for_function(
-            f"(id) => {{ const r = ({FREE_SPOT})(id); return r[2] > {HOVER_PX + 8} ? r : false; }}",
-            arg=ids.DESK_MAP, timeout=60_000,
-        )  # fmt: skip
-        x, y, _ = found.json_value()
+        spots = page.wait_for_function(FREE_SPOTS, arg=[ids.DESK_MAP, HOVER_PX + 8], timeout=60_000)
+        options = spots.json_value()
+        x, y = options[len(tries) % len(options)]
         page.mouse.move(x - 3, y - 3)
         page.mouse.move(x, y)
         try:
             page.wait_for_function(HOVERING, arg=[ids.DESK_MAP, goes_to], timeout=3_000)
             break
-        except PlaywrightTimeout:  # the figure was still being replaced: find the spot again
-            assert time.monotonic() < deadline, f"the map never hovered a grid going to {goes_to}"
+        except PlaywrightTimeout:  # the figure was still being replaced, or plotly hovers nothing here
+            tries.append(f"({x:.0f},{y:.0f}) of {len(options)}: {page.evaluate(HOVERED, ids.DESK_MAP)}")
+            if time.monotonic() > deadline:
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / f"desk-no-hover-{goes_to.strip('/')}.png"))
+                tried = tries[-8:]
+                raise AssertionError(f"the map never hovered a grid going to {goes_to}: {tried}") from None
             page.mouse.move(1, 1)
     page.mouse.click(x, y)
 
