@@ -42,7 +42,7 @@ smoke run). Sustained throughput = fixes acknowledged / offered.
 
 Shorter runs (``GW_BENCH_SOAK_MINUTES`` < 15) scale the warm-up to a third of the run and the
 windows to half the rest. ``--smoke``: built-in Dongcheng, 200 supervisors at 80 fixes/s, 4 screens,
-6 samples of 6 s, a 6-hour case backfill.
+4 samples of 5 s (warm-up 1, windows of 1), a 6-hour case backfill.
 """
 
 from __future__ import annotations
@@ -98,8 +98,8 @@ class Plan:
 def plan(smoke: bool = False, minutes: float = MINUTES, rate: int = RATE) -> Plan:
     """The full soak (``minutes`` at ``rate``) or the smoke run."""
     if smoke:
-        w = Workload(None, 8, 200, 80, 4, 4, 36.0, 0)
-        return Plan(w, 6.0, 6, 2, 2, 0.25)
+        w = Workload(None, 8, 200, 80, 4, 4, 20.0, 0)
+        return Plan(w, 5.0, 4, 1, 1, 0.25)
     n = max(1, round(minutes))
     w = Workload("110105", 5, 10_000, rate, 50, 50, n * 60.0, 0)
     warm = WARMUP if n >= 3 * WARMUP else max(1, n // 3)

@@ -14,40 +14,7 @@ from store.accounts import ADMIN_PASSWORD_FILE
 from store.db import create_engine
 from store.models import Case
 from tests.desk_login import login_http
-from tests.serve import ROOT, free_port, run_app
-
-
-def test_run_from_empty_folder_builds_and_serves(tmp_path: Path) -> None:
-    with run_app(tmp_path, timeout=120) as srv:
-        assert (tmp_path / "var" / "gridwall.db").exists()
-        assert srv.wall_url.startswith(f"{srv.base}/wall?token=")
-        assert srv.desk_url == f"{srv.base}/desk"
-        health = requests.get(srv.base + "/healthz", timeout=5).json()
-        assert health["district"] == "110101"
-        assert health["grids"] > 4000
-        page = requests.get(srv.desk_url, timeout=5, allow_redirects=False)  # the desk needs a login
-        assert page.status_code == 302 and page.headers["location"].startswith("/login?next=")
-        login = requests.get(srv.base + page.headers["location"], timeout=5)
-        assert login.status_code == 200 and 'name="password"' in login.text
-        # the wall needs the kiosk token
-        assert requests.get(srv.base + "/wall", timeout=5).status_code == 403
-        assert requests.get(srv.base + "/wall?token=wrong", timeout=5).status_code == 403
-        assert requests.get(srv.wall_url, timeout=5).status_code == 200
-        grids = requests.get(srv.base + "/geo/110101/grids.geojson", timeout=10).json()
-        assert len(grids["features"]) == health["grids"]
-        assert all(len(f["id"]) == 15 and f["id"].startswith("110101") for f in grids["features"])
-        labels = requests.get(srv.base + "/geo/110101/labels.png", timeout=10)
-        assert labels.headers["content-type"] == "image/png"
-        style = requests.get(srv.base + "/assets/map-style.json", timeout=5).json()
-        assert style["version"] == 8
-    # the production server (gunicorn), not Werkzeug's development server; stopped by SIGTERM in time
-    assert not any("development server" in line for line in srv.lines), srv.lines
-    assert srv.proc.returncode == 0, srv.lines
-    # a second start reuses the database and the same kiosk token
-    first_token = srv.wall_url.split("token=")[1]
-    with run_app(tmp_path, timeout=60) as again:
-        assert again.wall_url.split("token=")[1] == first_token
-        assert not any("first start" in line for line in again.lines)
+from tests.serve import ROOT, Server, free_port, run_app
 
 
 def test_help_and_one_line_errors(tmp_path: Path) -> None:
@@ -102,9 +69,14 @@ def _killed_while_backfilling(cwd: Path, port: int) -> list[str]:
     return lines
 
 
-def test_a_first_start_killed_during_its_backfill_completes_it_and_still_shows_the_admin_password(
+def test_run_from_empty_folder_killed_during_its_backfill_then_builds_serves_and_restarts(
     tmp_path: Path,
 ) -> None:
+    """From an empty folder: a first start ``kill -9``-ed while backfilling; the next start completes
+    the backfill, prints the admin password once and serves (the production server, the kiosk token,
+    the desk's login, the offline map's files); restarts reuse the database and the token, show the
+    password until the admin logs in, then never again. (One test: each first start costs half a
+    minute of the suite; the uninterrupted first start is the browser tests' ``app_server``.)"""
     first = _killed_while_backfilling(tmp_path, free_port())
     assert not any(line.startswith("admin:") for line in first)  # killed before it could print it
     engine = create_engine(f"sqlite:///{tmp_path / 'var' / 'gridwall.db'}")
@@ -117,10 +89,16 @@ def test_a_first_start_killed_during_its_backfill_completes_it_and_still_shows_t
             with engine.connect() as conn:  # the week of simulated cases and today's patrols are there
                 cases = conn.scalar(select(func.count()).select_from(Case).where(Case.origin == "simulation"))
             assert (cases or 0) > 1000
-        # not logged in yet: shown again
+            _serves(srv)
+        # the production server (gunicorn), not Werkzeug's development server; stopped by SIGTERM in time
+        assert not any("development server" in line for line in srv.lines), srv.lines
+        assert srv.proc.returncode == 0, srv.lines
+        first_token = srv.wall_url.split("token=")[1]
+        # not logged in yet: shown again; the database and the kiosk token are reused
         with run_app(tmp_path, timeout=120) as srv:
             assert any(line == shown[0] for line in srv.lines), srv.lines
-            assert not any("backfill" in line for line in srv.lines), srv.lines
+            assert not any("backfill" in line or "first start" in line for line in srv.lines), srv.lines
+            assert srv.wall_url.split("token=")[1] == first_token
             login_http(srv.base, "admin", password)
         # the admin has logged in: the password is no longer printed, nor kept
         with run_app(tmp_path, timeout=120) as srv:
@@ -128,3 +106,28 @@ def test_a_first_start_killed_during_its_backfill_completes_it_and_still_shows_t
         assert not (tmp_path / "var" / ADMIN_PASSWORD_FILE).exists()
     finally:
         engine.dispose()
+
+
+def _serves(srv: Server) -> None:
+    """What a started GridWall answers: health, the desk's login, the kiosk-token wall, the map's files."""
+    assert (srv.cwd / "var" / "gridwall.db").exists()
+    assert srv.wall_url.startswith(f"{srv.base}/wall?token=")
+    assert srv.desk_url == f"{srv.base}/desk"
+    health = requests.get(srv.base + "/healthz", timeout=5).json()
+    assert health["district"] == "110101"
+    assert health["grids"] > 4000
+    page = requests.get(srv.desk_url, timeout=5, allow_redirects=False)  # the desk needs a login
+    assert page.status_code == 302 and page.headers["location"].startswith("/login?next=")
+    login = requests.get(srv.base + page.headers["location"], timeout=5)
+    assert login.status_code == 200 and 'name="password"' in login.text
+    # the wall needs the kiosk token
+    assert requests.get(srv.base + "/wall", timeout=5).status_code == 403
+    assert requests.get(srv.base + "/wall?token=wrong", timeout=5).status_code == 403
+    assert requests.get(srv.wall_url, timeout=5).status_code == 200
+    grids = requests.get(srv.base + "/geo/110101/grids.geojson", timeout=10).json()
+    assert len(grids["features"]) == health["grids"]
+    assert all(len(f["id"]) == 15 and f["id"].startswith("110101") for f in grids["features"])
+    labels = requests.get(srv.base + "/geo/110101/labels.png", timeout=10)
+    assert labels.headers["content-type"] == "image/png"
+    style = requests.get(srv.base + "/assets/map-style.json", timeout=5).json()
+    assert style["version"] == 8
