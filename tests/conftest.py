@@ -31,19 +31,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-# Modules that share the session's ``app_server`` (a first start: half a minute of the suite each time)
-# run on one xdist worker; every other module stays whole on one worker (loadfile, by group).
-APP_SERVER_MODULES = frozenset({"test_browser.py", "test_desk_browser.py"})
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group each test by its module for ``--dist loadgroup`` (the browser modules as one group)."""
-    for item in items:
-        module = item.path.name
-        group = "app_server" if module in APP_SERVER_MODULES else module
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 def require(reason: str) -> None:
     """Fail (GW_REQUIRE_SERVICES=1) or skip loudly: a needed service or data set is missing."""
     if os.environ.get("GW_REQUIRE_SERVICES") == "1":
