@@ -31,8 +31,8 @@ from domain.evaluation import (
     ObjectType,
     evaluation_table,
 )
-from domain.lifecycle import T_HANDLE
-from store.models import Case, Community, DailyCounter, Department, Grid, Person, StageTimerRow, Street
+from store.evaluation import overdue_unhandled
+from store.models import Community, DailyCounter, Department, Grid, Person, Street
 
 # the levels a leader can rank, in the order of the page's tabs: regions, departments, positions (岗位)
 LEVELS: tuple[ObjectType, ...] = (
@@ -241,36 +241,6 @@ def _responsible(conn: Connection) -> dict[str, str]:
         Person, and_(Person.area_code == Grid.area_code, Person.role == "supervisor", Person.active)
     )
     return {str(g): str(p) for g, p in conn.execute(q)}
-
-
-def overdue_unhandled(conn: Connection, kind: ObjectType, now: datetime) -> dict[str, int]:
-    """超时未处置数 now: open cases whose handling clock runs past its deadline, per object of a level."""
-    if kind is ObjectType.DEPARTMENT:
-        key: Any = Case.department_code
-    elif kind in REGION_TYPES:
-        key = Case.grid_code
-    else:
-        return {}
-    q = (
-        select(key, func.count())
-        .join(StageTimerRow, StageTimerRow.case_id == Case.id)
-        .where(
-            Case.open,
-            StageTimerRow.stage == T_HANDLE,
-            StageTimerRow.ended_at.is_(None),
-            StageTimerRow.paused_since.is_(None),
-            StageTimerRow.deadline < now,
-        )
-        .group_by(key)
-    )
-    out: dict[str, int] = {}
-    width = {ObjectType.GRID: 15, ObjectType.COMMUNITY: 12, ObjectType.STREET: 9, ObjectType.DISTRICT: 6}
-    for k, n in conn.execute(q):
-        if k is None:
-            continue
-        oid = str(k)[: width[kind]] if kind in width else str(k)
-        out[oid] = out.get(oid, 0) + int(n)
-    return out
 
 
 @dataclass(frozen=True)

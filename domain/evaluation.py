@@ -11,35 +11,42 @@ of the case (grid = the 15-digit code, community = its first 12 digits, street 9
 D = the department holding the case; A = the actor's position (supervisor, acceptor, shift leader,
 dispatcher, by the event's role; other roles have no position row); P = the reporting supervisor
 of a supervisor-source case; S = the supervisor responsible for the case's grid (only when a
-``responsible`` grid → supervisor mapping is given); X = the dispatcher of the current dispatch.
+``responsible`` grid → supervisor mapping is given); X = the dispatcher of the current dispatch;
+F = the shift leader who filed the case; T = the supervisor a 核实/核查 task was issued to (the
+command's ``assignee``, else S). Sources are classed by :data:`SOURCE_CLASS`: 监督员上报 (patrol),
+监督举报 (公众举报, 热线: public) and neither (领导交办, 视频, 部门批转: other).
 
 =============== ===================================================== =========================
 event           counters                                              objects
 =============== ===================================================== =========================
 report          reported                                              R, A
-                patrol_reported (source = supervisor)                 R, P
-                public_reported (any other source: 监督举报)          R
+                patrol_reported (patrol source)                       R, P
+                public_reported (public source: 监督举报)             R
+                other_reported (领导交办, 视频, 部门批转)             R
 accept          accepted, accepted_on_time                            R, A
                 to_verify, verify_sent_on_time (核实 task sent)       R, A (the acceptor)
+                to_verify (the 核实 task issued: 应核实)              T
+assign          to_verify | to_check moves (指派)                     +1 new T, −1 old T
 verify          verified, verified_on_time                            R, A
-                to_verify (the verifier's own 应核实)                  A (the supervisor)
-                missed (漏报 / 监督举报核实: confirmed)               R, S
+                to_verify (answered by another than T: moves)         +1 A, −1 T
+                missed (漏报 / 监督举报核实: public, confirmed)       R, S
 file            filed, filed_on_time                                  R, A
                 to_dispatch (a dispatch clock starts)                 R
                 valid_reported + filed (source = supervisor)          P (valid_reported also R)
                 filed (any other source)                              S
 void            voided                                                R, A
+                filed_voided (the case had been filed)                R, F
 dispatch        dispatched, dispatched_on_time                        R, A
                 to_dispatch (the dispatcher's own 应派遣)              A
                 dispatched (cases received)                           D
 approve         extended / suspended (延期 / 挂账 approved)           R, D
-                returned (回退 approved)                              R, D, X
+                returned (回退 approved: a 错派)                      R, D, X
                 to_dispatch (a new dispatch clock)                    R
 feedback        handled, handled_on_time | handled_overdue            R, D
-                to_check (核查 task sent)                             R
+                to_check (核查 task sent)                             R, T
 check           checked, checked_on_time                              R, A
-                to_check (the checker's own 应核查)                    A
-                reworked (check failed: 返工)                         R, D, X
+                to_check (answered by another than T: moves)          +1 A, −1 T
+                reworked (check failed: 返工)                         R, D
 close           closed, closed_on_time | overdue_closed               R, A, D
                 close_step_on_time (the 结案 step within its limit)   R, A
 urge            urged                                                 R, D
@@ -63,11 +70,17 @@ Choices where domain.md §1.4 leaves room (all documented where they are compute
   still unhandled past their deadline at the period end, so callers with the live case table pass
   that number as ``overdue_unhandled`` (default 0); and feedbacks that failed 核查 (返工) are taken
   out, since they lead to another feedback, not to a close: 应结案 = handled − reworked + overdue.
-- 准确立案率 = (立案数 − 作废数) / 立案数 exactly as §1.4. In GridWall a case can only be voided
-  before filing, so 作废数 here counts voided reports; the rate can fall below 0 (shown raw;
-  its score is clamped to 0).
-- 准确派遣率 = (应派遣数 − 返工数) / 应派遣数 as §1.4; the 回退-based reading (dispatches not
-  returned as 非本单位) is the alternative some cities use — ``returned`` is counted for it.
+- 准确立案率 = (立案数 − 作废数) / 立案数 with §1.4's 作废数 = filed cases later voided
+  (``filed_voided``, charged to the shift leader who filed them); a report correctly voided before
+  filing (不予立案) costs nothing. A period boundary can put the void after the filing's period,
+  so the rate can fall below 0 (shown raw; its score is clamped to 0).
+- 准确派遣率 = (派遣数 − 返工数) / 派遣数 with §1.4's dispatcher 返工数 = his dispatches returned as
+  非本单位 (回退 approved: ``returned``, charged to that dispatcher), which are dispatched again.
+  A department's rework after a failed 核查 is the department's (返工率), never the dispatcher's.
+- 应核实数 / 应核查数 of a supervisor = tasks issued to him (:data:`Holder`'s task person: the
+  command's ``assignee``, else the grid's responsible supervisor), moved by 指派 or when another
+  supervisor answers; an ignored task stays his obligation. For the acceptor, 应核实数 = 核实 tasks
+  he sent (核实按时派发率's denominator).
 - 监督举报率 = 监督举报核实数 / 立案数 with 监督举报核实数 = reports not from a supervisor that
   核实 confirmed (the same count as 漏报); for regions it scores inversely, (1 − rate) × 100, as in
   the peer implementation: more public findings = worse patrol coverage.
@@ -149,6 +162,43 @@ POSITION_OF_ROLE: dict[Role, ObjectType] = {
 }
 _PREFIX = {ObjectType.GRID: 15, ObjectType.COMMUNITY: 12, ObjectType.STREET: 9, ObjectType.DISTRICT: 6}
 
+# Bump when a counter's definition changes: stored daily rows of another version are rebuilt from the log.
+# 2: 准确立案 counts filed cases later voided (filed_voided), 准确派遣 the dispatcher's returned
+# dispatches, 应核实/应核查 the tasks issued to a person, 监督举报/漏报 only public sources.
+COUNTERS_VERSION = 2
+
+
+class SourceClass(StrEnum):
+    """How a source counts in the indicators (案件来源 → 监督员上报 / 监督举报 / neither)."""
+
+    PATROL = "patrol"  # 监督员上报: the patrol's own finding
+    PUBLIC = "public"  # 监督举报: the public found it (公众举报, 热线) — a 漏报 once 核实 confirms it
+    OTHER = "other"  # 领导交办, 视频上报, 部门批转: neither a patrol finding nor a public report
+
+
+SOURCE_CLASS: dict[Source, SourceClass] = {
+    Source.SUPERVISOR: SourceClass.PATROL,
+    Source.PUBLIC: SourceClass.PUBLIC,
+    Source.HOTLINE: SourceClass.PUBLIC,
+    Source.LEADER: SourceClass.OTHER,
+    Source.VIDEO: SourceClass.OTHER,
+    Source.DEPARTMENT: SourceClass.OTHER,
+}
+
+# Who holds an open case, for the events that charge someone without naming him: the department and
+# dispatcher of the current dispatch (回退, 返工), the shift leader who filed it (作废 after filing)
+# and the supervisor its open 核实/核查 task was issued to (指派 and answers by someone else).
+Holder = tuple[str | None, str | None, str | None, str | None]
+NO_HOLDER: Holder = (None, None, None, None)
+
+
+def holder_of(value: Sequence[Any]) -> Holder:
+    """A stored holder (a list; older marks kept only department and dispatcher) as a :data:`Holder`."""
+    v = [None if x is None else str(x) for x in list(value)[:4]]
+    v += [None] * (4 - len(v))
+    return (v[0], v[1], v[2], v[3])
+
+
 ObjectKey = tuple[ObjectType, str]
 RowKey = tuple[ObjectType, str, date]
 
@@ -199,7 +249,8 @@ class Counters:
 
     reported: int = 0  # 上报数
     patrol_reported: int = 0  # 监督员上报数
-    public_reported: int = 0  # 监督举报数 (公众/热线/领导/视频/部门)
+    public_reported: int = 0  # 监督举报数 (公众举报, 热线: SourceClass.PUBLIC)
+    other_reported: int = 0  # 其他来源上报数 (领导交办, 视频, 部门批转)
     valid_reported: int = 0  # 有效上报数 (监督员上报且立案)
     accepted: int = 0  # 受理数
     accepted_on_time: int = 0  # 按时受理数
@@ -210,7 +261,8 @@ class Counters:
     missed: int = 0  # 漏报数 = 监督举报核实数
     filed: int = 0  # 立案数
     filed_on_time: int = 0  # 按时立案数
-    voided: int = 0  # 作废数
+    voided: int = 0  # 作废数 (every 作废, 不予立案 included)
+    filed_voided: int = 0  # 立案后作废数 (准确立案率's 作废数: filed cases later voided)
     to_dispatch: int = 0  # 应派遣数
     dispatched: int = 0  # 派遣数
     dispatched_on_time: int = 0  # 按时派遣数
@@ -254,6 +306,7 @@ COUNTER_LABELS: dict[str, str] = {
     "reported": "上报数",
     "patrol_reported": "监督员上报数",
     "public_reported": "监督举报数",
+    "other_reported": "其他来源上报数",
     "valid_reported": "有效上报数",
     "accepted": "受理数",
     "accepted_on_time": "按时受理数",
@@ -265,6 +318,7 @@ COUNTER_LABELS: dict[str, str] = {
     "filed": "立案数",
     "filed_on_time": "按时立案数",
     "voided": "作废数",
+    "filed_voided": "立案后作废数",
     "to_dispatch": "应派遣数",
     "dispatched": "派遣数",
     "dispatched_on_time": "按时派遣数",
@@ -310,8 +364,8 @@ class DailyAggregates:
         self.tz = tz
         self._rows: dict[ObjectKey, dict[date, Counters]] = {}
         self._ids: dict[ObjectType, set[str]] = {t: set() for t in ObjectType}
-        # case id → (department, dispatcher) of the current dispatch: 回退 and 返工 are charged to them
-        self._holder: dict[str, tuple[str | None, str | None]] = {}
+        # case id → who holds it (:data:`Holder`): the events that charge them do not name them
+        self._holder: dict[str, Holder] = {}
         self.rows_read = 0  # rows visited by period(), for cost checks
         self.dirty: set[RowKey] = set()  # rows changed since take_dirty() (for persistence)
 
@@ -340,7 +394,7 @@ class DailyAggregates:
         day = event.at.astimezone(tz or self.tz).date()
         touched: dict[ObjectKey, Counters] = {}
 
-        def bump(targets: Iterable[ObjectKey | None], *names: str) -> None:
+        def bump(targets: Iterable[ObjectKey | None], *names: str, by: int = 1) -> None:
             for obj in dict.fromkeys(targets):
                 if obj is None:
                     continue
@@ -356,7 +410,7 @@ class DailyAggregates:
                     touched[obj] = counters
                     self.dirty.add((obj[0], obj[1], day))
                 for name in names:
-                    setattr(counters, name, getattr(counters, name) + 1)
+                    setattr(counters, name, getattr(counters, name) + by)
 
         regions: tuple[ObjectKey | None, ...] = info.regions()
         position = POSITION_OF_ROLE.get(event.role)
@@ -366,7 +420,8 @@ class DailyAggregates:
             patrol = (ObjectType.SUPERVISOR, info.reporter)
         in_charge = (self.responsible or {}).get(info.grid)
         charge: ObjectKey | None = (ObjectType.SUPERVISOR, in_charge) if in_charge else None
-        held_dept, held_disp = self._holder.get(info.case_id, (None, None))
+        held = self._holder.get(info.case_id, NO_HOLDER)
+        held_dept, held_disp, filer, tasked = held
         dept_code = state_after.department or held_dept
         dept: ObjectKey | None = (ObjectType.DEPARTMENT, dept_code) if dept_code else None
         dispatcher: ObjectKey | None = (ObjectType.DISPATCHER, held_disp) if held_disp else None
@@ -376,25 +431,54 @@ class DailyAggregates:
         def timely(stage: str, name: str) -> tuple[str, ...]:
             return (name,) if _on_time(state_after, stage, at) else ()
 
+        def issue(counter: str) -> None:
+            """A 核实/核查 task went out: one obligation of the supervisor named (else the grid's)."""
+            person = str(event.data.get("assignee") or "") or in_charge
+            if person:
+                bump(((ObjectType.SUPERVISOR, person),), counter)
+            self._holder[info.case_id] = (held_dept, held_disp, filer, person)
+
+        def answer(counter: str) -> None:
+            """The task was answered by the actor: the obligation is his (moved from its holder if
+            someone else answered it, as a 指派 would have)."""
+            if actor is not None and event.actor != tasked:
+                bump((actor,), counter)
+                if tasked:
+                    bump(((ObjectType.SUPERVISOR, tasked),), counter, by=-1)
+            self._holder[info.case_id] = (held_dept, held_disp, filer, None)
+
+        kind = SOURCE_CLASS[info.source]
         if a is Action.REPORT:
             bump((*regions, actor), "reported")
             if patrol is not None:
                 bump((*regions, patrol), "patrol_reported")
-            else:
+            elif kind is SourceClass.PUBLIC:
                 bump(regions, "public_reported")
+            else:
+                bump(regions, "other_reported")
         elif a is Action.ACCEPT:
             on_time = timely(T_ACCEPT, "accepted_on_time")
             bump((*regions, actor), "accepted", *on_time)
-            if state_after.status is Status.VERIFYING:  # a 核实 task went out
+            if state_after.status is Status.VERIFYING:  # a 核实 task went out (the acceptor's 应派发)
                 bump((*regions, actor), "to_verify", *(["verify_sent_on_time"] if on_time else []))
+                issue("to_verify")
+        elif a is Action.ASSIGN:  # 指派: the open task moves, and its obligation with it
+            counter = "to_verify" if state_after.status is Status.VERIFYING else "to_check"
+            person = str(event.data.get("assignee") or "")
+            if person and person != tasked:
+                bump(((ObjectType.SUPERVISOR, person),), counter)
+                if tasked:
+                    bump(((ObjectType.SUPERVISOR, tasked),), counter, by=-1)
+                self._holder[info.case_id] = (held_dept, held_disp, filer, person)
         elif a is Action.VERIFY:
             bump((*regions, actor), "verified", *timely(T_VERIFY, "verified_on_time"))
-            bump((actor,), "to_verify")
-            if state_after.verified and info.source is not Source.SUPERVISOR:
+            answer("to_verify")
+            if state_after.verified and kind is SourceClass.PUBLIC:
                 bump((*regions, charge), "missed")
         elif a is Action.FILE:
             bump((*regions, actor), "filed", *timely(T_FILE, "filed_on_time"))
             bump(regions, "to_dispatch")
+            self._holder[info.case_id] = (held_dept, held_disp, event.actor, tasked)
             if patrol is not None:
                 bump((*regions, patrol), "valid_reported")
                 bump((patrol,), "filed")
@@ -402,6 +486,8 @@ class DailyAggregates:
                 bump((charge,), "filed")
         elif a is Action.VOID:
             bump((*regions, actor), "voided")
+            if filer:  # a filed case voided: the filing was not accurate (准确立案率), charged to its filer
+                bump((*regions, (ObjectType.SHIFT_LEADER, filer)), "filed_voided")
             self._holder.pop(info.case_id, None)
         elif a is Action.DISPATCH:
             bump((*regions, actor), "dispatched", *timely(T_DISPATCH, "dispatched_on_time"))
@@ -409,7 +495,7 @@ class DailyAggregates:
             new_dept = str(event.data.get("department") or state_after.department or "")
             if new_dept:
                 bump(((ObjectType.DEPARTMENT, new_dept),), "dispatched")
-            self._holder[info.case_id] = (new_dept or None, event.actor)
+            self._holder[info.case_id] = (new_dept or None, event.actor, filer, tasked)
         elif a is Action.APPROVE:
             request = str(event.data.get("request", ""))
             if request == Action.REQUEST_EXTENSION.value:
@@ -417,20 +503,22 @@ class DailyAggregates:
             elif request == Action.REQUEST_SUSPENSION.value:
                 bump((*regions, dept), "suspended")
             elif request == Action.REQUEST_RETURN.value:
-                bump((*regions, dept, dispatcher), "returned")
+                bump((*regions, dept, dispatcher), "returned")  # the dispatcher's 错派 (准确派遣率)
                 bump(regions, "to_dispatch")
-                self._holder[info.case_id] = (None, None)
+                self._holder[info.case_id] = (None, None, filer, tasked)
         elif a is Action.FEEDBACK:
             overdue = event.data.get("overdue")
             if overdue is None:
                 overdue = not _on_time(state_after, T_HANDLE, at)
             bump((*regions, dept), "handled", "handled_overdue" if overdue else "handled_on_time")
-            bump(regions, "to_check")
+            if state_after.status is Status.TO_CHECK:  # a 核查 task went out
+                bump(regions, "to_check")
+                issue("to_check")
         elif a is Action.CHECK:
             bump((*regions, actor), "checked", *timely(T_CHECK, "checked_on_time"))
-            bump((actor,), "to_check")
-            if state_after.status is Status.HANDLING:  # failed: 返工 to the same department
-                bump((*regions, dept, dispatcher), "reworked")
+            answer("to_check")
+            if state_after.status is Status.HANDLING:  # failed: the department's 返工, not the dispatcher's
+                bump((*regions, dept), "reworked")
         elif a is Action.CLOSE:
             archive = event.data.get("archive") or state_after.archive
             late = archive == ArchiveType.OVERTIME.value
@@ -447,18 +535,18 @@ class DailyAggregates:
         self.dirty.clear()
         return out
 
-    def holders(self) -> dict[str, tuple[str | None, str | None]]:
-        """Department and dispatcher of each open dispatched case (to persist with the rows)."""
+    def holders(self) -> dict[str, Holder]:
+        """Who holds each open case (:data:`Holder`; to persist with the rows)."""
         return dict(self._holder)
 
     def load(
         self,
         rows: Iterable[tuple[RowKey, Mapping[str, int]]],
-        holders: Mapping[str, tuple[str | None, str | None]] = MappingProxyType({}),
+        holders: Mapping[str, Sequence[Any]] = MappingProxyType({}),
     ) -> None:
-        """Replace every row with stored ones (and the holders of open dispatched cases)."""
+        """Replace every row with stored ones (and the holders of open cases, see :func:`holder_of`)."""
         self._rows.clear()
-        self._holder = dict(holders)
+        self._holder = {k: holder_of(v) for k, v in holders.items()}
         self.dirty.clear()
         for ids in self._ids.values():
             ids.clear()
@@ -512,6 +600,19 @@ class DailyAggregates:
         return frame.sort_values(["object_type", "object_id", "date"], ignore_index=True)
 
 
+def overdue_unhandled_at(state: CaseState, at: datetime) -> bool:
+    """超时未处置 at ``at``: the case is open and its handling clock runs (not ended, not paused by 挂账)
+    past its deadline — one more in 应结案 for the period ending then."""
+    timer = state.timers.get(T_HANDLE)
+    return (
+        state.is_open
+        and timer is not None
+        and timer.ended_at is None
+        and timer.paused_since is None
+        and timer.deadline < at
+    )
+
+
 def records_from_commands(
     info: CaseInfo, commands: Iterable[tuple[Command, datetime]], ctx: Context
 ) -> list[Record]:
@@ -546,9 +647,9 @@ class Indicators:
     verify_send_on_time_rate: float | None  # 核实按时派发率 = 核实按时派发数 / 应核实数
     verify_on_time_rate: float | None  # 按时核实率 = 按时核实数 / 应核实数
     file_on_time_rate: float | None  # 按时立案率 = 按时立案数 / 立案数
-    accurate_file_rate: float | None  # 准确立案率 = (立案数 − 作废数) / 立案数
+    accurate_file_rate: float | None  # 准确立案率 = (立案数 − 立案后作废数) / 立案数
     dispatch_on_time_rate: float | None  # 按时派遣率 = 按时派遣数 / 应派遣数
-    accurate_dispatch_rate: float | None  # 准确派遣率 = (应派遣数 − 返工数) / 应派遣数
+    accurate_dispatch_rate: float | None  # 准确派遣率 = (派遣数 − 回退数) / 派遣数
     handle_rate: float | None  # 处置率 = 处置数 / 应处置数
     handle_on_time_rate: float | None  # 按期处置率 = 按期处置数 / 应处置数
     rework_rate: float | None  # 返工率 = 返工数 / 处置数
@@ -622,10 +723,10 @@ def indicators(c: Counters, overdue_unhandled: int = 0) -> Indicators:
         verify_send_on_time_rate=_ratio(c.verify_sent_on_time, c.to_verify),
         verify_on_time_rate=_ratio(c.verified_on_time, c.to_verify),
         file_on_time_rate=_ratio(c.filed_on_time, c.filed),
-        accurate_file_rate=_ratio(c.filed - c.voided, c.filed),
+        accurate_file_rate=_ratio(c.filed - c.filed_voided, c.filed),
         dispatch_on_time_rate=_ratio(c.dispatched_on_time, c.to_dispatch),
-        # §1.4: (应派遣 − 返工) / 应派遣. Alternative reading: (派遣 − 回退) / 派遣, see ``returned``.
-        accurate_dispatch_rate=_ratio(c.to_dispatch - c.reworked, c.to_dispatch),
+        # §1.4: dispatches not returned as 非本单位 (the dispatcher's 返工: redone dispatches) / dispatches
+        accurate_dispatch_rate=_ratio(c.dispatched - c.returned, c.dispatched),
         handle_rate=_ratio(c.handled, to_handle),
         handle_on_time_rate=_ratio(c.handled_on_time, to_handle),
         rework_rate=_ratio(c.reworked, c.handled),

@@ -96,8 +96,7 @@ class Ranking(BackgroundLoop):
     def _run(self) -> None:
         while True:
             try:
-                today = self.clock().astimezone(self.tz).date()
-                self.live.set_ranking(self.counters.street_ranking(today, self.per_street))
+                self.live.set_ranking(self.counters.street_ranking(self.clock(), self.per_street))
             except Exception:
                 log.exception("street ranking failed")
             if self._stop.wait(self.every):
@@ -156,8 +155,7 @@ class CounterFollower(BackgroundLoop):
                     follower.check()
                 if time.monotonic() >= next_rank:
                     next_rank = time.monotonic() + self.rank_every
-                    today = self.clock().astimezone(self.ctx.calendar.tz).date()
-                    self.live.set_ranking(follower.street_ranking(today, self.per_street))
+                    self.live.set_ranking(follower.street_ranking(self.clock(), self.per_street))
             except Superseded as exc:
                 log.warning("daily counters: %s; reloading", exc)
                 follower = None

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Protocol
 
 import pandas as pd
@@ -32,15 +32,16 @@ from domain.evaluation import (
     CaseInfo,
     Counters,
     DailyAggregates,
+    Holder,
     ObjectType,
     Record,
     RowKey,
     evaluation_table,
 )
 from domain.lifecycle import CaseEvent, CaseState, Context
-from store.counters import MARK, last_event_id, load_rows, save_rows
-from store.evaluation import EVENT_COLUMNS, replay
-from store.models import Case, CaseEventRow, CounterMark, DailyCounter
+from store.counters import MARK, forget_all_rows, last_event_id, load_rows, save_rows
+from store.evaluation import EVENT_COLUMNS, overdue_unhandled, replay
+from store.models import Case, CaseEventRow, CounterMark
 
 log = logging.getLogger(__name__)
 HOLE_WAIT = 30.0  # seconds an id below committed ones may stay missing before it is taken as rolled back
@@ -63,8 +64,8 @@ class DailyCounters(Protocol):
         """One object's counts over a period, both days included."""
         ...
 
-    def street_ranking(self, today: date, grids_per_street: Mapping[str, int]) -> list[dict[str, Any]]:
-        """Streets by CJ/T 292 composite score, month to date (best first)."""
+    def street_ranking(self, now: datetime, grids_per_street: Mapping[str, int]) -> list[dict[str, Any]]:
+        """Streets by CJ/T 292 composite score, month to date at ``now`` (best first)."""
         ...
 
 
@@ -72,6 +73,7 @@ class _Readable:
     """The reads of :class:`DailyCounters` over ``aggregates``, under the keeper's own lock."""
 
     aggregates: DailyAggregates
+    engine: Engine
     _lock: threading.Lock
 
     def table(
@@ -86,10 +88,14 @@ class _Readable:
         with self._lock:
             return self.aggregates.period(kind, code, start, end)
 
-    def street_ranking(self, today: date, grids_per_street: Mapping[str, int]) -> list[dict[str, Any]]:
-        """Streets by CJ/T 292 composite score, month to date (best first): code, score, grade, colour."""
+    def street_ranking(self, now: datetime, grids_per_street: Mapping[str, int]) -> list[dict[str, Any]]:
+        """Streets by CJ/T 292 composite score, month to date at ``now`` (best first): code, score,
+        grade, colour; 应结案 includes the cases handling past their deadline now (超时未处置)."""
+        with self.engine.connect() as conn:
+            overdue = overdue_unhandled(conn, ObjectType.STREET, now)
         with self._lock:
-            return street_ranking(self.aggregates, today, grids_per_street)
+            today = now.astimezone(self.aggregates.tz).date()
+            return street_ranking(self.aggregates, today, grids_per_street, overdue)
 
 
 class CounterKeeper(_Readable):
@@ -142,12 +148,17 @@ class CounterKeeper(_Readable):
 
 
 def street_ranking(
-    aggregates: DailyAggregates, today: date, grids_per_street: Mapping[str, int]
+    aggregates: DailyAggregates,
+    today: date,
+    grids_per_street: Mapping[str, int],
+    overdue: Mapping[str, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Streets by CJ/T 292 composite score, month to date (best first): code, score, grade, colour."""
+    """Streets by CJ/T 292 composite score, month to date (best first): code, score, grade, colour
+    (``overdue``: 超时未处置数 per street now, added to 应结案)."""
     table = evaluation_table(
-        aggregates, ObjectType.STREET, None, today.replace(day=1), today, grids_per_region=grids_per_street
-    )
+        aggregates, ObjectType.STREET, None, today.replace(day=1), today,
+        overdue_unhandled=overdue, grids_per_region=grids_per_street,
+    )  # fmt: skip
     out = []
     for row in table.itertuples():
         score = None if row.score is None or row.score != row.score else round(float(row.score), 1)
@@ -196,7 +207,7 @@ class LogFollower(_Readable):
             self.rebuild()
             return True
         agg = DailyAggregates(responsible=self.responsible, tz=self.ctx.calendar.tz)
-        agg.load(rows, {k: (v[0], v[1]) for k, v in holders.items()})
+        agg.load(rows, holders)
         with self._lock:
             self.aggregates, self.mark, self.counted = agg, mark, below
         self.saved = mark
@@ -251,7 +262,7 @@ class LogFollower(_Readable):
                 self._watch(recent, recent[0], newest, time.monotonic())
             pending = sorted(self.pending)
         with self.engine.begin() as conn:
-            conn.execute(delete(DailyCounter))
+            forget_all_rows(conn)
             self._save(conn, agg.take_dirty(), agg.holders(), newest, pending)
         self.saved = newest
         self.rebuilds += 1
@@ -259,7 +270,7 @@ class LogFollower(_Readable):
     @staticmethod
     def _save(
         conn: Connection, rows: Mapping[RowKey, Mapping[str, int]],
-        holders: Mapping[str, tuple[str | None, str | None]], mark: int, pending: Sequence[int],
+        holders: Mapping[str, Holder], mark: int, pending: Sequence[int],
     ) -> None:  # fmt: skip
         """Save rows and the mark, with the ids still pending at it (for a process that loads them)."""
         save_rows(conn, rows, holders, mark)

@@ -144,23 +144,28 @@ class Kpi:
     filed: int = 0
     dispatched: int = 0
     closed: int = 0
-    closed_on_time: int = 0
+    closed_on_time: int = 0  # archived normal or special (按期结案)
     close_seconds: float = 0.0
-    filed_ids: set[str] = field(default_factory=set)
-    closed_filed: int = 0  # cases filed today and closed since
+    handled: int = 0  # 处置数: feedbacks today
+    reworked: int = 0  # 返工数: failed 核查 today
     reported_by_hour: list[int] = field(default_factory=lambda: [0] * 24)  # local hours
     closed_by_hour: list[int] = field(default_factory=lambda: [0] * 24)
 
-    def as_dict(self, handling: int, on_duty: int, overdue_open: int) -> dict[str, Any]:
-        """The KPI tiles' values."""
+    def as_dict(
+        self, handling: int, on_duty: int, overdue_open: int, overdue_handling: int
+    ) -> dict[str, Any]:
+        """The KPI tiles' values. 今日结案率 and 今日按期结案率 are CJ/T 292's (docs/indicators.md):
+        closed (on time) today / 应结案 today, 应结案 = 处置数 − 返工数 + 超时未处置数 (cases handling
+        past their deadline now: ``overdue_handling``)."""
+        to_close = max(0, self.handled - self.reworked) + overdue_handling
         return {
             "reported": self.reported,
             "filed": self.filed,
             "dispatched": self.dispatched,
             "handling": handling,
             "closed": self.closed,
-            "close_rate": round(self.closed_filed / self.filed, 4) if self.filed else None,
-            "on_time_rate": round(self.closed_on_time / self.closed, 4) if self.closed else None,
+            "close_rate": round(self.closed / to_close, 4) if to_close else None,
+            "on_time_rate": round(self.closed_on_time / to_close, 4) if to_close else None,
             "on_duty": on_duty,
             "overdue_open": overdue_open,
             "avg_close_h": round(self.close_seconds / self.closed / 3600.0, 2) if self.closed else None,
@@ -446,7 +451,6 @@ class MemoryLiveState:
                 self._grid(place.grid).reported += 1
         elif ev.action is Action.FILE:
             k.filed += 1
-            k.filed_ids.add(state.id)
         elif ev.action is Action.DISPATCH:
             k.dispatched += 1
         elif ev.action is Action.CLOSE:
@@ -455,8 +459,10 @@ class MemoryLiveState:
             if state.archive is not ArchiveType.OVERTIME:
                 k.closed_on_time += 1
             k.close_seconds += (ev.at - state.reported_at).total_seconds()
-            if state.id in k.filed_ids:
-                k.closed_filed += 1
+        elif ev.action is Action.FEEDBACK:
+            k.handled += 1
+        elif ev.action is Action.CHECK and ev.to_status is Status.HANDLING:  # failed: 返工
+            k.reworked += 1
         self._events.append(_event_line(self.catalogue, state, ev, place))
         self._new_events.append(self._events[-1])
 
@@ -578,7 +584,12 @@ class MemoryLiveState:
     def _kpi_now(self) -> dict[str, Any]:
         handling = sum(1 for c in self._cases.values() if c.stage == Stage.HANDLING.value)
         on_duty = sum(1 for s in self._status.values() if s is not SupervisorStatus.OFFLINE)
-        return self._kpi.as_dict(handling, on_duty, len(self._overdue))
+        overdue_handling = sum(
+            1
+            for cid in self._overdue
+            if (c := self._cases.get(cid)) is not None and c.stage == Stage.HANDLING.value
+        )
+        return self._kpi.as_dict(handling, on_duty, len(self._overdue), overdue_handling)
 
     def _stages(self, cases: Iterable[LiveCase]) -> dict[str, int]:
         out = dict.fromkeys(STAGES, 0)

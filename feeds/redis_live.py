@@ -11,7 +11,7 @@ any process can read a snapshot. Keys, all under one prefix ``P`` (one Redis, no
     P:stage:<s>  zset  open cases of display stage s, scored by report instant
     P:gopen, P:goverdue            hash grid → count;     P:overdue set of overdue open cases
     P:rep:<day>, P:patrol:<day>    hash grid → reports / patrol seconds of that local day
-    P:kpi:<day>  hash  today's KPI counters;              P:filed:<day> set of cases filed that day
+    P:kpi:<day>  hash  today's KPI counters
     P:events     list  the ticker (last 30 lines);        P:newev, P:alerts lists drained per tick
     P:dsup, P:dcase, P:dgrid, P:dpatrol  sets of what changed since the last tick; P:gone hash
     P:ranking    string (JSON);  P:rankdirty, P:kpidirty flags;  P:built marks a complete state
@@ -47,7 +47,7 @@ import redis
 from sqlalchemy.engine import Engine
 
 from domain.catalogue import Catalogue
-from domain.lifecycle import Action, ArchiveType, CaseEvent, CaseState
+from domain.lifecycle import Action, ArchiveType, CaseEvent, CaseState, Status
 from domain.supervisor import Fix, SupervisorRules, SupervisorState, SupervisorStatus
 from feeds.live import (
     EVENT_LOG,
@@ -164,8 +164,10 @@ for i = 11, #ARGV, 7 do
     end
   elseif action == 'file' then
     redis.call('HINCRBY', kk, 'filed', 1)
-    redis.call('SADD', p .. ':filed:' .. day, id)
-    redis.call('EXPIRE', p .. ':filed:' .. day, ttl)
+  elseif action == 'feedback' then
+    redis.call('HINCRBY', kk, 'handled', 1)
+  elseif action == 'rework' then
+    redis.call('HINCRBY', kk, 'reworked', 1)
   elseif action == 'dispatch' then
     redis.call('HINCRBY', kk, 'dispatched', 1)
   elseif action == 'close' then
@@ -173,9 +175,6 @@ for i = 11, #ARGV, 7 do
     redis.call('HINCRBY', kk, 'ch' .. hour, 1)
     if ontime == '1' then redis.call('HINCRBY', kk, 'closed_on_time', 1) end
     redis.call('HINCRBYFLOAT', kk, 'close_seconds', secs)
-    if redis.call('SISMEMBER', p .. ':filed:' .. day, id) == 1 then
-      redis.call('HINCRBY', kk, 'closed_filed', 1)
-    end
   end
   redis.call('EXPIRE', kk, ttl)
   redis.call('RPUSH', p .. ':events', line)
@@ -311,7 +310,7 @@ def _alert_of(raw: bytes | str) -> Alert:
 
 def _kpi_of(h: Mapping[str, str]) -> Kpi:
     k = Kpi()
-    for name in ("reported", "filed", "dispatched", "closed", "closed_on_time", "closed_filed"):
+    for name in ("reported", "filed", "dispatched", "closed", "closed_on_time", "handled", "reworked"):
         setattr(k, name, int(h.get(name, 0)))
     k.close_seconds = float(h.get("close_seconds", 0.0))
     k.reported_by_hour = [int(h.get(f"rh{i}", 0)) for i in range(24)]
@@ -436,8 +435,10 @@ class RedisLiveState:
             on_time = ev.action is Action.CLOSE and state.archive is not ArchiveType.OVERTIME
             secs = (ev.at - state.reported_at).total_seconds() if ev.action is Action.CLOSE else 0.0
             line = orjson.dumps(_event_line(self.catalogue, state, ev, place))
-            args += [local.date().isoformat(), ev.action.value, local.hour, place.grid or "",
-                     "1" if on_time else "0", repr(secs), line]  # fmt: skip
+            failed = ev.action is Action.CHECK and ev.to_status is Status.HANDLING  # a failed 核查: 返工
+            action = "rework" if failed else ev.action.value
+            args += [local.date().isoformat(), action, local.hour, place.grid or "", "1" if on_time else "0",
+                     repr(secs), line]  # fmt: skip
         self._case(args=args)
 
     def touch_case(self, case_id: str) -> None:
@@ -710,7 +711,7 @@ class RedisLiveState:
             self.k(f"rep:{day}"),
             self.k(f"patrol:{day}"),
             self.k(f"kpi:{day}"),
-            self.k(f"filed:{day}"),
+            self.k(f"filed:{day}"),  # older versions kept the cases filed today here
         )
         sups = {sid: pack_supervisor(st) for sid, st in m._sups.items() if st.at is not None}
         if sups:
@@ -737,14 +738,12 @@ class RedisLiveState:
         kpi: dict[str, Any] = {
             "reported": k.reported, "filed": k.filed, "dispatched": k.dispatched, "closed": k.closed,
             "closed_on_time": k.closed_on_time, "close_seconds": repr(k.close_seconds),
-            "closed_filed": k.closed_filed,
+            "handled": k.handled, "reworked": k.reworked,
         }  # fmt: skip
         kpi.update({f"rh{i}": n for i, n in enumerate(k.reported_by_hour)})
         kpi.update({f"ch{i}": n for i, n in enumerate(k.closed_by_hour)})
         pipe.hset(self.k(f"kpi:{day}"), mapping=kpi)  # type: ignore[arg-type]
-        if k.filed_ids:
-            pipe.sadd(self.k(f"filed:{day}"), *k.filed_ids)
-        for key in ("rep", "patrol", "kpi", "filed"):
+        for key in ("rep", "patrol", "kpi"):
             pipe.expire(self.k(f"{key}:{day}"), DAY_TTL)
         if m._events:
             pipe.rpush(self.k("events"), *(orjson.dumps(e) for e in m._events))

@@ -8,6 +8,7 @@ supervisors. Simulated data: everything it prints is labelled 模拟数据.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -18,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from domain.catalogue import load_catalogue
-from domain.evaluation import CaseInfo, DailyAggregates, ObjectType, evaluation_table
+from domain.evaluation import CaseInfo, DailyAggregates, ObjectType, evaluation_table, overdue_unhandled_at
 from domain.lifecycle import Accepted, CaseState, Context, apply
 from domain.workcalendar import load_calendar
 from feeds.sources.caseflow import generate, summarise
@@ -112,11 +113,17 @@ def simulate(
     first: date = start.astimezone(ctx.calendar.tz).date()
     last = first + timedelta(days=days - 1)
     figures = summarise(states.values(), start=flow.start, end=flow.end, tz=ctx.calendar.tz)
+    # 超时未处置 at the end of the simulated period enters 应结案 (CJ/T 292, docs/indicators.md)
+    late = [(infos[s.id].street, s.department) for s in states.values() if overdue_unhandled_at(s, flow.end)]
+    late_streets, late_departments = Counter(st for st, _ in late), Counter(d for _, d in late if d)
     streets = evaluation_table(
-        aggregates, ObjectType.STREET, None, first, last, grids_per_region=grids_per_street
-    )
+        aggregates, ObjectType.STREET, None, first, last,
+        overdue_unhandled=late_streets, grids_per_region=grids_per_street,
+    )  # fmt: skip
     streets.insert(1, "name", [street_names.get(c, c) for c in streets["object_id"]])
-    departments = evaluation_table(aggregates, ObjectType.DEPARTMENT, None, first, last)
+    departments = evaluation_table(
+        aggregates, ObjectType.DEPARTMENT, None, first, last, overdue_unhandled=late_departments
+    )
     departments.insert(
         1,
         "name",

@@ -19,12 +19,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
-from domain.evaluation import DailyAggregates, ObjectType, RowKey
+from domain.evaluation import COUNTERS_VERSION, DailyAggregates, Holder, ObjectType, RowKey
 from domain.lifecycle import Context
 from store.evaluation import rebuild_aggregates
 from store.models import CaseEventRow, CounterMark, DailyCounter
 
-MARK = "daily"
+# the mark names the counters' definition version: rows saved under another one are rebuilt on start
+MARK = f"daily-v{COUNTERS_VERSION}"
 
 
 def _upsert(dialect: str, table: Any, keys: list[str], update: list[str]) -> Any:
@@ -35,7 +36,7 @@ def _upsert(dialect: str, table: Any, keys: list[str], update: list[str]) -> Any
 def save_rows(
     conn: Connection,
     rows: Mapping[RowKey, Mapping[str, int]],
-    holders: Mapping[str, tuple[str | None, str | None]],
+    holders: Mapping[str, Holder],
     event_id: int,
     chunk: int = 5000,
 ) -> None:
@@ -50,6 +51,12 @@ def save_rows(
         conn.execute(stmt, items[i : i + chunk])
     mark = _upsert(dialect, CounterMark.__table__, ["name"], ["event_id", "data"])
     conn.execute(mark, {"name": MARK, "event_id": event_id, "data": {k: list(v) for k, v in holders.items()}})
+
+
+def forget_all_rows(conn: Connection) -> None:
+    """Delete every daily row and the marks of every counters version (before saving a rebuild)."""
+    conn.execute(delete(DailyCounter))
+    conn.execute(delete(CounterMark).where(CounterMark.name.like("daily%")))
 
 
 def last_event_id(conn: Connection) -> int:
@@ -82,10 +89,10 @@ def load_or_rebuild(
         rows, holders, mark = load_rows(conn)
     if mark is not None and mark == newest:
         agg = DailyAggregates(responsible=responsible, tz=ctx.calendar.tz)
-        agg.load(rows, {k: (v[0], v[1]) for k, v in holders.items()})
+        agg.load(rows, holders)
         return agg, False
     agg = rebuild_aggregates(engine, ctx, responsible)
     with engine.begin() as conn:
-        conn.execute(delete(DailyCounter))
+        forget_all_rows(conn)
         save_rows(conn, agg.take_dirty(), agg.holders(), newest)
     return agg, True

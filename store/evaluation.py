@@ -9,15 +9,27 @@ the same rows as aggregates maintained event by event.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.engine import Engine
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection, Engine
 
-from domain.evaluation import CaseInfo, DailyAggregates, Record
-from domain.lifecycle import Accepted, Action, Actor, CaseState, Command, Context, Role, Source, apply
+from domain.evaluation import REGION_TYPES, CaseInfo, DailyAggregates, ObjectType, Record
+from domain.lifecycle import (
+    T_HANDLE,
+    Accepted,
+    Action,
+    Actor,
+    CaseState,
+    Command,
+    Context,
+    Role,
+    Source,
+    apply,
+)
 from store.db import session_factory
-from store.models import Case, CaseEventRow
+from store.models import Case, CaseEventRow, StageTimerRow
 
 
 class LogReplayError(RuntimeError):
@@ -92,3 +104,33 @@ def rebuild_aggregates(
     agg = DailyAggregates(responsible=responsible, tz=ctx.calendar.tz)
     agg.rebuild(case_records(engine, ctx))
     return agg
+
+
+def overdue_unhandled(conn: Connection, kind: ObjectType, now: datetime) -> dict[str, int]:
+    """超时未处置数 now: open cases whose handling clock runs past its deadline, per object of a level."""
+    if kind is ObjectType.DEPARTMENT:
+        key: Any = Case.department_code
+    elif kind in REGION_TYPES:
+        key = Case.grid_code
+    else:
+        return {}
+    q = (
+        select(key, func.count())
+        .join(StageTimerRow, StageTimerRow.case_id == Case.id)
+        .where(
+            Case.open,
+            StageTimerRow.stage == T_HANDLE,
+            StageTimerRow.ended_at.is_(None),
+            StageTimerRow.paused_since.is_(None),
+            StageTimerRow.deadline < now,
+        )
+        .group_by(key)
+    )
+    out: dict[str, int] = {}
+    width = {ObjectType.GRID: 15, ObjectType.COMMUNITY: 12, ObjectType.STREET: 9, ObjectType.DISTRICT: 6}
+    for k, n in conn.execute(q):
+        if k is None:
+            continue
+        oid = str(k)[: width[kind]] if kind in width else str(k)
+        out[oid] = out.get(oid, 0) + int(n)
+    return out

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from domain.catalogue import load_catalogue
@@ -14,12 +14,12 @@ from domain.evaluation import ObjectType
 from domain.lifecycle import Context
 from domain.workcalendar import load_calendar
 from feeds.chores import grids_per_street
-from feeds.counters import CounterKeeper, DailyCounters, LogFollower
+from feeds.counters import CounterKeeper, DailyCounters, LogFollower, street_ranking
 from feeds.sources.caseflow import generate
 from store.cases import execute
-from store.counters import load_or_rebuild, load_rows
+from store.counters import MARK, load_or_rebuild, load_rows
 from store.evaluation import rebuild_aggregates
-from store.models import DailyCounter, Grid
+from store.models import CounterMark, DailyCounter, Grid
 
 
 def _responsible(engine: Engine) -> dict[str, str]:
@@ -80,6 +80,15 @@ def test_daily_counters_are_saved_reloaded_and_rebuilt(city_engine: Engine) -> N
     truth = rebuild_aggregates(engine, ctx, responsible).as_dict()
     assert healed.as_dict() == truth
     assert _stored(engine) == truth
+    # rows saved under an older definition of the counters (version 1's mark, "daily"; a row counted
+    # the old way): the next start rebuilds them, and only the current version's mark is left
+    with engine.begin() as conn:
+        conn.execute(update(CounterMark).where(CounterMark.name == MARK).values(name="daily"))
+        conn.execute(update(DailyCounter).values(counts={"voided": 99}))
+    old, rebuilt = load_or_rebuild(engine, ctx, responsible)
+    assert rebuilt and old.as_dict() == truth and _stored(engine) == truth
+    with engine.connect() as conn:
+        assert set(conn.scalars(select(CounterMark.name).where(CounterMark.name.like("daily%")))) == {MARK}
 
 
 def test_both_keepers_read_the_same_through_the_daily_counters_interface(city_engine: Engine) -> None:
@@ -104,8 +113,16 @@ def test_both_keepers_read_the_same_through_the_daily_counters_interface(city_en
     periods, tables, rankings = (
         [[c.period(ObjectType.GRID, g, start, end) for g in busy] for c in counters],
         [c.table(ObjectType.STREET, streets, start, end, per_street) for c in counters],
-        [c.street_ranking(date(2026, 11, 26), per_street) for c in counters],
+        [c.street_ranking(datetime(2026, 11, 26, 4, tzinfo=UTC), per_street) for c in counters],
     )
     assert periods[0] == periods[1]
     pd.testing.assert_frame_equal(tables[0], tables[1])  # NaN rates (nothing to divide) compare equal
     assert rankings[0] == rankings[1]
+    # 超时未处置 enters a street's 应结案 (CJ/T 292): 40 cases handling late lower its closing rates
+    top = max(streets, key=lambda s: keeper.period(ObjectType.STREET, s, start, end).handled)
+    plain, late = (
+        {r["code"]: r["score"] for r in street_ranking(keeper.aggregates, date(2026, 11, 26), per_street, o)}
+        for o in (None, {top: 40})
+    )
+    assert plain[top] is not None and late[top] is not None and late[top] < plain[top]
+    assert {k: v for k, v in late.items() if k != top} == {k: v for k, v in plain.items() if k != top}

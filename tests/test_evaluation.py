@@ -7,6 +7,7 @@ the implementation.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -37,6 +38,7 @@ from domain.evaluation import (
     grade,
     grade_colour,
     indicators,
+    overdue_unhandled_at,
     records_from_commands,
     region_band_score,
     region_score,
@@ -48,11 +50,13 @@ from domain.lifecycle import (
     Accepted,
     Action,
     Actor,
+    CaseEvent,
     CaseState,
     Command,
     Context,
     Role,
     Source,
+    Status,
     apply,
     replay,
 )
@@ -392,8 +396,8 @@ def test_position_attribution() -> None:
         "to_dispatch": 4,
         "dispatched": 4,  # C1 C2 C4 C6
         "dispatched_on_time": 3,  # C2 late
-        "returned": 1,  # C6 was his dispatch
-        "reworked": 1,  # C4 was his dispatch
+        "returned": 1,  # C6 was his dispatch, returned as 非本单位: his 错派
+        # C4's failed 核查 is department 10's 返工, not his (no "reworked" row for a dispatcher)
     }
     assert counts(week(ObjectType.DISPATCHER, "disp-2")) == {
         "to_dispatch": 1,
@@ -403,6 +407,154 @@ def test_position_attribution() -> None:
     # leaders and departments acting have no position rows
     assert AGG.ids(ObjectType.SUPERVISOR) == {"sup-1", "sup-2", "sup-3"}
     assert "boss" not in {i for t in ObjectType for i in AGG.ids(t)}
+
+
+# --- who is charged: the standard's definitions (issue 19 item 1) ------------------------------
+
+WED = MON + timedelta(days=2)
+D_WED = date(2025, 9, 24)
+
+
+def charging_history() -> list[Record]:
+    """Five cases on Wednesday that tell apart who each indicator charges (see the comments)."""
+    recs: list[Record] = []
+    # N1 (G1, 视频上报): accept 5' → 核实 task, no assignee → issued to G1's supervisor sup-1 · verified
+    # by sup-1 at 15' (on time, 5→35), confirmed — not a 漏报: a camera is not the public · filed 20'
+    recs += history(
+        info("N1", G1, Source.VIDEO, "acc-1"),
+        [
+            (c("N1", Action.REPORT, ACC, **CLASS, source="video"), m(WED, 0)),
+            (c("N1", Action.ACCEPT, ACC), m(WED, 5)),
+            (c("N1", Action.VERIFY, SUP1, confirmed=True), m(WED, 15)),
+            (c("N1", Action.FILE, LEAD), m(WED, 20)),
+        ],
+    )
+    # N2 (G3, 公众举报): accept 5' with the task to sup-2 · 指派 to sup-3 at 10' · never answered:
+    # the ignored task stays sup-3's 应核实 (sup-2's is taken back)
+    recs += history(
+        info("N2", G3, Source.PUBLIC, "acc-1"),
+        [
+            (c("N2", Action.REPORT, ACC, **CLASS, source="public"), m(WED, 0)),
+            (c("N2", Action.ACCEPT, ACC, assignee="sup-2"), m(WED, 5)),
+            (c("N2", Action.ASSIGN, ACC, assignee="sup-3"), m(WED, 10)),
+        ],
+    )
+    # N3 (G2, 热线): accept 5' → task issued to G2's sup-1 · answered by sup-2 at 20', confirmed: the
+    # obligation moves to sup-2, and the confirmed public report is sup-1's 漏报 (G2 is his)
+    recs += history(
+        info("N3", G2, Source.HOTLINE, "acc-1"),
+        [
+            (c("N3", Action.REPORT, ACC, **CLASS, source="hotline"), m(WED, 0)),
+            (c("N3", Action.ACCEPT, ACC), m(WED, 5)),
+            (c("N3", Action.VERIFY, SUP2, confirmed=True), m(WED, 20)),
+        ],
+    )
+    # N4 (G1, sup-1's own report): accept 5' · filed by lead-1 at 10' · 作废 at 20' after filing (the
+    # event the lifecycle's 作废-after-filing path writes; written out here): lead-1's filing was wrong
+    n4 = info("N4", G1, Source.SUPERVISOR, "sup-1")
+    filed = history(
+        n4,
+        [
+            (c("N4", Action.REPORT, SUP1, **CLASS, source="supervisor"), m(WED, 0)),
+            (c("N4", Action.ACCEPT, ACC), m(WED, 5)),
+            (c("N4", Action.FILE, LEAD), m(WED, 10)),
+        ],
+    )
+    last = filed[-1][2]
+    void = CaseEvent("N4", Action.VOID, "lead-1", Role.SHIFT_LEADER, last.status, Status.VOIDED, m(WED, 20))
+    recs += [*filed, (n4, void, dataclasses.replace(last, status=Status.VOIDED, updated_at=m(WED, 20)))]
+    # N5 (G3, sup-3's own report): accept 5' · file 10' · disp-1 dispatches to dept 10 at 20' · 回退
+    # (非本单位) approved at 40': disp-1's 错派 · disp-2 dispatches to dept 12 at 50' · feedback 120' →
+    # 核查 task to G3's sup-3 · check failed 130' (on time): dept 12's 返工, not disp-2's · feedback
+    # 200' → a second 核查 task to sup-3, never answered
+    recs += history(
+        info("N5", G3, Source.SUPERVISOR, "sup-3"),
+        [
+            (c("N5", Action.REPORT, SUP3, **CLASS, source="supervisor"), m(WED, 0)),
+            (c("N5", Action.ACCEPT, ACC), m(WED, 5)),
+            (c("N5", Action.FILE, LEAD), m(WED, 10)),
+            (c("N5", Action.DISPATCH, DISP), m(WED, 20)),
+            (c("N5", Action.REQUEST_RETURN, DEPT10, "非本单位"), m(WED, 30)),
+            (c("N5", Action.APPROVE, DISP), m(WED, 40)),
+            (c("N5", Action.DISPATCH, DISP2, department="12"), m(WED, 50)),
+            (c("N5", Action.FEEDBACK, DEPT12, "完成"), m(WED, 120)),
+            (c("N5", Action.CHECK, SUP3, "未修好", passed=False), m(WED, 130)),
+            (c("N5", Action.FEEDBACK, DEPT12, "已重修"), m(WED, 200)),
+        ],
+    )
+    return recs
+
+
+def charged(records: list[Record]) -> DailyAggregates:
+    agg = DailyAggregates(responsible=RESPONSIBLE)
+    for rec in sorted(records, key=lambda r: r[1].at):
+        agg.add(*rec)
+    return agg
+
+
+def wed(agg: DailyAggregates, kind: ObjectType, oid: str) -> Counters:
+    return agg.period(kind, oid, D_WED, D_WED)
+
+
+def test_each_indicator_charges_the_person_the_standard_names() -> None:
+    agg = charged(charging_history())
+    district = wed(agg, ObjectType.DISTRICT, DISTRICT)
+    assert (district.patrol_reported, district.public_reported, district.other_reported) == (2, 2, 1)
+    assert (district.missed, district.filed, district.voided, district.filed_voided) == (1, 3, 1, 1)
+    # 应核实 = tasks issued to the person: sup-1 N1 (N3's moved to sup-2 who answered it);
+    # sup-2 N3 (N2's moved to sup-3); sup-3 N2, ignored: 按时核实率 0/1 — ignoring a task costs
+    sup1, sup2, sup3 = (wed(agg, ObjectType.SUPERVISOR, f"sup-{i}") for i in (1, 2, 3))
+    assert (sup1.to_verify, sup1.verified, sup1.verified_on_time, sup1.missed) == (1, 1, 1, 1)
+    assert (sup2.to_verify, sup2.verified, sup2.verified_on_time, sup2.missed) == (1, 1, 1, 0)
+    assert (sup3.to_verify, sup3.verified) == (1, 0)
+    assert indicators(sup3).verify_on_time_rate == 0.0
+    # 应核查: both of N5's 核查 tasks are sup-3's, one answered on time: 按时核查率 1/2
+    assert (sup3.to_check, sup3.checked, sup3.checked_on_time) == (2, 1, 1)
+    assert indicators(sup3).check_on_time_rate == pytest.approx(1 / 2)
+    # the acceptor's 应核实 = 核实 tasks he sent (N1 N2 N3, all within 15'): 核实按时派发率 3/3
+    acc = wed(agg, ObjectType.ACCEPTOR, "acc-1")
+    assert (acc.to_verify, acc.verify_sent_on_time) == (3, 3)
+    # 准确立案率 = (立案 3 − 立案后作废 1 (N4)) / 立案 3, charged to lead-1 who filed N4
+    lead = wed(agg, ObjectType.SHIFT_LEADER, "lead-1")
+    assert (lead.filed, lead.filed_voided) == (3, 1)
+    assert indicators(lead).accurate_file_rate == pytest.approx(2 / 3)
+    # 准确派遣率: disp-1's one dispatch came back as 非本单位 → 0/1; disp-2's was right → 1/1, and the
+    # failed 核查 after it is department 12's 返工 (返工率 1/2), not disp-2's
+    disp1, disp2 = wed(agg, ObjectType.DISPATCHER, "disp-1"), wed(agg, ObjectType.DISPATCHER, "disp-2")
+    assert (disp1.dispatched, disp1.returned, disp2.dispatched, disp2.returned) == (1, 1, 1, 0)
+    assert indicators(disp1).accurate_dispatch_rate == 0.0
+    assert indicators(disp2).accurate_dispatch_rate == 1.0
+    assert disp2.reworked == 0
+    d12 = wed(agg, ObjectType.DEPARTMENT, "12")
+    assert (d12.handled, d12.reworked) == (2, 1) and indicators(d12).rework_rate == pytest.approx(1 / 2)
+    # the same rows when rebuilt from the log
+    again = DailyAggregates(responsible=RESPONSIBLE)
+    again.rebuild(sorted(charging_history(), key=lambda r: r[1].at))
+    assert again.as_dict() == agg.as_dict()
+
+
+def test_the_holders_survive_a_reload_and_an_older_mark() -> None:
+    """The task holder is kept with the rows: after a reload, N5's open 核查 answered by sup-2 moves
+    the obligation from sup-3 as it would have without the restart."""
+    recs = charging_history()
+    agg = charged(recs)
+    stored = {k: list(v) for k, v in agg.holders().items()}  # as the store keeps them (JSON lists)
+    assert stored["N5"] == ["12", "disp-2", "lead-1", "sup-3"]
+    reloaded = DailyAggregates(responsible=RESPONSIBLE)
+    reloaded.load(((k, v) for k, v in agg.as_dict().items()), stored)
+    n5 = info("N5", G3, Source.SUPERVISOR, "sup-3")
+    state = next(st for i, ev, st in reversed(recs) if ev.case_id == "N5")
+    out = apply(state, c("N5", Action.CHECK, SUP2, passed=True), m(WED, 210), CTX)
+    assert isinstance(out, Accepted)
+    for a in (agg, reloaded):
+        a.add(n5, out.events[0], out.state)
+    assert reloaded.as_dict() == agg.as_dict()
+    assert wed(reloaded, ObjectType.SUPERVISOR, "sup-3").to_check == 1  # 2 issued − 1 answered by sup-2
+    assert wed(reloaded, ObjectType.SUPERVISOR, "sup-2").to_check == 1
+    # a mark saved before the holder named the filer and the task: department and dispatcher only
+    old = DailyAggregates(responsible=RESPONSIBLE)
+    old.load([], {"N5": ["12", "disp-2"]})
+    assert old.holders() == {"N5": ("12", "disp-2", None, None)}
 
 
 # --- periods and daily rows -------------------------------------------------------------------
@@ -485,9 +637,9 @@ def test_district_indicators_have_the_exact_denominators() -> None:
         "verify_send_on_time_rate": 1 / 2,
         "verify_on_time_rate": 1 / 2,  # 按时核实 1 / 应核实 2
         "file_on_time_rate": 3 / 4,  # 按时立案 3 / 立案 4
-        "accurate_file_rate": 2 / 4,  # (立案 4 − 作废 2) / 立案 4
+        "accurate_file_rate": 4 / 4,  # (立案 4 − 立案后作废 0) / 立案 4: C3 C5 were voided before filing
         "dispatch_on_time_rate": 4 / 5,  # 按时派遣 4 / 应派遣 5
-        "accurate_dispatch_rate": 4 / 5,  # (应派遣 5 − 返工 1) / 应派遣 5
+        "accurate_dispatch_rate": 4 / 5,  # (派遣 5 − 回退 1: C6's 错派) / 派遣 5
         "handle_rate": 5 / 5,  # 处置 5 / 应处置 5
         "handle_on_time_rate": 4 / 5,  # 按期处置 4 / 应处置 5
         "rework_rate": 1 / 5,  # 返工 1 / 处置 5
@@ -638,14 +790,16 @@ def test_acceptor_score() -> None:
 
 
 def test_shift_leader_score() -> None:
-    # 按时立案 3/4 → 75×25% + 准确立案 (4−2)/4 → 50×40% + 按时结案 3/4 → 75×35%
-    # = 18.75 + 20 + 26.25 = 65 → C
+    # 按时立案 3/4 → 75×25% + 准确立案 (4−0)/4 → 100×40% + 按时结案 3/4 → 75×35%
+    # = 18.75 + 40 + 26.25 = 85 → B. (His two correct 作废 of unfiled reports, C3 and C5, cost nothing:
+    # counted against him they made it (4−2)/4 → 50×40%, 65 → C.)
     s = shift_leader_score(indicators(week(ObjectType.SHIFT_LEADER, "lead-1")))
-    assert (s.value, s.grade, s.missing) == (65.0, "C", ())
+    assert (s.value, s.grade, s.missing) == (85.0, "B", ())
 
 
 def test_dispatcher_scores() -> None:
-    # disp-1: 派遣数 4 → band 0 ×20% + 按时派遣 3/4 → 75×40% + 准确派遣 (4−1)/4 → 75×40% = 60 → C (edge)
+    # disp-1: 派遣数 4 → band 0 ×20% + 按时派遣 3/4 → 75×40% + 准确派遣 (4 − 回退 1 (C6))/4 → 75×40%
+    # = 60 → C (edge); C4's failed 核查 is not his
     s1 = dispatcher_score(indicators(week(ObjectType.DISPATCHER, "disp-1")))
     assert (s1.value, s1.grade) == (60.0, "C")
     # disp-2: 0 + 100×40% + 100×40% = 80 → B
@@ -691,8 +845,9 @@ def test_region_weights_are_validated_and_flagged_unverified() -> None:
 
 
 def test_rate_points_are_clamped() -> None:
-    # a shift leader who voided more reports than he filed: 准确立案率 (1 − 3)/1 = −2, scored 0 not −200
-    ctr = Counters(filed=1, filed_on_time=1, voided=3)
+    # a period with 1 filing and 3 voids of cases filed in the period before: 准确立案率 (1 − 3)/1 = −2,
+    # scored 0 not −200 (voids of unfiled reports do not enter it)
+    ctr = Counters(filed=1, filed_on_time=1, voided=5, filed_voided=3)
     ind = indicators(ctr)
     assert ind.accurate_file_rate == -2.0
     # 100×25% + 0×40%, 按时结案 missing: 25 / 0.65 = 38.46
@@ -887,3 +1042,28 @@ def test_to_frame_lists_every_row() -> None:
     district = frame[frame.object_type == "district"]
     assert list(district.date) == [D_MON, D_TUE, D_FRI]
     assert int(district.reported.sum()) == 6
+
+
+def test_overdue_unhandled_at_is_a_running_handling_clock_past_its_deadline() -> None:
+    """超时未处置 (CJ/T 292's 应结案 = 处置 + 超时未处置): C1 dispatched Monday 09:20 with 2 working days
+    (due Wednesday 09:20) is late from then until its feedback; paused by 挂账 it is not; closed it is not."""
+    steps = [
+        (c("L1", Action.REPORT, SUP1, **CLASS, source="supervisor"), m(MON, 0)),
+        (c("L1", Action.ACCEPT, ACC), m(MON, 5)),
+        (c("L1", Action.FILE, LEAD), m(MON, 10)),
+        (c("L1", Action.DISPATCH, DISP), m(MON, 20)),
+    ]
+    recs = history(info("L1", G1, Source.SUPERVISOR, "sup-1"), steps)
+    dispatched = recs[-1][2]
+    due = dispatched.timers["handle"].deadline
+    assert due == datetime(2025, 9, 24, 9, 20, tzinfo=TZ)
+    assert not overdue_unhandled_at(dispatched, due - timedelta(seconds=1))
+    assert overdue_unhandled_at(dispatched, due + timedelta(seconds=1))
+    handled = apply(dispatched, c("L1", Action.FEEDBACK, DEPT10, "done"), due + timedelta(hours=1), CTX)
+    assert isinstance(handled, Accepted)
+    assert not overdue_unhandled_at(handled.state, due + timedelta(hours=2))
+    asked = apply(dispatched, c("L1", Action.REQUEST_SUSPENSION, DEPT10, "待审批"), m(MON, 30), CTX)
+    assert isinstance(asked, Accepted)
+    suspended = apply(asked.state, c("L1", Action.APPROVE, DISP), m(MON, 40), CTX)
+    assert isinstance(suspended, Accepted)
+    assert not overdue_unhandled_at(suspended.state, due + timedelta(days=3))

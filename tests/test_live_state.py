@@ -93,3 +93,49 @@ def test_overdue_follows_deadlines_without_visiting_every_case() -> None:
     live.apply_case(voided, (), None)  # type: ignore[arg-type]
     live.tick(filing_due + timedelta(seconds=3))
     assert live.overdue_ids() == frozenset() and live.grid_count(G1).overdue == 0  # type: ignore[union-attr]
+
+
+def test_todays_closing_tiles_are_the_standards_rates() -> None:
+    """今日结案率 / 今日按期结案率 = closures (on time) today / 应结案 today, with 应结案 = 处置 − 返工
+    + 超时未处置 (docs/indicators.md), worked by hand: C1 handled twice today, its first 核查 failed,
+    closed on time; C2 was dispatched on Tuesday and is still handling past its 2-working-day limit on Friday.
+    应结案 = (2 − 1) + 1 = 2 → 1/2 and 1/2 (the old tiles said 1/1: C1 filed today and closed; on time)."""
+    from domain.lifecycle import Accepted, Action, Actor, CaseState, Command, Context, Role, Stage, apply
+    from domain.workcalendar import load_calendar
+    from feeds.live import Place
+
+    live = state()
+    ctx = Context(catalogue=load_catalogue("cjt214"), calendar=load_calendar())
+    data = {"kind": "component", "class_code": "0101", "condition_code": "03", "source": "supervisor"}
+    dept = Actor("d10", Role.DEPARTMENT, department="10")
+    steps = [
+        (Action.REPORT, Actor("s1", Role.SUPERVISOR), {}),
+        (Action.ACCEPT, Actor("acc", Role.ACCEPTOR), {}),
+        (Action.FILE, Actor("lead", Role.SHIFT_LEADER), {}),
+        (Action.DISPATCH, Actor("disp", Role.DISPATCHER), {}),
+        (Action.FEEDBACK, dept, {}),
+        (Action.CHECK, Actor("s1", Role.SUPERVISOR), {"passed": False}),
+        (Action.FEEDBACK, dept, {}),
+        (Action.CHECK, Actor("s1", Role.SUPERVISOR), {"passed": True}),
+        (Action.CLOSE, Actor("lead", Role.SHIFT_LEADER), {}),
+    ]
+
+    def run(case: str, start: datetime, upto: int) -> CaseState:
+        prev: CaseState | None = None
+        for i, (action, actor, extra) in enumerate(steps[:upto]):
+            cmd = Command(action, case, actor, "意见", {**data, **extra})
+            out = apply(prev, cmd, start + timedelta(minutes=5 * i), ctx)
+            assert isinstance(out, Accepted), out
+            prev = out.state
+            live.apply_case(prev, out.events, Place(G1, G1[:9], 116.4, 39.9))
+        assert prev is not None
+        return prev
+
+    tuesday = T0 - timedelta(days=3)
+    c2 = run("C2", tuesday, 4)  # dispatched on Tuesday, never handled
+    assert c2.timers["handle"].deadline < T0 and c2.stage is Stage.HANDLING
+    c1 = run("C1", T0, len(steps))
+    assert c1.archive is not None and c1.archive.value == "normal"
+    kpi = live.tick(T0 + timedelta(hours=2)).kpi
+    assert kpi is not None
+    assert (kpi["closed"], kpi["filed"], kpi["close_rate"], kpi["on_time_rate"]) == (1, 1, 0.5, 0.5)

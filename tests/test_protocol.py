@@ -192,7 +192,7 @@ def test_every_alert_kind_is_documented(doc: str) -> None:
 
 
 def test_every_kpi_key_is_documented(doc: str) -> None:
-    assert set(Kpi().as_dict(0, 0, 0)) == set(table_rows(section(doc, "KPI keys")))
+    assert set(Kpi().as_dict(0, 0, 0, 0)) == set(table_rows(section(doc, "KPI keys")))
 
 
 def test_every_supervisor_status_is_documented(doc: str) -> None:

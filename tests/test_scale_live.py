@@ -127,6 +127,8 @@ def test_redis_state_gives_the_views_of_the_memory_state(client: tuple[redis.Red
     fixes(walk("s3", G1, 5, [0, 60, 120]))
     tick(at(6))
     cases.do("C1", Action.FEEDBACK, DEPT, at(7), opinion="done")
+    cases.do("C1", Action.CHECK, SUP, at(7.3), opinion="未修好", passed=False)  # 返工
+    cases.do("C1", Action.FEEDBACK, DEPT, at(7.6), opinion="redone")
     cases.do("C1", Action.CHECK, SUP, at(8), passed=True)
     cases.do("C1", Action.CLOSE, LEAD, at(9))
     tick(at(10))
@@ -138,6 +140,8 @@ def test_redis_state_gives_the_views_of_the_memory_state(client: tuple[redis.Red
     assert (
         [c for c, _, _ in seen[2].gone] == ["C1"] and seen[2].kpi is not None and seen[2].kpi["closed"] == 1
     )
+    # 应结案 today = 处置 2 − 返工 1 (+ nothing handling late): 结案率 1/1, counted alike by the Lua
+    assert (seen[2].kpi["close_rate"], seen[2].kpi["on_time_rate"]) == (1.0, 1.0)
     assert {a.kind for a in seen[3].alerts} >= {"overdue", "offline"}
     # another process reading Redis (not the producer) sees the same city, statuses and overdue included
     reader = on_redis(r, prefix)
