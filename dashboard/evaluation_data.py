@@ -27,6 +27,7 @@ from domain.evaluation import (
     RATES_BY_TYPE,
     REGION_TYPES,
     SHANGHAI,
+    STOCK_COUNTERS,
     DailyAggregates,
     ObjectType,
     evaluation_table,
@@ -156,7 +157,8 @@ def parse_level(value: str | None) -> ObjectType:
 def period_sums(
     conn: Connection, kind: ObjectType, period: Period, within: str | None = None
 ) -> dict[str, dict[str, int]]:
-    """Each object's counters of one level summed over a period, from the stored daily rows.
+    """Each object's counters of one level summed over a period, from the stored daily rows; a stock
+    (``overdue_eod``, 超时未处置 at a day's end) is the period's last day's, as ``DailyAggregates.period``.
 
     PostgreSQL sums the JSONB counters in the query; on SQLite the rows are read as JSON text and
     summed in one numpy pass (a month of every unit grid is about 170,000 rows: decoding them into
@@ -169,6 +171,19 @@ def period_sums(
     )
     if within:  # the grids or communities of one street: a prefix range of the primary key
         where = (*where, DailyCounter.object_id >= within, DailyCounter.object_id < within + "~")
+    out = _summed(conn, where)
+    last = (*where[:1], DailyCounter.day == period.end, *where[3:])
+    ends = {str(oid): orjson.loads(raw) for oid, raw in conn.execute(
+        select(DailyCounter.object_id, cast(DailyCounter.counts, Text)).where(*last)
+    )}  # fmt: skip
+    for oid, counts in out.items():
+        for name in STOCK_COUNTERS:
+            counts[name] = int(ends.get(oid, {}).get(name, 0))
+    return out
+
+
+def _summed(conn: Connection, where: tuple[Any, ...]) -> dict[str, dict[str, int]]:
+    """Every counter summed per object over the rows ``where`` selects."""
     if conn.dialect.name == "postgresql":  # JSONB: PostgreSQL sums the counters itself
         sums = [
             func.sum(func.coalesce(cast(DailyCounter.counts[n].as_string(), BigInteger), 0))
@@ -274,8 +289,10 @@ def ranking(
             names = {k: v for k, v in names.items() if k.startswith(within)}
         grids = _grids_per_region(conn, kind)
         responsible = _responsible(conn) if kind is ObjectType.SUPERVISOR else {}
+        # 超时未处置 at the period's end still running now (ended since: in the end day's overdue_eod)
         today = local_today(now)
-        late = overdue_unhandled(conn, kind, now) if period.start <= today <= period.end else {}
+        end = datetime.combine(period.end + timedelta(days=1), datetime.min.time(), SHANGHAI)
+        late = overdue_unhandled(conn, kind, min(now, end)) if period.start <= today else {}
     # one row per object holding its period sum, on the first day: evaluation_table then reads
     # exactly what DailyAggregates.period would have summed from the daily rows
     agg = DailyAggregates(responsible=responsible if responsible else None, tz=SHANGHAI)

@@ -50,6 +50,8 @@ check           checked, checked_on_time                              R, A
 close           closed, closed_on_time | overdue_closed               R, A, D
                 close_step_on_time (the 结案 step within its limit)   R, A
 urge            urged                                                 R, D
+any (next)      overdue_eod on each day end the handling clock ran    R, D (of the interval)
+                past its deadline since the case's last event
 =============== ===================================================== =========================
 
 On-time rules, decided when the event happens so that aggregation stays incremental: a centre
@@ -66,10 +68,12 @@ Choices where domain.md §1.4 leaves room (all documented where they are compute
 - 应处置数 = dispatched + reworked − returned: every handling clock the lifecycle starts (a
   dispatch, a rework) is one obligation, and an approved 回退 ("非本单位") is not one; this keeps
   处置率 ≤ 1 although every feedback counts as a 处置.
-- 应结案数 = 处置数 + 超时未处置数 (§1.4). Daily counters cannot know which dispatched cases are
-  still unhandled past their deadline at the period end, so callers with the live case table pass
-  that number as ``overdue_unhandled`` (default 0); and feedbacks that failed 核查 (返工) are taken
-  out, since they lead to another feedback, not to a close: 应结案 = handled − reworked + overdue.
+- 应结案数 = 处置数 + 超时未处置数 (§1.4), with feedbacks that failed 核查 (返工) taken out, since
+  they lead to another feedback, not to a close: 应结案 = handled − reworked + 超时未处置 at the
+  period's end. 超时未处置 = ``overdue_eod`` of the period's last day (a stock: the cases whose late
+  handling clock stopped since, counted at their next event for every local day end the clock ran
+  past its deadline; kept across restarts in the holders) + ``overdue_unhandled``, the clocks still
+  running late, which callers count on the case table (default 0).
 - 准确立案率 = (立案数 − 作废数) / 立案数 with §1.4's 作废数 = filed cases later voided
   (``filed_voided``, charged to the shift leader who filed them); a report correctly voided before
   filing (不予立案) costs nothing. A period boundary can put the void after the filing's period,
@@ -134,7 +138,7 @@ from domain.lifecycle import (
     Status,
     apply,
 )
-from domain.workcalendar import DEFAULT_TZ, is_overdue
+from domain.workcalendar import DEFAULT_TZ, StageTimer, is_overdue
 
 SHANGHAI = ZoneInfo(DEFAULT_TZ)
 
@@ -188,15 +192,19 @@ SOURCE_CLASS: dict[Source, SourceClass] = {
 # Who holds an open case, for the events that charge someone without naming him: the department and
 # dispatcher of the current dispatch (回退, 返工), the shift leader who filed it (作废 after filing)
 # and the supervisor its open 核实/核查 task was issued to (指派 and answers by someone else).
-Holder = tuple[str | None, str | None, str | None, str | None]
-NO_HOLDER: Holder = (None, None, None, None)
+Held = tuple[str | None, str | None, str | None, str | None]
+NO_HOLDER: Held = (None, None, None, None)
+# As persisted: the four above, then the running handling clock's deadline and since when it runs
+# (ISO instants; None when it does not run), from which the 超时未处置 day ends are counted.
+Holder = tuple[str | None, str | None, str | None, str | None, str | None, str | None]
+STOCK_COUNTERS = ("overdue_eod",)  # stocks: a period reads its last day's value, never a sum
 
 
 def holder_of(value: Sequence[Any]) -> Holder:
-    """A stored holder (a list; older marks kept only department and dispatcher) as a :data:`Holder`."""
-    v = [None if x is None else str(x) for x in list(value)[:4]]
-    v += [None] * (4 - len(v))
-    return (v[0], v[1], v[2], v[3])
+    """A stored holder (a list; older marks kept fewer fields) as a :data:`Holder`."""
+    v = [None if x is None else str(x) for x in list(value)[:6]]
+    v += [None] * (6 - len(v))
+    return (v[0], v[1], v[2], v[3], v[4], v[5])
 
 
 ObjectKey = tuple[ObjectType, str]
@@ -281,6 +289,7 @@ class Counters:
     overdue_closed: int = 0  # 超期结案数
     close_step_on_time: int = 0  # 按时结案数 (结案 step within its stage limit)
     urged: int = 0  # 督办数
+    overdue_eod: int = 0  # 超时未处置数 at the day's end (a stock: a period reads its last day's)
 
     def add(self, other: Counters) -> None:
         """Add another row's counts into this one, in place."""
@@ -337,6 +346,7 @@ COUNTER_LABELS: dict[str, str] = {
     "overdue_closed": "超期结案数",
     "close_step_on_time": "按时结案数",
     "urged": "督办数",
+    "overdue_eod": "超时未处置数",
 }
 
 
@@ -364,8 +374,11 @@ class DailyAggregates:
         self.tz = tz
         self._rows: dict[ObjectKey, dict[date, Counters]] = {}
         self._ids: dict[ObjectType, set[str]] = {t: set() for t in ObjectType}
-        # case id → who holds it (:data:`Holder`): the events that charge them do not name them
-        self._holder: dict[str, Holder] = {}
+        # case id → who holds it (:data:`Held`): the events that charge them do not name them
+        self._holder: dict[str, Held] = {}
+        # case id → (deadline, since) of its handling clock while it runs: at the case's next event the
+        # local day ends in between past the deadline are days it ended 超时未处置 (``overdue_eod``)
+        self._running: dict[str, tuple[datetime, datetime]] = {}
         self.rows_read = 0  # rows visited by period(), for cost checks
         self.dirty: set[RowKey] = set()  # rows changed since take_dirty() (for persistence)
 
@@ -391,7 +404,8 @@ class DailyAggregates:
         """Count one event of a case (given the case state right after it) into its day's rows."""
         if event.case_id != info.case_id or state_after.id != info.case_id:
             raise ValueError(f"event of case {event.case_id} does not belong to case {info.case_id}")
-        day = event.at.astimezone(tz or self.tz).date()
+        zone = tz or self.tz
+        day = event.at.astimezone(zone).date()
         touched: dict[ObjectKey, Counters] = {}
 
         def bump(targets: Iterable[ObjectKey | None], *names: str, by: int = 1) -> None:
@@ -430,6 +444,11 @@ class DailyAggregates:
 
         def timely(stage: str, name: str) -> tuple[str, ...]:
             return (name,) if _on_time(state_after, stage, at) else ()
+
+        running = self._running.pop(info.case_id, None)
+        if running is not None:  # the state before this event held since then: its late day ends
+            held_by: ObjectKey | None = (ObjectType.DEPARTMENT, held_dept) if held_dept else None
+            self._late_day_ends(running, at, zone, (*regions, held_by))
 
         def issue(counter: str) -> None:
             """A 核实/核查 task went out: one obligation of the supervisor named (else the grid's)."""
@@ -528,6 +547,35 @@ class DailyAggregates:
         elif a is Action.URGE:
             bump((*regions, dept), "urged")
         # requests (延期/挂账/回退申请), rejections of them and 挂账恢复 count nothing
+        if (clock := running_handle_clock(state_after)) is not None:
+            self._running[info.case_id] = (clock.deadline, at)
+
+    def _late_day_ends(
+        self,
+        running: tuple[datetime, datetime],
+        until: datetime,
+        zone: tzinfo,
+        targets: Iterable[ObjectKey | None],
+    ) -> None:
+        """One more ``overdue_eod`` on each local day whose end (the next midnight) came after the
+        clock's deadline, while it ran (since < end ≤ ``until``)."""
+        deadline, since = running
+        start = max(deadline, since).astimezone(zone)
+        end_of_day = datetime.combine(start.date() + timedelta(days=1), datetime.min.time(), zone)
+        objs = [o for o in dict.fromkeys(targets) if o is not None]
+        while end_of_day <= until:
+            d = (end_of_day - timedelta(days=1)).date()
+            for obj in objs:
+                days = self._rows.get(obj)
+                if days is None:
+                    days = self._rows[obj] = {}
+                    self._ids[obj[0]].add(obj[1])
+                counters = days.get(d)
+                if counters is None:
+                    counters = days[d] = Counters()
+                counters.overdue_eod += 1
+                self.dirty.add((obj[0], obj[1], d))
+            end_of_day = datetime.combine(end_of_day.date() + timedelta(days=1), datetime.min.time(), zone)
 
     def take_dirty(self) -> dict[RowKey, dict[str, int]]:
         """The rows changed since the last call, as plain counts; forgets them."""
@@ -536,8 +584,13 @@ class DailyAggregates:
         return out
 
     def holders(self) -> dict[str, Holder]:
-        """Who holds each open case (:data:`Holder`; to persist with the rows)."""
-        return dict(self._holder)
+        """Who holds each open case and its running handling clock (:data:`Holder`; to persist)."""
+        out: dict[str, Holder] = {}
+        for case in self._holder.keys() | self._running.keys():
+            held = self._holder.get(case, NO_HOLDER)
+            run = self._running.get(case)
+            out[case] = (*held, *((run[0].isoformat(), run[1].isoformat()) if run else (None, None)))
+        return out
 
     def load(
         self,
@@ -546,7 +599,13 @@ class DailyAggregates:
     ) -> None:
         """Replace every row with stored ones (and the holders of open cases, see :func:`holder_of`)."""
         self._rows.clear()
-        self._holder = {k: holder_of(v) for k, v in holders.items()}
+        self._holder, self._running = {}, {}
+        for case, value in holders.items():
+            h = holder_of(value)
+            if any(h[:4]):
+                self._holder[case] = (h[0], h[1], h[2], h[3])
+            if h[4] and h[5]:
+                self._running[case] = (datetime.fromisoformat(h[4]), datetime.fromisoformat(h[5]))
         self.dirty.clear()
         for ids in self._ids.values():
             ids.clear()
@@ -559,6 +618,7 @@ class DailyAggregates:
         """Forget every row and count a whole log again (events of each case in order)."""
         self._rows.clear()
         self._holder.clear()
+        self._running.clear()
         for ids in self._ids.values():
             ids.clear()
         for info, event, state_after in records:
@@ -567,7 +627,8 @@ class DailyAggregates:
     def period(
         self, object_type: ObjectType | str, object_id: str | None, start: date, end: date
     ) -> Counters:
-        """Sum one object's rows (None: every object of the type) from start to end, both included."""
+        """Sum one object's rows (None: every object of the type) from start to end, both included; a
+        stock (``overdue_eod``) is the end day's, not a sum."""
         kind = ObjectType(object_type)
         ids = sorted(self._ids[kind]) if object_id is None else [object_id]
         total = Counters()
@@ -581,12 +642,16 @@ class DailyAggregates:
                     self.rows_read += 1
                     if start <= day <= end:
                         total.add(counters)
+                        if day != end:
+                            total.overdue_eod -= counters.overdue_eod
             else:  # many rows: probe each day of the period
                 for offset in range(span):
                     self.rows_read += 1
                     found = days.get(start + timedelta(days=offset))
                     if found is not None:
                         total.add(found)
+                        if offset != span - 1:
+                            total.overdue_eod -= found.overdue_eod
         return total
 
     def to_frame(self) -> pd.DataFrame:
@@ -600,17 +665,19 @@ class DailyAggregates:
         return frame.sort_values(["object_type", "object_id", "date"], ignore_index=True)
 
 
-def overdue_unhandled_at(state: CaseState, at: datetime) -> bool:
-    """超时未处置 at ``at``: the case is open and its handling clock runs (not ended, not paused by 挂账)
-    past its deadline — one more in 应结案 for the period ending then."""
+def running_handle_clock(state: CaseState) -> StageTimer | None:
+    """The case's handling clock if it runs: the case is open, the clock neither ended nor paused (挂账)."""
     timer = state.timers.get(T_HANDLE)
-    return (
-        state.is_open
-        and timer is not None
-        and timer.ended_at is None
-        and timer.paused_since is None
-        and timer.deadline < at
-    )
+    if state.is_open and timer is not None and timer.ended_at is None and timer.paused_since is None:
+        return timer
+    return None
+
+
+def overdue_unhandled_at(state: CaseState, at: datetime) -> bool:
+    """超时未处置 at ``at``: the handling clock runs past its deadline — one more in 应结案 for the
+    period ending then."""
+    clock = running_handle_clock(state)
+    return clock is not None and clock.deadline < at
 
 
 def records_from_commands(
@@ -709,9 +776,11 @@ RATES_BY_TYPE: dict[ObjectType, tuple[str, ...]] = {
 
 
 def indicators(c: Counters, overdue_unhandled: int = 0) -> Indicators:
-    """The §1.4 indicators from period counters (``overdue_unhandled``: 超时未处置数 at the period end)."""
+    """The §1.4 indicators from period counters. 超时未处置数 at the period end = ``c.overdue_eod``
+    (cases whose late handling clock has stopped since) + ``overdue_unhandled`` (those still running
+    late, which the caller counts on the case table: :func:`store.evaluation.overdue_unhandled`)."""
     to_handle = max(0, c.dispatched + c.reworked - c.returned)
-    to_close = max(0, c.handled - c.reworked) + overdue_unhandled
+    to_close = max(0, c.handled - c.reworked) + c.overdue_eod + overdue_unhandled
     return Indicators(
         counters=c.copy(),
         to_handle=to_handle,

@@ -107,7 +107,10 @@ def rebuild_aggregates(
 
 
 def overdue_unhandled(conn: Connection, kind: ObjectType, now: datetime) -> dict[str, int]:
-    """超时未处置数 now: open cases whose handling clock runs past its deadline, per object of a level."""
+    """超时未处置数 at ``now`` (the present, or a period's end) of the cases whose handling clock still
+    runs: open, the clock neither ended nor paused, its deadline before ``now``, and no change of the
+    case since ``now`` (a case that changed since is counted, if it was late then, by the daily
+    counters' ``overdue_eod`` of that day). Per object of a level."""
     if kind is ObjectType.DEPARTMENT:
         key: Any = Case.department_code
     elif kind in REGION_TYPES:
@@ -123,6 +126,7 @@ def overdue_unhandled(conn: Connection, kind: ObjectType, now: datetime) -> dict
             StageTimerRow.ended_at.is_(None),
             StageTimerRow.paused_since.is_(None),
             StageTimerRow.deadline < now,
+            Case.updated_at <= now,
         )
         .group_by(key)
     )

@@ -539,7 +539,7 @@ def test_the_holders_survive_a_reload_and_an_older_mark() -> None:
     recs = charging_history()
     agg = charged(recs)
     stored = {k: list(v) for k, v in agg.holders().items()}  # as the store keeps them (JSON lists)
-    assert stored["N5"] == ["12", "disp-2", "lead-1", "sup-3"]
+    assert stored["N5"] == ["12", "disp-2", "lead-1", "sup-3", None, None]  # handled: no clock runs
     reloaded = DailyAggregates(responsible=RESPONSIBLE)
     reloaded.load(((k, v) for k, v in agg.as_dict().items()), stored)
     n5 = info("N5", G3, Source.SUPERVISOR, "sup-3")
@@ -554,7 +554,7 @@ def test_the_holders_survive_a_reload_and_an_older_mark() -> None:
     # a mark saved before the holder named the filer and the task: department and dispatcher only
     old = DailyAggregates(responsible=RESPONSIBLE)
     old.load([], {"N5": ["12", "disp-2"]})
-    assert old.holders() == {"N5": ("12", "disp-2", None, None)}
+    assert old.holders() == {"N5": ("12", "disp-2", None, None, None, None)}
 
 
 # --- periods and daily rows -------------------------------------------------------------------
@@ -583,7 +583,11 @@ def test_days_and_period_sums() -> None:
     assert (two.handled, two.closed, two.overdue_closed) == (4, 3, 0)
     assert AGG.period(ObjectType.DISTRICT, DISTRICT, D_TUE, D_MON) == Counters()  # empty range
     assert AGG.period(ObjectType.GRID, "999999999999999", D_MON, D_FRI) == Counters()
-    assert AGG.row(ObjectType.DISTRICT, DISTRICT, date(2025, 9, 24)) is None
+    # C2 (due Wed 10:40, handled Fri 10:00) ended Wednesday and Thursday 超时未处置: a stock on those days
+    for d in (date(2025, 9, 24), date(2025, 9, 25)):
+        assert counts(AGG.row(ObjectType.DISTRICT, DISTRICT, d) or Counters()) == {"overdue_eod": 1}
+        assert counts(AGG.row(ObjectType.DEPARTMENT, "10", d) or Counters()) == {"overdue_eod": 1}
+    assert AGG.row(ObjectType.DISTRICT, DISTRICT, date(2025, 9, 27)) is None
     assert AGG.row("district", DISTRICT, D_FRI) == fri
 
 
@@ -1040,7 +1044,8 @@ def test_to_frame_lists_every_row() -> None:
     assert len(frame) == len(AGG)
     assert list(frame.columns) == ["object_type", "object_id", "date", *COUNTER_NAMES]
     district = frame[frame.object_type == "district"]
-    assert list(district.date) == [D_MON, D_TUE, D_FRI]
+    # Wednesday and Thursday: only C2's 超时未处置 at the day's end
+    assert list(district.date) == [D_MON, D_TUE, date(2025, 9, 24), date(2025, 9, 25), D_FRI]
     assert int(district.reported.sum()) == 6
 
 
@@ -1067,3 +1072,42 @@ def test_overdue_unhandled_at_is_a_running_handling_clock_past_its_deadline() ->
     suspended = apply(asked.state, c("L1", Action.APPROVE, DISP), m(MON, 40), CTX)
     assert isinstance(suspended, Accepted)
     assert not overdue_unhandled_at(suspended.state, due + timedelta(days=3))
+
+
+def test_a_past_period_counts_the_cases_it_ended_with_handling_late() -> None:
+    """超时未处置数 at a period's end enters its 应结案 (CJ/T 292) after the fact too: C2, due Wednesday
+    10:40 and handled on Friday, ended Wednesday and Thursday handling late."""
+    mon_wed = AGG.period(ObjectType.DISTRICT, DISTRICT, D_MON, date(2025, 9, 24))
+    assert mon_wed.overdue_eod == 1
+    # 应结案 = 处置 4 (C1, C4 ×2, C6) − 返工 1 (C4) + 超时未处置 1 (C2) = 4; 结案 C1 C4 C6 = 3, all on time
+    ind = indicators(mon_wed)
+    assert ind.to_close == 4
+    assert ind.close_rate == pytest.approx(3 / 4) and ind.close_on_time_rate == pytest.approx(3 / 4)
+    # Mon–Tue ended before C2 was due: 应结案 3, 结案 3
+    assert indicators(AGG.period(ObjectType.DISTRICT, DISTRICT, D_MON, D_TUE)).close_rate == 1.0
+    # a stock, not a sum: Mon–Thu still holds one late case (Thursday's end), not two
+    assert AGG.period(ObjectType.DISTRICT, DISTRICT, D_MON, date(2025, 9, 25)).overdue_eod == 1
+    # department 10, Mon–Wed: 处置 C1, C4 ×2 − 返工 1 + C2 = 3; 结案 C1 C4 = 2 → 2/3
+    d10 = indicators(AGG.period(ObjectType.DEPARTMENT, "10", D_MON, date(2025, 9, 24)))
+    assert d10.to_close == 3 and d10.close_rate == pytest.approx(2 / 3)
+    # every object of a level together: the stock of each on the end day
+    assert AGG.period(ObjectType.DEPARTMENT, None, D_MON, date(2025, 9, 24)).overdue_eod == 1
+
+
+def test_a_running_late_clock_survives_a_reload() -> None:
+    """Rows and holders saved on Tuesday evening (C2's clock running, due Wednesday) and reloaded: the
+    rest of the week gives the rows of the uninterrupted run (Wednesday's and Thursday's late ends)."""
+    ordered = sorted(RECORDS, key=lambda r: r[1].at)
+    cut = datetime(2025, 9, 23, 20, 0, tzinfo=TZ)
+    first = DailyAggregates(responsible=RESPONSIBLE)
+    for rec in ordered:
+        if rec[1].at < cut:
+            first.add(*rec)
+    stored = {k: list(v) for k, v in first.holders().items()}
+    assert stored["C2"][4] is not None  # C2's handling clock runs
+    again = DailyAggregates(responsible=RESPONSIBLE)
+    again.load(first.as_dict().items(), stored)
+    for rec in ordered:
+        if rec[1].at >= cut:
+            again.add(*rec)
+    assert again.as_dict() == AGG.as_dict()

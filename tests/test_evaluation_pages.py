@@ -30,7 +30,14 @@ from dashboard.evaluation_data import (
     parse_street,
     ranking,
 )
-from domain.evaluation import COUNTER_NAMES, GRADE_COLOURS, DailyAggregates, ObjectType, evaluation_table
+from domain.evaluation import (
+    COUNTER_NAMES,
+    GRADE_COLOURS,
+    STOCK_COUNTERS,
+    DailyAggregates,
+    ObjectType,
+    evaluation_table,
+)
 from feeds.simulator import Simulation
 from store.accounts import provision_embedded
 from store.counters import load_rows
@@ -133,7 +140,12 @@ def independent_sums(engine: Engine, level: str, period: Period) -> pd.DataFrame
     )
     counts = counts.reindex(columns=list(COUNTER_NAMES)).fillna(0).astype("int64")
     counts["object_id"] = raw["object_id"].astype(str)
-    return counts.groupby("object_id").sum()
+    summed = counts.groupby("object_id").sum()
+    # a stock (超时未处置 at a day's end) is the period's last day's, not a sum
+    last = counts[(days[raw.index] == period.end).to_numpy()].set_index("object_id")
+    for name in STOCK_COUNTERS:
+        summed[name] = last[name].reindex(summed.index).fillna(0).astype("int64")
+    return summed
 
 
 def test_rankings_sum_the_stored_days(evaluated: Engine) -> None:
