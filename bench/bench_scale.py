@@ -553,7 +553,7 @@ def counters() -> list[Result]:
     from domain.lifecycle import Context
     from domain.workcalendar import load_calendar
     from feeds.counters import LogFollower
-    from store.counters import load_or_rebuild
+    from store.counters import MARK, load_or_rebuild
     from store.db import create_engine
     from store.models import CounterMark, DailyCounter
 
@@ -606,7 +606,7 @@ def counters() -> list[Result]:
         rows: list[tuple[str, str, float, str]] = []
         # before: every 5 minutes the aggregator found the mark behind and rebuilt everything
         with engine.begin() as conn:
-            conn.execute(sa.insert(CounterMark), {"name": "daily", "event_id": 0, "data": {}})
+            conn.execute(sa.insert(CounterMark), {"name": MARK, "event_id": 0, "data": {}})
         t = time.perf_counter()
         load_or_rebuild(engine, ctx, responsible)
         old = time.perf_counter() - t

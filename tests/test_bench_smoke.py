@@ -46,11 +46,17 @@ SUMMARY = re.compile(r"^(\w+): (\d+) result rows \((\d+) passed, (\d+) failed, (
 
 # benchmarks without a smoke run yet, and why (each one is a gap, listed in BENCHMARKS.md); none at present
 NO_SMOKE: dict[str, str] = {}
+# the scale-out ones (about half the minutes) run from tests/test_bench_smoke_scaleout.py, so that the
+# suite's workers (a test file each at a time) share them
+SCALE_OUT = ("scale", "faults", "soak", "fanout", "wall")
 
 
-def _params() -> list[Any]:
+def smoke_params(names: tuple[str, ...] | None = None, exclude: tuple[str, ...] = ()) -> list[Any]:
+    """One pytest parameter per benchmark (``names``, default all, less ``exclude``), marked by its needs."""
     out = []
-    for name in BENCHMARKS:
+    for name in names or tuple(BENCHMARKS):
+        if name in exclude:
+            continue
         marks = [MARKS[n] for n in NEEDS.get(name, ()) if n in MARKS]
         if name in NO_SMOKE:
             marks.append(pytest.mark.skip(reason=NO_SMOKE[name]))
@@ -58,9 +64,14 @@ def _params() -> list[Any]:
     return out
 
 
-@pytest.mark.parametrize("name", _params())
+@pytest.mark.parametrize("name", smoke_params(exclude=SCALE_OUT))
 def test_smoke(name: str, request: pytest.FixtureRequest) -> None:
     """``python -m bench <name> --smoke`` exits 0 and prints its result rows, none failed."""
+    run_smoke(name, request)
+
+
+def run_smoke(name: str, request: pytest.FixtureRequest) -> None:
+    """Run one benchmark's smoke run as a user would and check its result rows."""
     for fixture in NEEDS.get(name, ()):
         request.getfixturevalue(fixture)
     env = dict(os.environ, GW_BENCH_PG=PG_BASE, GW_BENCH_REDIS=REDIS_URL.rsplit("/", 1)[0] + "/14",

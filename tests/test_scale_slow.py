@@ -43,7 +43,7 @@ from feeds.sockets import Broadcaster
 from feeds.sources.caseflow import generate
 from store.accounts import issue_token
 from store.cases import execute
-from store.counters import load_rows
+from store.counters import MARK, load_rows
 from store.db import create_engine, transaction
 from store.evaluation import rebuild_aggregates
 from store.models import Case, CaseEventRow, CounterMark, Reject
@@ -288,7 +288,7 @@ def wait_for_counters(dep: Deployment, events: int, timeout: float = 60.0) -> in
         while True:
             with eng.connect() as conn:
                 n, newest = conn.execute(sa.select(sa.func.count(), sa.func.max(CaseEventRow.id))).one()
-                mark = conn.scalar(sa.select(CounterMark.event_id).where(CounterMark.name == "daily"))
+                mark = conn.scalar(sa.select(CounterMark.event_id).where(CounterMark.name == MARK))
             if n >= events and mark == newest:
                 return int(mark)
             if time.monotonic() >= deadline:
