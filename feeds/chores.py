@@ -21,6 +21,7 @@ from domain.lifecycle import Context
 from feeds.counters import DailyCounters
 from feeds.live import LiveWriter
 from feeds.loop import BackgroundLoop
+from feeds.outage import Outages
 from store.tracks import thin_positions
 
 log = logging.getLogger(__name__)
@@ -64,13 +65,15 @@ class Thinning(BackgroundLoop):
         )  # fmt: skip
 
     def _run(self) -> None:
+        outages = Outages(log, "thinning positions")
         while not self._stop.wait(self.every):
             if not self.leading():
                 continue
             try:
                 thin_positions(self.engine, self.clock() - self.retention)
-            except Exception:
-                log.exception("thinning positions failed")
+                outages.ok()
+            except Exception as exc:
+                outages.failed(exc)
 
 
 class Ranking(BackgroundLoop):
@@ -94,11 +97,13 @@ class Ranking(BackgroundLoop):
         )  # fmt: skip
 
     def _run(self) -> None:
+        outages = Outages(log, "street ranking")
         while True:
             try:
                 self.live.set_ranking(self.counters.street_ranking(self.clock(), self.per_street))
-            except Exception:
-                log.exception("street ranking failed")
+                outages.ok()
+            except Exception as exc:
+                outages.failed(exc)
             if self._stop.wait(self.every):
                 return
 
@@ -137,6 +142,7 @@ class CounterFollower(BackgroundLoop):
         follower: LogFollower | None = None
         lead = 0  # the takeover the follower belongs to
         next_rank = next_check = 0.0
+        outages = Outages(log, "daily counters")
         while not self._stop.is_set():
             if not self.leading(5.0):
                 follower = None
@@ -156,11 +162,12 @@ class CounterFollower(BackgroundLoop):
                 if time.monotonic() >= next_rank:
                     next_rank = time.monotonic() + self.rank_every
                     self.live.set_ranking(follower.street_ranking(self.clock(), self.per_street))
+                outages.ok()
             except Superseded as exc:
                 log.warning("daily counters: %s; reloading", exc)
                 follower = None
-            except Exception:
-                log.exception("daily counters failed")
+            except Exception as exc:
+                outages.failed(exc)
                 if follower is not None and follower.saved is None:
                     follower = None  # not started: start again
             self._stop.wait(COUNT_EVERY)

@@ -39,6 +39,7 @@ from domain.evaluation import (
     evaluation_table,
 )
 from domain.lifecycle import CaseEvent, CaseState, Context
+from feeds.outage import Outages
 from store.counters import MARK, forget_all_rows, last_event_id, load_rows, save_rows
 from store.evaluation import EVENT_COLUMNS, overdue_unhandled, replay
 from store.models import Case, CaseEventRow, CounterMark
@@ -107,6 +108,7 @@ class CounterKeeper(_Readable):
         self.save_every = save_every
         self._saved = time.monotonic()
         self._lock = threading.Lock()
+        self._outages = Outages(log, "saving daily counters")
         with engine.connect() as conn:
             self._grid: dict[str, str] = {
                 cid: g for cid, g in conn.execute(select(Case.id, Case.grid_code).where(Case.open)) if g
@@ -139,8 +141,9 @@ class CounterKeeper(_Readable):
         try:
             with self.engine.begin() as conn:
                 save_rows(conn, rows, holders, last_event_id(conn))
-        except Exception:
-            log.exception("saving daily counters failed; will retry")
+            self._outages.ok()
+        except Exception as exc:  # kept dirty: saved with the next attempt
+            self._outages.failed(exc)
             with self._lock:
                 self.aggregates.dirty |= set(rows)
             return 0

@@ -20,6 +20,7 @@ from domain.lifecycle import CaseEvent, CaseState
 from domain.supervisor import Fix
 from feeds.counters import CounterKeeper
 from feeds.live import LiveWriter, Place  # feeds.stream imports LiveWriter from here too
+from feeds.outage import Outages
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class LivePublisher:
         on_published: Callable[[], None] | None = None,
     ) -> None:
         self.live = live
+        self._fix_outages = Outages(log, "live state: applying fixes")
         self.counters = counters  # CJ/T 292 daily counters, fed after each commit
         self.on_tasks = on_tasks
         self.on_published = on_published
@@ -111,8 +113,9 @@ class LivePublisher:
             return
         try:
             self.live.apply_fixes(fixes)
-        except Exception:
-            log.exception("live state: applying fixes failed")
+            self._fix_outages.ok()
+        except Exception as exc:  # Redis down: the fixes are stored; the state catches up after
+            self._fix_outages.failed(exc)
         if self.on_published is not None:
             self.on_published()
 

@@ -32,6 +32,7 @@ from feeds.checks import KINDS
 from feeds.ingest import Ingest
 from feeds.live import LiveReader
 from feeds.loop import BackgroundLoop
+from feeds.outage import Outages
 from feeds.publish import TaskOut
 from feeds.schemas import Reason
 from feeds.ticks import alert_matches, render, render_alert, room_filter
@@ -450,12 +451,14 @@ class Broadcaster(BackgroundLoop):
 
     def _run(self) -> None:
         next_at = time.monotonic()
+        outages = Outages(log, "tick")
         while not self._stop.is_set():
             next_at += self.interval
             try:
                 self.tick()
-            except Exception:
-                log.exception("tick failed")
+                outages.ok()
+            except Exception as exc:
+                outages.failed(exc)
             delay = next_at - time.monotonic()
             if delay < 0:  # fell behind: skip, never burst
                 next_at = time.monotonic()

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from feeds.intake import Job
+from feeds.outage import Outages
 from feeds.schemas import Reason
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class GroupWriter(Generic[T]):
         self.idle_every_s = idle_every_s
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()  # C: cheaper than queue.Queue
         self._thread: threading.Thread | None = None
+        self._outages = Outages(log, "pipeline group")  # the database down: one line, not one per group
         self._done: queue.SimpleQueue[tuple[list[Job], T | None] | None] = queue.SimpleQueue()
         self._finisher: threading.Thread | None = None
 
@@ -92,8 +94,9 @@ class GroupWriter(Generic[T]):
     def _group(self, jobs: list[Job]) -> None:
         try:
             result: T | None = self.handle(jobs)
-        except Exception:  # never let the writer die; every job is answered
-            log.exception("pipeline group failed")
+            self._outages.ok()
+        except Exception as exc:  # never let the writer die; every job is answered
+            self._outages.failed(exc)
             for job in jobs:
                 for it in job.items:
                     if not it.outcome:
