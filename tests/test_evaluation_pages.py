@@ -38,9 +38,11 @@ from domain.evaluation import (
     ObjectType,
     evaluation_table,
 )
+from feeds.counters import street_ranking
 from feeds.simulator import Simulation
 from store.accounts import provision_embedded
 from store.counters import load_rows
+from store.evaluation import overdue_unhandled
 from store.models import Community, Grid, Street
 from tests.conftest import ARTIFACTS
 from tests.desk_login import add_desk_user, login_browser, login_http
@@ -178,6 +180,29 @@ def test_rankings_sum_the_stored_days(evaluated: Engine) -> None:
     cols = ["object_id", "score", "grade", *COUNTER_NAMES]
     pd.testing.assert_frame_equal(r.frame[cols].reset_index(drop=True), direct[cols].reset_index(drop=True))
     assert r.frame["grade"].notna().sum() >= 10  # a simulated district is graded
+
+
+def test_the_wall_ranking_and_the_desk_agree_on_the_month(evaluated: Engine) -> None:
+    """One definition (issue 19): the wall's street ranking (month to date, from the daily counters the
+    live core keeps, 超时未处置 now added) and the desk's month ranking give every street one score."""
+    now = datetime.now(UTC)
+    today = local_today(now)
+    with evaluated.connect() as conn:
+        rows, holders, _ = load_rows(conn)
+        late = overdue_unhandled(conn, ObjectType.STREET, now)
+        per_street: dict[str, int] = {}
+        for code in conn.scalars(select(Grid.code).where(Grid.active)):
+            per_street[code[:9]] = per_street.get(code[:9], 0) + 1
+    kept = DailyAggregates()
+    kept.load(rows, holders)
+    wall = {r["code"]: r["score"] for r in street_ranking(kept, today, per_street, late)}
+    desk = ranking(evaluated, ObjectType.STREET, parse_period("month", None, None, today), now=now).frame
+    scored = {
+        str(oid): None if score is None or score != score else round(float(score), 1)
+        for oid, score in zip(desk["object_id"], desk["score"], strict=True)
+    }
+    assert any(v is not None for v in wall.values())
+    assert {k: v for k, v in scored.items() if k in wall} == wall
 
 
 def test_a_street_scope_narrows_grids_and_communities(evaluated: Engine) -> None:
