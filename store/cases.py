@@ -24,6 +24,8 @@ from typing import Any, Literal
 
 import orjson
 from sqlalchemy import Column, Float, Table, bindparam, insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 
@@ -283,7 +285,10 @@ class CommandResult:
 
 
 def sync_departments(session: Session, catalogue: Catalogue) -> int:
-    """Insert the catalogue's departments that the store does not have yet (parents first)."""
+    """Insert the catalogue's departments that the store does not have yet (parents first); the
+    processes of a deployment may do it at the same moment on a new database, so a department
+    another one inserted meanwhile is skipped, not a unique violation (which stopped an ingest
+    process at its start: bench faults' smoke run). Returns how many were missing."""
     have = set(session.scalars(select(Department.code)))
     rows = [
         {"code": d.code, "name": d.name, "parent_code": d.parent, "is_default": d.default}
@@ -291,7 +296,9 @@ def sync_departments(session: Session, catalogue: Catalogue) -> int:
         if d.code not in have
     ]
     if rows:
-        session.execute(insert(Department), rows)
+        dialect = session.get_bind().dialect.name
+        ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(Department)
+        session.execute(ins.on_conflict_do_nothing(index_elements=["code"]), rows)
     return len(rows)
 
 

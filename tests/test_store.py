@@ -438,3 +438,40 @@ def test_rejected_builds_write_nothing(engine, shared_data, tmp_path):
     with session_factory(engine)() as s:
         for model in (District, Street, Community, Grid, ResponsibilityArea):
             assert s.scalars(select(model)).first() is None, model.__tablename__
+
+
+def test_two_processes_syncing_departments_at_once_both_start(engine, db_url):
+    """A deployment's processes sync the catalogue's departments at the same moment on a new database:
+    the second one, which read the table before the first committed, skips what the first inserted
+    (it stopped with a unique violation: bench faults' smoke run, an ingest process at its start)."""
+    import threading
+
+    from domain.catalogue import load_catalogue
+    from store.cases import sync_departments
+    from store.models import Department
+
+    upgrade(engine)
+    catalogue = load_catalogue("cjt214")
+    first = session_factory(engine)()
+    try:
+        assert sync_departments(first, catalogue) == len(catalogue.departments)  # inserted, not committed
+        errors: list[BaseException] = []
+        inserted: list[int] = []
+
+        def second() -> None:
+            try:
+                with transaction(engine) as s:  # reads none yet; its insert waits for the first to end
+                    inserted.append(sync_departments(s, catalogue))
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        t = threading.Thread(target=second)
+        t.start()
+        t.join(timeout=2)  # the second is waiting on the first's rows (or on SQLite's write lock)
+        first.commit()
+    finally:
+        first.close()
+    t.join(timeout=60)
+    assert not t.is_alive() and errors == [], errors
+    with session_factory(engine)() as s:
+        assert len(list(s.scalars(select(Department.code)))) == len(catalogue.departments)
