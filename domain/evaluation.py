@@ -414,15 +414,7 @@ class DailyAggregates:
                     continue
                 counters = touched.get(obj)
                 if counters is None:
-                    days = self._rows.get(obj)
-                    if days is None:
-                        days = self._rows[obj] = {}
-                        self._ids[obj[0]].add(obj[1])
-                    counters = days.get(day)
-                    if counters is None:
-                        counters = days[day] = Counters()
-                    touched[obj] = counters
-                    self.dirty.add((obj[0], obj[1], day))
+                    counters = touched[obj] = self._row_to_change(obj, day)
                 for name in names:
                     setattr(counters, name, getattr(counters, name) + by)
 
@@ -566,16 +558,20 @@ class DailyAggregates:
         while end_of_day <= until:
             d = (end_of_day - timedelta(days=1)).date()
             for obj in objs:
-                days = self._rows.get(obj)
-                if days is None:
-                    days = self._rows[obj] = {}
-                    self._ids[obj[0]].add(obj[1])
-                counters = days.get(d)
-                if counters is None:
-                    counters = days[d] = Counters()
-                counters.overdue_eod += 1
-                self.dirty.add((obj[0], obj[1], d))
+                self._row_to_change(obj, d).overdue_eod += 1
             end_of_day = datetime.combine(end_of_day.date() + timedelta(days=1), datetime.min.time(), zone)
+
+    def _row_to_change(self, obj: ObjectKey, day: date) -> Counters:
+        """The object's row of ``day`` (created when missing), marked as changed."""
+        days = self._rows.get(obj)
+        if days is None:
+            days = self._rows[obj] = {}
+            self._ids[obj[0]].add(obj[1])
+        counters = days.get(day)
+        if counters is None:
+            counters = days[day] = Counters()
+        self.dirty.add((obj[0], obj[1], day))
+        return counters
 
     def take_dirty(self) -> dict[RowKey, dict[str, int]]:
         """The rows changed since the last call, as plain counts; forgets them."""
