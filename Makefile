@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-smoke clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,9 +30,13 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 
-## bench: the benchmarks (their smoke runs are in the test suite; the timed runs never are)
+## bench: the benchmarks (timed runs; results go to BENCHMARKS.md)
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench $(ARGS)
+
+## bench-smoke: every benchmark's smoke run (tiny workload, checks only; CI runs it after the suite)
+bench-smoke: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m bench_smoke tests/test_bench_smoke.py tests/test_bench_smoke_scaleout.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

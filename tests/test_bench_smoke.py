@@ -6,9 +6,10 @@ run weeks later (``python -m bench fanout`` read a tick column the wall had stop
 targets are not judged on a tiny workload; correctness checks are (row counts, same answers, no
 ``seq`` gaps, every tagged fix seen), and a FAIL row fails the test.
 
-Each benchmark runs in its own process, as a user runs it. The services and data a benchmark needs
-are asked for through the suite's fixtures: missing, they skip loudly, or fail with
-``GW_REQUIRE_SERVICES=1``.
+These runs are benchmarks, so they are not part of the suite (``make test``): ``make bench-smoke``
+runs them, and CI runs it after the suite. Each benchmark runs in its own process, as a user runs it.
+The services and data a benchmark needs are asked for through the suite's fixtures: missing, they skip
+loudly, or fail with ``GW_REQUIRE_SERVICES=1``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bench.__main__ import BENCHMARKS
 from tests.conftest import PG_BASE, REDIS_URL, SHARED
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.bench_smoke  # pyproject's addopts leave these out of the suite
 
 # what each smoke run needs beyond Python: the fixtures that provide it (or skip/fail as the suite does)
 NEEDS: dict[str, tuple[str, ...]] = {

@@ -7,6 +7,8 @@ import pytest
 
 from tests.test_bench_smoke import SCALE_OUT, run_smoke, smoke_params
 
+pytestmark = pytest.mark.bench_smoke  # make bench-smoke, not the suite
+
 
 @pytest.mark.parametrize("name", smoke_params(SCALE_OUT))
 def test_smoke(name: str, request: pytest.FixtureRequest) -> None:
