@@ -206,6 +206,12 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "zh": "点击地图或列表逐级进入：街道 → 社区 → 网格 → 案件",
         "en": "Click the map or a list to drill down: street → community → grid → case",
     },
+    "desk.hint_district": {
+        "zh": "地图标出超期案件；点击地图或列表逐级进入：街道 → 社区 → 网格 → 案件",
+        "en": "The map marks overdue cases. Click the map or a list to drill down: "
+        "street → community → grid → case",
+    },
+    "desk.overdue_cases": {"zh": "超期案件", "en": "Overdue cases"},
     "desk.live": {"zh": "实时", "en": "Live"},
     "grid.title": {"zh": "单元网格", "en": "Unit grid"},
     "grid.level": {"zh": "管理等级", "en": "Management level"},

@@ -442,6 +442,25 @@ def test_deep_links_answer_404_for_unknown_codes_and_render_known_ones(srv: Desk
         assert crumbs[-1] == (crumb or streets[grid[:9]]), (path, crumbs)
 
 
+def test_the_district_map_marks_the_overdue_cases_and_a_street_map_all_open_ones(srv: DeskServer) -> None:
+    """Every open case of a district covered its map (600 dots in the simulation) so that no grid could be
+    clicked between them: the district's map marks the overdue ones, a street's map every open case."""
+    client = login_http(srv.url, "boss", PASSWORD)
+
+    def shown(path: str) -> tuple[dict[str, Any], int, int]:
+        tree = dash_page(client, srv.url, path).json()
+        fig = find(tree, ids.DESK_MAP)["figure"]
+        tiles = {k: texts(find(tree, f"{ids.DESK_KPIS}-{k}"))[0] for k in ("open", "overdue")}
+        return fig["data"][-1], int(tiles["open"].replace(",", "")), int(tiles["overdue"].replace(",", ""))
+
+    trace, n_open, n_late = shown("/desk")
+    assert trace["name"] == "超期案件"
+    assert len(trace["customdata"]) == n_late  # the simulation's cases all lie in grids
+    street = some_grid(srv.engine)[:9]
+    trace, n_open, _ = shown(f"/street/{street}")
+    assert trace["name"] == "在办案件" and len(trace["customdata"]) == n_open
+
+
 def test_every_desk_page_has_the_role_s_menu_and_title(srv: DeskServer) -> None:
     """Issue 19 item 7: the header offers the work list, the evaluation and who-was-where on every page
     (they could be reached only by typing their URL), and the desk is named for the role."""

@@ -95,8 +95,10 @@ class Watched:
         self.context.close()
 
 
-# spots on a grid polygon clear of every marker by more than ``clear`` px, the clearest first (at most 12,
-# spread over the map: each lies ``clear`` px from those before it), in page coordinates
+# spots on a grid polygon, the clearest of every marker first (at most 12, spread over the map: each lies
+# ``clear`` px from those before it), in page coordinates. A spot nearer a marker than its hover reach
+# hovers the marker: HOVERING checks what plotly hovers, and the next spot is tried (a busy map with no
+# spot clear by ``clear`` px still has grids to click between its markers)
 FREE_SPOTS = """([id, clear]) => {
   const gd = document.querySelector('#' + id + ' .js-plotly-plot');
   const map = gd._fullLayout.map._subplot.map;
@@ -110,18 +112,18 @@ FREE_SPOTS = """([id, clear]) => {
     }
   }
   const spots = [];
-  for (let fx = 0.05; fx <= 0.951; fx += 0.02) for (let fy = 0.05; fy <= 0.951; fy += 0.02) {
+  for (let fx = 0.03; fx <= 0.971; fx += 0.01) for (let fy = 0.03; fy <= 0.971; fy += 0.01) {
     const x = rect.width * fx, y = rect.height * fy;
-    const fills = map.queryRenderedFeatures([x, y]).filter((f) => f.layer.type === 'fill');
-    if (!fills.length) continue;  // not on a grid polygon
     let d = 1e9;
     for (const p of pts) d = Math.min(d, Math.hypot(p.x - x, p.y - y));
-    if (d > clear) spots.push([x, y, d]);
+    if (d > 4) spots.push([x, y, d]);  // not on a marker
   }
   spots.sort((a, b) => b[2] - a[2]);
   const out = [];
   for (const s of spots) {
     if (out.some((o) => Math.hypot(o[0] - s[0], o[1] - s[1]) < clear)) continue;
+    const fills = map.queryRenderedFeatures([s[0], s[1]]).filter((f) => f.layer.type === 'fill');
+    if (!fills.length) continue;  // not on a grid polygon
     out.push(s);
     if (out.length === 12) break;
   }
