@@ -262,6 +262,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         ("returned 回退", _cell("returned_share", f["returned_share"]), "2–5 %"),
         ("reworked 返工", _cell("reworked_share", f["reworked_share"]), "3–8 %"),
         ("breaching a limit 超期", _cell("breaching_share", f["breaching_share"]), "5–10 %"),
+        ("自处置 of patrol reports", _cell("self_handled_share", f["self_handled_share"]), "8 % (set)"),
+        ("立案后作废 void after filing", _cell("void_share", f["void_after_filing_share"]), "0.4 % (set)"),
+        ("差错结案 error closing", _cell("error_closed_share", f["error_closed_share"]), "0.3 % (set)"),
         ("commands applied", f"{report.commands:,}", ""),
     ):
         calib.add_row(*row)

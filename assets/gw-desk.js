@@ -87,6 +87,10 @@
     if (extra) { body.extra = extra; }
     var special = box.querySelector(".gw-act-check input[type=checkbox]");
     if (special && special.checked) { body.special = true; }
+    var fixed = btn.getAttribute("data-gw-data");  // a variant's own data (差错结案, refusing a 自处置)
+    if (fixed) {
+      try { var d = JSON.parse(fixed); for (var k in d) { body[k] = d[k]; } } catch (e) { /* none */ }
+    }
     var assignee = btn.getAttribute("data-gw-assignee");
     if (assignee) { body.assignee = assignee; }
     var csrf = document.querySelector("input[name=csrf]");

@@ -37,6 +37,11 @@ FIELDS: dict[Action, tuple[str, ...]] = {
     Action.CLOSE: ("special",),
 }
 _TRIAL_DATA: dict[Action, dict[str, Any]] = {Action.REQUEST_EXTENSION: {"extra": "1工作日"}}
+# commands offered a second time with fixed data, as a button of their own: (name, action, data)
+VARIANTS: tuple[tuple[str, Action, dict[str, Any]], ...] = (
+    ("accept_refuse_self", Action.ACCEPT, {"self_handled": False}),  # 自处理审核: refuse the fix
+    ("close_error", Action.CLOSE, {"error": True}),  # 差错结案
+)
 CANDIDATES = 6  # supervisors offered for a task
 # who may be sent: anyone on line (the status is shown; the leader decides), never an offline handset
 _SENDABLE = frozenset(s.value for s in SupervisorStatus if s is not SupervisorStatus.OFFLINE)
@@ -49,6 +54,13 @@ class Offer:
     action: str
     opinion_required: bool
     fields: tuple[str, ...]
+    name: str = ""  # the button's words (``act.do.<name>``), when not the action's own
+    data: Mapping[str, Any] | None = None  # fixed data the button sends (a variant's)
+
+    @property
+    def label(self) -> str:
+        """The catalogue key suffix of the button's words."""
+        return self.name or self.action
 
 
 @dataclass(frozen=True)
@@ -99,11 +111,17 @@ def offers(state: CaseState, person: Mapping[str, Any], rules: Context, now: dat
     if actor is None or not state.is_open:
         return []
     free = replace(rules, now=None)
-    return [
+    found = [
         Offer(a.value, a in OPINION_REQUIRED, FIELDS.get(a, ()))
         for a in OFFERED
         if _allowed(state, actor, a, _TRIAL_DATA.get(a, {}), free, now)
     ]
+    if state.self_handled and any(o.action == Action.ACCEPT.value for o in found):  # 自处理审核
+        found = [replace(o, name="accept_self") if o.action == Action.ACCEPT.value else o for o in found]
+    for name, a, data in VARIANTS:
+        if (a is not Action.ACCEPT or state.self_handled) and _allowed(state, actor, a, data, free, now):
+            found.append(Offer(a.value, True, (), name, data))
+    return found
 
 
 def may_assign(state: CaseState, person: Mapping[str, Any], rules: Context, now: datetime) -> bool:

@@ -26,6 +26,7 @@ report          reported                                              R, A
 accept          accepted, accepted_on_time                            R, A
                 to_verify, verify_sent_on_time (核实 task sent)       R, A (the acceptor)
                 to_verify (the 核实 task issued: 应核实)              T
+                self_handled + valid_reported (自处理审核 passed)     R, P
 assign          to_verify | to_check moves (指派)                     +1 new T, −1 old T
 verify          verified, verified_on_time                            R, A
                 to_verify (answered by another than T: moves)         +1 A, −1 T
@@ -36,6 +37,7 @@ file            filed, filed_on_time                                  R, A
                 filed (any other source)                              S
 void            voided                                                R, A
                 filed_voided (the case had been filed)                R, F
+                to_dispatch −1 (filed, not yet dispatched)            R
 dispatch        dispatched, dispatched_on_time                        R, A
                 to_dispatch (the dispatcher's own 应派遣)              A
                 dispatched (cases received)                           D
@@ -49,6 +51,10 @@ check           checked, checked_on_time                              R, A
                 reworked (check failed: 返工)                         R, D
 close           closed, closed_on_time | overdue_closed               R, A, D
                 close_step_on_time (the 结案 step within its limit)   R, A
+close 自处置    closed, closed_on_time, close_step_on_time            A only (not in 应结案)
+close 差错      error_closed                                          R, A
+                filed_voided (a filing error)                         R, F
+                withdrawn (its handling obligation taken back)        R, D
 urge            urged                                                 R, D
 any (next)      overdue_eod on each day end the handling clock ran    R, D (of the interval)
                 past its deadline since the case's last event
@@ -65,9 +71,14 @@ event is its instant in the city's zone (Asia/Shanghai by default).
 
 Choices where domain.md §1.4 leaves room (all documented where they are computed):
 
-- 应处置数 = dispatched + reworked − returned: every handling clock the lifecycle starts (a
-  dispatch, a rework) is one obligation, and an approved 回退 ("非本单位") is not one; this keeps
-  处置率 ≤ 1 although every feedback counts as a 处置.
+- 应处置数 = dispatched + reworked − returned − withdrawn: every handling clock the lifecycle starts
+  (a dispatch, a rework) is one obligation, and an approved 回退 ("非本单位") or a 差错结案 of the
+  case (found to be an error while the department held it) is not one; this keeps 处置率 ≤ 1
+  although every feedback counts as a 处置.
+- 自处置 (a supervisor's own report, fixed on the spot, confirmed by the acceptor's 自处理审核)
+  counts as 自处置数 and 有效上报 of the supervisor and the regions; it is never filed nor dispatched,
+  so it is in no department's numbers and not in 应结案 / 结案数 (the shift leader's 结案 step
+  still counts for his 按时结案率).
 - 应结案数 = 处置数 + 超时未处置数 (§1.4), with feedbacks that failed 核查 (返工) taken out, since
   they lead to another feedback, not to a close: 应结案 = handled − reworked + 超时未处置 at the
   period's end. 超时未处置 = ``overdue_eod`` of the period's last day (a stock: the cases whose late
@@ -169,7 +180,8 @@ _PREFIX = {ObjectType.GRID: 15, ObjectType.COMMUNITY: 12, ObjectType.STREET: 9, 
 # Bump when a counter's definition changes: stored daily rows of another version are rebuilt from the log.
 # 2: 准确立案 counts filed cases later voided (filed_voided), 准确派遣 the dispatcher's returned
 # dispatches, 应核实/应核查 the tasks issued to a person, 监督举报/漏报 only public sources.
-COUNTERS_VERSION = 2
+# 3: 自处置 (self_handled), 差错结案 (error_closed, withdrawn) and 作废 after filing (to_dispatch taken back).
+COUNTERS_VERSION = 3
 
 
 class SourceClass(StrEnum):
@@ -289,6 +301,9 @@ class Counters:
     overdue_closed: int = 0  # 超期结案数
     close_step_on_time: int = 0  # 按时结案数 (结案 step within its stage limit)
     urged: int = 0  # 督办数
+    self_handled: int = 0  # 自处置数 (a supervisor's report fixed on the spot, confirmed by the acceptor)
+    error_closed: int = 0  # 差错结案数 (a dispatched case found to be an error)
+    withdrawn: int = 0  # 撤回处置数: handling obligations a 差错结案 took back (out of 应处置)
     overdue_eod: int = 0  # 超时未处置数 at the day's end (a stock: a period reads its last day's)
 
     def add(self, other: Counters) -> None:
@@ -346,6 +361,9 @@ COUNTER_LABELS: dict[str, str] = {
     "overdue_closed": "超期结案数",
     "close_step_on_time": "按时结案数",
     "urged": "督办数",
+    "self_handled": "自处置数",
+    "error_closed": "差错结案数",
+    "withdrawn": "差错撤回数",
     "overdue_eod": "超时未处置数",
 }
 
@@ -473,6 +491,8 @@ class DailyAggregates:
             if state_after.status is Status.VERIFYING:  # a 核实 task went out (the acceptor's 应派发)
                 bump((*regions, actor), "to_verify", *(["verify_sent_on_time"] if on_time else []))
                 issue("to_verify")
+            elif event.data.get("self_handled") is True:  # 自处理审核 passed: the patrol's own fix
+                bump((*regions, patrol), "self_handled", "valid_reported")
         elif a is Action.ASSIGN:  # 指派: the open task moves, and its obligation with it
             counter = "to_verify" if state_after.status is Status.VERIFYING else "to_check"
             person = str(event.data.get("assignee") or "")
@@ -499,6 +519,8 @@ class DailyAggregates:
             bump((*regions, actor), "voided")
             if filer:  # a filed case voided: the filing was not accurate (准确立案率), charged to its filer
                 bump((*regions, (ObjectType.SHIFT_LEADER, filer)), "filed_voided")
+            if event.from_status is Status.TO_DISPATCH:  # its dispatch clock stopped: no 应派遣 left
+                bump(regions, "to_dispatch", by=-1)
             self._holder.pop(info.case_id, None)
         elif a is Action.DISPATCH:
             bump((*regions, actor), "dispatched", *timely(T_DISPATCH, "dispatched_on_time"))
@@ -532,9 +554,18 @@ class DailyAggregates:
                 bump((*regions, dept), "reworked")
         elif a is Action.CLOSE:
             archive = event.data.get("archive") or state_after.archive
-            late = archive == ArchiveType.OVERTIME.value
-            bump((*regions, actor, dept), "closed", "overdue_closed" if late else "closed_on_time")
-            bump((*regions, actor), *timely(T_CLOSE, "close_step_on_time"))
+            if archive == ArchiveType.ERROR.value:  # 差错结案: a filing error; the department's
+                # obligation is withdrawn (out of 应处置), and the case never enters 应结案
+                bump((*regions, actor), "error_closed")
+                if filer:
+                    bump((*regions, (ObjectType.SHIFT_LEADER, filer)), "filed_voided")
+                bump((*regions, dept), "withdrawn")
+            elif state_after.self_handled:  # 自处置: the shift leader's 结案 step; not in 应结案
+                bump((actor,), "closed", "closed_on_time", *timely(T_CLOSE, "close_step_on_time"))
+            else:
+                late = archive == ArchiveType.OVERTIME.value
+                bump((*regions, actor, dept), "closed", "overdue_closed" if late else "closed_on_time")
+                bump((*regions, actor), *timely(T_CLOSE, "close_step_on_time"))
             self._holder.pop(info.case_id, None)
         elif a is Action.URGE:
             bump((*regions, dept), "urged")
@@ -701,7 +732,7 @@ class Indicators:
     """The §1.4 indicators of one object over one period; a rate is None when its denominator is 0."""
 
     counters: Counters
-    to_handle: int  # 应处置数 = dispatched + reworked − returned
+    to_handle: int  # 应处置数 = dispatched + reworked − returned − withdrawn
     to_close: int  # 应结案数 = handled − reworked + overdue_unhandled
     valid_report_rate: float | None  # 有效上报率 = 有效上报数 / 监督员上报数
     missed_rate: float | None  # 漏报率 = 漏报数 / 立案数
@@ -775,7 +806,7 @@ def indicators(c: Counters, overdue_unhandled: int = 0) -> Indicators:
     """The §1.4 indicators from period counters. 超时未处置数 at the period end = ``c.overdue_eod``
     (cases whose late handling clock has stopped since) + ``overdue_unhandled`` (those still running
     late, which the caller counts on the case table: :func:`store.evaluation.overdue_unhandled`)."""
-    to_handle = max(0, c.dispatched + c.reworked - c.returned)
+    to_handle = max(0, c.dispatched + c.reworked - c.returned - c.withdrawn)
     to_close = max(0, c.handled - c.reworked) + c.overdue_eod + overdue_unhandled
     return Indicators(
         counters=c.copy(),

@@ -128,6 +128,7 @@ class ArchiveType(StrEnum):
 
     NORMAL = "normal"  # 正常结案
     OVERTIME = "overtime"  # 超时结案
+    ERROR = "error"  # 差错结案: a filed case found to be an error after its dispatch
     SPECIAL = "special"  # 特殊结案
 
 
@@ -153,6 +154,7 @@ class Rule(StrEnum):
     KEY_CONFLICT = "idempotency_key_conflict"  # same key, different command
     BAD_DEADLINE = "bad_deadline"  # dispatch: ``deadline`` is not an ISO 8601 instant with a zone
     MISSING_ASSIGNEE = "missing_assignee"  # assign: no supervisor named
+    NOT_SELF_HANDLEABLE = "not_self_handleable"  # 自处置 of an emergency class, or not by a supervisor
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,13 @@ class CaseState:
     handled_overdue: bool = False
     closed_at: datetime | None = None
     archive: ArchiveType | None = None
+    self_handled: bool = False  # 自处置: the reporting supervisor fixed it on the spot
+
+    @property
+    def counts_as_closure(self) -> bool:
+        """Closed and in 结案数 (应结案 holds it): not a 自处置 case nor a 差错结案 (counted apart)."""
+        error = self.archive is ArchiveType.ERROR
+        return self.status is Status.CLOSED and not self.self_handled and not error
 
     @property
     def stage(self) -> Stage | None:
@@ -390,6 +399,11 @@ def _report(cmd: Command, at: datetime, ctx: Context) -> Outcome:
             condition_code = minor.conditions[0].code
     except (CatalogueError, KeyError) as exc:
         return _reject(Rule.UNKNOWN_CLASS, str(exc))
+    self_handled = bool(d.get("self_handled"))
+    if self_handled and (cmd.actor.role is not Role.SUPERVISOR or source is not Source.SUPERVISOR):
+        return _reject(Rule.NOT_SELF_HANDLEABLE, "only a supervisor's own report can be 自处置")
+    if self_handled and minor.emergency:
+        return _reject(Rule.NOT_SELF_HANDLEABLE, f"{class_code} is an emergency class: it is dispatched")
     timers: dict[str, StageTimer] = {}
     _start(timers, T_ACCEPT, at, ctx)
     state = _built(
@@ -407,6 +421,7 @@ def _report(cmd: Command, at: datetime, ctx: Context) -> Outcome:
             "reporter": cmd.actor.id,
             "emergency": minor.emergency,
             "timers": timers,
+            "self_handled": self_handled,
         },
     )
     return _built(Accepted, {"state": state, "events": (_event(None, state, cmd, at),)})
@@ -464,6 +479,14 @@ def _accept(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: C
     if r := _first(_role(cmd, ctx.policy.accept_roles), _need(state, Status.REPORTED)):
         return r
     _stop(timers, T_ACCEPT, at)
+    if state.self_handled:  # 自处理审核: the acceptor confirms the fix (to 结案) or refuses it (to 立案)
+        if cmd.data.get("self_handled", True) is False:
+            if r := _opinion(cmd):
+                return r
+            _start(timers, T_FILE, at, ctx)
+            return {"status": Status.TO_FILE, "self_handled": False}, {"self_handled": False}
+        _start(timers, T_CLOSE, at, ctx)
+        return {"status": Status.TO_CLOSE}, {"self_handled": True}
     if state.source is Source.SUPERVISOR:  # a supervisor's own report needs no 核实
         _start(timers, T_FILE, at, ctx)
         return {"status": Status.TO_FILE}, _NO_EXTRA
@@ -496,11 +519,15 @@ def _file(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Con
 
 
 def _void(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
-    if r := _first(_role(cmd, ctx.policy.void_roles), _need(state, *_BEFORE_FILING), _opinion(cmd)):
+    """作废: a report not to file (不予立案), or a filed case before its dispatch (立案后作废, which
+    counts against the filing); once dispatched, a filed case found to be an error is 差错结案."""
+    if r := _first(
+        _role(cmd, ctx.policy.void_roles), _need(state, *_BEFORE_FILING, Status.TO_DISPATCH), _opinion(cmd)
+    ):
         return r
-    for t in (T_ACCEPT, T_VERIFY, T_FILE):
+    for t in (T_ACCEPT, T_VERIFY, T_FILE, T_DISPATCH):
         _stop(timers, t, at)
-    return {"status": Status.VOIDED, "closed_at": at}, _NO_EXTRA
+    return {"status": Status.VOIDED, "closed_at": at}, {"filed": state.status is Status.TO_DISPATCH}
 
 
 def _dispatch(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
@@ -610,6 +637,14 @@ def _check(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Co
 
 
 def _close(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
+    if cmd.data.get("error"):  # 差错结案: dispatched, not yet handled, and found to be an error
+        if r := _first(
+            _role(cmd, ctx.policy.close_roles), _need(state, Status.HANDLING, Status.SUSPENDED), _opinion(cmd)
+        ):
+            return r
+        _stop(timers, T_HANDLE, at)
+        changes = {"status": Status.CLOSED, "closed_at": at, "archive": ArchiveType.ERROR, "request": None}
+        return changes, {"archive": ArchiveType.ERROR.value, "from_department": state.department}
     if r := _first(_role(cmd, ctx.policy.close_roles), _need(state, Status.TO_CLOSE)):
         return r
     if cmd.data.get("special"):
@@ -805,6 +840,7 @@ def state_to_json(s: CaseState) -> dict[str, Any]:
         "handled_overdue": s.handled_overdue,
         "closed_at": _dt(s.closed_at),
         "archive": None if s.archive is None else s.archive.value,
+        "self_handled": s.self_handled,
     }
 
 
@@ -850,6 +886,7 @@ def state_from_json(d: Mapping[str, Any]) -> CaseState:
             "handled_overdue": bool(d["handled_overdue"]),
             "closed_at": _pdt(d["closed_at"]),
             "archive": None if archive is None else ArchiveType(archive),
+            "self_handled": bool(d.get("self_handled", False)),
         },
     )
 

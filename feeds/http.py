@@ -41,8 +41,8 @@ ACTION_ALIASES: dict[str, Action] = {
 }
 COMMANDS: dict[str, Action] = {a.value: a for a in Action if a is not Action.REPORT} | ACTION_ALIASES
 # body fields of a command copied into its data (domain.lifecycle handlers read them)
-COMMAND_DATA = ("confirmed", "passed", "department", "extra", "special", "class_code", "condition_code",
-                "assignee", "media")  # fmt: skip
+COMMAND_DATA = ("confirmed", "passed", "department", "extra", "special", "error", "self_handled",
+                "class_code", "condition_code", "assignee", "media")  # fmt: skip
 
 # HTTP status of a refusal by reason (input reasons, lifecycle rules, auth); others are 422
 HTTP_STATUS: dict[str, int] = {

@@ -419,6 +419,13 @@ class Intake:
         if reason is not None:
             item.reason, item.message, item.place = reason, msg, None
             return item
+        if rep.self_handled:  # 自处置: photos before (media) and after (handled_media) the fix
+            reason, msg = check_refs(rep.handled_media, self.media)
+            if reason is not None:
+                item.reason, item.message, item.place = reason, msg, None
+                return item
+            data["self_handled"] = True
+            data["handled_media"] = ",".join(rep.handled_media)
         if rep.media:
             data["media"] = ",".join(rep.media)
         item.cmd = Command(Action.REPORT, rep.case_id or "", actor, "", data, scoped_key(actor.id, rep.id))

@@ -453,7 +453,7 @@ class MemoryLiveState:
             k.filed += 1
         elif ev.action is Action.DISPATCH:
             k.dispatched += 1
-        elif ev.action is Action.CLOSE:
+        elif ev.action is Action.CLOSE and state.counts_as_closure:  # 自处置, 差错结案: not in 应结案
             k.closed += 1
             k.closed_by_hour[hour] += 1
             if state.archive is not ArchiveType.OVERTIME:

@@ -1,6 +1,6 @@
 """Media: photos (近景 / 远景 / 参照物) and voice notes uploaded over HTTP, stored by content hash.
 
-``POST /api/v1/media`` (multipart ``file`` + ``kind`` = near | far | reference | voice), authenticated
+``POST /api/v1/media`` (multipart ``file`` + ``kind`` = near | far | reference | after | voice), authenticated
 by a device or gateway token or an API key (``Authorization: Bearer <secret>`` or ``X-API-Key``),
 answers ``{"ref": "sha256:<hex>", "type": …, "bytes": n, "kind": …}``. The type is read from the
 content (magic bytes via ``filetype``; photos are also opened by Pillow), never from the claimed
@@ -43,7 +43,9 @@ from store.accounts import AuthError, Principal, authenticate
 from store.models import Person
 
 MiB = 1024 * 1024
-KINDS: dict[str, str] = {"near": "photo", "far": "photo", "reference": "photo", "voice": "voice"}
+KINDS: dict[str, str] = {
+    "near": "photo", "far": "photo", "reference": "photo", "after": "photo", "voice": "voice",
+}  # fmt: skip
 REF_RE = re.compile(r"sha256:([0-9a-f]{64})")
 UPLOAD_KINDS = ("device", "gateway", "api")  # tokens that may upload
 VIEW_KINDS = ("api", "gateway")  # tokens that may fetch (besides a logged-in session)
@@ -167,7 +169,7 @@ class MediaStore:
         return EXTENSIONS[path.suffix.lstrip(".")]
 
     def put(self, stream: IO[bytes], kind: str) -> Stored:
-        """Store an upload of a kind (near | far | reference | voice); MediaError names a refusal."""
+        """Store an upload of a kind (near | far | reference | after | voice); MediaError names a refusal."""
         family = KINDS[kind]
         cap = self.limits.of(family)
         self.tmp.mkdir(parents=True, exist_ok=True)
@@ -342,10 +344,10 @@ def media_blueprint(engine: Engine, store: MediaStore, *, pipeline: Rejecter | N
             msg = "missing field file (multipart/form-data)"
             return refuse(source, Reason.MISSING_FIELD, msg, described(True))
         if not kind:
-            msg = "missing field kind (near, far, reference or voice)"
+            msg = "missing field kind (near, far, reference, after or voice)"
             return refuse(source, Reason.MISSING_FIELD, msg, described(True))
         if kind not in KINDS:
-            msg = f"kind {kind[:32]!r} is not near, far, reference or voice"
+            msg = f"kind {kind[:32]!r} is not near, far, reference, after or voice"
             return refuse(source, Reason.WRONG_TYPE, msg, described(True))
         try:
             stored = store.put(upload.stream, kind)

@@ -63,6 +63,10 @@ class CommandBody(BaseModel):
     department: str | None = Field(None, description="dispatch: department code (default: the class's)")
     extra: str | None = Field(None, description="extend: extra time, e.g. '2 work_days'")
     special: bool | None = Field(None, description="close: 特殊结案 (needs an opinion)")
+    error: bool | None = Field(None, description="close: 差错结案 of a dispatched, unhandled case (opinion)")
+    self_handled: bool | None = Field(
+        None, description="accept of a 自处置 report: false refuses the fix (to 待立案; opinion)"
+    )
     class_code: str | None = Field(None, description="file: reclassify")
     condition_code: str | None = Field(None, description="file: filing condition")
     assignee: str | None = Field(None, description="accept, feedback, assign: the task's supervisor")

@@ -437,6 +437,8 @@ class RedisLiveState:
             line = orjson.dumps(_event_line(self.catalogue, state, ev, place))
             failed = ev.action is Action.CHECK and ev.to_status is Status.HANDLING  # a failed 核查: 返工
             action = "rework" if failed else ev.action.value
+            if ev.action is Action.CLOSE and not state.counts_as_closure:  # 自处置, 差错结案: no 结案数
+                action = "close_apart"
             args += [local.date().isoformat(), action, local.hour, place.grid or "", "1" if on_time else "0",
                      repr(secs), line]  # fmt: skip
         self._case(args=args)

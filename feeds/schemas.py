@@ -127,6 +127,9 @@ class ReportIn(_Instant):
     description: Text = ""
     media: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=10)] = []
     source: Literal["supervisor", "public", "hotline", "leader", "video", "department"] = "supervisor"
+    # 自处置: the supervisor fixed it on the spot; ``media`` are the photos before, ``handled_media`` after
+    self_handled: bool = False
+    handled_media: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=10)] = []
 
     @model_validator(mode="after")
     def _somewhere(self) -> ReportIn:
@@ -137,6 +140,10 @@ class ReportIn(_Instant):
         if self.lon is None and self.address is None and self.grid_code is None:
             raise PydanticCustomError(
                 "missing", "a report needs a point (lon, lat), an address or a grid_code"
+            )
+        if self.self_handled and not (self.media and self.handled_media):
+            raise PydanticCustomError(
+                "missing", "missing field {field}", {"field": "handled_media" if self.media else "media"}
             )
         return self
 
@@ -188,7 +195,8 @@ def describe(exc: ValidationError) -> tuple[Reason, str]:
     kind = str(first.get("type", ""))
     if kind == "missing":
         return Reason.MISSING_FIELD, f"missing field {where}" if first.get("loc") else str(first.get("msg"))
-    if kind in ("too_long", "list_too_long", "string_too_long") and where in ("fixes", "media"):
+    lists = ("fixes", "media", "handled_media")
+    if kind in ("too_long", "list_too_long", "string_too_long") and where in lists:
         return Reason.TOO_LARGE, f"{where}: {first.get('msg', '')}"
     if kind == "model_type" and where == "payload":
         return Reason.MALFORMED, "payload must be a JSON object"

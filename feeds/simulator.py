@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import io
 import json
 import logging
 import os
@@ -34,7 +35,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import requests
 import socketio
+from PIL import Image, ImageDraw
 from shapely.geometry import shape
 from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.engine import Engine
@@ -119,6 +122,8 @@ class Simulation:
         self.seed = seed
         self.gateway_secret = gateway_secret
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.photos: dict[str, str] = {}  # 自处置 reports' photos ("near", "after"): uploaded on connect
+        self.left_out: set[str] = set()  # 自处置 cases not sent: the server took no photos
         with session_factory(engine)() as s:
             rows = s.execute(
                 select(Grid.code, Grid.area_code, Grid.geometry).where(Grid.active).order_by(Grid.code)
@@ -402,9 +407,34 @@ class Simulation:
             reason = str(r.get("reason"))
             self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
 
+    def _upload_photos(self, url: str) -> bool:
+        """Upload the two pictures every simulated 自处置 report shows (before, after), marked 模拟数据."""
+        for kind, shade in (("near", (90, 60, 40)), ("after", (40, 90, 60))):
+            img = Image.new("RGB", (320, 240), shade)
+            ImageDraw.Draw(img).text((16, 16), f"SIMULATED {kind}", fill=(255, 255, 255))
+            buf = io.BytesIO()
+            img.save(buf, "JPEG")
+            try:
+                r = requests.post(
+                    f"{url}/api/v1/media",
+                    files={"file": ("sim.jpg", buf.getvalue(), "image/jpeg")},
+                    data={"kind": kind},
+                    headers={"Authorization": f"Bearer {self.gateway_secret}"},
+                    timeout=30,
+                )
+            except requests.RequestException:
+                return False
+            if r.status_code not in (200, 201):
+                log.warning("simulation: photo upload answered %s: %s", r.status_code, r.text[:200])
+                return False
+            self.photos[kind] = str(r.json()["ref"])
+        return True
+
     def _run(self, url: str) -> None:
         if not self._connect(url):
             return
+        if not self._upload_photos(url):
+            log.warning("simulation: the server took no photos; its 自处置 cases are left out")
         last = self.clock()
         while not self._stop.is_set():
             now = self.clock()
@@ -453,6 +483,12 @@ class Simulation:
         for cmd, at in self._commands_due(now):
             if self._stop.is_set():
                 return
+            if cmd.action is Action.REPORT and cmd.data.get("self_handled") and len(self.photos) < 2:
+                self.left_out.add(cmd.case_id)  # a 自处置 needs its photos (before, after)
+            if cmd.case_id in self.left_out:
+                if not self.leaves_open(cmd):
+                    self.left_out.discard(cmd.case_id)
+                continue
             if cmd.action in (Action.VERIFY, Action.CHECK) and cmd.actor.role is Role.SUPERVISOR:
                 with self._answers_lock:
                     taken = (cmd.case_id, cmd.action.value) in self._taken
@@ -463,6 +499,11 @@ class Simulation:
             ack = client.call(event, body, namespace="/device", timeout=30)  # in order: wait for each ack
             self.stats.commands_sent += 1
             self._count(ack)
+
+    @staticmethod
+    def leaves_open(cmd: Command) -> bool:
+        """Whether a generated command leaves its case open (a 结案 or 作废 ends it)."""
+        return cmd.action not in (Action.CLOSE, Action.VOID)
 
     def event_of(self, cmd: Command, at: datetime) -> tuple[str, dict[str, Any]]:
         """The ``/device`` event that carries a generated command."""
@@ -477,6 +518,8 @@ class Simulation:
                     "kind": d["kind"], "class_code": d["class_code"],
                     "condition_code": d.get("condition_code"), "lon": lon, "lat": lat,
                     "description": "模拟数据 simulated report", "source": d["source"],
+                    **({"self_handled": True, "media": [self.photos.get("near", "")],
+                        "handled_media": [self.photos.get("after", "")]} if d.get("self_handled") else {}),
                 }  # fmt: skip
             plain = {k: v for k, v in d.items() if isinstance(v, str | int | float | bool)}
             return "command", self._command_body(cmd, when, {**plain, "lon": lon, "lat": lat})

@@ -8,6 +8,7 @@ touches the case bumps ``ids.CASE_REFRESH`` and the body is rebuilt from the sto
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -39,7 +40,8 @@ from layouts.chrome import (
 from store.models import Department
 
 # data fields of an event worth showing in the timeline, in this order
-EVENT_FIELDS = ("department", "confirmed", "passed", "extra", "special", "assignee", "deadline", "class_code")
+EVENT_FIELDS = ("department", "confirmed", "passed", "extra", "special", "error", "self_handled", "assignee",
+                "deadline", "class_code")  # fmt: skip
 
 
 def limit_text(timer: Any, lang: str) -> str:
@@ -73,6 +75,8 @@ def _event_detail(e: Mapping[str, Any], lang: str) -> str:
     parts = [f"{k}={data[k]}" for k in EVENT_FIELDS if data.get(k) not in (None, "")]
     if data.get("media"):
         parts.append(f"{t('case.photos', lang)} {len(str(data['media']).split(','))}")
+    if data.get("handled_media"):
+        parts.append(f"{t('case.photos_after', lang)} {len(str(data['handled_media']).split(','))}")
     return " · ".join(parts)
 
 
@@ -161,13 +165,17 @@ def _offer_box(ctx: PageContext, c: Mapping[str, Any], offer: Offer) -> html.Div
         )
     parts.append(
         html.Button(
-            t(f"act.do.{offer.action}", lang),
+            t(f"act.do.{offer.label}", lang),
             type="button",
             className="gw-act-btn" + (" gw-act-needs-opinion" if offer.opinion_required else ""),
-            **data_attrs(gw_action=offer.action, gw_key=_key()),
+            **data_attrs(
+                gw_action=offer.action,
+                gw_key=_key(),
+                **({"gw_data": json.dumps(dict(offer.data))} if offer.data else {}),
+            ),
         )
     )
-    return html.Div(parts, className=f"gw-act gw-act-{offer.action}")
+    return html.Div(parts, className=f"gw-act gw-act-{offer.label}")
 
 
 def actions_panel(ctx: PageContext, c: Mapping[str, Any]) -> html.Section | None:

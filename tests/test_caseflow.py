@@ -102,6 +102,10 @@ def test_calibration_over_a_week_matches_dongcheng(week) -> None:
     assert s["closed_share"] >= 0.95
     assert 5.5 <= s["mean_hours_to_close"] <= 7.5
     assert 0.02 <= s["returned_share"] <= 0.05
+    # the side paths (Calibration: 8 % of patrol reports 自处置, 0.4 % 立案后作废, 0.3 % 差错结案)
+    assert 0.06 <= s["self_handled_share"] <= 0.10
+    assert 0.001 <= s["void_after_filing_share"] <= 0.008
+    assert 0.001 <= s["error_closed_share"] <= 0.007
     assert 0.03 <= s["reworked_share"] <= 0.08
     assert 0.05 <= s["breaching_share"] <= 0.10
     assert 9 <= s["peak_hour"] <= 11

@@ -37,7 +37,7 @@ from gridwall.settings import Settings
 from gridwall.web import WebApp
 from store.accounts import provision_embedded
 from store.db import session_factory
-from store.models import CaseEventRow, Grid, GridStaff, Task, WebSession
+from store.models import Case, CaseEventRow, Grid, GridStaff, Task, WebSession
 from store.roster import import_roster
 from tests.desk_login import add_desk_user, login_form, login_http
 from tests.live_server import KIOSK_SECRET, Peer, QuietHandler, Spot, free_port, provisioned_spots
@@ -539,8 +539,9 @@ def test_one_command_path_acks_refuses_by_rule_and_is_idempotent(srv: DeskServer
     assert [tuple(u) for u in urges] == [("boss", "leader")]
 
 
-def _report(srv: DeskServer, spot: Spot, media: list[str] | None = None) -> tuple[str, Peer]:
-    """A supervisor's report over ``/device`` (with photo references); the new case id and the handset."""
+def _report(srv: DeskServer, spot: Spot, media: list[str] | None = None, **more: Any) -> tuple[str, Peer]:
+    """A supervisor's report over ``/device`` (with photo references and ``more`` fields); the new case
+    id and the handset."""
     peer = Peer(srv.url, "/device", spot.secret)
     srv.peers.append(peer)
     rid = f"rep-{uuid.uuid4().hex[:8]}"
@@ -557,6 +558,7 @@ def _report(srv: DeskServer, spot: Spot, media: list[str] | None = None) -> tupl
             "description": "井盖弹跳",
             "source": "supervisor",
             **({"media": media} if media else {}),
+            **more,
         },
     )
     assert ack["accepted"] == [rid], ack
@@ -676,6 +678,7 @@ def test_the_case_page_offers_what_the_role_may_do_at_this_stage(srv: DeskServer
     void = _command(who["lead"], srv, action="void", case_id=case_id)  # no opinion: refused by its rule
     assert void.status_code == 422 and void.json()["error"] == "missing_opinion", void.text
     assert _command(who["lead"], srv, action="file", case_id=case_id).json()["accepted"]
+    assert _actions(_case_page(who["lead"], srv, case_id)) == ["void", "urge"]  # 立案后作废, before dispatch
     page = _case_page(who["disp"], srv, case_id)
     assert _actions(page) == ["dispatch", "urge"]
     # the dispatch form offers the class's own department first
@@ -684,6 +687,16 @@ def test_the_case_page_offers_what_the_role_may_do_at_this_stage(srv: DeskServer
     ]
     assert options and options[0] == "10", options
     assert _command(who["disp"], srv, action="dispatch", case_id=case_id).json()["accepted"]
+    # dispatched: no 作废 any more; the shift leader may close it as an error (差错结案, its own button)
+    buttons = [
+        c["props"]
+        for c in _components(_case_page(who["lead"], srv, case_id))
+        if "data-gw-action" in c["props"]
+    ]
+    assert [(b["data-gw-action"], b.get("data-gw-data")) for b in buttons] == [
+        ("urge", None), ("close", '{"error": true}'),
+    ]  # fmt: skip
+    assert buttons[1]["children"] == "Close as an error"
     dept = login_http(srv.url, "dept10", PASSWORD)
     assert _actions(_case_page(dept, srv, case_id)) == [
         "feedback", "request_extension", "request_suspension", "request_return",
@@ -693,6 +706,64 @@ def test_the_case_page_offers_what_the_role_may_do_at_this_stage(srv: DeskServer
     page = _case_page(who["disp"], srv, case_id)  # a pending request: the dispatcher decides it
     assert _actions(page) == ["approve", "reject", "urge"]
     assert any("dept10" in x and "2工作日" in x for x in texts(find(page, ids.CASE_ACTIONS)))
+
+
+def _photo(srv: DeskServer, spot: Spot, shade: int, kind: str) -> str:
+    """A JPEG uploaded by the spot's handset as ``kind``; its media reference."""
+    img = io.BytesIO()
+    Image.new("RGB", (32, 32), (shade, 80, 120)).save(img, "JPEG")
+    up = requests.post(
+        f"{srv.url}/api/v1/media",
+        files={"file": ("p.jpg", img.getvalue(), "image/jpeg")},
+        data={"kind": kind},
+        headers={"Authorization": f"Bearer {spot.secret}"},
+        timeout=30,
+    )
+    assert up.status_code == 201, up.text
+    return str(up.json()["ref"])
+
+
+def test_a_self_handled_report_goes_from_the_acceptor_s_review_to_closing_without_a_department(
+    srv: DeskServer,
+) -> None:
+    """自处置 over ``/device``: photos before and after; the acceptor confirms (to 待结案) or refuses the
+    fix with an opinion (to 待立案); the shift leader closes; no department ever holds it."""
+    spot = srv.spots[3]
+    before, after = _photo(srv, spot, 10, "near"), _photo(srv, spot, 200, "after")
+    peer = Peer(srv.url, "/device", spot.secret)
+    srv.peers.append(peer)
+    base = {"at": datetime.now(UTC).isoformat(), "kind": "component", "class_code": "0101",
+            "lon": spot.lon, "lat": spot.lat, "self_handled": True}  # fmt: skip
+    # without the photos after the fix: refused by name (and dead-lettered), no case
+    ack = peer.call("report", {**base, "id": "self-no-after", "media": [before]})
+    assert (
+        ack["rejected"][0]["reason"] == "missing_field" and "handled_media" in ack["rejected"][0]["message"]
+    )
+    # an emergency class is always dispatched
+    ack = peer.call("report", {**base, "id": "self-emerg", "kind": "event", "class_code": "0401",
+                               "media": [before], "handled_media": [after]})  # fmt: skip
+    assert ack["rejected"][0]["reason"] == "not_self_handleable", ack
+    case_id, _ = _report(srv, spot, [before], self_handled=True, handled_media=[after])
+    acc, lead = login_http(srv.url, "acc", PASSWORD), login_http(srv.url, "lead", PASSWORD)
+    page = _case_page(acc, srv, case_id)
+    buttons = [c["props"] for c in _components(page) if "data-gw-action" in c["props"]]
+    assert [b["children"] for b in buttons] == ["Confirm the on-the-spot fix", "Refuse the fix (to filing)"]
+    assert "Photos after the fix 1" in " ".join(texts(find(page, ids.CASE_TIMELINE)))
+    assert _command(acc, srv, action="accept", case_id=case_id).json()["accepted"]
+    assert _actions(_case_page(lead, srv, case_id)) == ["close", "urge"]
+    assert _command(lead, srv, action="close", case_id=case_id).json()["accepted"]
+    with session_factory(srv.engine)() as s:
+        case = s.get(Case, case_id)
+        assert case is not None
+        assert (case.status, case.archive, case.department_code) == ("closed", "normal", None)
+        assert case.state["self_handled"] is True
+    # another one, refused: the refusal needs an opinion, then it is an ordinary report to file
+    other, _ = _report(srv, spot, [before], self_handled=True, handled_media=[after])
+    refused = _command(acc, srv, action="accept", case_id=other, self_handled=False)
+    assert refused.status_code == 422 and refused.json()["error"] == "missing_opinion"
+    ok = _command(acc, srv, action="accept", case_id=other, self_handled=False, opinion="照片看不出已修复")
+    assert ok.json()["accepted"], ok.text
+    assert _actions(_case_page(lead, srv, other)) == ["file", "void", "urge"]
 
 
 def test_the_nearest_supervisor_gets_the_check_task_on_a_device_and_the_result_reaches_the_case_page(

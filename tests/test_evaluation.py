@@ -7,7 +7,6 @@ the implementation.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -50,13 +49,11 @@ from domain.lifecycle import (
     Accepted,
     Action,
     Actor,
-    CaseEvent,
     CaseState,
     Command,
     Context,
     Role,
     Source,
-    Status,
     apply,
     replay,
 )
@@ -449,20 +446,17 @@ def charging_history() -> list[Record]:
             (c("N3", Action.VERIFY, SUP2, confirmed=True), m(WED, 20)),
         ],
     )
-    # N4 (G1, sup-1's own report): accept 5' · filed by lead-1 at 10' · 作废 at 20' after filing (the
-    # event the lifecycle's 作废-after-filing path writes; written out here): lead-1's filing was wrong
-    n4 = info("N4", G1, Source.SUPERVISOR, "sup-1")
-    filed = history(
-        n4,
+    # N4 (G1, sup-1's own report): accept 5' · filed by lead-1 at 10' · 作废 at 20' after filing, before
+    # any dispatch: lead-1's filing was wrong
+    recs += history(
+        info("N4", G1, Source.SUPERVISOR, "sup-1"),
         [
             (c("N4", Action.REPORT, SUP1, **CLASS, source="supervisor"), m(WED, 0)),
             (c("N4", Action.ACCEPT, ACC), m(WED, 5)),
             (c("N4", Action.FILE, LEAD), m(WED, 10)),
+            (c("N4", Action.VOID, LEAD, "重复上报"), m(WED, 20)),
         ],
     )
-    last = filed[-1][2]
-    void = CaseEvent("N4", Action.VOID, "lead-1", Role.SHIFT_LEADER, last.status, Status.VOIDED, m(WED, 20))
-    recs += [*filed, (n4, void, dataclasses.replace(last, status=Status.VOIDED, updated_at=m(WED, 20)))]
     # N5 (G3, sup-3's own report): accept 5' · file 10' · disp-1 dispatches to dept 10 at 20' · 回退
     # (非本单位) approved at 40': disp-1's 错派 · disp-2 dispatches to dept 12 at 50' · feedback 120' →
     # 核查 task to G3's sup-3 · check failed 130' (on time): dept 12's 返工, not disp-2's · feedback
@@ -555,6 +549,86 @@ def test_the_holders_survive_a_reload_and_an_older_mark() -> None:
     old = DailyAggregates(responsible=RESPONSIBLE)
     old.load([], {"N5": ["12", "disp-2"]})
     assert old.holders() == {"N5": ("12", "disp-2", None, None, None, None)}
+
+
+def side_paths_history() -> list[Record]:
+    """Four cases on Wednesday through 自处置, its refusal, 差错结案 and 作废 after filing."""
+    recs: list[Record] = []
+    # S1 (G1, sup-1): reported 自处置 at 0' · the acceptor's 自处理审核 passes at 5' (→ 待结案, no filing,
+    # no dispatch) · lead-1 closes at 10' (his 结案 step: 5' of 15', on time)
+    recs += history(
+        info("S1", G1, Source.SUPERVISOR, "sup-1"),
+        [
+            (c("S1", Action.REPORT, SUP1, **CLASS, source="supervisor", self_handled=True), m(WED, 0)),
+            (c("S1", Action.ACCEPT, ACC), m(WED, 5)),
+            (c("S1", Action.CLOSE, LEAD), m(WED, 10)),
+        ],
+    )
+    # S2 (G2, sup-2): reported 自处置 · the acceptor refuses the fix at 5' (照片不清: → 待立案) · filed by
+    # lead-1 at 10': an ordinary valid report of sup-2's, no 自处置
+    recs += history(
+        info("S2", G2, Source.SUPERVISOR, "sup-2"),
+        [
+            (c("S2", Action.REPORT, SUP2, **CLASS, source="supervisor", self_handled=True), m(WED, 0)),
+            (c("S2", Action.ACCEPT, ACC, "照片不清", self_handled=False), m(WED, 5)),
+            (c("S2", Action.FILE, LEAD), m(WED, 10)),
+        ],
+    )
+    # E1 (G3, sup-3): accept 5' · filed by lead-1 at 10' · disp-1 to department 10 at 20' · 差错结案 by
+    # lead-1 at 60' (a duplicate): department 10's obligation is withdrawn, lead-1's filing was wrong
+    recs += history(
+        info("E1", G3, Source.SUPERVISOR, "sup-3"),
+        [
+            (c("E1", Action.REPORT, SUP3, **CLASS, source="supervisor"), m(WED, 0)),
+            (c("E1", Action.ACCEPT, ACC), m(WED, 5)),
+            (c("E1", Action.FILE, LEAD), m(WED, 10)),
+            (c("E1", Action.DISPATCH, DISP), m(WED, 20)),
+            (c("E1", Action.CLOSE, LEAD, "与E0重复", error=True), m(WED, 60)),
+        ],
+    )
+    # V1 (G1, sup-1): accept 5' · filed by lead-1 at 10' · 作废 at 20' before a dispatch: the 应派遣 the
+    # filing opened is taken back
+    recs += history(
+        info("V1", G1, Source.SUPERVISOR, "sup-1"),
+        [
+            (c("V1", Action.REPORT, SUP1, **CLASS, source="supervisor"), m(WED, 0)),
+            (c("V1", Action.ACCEPT, ACC), m(WED, 5)),
+            (c("V1", Action.FILE, LEAD), m(WED, 10)),
+            (c("V1", Action.VOID, LEAD, "不属于城管范围"), m(WED, 20)),
+        ],
+    )
+    return recs
+
+
+def test_self_handling_error_closing_and_voiding_after_filing_charge_as_the_standard_says() -> None:
+    agg = charged(side_paths_history())
+    district = wed(agg, ObjectType.DISTRICT, DISTRICT)
+    # 上报 4 (all patrol); 自处置 1 (S1); 有效上报 = S1's 自处置 + S2, E1, V1 filed = 4
+    assert (district.patrol_reported, district.self_handled, district.valid_reported) == (4, 1, 4)
+    # 立案 S2 E1 V1 = 3; 立案后作废 = E1 (差错结案) + V1 (作废) = 2: 准确立案率 1/3, all lead-1's
+    assert (district.filed, district.filed_voided, district.voided, district.error_closed) == (3, 2, 1, 1)
+    assert indicators(district).accurate_file_rate == pytest.approx(1 / 3)
+    lead = wed(agg, ObjectType.SHIFT_LEADER, "lead-1")
+    assert (lead.filed, lead.filed_voided, lead.error_closed) == (3, 2, 1)
+    # 应派遣: S2 and E1 (V1's was taken back by its 作废); E1 dispatched by disp-1 within 15'
+    assert (district.to_dispatch, district.dispatched, district.dispatched_on_time) == (2, 1, 1)
+    # department 10 received E1 and had it withdrawn: 应处置 0, its rates are "—", not 0
+    d10 = wed(agg, ObjectType.DEPARTMENT, "10")
+    assert (d10.dispatched, d10.withdrawn, d10.handled) == (1, 1, 0)
+    assert indicators(d10).to_handle == 0 and indicators(d10).handle_rate is None
+    # neither 自处置 (S1) nor 差错结案 (E1) is in 应结案 / 结案数 of a region or a department
+    assert (district.closed, indicators(district).to_close, indicators(district).close_rate) == (0, 0, None)
+    # lead-1's 结案 step of S1 counts for his 按时结案率 (5' of 15')
+    assert (lead.closed, lead.close_step_on_time) == (1, 1)
+    assert indicators(lead).close_step_on_time_rate == 1.0
+    # the supervisors: sup-1 自处置 1 and 有效上报 2 (S1, V1); sup-2's refused 自处置 is a filed report
+    sup1, sup2 = wed(agg, ObjectType.SUPERVISOR, "sup-1"), wed(agg, ObjectType.SUPERVISOR, "sup-2")
+    assert (sup1.patrol_reported, sup1.self_handled, sup1.valid_reported, sup1.filed) == (2, 1, 2, 1)
+    assert (sup2.patrol_reported, sup2.self_handled, sup2.valid_reported, sup2.filed) == (1, 0, 1, 1)
+    # the same rows when rebuilt from the log
+    again = DailyAggregates(responsible=RESPONSIBLE)
+    again.rebuild(sorted(side_paths_history(), key=lambda r: r[1].at))
+    assert again.as_dict() == agg.as_dict()
 
 
 # --- periods and daily rows -------------------------------------------------------------------

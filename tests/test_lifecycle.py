@@ -27,6 +27,8 @@ from domain.lifecycle import (
     Status,
     apply,
     replay,
+    state_from_json,
+    state_to_json,
 )
 from domain.workcalendar import load_calendar
 
@@ -47,6 +49,7 @@ BOSS = Actor("boss", Role.LEADER)
 # 0101 上水井盖, condition 03 "井盖弹跳…" → 2工作日, department 10 (from the shipped catalogue)
 REPORT_SUP = {"kind": "component", "class_code": "0101", "condition_code": "03", "source": "supervisor"}
 REPORT_PUBLIC = {**REPORT_SUP, "source": "hotline"}
+REPORT_EMERGENCY = {"kind": "event", "class_code": "0401", "condition_code": "01", "source": "supervisor"}
 
 
 def cmd(action: Action, actor: Actor, opinion: str = "", **data: object) -> Command:
@@ -290,6 +293,38 @@ def test_assign_moves_the_open_task_without_touching_stage_or_clock() -> None:
             ],
             Rule.REQUEST_PENDING,
         ),
+        # 自处置: a supervisor's own report only, never an emergency class; a refusal needs an opinion
+        ([(cmd(Action.REPORT, ACC, **REPORT_SUP, self_handled=True), at(0))], Rule.NOT_SELF_HANDLEABLE),
+        ([(cmd(Action.REPORT, SUP, **REPORT_PUBLIC, self_handled=True), at(0))], Rule.NOT_SELF_HANDLEABLE),
+        (
+            [(cmd(Action.REPORT, SUP, **REPORT_EMERGENCY, self_handled=True), at(0))],
+            Rule.NOT_SELF_HANDLEABLE,
+        ),
+        (
+            [
+                (cmd(Action.REPORT, SUP, **REPORT_SUP, self_handled=True), at(0)),
+                (cmd(Action.ACCEPT, ACC, self_handled=False), at(5)),
+            ],
+            Rule.MISSING_OPINION,
+        ),
+        # 作废 once dispatched: 差错结案 instead, only while dispatched and unhandled, with an opinion
+        (happy_until_handling(REPORT_SUP) + [(cmd(Action.VOID, LEAD, "x"), at(41))], Rule.WRONG_STATUS),
+        (
+            happy_until_handling(REPORT_SUP) + [(cmd(Action.CLOSE, LEAD, error=True), at(41))],
+            Rule.MISSING_OPINION,
+        ),
+        (
+            happy_until_handling(REPORT_SUP) + [(cmd(Action.CLOSE, DISP, "重复", error=True), at(41))],
+            Rule.WRONG_ROLE,
+        ),
+        (
+            happy_until_handling(REPORT_SUP)
+            + [
+                (cmd(Action.FEEDBACK, DEPT, "x"), at(41)),
+                (cmd(Action.CLOSE, LEAD, "重复", error=True), at(42)),
+            ],
+            Rule.WRONG_STATUS,
+        ),
     ],
 )
 def test_rejections_name_the_rule_and_leave_the_case_unchanged(steps, rule) -> None:
@@ -302,6 +337,50 @@ def test_rejections_name_the_rule_and_leave_the_case_unchanged(steps, rule) -> N
     out = apply(state, command, instant, CTX)
     assert isinstance(out, Rejection) and out.rule is rule, out
     assert out.message
+
+
+def test_self_handling_error_closing_and_voiding_after_filing() -> None:
+    """自处置: reported fixed, confirmed by the acceptor, closed without filing or dispatch; 作废 of a
+    filed case before its dispatch; 差错结案 of a dispatched one (timers stopped, request cleared)."""
+    state, events, rej = run(
+        [
+            (cmd(Action.REPORT, SUP, **REPORT_SUP, self_handled=True, media="m1,m2"), at(0)),
+            (cmd(Action.ACCEPT, ACC), at(5)),
+        ]
+    )
+    assert not rej and state.self_handled and state.status is Status.TO_CLOSE and state.stage == "待结案"
+    assert events[-1].data["self_handled"] is True and state.timer("close") is not None
+    assert state.department is None and state.dispatches == 0
+    closed, _, rej = run(
+        [
+            (cmd(Action.REPORT, SUP, **REPORT_SUP, self_handled=True), at(0)),
+            (cmd(Action.ACCEPT, ACC), at(5)),
+            (cmd(Action.CLOSE, LEAD), at(9)),
+        ]
+    )
+    assert not rej and closed.archive is ArchiveType.NORMAL and not closed.counts_as_closure
+    refused, _, rej = run(
+        [
+            (cmd(Action.REPORT, SUP, **REPORT_SUP, self_handled=True), at(0)),
+            (cmd(Action.ACCEPT, ACC, "照片看不出已修复", self_handled=False), at(5)),
+        ]
+    )
+    assert not rej and refused.status is Status.TO_FILE and not refused.self_handled
+    voided, events, rej = run(
+        happy_until_handling(REPORT_SUP)[:-1] + [(cmd(Action.VOID, LEAD, "重复"), at(35))]
+    )
+    assert not rej and voided.status is Status.VOIDED and events[-1].data["filed"] is True
+    assert voided.timers["dispatch"].ended_at == at(35)
+    steps = happy_until_handling(REPORT_SUP) + [
+        (cmd(Action.REQUEST_EXTENSION, DEPT, "材料未到", extra="1工作日"), at(41)),
+        (cmd(Action.CLOSE, LEAD, "与另一案件重复", error=True), at(50)),
+    ]
+    erred, events, rej = run(steps)
+    assert not rej and erred.status is Status.CLOSED and erred.archive is ArchiveType.ERROR
+    assert erred.request is None and erred.timers["handle"].ended_at == at(50)
+    assert events[-1].data["from_department"] == "10" and not erred.counts_as_closure
+    assert state_from_json(state_to_json(erred)) == erred
+    assert state_from_json(state_to_json(closed)) == closed
 
 
 def test_closed_case_and_future_instants_are_rejected() -> None:

@@ -136,6 +136,22 @@ def test_todays_closing_tiles_are_the_standards_rates() -> None:
     assert c2.timers["handle"].deadline < T0 and c2.stage is Stage.HANDLING
     c1 = run("C1", T0, len(steps))
     assert c1.archive is not None and c1.archive.value == "normal"
+    # C3, a 自处置 closed today, and C4, dispatched and closed as 差错结案 today: neither is in 结案数
+    # nor 应结案 (docs/indicators.md "Side paths"), so the tiles stay 1/2
+    lead = Actor("lead", Role.SHIFT_LEADER)
+    for case, script in (
+        ("C3", [(Action.REPORT, Actor("s1", Role.SUPERVISOR), {"self_handled": True}),
+                (Action.ACCEPT, Actor("acc", Role.ACCEPTOR), {}), (Action.CLOSE, lead, {})]),
+        ("C4", [*steps[:4], (Action.CLOSE, lead, {"error": True})]),
+    ):  # fmt: skip
+        prev = None
+        for i, (action, actor, extra) in enumerate(script):
+            cmd = Command(action, case, actor, "意见", {**data, **extra})
+            out = apply(prev, cmd, T0 + timedelta(minutes=i), ctx)
+            assert isinstance(out, Accepted), out
+            prev = out.state
+            live.apply_case(prev, out.events, Place(G1, G1[:9], 116.4, 39.9))
+        assert prev is not None and prev.status.value == "closed" and not prev.counts_as_closure
     kpi = live.tick(T0 + timedelta(hours=2)).kpi
     assert kpi is not None
-    assert (kpi["closed"], kpi["filed"], kpi["close_rate"], kpi["on_time_rate"]) == (1, 1, 0.5, 0.5)
+    assert (kpi["closed"], kpi["filed"], kpi["close_rate"], kpi["on_time_rate"]) == (1, 2, 0.5, 0.5)

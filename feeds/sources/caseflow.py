@@ -57,9 +57,11 @@ import numpy as np
 
 from domain.catalogue import CaseKind, FilingCondition, MinorClass
 from domain.lifecycle import (
+    T_DISPATCH,
     T_HANDLE,
     Action,
     Actor,
+    ArchiveType,
     CaseState,
     Command,
     Context,
@@ -116,6 +118,9 @@ class Calibration:
     grid_sigma: float = 0.6  # spread of the per-grid weight (lognormal)
     unconfirmed: float = 0.08  # non-supervisor reports not confirmed by 核实 → voided
     duplicate: float = 0.01  # supervisor reports voided as duplicates
+    self_handled: float = 0.08  # supervisor reports of non-emergency classes fixed on the spot (自处置)
+    void_after_filing: float = 0.004  # filed cases voided before their dispatch (立案后作废)
+    error_closed: float = 0.003  # dispatched cases found to be errors before handling (差错结案)
     returned: float = 0.035  # first dispatch to the wrong department → 回退 → re-dispatch
     reworked: float = 0.055  # first 核查 fails → 返工
     rework_again: float = 0.1  # a reworked case fails its second check too
@@ -486,6 +491,8 @@ class CaseFlow(Iterator[tuple[Command, datetime]]):
         reporter: Actor,
         department: str,
     ) -> None:
+        fixed = source is Source.SUPERVISOR and not minor.emergency and d.chance(cal.self_handled)
+        extra: dict[str, Any] = {"self_handled": True} if fixed else {}
         s.do(
             Action.REPORT,
             reporter,
@@ -497,9 +504,14 @@ class CaseFlow(Iterator[tuple[Command, datetime]]):
             grid=grid,
             class_name=minor.name,
             description=cond.text,
+            **extra,
         )
         t = _after(t, min(30.0, d.lognormal(3.0, 0.7)) * _MIN)
         s.do(Action.ACCEPT, self._acceptor(t), t)
+        if fixed:  # 自处置: the acceptor's 自处理审核 passed; the shift leader closes it
+            t = _after(t, d.lognormal(6.0, 0.6) * _MIN)
+            s.do(Action.CLOSE, self._shift_leader(t), t)
+            return
         if source is not Source.SUPERVISOR:
             t = _after(t, d.u(*cal.verify_minutes) * _MIN)
             confirmed = not d.chance(cal.unconfirmed)
@@ -515,6 +527,9 @@ class CaseFlow(Iterator[tuple[Command, datetime]]):
         t = _after(t, d.lognormal(5.0, 0.6) * _MIN)
         s.do(Action.FILE, self._shift_leader(t), t)
         t = _after(t, d.lognormal(6.0, 0.6) * _MIN)
+        if d.chance(cal.void_after_filing):  # found before its dispatch not to be the city's matter
+            s.do(Action.VOID, self._shift_leader(t), t, "经复核不属于城市管理范围，立案后作废")
+            return
         if d.chance(cal.returned) and len(self._handlers) > 1:
             wrong = [h for h in self._handlers if h != department]
             wrong_dept = wrong[int(d.u() * len(wrong))]
@@ -525,7 +540,12 @@ class CaseFlow(Iterator[tuple[Command, datetime]]):
             t = _after(t, d.u(5.0, 30.0) * _MIN)
             s.do(Action.APPROVE, self._dispatcher(t), t)
             t = _after(t, d.lognormal(6.0, 0.6) * _MIN)
-        s.do(Action.DISPATCH, self._dispatcher(t), t, department=department)
+        state = s.do(Action.DISPATCH, self._dispatcher(t), t, department=department)
+        if d.chance(cal.error_closed):  # a duplicate found while the department holds it: 差错结案
+            window = (state.timers[T_HANDLE].deadline - t).total_seconds()
+            t = _after(t, min(d.lognormal(_HOUR, 0.7), 0.5 * window))
+            s.do(Action.CLOSE, self._shift_leader(t), t, "与已立案件重复，差错结案", error=True)
+            return
         dept = self._dept(department)
         t = self._handle(s, d, cal, t, dept)
         reworks = 0
@@ -627,8 +647,11 @@ def summarise(
     cohort = [] if last is None else [c for c in cases if c.reported_at <= last - timedelta(hours=24)]
     voided = [c for c in cohort if c.status is Status.VOIDED]
     valid = [c for c in cohort if c.status is not Status.VOIDED]
-    closed = [c for c in valid if c.status is Status.CLOSED and c.closed_at is not None]
+    ended = [c for c in valid if c.status is Status.CLOSED]  # every archive, 自处置 and 差错结案 included
+    # 结案 as the indicators count it (the time to close): not a 自处置 nor a 差错结案 (their own shares)
+    closed = [c for c in valid if c.counts_as_closure and c.closed_at is not None]
     filed = [c for c in valid if c.dispatches > 0]
+    patrol = [c for c in cohort if c.source is Source.SUPERVISOR]
 
     def breached(c: CaseState) -> bool:
         if c.handled_overdue:
@@ -651,7 +674,7 @@ def summarise(
         "reports_per_day": len(cases) / days if days > 0 else 0.0,
         "cohort": len(cohort),  # reported at least 24 h before the end
         "voided_share": share(len(voided), len(cohort)),
-        "closed_share": share(len(closed), len(valid)),
+        "closed_share": share(len(ended), len(valid)),
         "mean_hours_to_close": sum(close_h) / len(close_h) if close_h else 0.0,
         "returned_share": share(sum(c.returns > 0 for c in filed), len(filed)),
         "reworked_share": share(sum(c.reworks > 0 for c in filed), len(filed)),
@@ -659,6 +682,9 @@ def summarise(
         "extended_share": share(sum(c.extensions > 0 for c in filed), len(filed)),
         "suspended_share": share(sum(c.suspensions > 0 for c in filed), len(filed)),
         "urged_share": share(sum(c.urges > 0 for c in filed), len(filed)),
+        "self_handled_share": share(sum(c.self_handled for c in patrol), len(patrol)),
+        "void_after_filing_share": share(sum(T_DISPATCH in c.timers for c in voided), len(cohort)),
+        "error_closed_share": share(sum(c.archive is ArchiveType.ERROR for c in filed), len(filed)),
         "peak_hour": max(range(24), key=lambda h: hours[h]),
         "reports_by_hour": hours,
     }
