@@ -25,10 +25,11 @@ from store.models import Task
 OFFERED: tuple[Action, ...] = (
     Action.ACCEPT, Action.FILE, Action.VOID, Action.DISPATCH, Action.APPROVE, Action.REJECT,
     Action.RESUME, Action.FEEDBACK, Action.REQUEST_EXTENSION, Action.REQUEST_SUSPENSION,
-    Action.REQUEST_RETURN, Action.CLOSE, Action.URGE,
+    Action.REQUEST_RETURN, Action.CLOSE, Action.URGE, Action.URGE_REPLY,
 )  # fmt: skip
 OPINION_REQUIRED = frozenset(
-    {Action.VOID, Action.REJECT, Action.REQUEST_EXTENSION, Action.REQUEST_SUSPENSION, Action.REQUEST_RETURN}
+    {Action.VOID, Action.REJECT, Action.REQUEST_EXTENSION, Action.REQUEST_SUSPENSION, Action.REQUEST_RETURN,
+     Action.URGE_REPLY}
 )
 # the input each command's form needs besides the opinion
 FIELDS: dict[Action, tuple[str, ...]] = {

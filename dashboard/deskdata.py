@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from dashboard.data import OverviewCache
-from domain.lifecycle import DISPLAY_STAGE, Status, state_from_json
+from domain.lifecycle import DISPLAY_STAGE, Status, UrgeOrder, order_from_json, state_from_json
 from store.db import session_factory
 from store.models import Case, CaseEventRow, Community, Grid, GridStaff, Person, Position, StageTimerRow
 from store.roster import DUTIES
@@ -440,3 +440,34 @@ def today_start(tz: Any, now: datetime | None = None) -> datetime:
 
 
 WEEK = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class OpenOrder:
+    """An unanswered 督办单 of an open case."""
+
+    case_id: str
+    stage: str | None
+    class_code: str
+    kind: str
+    street: str | None
+    order: UrgeOrder
+
+
+def open_orders(engine: Engine, department: str | None = None) -> list[OpenOrder]:
+    """Every unanswered 督办单 of the open cases (of one department when given), nearest deadline first.
+
+    Only cases ever urged are read (``cases.urges`` > 0), so the page costs what the urged cases do.
+    """
+    q = select(Case.id, Case.stage, Case.class_code, Case.kind, Case.street_code, Case.state).where(
+        Case.open, Case.urges > 0
+    )
+    out: list[OpenOrder] = []
+    with engine.connect() as conn:
+        for cid, stage, cls, kind, street, state in conn.execute(q):
+            for raw in (state or {}).get("orders", ()):
+                o = order_from_json(raw)
+                if o.is_open and (department is None or o.target == department):
+                    out.append(OpenOrder(str(cid), stage, str(cls), str(kind), street, o))
+    out.sort(key=lambda x: (x.order.deadline, x.case_id))
+    return out

@@ -71,6 +71,8 @@ DESK_LIVE_KPIS = "gw-desk-live-kpis"
 # case actions and work lists (issue 8 items 5–6)
 ACT_RESULT = "gw-act-result"  # what the last action got (gw-desk.js writes it); case and queue pages
 CASE_ACTIONS = "gw-case-actions"
+ORDERS_TABLE = "gw-orders-table"  # /desk/orders
+CASE_ORDERS = "gw-case-orders"  # the case's 督办单
 CASE_TASKS = "gw-case-tasks"
 CASE_NEAREST = "gw-case-nearest"
 QUEUE_BODY = "gw-queue-body"

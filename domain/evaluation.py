@@ -56,6 +56,8 @@ close 差错      error_closed                                          R, A
                 filed_voided (a filing error)                         R, F
                 withdrawn (its handling obligation taken back)        R, D
 urge            urged                                                 R, D
+                urge_orders (a 督办单: the case is with a department) R, D
+urge_reply      urge_replied, urge_replied_on_time (by its deadline)  R, D (the order's target)
 any (next)      overdue_eod on each day end the handling clock ran    R, D (of the interval)
                 past its deadline since the case's last event
 =============== ===================================================== =========================
@@ -181,7 +183,8 @@ _PREFIX = {ObjectType.GRID: 15, ObjectType.COMMUNITY: 12, ObjectType.STREET: 9, 
 # 2: 准确立案 counts filed cases later voided (filed_voided), 准确派遣 the dispatcher's returned
 # dispatches, 应核实/应核查 the tasks issued to a person, 监督举报/漏报 only public sources.
 # 3: 自处置 (self_handled), 差错结案 (error_closed, withdrawn) and 作废 after filing (to_dispatch taken back).
-COUNTERS_VERSION = 3
+# 4: 督办单 (urge_orders) and their replies (urge_replied, urge_replied_on_time).
+COUNTERS_VERSION = 4
 
 
 class SourceClass(StrEnum):
@@ -301,6 +304,9 @@ class Counters:
     overdue_closed: int = 0  # 超期结案数
     close_step_on_time: int = 0  # 按时结案数 (结案 step within its stage limit)
     urged: int = 0  # 督办数
+    urge_orders: int = 0  # 督办单数 (督办 while a department held the case: a reply is due)
+    urge_replied: int = 0  # 督办回复数
+    urge_replied_on_time: int = 0  # 督办按时回复数
     self_handled: int = 0  # 自处置数 (a supervisor's report fixed on the spot, confirmed by the acceptor)
     error_closed: int = 0  # 差错结案数 (a dispatched case found to be an error)
     withdrawn: int = 0  # 撤回处置数: handling obligations a 差错结案 took back (out of 应处置)
@@ -361,6 +367,9 @@ COUNTER_LABELS: dict[str, str] = {
     "overdue_closed": "超期结案数",
     "close_step_on_time": "按时结案数",
     "urged": "督办数",
+    "urge_orders": "督办单数",
+    "urge_replied": "督办回复数",
+    "urge_replied_on_time": "督办按时回复数",
     "self_handled": "自处置数",
     "error_closed": "差错结案数",
     "withdrawn": "差错撤回数",
@@ -569,6 +578,14 @@ class DailyAggregates:
             self._holder.pop(info.case_id, None)
         elif a is Action.URGE:
             bump((*regions, dept), "urged")
+            if event.data.get("order") is not None:  # a 督办单 to the department holding the case
+                bump((*regions, dept), "urge_orders")
+        elif a is Action.URGE_REPLY:
+            no = int(event.data.get("order") or 0)
+            order = next((o for o in state_after.orders if o.no == no), None)
+            target = (ObjectType.DEPARTMENT, order.target) if order is not None else dept
+            on_time = ("urge_replied_on_time",) if event.data.get("on_time") else ()
+            bump((*regions, target), "urge_replied", *on_time)
         # requests (延期/挂账/回退申请), rejections of them and 挂账恢复 count nothing
         if (clock := running_handle_clock(state_after)) is not None:
             self._running[info.case_id] = (clock.deadline, at)
@@ -751,6 +768,7 @@ class Indicators:
     close_rate: float | None  # 结案率 = 结案数 / 应结案数
     close_on_time_rate: float | None  # 按期结案率 = 按期结案数 / 应结案数
     close_step_on_time_rate: float | None  # 按时结案率 = 按时结案数 / 结案数
+    urge_reply_on_time_rate: float | None = None  # 督办按时回复率 = 督办按时回复数 / 督办单数 (not scored)
 
 
 RATE_LABELS: dict[str, str] = {
@@ -771,6 +789,7 @@ RATE_LABELS: dict[str, str] = {
     "close_rate": "结案率",
     "close_on_time_rate": "按期结案率",
     "close_step_on_time_rate": "按时结案率",
+    "urge_reply_on_time_rate": "督办按时回复率",
 }
 _REGION_RATES = (
     "public_report_rate",
@@ -830,6 +849,7 @@ def indicators(c: Counters, overdue_unhandled: int = 0) -> Indicators:
         close_rate=_ratio(c.closed, to_close),
         close_on_time_rate=_ratio(c.closed_on_time, to_close),
         close_step_on_time_rate=_ratio(c.close_step_on_time, c.closed),
+        urge_reply_on_time_rate=_ratio(c.urge_replied_on_time, c.urge_orders),
     )
 
 

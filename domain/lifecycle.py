@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -119,7 +119,8 @@ class Action(StrEnum):
     FEEDBACK = "feedback"  # 处理反馈 (handled)
     CHECK = "check"  # 核查 result: pass → 待结案, fail → 返工
     CLOSE = "close"  # 结案
-    URGE = "urge"  # 督办
+    URGE = "urge"  # 督办 (a 督办单 to the department holding the case, with a reply deadline)
+    URGE_REPLY = "urge_reply"  # 督办回复: the department answers its oldest open 督办单
     ASSIGN = "assign"  # 指派: send the open 核实/核查 task to a (nearer) supervisor
 
 
@@ -155,6 +156,7 @@ class Rule(StrEnum):
     BAD_DEADLINE = "bad_deadline"  # dispatch: ``deadline`` is not an ISO 8601 instant with a zone
     MISSING_ASSIGNEE = "missing_assignee"  # assign: no supervisor named
     NOT_SELF_HANDLEABLE = "not_self_handleable"  # 自处置 of an emergency class, or not by a supervisor
+    NO_ORDER = "no_open_order"  # urge_reply: the department has no open 督办单 on the case
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,24 @@ class Request:
 
 
 @dataclass(frozen=True)
+class UrgeOrder:
+    """A 督办单: who urged whom (the department then holding the case), by when to reply, and the reply."""
+
+    no: int  # 1, 2, … within the case
+    by: str
+    target: str  # department code
+    issued_at: datetime
+    deadline: datetime
+    replied_at: datetime | None = None
+    reply: str = ""
+
+    @property
+    def is_open(self) -> bool:
+        """Not replied yet."""
+        return self.replied_at is None
+
+
+@dataclass(frozen=True)
 class CaseState:
     """Everything the lifecycle knows about one case (immutable)."""
 
@@ -216,6 +236,7 @@ class CaseState:
     closed_at: datetime | None = None
     archive: ArchiveType | None = None
     self_handled: bool = False  # 自处置: the reporting supervisor fixed it on the spot
+    orders: tuple[UrgeOrder, ...] = ()  # 督办单, oldest first
 
     @property
     def counts_as_closure(self) -> bool:
@@ -273,6 +294,9 @@ class Rejection:
 Outcome = Accepted | Rejection
 
 
+URGE_REPLY_LIMIT = TimeLimit(2, LimitUnit.WORK_HOURS)  # a 督办单's reply time, unless the urge sets one
+
+
 @dataclass(frozen=True)
 class Policy:
     """Configurable permissions and centre-side stage limits."""
@@ -288,6 +312,7 @@ class Policy:
         {Role.SUPERVISOR, Role.ACCEPTOR, Role.CALL_CENTER, Role.LEADER, Role.DEPARTMENT, Role.ADMIN}
     )
     stage_limits: Mapping[str, TimeLimit] = field(default_factory=lambda: dict(CENTRE_STAGE_LIMITS))
+    urge_reply_limit: TimeLimit = URGE_REPLY_LIMIT  # a 督办单's default reply time
     future_tolerance: timedelta = timedelta(seconds=5)
 
 
@@ -658,7 +683,44 @@ def _close(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Co
 
 
 def _urge(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
-    return _role(cmd, ctx.policy.urge_roles) or ({"urges": state.urges + 1}, _NO_EXTRA)
+    """督办: counted on the case; while a department holds it, a 督办单 to that department with a reply
+    deadline (``deadline``: an ISO instant with a zone, else the policy's ``urge_reply_limit``)."""
+    if r := _role(cmd, ctx.policy.urge_roles):
+        return r
+    if state.department is None or state.status not in (Status.HANDLING, Status.SUSPENDED):
+        return {"urges": state.urges + 1}, _NO_EXTRA
+    due = cmd.data.get("deadline")
+    if due is not None:
+        try:
+            deadline = datetime.fromisoformat(str(due))
+        except ValueError:
+            deadline = at  # refused below
+        if deadline.tzinfo is None or deadline.utcoffset() is None or deadline <= at:
+            msg = f"deadline {due!r} is not an ISO 8601 instant with a zone, after now"
+            return _reject(Rule.BAD_DEADLINE, msg)
+        deadline = deadline.astimezone(UTC)
+    else:
+        deadline = start_timer("urge", ctx.policy.urge_reply_limit, at, ctx.calendar).deadline
+    order = UrgeOrder(len(state.orders) + 1, cmd.actor.id, state.department, at, deadline)
+    extra = {"order": order.no, "target": order.target, "reply_by": deadline.isoformat()}
+    return {"urges": state.urges + 1, "orders": (*state.orders, order)}, extra
+
+
+def _urge_reply(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
+    """督办回复: the department answers its oldest open 督办单 (or ``order``), with an opinion."""
+    if r := _first(_role(cmd, _DEPARTMENT_ONLY), _opinion(cmd)):
+        return r
+    wanted = cmd.data.get("order")
+    mine = [
+        o for o in state.orders
+        if o.is_open and o.target == cmd.actor.department and (wanted is None or str(o.no) == str(wanted))
+    ]  # fmt: skip
+    if not mine:
+        msg = f"case {state.id} has no open 督办单 for department {cmd.actor.department}"
+        return _reject(Rule.NO_ORDER, msg)
+    order = replace(mine[0], replied_at=at, reply=cmd.opinion)
+    orders = tuple(order if o.no == order.no else o for o in state.orders)
+    return {"orders": orders}, {"order": order.no, "on_time": at <= order.deadline}
 
 
 # the supervisor task (核实/核查) a case has out in a status; its kind is also its stage timer's name
@@ -690,6 +752,7 @@ _HANDLERS = {
     Action.CHECK: _check,
     Action.CLOSE: _close,
     Action.URGE: _urge,
+    Action.URGE_REPLY: _urge_reply,
     Action.ASSIGN: _assign,
 }
 
@@ -841,6 +904,10 @@ def state_to_json(s: CaseState) -> dict[str, Any]:
         "closed_at": _dt(s.closed_at),
         "archive": None if s.archive is None else s.archive.value,
         "self_handled": s.self_handled,
+        "orders": [
+            [o.no, o.by, o.target, _dt(o.issued_at), _dt(o.deadline), _dt(o.replied_at), o.reply]
+            for o in s.orders
+        ],
     }
 
 
@@ -887,8 +954,16 @@ def state_from_json(d: Mapping[str, Any]) -> CaseState:
             "closed_at": _pdt(d["closed_at"]),
             "archive": None if archive is None else ArchiveType(archive),
             "self_handled": bool(d.get("self_handled", False)),
+            "orders": tuple(order_from_json(o) for o in d.get("orders", ())),
         },
     )
+
+
+def order_from_json(o: Sequence[Any]) -> UrgeOrder:
+    """A 督办单 as :func:`state_to_json` writes it (a list)."""
+    issued, deadline = _pdt(o[3]), _pdt(o[4])
+    assert issued is not None and deadline is not None
+    return UrgeOrder(int(o[0]), str(o[1]), str(o[2]), issued, deadline, _pdt(o[5]), str(o[6]))
 
 
 _KINDS: dict[Any, CaseKind] = {k.value: k for k in CaseKind}

@@ -42,7 +42,7 @@ ACTION_ALIASES: dict[str, Action] = {
 COMMANDS: dict[str, Action] = {a.value: a for a in Action if a is not Action.REPORT} | ACTION_ALIASES
 # body fields of a command copied into its data (domain.lifecycle handlers read them)
 COMMAND_DATA = ("confirmed", "passed", "department", "extra", "special", "error", "self_handled",
-                "class_code", "condition_code", "assignee", "media")  # fmt: skip
+                "class_code", "condition_code", "assignee", "media", "order")  # fmt: skip
 
 # HTTP status of a refusal by reason (input reasons, lifecycle rules, auth); others are 422
 HTTP_STATUS: dict[str, int] = {
@@ -58,6 +58,7 @@ HTTP_STATUS: dict[str, int] = {
     "case_closed": 409,
     "request_pending": 409,
     "no_request": 409,
+    "no_open_order": 409,
     "instant_before_case": 409,
     "idempotency_key_conflict": 409,
     Reason.RATE_LIMITED.value: 429,

@@ -70,6 +70,7 @@ class CommandBody(BaseModel):
     class_code: str | None = Field(None, description="file: reclassify")
     condition_code: str | None = Field(None, description="file: filing condition")
     assignee: str | None = Field(None, description="accept, feedback, assign: the task's supervisor")
+    order: int | None = Field(None, description="urge_reply: the 督办单 answered (default: the oldest open)")
     data: dict[str, str | int | float | bool | None] | None = None
 
 

@@ -234,6 +234,44 @@ def _case_point(ctx: PageContext, c: Mapping[str, Any]) -> tuple[float, float] |
     return (info.bbox[0] + info.bbox[2]) / 2, (info.bbox[1] + info.bbox[3]) / 2
 
 
+def orders_panel(ctx: PageContext, c: Mapping[str, Any]) -> html.Section | None:
+    """The case's 督办单: who urged which department, by when to reply, and the reply."""
+    orders = c["state"].orders
+    if not orders:
+        return None
+    lang = ctx.lang
+    keys = ("order.by", "order.target", "order.issued", "order.deadline", "order.reply")
+    head = html.Tr([html.Th(t(k, lang)) for k in keys])
+    rows = []
+    for o in orders:
+        if o.replied_at is None:
+            late = ctx.now > o.deadline
+            reply: Any = html.Span(t("order.late" if late else "order.open", lang),
+                                   className="gw-late" if late else "gw-dim")  # fmt: skip
+        else:
+            late_reply = f" · {t('order.replied_late', lang)}" if o.replied_at > o.deadline else ""
+            reply = f"{o.reply} ({local(o.replied_at)}{late_reply})"
+        rows.append(
+            html.Tr(
+                [
+                    html.Td(o.by),
+                    html.Td(department_name(ctx, o.target)),
+                    html.Td(local(o.issued_at)),
+                    html.Td(local(o.deadline)),
+                    html.Td(reply),
+                ],
+                className="gw-order" + (" gw-order-open" if o.is_open else ""),
+            )
+        )
+    return html.Section(
+        [
+            html.H2(t("order.title", lang)),
+            html.Table([html.Thead(head), html.Tbody(rows)], className="gw-desk-table", id=ids.CASE_ORDERS),
+        ],
+        className="gw-panel",
+    )
+
+
 def tasks_panel(ctx: PageContext, c: Mapping[str, Any]) -> html.Section | None:
     """The case's 核实/核查 tasks (sent, received, result) and, when the person may, whom to send."""
     lang = ctx.lang
@@ -381,7 +419,7 @@ def case_body(ctx: PageContext, c: Mapping[str, Any]) -> list[Any]:
         else html.P(t("case.no_photos", lang), className="gw-dim")
     )
     segs = segments(c["events"], c["timers"], now)
-    acting = [x for x in (actions_panel(ctx, c), tasks_panel(ctx, c)) if x is not None]
+    acting = [x for x in (actions_panel(ctx, c), orders_panel(ctx, c), tasks_panel(ctx, c)) if x is not None]
     return [
         facts,
         *acting,

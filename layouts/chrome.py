@@ -77,6 +77,7 @@ def menu_links(role: str | None, lang: str) -> list[tuple[str, str]]:
     links = [
         (t("nav.overview", lang), "/desk"),
         (t("queue.mine" if role in QUEUE_ROLES else "nav.queues", lang), queue),
+        (t("nav.orders", lang), "/desk/orders"),
         (t("nav.evaluation", lang), "/evaluation"),
         (t("nav.when", lang), "/desk/when"),
     ]

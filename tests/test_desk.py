@@ -471,7 +471,7 @@ def test_every_desk_page_has_the_role_s_menu_and_title(srv: DeskServer) -> None:
             page = dash_page(client, srv.url, path)
             assert page.status_code == 200, (user, path)
             menu = texts(find(page.json(), ids.DESK_MENU))
-            assert menu == ["全区概览", queue, "综合评价", "监督员位置"], (user, path, menu)
+            assert menu == ["全区概览", queue, "督办单", "综合评价", "监督员位置"], (user, path, menu)
         district = texts(dash_page(client, srv.url, "/desk").json())
         assert any(s.endswith(f"· {title}") for s in district), (user, district[:10])
         lost = dash_page(client, srv.url, "/desk/nowhere").json()
@@ -764,6 +764,39 @@ def test_a_self_handled_report_goes_from_the_acceptor_s_review_to_closing_withou
     ok = _command(acc, srv, action="accept", case_id=other, self_handled=False, opinion="照片看不出已修复")
     assert ok.json()["accepted"], ok.text
     assert _actions(_case_page(lead, srv, other)) == ["file", "void", "urge"]
+
+
+def test_an_urging_order_reaches_the_department_s_list_and_case_page_and_its_reply_closes_it(
+    srv: DeskServer,
+) -> None:
+    """督办: a leader urges a case a department holds: a 督办单 with a reply deadline, listed at
+    /desk/orders (the department sees its own) and on the case page, where the department replies."""
+    case_id, _ = _report(srv, srv.spots[4])
+    who = {pid: login_http(srv.url, pid, PASSWORD) for pid in ("acc", "lead", "disp", "boss", "dept10")}
+    for pid, action in (("acc", "accept"), ("lead", "file"), ("disp", "dispatch")):
+        assert _command(who[pid], srv, action=action, case_id=case_id).json()["accepted"], action
+    urged = _command(who["boss"], srv, action="urge", case_id=case_id, opinion="请今天处理")
+    assert urged.json()["accepted"], urged.text
+    for pid in ("boss", "dept10"):
+        listed = texts(
+            find(dash_page(who[pid], srv.url, "/desk/orders", "?lang=en").json(), ids.ORDERS_TABLE)
+        )
+        assert case_id in listed and "boss" in " ".join(listed), (pid, listed)
+    page = _case_page(who["dept10"], srv, case_id)
+    orders = texts(find(page, ids.CASE_ORDERS))
+    assert "Awaiting reply" in orders and "boss" in orders, orders
+    assert "urge_reply" in _actions(page)
+    refused = _command(who["dept10"], srv, action="urge_reply", case_id=case_id)  # the reply is the opinion
+    assert refused.status_code == 422 and refused.json()["error"] == "missing_opinion"
+    replied = _command(who["dept10"], srv, action="urge_reply", case_id=case_id, opinion="已派班组，今日完成")
+    assert replied.json()["accepted"], replied.text
+    assert "已派班组，今日完成" in " ".join(
+        texts(find(_case_page(who["boss"], srv, case_id), ids.CASE_ORDERS))
+    )
+    listed = find(dash_page(who["boss"], srv.url, "/desk/orders", "?lang=en").json(), ids.ORDERS_TABLE)
+    assert listed is None or case_id not in texts(listed)
+    again = _command(who["dept10"], srv, action="urge_reply", case_id=case_id, opinion="再次回复")
+    assert again.status_code == 409 and again.json()["error"] == "no_open_order"
 
 
 def test_the_nearest_supervisor_gets_the_check_task_on_a_device_and_the_result_reaches_the_case_page(

@@ -8,7 +8,7 @@ the implementation.
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -287,6 +287,7 @@ def test_district_counts_for_the_week() -> None:
         "overdue_closed": 1,  # C2
         "close_step_on_time": 3,  # C4's close step was late
         "urged": 1,
+        "urge_orders": 1,  # C6 was with dept 12: a 督办单, never replied
     }
 
 
@@ -346,6 +347,7 @@ def test_department_attribution_dispatch_return_rework_urge() -> None:
         "closed": 1,
         "closed_on_time": 1,
         "urged": 1,  # the urge came while dept 12 held C6
+        "urge_orders": 1,  # so it is a 督办单 to dept 12
     }
 
 
@@ -629,6 +631,37 @@ def test_self_handling_error_closing_and_voiding_after_filing_charge_as_the_stan
     again = DailyAggregates(responsible=RESPONSIBLE)
     again.rebuild(sorted(side_paths_history(), key=lambda r: r[1].at))
     assert again.as_dict() == agg.as_dict()
+
+
+def test_urging_orders_and_their_replies_charge_the_department_urged() -> None:
+    """督办单: U1 dispatched to department 10 at 20' (Wednesday 9:20, working hours); boss urges at 30'
+    (reply due in 2 working hours: 11:30) and again at 40' with his own deadline 10:00; department 10
+    replies to the first at 60' (10:00, on time) and to the second at 90' (10:30, late). An urge
+    before the dispatch (at 15', 待派遣) is a 督办 of the centre: counted, no 督办单."""
+    recs = history(
+        info("U1", G1, Source.SUPERVISOR, "sup-1"),
+        [
+            (c("U1", Action.REPORT, SUP1, **CLASS, source="supervisor"), m(WED, 0)),
+            (c("U1", Action.ACCEPT, ACC), m(WED, 5)),
+            (c("U1", Action.FILE, LEAD), m(WED, 10)),
+            (c("U1", Action.URGE, BOSS, "尽快派遣"), m(WED, 15)),
+            (c("U1", Action.DISPATCH, DISP), m(WED, 20)),
+            (c("U1", Action.URGE, BOSS, "请说明进度"), m(WED, 30)),
+            (c("U1", Action.URGE, BOSS, "今天必须处理", deadline=m(WED, 60).isoformat()), m(WED, 40)),
+            (c("U1", Action.URGE_REPLY, DEPT10, "已安排班组"), m(WED, 60)),
+            (c("U1", Action.URGE_REPLY, DEPT10, "班组已到场"), m(WED, 90)),
+        ],
+    )
+    state = recs[-1][2]
+    assert [(o.no, o.target, o.deadline, o.replied_at) for o in state.orders] == [
+        (1, "10", m(WED, 150).astimezone(UTC), m(WED, 60)),
+        (2, "10", m(WED, 60).astimezone(UTC), m(WED, 90)),
+    ]
+    agg = charged(recs)
+    d10, district = wed(agg, ObjectType.DEPARTMENT, "10"), wed(agg, ObjectType.DISTRICT, DISTRICT)
+    assert (d10.urged, d10.urge_orders, d10.urge_replied, d10.urge_replied_on_time) == (2, 2, 2, 1)
+    assert indicators(d10).urge_reply_on_time_rate == 0.5
+    assert (district.urged, district.urge_orders) == (3, 2)  # the centre's urge counts, without an order
 
 
 # --- periods and daily rows -------------------------------------------------------------------

@@ -44,6 +44,7 @@ LEAD = Actor("lead-1", Role.SHIFT_LEADER)
 DISP = Actor("disp-1", Role.DISPATCHER)
 DEPT = Actor("dept-10", Role.DEPARTMENT, department="10")
 OTHER_DEPT = Actor("dept-12", Role.DEPARTMENT, department="12")
+OTHER_DEPT = Actor("dept-12", Role.DEPARTMENT, department="12")
 BOSS = Actor("boss", Role.LEADER)
 
 # 0101 上水井盖, condition 03 "井盖弹跳…" → 2工作日, department 10 (from the shipped catalogue)
@@ -306,6 +307,23 @@ def test_assign_moves_the_open_task_without_touching_stage_or_clock() -> None:
                 (cmd(Action.ACCEPT, ACC, self_handled=False), at(5)),
             ],
             Rule.MISSING_OPINION,
+        ),
+        # 督办回复: only a department with an open 督办单, with an opinion; a 督办单's deadline after now
+        (happy_until_handling(REPORT_SUP) + [(cmd(Action.URGE_REPLY, DEPT, "x"), at(41))], Rule.NO_ORDER),
+        (
+            happy_until_handling(REPORT_SUP)
+            + [(cmd(Action.URGE, BOSS), at(41)), (cmd(Action.URGE_REPLY, DEPT), at(42))],
+            Rule.MISSING_OPINION,
+        ),
+        (
+            happy_until_handling(REPORT_SUP)
+            + [(cmd(Action.URGE, BOSS), at(41)), (cmd(Action.URGE_REPLY, OTHER_DEPT, "x"), at(42))],
+            Rule.NO_ORDER,
+        ),
+        (
+            happy_until_handling(REPORT_SUP)
+            + [(cmd(Action.URGE, BOSS, deadline=at(30).isoformat()), at(41))],
+            Rule.BAD_DEADLINE,
         ),
         # 作废 once dispatched: 差错结案 instead, only while dispatched and unhandled, with an opinion
         (happy_until_handling(REPORT_SUP) + [(cmd(Action.VOID, LEAD, "x"), at(41))], Rule.WRONG_STATUS),

@@ -81,6 +81,7 @@ def test_every_menu_link_of_every_role_reaches_a_page(role: str) -> None:
         links = menu_links(role, lang)
         paths = [href.split("?")[0] for _, href in links]
         assert paths[0] == "/desk" and "/evaluation" in paths and "/desk/when" in paths, links
+        assert "/desk/orders" in paths, links  # 督办单
         assert all(resolve(p) is not None for p in paths), links
         assert all(href.endswith("?lang=en") == (lang == "en") for _, href in links), links
 
