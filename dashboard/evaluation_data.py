@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-from sqlalchemy import BigInteger, Text, and_, cast, func, select
+from sqlalchemy import Integer, Text, and_, cast, column, func, select, true
 from sqlalchemy.engine import Connection, Engine
 
 from domain.evaluation import (
@@ -185,12 +185,20 @@ def period_sums(
 def _summed(conn: Connection, where: tuple[Any, ...]) -> dict[str, dict[str, int]]:
     """Every counter summed per object over the rows ``where`` selects."""
     if conn.dialect.name == "postgresql":  # JSONB: PostgreSQL sums the counters itself
-        sums = [
-            func.sum(func.coalesce(cast(DailyCounter.counts[n].as_string(), BigInteger), 0))
-            for n in COUNTER_NAMES
-        ]
+        # each row's JSONB decomposed once into typed columns (jsonb_to_record), not once per counter
+        # (counts ->> 'name' for 43 counters: 3.3 s for a month of every grid, python -m bench desk_eval)
+        rec = (
+            func.jsonb_to_record(DailyCounter.counts)
+            .table_valued(*(column(n, Integer) for n in COUNTER_NAMES))
+            .render_derived(name="c", with_types=True)
+        )
+        sums = [func.coalesce(func.sum(rec.c[n]), 0) for n in COUNTER_NAMES]
         got = conn.execute(
-            select(DailyCounter.object_id, *sums).where(*where).group_by(DailyCounter.object_id)
+            select(DailyCounter.object_id, *sums)
+            .select_from(DailyCounter)
+            .join(rec, true())
+            .where(*where)
+            .group_by(DailyCounter.object_id)
         )
         return {str(r[0]): dict(zip(COUNTER_NAMES, map(int, r[1:]), strict=True)) for r in got}
     q = select(DailyCounter.object_id, cast(DailyCounter.counts, Text)).where(*where)
