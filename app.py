@@ -32,8 +32,11 @@ COMMANDS = ("run", "init", "import", "simulate", "user", "token", "replay")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """Settings from the command line and the environment (GW_DATA_DIR, GW_DB_URL)."""
-    return _settings_from(args.data_dir, args.db)
+    """Settings from the command line and the environment (GW_DATA_DIR, GW_DB_URL, GW_FEEDBACK_REVIEW, …)."""
+    return _settings_from(
+        args.data_dir, args.db, feedback_review=getattr(args, "feedback_review", None),
+        acceptor_check=getattr(args, "acceptor_check", None),
+    )  # fmt: skip
 
 
 @contextmanager
@@ -248,6 +251,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             reports_per_day=args.reports_per_day,
             edition=args.catalogue,
             progress=lambda done, total: update("simulate", done, total),
+            policy=st.policy(),
         )
     f = report.figures
     console.rule(f"模拟数据 SIMULATED DATA · {first} + {args.days} days · seed {args.seed}")
@@ -265,6 +269,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         ("自处置 of patrol reports", _cell("self_handled_share", f["self_handled_share"]), "8 % (set)"),
         ("立案后作废 void after filing", _cell("void_share", f["void_after_filing_share"]), "0.4 % (set)"),
         ("差错结案 error closing", _cell("error_closed_share", f["error_closed_share"]), "0.3 % (set)"),
+        ("二级派遣 via a street sub-centre", _cell("second_share", f["second_dispatch_share"]), "10 % (set)"),
+        *(
+            [("反馈审核退回 feedback sent back", _cell("review_returned_share", f["review_returned_share"]),
+              "3 % (set)")] if st.feedback_review else []
+        ),
+        *(
+            [("核查按时派发 check issued on time", _cell("check_sent_share", f["check_sent_on_time_share"]),
+              "about 74 % (limit 15 min)")] if st.acceptor_check else []
+        ),
         ("commands applied", f"{report.commands:,}", ""),
     ):
         calib.add_row(*row)
@@ -346,7 +359,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         sim = Simulation.prepare(
             engine, st.data_dir, seed=args.seed, edition=args.catalogue,
-            progress=lambda m: print(m, flush=True),
+            progress=lambda m: print(m, flush=True), policy=st.policy(),
         )  # fmt: skip
     engine.dispose()  # the server's worker opens its own connections after the fork
     from gridwall.server import Served, serve
@@ -389,6 +402,7 @@ def run_settings(args: argparse.Namespace) -> Any:
     return settings_from(
         args.data_dir, args.db, redis_url=args.redis, redis_prefix=args.redis_prefix, edition=args.catalogue,
         lock_ttl=args.lock_ttl, trusted_proxies=args.trusted_proxies,
+        feedback_review=args.feedback_review, acceptor_check=args.acceptor_check,
     )  # fmt: skip
 
 
@@ -443,6 +457,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def centre_options(p: argparse.ArgumentParser) -> None:
+    """The two centres' optional lifecycle steps (every process of a deployment must agree)."""
+    p.add_argument(
+        "--feedback-review", action="store_true", default=None,
+        help="the 指挥中心 reviews each 处理反馈 before the 核查 (反馈审核; env GW_FEEDBACK_REVIEW=1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--acceptor-check", action="store_true", default=None,
+        help="the acceptor issues each 核查 task (派发核查; env GW_ACCEPTOR_CHECK=1); "
+        "default: it goes to the grid's supervisor with the feedback",
+    )  # fmt: skip
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     common = argparse.ArgumentParser(add_help=False)
@@ -485,6 +512,7 @@ def parser() -> argparse.ArgumentParser:
         help="reverse proxies in front (1 behind the shipped nginx): client address, scheme and host are "
         "read from their X-Forwarded-* headers (default 0: the connection's own)",
     )  # fmt: skip
+    centre_options(run)
     run.set_defaults(func=cmd_run)
 
     init = sub.add_parser("init", parents=[common], help="build a district's streets, communities and grids")
@@ -524,6 +552,7 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     sim.add_argument("--reports-per-day", type=float, default=1300, help="mean reports a day (default 1,300)")
     sim.add_argument("--catalogue", choices=["cjt214", "gbt30428"], default="cjt214", help="class catalogue")
+    centre_options(sim)
     sim.set_defaults(func=cmd_simulate)
 
     user = sub.add_parser("user", help="add or list people (supervisors, operators, leaders, admins)")

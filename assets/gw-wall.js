@@ -26,7 +26,7 @@
     var ids = cfg.ids, T = cfg.texts;
     var el = function (id) { return document.getElementById(id); };
     var state = { sup: {}, cases: {}, kpi: null, stages: null, events: [], seq: -1, lastTick: 0, sim: false,
-                  hours: null, ranking: null };
+                  hours: null, ranking: null, stats: null };
     var dirtyMap = true;
     var dirtyCases = true;  // the case marks change only with cases (and with time: overdue, pulse)
     var casesAt = 0;  // when the case marks were last rebuilt
@@ -57,6 +57,7 @@
       if (msg.stages) { state.stages = msg.stages; }
       if (msg.hours) { state.hours = msg.hours; }
       if (msg.ranking) { state.ranking = msg.ranking; }
+      if (msg.stats) { state.stats = msg.stats; }
       state.events = state.events.concat(msg.events || []).slice(-20);
       state.seq = msg.seq;
       state.lastTick = Date.now();
@@ -99,12 +100,13 @@
       renderQueue();
       renderRanking();
       renderHours();
+      renderStats();
     }
 
-    function rankRow(r, i) {
+    function rankRow(r, i, names) {
       var li = document.createElement("li"); li.className = "gw-rank-row";
       var n = document.createElement("span"); n.className = "gw-rank-n"; n.textContent = String(i + 1);
-      var name = document.createElement("span"); name.className = "gw-rank-name"; name.textContent = cfg.streets[r.code] || r.code;
+      var name = document.createElement("span"); name.className = "gw-rank-name"; name.textContent = (names || cfg.streets)[r.code] || r.code;
       var sc = document.createElement("span"); sc.className = "gw-rank-score"; sc.textContent = r.score === null ? "–" : r.score.toFixed(1);
       var g = document.createElement("span"); g.className = "gw-rank-grade"; g.textContent = r.grade || "–";
       g.style.background = r.colour || "#444";
@@ -112,23 +114,87 @@
       return li;
     }
 
-    function renderBoard() {  // the evaluation scene: every street, best first, over the map
+    var boardKind = "evaluation";  // the scene the board shows: evaluation (streets), departments, problems
+    function renderBoard() {  // the evaluation scenes over the map: every street or department, or 高发问题
       var board = el(ids.WALL_BOARD);
-      if (!board || board.hidden || !state.ranking) { return; }
+      if (!board || board.hidden) { return; }
       board.textContent = "";
-      state.ranking.forEach(function (r, i) { board.appendChild(rankRow(r, i)); });
+      board.className = "gw-board" + (boardKind === "problems" ? " gw-board-problems" : "");
+      if (boardKind === "evaluation" && state.ranking) {
+        state.ranking.forEach(function (r, i) { board.appendChild(rankRow(r, i)); });
+      } else if (boardKind === "departments" && state.stats) {
+        state.stats.departments.forEach(function (r, i) { board.appendChild(rankRow(r, i, cfg.departments)); });
+      } else if (boardKind === "problems" && state.stats) {
+        var mix = document.createElement("li"); mix.className = "gw-board-block";
+        fillMix(mix, state.stats.today, 8, T["wall.mix"]); board.appendChild(mix);
+        var top = document.createElement("li"); top.className = "gw-board-block";
+        fillTop(top); board.appendChild(top);
+      }
+    }
+
+    function fillList(list, rows, names) {  // the best and the worst when not all fit
+      list.textContent = "";
+      var n = cfg.rankRows, shown = [];
+      rows.forEach(function (r, i) {
+        if (rows.length <= n || i < n - Math.floor(n / 2) || i >= rows.length - Math.floor(n / 2)) { shown.push([r, i]); }
+      });
+      shown.forEach(function (pair) { list.appendChild(rankRow(pair[0], pair[1], names)); });
     }
 
     function renderRanking() {
       renderBoard();
       var list = el(ids.WALL_RANKING);
       if (!list || !state.ranking) { return; }
-      list.textContent = "";
-      var all = state.ranking, n = cfg.rankRows, shown = [];
-      all.forEach(function (r, i) {  // the best and the worst when not all fit
-        if (all.length <= n || i < n - Math.floor(n / 2) || i >= all.length - Math.floor(n / 2)) { shown.push([r, i]); }
+      fillList(list, state.ranking);
+    }
+
+    function className(key) { return (cfg.classes || {})[key] || key.split(":").pop(); }
+
+    function bar(label, n, total, colour) {  // one labelled share: name, a bar, the count
+      var row = document.createElement("div"); row.className = "gw-bar";
+      var a = document.createElement("span"); a.className = "gw-bar-name"; a.textContent = label;
+      var b = document.createElement("span"); b.className = "gw-bar-track";
+      var f = document.createElement("i"); f.style.width = (total ? 100 * n / total : 0) + "%";
+      if (colour) { f.style.background = colour; }
+      b.appendChild(f);
+      var c = document.createElement("span"); c.className = "gw-bar-n"; c.textContent = Number(n).toLocaleString();
+      row.appendChild(a); row.appendChild(b); row.appendChild(c);
+      return row;
+    }
+
+    function fillMix(box, period, sources, head) {  // 部件/事件 and the first ``sources`` sources of the period's reports
+      box.textContent = "";
+      if (head) { var h = document.createElement("div"); h.className = "gw-top-head"; h.textContent = head; box.appendChild(h); }
+      if (!period || !period.reports) {
+        var none = document.createElement("div"); none.className = "gw-dim"; none.textContent = T["wall.mix.none"];
+        box.appendChild(none); return;
+      }
+      ["event", "component"].forEach(function (k) {
+        box.appendChild(bar(T["kind." + k] || k, period.kinds[k] || 0, period.reports, k === "event" ? "#4cc2ff" : "#d2a8ff"));
       });
-      shown.forEach(function (pair) { list.appendChild(rankRow(pair[0], pair[1])); });
+      Object.keys(period.sources).slice(0, sources).forEach(function (s) {
+        box.appendChild(bar(T["source." + s] || s, period.sources[s], period.reports, "#7ee787"));
+      });
+    }
+
+    function fillTop(box) {  // 高发问题: today's and this month's most reported classes
+      box.textContent = "";
+      ["today", "month"].forEach(function (p) {
+        var col = document.createElement("div"); col.className = "gw-top-col";
+        var h = document.createElement("div"); h.className = "gw-top-head"; h.textContent = T["wall.top." + p];
+        col.appendChild(h);
+        var rows = (state.stats[p] || {}).top || [], most = rows.length ? rows[0].n : 1;
+        rows.forEach(function (r) { col.appendChild(bar(className(r.key), r.n, most, "#ffa657")); });
+        box.appendChild(col);
+      });
+    }
+
+    function renderStats() {
+      if (!state.stats) { return; }
+      var depts = el(ids.WALL_DEPTS), mix = el(ids.WALL_MIX), top = el(ids.WALL_TOP);
+      if (depts) { fillList(depts, state.stats.departments || [], cfg.departments); }
+      if (mix) { fillMix(mix, state.stats.today, 4); }  // the side: the four largest sources
+      if (top) { fillTop(top); }
     }
 
     function renderHours() {
@@ -293,7 +359,8 @@
       showCases = step[0] !== "supervisors";
       if (marks) { marks.show("cases", showCases); }
       var s = el(ids.WALL_SCENE); s.textContent = title; s.hidden = !title;
-      el(ids.WALL_BOARD).hidden = step[0] !== "evaluation";
+      boardKind = step[0];
+      el(ids.WALL_BOARD).hidden = ["evaluation", "departments", "problems"].indexOf(step[0]) < 0;
       renderBoard();
     }
 
@@ -390,6 +457,7 @@
       var init = cfg.initial;
       merge(init.cases, state.cases, "id");
       state.kpi = init.kpi; state.stages = init.stages; state.hours = init.hours; state.ranking = init.ranking;
+      state.stats = init.stats || null;
       state.events = init.events || []; state.sim = !!init.sim;
       renderPanels();
       if (state.kpi) { perf.panels = performance.now(); perf.panelsFrom = "page"; }

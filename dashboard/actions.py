@@ -25,7 +25,7 @@ from store.models import Task
 OFFERED: tuple[Action, ...] = (
     Action.ACCEPT, Action.FILE, Action.VOID, Action.DISPATCH, Action.APPROVE, Action.REJECT,
     Action.RESUME, Action.FEEDBACK, Action.REQUEST_EXTENSION, Action.REQUEST_SUSPENSION,
-    Action.REQUEST_RETURN, Action.CLOSE, Action.URGE, Action.URGE_REPLY,
+    Action.REQUEST_RETURN, Action.SEND_CHECK, Action.CLOSE, Action.URGE, Action.URGE_REPLY,
 )  # fmt: skip
 OPINION_REQUIRED = frozenset(
     {Action.VOID, Action.REJECT, Action.REQUEST_EXTENSION, Action.REQUEST_SUSPENSION, Action.REQUEST_RETURN,
@@ -42,7 +42,10 @@ _TRIAL_DATA: dict[Action, dict[str, Any]] = {Action.REQUEST_EXTENSION: {"extra":
 VARIANTS: tuple[tuple[str, Action, dict[str, Any]], ...] = (
     ("accept_refuse_self", Action.ACCEPT, {"self_handled": False}),  # 自处理审核: refuse the fix
     ("close_error", Action.CLOSE, {"error": True}),  # 差错结案
+    ("review_pass", Action.REVIEW, {"passed": True}),  # 反馈审核: on to 核查
+    ("review_back", Action.REVIEW, {"passed": False}),  # 反馈审核: back to the department
 )
+_VARIANT_OPINION_FREE = frozenset({"review_pass"})  # variants whose opinion may be left empty
 CANDIDATES = 6  # supervisors offered for a task
 # who may be sent: anyone on line (the status is shown; the leader decides), never an offline handset
 _SENDABLE = frozenset(s.value for s in SupervisorStatus if s is not SupervisorStatus.OFFLINE)
@@ -112,16 +115,20 @@ def offers(state: CaseState, person: Mapping[str, Any], rules: Context, now: dat
     if actor is None or not state.is_open:
         return []
     free = replace(rules, now=None)
+    trial = dict(_TRIAL_DATA)
+    if state.status is Status.SUB_DISPATCHING:  # 二级派遣: tried with one of the sub-centre's units
+        units = rules.catalogue.units_of(state.department or "")
+        trial[Action.DISPATCH] = {"department": units[0] if units else ""}
     found = [
         Offer(a.value, a in OPINION_REQUIRED, FIELDS.get(a, ()))
         for a in OFFERED
-        if _allowed(state, actor, a, _TRIAL_DATA.get(a, {}), free, now)
+        if _allowed(state, actor, a, trial.get(a, {}), free, now)
     ]
     if state.self_handled and any(o.action == Action.ACCEPT.value for o in found):  # 自处理审核
         found = [replace(o, name="accept_self") if o.action == Action.ACCEPT.value else o for o in found]
     for name, a, data in VARIANTS:
         if (a is not Action.ACCEPT or state.self_handled) and _allowed(state, actor, a, data, free, now):
-            found.append(Offer(a.value, True, (), name, data))
+            found.append(Offer(a.value, name not in _VARIANT_OPINION_FREE, (), name, data))
     return found
 
 

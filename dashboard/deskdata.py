@@ -19,22 +19,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from dashboard.data import OverviewCache
+from domain import lifecycle
 from domain.lifecycle import DISPLAY_STAGE, Status, UrgeOrder, order_from_json, state_from_json
 from store.db import session_factory
 from store.models import Case, CaseEventRow, Community, Grid, GridStaff, Person, Position, StageTimerRow
 from store.roster import DUTIES
 
 # the timer that runs in each status (domain.lifecycle timer names)
-TIMER_OF_STATUS = {
-    "reported": "accept",
-    "verifying": "verify",
-    "to_file": "file",
-    "to_dispatch": "dispatch",
-    "handling": "handle",
-    "suspended": "handle",
-    "to_check": "check",
-    "to_close": "close",
-}
+TIMER_OF_STATUS: dict[str, str] = {s.value: timer for s, timer in lifecycle.TIMER_OF_STATUS.items()}
 
 
 @dataclass(frozen=True)

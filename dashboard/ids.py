@@ -19,7 +19,10 @@ WALL_ALERT = "gw-wall-alert"
 WALL_RANKING = "gw-wall-ranking"
 WALL_HOURS = "gw-wall-hours"
 WALL_SCENE = "gw-wall-scene"
-WALL_BOARD = "gw-wall-board"  # the evaluation scene: every street's score over the map
+WALL_BOARD = "gw-wall-board"  # the evaluation scenes: every street's (department's, …) score over the map
+WALL_DEPTS = "gw-wall-depts"  # departments by 综合指标值, month to date
+WALL_MIX = "gw-wall-mix"  # today's reports: 部件/事件 and sources
+WALL_TOP = "gw-wall-top"  # 高发问题: the most reported classes, today and this month
 # evaluation pages, supervisor page, "who was where at T" (issue 8 items 7–9)
 EVAL_LEVEL = "gw-eval-level"
 EVAL_PERIOD = "gw-eval-period"

@@ -38,6 +38,7 @@ CLASS_COLUMNS = (
     "emergency",
 )
 DEPARTMENT_COLUMNS = ("code", "name", "parent", "default")
+DEPARTMENT_OPTIONAL = ("subcentre",)  # 1: a 街道分中心 that dispatches on to its units (default 0)
 
 _CODE2 = re.compile(r"\d{2}")
 _DEPT_CODE = re.compile(r"\S+")
@@ -110,6 +111,7 @@ class Department:
     name: str
     parent: str | None
     default: bool
+    subcentre: bool = False  # a 街道分中心 (三级平台): receives dispatches and dispatches on to its units
 
 
 class Catalogue:
@@ -122,6 +124,24 @@ class Catalogue:
         self.classes: tuple[MinorClass, ...] = tuple(classes)
         self.departments: dict[str, Department] = {d.code: d for d in departments}
         self._by_key: dict[tuple[CaseKind, str], MinorClass] = {c.key: c for c in self.classes}
+        self._units: dict[str, tuple[str, ...]] = {}
+        for d in self.departments.values():
+            if d.parent is not None:
+                self._units[d.parent] = (*self._units.get(d.parent, ()), d.code)
+
+    def units_of(self, code: str) -> tuple[str, ...]:
+        """The departments whose parent is this one (a sub-centre's units), in list order."""
+        return self._units.get(code, ())
+
+    def is_subcentre(self, code: str | None) -> bool:
+        """Whether a department is a 街道分中心 that dispatches on to its units (二级派遣)."""
+        dept = self.departments.get(code) if code else None
+        return dept is not None and dept.subcentre
+
+    @property
+    def subcentres(self) -> tuple[str, ...]:
+        """The codes of the sub-centres, in list order."""
+        return tuple(d.code for d in self.departments.values() if d.subcentre)
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -243,11 +263,12 @@ def load_catalogue(
 
 
 def load_departments(path: Path) -> dict[str, Department]:
-    """Load and validate a department list (``code,name,parent,default``): code → Department."""
+    """Load and validate a department list (``code,name,parent,default`` and optionally
+    ``subcentre``): code → Department."""
     path = Path(path)
     out: dict[str, Department] = {}
     lines: dict[str, int] = {}
-    for line, row in _rows(path, DEPARTMENT_COLUMNS):
+    for line, row in _rows(path, DEPARTMENT_COLUMNS, DEPARTMENT_OPTIONAL):
 
         def fail(msg: str, line: int = line) -> CatalogueError:
             return CatalogueError(f"{path.name}: line {line}: {msg}")
@@ -264,10 +285,15 @@ def load_departments(path: Path) -> dict[str, Department]:
             name=row["name"],
             parent=row["parent"] or None,
             default=_flag(row["default"], "default", fail),
+            subcentre=_flag(row.get("subcentre") or "0", "subcentre", fail),
         )
         lines[code] = line
     if not out:
         raise CatalogueError(f"{path.name}: line 1: no departments")
+    parents = {d.parent for d in out.values()}
+    for code, dept in out.items():
+        if dept.subcentre and code not in parents:
+            raise CatalogueError(f"{path.name}: line {lines[code]}: sub-centre {code!r} has no units")
     for code, dept in out.items():
         if dept.parent is None:
             continue
@@ -401,8 +427,11 @@ def _flag(value: str, column: str, fail: Callable[[str], CatalogueError]) -> boo
     raise fail(f"{column} must be 0 or 1, not {value!r}")
 
 
-def _rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield (line number where the row starts, stripped values) after checking the header."""
+def _rows(
+    path: Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield (line number where the row starts, stripped values) after checking the header;
+    ``optional`` columns are yielded when the header has them."""
     try:
         with path.open(encoding="utf-8-sig", newline="") as fh:
             reader = csv.reader(fh)
@@ -416,7 +445,7 @@ def _rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str,
                     f"{path.name}: line 1: missing column(s) {', '.join(missing)}; "
                     f"expected {','.join(columns)}"
                 )
-            index = {c: names.index(c) for c in columns}
+            index = {c: names.index(c) for c in (*columns, *optional) if c in names}
             while True:
                 line = reader.line_num + 1
                 try:

@@ -101,13 +101,23 @@ Choices where domain.md §1.4 leaves room (all documented where they are compute
 - 监督举报率 = 监督举报核实数 / 立案数 with 监督举报核实数 = reports not from a supervisor that
   核实 confirmed (the same count as 漏报); for regions it scores inversely, (1 − rate) × 100, as in
   the peer implementation: more public findings = worse patrol coverage.
+- 二级派遣: a dispatch to a 街道分中心 is its 应二级派遣 (``sub_received``), not a handling
+  obligation; its dispatch on to a unit is 二级派遣数 (on time within its own limit) and the unit's
+  派遣数 (应处置); a unit's approved 回退 goes back to the sub-centre (the unit's 回退, the
+  sub-centre's 二级派遣回退 and a new 应二级派遣), a sub-centre's to the centre (the centre
+  dispatcher's 回退, as a department's). Regions count the centre's dispatch only.
+- 反馈审核 (the 指挥中心's review of a 处理反馈, where the policy has it): counted as 反馈审核数 of
+  the reviewer; a feedback sent back is the department's 返工 (返工率, and it leaves 应结案 as a
+  failed 核查 does) and its 审核退回数. The 核查 task's obligation (应核查) starts when it goes out:
+  with the feedback, at its review, or at the acceptor's 派发核查.
 - Count bands (受理数, 派遣数, 部门立案数, 区域立案数) are read as per evaluation period (a month).
   The region 立案数 bands are per unit grid: for a community, street or district the band is
   applied to 立案数 / number of grids (``grids_per_region``; the default, the grids with any row,
   undercounts quiet grids and so errs on the strict side — pass the real counts).
 - Positions: the shift leader's 按时结案率 is his own 结案 step within its stage limit (the
-  department's lateness is already in 按期结案率); the acceptor's 核查按时派发率 has no events,
-  since GridWall issues the 核查 task itself at the feedback, so it is always left out; the
+  department's lateness is already in 按期结案率); the acceptor's 核查按时派发率 = 核查按时派发数 /
+  核查派发数 has events only where the policy has the acceptor issue the 核查 task (派发核查,
+  within its stage limit); where the task goes out with the feedback it is left out; the
   supervisor's 漏报率 needs ``responsible`` (without it the component is left out); a department's
   立案数 (for its band) = cases dispatched to it minus those it returned as 非本单位.
 - A rate with a zero denominator is None ("—"), never 0 or 1. In a composite score a None
@@ -138,6 +148,8 @@ from domain.lifecycle import (
     T_DISPATCH,
     T_FILE,
     T_HANDLE,
+    T_SEND_CHECK,
+    T_SUB_DISPATCH,
     T_VERIFY,
     Action,
     ArchiveType,
@@ -184,7 +196,7 @@ _PREFIX = {ObjectType.GRID: 15, ObjectType.COMMUNITY: 12, ObjectType.STREET: 9, 
 # dispatches, 应核实/应核查 the tasks issued to a person, 监督举报/漏报 only public sources.
 # 3: 自处置 (self_handled), 差错结案 (error_closed, withdrawn) and 作废 after filing (to_dispatch taken back).
 # 4: 督办单 (urge_orders) and their replies (urge_replied, urge_replied_on_time).
-COUNTERS_VERSION = 4
+COUNTERS_VERSION = 5
 
 
 class SourceClass(StrEnum):
@@ -290,12 +302,20 @@ class Counters:
     dispatched: int = 0  # 派遣数
     dispatched_on_time: int = 0  # 按时派遣数
     returned: int = 0  # 回退数
+    sub_received: int = 0  # 应二级派遣数: dispatches a 街道分中心 received to dispatch on (二级派遣)
+    sub_dispatched: int = 0  # 二级派遣数
+    sub_dispatched_on_time: int = 0  # 按时二级派遣数 (within the sub-centre's own limit)
+    sub_returned: int = 0  # 二级派遣回退数: its units' 回退 (the sub-centre's misroutes)
     extended: int = 0  # 延期数
     suspended: int = 0  # 挂账数
     handled: int = 0  # 处置数
     handled_on_time: int = 0  # 按期处置数
     handled_overdue: int = 0  # 超期处置数
     reworked: int = 0  # 返工数
+    reviewed: int = 0  # 反馈审核数 (the 指挥中心's review of a 处理反馈, when the policy has it)
+    review_returned: int = 0  # 审核退回数 (sent back to the department: also its 返工数)
+    check_sent: int = 0  # 核查派发数 (the acceptor issued the 核查 task, when the policy says so)
+    check_sent_on_time: int = 0  # 核查按时派发数
     to_check: int = 0  # 应核查数
     checked: int = 0  # 核查数
     checked_on_time: int = 0  # 按时核查数
@@ -353,12 +373,20 @@ COUNTER_LABELS: dict[str, str] = {
     "dispatched": "派遣数",
     "dispatched_on_time": "按时派遣数",
     "returned": "回退数",
+    "sub_received": "应二级派遣数",
+    "sub_dispatched": "二级派遣数",
+    "sub_dispatched_on_time": "按时二级派遣数",
+    "sub_returned": "二级派遣回退数",
     "extended": "延期数",
     "suspended": "挂账数",
     "handled": "处置数",
     "handled_on_time": "按期处置数",
     "handled_overdue": "超期处置数",
     "reworked": "返工数",
+    "reviewed": "反馈审核数",
+    "review_returned": "审核退回数",
+    "check_sent": "核查派发数",
+    "check_sent_on_time": "核查按时派发数",
     "to_check": "应核查数",
     "checked": "核查数",
     "checked_on_time": "按时核查数",
@@ -531,12 +559,23 @@ class DailyAggregates:
             if event.from_status is Status.TO_DISPATCH:  # its dispatch clock stopped: no 应派遣 left
                 bump(regions, "to_dispatch", by=-1)
             self._holder.pop(info.case_id, None)
+        elif a is Action.DISPATCH and event.from_status is Status.SUB_DISPATCHING:  # 二级派遣
+            sub = str(event.data.get("subcentre") or held_dept or "")
+            bump(
+                ((ObjectType.DEPARTMENT, sub),),
+                "sub_dispatched",
+                *timely(T_SUB_DISPATCH, "sub_dispatched_on_time"),
+            )
+            unit = str(event.data.get("department") or state_after.department or "")
+            bump(((ObjectType.DEPARTMENT, unit),), "dispatched")
+            self._holder[info.case_id] = (unit, held_disp, filer, tasked)
         elif a is Action.DISPATCH:
             bump((*regions, actor), "dispatched", *timely(T_DISPATCH, "dispatched_on_time"))
             bump((actor,), "to_dispatch")
             new_dept = str(event.data.get("department") or state_after.department or "")
-            if new_dept:
-                bump(((ObjectType.DEPARTMENT, new_dept),), "dispatched")
+            if new_dept:  # a sub-centre's is a dispatch to pass on, not a handling obligation
+                to_sub = state_after.status is Status.SUB_DISPATCHING
+                bump(((ObjectType.DEPARTMENT, new_dept),), "sub_received" if to_sub else "dispatched")
             self._holder[info.case_id] = (new_dept or None, event.actor, filer, tasked)
         elif a is Action.APPROVE:
             request = str(event.data.get("request", ""))
@@ -544,8 +583,17 @@ class DailyAggregates:
                 bump((*regions, dept), "extended")
             elif request == Action.REQUEST_SUSPENSION.value:
                 bump((*regions, dept), "suspended")
+            elif request == Action.REQUEST_RETURN.value and state_after.status is Status.SUB_DISPATCHING:
+                # a unit's 回退 to its sub-centre: the sub-centre's 错派, and a dispatch for it to redo
+                bump(((ObjectType.DEPARTMENT, held_dept) if held_dept else None,), "returned")
+                bump(((ObjectType.DEPARTMENT, str(state_after.department)),), "sub_returned", "sub_received")
+                self._holder[info.case_id] = (state_after.department, held_disp, filer, tasked)
             elif request == Action.REQUEST_RETURN.value:
-                bump((*regions, dept, dispatcher), "returned")  # the dispatcher's 错派 (准确派遣率)
+                if event.from_status is Status.SUB_DISPATCHING:  # a sub-centre's 回退 to the centre
+                    bump((dept,), "sub_received", by=-1)
+                    bump((*regions, dispatcher), "returned")  # the dispatcher's 错派 (准确派遣率)
+                else:
+                    bump((*regions, dept, dispatcher), "returned")  # the dispatcher's 错派 (准确派遣率)
                 bump(regions, "to_dispatch")
                 self._holder[info.case_id] = (None, None, filer, tasked)
         elif a is Action.FEEDBACK:
@@ -553,9 +601,12 @@ class DailyAggregates:
             if overdue is None:
                 overdue = not _on_time(state_after, T_HANDLE, at)
             bump((*regions, dept), "handled", "handled_overdue" if overdue else "handled_on_time")
-            if state_after.status is Status.TO_CHECK:  # a 核查 task went out
-                bump(regions, "to_check")
-                issue("to_check")
+        elif a is Action.REVIEW:  # the 指挥中心's 反馈审核: sent back, it is the department's 返工
+            bump((*regions, actor), "reviewed")
+            if state_after.status is Status.HANDLING:
+                bump((*regions, dept), "reworked", "review_returned")
+        elif a is Action.SEND_CHECK:  # the acceptor's 派发核查 (核查按时派发率)
+            bump((*regions, actor), "check_sent", *timely(T_SEND_CHECK, "check_sent_on_time"))
         elif a is Action.CHECK:
             bump((*regions, actor), "checked", *timely(T_CHECK, "checked_on_time"))
             answer("to_check")
@@ -568,7 +619,11 @@ class DailyAggregates:
                 bump((*regions, actor), "error_closed")
                 if filer:
                     bump((*regions, (ObjectType.SHIFT_LEADER, filer)), "filed_voided")
-                bump((*regions, dept), "withdrawn")
+                if event.from_status is Status.SUB_DISPATCHING:  # still with a sub-centre: its dispatch
+                    bump((dept,), "sub_received", by=-1)
+                    bump(regions, "withdrawn")
+                else:
+                    bump((*regions, dept), "withdrawn")
             elif state_after.self_handled:  # 自处置: the shift leader's 结案 step; not in 应结案
                 bump((actor,), "closed", "closed_on_time", *timely(T_CLOSE, "close_step_on_time"))
             else:
@@ -586,6 +641,9 @@ class DailyAggregates:
             target = (ObjectType.DEPARTMENT, order.target) if order is not None else dept
             on_time = ("urge_replied_on_time",) if event.data.get("on_time") else ()
             bump((*regions, target), "urge_replied", *on_time)
+        if state_after.status is Status.TO_CHECK and event.from_status is not Status.TO_CHECK:
+            bump(regions, "to_check")  # a 核查 task went out (with the feedback, its review or 派发核查)
+            issue("to_check")
         # requests (延期/挂账/回退申请), rejections of them and 挂账恢复 count nothing
         if (clock := running_handle_clock(state_after)) is not None:
             self._running[info.case_id] = (clock.deadline, at)
@@ -769,6 +827,11 @@ class Indicators:
     close_on_time_rate: float | None  # 按期结案率 = 按期结案数 / 应结案数
     close_step_on_time_rate: float | None  # 按时结案率 = 按时结案数 / 结案数
     urge_reply_on_time_rate: float | None = None  # 督办按时回复率 = 督办按时回复数 / 督办单数 (not scored)
+    check_send_on_time_rate: float | None = None  # 核查按时派发率 = 核查按时派发数 / 核查派发数
+    sub_dispatch_on_time_rate: float | None = None  # 按时二级派遣率 = 按时二级派遣数 / 应二级派遣数
+    accurate_sub_dispatch_rate: float | None = (
+        None  # 二级派遣准确率 = (二级派遣数 − 二级派遣回退数) / 二级派遣数
+    )
 
 
 RATE_LABELS: dict[str, str] = {
@@ -790,6 +853,9 @@ RATE_LABELS: dict[str, str] = {
     "close_on_time_rate": "按期结案率",
     "close_step_on_time_rate": "按时结案率",
     "urge_reply_on_time_rate": "督办按时回复率",
+    "check_send_on_time_rate": "核查按时派发率",
+    "sub_dispatch_on_time_rate": "按时二级派遣率",
+    "accurate_sub_dispatch_rate": "二级派遣准确率",
 }
 _REGION_RATES = (
     "public_report_rate",
@@ -813,9 +879,11 @@ RATES_BY_TYPE: dict[ObjectType, tuple[str, ...]] = {
         "rework_rate",
         "close_rate",
         "close_on_time_rate",
+        "sub_dispatch_on_time_rate",  # a 街道分中心's (二级派遣); — for other departments
+        "accurate_sub_dispatch_rate",
     ),
     ObjectType.SUPERVISOR: ("valid_report_rate", "missed_rate", "verify_on_time_rate", "check_on_time_rate"),
-    ObjectType.ACCEPTOR: ("accept_on_time_rate", "verify_send_on_time_rate"),
+    ObjectType.ACCEPTOR: ("accept_on_time_rate", "verify_send_on_time_rate", "check_send_on_time_rate"),
     ObjectType.SHIFT_LEADER: ("file_on_time_rate", "accurate_file_rate", "close_step_on_time_rate"),
     ObjectType.DISPATCHER: ("dispatch_on_time_rate", "accurate_dispatch_rate"),
 }
@@ -850,6 +918,9 @@ def indicators(c: Counters, overdue_unhandled: int = 0) -> Indicators:
         close_on_time_rate=_ratio(c.closed_on_time, to_close),
         close_step_on_time_rate=_ratio(c.close_step_on_time, c.closed),
         urge_reply_on_time_rate=_ratio(c.urge_replied_on_time, c.urge_orders),
+        check_send_on_time_rate=_ratio(c.check_sent_on_time, c.check_sent),
+        sub_dispatch_on_time_rate=_ratio(c.sub_dispatched_on_time, c.sub_received),
+        accurate_sub_dispatch_rate=_ratio(c.sub_dispatched - c.sub_returned, c.sub_dispatched),
     )
 
 
@@ -991,12 +1062,12 @@ def supervisor_score(ind: Indicators, missed_known: bool = True) -> Score:
 
 def acceptor_score(ind: Indicators) -> Score:
     """受理员: 受理数分×25% + 核实按时派发率×40% + 核查按时派发率×35%."""
-    # GridWall issues the 核查 task itself at the feedback instant (there is no acceptor step in
-    # domain.lifecycle), so 核查按时派发率 has no acceptor events: it is always missing here.
+    # 核查按时派发率 has data only where the policy has the acceptor issue the 核查 task
+    # (Policy.acceptor_issues_check); where it goes out with the feedback, it is left out.
     return composite(
         [
             ("核实按时派发率", 0.40, _points(ind.verify_send_on_time_rate)),
-            ("核查按时派发率", 0.35, None),
+            ("核查按时派发率", 0.35, _points(ind.check_send_on_time_rate)),
         ],
         [("受理数", 0.25, count_band_score(ind.counters.accepted))],
     )

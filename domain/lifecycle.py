@@ -3,6 +3,9 @@
 The closed loop of domain.md §1.1: 上报 → 受理 → 核实 (only for reports that are not a supervisor's
 own) → 立案 or 作废 → 派遣 → 处置 (with 延期 / 挂账 / 回退 requests and their approvals) → 处理反馈 →
 核查 → 结案 (正常 / 超时 / 特殊) or 返工 back to the same department; 督办 at any open stage.
+Two steps of the two centres are the :class:`Policy`'s to switch on: the 指挥中心's 反馈审核 of each
+处理反馈 (pass on, or send back to the department) and the acceptor's 派发核查 (else the 核查 task
+goes out with the feedback). A case already in one of their statuses finishes it either way.
 Naming: 核实 (verify) is the existence check *before* filing, 核查 (check) the result check *after*
 handling.
 
@@ -67,8 +70,11 @@ class Status(StrEnum):
     VERIFYING = "verifying"  # 待核实 (核实 task out)
     TO_FILE = "to_file"  # 待立案
     TO_DISPATCH = "to_dispatch"  # 待派遣
+    SUB_DISPATCHING = "sub_dispatching"  # 待二级派遣: a 街道分中心 holds it, to dispatch to one of its units
     HANDLING = "handling"  # 处置中
     SUSPENDED = "suspended"  # 挂账
+    REVIEWING = "reviewing"  # 待审核: the 指挥中心 reviews the 处理反馈 (when the policy has the review)
+    TO_SEND_CHECK = "to_send_check"  # 待派核查: the acceptor issues the 核查 task (when the policy says so)
     TO_CHECK = "to_check"  # 待核查 (核查 task out)
     TO_CLOSE = "to_close"  # 待结案
     CLOSED = "closed"  # 结案
@@ -82,8 +88,11 @@ class Stage(StrEnum):
     TO_VERIFY = "待核实"
     TO_FILE = "待立案"
     TO_DISPATCH = "待派遣"
+    TO_SUB_DISPATCH = "待二级派遣"
     HANDLING = "处置中"
     SUSPENDED = "挂账"
+    TO_REVIEW = "待审核"
+    TO_SEND_CHECK = "待派核查"
     TO_CHECK = "待核查"
     TO_CLOSE = "待结案"
 
@@ -93,8 +102,11 @@ DISPLAY_STAGE: dict[Status, Stage] = {
     Status.VERIFYING: Stage.TO_VERIFY,
     Status.TO_FILE: Stage.TO_FILE,
     Status.TO_DISPATCH: Stage.TO_DISPATCH,
+    Status.SUB_DISPATCHING: Stage.TO_SUB_DISPATCH,
     Status.HANDLING: Stage.HANDLING,
     Status.SUSPENDED: Stage.SUSPENDED,
+    Status.REVIEWING: Stage.TO_REVIEW,
+    Status.TO_SEND_CHECK: Stage.TO_SEND_CHECK,
     Status.TO_CHECK: Stage.TO_CHECK,
     Status.TO_CLOSE: Stage.TO_CLOSE,
 }
@@ -109,7 +121,7 @@ class Action(StrEnum):
     VERIFY = "verify"  # 核实 result
     FILE = "file"  # 立案
     VOID = "void"  # 作废
-    DISPATCH = "dispatch"  # 派遣
+    DISPATCH = "dispatch"  # 派遣; by a 街道分中心 holding the case, 二级派遣 to one of its units
     REQUEST_EXTENSION = "request_extension"  # 延期申请
     REQUEST_SUSPENSION = "request_suspension"  # 挂账申请
     REQUEST_RETURN = "request_return"  # 回退申请 ("非本单位")
@@ -117,6 +129,8 @@ class Action(StrEnum):
     REJECT = "reject"  # 审批不通过
     RESUME = "resume"  # 挂账恢复
     FEEDBACK = "feedback"  # 处理反馈 (handled)
+    REVIEW = "review"  # 反馈审核: the 指挥中心 passes the 处理反馈 on, or sends it back to the department
+    SEND_CHECK = "send_check"  # 派发核查: the acceptor sends the 核查 task to a supervisor
     CHECK = "check"  # 核查 result: pass → 待结案, fail → 返工
     CLOSE = "close"  # 结案
     URGE = "urge"  # 督办 (a 督办单 to the department holding the case, with a reply deadline)
@@ -157,6 +171,7 @@ class Rule(StrEnum):
     MISSING_ASSIGNEE = "missing_assignee"  # assign: no supervisor named
     NOT_SELF_HANDLEABLE = "not_self_handleable"  # 自处置 of an emergency class, or not by a supervisor
     NO_ORDER = "no_open_order"  # urge_reply: the department has no open 督办单 on the case
+    NOT_A_UNIT = "not_a_unit"  # 二级派遣 to a department that is not one of the sub-centre's units
 
 
 @dataclass(frozen=True)
@@ -236,6 +251,7 @@ class CaseState:
     closed_at: datetime | None = None
     archive: ArchiveType | None = None
     self_handled: bool = False  # 自处置: the reporting supervisor fixed it on the spot
+    subcentre: str | None = None  # the 街道分中心 the centre dispatched it to (二级派遣), while it is theirs
     orders: tuple[UrgeOrder, ...] = ()  # 督办单, oldest first
 
     @property
@@ -313,7 +329,22 @@ class Policy:
     )
     stage_limits: Mapping[str, TimeLimit] = field(default_factory=lambda: dict(CENTRE_STAGE_LIMITS))
     urge_reply_limit: TimeLimit = URGE_REPLY_LIMIT  # a 督办单's default reply time
+    review_roles: frozenset[Role] = frozenset({Role.DISPATCHER})  # 指挥中心 reviews 处理反馈
+    # the two centres (监督中心 / 指挥中心, domain.md §1.1): does the 指挥中心 review each 处理反馈
+    # before it goes back (反馈审核)? Does the acceptor issue the 核查 task (else it goes out at once)?
+    feedback_review: bool = False
+    acceptor_issues_check: bool = False
     future_tolerance: timedelta = timedelta(seconds=5)
+
+
+def stages_in_use(policy: Policy, catalogue: Catalogue | None = None) -> tuple[Stage, ...]:
+    """The display stages a centre with this policy (and these departments) shows, in pipeline order."""
+    unused = {Stage.TO_REVIEW} if not policy.feedback_review else set()
+    if not policy.acceptor_issues_check:
+        unused.add(Stage.TO_SEND_CHECK)
+    if catalogue is not None and not catalogue.subcentres:
+        unused.add(Stage.TO_SUB_DISPATCH)
+    return tuple(s for s in Stage if s not in unused)
 
 
 @dataclass(frozen=True)
@@ -336,6 +367,8 @@ T_ACCEPT, T_VERIFY, T_FILE, T_DISPATCH, T_HANDLE, T_CHECK, T_CLOSE = (
     "check",
     "close",
 )
+T_REVIEW, T_SEND_CHECK = "review", "send_check"  # 反馈审核, 派发核查 (the centres' steps the policy adds)
+T_SUB_DISPATCH = "sub_dispatch"  # 二级派遣: the sub-centre's own dispatch limit
 _CENTRE_LIMIT_FALLBACK = TimeLimit(0.25, CENTRE_STAGE_LIMITS["accept"].unit)
 
 
@@ -556,6 +589,10 @@ def _void(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Con
 
 
 def _dispatch(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
+    """派遣 by the centre (to a department, or to a 街道分中心: then 待二级派遣 on the sub-centre's own
+    clock); by the sub-centre holding the case, 二级派遣 to one of its units."""
+    if state.status is Status.SUB_DISPATCHING:
+        return _sub_dispatch(state, timers, cmd, at, ctx)
     if r := _first(_role(cmd, ctx.policy.dispatch_roles), _need(state, Status.TO_DISPATCH)):
         return r
     dept = str(cmd.data.get("department") or ctx.catalogue.minor(state.kind, state.class_code).department)
@@ -570,6 +607,15 @@ def _dispatch(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx:
             deadline = None
         if deadline is None or deadline.tzinfo is None or deadline.utcoffset() is None:
             return _reject(Rule.BAD_DEADLINE, f"deadline {due!r} is not an ISO 8601 instant with a zone")
+    if ctx.catalogue.is_subcentre(dept):
+        if deadline is not None:
+            return _reject(
+                Rule.BAD_DEADLINE, "an agreed deadline goes with a dispatch to a unit, not a sub-centre"
+            )
+        _stop(timers, T_DISPATCH, at)
+        _start(timers, T_SUB_DISPATCH, at, ctx)
+        changes: dict[str, Any] = {"status": Status.SUB_DISPATCHING, "department": dept, "subcentre": dept}
+        return {**changes, "dispatches": state.dispatches + 1}, {"department": dept}
     _stop(timers, T_DISPATCH, at)
     _start(timers, T_HANDLE, at, ctx, handling_limit(ctx, state.kind, state.class_code, state.condition_code))
     if deadline is not None:
@@ -578,10 +624,27 @@ def _dispatch(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx:
     return changes, {"department": dept}
 
 
+def _sub_dispatch(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
+    """二级派遣: the sub-centre holding the case sends it to one of its units (``department``)."""
+    if r := _first(_role(cmd, _DEPARTMENT_ONLY), _own_department(state, cmd)):
+        return r
+    unit = str(cmd.data.get("department") or "")
+    if unit not in ctx.catalogue.units_of(state.department or ""):
+        return _reject(Rule.NOT_A_UNIT, f"{unit!r} is not a unit of sub-centre {state.department}")
+    _stop(timers, T_SUB_DISPATCH, at)
+    _start(timers, T_HANDLE, at, ctx, handling_limit(ctx, state.kind, state.class_code, state.condition_code))
+    return {"status": Status.HANDLING, "department": unit}, {
+        "department": unit,
+        "subcentre": state.department,
+    }
+
+
 def _request(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
+    # a sub-centre holding the case may ask to return it to the centre (not its street's)
+    sub = (Status.SUB_DISPATCHING,) if cmd.action is Action.REQUEST_RETURN else ()
     if r := _first(
         _role(cmd, _DEPARTMENT_ONLY),
-        _need(state, Status.HANDLING),
+        _need(state, Status.HANDLING, *sub),
         _own_department(state, cmd),
         _opinion(cmd),
     ):
@@ -600,7 +663,16 @@ def _request(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: 
 
 
 def _decide(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
-    if r := _first(_role(cmd, ctx.policy.dispatch_roles), _need(state, Status.HANDLING)):
+    """审批 of a pending request: by the centre's dispatcher, or for a sub-centre's unit by that
+    sub-centre; an approved 回退 of a unit goes back to its sub-centre, of a sub-centre to the centre."""
+    by_subcentre = (
+        cmd.actor.role is Role.DEPARTMENT
+        and state.status is Status.HANDLING
+        and state.subcentre is not None
+        and cmd.actor.department == state.subcentre
+    )
+    roles = _DEPARTMENT_ONLY if by_subcentre else ctx.policy.dispatch_roles
+    if r := _first(_role(cmd, roles), _need(state, Status.HANDLING, Status.SUB_DISPATCHING)):
         return r
     req = state.request
     if req is None:
@@ -615,13 +687,25 @@ def _decide(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: C
     if req.action is Action.REQUEST_SUSPENSION:
         timers[T_HANDLE] = pause(timers[T_HANDLE], at)
         return {"request": None, "status": Status.SUSPENDED, "suspensions": state.suspensions + 1}, extra
-    # 回退 "非本单位": back to the dispatcher
+    # 回退 "非本单位": a unit's back to its sub-centre; else back to the centre's dispatcher
+    if state.status is Status.HANDLING and state.subcentre is not None:
+        _stop(timers, T_HANDLE, at)
+        _start(timers, T_SUB_DISPATCH, at, ctx)
+        changes: dict[str, Any] = {
+            "request": None,
+            "status": Status.SUB_DISPATCHING,
+            "department": state.subcentre,
+        }
+        extra["from_department"] = state.department
+        return {**changes, "returns": state.returns + 1}, extra
     _stop(timers, T_HANDLE, at)
+    _stop(timers, T_SUB_DISPATCH, at)
     _start(timers, T_DISPATCH, at, ctx)
     changes = {
         "request": None,
         "status": Status.TO_DISPATCH,
         "department": None,
+        "subcentre": None,
         "returns": state.returns + 1,
     }
     return changes, extra
@@ -641,8 +725,46 @@ def _feedback(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx:
         return _reject(Rule.REQUEST_PENDING, f"case {state.id} has a pending {state.request.action.value}")
     _stop(timers, T_HANDLE, at)
     late = is_overdue(timers[T_HANDLE], at)
+    if ctx.policy.feedback_review:  # to the 指挥中心 first (反馈审核)
+        _start(timers, T_REVIEW, at, ctx)
+        status = Status.REVIEWING
+    else:
+        status = _towards_check(timers, at, ctx)
+    return {"status": status, "handled_overdue": state.handled_overdue or late}, {"overdue": late}
+
+
+def _towards_check(timers: Timers, at: datetime, ctx: Context) -> Status:
+    """A 处理反馈 goes back to the 监督中心: to the acceptor to issue the 核查 task, or the task goes out."""
+    if ctx.policy.acceptor_issues_check:
+        _start(timers, T_SEND_CHECK, at, ctx)
+        return Status.TO_SEND_CHECK
     _start(timers, T_CHECK, at, ctx)
-    return {"status": Status.TO_CHECK, "handled_overdue": state.handled_overdue or late}, {"overdue": late}
+    return Status.TO_CHECK
+
+
+def _review(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
+    """反馈审核 (指挥中心): ``passed`` sends the 处理反馈 on towards 核查; else back to the department
+    with an opinion, on a new handling clock, like a failed 核查 (the department's 返工)."""
+    if r := _first(_role(cmd, ctx.policy.review_roles), _need(state, Status.REVIEWING)):
+        return r
+    if "passed" not in cmd.data:
+        return _reject(Rule.MISSING_RESULT, "review needs passed: true/false")
+    if not cmd.data["passed"] and (r := _opinion(cmd)):
+        return r
+    _stop(timers, T_REVIEW, at)
+    if cmd.data["passed"]:
+        return {"status": _towards_check(timers, at, ctx)}, _NO_EXTRA
+    _start(timers, T_HANDLE, at, ctx, handling_limit(ctx, state.kind, state.class_code, state.condition_code))
+    return {"status": Status.HANDLING, "reworks": state.reworks + 1}, _NO_EXTRA
+
+
+def _send_check(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
+    """派发核查: the acceptor sends the 核查 task (to ``assignee``, else the grid's supervisor)."""
+    if r := _first(_role(cmd, ctx.policy.accept_roles), _need(state, Status.TO_SEND_CHECK)):
+        return r
+    _stop(timers, T_SEND_CHECK, at)
+    _start(timers, T_CHECK, at, ctx)
+    return {"status": Status.TO_CHECK}, _NO_EXTRA
 
 
 def _check(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
@@ -664,10 +786,13 @@ def _check(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Co
 def _close(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
     if cmd.data.get("error"):  # 差错结案: dispatched, not yet handled, and found to be an error
         if r := _first(
-            _role(cmd, ctx.policy.close_roles), _need(state, Status.HANDLING, Status.SUSPENDED), _opinion(cmd)
+            _role(cmd, ctx.policy.close_roles),
+            _need(state, Status.HANDLING, Status.SUSPENDED, Status.SUB_DISPATCHING),
+            _opinion(cmd),
         ):
             return r
         _stop(timers, T_HANDLE, at)
+        _stop(timers, T_SUB_DISPATCH, at)
         changes = {"status": Status.CLOSED, "closed_at": at, "archive": ArchiveType.ERROR, "request": None}
         return changes, {"archive": ArchiveType.ERROR.value, "from_department": state.department}
     if r := _first(_role(cmd, ctx.policy.close_roles), _need(state, Status.TO_CLOSE)):
@@ -687,7 +812,11 @@ def _urge(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Con
     deadline (``deadline``: an ISO instant with a zone, else the policy's ``urge_reply_limit``)."""
     if r := _role(cmd, ctx.policy.urge_roles):
         return r
-    if state.department is None or state.status not in (Status.HANDLING, Status.SUSPENDED):
+    if state.department is None or state.status not in (
+        Status.HANDLING,
+        Status.SUSPENDED,
+        Status.SUB_DISPATCHING,
+    ):
         return {"urges": state.urges + 1}, _NO_EXTRA
     due = cmd.data.get("deadline")
     if due is not None:
@@ -723,6 +852,24 @@ def _urge_reply(state: CaseState, timers: Timers, cmd: Command, at: datetime, ct
     return {"orders": orders}, {"order": order.no, "on_time": at <= order.deadline}
 
 
+# the stage timer that runs while a case is in an open status (挂账: the paused handling clock)
+TIMER_OF_STATUS: dict[Status, str] = {
+    Status.REPORTED: T_ACCEPT,
+    Status.VERIFYING: T_VERIFY,
+    Status.TO_FILE: T_FILE,
+    Status.TO_DISPATCH: T_DISPATCH,
+    Status.SUB_DISPATCHING: T_SUB_DISPATCH,
+    Status.HANDLING: T_HANDLE,
+    Status.SUSPENDED: T_HANDLE,
+    Status.REVIEWING: T_REVIEW,
+    Status.TO_SEND_CHECK: T_SEND_CHECK,
+    Status.TO_CHECK: T_CHECK,
+    Status.TO_CLOSE: T_CLOSE,
+}
+
+# the commands that, failed, send a case back to its department (返工): 核查 and the 指挥中心's 反馈审核
+REWORK_ACTIONS = frozenset({Action.CHECK, Action.REVIEW})
+
 # the supervisor task (核实/核查) a case has out in a status; its kind is also its stage timer's name
 TASK_OF_STATUS: dict[Status, str] = {Status.VERIFYING: "verify", Status.TO_CHECK: "check"}
 
@@ -749,6 +896,8 @@ _HANDLERS = {
     Action.REJECT: _decide,
     Action.RESUME: _resume,
     Action.FEEDBACK: _feedback,
+    Action.REVIEW: _review,
+    Action.SEND_CHECK: _send_check,
     Action.CHECK: _check,
     Action.CLOSE: _close,
     Action.URGE: _urge,
@@ -904,6 +1053,7 @@ def state_to_json(s: CaseState) -> dict[str, Any]:
         "closed_at": _dt(s.closed_at),
         "archive": None if s.archive is None else s.archive.value,
         "self_handled": s.self_handled,
+        "subcentre": s.subcentre,
         "orders": [
             [o.no, o.by, o.target, _dt(o.issued_at), _dt(o.deadline), _dt(o.replied_at), o.reply]
             for o in s.orders
@@ -954,6 +1104,7 @@ def state_from_json(d: Mapping[str, Any]) -> CaseState:
             "closed_at": _pdt(d["closed_at"]),
             "archive": None if archive is None else ArchiveType(archive),
             "self_handled": bool(d.get("self_handled", False)),
+            "subcentre": d.get("subcentre"),
             "orders": tuple(order_from_json(o) for o in d.get("orders", ())),
         },
     )

@@ -46,8 +46,8 @@ Stage timers (:class:`StageTimer`) are immutable values; every operation returns
 A timer stopped while paused keeps ``paused_since`` (its clock stayed frozen from then on).
 Queries use the timer's current deadline; earlier deadlines are not kept.
 
-Centre-side stage limits (:data:`CENTRE_STAGE_LIMITS`: accept, dispatch 15 min; verify, check
-30 min) are wall-clock minutes expressed as ``URGENT_HOURS`` fractions.
+Centre-side stage limits (:data:`CENTRE_STAGE_LIMITS`: accept, dispatch, send_check 15 min; verify, check,
+review 30 min) are wall-clock minutes expressed as ``URGENT_HOURS`` fractions.
 """
 
 from __future__ import annotations
@@ -504,4 +504,7 @@ CENTRE_STAGE_LIMITS: dict[str, TimeLimit] = {
     "dispatch": TimeLimit(0.25, LimitUnit.URGENT_HOURS),  # 派遣 15 min
     "verify": TimeLimit(0.5, LimitUnit.URGENT_HOURS),  # 核实 30 min
     "check": TimeLimit(0.5, LimitUnit.URGENT_HOURS),  # 核查 30 min
+    "review": TimeLimit(0.5, LimitUnit.URGENT_HOURS),  # 反馈审核 (指挥中心) 30 min
+    "send_check": TimeLimit(0.25, LimitUnit.URGENT_HOURS),  # 派发核查 (受理员) 15 min
+    "sub_dispatch": TimeLimit(0.5, LimitUnit.URGENT_HOURS),  # 二级派遣 (街道分中心) 30 min
 }

@@ -77,7 +77,8 @@ class Thinning(BackgroundLoop):
 
 
 class Ranking(BackgroundLoop):
-    """Every minute: the wall's street ranking, month to date, from the daily counters."""
+    """Every minute: the wall's street ranking, month to date, from the daily counters, and its
+    statistics (:mod:`feeds.wallstats`)."""
 
     thread_name = "gw-ranking"
 
@@ -100,7 +101,9 @@ class Ranking(BackgroundLoop):
         outages = Outages(log, "street ranking")
         while True:
             try:
-                self.live.set_ranking(self.counters.street_ranking(self.clock(), self.per_street))
+                now = self.clock()
+                self.live.set_ranking(self.counters.street_ranking(now, self.per_street))
+                self.live.set_stats(self.counters.wall_stats(now))
                 outages.ok()
             except Exception as exc:
                 outages.failed(exc)
@@ -161,7 +164,9 @@ class CounterFollower(BackgroundLoop):
                     follower.check()
                 if time.monotonic() >= next_rank:
                     next_rank = time.monotonic() + self.rank_every
-                    self.live.set_ranking(follower.street_ranking(self.clock(), self.per_street))
+                    now = self.clock()
+                    self.live.set_ranking(follower.street_ranking(now, self.per_street))
+                    self.live.set_stats(follower.wall_stats(now))
                 outages.ok()
             except Superseded as exc:
                 log.warning("daily counters: %s; reloading", exc)

@@ -11,7 +11,7 @@ import logging
 from sqlalchemy.engine import Engine
 
 from domain.catalogue import load_catalogue
-from domain.lifecycle import Context
+from domain.lifecycle import Context, Policy
 from domain.workcalendar import load_calendar
 from store.cases import sync_departments
 from store.db import transaction
@@ -19,12 +19,12 @@ from store.db import transaction
 log = logging.getLogger(__name__)
 
 
-def build_context(engine: Engine, edition: str = "cjt214") -> Context:
-    """The lifecycle context of the stored city: catalogue (departments synced) and calendar."""
+def build_context(engine: Engine, edition: str = "cjt214", policy: Policy | None = None) -> Context:
+    """The lifecycle context of the stored city: catalogue (departments synced), calendar and policy."""
     catalogue = load_catalogue(edition)
     with transaction(engine) as s:
         sync_departments(s, catalogue)
-    return Context(catalogue=catalogue, calendar=load_calendar())
+    return Context(catalogue=catalogue, calendar=load_calendar(), policy=policy or Policy())
 
 
 GC_THRESHOLDS = (20_000, 50, 100)  # CPython's default (2,000, 10, 10) collects every few ms at full ingest

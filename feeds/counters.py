@@ -40,6 +40,7 @@ from domain.evaluation import (
 )
 from domain.lifecycle import CaseEvent, CaseState, Context
 from feeds.outage import Outages
+from feeds.wallstats import case_mix, period_starts
 from store.counters import MARK, forget_all_rows, last_event_id, load_rows, save_rows
 from store.evaluation import EVENT_COLUMNS, overdue_unhandled, replay
 from store.models import Case, CaseEventRow, CounterMark
@@ -67,6 +68,10 @@ class DailyCounters(Protocol):
 
     def street_ranking(self, now: datetime, grids_per_street: Mapping[str, int]) -> list[dict[str, Any]]:
         """Streets by CJ/T 292 composite score, month to date at ``now`` (best first)."""
+        ...
+
+    def wall_stats(self, now: datetime) -> dict[str, Any]:
+        """The wall's statistics at ``now`` (:mod:`feeds.wallstats`): departments, report mix, 高发问题."""
         ...
 
 
@@ -97,6 +102,21 @@ class _Readable:
         with self._lock:
             today = now.astimezone(self.aggregates.tz).date()
             return street_ranking(self.aggregates, today, grids_per_street, overdue)
+
+    def wall_stats(self, now: datetime) -> dict[str, Any]:
+        """The wall's statistics at ``now`` (:mod:`feeds.wallstats`): departments by 综合指标值 month to
+        date (超时未处置 now in 应结案), the reports' 部件/事件 and sources, 高发问题, today and month."""
+        tz = self.aggregates.tz
+        month_start, today_start = period_starts(now, tz)
+        with self.engine.connect() as conn:
+            overdue = overdue_unhandled(conn, ObjectType.DEPARTMENT, now)
+            mix = case_mix(conn, month_start, today_start)
+        with self._lock:
+            table = evaluation_table(
+                self.aggregates, ObjectType.DEPARTMENT, None, month_start.date(), today_start.date(),
+                overdue_unhandled=overdue,
+            )  # fmt: skip
+        return {"departments": ranked_rows(table), **mix}
 
 
 class CounterKeeper(_Readable):
@@ -166,6 +186,17 @@ def street_ranking(
     for row in table.itertuples():
         score = None if row.score is None or row.score != row.score else round(float(row.score), 1)
         out.append({"code": row.object_id, "score": score, "grade": row.grade, "colour": row.colour})
+    return out
+
+
+def ranked_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The scored rows of an evaluation table, best first: code, score (1 decimal), grade, colour."""
+    out = []
+    for row in table.itertuples():
+        if row.score is None or row.score != row.score:
+            continue
+        out.append({"code": row.object_id, "score": round(float(row.score), 1), "grade": row.grade,
+                    "colour": row.colour})  # fmt: skip
     return out
 
 

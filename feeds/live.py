@@ -37,6 +37,7 @@ from sqlalchemy.engine import Engine
 from domain.catalogue import Catalogue
 from domain.lifecycle import (
     DISPLAY_STAGE,
+    REWORK_ACTIONS,
     Action,
     ArchiveType,
     CaseEvent,
@@ -92,6 +93,7 @@ class LiveCase:
     deadline: datetime | None  # of the running stage timer
     urges: int = 0
     request: str | None = None  # a department's pending request (request_extension …) awaiting the dispatcher
+    subcentre: str | None = None  # the 街道分中心 it went to (二级派遣): it decides its units' requests
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,7 @@ class View:
     alerts: tuple[Alert, ...] = ()
     hours: dict[str, list[int]] | None = None  # today's reported/closed per local hour
     ranking: list[dict[str, Any]] | None = None  # streets by CJ/T 292 score, month to date
+    stats: dict[str, Any] | None = None  # feeds.wallstats: departments, report mix, 高发问题
 
 
 class LiveWriter(Protocol):
@@ -204,6 +207,9 @@ class LiveWriter(Protocol):
 
     def set_ranking(self, ranking: list[dict[str, Any]]) -> None:
         """Replace the street ranking shown on the wall."""
+
+    def set_stats(self, stats: dict[str, Any]) -> None:
+        """Replace the wall's statistics (:mod:`feeds.wallstats`)."""
 
 
 class LiveReader(Protocol):
@@ -339,6 +345,8 @@ class MemoryLiveState:
         self._alerts: list[Alert] = []
         self._ranking: list[dict[str, Any]] = []
         self._ranking_dirty = False
+        self._stats: dict[str, Any] = {}
+        self._stats_dirty = False
 
     # -- writes (called after commit) -----------------------------------------------------------
 
@@ -395,6 +403,7 @@ class MemoryLiveState:
                     deadline=_deadline(state),
                     urges=state.urges,
                     request=state.request.action.value if state.request is not None else None,
+                    subcentre=state.subcentre,
                 )
                 self._cases[state.id] = new
                 self._dirty_cases.add(state.id)
@@ -432,6 +441,13 @@ class MemoryLiveState:
                 self._ranking = ranking
                 self._ranking_dirty = True
 
+    def set_stats(self, stats: dict[str, Any]) -> None:
+        """Replace the wall's statistics (computed elsewhere: :mod:`feeds.wallstats`)."""
+        with self._lock:
+            if stats != self._stats:
+                self._stats = stats
+                self._stats_dirty = True
+
     def _hours(self) -> dict[str, list[int]]:
         return {"reported": list(self._kpi.reported_by_hour), "closed": list(self._kpi.closed_by_hour)}
 
@@ -451,8 +467,8 @@ class MemoryLiveState:
                 self._grid(place.grid).reported += 1
         elif ev.action is Action.FILE:
             k.filed += 1
-        elif ev.action is Action.DISPATCH:
-            k.dispatched += 1
+        elif ev.action is Action.DISPATCH and ev.from_status is not Status.SUB_DISPATCHING:
+            k.dispatched += 1  # the centre's 派遣 (a sub-centre's 二级派遣 is not another one)
         elif ev.action is Action.CLOSE and state.counts_as_closure:  # 自处置, 差错结案: not in 应结案
             k.closed += 1
             k.closed_by_hour[hour] += 1
@@ -461,7 +477,7 @@ class MemoryLiveState:
             k.close_seconds += (ev.at - state.reported_at).total_seconds()
         elif ev.action is Action.FEEDBACK:
             k.handled += 1
-        elif ev.action is Action.CHECK and ev.to_status is Status.HANDLING:  # failed: 返工
+        elif ev.action in REWORK_ACTIONS and ev.to_status is Status.HANDLING:  # failed 核查 or 反馈审核: 返工
             k.reworked += 1
         self._events.append(_event_line(self.catalogue, state, ev, place))
         self._new_events.append(self._events[-1])
@@ -638,8 +654,9 @@ class MemoryLiveState:
                 alerts=tuple(self._alerts),
                 hours=self._hours() if kpi_dirty else None,
                 ranking=list(self._ranking) if self._ranking_dirty else None,
+                stats=self._stats if self._stats_dirty else None,
             )
-            self._ranking_dirty = False
+            self._ranking_dirty = self._stats_dirty = False
             self._dirty_sups.clear()
             self._dirty_cases.clear()
             self._gone.clear()
@@ -664,6 +681,7 @@ class MemoryLiveState:
                 events=tuple(self._events),
                 hours=self._hours(),
                 ranking=list(self._ranking),
+                stats=self._stats,
             )
 
     def overdue_ids(self) -> frozenset[str]:

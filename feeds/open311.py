@@ -58,7 +58,9 @@ MAX_RESULTS = 1000
 DEFAULT_DAYS = 90
 STAGE_EN = {
     Stage.TO_ACCEPT: "to accept", Stage.TO_VERIFY: "to verify", Stage.TO_FILE: "to file",
-    Stage.TO_DISPATCH: "to dispatch", Stage.HANDLING: "being handled", Stage.SUSPENDED: "suspended",
+    Stage.TO_DISPATCH: "to dispatch", Stage.TO_SUB_DISPATCH: "with the street's sub-centre",
+    Stage.HANDLING: "being handled", Stage.SUSPENDED: "suspended",
+    Stage.TO_REVIEW: "handled, under review", Stage.TO_SEND_CHECK: "handled, check to send",
     Stage.TO_CHECK: "to check", Stage.TO_CLOSE: "to close",
 }  # fmt: skip
 

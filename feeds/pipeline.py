@@ -70,6 +70,8 @@ from store.cases import execute
 
 log = logging.getLogger(__name__)
 Kind = Literal["position", "positions", "report", "task_ack", "task_result", "command"]
+# commands that may send a 核实/核查 task out: without an ``assignee`` it goes to the grid's supervisor
+_TASK_GIVERS = frozenset({Action.ACCEPT, Action.FEEDBACK, Action.REVIEW, Action.SEND_CHECK})
 __all__ = [
     "KINDS", "REPLAY_GATEWAY", "SIMULATION_GATEWAY", "Ack", "DeadLetter", "Kind", "Pipeline",
     "PipelineConfig", "Speaker", "TaskOut", "api_actor", "scoped_key",
@@ -342,7 +344,7 @@ class Pipeline:
             # a retry must reach the case its key made (a new number would be a key conflict)
             seen = sql.case_of_key(conn, cmd.key)
             cmd = replace(cmd, case_id=seen or self.case_numbers.next(conn, it.at))
-        if cmd.action in (Action.ACCEPT, Action.FEEDBACK) and "assignee" not in cmd.data:
+        if cmd.action in _TASK_GIVERS and "assignee" not in cmd.data:
             where = sql.open_case_place(conn, cmd.case_id)
             who = self.people.supervisor_of_area(where.area) if where and where.area else None
             if who is not None:

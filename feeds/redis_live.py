@@ -14,7 +14,8 @@ any process can read a snapshot. Keys, all under one prefix ``P`` (one Redis, no
     P:kpi:<day>  hash  today's KPI counters
     P:events     list  the ticker (last 30 lines);        P:newev, P:alerts lists drained per tick
     P:dsup, P:dcase, P:dgrid, P:dpatrol  sets of what changed since the last tick; P:gone hash
-    P:ranking    string (JSON);  P:rankdirty, P:kpidirty flags;  P:built marks a complete state
+    P:ranking, P:stats  strings (JSON: the street ranking, the wall's statistics);
+                 P:rankdirty (either changed), P:kpidirty flags;  P:built marks a complete state
 
 "Latest fix" moves only forward: the Lua script ``ADVANCE`` compares the instant atomically (and
 applies :func:`domain.supervisor.advance`: stops and patrol seconds), so several consumers never move
@@ -47,7 +48,7 @@ import redis
 from sqlalchemy.engine import Engine
 
 from domain.catalogue import Catalogue
-from domain.lifecycle import Action, ArchiveType, CaseEvent, CaseState, Status
+from domain.lifecycle import REWORK_ACTIONS, Action, ArchiveType, CaseEvent, CaseState, Status
 from domain.supervisor import Fix, SupervisorRules, SupervisorState, SupervisorStatus
 from feeds.live import (
     EVENT_LOG,
@@ -418,6 +419,7 @@ class RedisLiveState:
                     lat=place.lat, reported_at=state.reported_at, updated_at=state.updated_at,
                     deadline=_deadline(state), urges=state.urges,
                     request=state.request.action.value if state.request is not None else None,
+                    subcentre=state.subcentre,
                 )
             )  # fmt: skip
         alert = b""
@@ -435,8 +437,10 @@ class RedisLiveState:
             on_time = ev.action is Action.CLOSE and state.archive is not ArchiveType.OVERTIME
             secs = (ev.at - state.reported_at).total_seconds() if ev.action is Action.CLOSE else 0.0
             line = orjson.dumps(_event_line(self.catalogue, state, ev, place))
-            failed = ev.action is Action.CHECK and ev.to_status is Status.HANDLING  # a failed 核查: 返工
+            failed = ev.action in REWORK_ACTIONS and ev.to_status is Status.HANDLING  # 核查/审核 failed: 返工
             action = "rework" if failed else ev.action.value
+            if ev.action is Action.DISPATCH and ev.from_status is Status.SUB_DISPATCHING:
+                action = "sub_dispatch"  # 二级派遣: the centre's 派遣 was counted once
             if ev.action is Action.CLOSE and not state.counts_as_closure:  # 自处置, 差错结案: no 结案数
                 action = "close_apart"
             args += [local.date().isoformat(), action, local.hour, place.grid or "", "1" if on_time else "0",
@@ -454,6 +458,15 @@ class RedisLiveState:
         if self.r.get(self.k("ranking")) != raw:
             pipe = self.r.pipeline()
             pipe.set(self.k("ranking"), raw)
+            pipe.set(self.k("rankdirty"), "1")
+            pipe.execute()
+
+    def set_stats(self, stats: dict[str, Any]) -> None:
+        """Replace the wall's statistics (``rankdirty`` flags a change of the ranking or of these)."""
+        raw = orjson.dumps(stats)
+        if self.r.get(self.k("stats")) != raw:
+            pipe = self.r.pipeline()
+            pipe.set(self.k("stats"), raw)
             pipe.set(self.k("rankdirty"), "1")
             pipe.execute()
 
@@ -553,6 +566,7 @@ class RedisLiveState:
         pipe.hgetall(kpi_k)
         pipe.lrange(self.k("events"), 0, -1)
         pipe.get(self.k("ranking"))
+        pipe.get(self.k("stats"))
         pipe.smembers(self.k("overdue"))
         pipe.lrange(self.k("alerts"), 0, -1)
         if drain:  # the snapshot that follows a takeover carries the changes; alerts still go out
@@ -562,7 +576,7 @@ class RedisLiveState:
         sup, area, status, case, gopen, goverdue, rep, patrol, kpi = (
             {_s(k): _s(v) for k, v in h.items()} for h in res[:9]
         )
-        events, ranking, overdue, alerts = res[9], res[10], res[11], res[12]
+        events, ranking, stats, overdue, alerts = res[9], res[10], res[11], res[12], res[13]
         areas = {**self.areas, **{k: _opt(v) for k, v in area.items()}}
         with self._lock:  # the mirror's fields, replaced as a whole
             m = self.mirror
@@ -587,6 +601,7 @@ class RedisLiveState:
             m._kpi = _kpi_of(kpi)
             m._events = deque((orjson.loads(e) for e in events), maxlen=EVENT_LOG)
             m._ranking = orjson.loads(ranking) if ranking else []
+            m._stats = orjson.loads(stats) if stats else {}
             m._dirty_sups.clear()
             m._dirty_cases.clear()
             m._gone.clear()
@@ -595,7 +610,7 @@ class RedisLiveState:
             m._new_events.clear()
             m._alerts = [_alert_of(a) for a in alerts] if drain else []
             m._kpi_dirty = True
-            m._ranking_dirty = False
+            m._ranking_dirty = m._stats_dirty = False
             self._loaded_at = _time.monotonic()
 
     def _sync(self, now: datetime) -> None:
@@ -622,7 +637,8 @@ class RedisLiveState:
             pipe.hmget(key, fields or ["-"])
         pipe.hgetall(kpi_k)
         pipe.get(self.k("ranking"))
-        sup, area, case, gopen, goverdue, rep, patrol, kpi, ranking = pipe.execute()
+        pipe.get(self.k("stats"))
+        sup, area, case, gopen, goverdue, rep, patrol, kpi, ranking, stats = pipe.execute()
         m = self.mirror  # called by tick, under the lock
         for i, sid in enumerate(sids):
             if sup[i] is None:
@@ -658,9 +674,12 @@ class RedisLiveState:
         if kpidirty:
             m._kpi = _kpi_of({_s(k): _s(v) for k, v in kpi.items()})
             m._kpi_dirty = True
-        if rankdirty:
-            m._ranking = orjson.loads(ranking) if ranking else []
-            m._ranking_dirty = True
+        if rankdirty:  # the ranking or the statistics changed
+            new_ranking = orjson.loads(ranking) if ranking else []
+            new_stats = orjson.loads(stats) if stats else {}
+            m._ranking_dirty = m._ranking_dirty or new_ranking != m._ranking
+            m._stats_dirty = m._stats_dirty or new_stats != m._stats
+            m._ranking, m._stats = new_ranking, new_stats
 
     def _write_back(self, now: datetime, status0: dict[str, SupervisorStatus], overdue0: set[str]) -> None:
         """Store the statuses and overdue cases the tick derived (so any process's snapshot shows them)."""
@@ -703,6 +722,7 @@ class RedisLiveState:
             "dpatrol",
             "gone",
             "ranking",
+            "stats",
             "rankdirty",
             "kpidirty",
         )
@@ -750,6 +770,7 @@ class RedisLiveState:
         if m._events:
             pipe.rpush(self.k("events"), *(orjson.dumps(e) for e in m._events))
         pipe.set(self.k("ranking"), orjson.dumps(m._ranking))
+        pipe.set(self.k("stats"), orjson.dumps(m._stats))
         pipe.set(self.k("built"), _us(datetime.now(UTC)))
         pipe.execute()
         self._loaded_at = None  # the next tick or read reloads the mirror

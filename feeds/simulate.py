@@ -19,8 +19,15 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from domain.catalogue import load_catalogue
-from domain.evaluation import CaseInfo, DailyAggregates, ObjectType, evaluation_table, overdue_unhandled_at
-from domain.lifecycle import Accepted, CaseState, Context, apply
+from domain.evaluation import (
+    CaseInfo,
+    Counters,
+    DailyAggregates,
+    ObjectType,
+    evaluation_table,
+    overdue_unhandled_at,
+)
+from domain.lifecycle import Accepted, CaseState, Context, Policy, apply
 from domain.workcalendar import load_calendar
 from feeds.sources.caseflow import generate, summarise
 from store.db import session_factory
@@ -70,13 +77,15 @@ def simulate(
     reports_per_day: float = 1300,
     edition: str = "cjt214",
     progress: Progress | None = None,
+    policy: Policy | None = None,
 ) -> SimulationReport:
-    """Generate ``days`` of cases over the stored district and evaluate them (nothing is written)."""
+    """Generate ``days`` of cases over the stored district and evaluate them (nothing is written);
+    ``policy``: the centre's (the 反馈审核 and 派发核查 steps are simulated when it has them)."""
     grids, responsible, street_names, grids_per_street = _geography(engine)
     if not grids:
         raise LookupError("no district in the store; run: python app.py init")
     catalogue = load_catalogue(edition)
-    ctx = Context(catalogue=catalogue, calendar=load_calendar())
+    ctx = Context(catalogue=catalogue, calendar=load_calendar(), policy=policy or Policy())
     flow = generate(
         start,
         days,
@@ -113,6 +122,16 @@ def simulate(
     first: date = start.astimezone(ctx.calendar.tz).date()
     last = first + timedelta(days=days - 1)
     figures = summarise(states.values(), start=flow.start, end=flow.end, tz=ctx.calendar.tz)
+    district = Counters()
+    for (kind, _, _), row in aggregates.as_dict().items():
+        if kind is ObjectType.DISTRICT:
+            district.add(Counters(**row))
+    # the centres' optional steps: shares of 处理反馈 sent back, of 核查 tasks issued on time
+    reviewed = district.reviewed
+    figures["review_returned_share"] = district.review_returned / reviewed if reviewed else 0.0
+    figures["check_sent_on_time_share"] = (
+        district.check_sent_on_time / district.check_sent if district.check_sent else 0.0
+    )
     # 超时未处置 at the end of the simulated period enters 应结案 (CJ/T 292, docs/indicators.md)
     late = [(infos[s.id].street, s.department) for s in states.values() if overdue_unhandled_at(s, flow.end)]
     late_streets, late_departments = Counter(st for st, _ in late), Counter(d for _, d in late if d)

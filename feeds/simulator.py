@@ -44,7 +44,7 @@ from sqlalchemy.engine import Engine
 
 from domain.errors import SimulationError
 from domain.evaluation import CaseInfo, DailyAggregates
-from domain.lifecycle import Accepted, Action, CaseEvent, CaseState, Command, Context, Role, apply
+from domain.lifecycle import Accepted, Action, CaseEvent, CaseState, Command, Context, Policy, Role, apply
 from feeds.core import build_context
 from feeds.pipeline import SIMULATION_GATEWAY, scoped_key
 from feeds.simulate import supervisor_of_area
@@ -174,8 +174,10 @@ class Simulation:
         clock: Callable[[], datetime] | None = None,
         progress: Callable[[str], None] = lambda msg: None,
         backfill_days: float = BACKFILL_DAYS,
+        policy: Policy | None = None,
     ) -> Simulation:
-        """Load or create the simulation plan; on the first start backfill 7 days; issue a gateway token."""
+        """Load or create the simulation plan; on the first start backfill 7 days; issue a gateway token.
+        ``policy``: the centre's (its optional steps are simulated when it has them)."""
         now = (clock or (lambda: datetime.now(UTC)))()
         path = data_dir / STATE_FILE
         first = not path.exists()
@@ -206,7 +208,7 @@ class Simulation:
             )
             _, secret = issue_token(s, "gateway", GATEWAY_NAME, scope=["*"])
         sim = cls(
-            engine, build_context(engine, edition), start=start, seed=seed, gateway_secret=secret,
+            engine, build_context(engine, edition, policy), start=start, seed=seed, gateway_secret=secret,
             reports_per_day=reports_per_day, clock=clock,
         )  # fmt: skip
         if backfilled:

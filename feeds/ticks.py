@@ -159,6 +159,8 @@ def render(view: View, flt: RoomFilter, seq: int, *, full: bool, simulated: bool
         msg["hours"] = view.hours
     if flt.kpi and view.ranking is not None:
         msg["ranking"] = view.ranking
+    if flt.room == "wall" and view.stats is not None:
+        msg["stats"] = view.stats
     return msg
 
 
@@ -175,6 +177,7 @@ def wall_panels(view: View, *, simulated: bool, queue_rows: int) -> dict[str, An
         "stages": view.stages,
         "hours": view.hours,
         "ranking": view.ranking,
+        "stats": view.stats,
         "events": list(view.events[-20:]),
         "cases": cases_columns(due[:queue_rows]),
     }

@@ -125,7 +125,7 @@ def _city(engine: Engine, settings: Settings) -> tuple[str, Context, PointGridIn
     adcode = stored_district(engine)
     if adcode is None:
         raise LookupError("no district is built; run: python app.py init")
-    ctx = build_context(engine, settings.edition)
+    ctx = build_context(engine, settings.edition, settings.policy())
     with session_factory(engine)() as s:
         index = load_index(s, adcode)
     return adcode, ctx, index

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from domain.lifecycle import Policy
+
 Role = Literal["embedded", "web", "ingest", "aggregator"]
 ROLES: tuple[Role, ...] = ("embedded", "web", "ingest", "aggregator")
 # server threads of a web process: every open websocket (wall, desk, handset, gateway) holds one;
@@ -28,13 +30,27 @@ class Settings:
     interval: float = 1.0  # seconds between ticks
     lock_ttl: float | None = None  # aggregator: producer lock TTL (None: feeds.aggregator.LOCK_TTL)
     trusted_proxies: int = 0  # proxies in front whose X-Forwarded-For/-Proto/-Host are believed
+    # the two centres' optional steps (domain.lifecycle.Policy); every process of a deployment the same
+    feedback_review: bool = False  # the 指挥中心 reviews each 处理反馈 (反馈审核)
+    acceptor_check: bool = False  # the acceptor issues each 核查 task (派发核查); else it goes out at once
+
+    def policy(self) -> Policy:
+        """The lifecycle policy of this centre."""
+        return Policy(feedback_review=self.feedback_review, acceptor_issues_check=self.acceptor_check)
+
+
+def env_flag(name: str) -> bool:
+    """An on/off environment variable: 1, true, yes or on (any case) is on."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def settings_from(
     data_dir: str | None, db: str | None, *, redis_url: str | None = None, redis_prefix: str = "gw",
     edition: str = "cjt214", lock_ttl: float | None = None, trusted_proxies: int = 0,
+    feedback_review: bool | None = None, acceptor_check: bool | None = None,
 ) -> Settings:  # fmt: skip
-    """Settings from the command line, else the environment (GW_DATA_DIR, GW_DB_URL), else the defaults."""
+    """Settings from the command line, else the environment (GW_DATA_DIR, GW_DB_URL, GW_FEEDBACK_REVIEW,
+    GW_ACCEPTOR_CHECK), else the defaults."""
     from store.db import sqlite_url
 
     folder = Path(data_dir or os.environ.get("GW_DATA_DIR") or "./var").expanduser().resolve()
@@ -42,8 +58,10 @@ def settings_from(
     if not 0 <= trusted_proxies <= 5:
         raise ValueError(f"--trusted-proxies {trusted_proxies}: give 0 (direct) to 5")
     return Settings(
-        folder, url, redis_url, redis_prefix, edition, lock_ttl=lock_ttl, trusted_proxies=trusted_proxies
-    )
+        folder, url, redis_url, redis_prefix, edition, lock_ttl=lock_ttl, trusted_proxies=trusted_proxies,
+        feedback_review=env_flag("GW_FEEDBACK_REVIEW") if feedback_review is None else feedback_review,
+        acceptor_check=env_flag("GW_ACCEPTOR_CHECK") if acceptor_check is None else acceptor_check,
+    )  # fmt: skip
 
 
 def load_secrets(data_dir: Path) -> dict[str, str]:

@@ -233,8 +233,9 @@ def create_web_app(
         lang = pick_lang(q.get("lang", [""])[0])
         if path == "/wall":  # the kiosk's page (guard_wall checked the token)
             ov = cache.current()
+            rules = web.pipeline.ctx if web.pipeline is not None else None
             return router.wall_page(
-                q, lang, district=ov, live=web.live, simulated=web.simulated(), now=now_of()
+                q, lang, district=ov, live=web.live, simulated=web.simulated(), now=now_of(), rules=rules
             )
         if not logged_in():  # a kiosk cookie opens the wall only
             return router.message(t("login.required", lang), "desk")

@@ -127,15 +127,23 @@ def _key() -> str:
 
 
 def _departments(ctx: PageContext, c: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Departments for a dispatch, the class's own first."""
+    """Departments for a dispatch: a sub-centre's own units (二级派遣); else the centre's choice, the
+    class's own department first, without the sub-centres' units (theirs to dispatch to)."""
     rules = ctx.rules
     if rules is None:
         return []
+    cat = rules.catalogue
+    if c["status"] == "sub_dispatching":
+        units = [cat.departments[u] for u in cat.units_of(str(c["department"]))]
+        return [(d.code, f"{d.name} ({d.code})") for d in units]
     try:
-        own = rules.catalogue.minor(c["kind"], c["class_code"]).department
+        own = cat.minor(c["kind"], c["class_code"]).department
     except Exception:
         own = None
-    depts = sorted(rules.catalogue.departments.values(), key=lambda d: (d.code != own, d.code))
+    depts = sorted(
+        (d for d in cat.departments.values() if not cat.is_subcentre(d.parent)),
+        key=lambda d: (d.code != own, d.code),
+    )
     return [(d.code, f"{d.name} ({d.code})") for d in depts]
 
 

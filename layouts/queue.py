@@ -71,7 +71,8 @@ def queue_body(ctx: PageContext, role: str) -> list[Any]:
     """The count and the table of ``role``'s items (rebuilt on live changes)."""
     lang = ctx.lang
     policy = ctx.rules.policy if ctx.rules is not None else None
-    items = worklist(role, ctx.live.open_cases() if ctx.live is not None else (), policy)
+    mine = ctx.person.get("department") if ctx.person.get("role") == "department" else None
+    items = worklist(role, ctx.live.open_cases() if ctx.live is not None else (), policy, mine)
     if not items:
         return [html.P(t("queue.empty", lang), className="gw-dim gw-q-empty")]
     names = {s.code: s.name for s in ctx.overview.streets}
@@ -89,7 +90,8 @@ def queue_body(ctx: PageContext, role: str) -> list[Any]:
 
 
 def page(ctx: PageContext, role: str) -> html.Div:
-    """``/desk/queue/<role>`` (acceptor, shift_leader, dispatcher)."""
+    """``/desk/queue/<role>`` (acceptor, shift_leader, dispatcher, department: a department person sees
+    their own department's)."""
     if role not in QUEUE_ROLES:
         raise KeyError(role)
     lang = ctx.lang

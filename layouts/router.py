@@ -19,6 +19,7 @@ from dash import Dash, Input, Output, State, html, no_update
 from dashboard import ids
 from dashboard.data import Overview
 from dashboard.i18n import t
+from domain.lifecycle import Context
 from feeds.live import LiveReader
 from layouts import case, chrome, desk, grid, orders, overview, people, queue, wall
 from layouts.chrome import ContextOf, PageContext, QueryRoute, Route, context_of
@@ -76,11 +77,13 @@ def wall_page(
     live: LiveReader | None,
     simulated: bool,
     now: datetime,
+    rules: Context | None = None,
 ) -> Any:
-    """``/wall`` (kiosk): the district's live wall, or a message until a district is imported."""
+    """``/wall`` (kiosk): the district's live wall, or a message until a district is imported;
+    ``rules``: the centre's lifecycle context (its stage strip shows the stages the centre uses)."""
     if district is None:
         return message(t("empty.district", lang), "wall")
-    return wall.page(district, query, lang, live, simulated, now)
+    return wall.page(district, query, lang, live, simulated, now, rules)
 
 
 def live_kpis(ctx: PageContext, path: str) -> Any:

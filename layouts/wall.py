@@ -21,6 +21,7 @@ from dashboard.figures import OVERDUE_COLOUR, STAGE_COLOURS, SUPERVISOR_COLOURS,
 from dashboard.heat import MODES as HEAT_MODES
 from dashboard.i18n import CATALOGUE, t
 from domain.catalogue import Catalogue
+from domain.lifecycle import Context, stages_in_use
 from feeds.live import LiveReader
 from feeds.ticks import wall_panels
 from store.geography import DistrictSummary
@@ -32,7 +33,8 @@ KPI_KEYS = (
 STAGES = tuple(STAGE_COLOURS)
 STALE_AFTER_S = 5  # no tick for this long → "data stale"
 QUEUE_ROWS = 6
-SCENES = ("overview", "streets", "supervisors", "evaluation")  # playlist: ?scenes=overview,streets&dwell=20
+# playlist: ?scenes=overview,streets&dwell=20
+SCENES = ("overview", "streets", "supervisors", "evaluation", "departments", "problems")
 DWELL_S = 20
 ALERT_SECONDS = 30  # an emergency (突发事件) takes the screen this long
 RANK_ROWS = 6  # the best three and the worst three streets when not all fit
@@ -40,7 +42,7 @@ RANK_ROWS = 6  # the best three and the worst three streets when not all fit
 
 def config(lang: str, streets: Mapping[str, str]) -> dict[str, object]:
     """What the wall script needs: element ids, texts in ``lang``, colours, orders, street names."""
-    groups = ("wall", "kpi", "status", "stage", "action", "unit", "scene", "heat")
+    groups = ("wall", "kpi", "status", "stage", "action", "unit", "scene", "heat", "kind", "source")
     texts = {k: t(k, lang) for k in CATALOGUE if k.split(".")[0] in groups}
     return {
         "lang": lang,
@@ -101,6 +103,8 @@ def layout(
     boxes: Mapping[str, Sequence[float]] | None = None,
     panels: Mapping[str, object] | None = None,
     classes: Mapping[str, str] | None = None,
+    stages: Sequence[str] = STAGES,
+    departments: Mapping[str, str] | None = None,
 ) -> html.Div:
     """The wall page (kiosk: no controls, no hover, no scrollbars); ``panels``: values at page build;
     ``classes``: ``"<kind>:<code>"`` → the 小类's name (the queue names a case's class in words)."""
@@ -115,12 +119,14 @@ def layout(
                     "data-config": json.dumps(
                         {
                             **config(lang, streets),
+                            "stages": list(stages),
                             "heat": heat,
                             "scenes": list(scenes),
                             "dwell": max(5, dwell),
                             "boxes": dict(boxes or {}),
                             "initial": dict(panels) if panels else None,
                             "classes": dict(classes or {}),
+                            "departments": dict(departments or {}),
                         },
                         ensure_ascii=False,
                     )
@@ -201,15 +207,37 @@ def layout(
                                         className="gw-stage",
                                         style={"borderTopColor": STAGE_COLOURS[s]},
                                     )
-                                    for i, s in enumerate(STAGES)
+                                    for i, s in enumerate(stages)
                                 ],
                                 id=ids.WALL_STAGES,
                                 className="gw-stages",
+                                style={"--gw-stage-n": len(stages)},
                             ),
-                            html.H2(t("wall.queue", lang)),
-                            html.Ol(id=ids.WALL_QUEUE, className="gw-queue"),
-                            html.H2(t("wall.ranking", lang)),
-                            html.Ol(id=ids.WALL_RANKING, className="gw-ranking"),
+                            html.Div(
+                                [
+                                    html.H2(t("wall.queue", lang)),
+                                    html.Ol(id=ids.WALL_QUEUE, className="gw-queue"),
+                                ],
+                                className="gw-side-col",
+                            ),
+                            html.Div(
+                                [
+                                    html.H2(t("wall.mix", lang)),
+                                    html.Div(id=ids.WALL_MIX, className="gw-mix"),
+                                    html.H2(t("wall.top", lang)),
+                                    html.Div(id=ids.WALL_TOP, className="gw-top"),
+                                ],
+                                className="gw-side-col gw-wide",
+                            ),
+                            html.Div(
+                                [
+                                    html.H2(t("wall.ranking", lang)),
+                                    html.Ol(id=ids.WALL_RANKING, className="gw-ranking"),
+                                    html.H2(t("wall.departments", lang), className="gw-wide"),
+                                    html.Ol(id=ids.WALL_DEPTS, className="gw-ranking gw-wide"),
+                                ],
+                                className="gw-side-col",
+                            ),
                         ],
                         className="gw-side",
                     ),
@@ -236,6 +264,7 @@ def page(
     live: LiveReader | None,
     simulated: bool,
     now: datetime | None = None,
+    rules: Context | None = None,
 ) -> html.Div:
     """``/wall``: the district's map and the current live values (the tiles do not wait for the socket).
 
@@ -265,8 +294,10 @@ def page(
         view = live.snapshot(now or datetime.now(UTC))
         panels = wall_panels(view, simulated=simulated, queue_rows=QUEUE_ROWS)
         classes = class_names(live.catalogue)
+    stages = STAGES if rules is None else tuple(s.value for s in stages_in_use(rules.policy, rules.catalogue))
     return layout(
         ov.summary, fig, streets=names, lang=lang, generated=ov.generated, heat=heat,
         scenes=scenes, dwell=int(dwell) if dwell.isdigit() else DWELL_S, boxes=boxes,
-        panels=panels, classes=classes,
+        panels=panels, classes=classes, stages=stages,
+        departments={c: d.name for c, d in live.catalogue.departments.items()} if live is not None else None,
     )  # fmt: skip

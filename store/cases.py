@@ -284,6 +284,14 @@ class CommandResult:
     rejection: Rejection | None = None
 
 
+def _depth(catalogue: Catalogue, code: str) -> int:
+    """How many parents a department has (parents are inserted before their units)."""
+    n, parent = 0, catalogue.departments[code].parent
+    while parent is not None:
+        n, parent = n + 1, catalogue.departments[parent].parent
+    return n
+
+
 def sync_departments(session: Session, catalogue: Catalogue) -> int:
     """Insert the catalogue's departments that the store does not have yet (parents first); the
     processes of a deployment may do it at the same moment on a new database, so a department
@@ -292,7 +300,7 @@ def sync_departments(session: Session, catalogue: Catalogue) -> int:
     have = set(session.scalars(select(Department.code)))
     rows = [
         {"code": d.code, "name": d.name, "parent_code": d.parent, "is_default": d.default}
-        for d in sorted(catalogue.departments.values(), key=lambda d: (d.parent is not None, d.code))
+        for d in sorted(catalogue.departments.values(), key=lambda d: (_depth(catalogue, d.code), d.code))
         if d.code not in have
     ]
     if rows:

@@ -36,15 +36,32 @@ class LogReplayError(RuntimeError):
     """The stored log does not replay: it was edited, or the catalogue/calendar changed."""
 
 
+def acting_department(action: Action, data: Mapping[str, Any], state: CaseState | None) -> str | None:
+    """The department a stored department event was given by (the log keeps the person, not their
+    department): a sub-centre's decision on its unit's request is the sub-centre's; a 督办回复 is the
+    department its 督办单 went to; anything else, the department holding the case."""
+    if state is None:
+        return None
+    if action in (Action.APPROVE, Action.REJECT) and state.subcentre is not None:
+        return state.subcentre
+    if action is Action.URGE_REPLY and data.get("order") is not None:
+        for o in state.orders:
+            if str(o.no) == str(data["order"]):
+                return o.target
+    return state.department
+
+
 def _command(row: Any, state: CaseState | None) -> Command:
     role = Role(row.action_role)
-    department = state.department if role is Role.DEPARTMENT and state is not None else None
+    action = Action(row.action)
+    data = dict(row.data or {})
+    department = acting_department(action, data, state) if role is Role.DEPARTMENT else None
     return Command(
-        action=Action(row.action),
+        action=action,
         case_id=row.case_id,
         actor=Actor(row.actor, role, department),
         opinion=row.opinion,
-        data=dict(row.data or {}),
+        data=data,
         key=row.key or "",
     )
 

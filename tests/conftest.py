@@ -187,10 +187,12 @@ def city_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """One ``python app.py run`` with its simulation, from an empty folder, shared by the browser test
-    modules (a first start builds the district and a week of history: about half a minute each)."""
+    modules (a first start builds the district and a week of history: about half a minute each).
+    The centre has both of the two centres' optional steps (反馈审核, 派发核查): the simulation and the
+    desk's loop go through them."""
     from tests.serve import run_app
 
-    with run_app(tmp_path_factory.mktemp("app"), timeout=240) as srv:
+    with run_app(tmp_path_factory.mktemp("app"), "--feedback-review", "--acceptor-check", timeout=240) as srv:
         yield srv
 
 

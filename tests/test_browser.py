@@ -122,9 +122,11 @@ def test_wall_is_live(
     assert page.inner_text(f"#{ids.WALL_SIM}") == "模拟数据"  # type: ignore[attr-defined]
     reported = page.inner_text(f"#{ids.WALL_KPIS}-reported").replace(",", "")  # type: ignore[attr-defined]
     assert reported.isdigit() and int(reported) > 0
+    shown_stages = page.locator(".gw-stage").count()  # type: ignore[attr-defined]
+    assert shown_stages == 11  # the app runs with 反馈审核 and 派发核查, and has sub-centres
     stages = [
         int(page.inner_text(f"#{ids.WALL_STAGES}-{i}"))  # type: ignore[attr-defined]
-        for i in range(8)
+        for i in range(shown_stages)
     ]
     assert sum(stages) > 0
     assert page.locator(".gw-queue-row").count() > 0  # type: ignore[attr-defined]
@@ -134,9 +136,20 @@ def test_wall_is_live(
     assert shown and set(shown) <= names, shown
     assert page.inner_text(f"#{ids.WALL_TICKER}").strip()  # type: ignore[attr-defined]
     page.wait_for_selector(".gw-rank-row", timeout=20_000)  # type: ignore[attr-defined]
-    grades = page.locator(".gw-rank-grade").all_inner_texts()  # type: ignore[attr-defined]
+    grades = page.locator(f"#{ids.WALL_RANKING} .gw-rank-grade").all_inner_texts()  # type: ignore[attr-defined]
     assert 0 < len(grades) <= 6 and set(grades) <= set("ABCDE–")
     assert page.locator(".gw-hour").count() == 24  # type: ignore[attr-defined]
+    # the statistics the evaluation is for: beside the queue and the ranking on a 32:9 wall (a 16:9
+    # wall shows them as scenes): departments by score, today's 部件/事件 and sources, 高发问题
+    wide = size[0] / size[1] >= 3
+    for box, least in ((ids.WALL_DEPTS, 2), (ids.WALL_MIX, 3), (ids.WALL_TOP, 2)):
+        assert page.is_visible(f"#{box}") == wide, box  # type: ignore[attr-defined]
+        if wide:
+            page.wait_for_function(  # type: ignore[attr-defined]  # the ranking chore's first minute
+                f"() => document.getElementById('{box}').children.length > 0", timeout=90_000
+            )
+            rows = page.locator(f"#{box} .gw-rank-row, #{box} .gw-bar").all_inner_texts()  # type: ignore[attr-defined]
+            assert len(rows) >= least and all(r.strip() for r in rows), (box, rows)
     drawn = page.evaluate(  # type: ignore[attr-defined]  # supervisors on the canvas, where they are
         f"() => {{ const at = {MARK_AT}; const p = window.__gw.marks.points('supervisors');"
         " return p.lon.filter((x, i) => at(['supervisors', x, p.lat[i]])).length; }"
@@ -194,6 +207,36 @@ def test_wall_evaluation_scene_shows_every_street(server: Server, browser: objec
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "wall-scene-evaluation-1920x1080.png"))  # type: ignore[attr-defined]
     page.wait_for_function(f"() => {board}.hidden", timeout=20_000)  # type: ignore[attr-defined]  # next scene
+    real_errors = [e for e in errors if "GPU stall" not in e and "WebGL" not in e]
+    assert not real_errors, real_errors
+    page.close()  # type: ignore[attr-defined]
+
+
+def test_wall_statistics_scenes_show_departments_and_the_most_reported_problems(
+    server: Server, browser: object
+) -> None:
+    """On a 16:9 wall the departments' ranking and the 高发问题 with today's mix are scenes."""
+    page, errors, _ = _open(browser, server.wall_url + "&scenes=departments,problems&dwell=5", 1920, 1080)
+    board = f"document.getElementById('{ids.WALL_BOARD}')"
+    scene = f"document.getElementById('{ids.WALL_SCENE}')"
+    page.wait_for_function(  # type: ignore[attr-defined]
+        f"() => !{board}.hidden && {scene}.textContent.startsWith('部门') && {board}.children.length > 1",
+        timeout=90_000,
+    )
+    rows = page.locator(f"#{ids.WALL_BOARD} .gw-rank-row").all_inner_texts()  # type: ignore[attr-defined]
+    names = {d.name for d in load_catalogue("cjt214").departments.values()}
+    assert rows and all(any(n in r for n in names) for r in rows), rows[:3]
+    page.wait_for_function(  # type: ignore[attr-defined]
+        f"() => !{board}.hidden && {scene}.textContent.startsWith('高发')"
+        f" && !!{board}.querySelector('.gw-bar')",
+        timeout=30_000,
+    )
+    text = page.inner_text(f"#{ids.WALL_BOARD}")  # type: ignore[attr-defined]
+    assert "事件" in text and "部件" in text and "今日" in text and "本月" in text
+    classes = {c.name for c in load_catalogue("cjt214").classes}
+    assert any(c in text for c in classes)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "wall-scene-problems-1920x1080.png"))  # type: ignore[attr-defined]
     real_errors = [e for e in errors if "GPU stall" not in e and "WebGL" not in e]
     assert not real_errors, real_errors
     page.close()  # type: ignore[attr-defined]

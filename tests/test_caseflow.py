@@ -106,6 +106,7 @@ def test_calibration_over_a_week_matches_dongcheng(week) -> None:
     assert 0.06 <= s["self_handled_share"] <= 0.10
     assert 0.001 <= s["void_after_filing_share"] <= 0.008
     assert 0.001 <= s["error_closed_share"] <= 0.007
+    assert 0.07 <= s["second_dispatch_share"] <= 0.13  # 10 % via the street's sub-centre (二级派遣)
     assert 0.03 <= s["reworked_share"] <= 0.08
     assert 0.05 <= s["breaching_share"] <= 0.10
     assert 9 <= s["peak_hour"] <= 11
@@ -185,3 +186,53 @@ def test_bad_arguments_are_refused_and_stream_is_lazy() -> None:
     first = list(islice(generate(MON, 365, GRIDS, CTX, seed=1), 100))
     assert len(first) == 100 and first[0][0].action is Action.REPORT
     assert summarise([])["cases"] == 0
+
+
+def test_a_centre_with_both_optional_steps_gets_them_in_calibrated_shares() -> None:
+    """With 反馈审核 and 派发核查 in the policy every handled case goes through both (3 % of reviews
+    sent back; the acceptor's sending delay is uniform 1–20 min against a 15-min limit: ~74 % on
+    time); without them, neither command appears."""
+    both = Context(
+        catalogue=CAT,
+        calendar=load_calendar(),
+        policy=Policy(feedback_review=True, acceptor_issues_check=True),
+    )
+    flow = generate(MON, 3, GRIDS, both, seed=5)
+    commands = run(flow)
+    actions = Counter(cmd.action for cmd, _ in commands)
+    reviews = [cmd for cmd, _ in commands if cmd.action is Action.REVIEW]
+    back = sum(not cmd.data["passed"] for cmd in reviews)
+    # every feedback is reviewed (but those at the horizon)
+    assert 0.99 * actions[Action.FEEDBACK] <= actions[Action.REVIEW] <= actions[Action.FEEDBACK]
+    assert actions[Action.FEEDBACK] > 1000
+    assert 0.015 <= back / len(reviews) <= 0.05
+    # every 核查 answers a task the acceptor sent (some sent at the horizon are not answered yet)
+    assert 0.99 * actions[Action.SEND_CHECK] <= actions[Action.CHECK] <= actions[Action.SEND_CHECK]
+    assert all(cmd.actor.role is Role.DISPATCHER for cmd in reviews)
+    sent = [(cmd, at) for cmd, at in commands if cmd.action is Action.SEND_CHECK]
+    assert all(cmd.actor.role is Role.ACCEPTOR for cmd, _ in sent)
+    plain = Counter(
+        cmd.action for cmd, _ in run(generate(MON, 1, GRIDS[:50], CTX, seed=5, reports_per_day=300))
+    )
+    assert plain[Action.REVIEW] == plain[Action.SEND_CHECK] == 0 and plain[Action.CHECK] > 0
+
+
+def test_second_dispatches_go_from_a_street_s_sub_centre_to_its_own_units(week) -> None:
+    """二级派遣 in the stream: the centre dispatches to the sub-centre of the case's street (one per
+    street, round robin), which dispatches on to one of its own units; never across streets."""
+    flow, commands = week
+    street_subs: dict[str, set[str]] = defaultdict(set)
+    second = 0
+    for cmd, _ in commands:
+        if cmd.action is not Action.DISPATCH:
+            continue
+        target = cmd.data["department"]
+        if cmd.actor.role is Role.DEPARTMENT:  # the sub-centre's 二级派遣
+            second += 1
+            assert CAT.is_subcentre(cmd.actor.department)
+            assert target in CAT.units_of(str(cmd.actor.department))
+        elif CAT.is_subcentre(target):
+            street_subs[flow.cases[cmd.case_id].grid[:9]].add(target)
+    assert second > 300
+    assert all(len(subs) == 1 for subs in street_subs.values())
+    assert len(street_subs) == 17

@@ -13,7 +13,8 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from dashboard import ids
 from dashboard.auth import SESSION_COOKIE, LoginLimiter, hash_id, safe_next
 from dashboard.deskdata import segments
 from domain.errors import RosterError
+from domain.lifecycle import Policy
 from domain.supervisor import distance_m
 from feeds.sockets import KIOSK_COOKIE
 from gridwall.runtime import Runtime, Seams, build
@@ -49,6 +51,8 @@ PEOPLE = {  # person id → (role, department)
     "lead": ("shift_leader", None),
     "disp": ("dispatcher", None),
     "dept10": ("department", "10"),
+    "sub9101": ("department", "9101"),  # 东华门街道分中心 (二级派遣)
+    "unit910101": ("department", "910101"),  # its 城管执法队
     "sup-login": ("supervisor", None),
 }
 
@@ -797,6 +801,116 @@ def test_an_urging_order_reaches_the_department_s_list_and_case_page_and_its_rep
     assert listed is None or case_id not in texts(listed)
     again = _command(who["dept10"], srv, action="urge_reply", case_id=case_id, opinion="再次回复")
     assert again.status_code == 409 and again.json()["error"] == "no_open_order"
+
+
+@contextmanager
+def centre_policy(srv: DeskServer, policy: Policy) -> Iterator[None]:
+    """Run the server's lifecycle with another centre policy (as ``--feedback-review`` and
+    ``--acceptor-check`` set it at start), then put the old one back."""
+    pipeline = srv.core.pipeline
+    before = pipeline.ctx
+    pipeline.ctx = replace(before, policy=policy)
+    try:
+        yield
+    finally:
+        pipeline.ctx = before
+
+
+def test_the_command_centre_reviews_the_feedback_and_the_acceptor_sends_the_check_task(
+    srv: DeskServer,
+) -> None:
+    """The two centres on the desk: the dispatcher (指挥中心) sends a 处理反馈 back with an opinion,
+    then passes the next one; the acceptor (监督中心) sends the 核查 task, which goes to the grid's
+    supervisor; each step is on the role's work list and case page, and in the stage strip's words."""
+    both = Policy(feedback_review=True, acceptor_issues_check=True)
+    with centre_policy(srv, both):
+        case_id, _ = _report(srv, srv.spots[7])
+        who = {pid: login_http(srv.url, pid, PASSWORD) for pid in ("acc", "lead", "disp", "dept10")}
+        steps = (("acc", "accept"), ("lead", "file"), ("disp", "dispatch"), ("dept10", "handle"))
+        for pid, action in steps:
+            done = _command(who[pid], srv, action=action, case_id=case_id, opinion="已处置")
+            assert done.json()["accepted"], (action, done.text)
+
+        def listed(role: str) -> list[str]:
+            page = dash_page(who["disp" if role == "dispatcher" else "acc"], srv.url, f"/desk/queue/{role}")
+            return texts(find(page.json(), ids.QUEUE_BODY))
+
+        assert case_id in listed("dispatcher") and "审核处置反馈" in listed("dispatcher")
+        page = _case_page(who["disp"], srv, case_id)
+        buttons = [c["props"]["children"] for c in _components(page) if "data-gw-action" in c["props"]]
+        review = ["Pass the feedback (to check)", "Send back to the department"]
+        assert [b for b in buttons if b in review] == review, buttons
+        assert "To review" in texts(page)
+        assert "review" not in _actions(_case_page(who["acc"], srv, case_id))  # the 指挥中心's, not his
+        bare = _command(who["disp"], srv, action="review", case_id=case_id, passed=False)
+        assert bare.status_code == 422 and bare.json()["error"] == "missing_opinion"
+        back = _command(who["disp"], srv, action="review", case_id=case_id, passed=False, opinion="照片不清")
+        assert back.json()["accepted"], back.text
+        assert "feedback" in _actions(_case_page(who["dept10"], srv, case_id))  # his again: 返工
+        again = _command(who["dept10"], srv, action="handle", case_id=case_id, opinion="已重新处置")
+        assert again.json()["accepted"]
+        passed = _command(who["disp"], srv, action="review", case_id=case_id, passed=True)
+        assert passed.json()["accepted"], passed.text
+        with session_factory(srv.engine)() as s:
+            case = s.get(Case, case_id)
+            assert case is not None and case.status == "to_send_check"
+            assert not s.scalars(select(Task).where(Task.case_id == case_id, Task.kind == "check")).all()
+        assert case_id in listed("acceptor") and "派发核查" in listed("acceptor")
+        assert "send_check" in _actions(_case_page(who["acc"], srv, case_id))
+        sent = _command(who["acc"], srv, action="send_check", case_id=case_id)
+        assert sent.json()["accepted"], sent.text
+        with session_factory(srv.engine)() as s:
+            case = s.get(Case, case_id)
+            tasks = s.scalars(select(Task).where(Task.case_id == case_id, Task.kind == "check")).all()
+            assert case is not None and case.status == "to_check"
+            assert [t.assignee for t in tasks] == [srv.spots[7].person], "the grid's supervisor has it"
+            q = select(CaseEventRow.action).where(CaseEventRow.case_id == case_id).order_by(CaseEventRow.id)
+            events = list(s.scalars(q))
+        assert events[-5:] == ["feedback", "review", "feedback", "review", "send_check"], events
+        timeline = " ".join(texts(find(_case_page(who["lead"], srv, case_id), ids.CASE_TIMELINE)))
+        assert "照片不清" in timeline
+
+
+def test_a_street_sub_centre_dispatches_on_to_its_units_from_its_work_list(srv: DeskServer) -> None:
+    """二级派遣 on the desk: the dispatcher sends a case to a 街道分中心; the sub-centre's work list has
+    it; its case page offers only its own units; a unit's 回退 comes back to the sub-centre's list."""
+    case_id, _ = _report(srv, srv.spots[8])
+    who = {
+        pid: login_http(srv.url, pid, PASSWORD) for pid in ("acc", "lead", "disp", "sub9101", "unit910101")
+    }
+    for pid, action, more in (
+        ("acc", "accept", {}),
+        ("lead", "file", {}),
+        ("disp", "dispatch", {"department": "9101"}),
+    ):
+        done = _command(who[pid], srv, action=action, case_id=case_id, **more)
+        assert done.json()["accepted"], (action, done.text)
+
+    def listed(pid: str) -> list[str]:
+        page = dash_page(who[pid], srv.url, "/desk/queue/department", "?lang=en")
+        return texts(find(page.json(), ids.QUEUE_BODY))
+
+    assert case_id in listed("sub9101") and "Dispatch to a unit" in listed("sub9101")
+    assert case_id not in listed("unit910101")
+    page = _case_page(who["sub9101"], srv, case_id)
+    assert "To dispatch to a unit" in texts(page) or "待二级派遣" in texts(page)
+    assert "dispatch" in _actions(page) and "dispatch" not in _actions(_case_page(who["disp"], srv, case_id))
+    options = [c["props"]["value"] for c in _components(page) if c.get("type") == "Option"]
+    assert options == ["910101", "910102"], options  # its own units, nothing else
+    wrong = _command(who["sub9101"], srv, action="dispatch", case_id=case_id, department="10")
+    assert wrong.status_code == 422 and wrong.json()["error"] == "not_a_unit", wrong.text
+    sent = _command(who["sub9101"], srv, action="dispatch", case_id=case_id, department="910101")
+    assert sent.json()["accepted"], sent.text
+    assert case_id in listed("unit910101") and case_id not in listed("sub9101")
+    asked = _command(who["unit910101"], srv, action="return", case_id=case_id, opinion="属环卫职责")
+    assert asked.json()["accepted"], asked.text
+    assert case_id in listed("sub9101")  # the sub-centre decides its unit's request
+    back = _command(who["sub9101"], srv, action="approve", case_id=case_id)
+    assert back.json()["accepted"], back.text
+    with session_factory(srv.engine)() as s:
+        case = s.get(Case, case_id)
+        assert case is not None and (case.status, case.department_code) == ("sub_dispatching", "9101")
+    assert "Dispatch to a unit" in listed("sub9101")
 
 
 def test_the_nearest_supervisor_gets_the_check_task_on_a_device_and_the_result_reaches_the_case_page(

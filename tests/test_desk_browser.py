@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
@@ -47,7 +47,8 @@ SMALLEST_TEXT = """(least) => {
 
 
 OPERATORS = {"acc1": ("acceptor", None), "shift1": ("shift_leader", None), "disp1": ("dispatcher", None),
-             "dept1": ("department", "10")}  # person → (role, department)  # fmt: skip
+             "dept1": ("department", "10"), "sub1": ("department", "9101"),
+             "unit1": ("department", "910101")}  # person → (role, department)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -314,9 +315,36 @@ def _act(page: Any, action: str, done: str, scope: str = f"#{ids.CASE_ACTIONS}")
 
 
 def _stage_is(page: Any, text: str) -> None:
-    page.wait_for_function(
-        f"() => document.querySelector('.gw-facts')?.textContent.includes('{text}')", timeout=30_000
-    )
+    try:
+        page.wait_for_function(
+            f"() => document.querySelector('.gw-facts')?.textContent.includes('{text}')", timeout=30_000
+        )
+    except PlaywrightTimeout:  # what the page showed instead, for the report
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"desk-stage-not-{text}.png"), full_page=True)
+        raise
+
+
+OPINION = f"#{ids.CASE_ACTIONS} textarea[name=opinion]"
+URGE_JS = """async ({caseId, deadline}) => {
+  const csrf = document.querySelector("input[name=csrf]");
+  const r = await fetch("/api/v1/commands", {method: "POST", headers: {"Content-Type": "application/json",
+    "X-CSRF-Token": csrf ? csrf.value : ""}, body: JSON.stringify({action: "urge", case_id: caseId,
+    opinion: "今天必须处理完", data: {deadline}})});
+  return {status: r.status, body: await r.json()};
+}"""
+
+REBUILD_JS = """(store) => {
+  document.querySelector("#gw-case-actions textarea[name=opinion]").gwOld = true;
+  window.dash_clientside.set_props(store, {data: Date.now()});
+}"""
+
+
+def _case_at(page: Any, server: Server, case_id: str, action: str) -> Any:
+    """The case page, once it offers ``action`` (the live state may take a tick)."""
+    page.goto(f"{server.base}/case/{case_id}")
+    page.wait_for_selector(f"#{ids.CASE_ACTIONS} [data-gw-action={action}]", timeout=30_000)
+    return page
 
 
 def test_operators_run_the_loop_from_their_list_and_the_case_page_and_a_leader_sends_the_nearest(
@@ -333,7 +361,7 @@ def test_operators_run_the_loop_from_their_list_and_the_case_page_and_a_leader_s
                 "lon": home.lon, "lat": home.lat, "source": "hotline", "description": "井盖"}  # fmt: skip
         ack = reporter.call("report", body)
         case_id = ack["cases"][ref]
-        for user in ("acc1", "lead1", "shift1", "disp1", "dept1"):
+        for user in ("acc1", "lead1", "shift1", "disp1", "sub1", "unit1"):
             pages[user] = Watched(browser)
             login_browser(pages[user].page, server.base, user, PASSWORD)
         # the acceptor works through their list: the new case is there, accepted with one click
@@ -376,36 +404,92 @@ def test_operators_run_the_loop_from_their_list_and_the_case_page_and_a_leader_s
         _stage_is(lead, "待立案")  # the result arrives on the open page by itself
         assert "属实" in lead.inner_text(f"#{ids.CASE_TASKS}")
         pages["lead1"].check("case-task")
-        # each operator closes their step of the loop from the case page
-        for user, action, stage in (("shift1", "file", "待派遣"), ("disp1", "dispatch", "处置中"),
-                                    ("dept1", "feedback", "待核查")):  # fmt: skip
-            p = pages[user].page
-            p.goto(f"{server.base}/case/{case_id}")
-            p.wait_for_selector(f"#{ids.CASE_ACTIONS} button[data-gw-action={action}]", timeout=30_000)
-            if action == "file":  # 作废 needs an opinion: refused on the page by the rule's name
-                _act(p, "void", "missing_opinion")
-                assert "请填写意见" in p.inner_text(f"#{ids.ACT_RESULT}")
-                expected = [e for e in pages[user].errors if "status of 422" in e]  # the refusal asked for
-                assert len(expected) == 1, pages[user].errors
-                pages[user].errors.remove(expected[0])
-            _act(p, action, "已办理")
-            _stage_is(p, stage)
-        _stage_is(lead, "待核查")
-        lead.wait_for_selector(f"{first} button[data-gw-action=assign]", timeout=30_000)
+        # the shift leader files it (作废 needs an opinion: refused on the page by the rule's name)
+        shift = pages["shift1"].page
+        shift.goto(f"{server.base}/case/{case_id}")
+        shift.wait_for_selector(f"#{ids.CASE_ACTIONS} button[data-gw-action=file]", timeout=30_000)
+        _act(shift, "void", "missing_opinion")
+        assert "请填写意见" in shift.inner_text(f"#{ids.ACT_RESULT}")
+        expected = [e for e in pages["shift1"].errors if "status of 422" in e]  # the refusal asked for
+        assert len(expected) == 1, pages["shift1"].errors
+        pages["shift1"].errors.remove(expected[0])
+        _act(shift, "file", "已办理")
+        _stage_is(shift, "待派遣")
+        # 二级派遣: the dispatcher sends it to the street's sub-centre, which sends it on to its unit
+        disp = _case_at(pages["disp1"].page, server, case_id, "dispatch")
+        disp.select_option(f"#{ids.CASE_ACTIONS} select[name=department]", "9101")
+        _act(disp, "dispatch", "已办理")
+        _stage_is(disp, "待二级派遣")
+        sub = _case_at(pages["sub1"].page, server, case_id, "dispatch")
+        units = sub.eval_on_selector_all(
+            f"#{ids.CASE_ACTIONS} select[name=department] option", "os => os.map(o => o.value)"
+        )
+        assert units == ["910101", "910102"], units  # only its own units
+        sub.select_option(f"#{ids.CASE_ACTIONS} select[name=department]", "910101")
+        _act(sub, "dispatch", "已办理")
+        _stage_is(sub, "处置中")
+        pages["sub1"].check("case-second-dispatch")
+        # 督办: the leader's 督办单 to the unit, due in 2 s (a client sets the deadline); replied late
+        due = datetime.now(UTC) + timedelta(seconds=2)
+        urged = lead.evaluate(URGE_JS, {"caseId": case_id, "deadline": due.isoformat()})
+        assert urged["status"] == 200, urged
+        while datetime.now(UTC) <= due:  # the condition: the reply deadline has passed
+            lead.wait_for_timeout(100)
+        unit = _case_at(pages["unit1"].page, server, case_id, "urge_reply")
+        assert "逾期未回复" in unit.inner_text(f"#{ids.CASE_ORDERS}")
+        unit.fill(OPINION, "已到场")
+        # a live rebuild of the case body while the opinion is typed keeps what was typed
+        unit.evaluate(REBUILD_JS, ids.CASE_REFRESH)
+        unit.wait_for_function(f"() => !document.querySelector('{OPINION}').gwOld", timeout=30_000)
+        assert unit.input_value(OPINION) == "已到场"
+        _act(unit, "urge_reply", "已办理")
+        unit.wait_for_function(
+            f"() => document.getElementById('{ids.CASE_ORDERS}')?.textContent.includes('逾期回复')",
+            timeout=30_000,
+        )
+        # the unit reports it handled; the 指挥中心 (dispatcher) sends the feedback back once, with an
+        # opinion; the second feedback passes
+        _act(unit, "feedback", "已办理")
+        _stage_is(unit, "待审核")
+        _stage_is(disp, "待审核")
+        disp.wait_for_selector(f"#{ids.CASE_ACTIONS} .gw-act-review_back button", timeout=30_000)
+        disp.fill(OPINION, "照片看不出已修复")
+        _act(disp, "review", "已办理", scope=f"#{ids.CASE_ACTIONS} .gw-act-review_back")
+        _stage_is(disp, "处置中")
+        _stage_is(unit, "处置中")
+        unit.wait_for_selector(f"#{ids.CASE_ACTIONS} button[data-gw-action=feedback]", timeout=30_000)
+        _act(unit, "feedback", "已办理")
+        _stage_is(disp, "待审核")
+        disp.wait_for_selector(f"#{ids.CASE_ACTIONS} .gw-act-review_pass button", timeout=30_000)
+        _act(disp, "review", "已办理", scope=f"#{ids.CASE_ACTIONS} .gw-act-review_pass")
+        _stage_is(disp, "待派核查")
+        pages["disp1"].check("case-review")
+        # the acceptor (监督中心) sends the 核查 task from the work list
+        acc.goto(f"{server.base}/desk/queue/acceptor")
+        acc.wait_for_selector(f"{row} button[data-gw-action=send_check]", timeout=30_000)
+        assert "派发核查" in acc.inner_text(row)
         mark = near.mark()
-        _act(lead, "assign", "已办理", scope=first)
+        _act(acc, "send_check", "已办理", scope=row)
+        _stage_is(lead, "待核查")
+        # the check goes to the supervisor who verified it; their handset reports it fixed
         near.wait("task", lambda m: m["case_id"] == case_id and m["task"] == "check", since=mark, timeout=15)
         result = {"id": f"c-{ref}", "case_id": case_id, "task": "check", "result": True}
         assert near.call("task_result", {**result, "at": _now()})["accepted"]
-        shift = pages["shift1"].page
         _stage_is(shift, "待结案")
         _act(shift, "close", "已办理")
         shift.wait_for_function(
             "() => document.querySelector('.gw-facts')?.textContent.includes('已结案')", timeout=30_000
         )
         timeline = shift.inner_text(f"#{ids.CASE_TIMELINE}")
-        for step in ("上报", "受理", "指派", "核实", "立案", "派遣", "处置反馈", "核查", "结案"):
+        steps = ("上报", "受理", "指派", "核实", "立案", "派遣", "督办", "督办回复", "处置反馈", "反馈审核")
+        for step in (*steps, "照片看不出已修复", "派发核查", "核查", "结案"):
             assert step in timeline, step
+        # the indicators: the acceptor's 核查按时派发率 has its data (one task, sent at once)
+        acc.goto(f"{server.base}/evaluation?level=acceptor&period=day")
+        cell = acc.locator("tr", has_text="acc1").locator("td[data-dash-column=check_send_on_time_rate]")
+        cell.wait_for(timeout=30_000)
+        assert cell.inner_text().startswith("100"), cell.inner_text()
+        pages["acc1"].check("evaluation-acceptor")
         pages["shift1"].check("case-closed")
         for w in pages.values():
             assert not w.errors, w.errors[:5]

@@ -8,6 +8,7 @@ the implementation.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -52,6 +53,7 @@ from domain.lifecycle import (
     CaseState,
     Command,
     Context,
+    Policy,
     Role,
     Source,
     apply,
@@ -93,17 +95,17 @@ def info(case: str, grid: str, source: Source, reporter: str) -> CaseInfo:
     return CaseInfo(case, grid, source, reporter, CaseKind.COMPONENT, "0101")
 
 
-def history(case_info: CaseInfo, steps: list[tuple[Command, datetime]]) -> list[Record]:
+def history(case_info: CaseInfo, steps: list[tuple[Command, datetime]], ctx: Context = CTX) -> list[Record]:
     """Apply every step (each must be accepted) and pair each event with the state after it."""
     state: CaseState | None = None
     records: list[Record] = []
     for command, at in steps:
-        out = apply(state, command, at, CTX)
+        out = apply(state, command, at, ctx)
         assert isinstance(out, Accepted), (command.action, out)
         state = out.state
         records.extend((case_info, ev, state) for ev in out.events)
     # the same commands through lifecycle.replay end in the same state
-    final, events, rejections = replay(steps, CTX)
+    final, events, rejections = replay(steps, ctx)
     assert rejections == [] and final == state and len(events) == len(records)
     return records
 
@@ -662,6 +664,166 @@ def test_urging_orders_and_their_replies_charge_the_department_urged() -> None:
     assert (d10.urged, d10.urge_orders, d10.urge_replied, d10.urge_replied_on_time) == (2, 2, 2, 1)
     assert indicators(d10).urge_reply_on_time_rate == 0.5
     assert (district.urged, district.urge_orders) == (3, 2)  # the centre's urge counts, without an order
+
+
+TWO_CENTRES = replace(CTX, policy=Policy(feedback_review=True, acceptor_issues_check=True))
+
+
+def two_centres_history() -> list[Record]:
+    """Two cases on Wednesday through the 指挥中心's 反馈审核 and the acceptor's 派发核查
+    (limits: 反馈审核 30', 派发核查 15', 核查 30')."""
+    # R1 (G1, sup-1's report) dispatched to 10 at 20' · feedback 60' → 待审核 · disp-1 sends it back at
+    # 80' (返工 of department 10) · feedback again 120' · disp-2 passes it 130' → 待派核查 · acc-1 sends
+    # the 核查 task to sup-3 at 160' (30' after: late) · sup-3 checks 170' (10': on time) · closed 175'
+    r1 = history(
+        info("R1", G1, Source.SUPERVISOR, "sup-1"),
+        [
+            (c("R1", Action.REPORT, SUP1, **CLASS, source="supervisor"), m(WED, 0)),
+            (c("R1", Action.ACCEPT, ACC), m(WED, 5)),
+            (c("R1", Action.FILE, LEAD), m(WED, 10)),
+            (c("R1", Action.DISPATCH, DISP), m(WED, 20)),
+            (c("R1", Action.FEEDBACK, DEPT10, "已处置"), m(WED, 60)),
+            (c("R1", Action.REVIEW, DISP, "照片未见处置效果", passed=False), m(WED, 80)),
+            (c("R1", Action.FEEDBACK, DEPT10, "已重新处置"), m(WED, 120)),
+            (c("R1", Action.REVIEW, DISP2, passed=True), m(WED, 130)),
+            (c("R1", Action.SEND_CHECK, ACC, assignee="sup-3"), m(WED, 160)),
+            (c("R1", Action.CHECK, SUP3, passed=True), m(WED, 170)),
+            (c("R1", Action.CLOSE, LEAD), m(WED, 175)),
+        ],
+        TWO_CENTRES,
+    )
+    # R2 (G3, sup-3's report) dispatched to 10 at 20' · feedback 60' · disp-1 passes it at 70' · acc-1
+    # sends the 核查 task at 80' (10': on time; no assignee → G3's supervisor sup-3) · sup-3 checks at
+    # 100' (20': on time) · closed 105'
+    r2 = history(
+        info("R2", G3, Source.SUPERVISOR, "sup-3"),
+        [
+            (c("R2", Action.REPORT, SUP3, **CLASS, source="supervisor"), m(WED, 0)),
+            (c("R2", Action.ACCEPT, ACC), m(WED, 5)),
+            (c("R2", Action.FILE, LEAD), m(WED, 10)),
+            (c("R2", Action.DISPATCH, DISP), m(WED, 20)),
+            (c("R2", Action.FEEDBACK, DEPT10, "已处置"), m(WED, 60)),
+            (c("R2", Action.REVIEW, DISP, passed=True), m(WED, 70)),
+            (c("R2", Action.SEND_CHECK, ACC), m(WED, 80)),
+            (c("R2", Action.CHECK, SUP3, passed=True), m(WED, 100)),
+            (c("R2", Action.CLOSE, LEAD), m(WED, 105)),
+        ],
+        TWO_CENTRES,
+    )
+    return r1 + r2
+
+
+def test_the_two_centres_steps_charge_the_reviewer_the_department_and_the_acceptor() -> None:
+    agg = charged(two_centres_history())
+    district = wed(agg, ObjectType.DISTRICT, DISTRICT)
+    # 处置 3 (R1 twice, R2); R1's first feedback sent back: 返工 1, 审核退回 1; 反馈审核 3
+    assert (district.handled, district.reworked, district.review_returned, district.reviewed) == (3, 1, 1, 3)
+    # 应结案 = 处置 3 − 返工 1 = 2 = 结案 2: 结案率 100 %
+    assert (indicators(district).to_close, district.closed, indicators(district).close_rate) == (2, 2, 1.0)
+    # a 核查 task went out once per case, when the acceptor sent it (not at the feedback nor the review)
+    assert (district.to_check, district.checked, district.checked_on_time) == (2, 2, 2)
+    # department 10: 应处置 = 派遣 2 + 返工 1 = 3, 返工率 1/3 (the review's send-back is its 返工)
+    d10 = wed(agg, ObjectType.DEPARTMENT, "10")
+    assert (d10.handled, d10.reworked, d10.review_returned) == (3, 1, 1)
+    assert indicators(d10).to_handle == 3 and indicators(d10).rework_rate == pytest.approx(1 / 3)
+    # the reviewers: disp-1 reviewed R1 (back) and R2, disp-2 R1 (pass); their 准确派遣率 is untouched
+    disp1, disp2 = wed(agg, ObjectType.DISPATCHER, "disp-1"), wed(agg, ObjectType.DISPATCHER, "disp-2")
+    assert (disp1.reviewed, disp2.reviewed, disp1.returned) == (2, 1, 0)
+    assert indicators(disp1).accurate_dispatch_rate == 1.0
+    # acc-1 sent 2 核查 tasks, R2's on time: 核查按时派发率 50 %, now part of his 综合指标值
+    acc = wed(agg, ObjectType.ACCEPTOR, "acc-1")
+    assert (acc.check_sent, acc.check_sent_on_time) == (2, 1)
+    assert indicators(acc).check_send_on_time_rate == 0.5
+    score = acceptor_score(indicators(acc))
+    assert "核查按时派发率" not in score.missing and "核实按时派发率" in score.missing
+    # 核查按时派发率 50 → 50 points × 0.35, 受理数 2 → band 0 × 0.25; 核实按时派发率 (no 核实) left out
+    assert score.value == pytest.approx(round((0.35 * 50 + 0.25 * 0) / 0.60, 2))
+    # the 核查 obligations: R1's was sent to sup-3 by name, R2's to G3's supervisor sup-3
+    sup3 = wed(agg, ObjectType.SUPERVISOR, "sup-3")
+    assert (sup3.to_check, sup3.checked, sup3.checked_on_time) == (2, 2, 2)
+    assert wed(agg, ObjectType.SUPERVISOR, "sup-1").to_check == 0
+    # the same rows when rebuilt from the log
+    again = DailyAggregates(responsible=RESPONSIBLE)
+    again.rebuild(sorted(two_centres_history(), key=lambda r: r[1].at))
+    assert again.as_dict() == agg.as_dict()
+
+
+SUB_9101 = Actor("sub-9101", Role.DEPARTMENT, department="9101")  # 东华门街道分中心 (shipped list)
+SUB_9102 = Actor("sub-9102", Role.DEPARTMENT, department="9102")
+UNIT_910101 = Actor("u-910101", Role.DEPARTMENT, department="910101")  # its 城管执法队
+UNIT_910102 = Actor("u-910102", Role.DEPARTMENT, department="910102")  # its 环境卫生所
+
+
+def second_dispatch_history() -> list[Record]:
+    """Two cases on Wednesday through 街道分中心 (二级派遣 limit 30', 派遣 15')."""
+    # S1 (G1): disp-1 dispatches to sub-centre 9101 at 20' (10' after filing: on time) · 9101 dispatches
+    # on to its unit 910101 at 40' (20': on time) · 910101 asks 回退 at 60', 9101 approves at 70' · 9101
+    # dispatches to 910102 at 110' (40': late) · 910102 handles at 200' (2工作日: on time) · checked,
+    # closed
+    s1 = history(
+        info("S1", G1, Source.SUPERVISOR, "sup-1"),
+        [
+            (c("S1", Action.REPORT, SUP1, **CLASS, source="supervisor"), m(WED, 0)),
+            (c("S1", Action.ACCEPT, ACC), m(WED, 5)),
+            (c("S1", Action.FILE, LEAD), m(WED, 10)),
+            (c("S1", Action.DISPATCH, DISP, department="9101"), m(WED, 20)),
+            (c("S1", Action.DISPATCH, SUB_9101, department="910101"), m(WED, 40)),
+            (c("S1", Action.REQUEST_RETURN, UNIT_910101, "属环卫职责"), m(WED, 60)),
+            (c("S1", Action.APPROVE, SUB_9101), m(WED, 70)),
+            (c("S1", Action.DISPATCH, SUB_9101, department="910102"), m(WED, 110)),
+            (c("S1", Action.FEEDBACK, UNIT_910102, "已清理"), m(WED, 200)),
+            (c("S1", Action.CHECK, SUP1, passed=True), m(WED, 210)),
+            (c("S1", Action.CLOSE, LEAD), m(WED, 220)),
+        ],
+    )
+    # S2 (G3): disp-1 dispatches to sub-centre 9102 at 20' · 9102 asks 回退 (not its street) at 30',
+    # disp-1 approves at 40' (back to 待派遣) · disp-1 dispatches to department 10 at 50'
+    s2 = history(
+        info("S2", G3, Source.SUPERVISOR, "sup-3"),
+        [
+            (c("S2", Action.REPORT, SUP3, **CLASS, source="supervisor"), m(WED, 0)),
+            (c("S2", Action.ACCEPT, ACC), m(WED, 5)),
+            (c("S2", Action.FILE, LEAD), m(WED, 10)),
+            (c("S2", Action.DISPATCH, DISP, department="9102"), m(WED, 20)),
+            (c("S2", Action.REQUEST_RETURN, SUB_9102, "不属本街道"), m(WED, 30)),
+            (c("S2", Action.APPROVE, DISP), m(WED, 40)),
+            (c("S2", Action.DISPATCH, DISP, department="10"), m(WED, 50)),
+        ],
+    )
+    return s1 + s2
+
+
+def test_second_dispatch_charges_the_sub_centre_its_units_and_the_centre_apart() -> None:
+    agg = charged(second_dispatch_history())
+    # sub-centre 9101: received S1 twice (the centre's dispatch, its unit's 回退), dispatched it on twice,
+    # once on time, once misrouted: 按时二级派遣率 1/2, 二级派遣准确率 1/2; it handles nothing itself
+    s9101 = wed(agg, ObjectType.DEPARTMENT, "9101")
+    assert (s9101.sub_received, s9101.sub_dispatched, s9101.sub_dispatched_on_time, s9101.sub_returned) == (
+        2, 2, 1, 1,
+    )  # fmt: skip
+    ind = indicators(s9101)
+    assert (ind.sub_dispatch_on_time_rate, ind.accurate_sub_dispatch_rate) == (0.5, 0.5)
+    assert (s9101.dispatched, s9101.handled, ind.to_handle, ind.handle_rate) == (0, 0, 0, None)
+    # its units: 910101 received and returned S1 (应处置 0); 910102 handled it on time and it closed
+    u1, u2 = wed(agg, ObjectType.DEPARTMENT, "910101"), wed(agg, ObjectType.DEPARTMENT, "910102")
+    assert (u1.dispatched, u1.returned, indicators(u1).to_handle) == (1, 1, 0)
+    assert (u2.dispatched, u2.handled, u2.handled_on_time, u2.closed) == (1, 1, 1, 1)
+    assert (indicators(u2).handle_rate, indicators(u2).close_rate) == (1.0, 1.0)
+    # sub-centre 9102 sent S2 back to the centre: its obligation is taken back; the centre dispatcher's
+    # dispatch to it was his 错派 (准确派遣率 = (3 − 1) / 3), and department 10 got S2
+    s9102 = wed(agg, ObjectType.DEPARTMENT, "9102")
+    assert (s9102.sub_received, s9102.sub_dispatched, s9102.returned) == (0, 0, 0)
+    disp1 = wed(agg, ObjectType.DISPATCHER, "disp-1")
+    assert (disp1.dispatched, disp1.returned, disp1.dispatched_on_time) == (3, 1, 3)
+    assert indicators(disp1).accurate_dispatch_rate == pytest.approx(2 / 3)
+    assert wed(agg, ObjectType.DEPARTMENT, "10").dispatched == 1
+    # regions count the centre's dispatches only: S1 once, S2 twice (one returned)
+    district = wed(agg, ObjectType.DISTRICT, DISTRICT)
+    assert (district.dispatched, district.returned, district.to_dispatch) == (3, 1, 3)
+    assert (district.sub_received, district.sub_dispatched) == (0, 0)
+    again = DailyAggregates(responsible=RESPONSIBLE)
+    again.rebuild(sorted(second_dispatch_history(), key=lambda r: r[1].at))
+    assert again.as_dict() == agg.as_dict()
 
 
 # --- periods and daily rows -------------------------------------------------------------------

@@ -172,12 +172,18 @@ def test_rankings_sum_the_stored_days(evaluated: Engine) -> None:
         quiet = got.drop(index=list(expected.index))
         assert (quiet[list(COUNTER_NAMES)] == 0).all().all()  # listed (every known object) with nothing
         assert list(r.frame["rank"]) == list(range(1, len(r.frame) + 1))
-    # the street table is the domain's evaluation_table over the daily rows, day by day
-    r = ranking(evaluated, ObjectType.STREET, period, now=datetime.now(UTC))
+    # the street table is the domain's evaluation_table over the daily rows, day by day, with the
+    # cases still handling late at the period's end in 应结案 (超时未处置)
+    now = datetime.now(UTC)
+    r = ranking(evaluated, ObjectType.STREET, period, now=now)
     assert set(r.frame["object_id"]) == streets
+    end = datetime.combine(period.end + timedelta(days=1), datetime.min.time(), SHANGHAI)
+    with evaluated.connect() as conn:
+        late = overdue_unhandled(conn, ObjectType.STREET, min(now, end))
     direct = evaluation_table(
-        every_day, ObjectType.STREET, streets, period.start, period.end, grids_per_region=grids
-    )
+        every_day, ObjectType.STREET, streets, period.start, period.end, grids_per_region=grids,
+        overdue_unhandled=late,
+    )  # fmt: skip
     cols = ["object_id", "score", "grade", *COUNTER_NAMES]
     pd.testing.assert_frame_equal(r.frame[cols].reset_index(drop=True), direct[cols].reset_index(drop=True))
     assert r.frame["grade"].notna().sum() >= 10  # a simulated district is graded

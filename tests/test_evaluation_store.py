@@ -14,7 +14,7 @@ from domain.lifecycle import Context
 from feeds.sources.caseflow import generate
 from store.cases import execute
 from store.db import session_factory
-from store.evaluation import rebuild_aggregates
+from store.evaluation import acting_department, rebuild_aggregates
 from store.models import Grid
 from tests.test_lifecycle import CAL, CAT
 
@@ -78,7 +78,7 @@ def test_the_hand_worked_charging_history_through_the_store(engine: Engine) -> N
     with engine.connect() as conn:
         for info, ev, state in sorted(records, key=lambda r: r[1].at):
             prev = before.get(ev.case_id)
-            dept = prev.department if prev is not None and ev.role.value == "department" else None
+            dept = acting_department(ev.action, ev.data, prev) if ev.role.value == "department" else None
             data = dict(ev.data, grid=real[info.grid]) if ev.action is Action.REPORT else dict(ev.data)
             cmd = Command(ev.action, ev.case_id, Actor(ev.actor, ev.role, dept), ev.opinion, data)
             with conn.begin():

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.catalogue import CaseKind, load_catalogue
+from domain.catalogue import CaseKind, Catalogue, load_catalogue
 from domain.lifecycle import (
     DISPLAY_STAGE,
     OPEN_STATUSES,
@@ -20,6 +21,7 @@ from domain.lifecycle import (
     CaseState,
     Command,
     Context,
+    Policy,
     Rejection,
     Role,
     Rule,
@@ -27,6 +29,7 @@ from domain.lifecycle import (
     Status,
     apply,
     replay,
+    stages_in_use,
     state_from_json,
     state_to_json,
 )
@@ -430,40 +433,63 @@ def test_every_open_status_has_exactly_one_display_stage() -> None:
         "待核实",
         "待立案",
         "待派遣",
+        "待二级派遣",
         "处置中",
         "挂账",
+        "待审核",
+        "待派核查",
         "待核查",
         "待结案",
     }
     assert set(DISPLAY_STAGE.values()) == set(Stage)
+    # a centre shows the stages its policy uses: the two centres' optional steps only when it has them
+    plain = stages_in_use(Policy())
+    assert Stage.TO_REVIEW not in plain and Stage.TO_SEND_CHECK not in plain
+    both = Policy(feedback_review=True, acceptor_issues_check=True)
+    assert stages_in_use(both) == tuple(Stage) == stages_in_use(both, CAT)  # the shipped list has sub-centres
+    no_subcentres = Catalogue(CAT.edition, CAT.classes, [d for d in CAT.departments.values() if not d.parent])
+    assert Stage.TO_SUB_DISPATCH not in stages_in_use(both, no_subcentres)
     assert Status.CLOSED not in DISPLAY_STAGE and Status.VOIDED not in DISPLAY_STAGE
 
 
-ACTORS = [SUP, ACC, LEAD, DISP, DEPT, OTHER_DEPT, BOSS]
+SUB_CENTRE = Actor("sub-9101", Role.DEPARTMENT, department="9101")
+ITS_UNIT = Actor("u-910101", Role.DEPARTMENT, department="910101")
+ACTORS = [SUP, ACC, LEAD, DISP, DEPT, OTHER_DEPT, BOSS, SUB_CENTRE, ITS_UNIT]
 COMMANDS = st.builds(
-    lambda action, actor, opinion, flag, extra: Command(
+    lambda action, actor, opinion, flag, extra, dept: Command(
         action=action,
         case_id="C1",
         actor=actor,
         opinion=opinion,
-        data={**REPORT_PUBLIC, "confirmed": flag, "passed": flag, "extra": extra, "special": not flag},
+        data={
+            **REPORT_PUBLIC,
+            **({"department": dept} if dept else {}),
+            "confirmed": flag,
+            "passed": flag,
+            "extra": extra,
+            "special": not flag,
+        },
     ),
     st.sampled_from(list(Action)),
     st.sampled_from(ACTORS),
     st.sampled_from(["", "意见"]),
     st.booleans(),
     st.sampled_from(["1工作日", "4工作时", "bad"]),
+    st.sampled_from(["", "9101", "910101", "10"]),  # a sub-centre, its unit, a department
 )
 
+TWO_CENTRES = replace(CTX, policy=Policy(feedback_review=True, acceptor_issues_check=True))
 
+
+@pytest.mark.parametrize("ctx", [CTX, TWO_CENTRES], ids=["one-step", "two-centres"])
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(COMMANDS, st.integers(min_value=0, max_value=3000)), min_size=1, max_size=40))
-def test_no_command_sequence_reaches_an_inconsistent_state(seq) -> None:
+def test_no_command_sequence_reaches_an_inconsistent_state(ctx: Context, seq) -> None:
     state: CaseState | None = None
     t = MON
     for command, gap in seq:
         t = t + timedelta(minutes=gap)
-        out = apply(state, command, t, CTX)
+        out = apply(state, command, t, ctx)
         if isinstance(out, Rejection):
             assert out.rule in set(Rule)
             continue
@@ -476,13 +502,18 @@ def test_no_command_sequence_reaches_an_inconsistent_state(seq) -> None:
         assert (new.stage is not None) == new.is_open
         assert (new.closed_at is not None) == (new.status in (Status.CLOSED, Status.VOIDED))
         # a department holds the case exactly while it is being handled or later, never before dispatch
-        if new.status in (Status.HANDLING, Status.SUSPENDED, Status.TO_CHECK, Status.TO_CLOSE):
+        held: tuple[Status, ...] = (Status.SUB_DISPATCHING, Status.HANDLING, Status.SUSPENDED)
+        held += (Status.REVIEWING, Status.TO_SEND_CHECK, Status.TO_CHECK)
+        if new.status in (*held, Status.TO_CLOSE):
             assert new.department is not None
         if new.status in (Status.REPORTED, Status.VERIFYING, Status.TO_FILE):
             assert new.department is None
-        # a pending request exists only while handling
+        # a pending request exists only while handling (or, a 回退, while a sub-centre holds it)
         if new.request is not None:
-            assert new.status is Status.HANDLING
+            assert new.status in (Status.HANDLING, Status.SUB_DISPATCHING)
+        # a sub-centre is named exactly while it or its unit holds the case
+        if new.status is Status.SUB_DISPATCHING:
+            assert new.subcentre is not None and new.department == new.subcentre
         # the handling clock is paused exactly while suspended
         handle = new.timers.get("handle")
         if new.status is Status.SUSPENDED:
@@ -494,3 +525,165 @@ def test_no_command_sequence_reaches_an_inconsistent_state(seq) -> None:
         assert len(running) <= 1
         assert (len(running) == 1) == new.is_open
         state = new
+
+
+def test_the_two_centres_review_the_feedback_and_the_acceptor_issues_the_check() -> None:
+    """反馈审核 by the 指挥中心 (sent back once, then passed), then 派发核查 by the acceptor."""
+    steps = happy_until_handling(REPORT_SUP) + [(cmd(Action.FEEDBACK, DEPT, "已处置"), at(100))]
+    state, _, rejections = replay(steps, TWO_CENTRES)
+    assert state is not None and not rejections
+    assert state.status is Status.REVIEWING and state.stage is Stage.TO_REVIEW
+    assert state.timers["review"].ended_at is None and "check" not in state.timers
+    # who may review: the 指挥中心's dispatcher, not the acceptor nor the department itself
+    for actor in (ACC, DEPT, SUP):
+        out = apply(state, cmd(Action.REVIEW, actor, passed=True), at(110), TWO_CENTRES)
+        assert isinstance(out, Rejection) and out.rule is Rule.WRONG_ROLE
+    missing = apply(state, cmd(Action.REVIEW, DISP), at(110), TWO_CENTRES)
+    assert isinstance(missing, Rejection) and missing.rule is Rule.MISSING_RESULT
+    bare = apply(state, cmd(Action.REVIEW, DISP, passed=False), at(110), TWO_CENTRES)
+    assert isinstance(bare, Rejection) and bare.rule is Rule.MISSING_OPINION
+    # sent back: the department's 返工, on a new handling clock (as a failed 核查)
+    opinion = "照片不清，未见处置效果"
+    back = apply(state, cmd(Action.REVIEW, DISP, opinion, passed=False), at(110), TWO_CENTRES)
+    assert isinstance(back, Accepted)
+    state = back.state
+    assert state.status is Status.HANDLING and state.reworks == 1 and state.department == "10"
+    assert state.timers["review"].ended_at == at(110).astimezone(UTC)
+    assert state.timers["handle"].started_at == at(110).astimezone(UTC)
+    state, _, rejections = replay_from(state, [
+        (cmd(Action.FEEDBACK, DEPT, "已重新处置"), at(200)),
+        (cmd(Action.REVIEW, DISP, passed=True), at(210)),
+    ], TWO_CENTRES)  # fmt: skip
+    assert not rejections and state.status is Status.TO_SEND_CHECK and state.stage is Stage.TO_SEND_CHECK
+    assert state.timers["send_check"].ended_at is None and "check" not in state.timers
+    # the 核查 task is the acceptor's to send; a supervisor cannot answer a task not sent
+    wrong = apply(state, cmd(Action.SEND_CHECK, DISP), at(215), TWO_CENTRES)
+    assert isinstance(wrong, Rejection) and wrong.rule is Rule.WRONG_ROLE
+    early = apply(state, cmd(Action.CHECK, SUP, passed=True), at(215), TWO_CENTRES)
+    assert isinstance(early, Rejection) and early.rule is Rule.WRONG_STATUS
+    state, _, rejections = replay_from(state, [
+        (cmd(Action.SEND_CHECK, ACC, assignee="sup-1"), at(220)),
+        (cmd(Action.CHECK, SUP, passed=True), at(240)),
+        (cmd(Action.CLOSE, LEAD), at(250)),
+    ], TWO_CENTRES)  # fmt: skip
+    assert not rejections and state.status is Status.CLOSED and state.archive is ArchiveType.NORMAL
+    assert state.timers["send_check"].ended_at == at(220).astimezone(UTC)
+    assert state.timers["check"].started_at == at(220).astimezone(UTC)
+
+
+def test_each_step_of_the_two_centres_is_optional_and_a_case_in_one_finishes_it() -> None:
+    """Review only, acceptor only, neither (the 核查 task goes out with the feedback); a case left
+    in 待审核 when the centre turns the review off still goes through its review."""
+    handled = happy_until_handling(REPORT_SUP) + [(cmd(Action.FEEDBACK, DEPT, "已处置"), at(100))]
+    review_only = replace(CTX, policy=Policy(feedback_review=True))
+    state, _, _ = replay([*handled, (cmd(Action.REVIEW, DISP, passed=True), at(110))], review_only)
+    assert state is not None and state.status is Status.TO_CHECK
+    acceptor_only = replace(CTX, policy=Policy(acceptor_issues_check=True))
+    state, _, _ = replay(handled, acceptor_only)
+    assert state is not None and state.status is Status.TO_SEND_CHECK
+    state, _, _ = replay(handled, CTX)
+    assert state is not None and state.status is Status.TO_CHECK and "review" not in state.timers
+    reviewing, _, _ = replay(handled, review_only)
+    assert reviewing is not None
+    out = apply(reviewing, cmd(Action.REVIEW, DISP, passed=True), at(110), CTX)  # the review switched off
+    assert isinstance(out, Accepted) and out.state.status is Status.TO_CHECK
+    assert state_from_json(state_to_json(reviewing)) == reviewing
+
+
+def replay_from(
+    state: CaseState, steps: list[tuple[Command, datetime]], ctx: Context
+) -> tuple[CaseState, list, list[Rejection]]:
+    """Apply more commands to a case state (as :func:`replay` does from nothing)."""
+    events: list = []
+    rejections: list[Rejection] = []
+    for c, when in steps:
+        out = apply(state, c, when, ctx)
+        if isinstance(out, Rejection):
+            rejections.append(out)
+        else:
+            state = out.state
+            events.extend(out.events)
+    return state, events, rejections
+
+
+SUB = Actor("sub-9101", Role.DEPARTMENT, department="9101")  # 东华门街道分中心 (shipped list)
+OTHER_SUB = Actor("sub-9102", Role.DEPARTMENT, department="9102")
+UNIT_1 = Actor("u-910101", Role.DEPARTMENT, department="910101")  # its 城管执法队
+UNIT_2 = Actor("u-910102", Role.DEPARTMENT, department="910102")  # its 环境卫生所
+
+
+def test_a_sub_centre_dispatches_on_to_its_own_units_within_its_own_limit() -> None:
+    """二级派遣: the centre dispatches to a 街道分中心 (待二级派遣, its own 30-min clock); only that
+    sub-centre dispatches on, only to its own units; a unit's 回退 goes back to the sub-centre, which
+    decides it and dispatches again; the unit handles on its own handling clock."""
+    filed = happy_until_handling(REPORT_SUP)[:-1]
+    state, _, rejections = replay([*filed, (cmd(Action.DISPATCH, DISP, department="9101"), at(40))], CTX)
+    assert state is not None and not rejections
+    assert (state.status, state.stage, state.department, state.subcentre) == (
+        Status.SUB_DISPATCHING, Stage.TO_SUB_DISPATCH, "9101", "9101",
+    )  # fmt: skip
+    assert state.timers["sub_dispatch"].ended_at is None and "handle" not in state.timers
+    assert state.timers["sub_dispatch"].deadline == at(70).astimezone(UTC)  # 30 min
+    refusals = [
+        (cmd(Action.DISPATCH, DISP, department="910101"), Rule.WRONG_ROLE),  # the centre's part is done
+        (cmd(Action.DISPATCH, OTHER_SUB, department="910201"), Rule.WRONG_DEPARTMENT),
+        (cmd(Action.DISPATCH, SUB, department="10"), Rule.NOT_A_UNIT),  # not one of its units
+        (cmd(Action.DISPATCH, SUB, department="910201"), Rule.NOT_A_UNIT),  # another street's unit
+        (cmd(Action.DISPATCH, SUB), Rule.NOT_A_UNIT),
+        (cmd(Action.FEEDBACK, SUB), Rule.WRONG_STATUS),
+    ]
+    for c, rule in refusals:
+        out = apply(state, c, at(50), CTX)
+        assert isinstance(out, Rejection) and out.rule is rule, (c, out)
+    # a 督办单 while the sub-centre holds it goes to the sub-centre
+    urged = apply(state, cmd(Action.URGE, BOSS, "尽快派遣"), at(45), CTX)
+    assert isinstance(urged, Accepted) and urged.state.orders[0].target == "9101"
+    state, events, rejections = replay_from(state, [
+        (cmd(Action.DISPATCH, SUB, department="910101"), at(60)),
+        (cmd(Action.REQUEST_RETURN, UNIT_1, "属环卫职责"), at(70)),
+    ], CTX)  # fmt: skip
+    assert not rejections and state.department == "910101" and state.request is not None
+    assert events[0].data == {"department": "910101", "subcentre": "9101"}
+    assert state.timers["handle"].started_at == at(60).astimezone(UTC)
+    # the sub-centre decides its unit's request (another sub-centre may not); back to the sub-centre
+    out = apply(state, cmd(Action.APPROVE, OTHER_SUB), at(75), CTX)
+    assert isinstance(out, Rejection) and out.rule is Rule.WRONG_ROLE
+    state, _, rejections = replay_from(state, [
+        (cmd(Action.APPROVE, SUB), at(75)),
+    ], CTX)  # fmt: skip
+    assert not rejections
+    assert (state.status, state.department, state.subcentre, state.returns) == (
+        Status.SUB_DISPATCHING, "9101", "9101", 1,
+    )  # fmt: skip
+    assert state.timers["sub_dispatch"].started_at == at(75).astimezone(UTC)
+    state, _, rejections = replay_from(state, [
+        (cmd(Action.DISPATCH, SUB, department="910102"), at(80)),
+        (cmd(Action.FEEDBACK, UNIT_1, "已处置"), at(90)),  # no longer the first unit's
+    ], CTX)  # fmt: skip
+    assert [r.rule for r in rejections] == [Rule.WRONG_DEPARTMENT]
+    state, _, rejections = replay_from(state, [
+        (cmd(Action.FEEDBACK, UNIT_2, "已清理"), at(100)),
+        (cmd(Action.CHECK, SUP, passed=True), at(110)),
+        (cmd(Action.CLOSE, LEAD), at(120)),
+    ], CTX)  # fmt: skip
+    assert not rejections and state.status is Status.CLOSED and state.department == "910102"
+    assert state.dispatches == 1  # the centre dispatched once
+    assert state_from_json(state_to_json(state)) == state
+
+
+def test_a_sub_centre_returns_a_case_that_is_not_its_street_s_to_the_centre() -> None:
+    filed = happy_until_handling(REPORT_SUP)[:-1]
+    state, _, rejections = replay([
+        *filed,
+        (cmd(Action.DISPATCH, DISP, department="9101"), at(40)),
+        (cmd(Action.REQUEST_RETURN, SUB, "不属本街道"), at(50)),
+        (cmd(Action.APPROVE, DISP), at(55)),
+    ], CTX)  # fmt: skip
+    assert state is not None and not rejections
+    assert (state.status, state.department, state.subcentre, state.returns) == (
+        Status.TO_DISPATCH, None, None, 1,
+    )  # fmt: skip
+    assert state.timers["sub_dispatch"].ended_at == at(55).astimezone(UTC)
+    # the centre dispatches it straight to a department this time
+    out = apply(state, cmd(Action.DISPATCH, DISP, department="10"), at(60), CTX)
+    assert isinstance(out, Accepted) and out.state.status is Status.HANDLING and out.state.subcentre is None

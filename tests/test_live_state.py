@@ -155,3 +155,44 @@ def test_todays_closing_tiles_are_the_standards_rates() -> None:
     kpi = live.tick(T0 + timedelta(hours=2)).kpi
     assert kpi is not None
     assert (kpi["closed"], kpi["filed"], kpi["close_rate"], kpi["on_time_rate"]) == (1, 2, 0.5, 0.5)
+
+
+def test_a_second_dispatch_is_not_another_dispatch_and_a_review_sent_back_is_a_rework() -> None:
+    """今日派遣 counts the centre's 派遣 once when a 街道分中心 dispatches on (二级派遣); a 处理反馈 the
+    指挥中心's review sends back leaves 应结案 as a failed 核查 does: handled twice, reworked once,
+    closed once → 今日结案率 1/1."""
+    from dataclasses import replace
+
+    from domain.lifecycle import Accepted, Action, Actor, CaseState, Command, Context, Policy, Role, apply
+    from domain.workcalendar import load_calendar
+    from feeds.live import Place
+
+    live = state()
+    ctx = Context(catalogue=load_catalogue("cjt214"), calendar=load_calendar())
+    ctx = replace(ctx, policy=Policy(feedback_review=True))
+    data = {"kind": "component", "class_code": "0101", "condition_code": "03", "source": "supervisor"}
+    unit = Actor("u", Role.DEPARTMENT, department="910101")
+    sub, disp = Actor("sub", Role.DEPARTMENT, department="9101"), Actor("disp", Role.DISPATCHER)
+    steps: list[tuple[Action, Actor, dict[str, object]]] = [
+        (Action.REPORT, Actor("s1", Role.SUPERVISOR), {}),
+        (Action.ACCEPT, Actor("acc", Role.ACCEPTOR), {}),
+        (Action.FILE, Actor("lead", Role.SHIFT_LEADER), {}),
+        (Action.DISPATCH, disp, {"department": "9101"}),
+        (Action.DISPATCH, sub, {"department": "910101"}),
+        (Action.FEEDBACK, unit, {}),
+        (Action.REVIEW, disp, {"passed": False}),
+        (Action.FEEDBACK, unit, {}),
+        (Action.REVIEW, disp, {"passed": True}),
+        (Action.CHECK, Actor("s1", Role.SUPERVISOR), {"passed": True}),
+        (Action.CLOSE, Actor("lead", Role.SHIFT_LEADER), {}),
+    ]
+    prev: CaseState | None = None
+    for i, (action, actor, extra) in enumerate(steps):
+        cmd = Command(action, "C5", actor, "意见", {**data, **extra})
+        out = apply(prev, cmd, T0 + timedelta(minutes=i), ctx)
+        assert isinstance(out, Accepted), (action, out)
+        prev = out.state
+        live.apply_case(prev, out.events, Place(G1, G1[:9], 116.4, 39.9))
+    kpi = live.tick(T0 + timedelta(hours=1)).kpi
+    assert kpi is not None
+    assert (kpi["dispatched"], kpi["closed"], kpi["close_rate"]) == (1, 1, 1.0)

@@ -87,13 +87,15 @@ def test_every_menu_link_of_every_role_reaches_a_page(role: str) -> None:
 
 
 def test_an_operator_s_menu_opens_their_own_work_list() -> None:
-    """Acceptors, shift leaders and dispatchers get 我的待办 (their queue); the others the queues."""
+    """Acceptors, shift leaders, dispatchers and departments get 我的待办 (their queue); the others the
+    queues."""
     from layouts.chrome import menu_links
 
     assert ("我的待办", "/desk/queue/dispatcher") in menu_links("dispatcher", "zh")
     assert ("My work list", "/desk/queue/acceptor?lang=en") in menu_links("acceptor", "en")
     assert ("待办", "/desk/queue/acceptor") in menu_links("leader", "zh")
-    assert ("待办", "/desk/queue/acceptor") in menu_links("department", "zh")
+    assert ("我的待办", "/desk/queue/department") in menu_links("department", "zh")
+    assert ("待办", "/desk/queue/acceptor") in menu_links("admin", "zh")
 
 
 def test_the_desk_is_named_for_its_role() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from dashboard.actions import nearest
@@ -79,3 +80,44 @@ def test_nearest_puts_supervisors_on_line_by_distance_and_never_offline_ones() -
     assert [c.id for c in got] == ["astray", "near", "mid"]
     assert got[1].distance_m == distance_m(*here, 116.401, 39.911)
     assert [c.id for c in nearest(sups, *here)] == ["astray", "near", "mid", "far"]
+
+
+def test_the_two_centres_steps_are_on_the_dispatcher_s_and_the_acceptor_s_lists() -> None:
+    """待审核 is the 指挥中心's (dispatcher) to review on the case page; 待派核查 the acceptor's to send."""
+    more = [*CASES, case("K", "reviewing", 25), case("L", "to_send_check", 3)]
+    dispatcher = [(i.case.id, i.todo, i.quick) for i in worklist("dispatcher", more)]
+    assert dispatcher == [
+        ("F", "dispatch", ("dispatch",)),
+        ("K", "review", ()),  # pass or send back (with an opinion): on the case page
+        ("G", "request", ("approve",)),
+        ("I", "suspended", ("resume",)),
+    ]
+    acceptor = [(i.case.id, i.todo, i.quick) for i in worklist("acceptor", more)]
+    assert acceptor[:2] == [("B", "accept", ("accept",)), ("L", "send_check", ("send_check",))]
+    assert [i.case.id for i in worklist("shift_leader", more)] == ["E", "D"]
+
+
+def test_a_department_s_list_has_its_dispatches_to_pass_on_its_handling_and_its_units_requests() -> None:
+    """部门待办: a 街道分中心 dispatches on (二级派遣) and decides its units' requests; a unit handles."""
+
+    def dept_case(cid: str, status: str, due: float, department: str, **more: str) -> LiveCase:
+        return replace(case(cid, status, due, more.get("request")), department=department,
+                       subcentre=more.get("subcentre"))  # fmt: skip
+
+    cases = [
+        dept_case("S", "sub_dispatching", 20, "9101", subcentre="9101"),
+        dept_case("U", "handling", 60, "910101", subcentre="9101"),
+        dept_case("R", "handling", 10, "910102", subcentre="9101", request="request_return"),
+        dept_case("D", "handling", 5, "10"),
+        dept_case("W", "handling", 7, "10", request="request_extension"),  # the centre decides it
+        dept_case("T", "suspended", 0, "10"),
+    ]
+
+    def listed(department: str | None) -> list[tuple[str, str, tuple[str, ...]]]:
+        return [(i.case.id, i.todo, i.quick) for i in worklist("department", cases, None, department)]
+
+    assert listed("9101") == [("R", "request", ("approve",)), ("S", "sub_dispatch", ())]
+    assert listed("910101") == [("U", "handle", ())]
+    assert listed("910102") == []  # its request waits for the sub-centre
+    assert listed("10") == [("D", "handle", ())]
+    assert [i for i, _, _ in listed(None)] == ["D", "R", "S", "U"]  # a leader looks at every department's

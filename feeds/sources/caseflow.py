@@ -122,6 +122,9 @@ class Calibration:
     void_after_filing: float = 0.004  # filed cases voided before their dispatch (立案后作废)
     error_closed: float = 0.003  # dispatched cases found to be errors before handling (差错结案)
     returned: float = 0.035  # first dispatch to the wrong department → 回退 → re-dispatch
+    second_dispatch: float = 0.1  # dispatched via the street's 街道分中心 to one of its units (二级派遣)
+    second_dispatch_minutes: tuple[float, float] = (3.0, 45.0)  # its delay (limit 30 min: ~64 % on time)
+    second_returned: float = 0.05  # of those: the unit asks 回退, the sub-centre sends it to its other unit
     reworked: float = 0.055  # first 核查 fails → 返工
     rework_again: float = 0.1  # a reworked case fails its second check too
     overrun_by_window: tuple[tuple[float, float], ...] = OVERRUN_BY_WINDOW  # see above
@@ -137,6 +140,10 @@ class Calibration:
     suspension_median_h: float = 12.0
     verify_minutes: tuple[float, float] = (8.0, 40.0)  # 核实 delay, uniform (limit 30 min: ~70 % on time)
     check_minutes: tuple[float, float] = (10.0, 45.0)  # 核查 delay, uniform (limit 30 min: ~57 % on time)
+    # the centres' optional steps (when the policy has them)
+    review_minutes: tuple[float, float] = (3.0, 40.0)  # 反馈审核 delay (limit 30 min: ~73 % on time)
+    review_returned: float = 0.03  # 处理反馈 sent back by the 指挥中心's review
+    send_check_minutes: tuple[float, float] = (1.0, 20.0)  # 派发核查 delay (limit 15 min: ~74 % on time)
     night_start: int = 22  # departments pick up non-urgent cases dispatched at night
     morning: int = 7  # … from this local hour on (+ up to 90 min)
 
@@ -303,6 +310,11 @@ class CaseFlow(Iterator[tuple[Command, datetime]]):
                 raise ValueError(f"department override {key}: unknown department {dept!r}")
         self._department = {c.key: overrides.get(c.key, c.department) for c in catalogue.classes}
         self._handlers = tuple(sorted(set(self._department.values())))
+        # 二级派遣: each street's cases may go via a sub-centre (streets in code order, sub-centres in
+        # list order, round robin); not when the caller routes every class itself
+        subs = catalogue.subcentres if not overrides else ()
+        streets = sorted({g[:9] for g in self.grids})
+        self._subcentre = {st: subs[i % len(subs)] for i, st in enumerate(streets)} if subs else {}
         self._class_choices, class_weights = self._class_weights(city)
         self._class_cum = list(accumulate(class_weights))
 
@@ -540,7 +552,12 @@ class CaseFlow(Iterator[tuple[Command, datetime]]):
             t = _after(t, d.u(5.0, 30.0) * _MIN)
             s.do(Action.APPROVE, self._dispatcher(t), t)
             t = _after(t, d.lognormal(6.0, 0.6) * _MIN)
-        state = s.do(Action.DISPATCH, self._dispatcher(t), t, department=department)
+        sub = self._subcentre.get(grid[:9]) if d.chance(cal.second_dispatch) else None
+        if sub is not None:  # 二级派遣: the street's sub-centre dispatches on to one of its units
+            s.do(Action.DISPATCH, self._dispatcher(t), t, department=sub)
+            t, department, state = self._second_dispatch(s, d, cal, t, sub)
+        else:
+            state = s.do(Action.DISPATCH, self._dispatcher(t), t, department=department)
         if d.chance(cal.error_closed):  # a duplicate found while the department holds it: 差错结案
             window = (state.timers[T_HANDLE].deadline - t).total_seconds()
             t = _after(t, min(d.lognormal(_HOUR, 0.7), 0.5 * window))
@@ -550,6 +567,11 @@ class CaseFlow(Iterator[tuple[Command, datetime]]):
         t = self._handle(s, d, cal, t, dept)
         reworks = 0
         while True:
+            t, sent_back = self._to_check(s, d, cal, t, reworks)
+            if sent_back:  # the 指挥中心's 反馈审核 sent it back: the department's 返工
+                reworks += 1
+                t = self._handle(s, d, cal, t, dept)
+                continue
             t = _after(t, d.u(*cal.check_minutes) * _MIN)
             fail = d.chance(cal.reworked if reworks == 0 else cal.rework_again) and reworks < 2
             if not fail:
@@ -560,6 +582,42 @@ class CaseFlow(Iterator[tuple[Command, datetime]]):
             t = self._handle(s, d, cal, t, dept)
         t = _after(t, d.lognormal(6.0, 0.6) * _MIN)
         s.do(Action.CLOSE, self._shift_leader(t), t)
+
+    def _second_dispatch(
+        self, s: _Script, d: _Draw, cal: Calibration, t: datetime, sub: str
+    ) -> tuple[datetime, str, CaseState]:
+        """The sub-centre's 二级派遣 to one of its units (and, at times, the unit's 回退 and a second
+        dispatch to another unit); the instant, the unit that handles and the case state."""
+        units = self.ctx.catalogue.units_of(sub)
+        t = _after(t, d.u(*cal.second_dispatch_minutes) * _MIN)
+        unit = units[int(d.u() * len(units))]
+        state = s.do(Action.DISPATCH, self._dept(sub), t, department=unit)
+        if len(units) > 1 and d.chance(cal.second_returned):
+            t = _after(t, d.u(10.0, 60.0) * _MIN)
+            s.do(Action.REQUEST_RETURN, self._dept(unit), t, "非本单位职责，申请回退")
+            t = _after(t, d.u(5.0, 20.0) * _MIN)
+            s.do(Action.APPROVE, self._dept(sub), t)
+            t = _after(t, d.u(*cal.second_dispatch_minutes) * _MIN)
+            unit = next(u for u in units if u != unit)
+            state = s.do(Action.DISPATCH, self._dept(sub), t, department=unit)
+        return t, unit, state
+
+    def _to_check(
+        self, s: _Script, d: _Draw, cal: Calibration, t: datetime, reworks: int
+    ) -> tuple[datetime, bool]:
+        """The centres' steps between a 处理反馈 and its 核查, as the policy has them: the 指挥中心's
+        反馈审核 (True: sent back to the department) and the acceptor's 派发核查."""
+        policy = self.ctx.policy
+        if policy.feedback_review:
+            t = _after(t, d.u(*cal.review_minutes) * _MIN)
+            if reworks < 2 and d.chance(cal.review_returned):
+                s.do(Action.REVIEW, self._dispatcher(t), t, "处置不到位，退回重新处置", passed=False)
+                return t, True
+            s.do(Action.REVIEW, self._dispatcher(t), t, passed=True)
+        if policy.acceptor_issues_check:
+            t = _after(t, d.u(*cal.send_check_minutes) * _MIN)
+            s.do(Action.SEND_CHECK, self._acceptor(t), t)
+        return t, False
 
     def _pickup(self, d: _Draw, t: datetime, deadline: datetime) -> datetime:
         """When a department starts on a non-urgent case dispatched at night: the next morning."""
@@ -685,6 +743,7 @@ def summarise(
         "self_handled_share": share(sum(c.self_handled for c in patrol), len(patrol)),
         "void_after_filing_share": share(sum(T_DISPATCH in c.timers for c in voided), len(cohort)),
         "error_closed_share": share(sum(c.archive is ArchiveType.ERROR for c in filed), len(filed)),
+        "second_dispatch_share": share(sum(c.subcentre is not None for c in filed), len(filed)),
         "peak_hour": max(range(24), key=lambda h: hours[h]),
         "reports_by_hour": hours,
     }
