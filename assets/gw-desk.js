@@ -107,6 +107,7 @@
       btn.disabled = false;
       var j = res.body || {};
       if (res.status < 400 && j.accepted && j.accepted.length) {
+        forget(body.case_id || "");
         say("done", label + " · " + words.done + " · " + (body.case_id || ""));
       } else if (res.status < 400 && j.duplicates && j.duplicates.length) {
         say("done", label + " · " + words.duplicate);
@@ -123,6 +124,34 @@
       say("refused", label + " · " + words.failed);
     });
   });
+
+  // -- drafts: what an operator types (意见, 延期天数) survives the page's live rebuilds. A tick that
+  // touches the case rebuilds the case body, which would put an empty field under their fingers; the
+  // draft is kept per case and field and put back until a command of that case is accepted.
+  var drafts = {};
+  function draftKey(el) {
+    var panel = el.closest ? el.closest("[data-gw-case]") : null;
+    if (!panel || !el.name || el.name === "csrf") { return null; }
+    var box = el.closest(".gw-act");
+    return panel.getAttribute("data-gw-case") + "|" + (box ? box.className : "") + "|" + el.name;
+  }
+  document.addEventListener("input", function (ev) {
+    var key = ev.target ? draftKey(ev.target) : null;
+    if (key) { drafts[key] = ev.target.value; }
+  });
+  function restore() {
+    var fields = document.querySelectorAll("[data-gw-case] textarea[name], [data-gw-case] input[name=extra]");
+    for (var i = 0; i < fields.length; i++) {
+      var key = draftKey(fields[i]);
+      if (key && drafts[key] && !fields[i].value) { fields[i].value = drafts[key]; }
+    }
+  }
+  function forget(caseId) {
+    for (var k in drafts) { if (k.indexOf(caseId + "|") === 0) { delete drafts[k]; } }
+  }
+  if (window.MutationObserver && document.body) {
+    new MutationObserver(restore).observe(document.body, { childList: true, subtree: true });
+  }
 
   setInterval(function () {
     var el = document.querySelector("div.gw-live-config");
