@@ -35,7 +35,7 @@ from feeds.loop import BackgroundLoop
 from feeds.outage import Outages
 from feeds.publish import TaskOut
 from feeds.schemas import Reason
-from feeds.ticks import alert_matches, render, render_alert, room_filter
+from feeds.ticks import pick_alerts, render, render_alert, room_filter
 from store.accounts import AuthError, Principal, authenticate
 
 log = logging.getLogger(__name__)
@@ -541,17 +541,16 @@ class Broadcaster(BackgroundLoop):
             if self.slow is not None:
                 for room in self.rooms.names():
                     self.slow.prune(self.rooms.sids(room), self.drop)
-            plan: list[tuple[str, int, list[int]]] = []
+            plan: list[tuple[str, int, list[int], dict[str, int]]] = []
             for room in self.rooms.names():
-                flt = room_filter(room)
                 n = self.rooms.seq.get(room, 0) + 1
-                alerts = [i for i, a in enumerate(view.alerts) if alert_matches(a, flt)]
-                plan.append((room, n, alerts))
+                alerts, held = pick_alerts(view.alerts, room_filter(room))
+                plan.append((room, n, alerts, held))
                 self.rooms.seq[room] = n + len(alerts)
             if plan:
                 self.store.sequenced(self.rooms.seq)
-            for room, n, alerts in plan:
-                body = render(view, room_filter(room), n, full=False, simulated=sim)
+            for room, n, alerts, held in plan:
+                body = render(view, room_filter(room), n, full=False, simulated=sim, held=held)
                 self.socketio.emit("tick", body, namespace=self.namespace, to=room)
                 for j, i in enumerate(alerts, start=1):
                     self.socketio.emit(

@@ -10,7 +10,7 @@ same state. Coordinates are rounded to 5 decimals (about 1 m).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -117,6 +117,7 @@ def cases_columns(cases: Iterable[LiveCase]) -> dict[str, list[Any]]:
         "emergency": [c.emergency for c in rows],
         "dept": [c.department for c in rows],
         "urges": [c.urges for c in rows],
+        "urge_due": [_ts(c.urge_due) for c in rows],
     }
 
 
@@ -132,8 +133,16 @@ def grids_columns(grids: Mapping[str, GridCount]) -> dict[str, list[Any]]:
     }
 
 
-def render(view: View, flt: RoomFilter, seq: int, *, full: bool, simulated: bool) -> dict[str, Any]:
-    """A ``snapshot`` (full) or ``tick`` message of one room."""
+def render(
+    view: View,
+    flt: RoomFilter,
+    seq: int,
+    *,
+    full: bool,
+    simulated: bool,
+    held: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """A ``snapshot`` (full) or ``tick`` message of one room (``held``: alerts not sent one by one)."""
     grids = {g: c for g, c in view.grids.items() if flt.grid(g)}
     msg: dict[str, Any] = {
         "room": flt.room,
@@ -161,6 +170,8 @@ def render(view: View, flt: RoomFilter, seq: int, *, full: bool, simulated: bool
         msg["ranking"] = view.ranking
     if flt.room == "wall" and view.stats is not None:
         msg["stats"] = view.stats
+    if held:
+        msg["alerts_held"] = dict(held)
     return msg
 
 
@@ -181,6 +192,27 @@ def wall_panels(view: View, *, simulated: bool, queue_rows: int) -> dict[str, An
         "events": list(view.events[-20:]),
         "cases": cases_columns(due[:queue_rows]),
     }
+
+
+ALERTS_PER_TICK = 16  # alert messages per room and tick; more are counted in the tick (``alerts_held``)
+
+
+def pick_alerts(
+    alerts: Sequence[Alert], flt: RoomFilter, cap: int = ALERTS_PER_TICK
+) -> tuple[list[int], dict[str, int]]:
+    """The room's alerts that go out as messages this tick (emergencies first, then in order, at
+    most ``cap``) and, per kind, how many more there were.
+
+    A burst (every supervisor of a shift turning 停留 or 离线 at once: 10,000 status alerts in one
+    tick) would otherwise be 10,000 messages to every screen, past each one's send queue; the
+    statuses themselves are in the tick's supervisor columns.
+    """
+    mine = [i for i, a in enumerate(alerts) if alert_matches(a, flt)]
+    ordered = sorted(mine, key=lambda i: alerts[i].kind != "emergency")  # stable: emergencies first
+    held: dict[str, int] = {}
+    for i in ordered[cap:]:
+        held[alerts[i].kind] = held.get(alerts[i].kind, 0) + 1
+    return sorted(ordered[:cap]), held
 
 
 def alert_matches(alert: Alert, flt: RoomFilter) -> bool:
