@@ -219,9 +219,11 @@
 
     function renderQueue() {
       var now = Date.now() / 1000;
+      // ordered by what falls due first: the stage's deadline or the reply to an open 督办单
+      function due(c) { return c.urge_due !== null && c.urge_due !== undefined && (c.deadline === null || c.urge_due < c.deadline) ? c.urge_due : c.deadline; }
       var open = Object.keys(state.cases).map(function (k) { return state.cases[k]; })
-        .filter(function (c) { return c.deadline !== null; })
-        .sort(function (a, b) { return a.deadline - b.deadline; }).slice(0, cfg.queueRows);
+        .filter(function (c) { return due(c) !== null; })
+        .sort(function (a, b) { return due(a) - due(b); }).slice(0, cfg.queueRows);
       var list = el(ids.WALL_QUEUE);
       list.textContent = "";
       if (!open.length) {
@@ -230,9 +232,9 @@
       }
       open.forEach(function (c) {
         var li = document.createElement("li");
-        var left = c.deadline - now;
+        var left = c.deadline === null ? Infinity : c.deadline - now;
         li.className = "gw-queue-row" + (left < 0 ? " gw-late" : left < 1800 ? " gw-soon" : "") + (now - c.reported < 60 ? " gw-new" : "");
-        var t1 = document.createElement("span"); t1.className = "gw-queue-left"; t1.textContent = fmtLeft(left);
+        var t1 = document.createElement("span"); t1.className = "gw-queue-left"; t1.textContent = c.deadline === null ? "–" : fmtLeft(left);
         var t2 = document.createElement("span"); t2.className = "gw-queue-stage"; t2.textContent = T["stage." + c.stage] || c.stage;
         t2.style.color = cfg.stageColours[c.stage] || "";
         // the class and the place in words (the case id only where the row has room for it)
@@ -243,6 +245,12 @@
         var street = (cfg.streets[c.street] || "").replace(/（生成）$/, "").replace(/街道$/, "");
         var w2 = document.createElement("span"); w2.className = "gw-queue-street"; w2.textContent = street;
         var w3 = document.createElement("span"); w3.className = "gw-queue-id"; w3.textContent = c.id;
+        if (c.urge_due !== null && c.urge_due !== undefined) {  // an open 督办单, red once its reply is late
+          var late = c.urge_due < now, w0 = document.createElement("span");
+          w0.className = "gw-queue-urge" + (late ? " gw-urge-late" : "");
+          w0.textContent = T[late ? "wall.queue.urge_late" : "wall.queue.urge"];
+          t3.appendChild(w0);
+        }
         t3.appendChild(w1); t3.appendChild(w2); t3.appendChild(w3);
         li.appendChild(t1); li.appendChild(t2); li.appendChild(t3);
         list.appendChild(li);

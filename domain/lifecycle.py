@@ -216,6 +216,7 @@ class UrgeOrder:
     deadline: datetime
     replied_at: datetime | None = None
     reply: str = ""
+    note: str = ""  # the urge's own opinion (what the issuer asks for)
 
     @property
     def is_open(self) -> bool:
@@ -830,7 +831,7 @@ def _urge(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Con
         deadline = deadline.astimezone(UTC)
     else:
         deadline = start_timer("urge", ctx.policy.urge_reply_limit, at, ctx.calendar).deadline
-    order = UrgeOrder(len(state.orders) + 1, cmd.actor.id, state.department, at, deadline)
+    order = UrgeOrder(len(state.orders) + 1, cmd.actor.id, state.department, at, deadline, note=cmd.opinion)
     extra = {"order": order.no, "target": order.target, "reply_by": deadline.isoformat()}
     return {"urges": state.urges + 1, "orders": (*state.orders, order)}, extra
 
@@ -1055,7 +1056,7 @@ def state_to_json(s: CaseState) -> dict[str, Any]:
         "self_handled": s.self_handled,
         "subcentre": s.subcentre,
         "orders": [
-            [o.no, o.by, o.target, _dt(o.issued_at), _dt(o.deadline), _dt(o.replied_at), o.reply]
+            [o.no, o.by, o.target, _dt(o.issued_at), _dt(o.deadline), _dt(o.replied_at), o.reply, o.note]
             for o in s.orders
         ],
     }
@@ -1114,7 +1115,8 @@ def order_from_json(o: Sequence[Any]) -> UrgeOrder:
     """A 督办单 as :func:`state_to_json` writes it (a list)."""
     issued, deadline = _pdt(o[3]), _pdt(o[4])
     assert issued is not None and deadline is not None
-    return UrgeOrder(int(o[0]), str(o[1]), str(o[2]), issued, deadline, _pdt(o[5]), str(o[6]))
+    note = str(o[7]) if len(o) > 7 else ""  # (orders stored before the note was kept have none)
+    return UrgeOrder(int(o[0]), str(o[1]), str(o[2]), issued, deadline, _pdt(o[5]), str(o[6]), note)
 
 
 _KINDS: dict[Any, CaseKind] = {k.value: k for k in CaseKind}

@@ -94,6 +94,7 @@ class LiveCase:
     urges: int = 0
     request: str | None = None  # a department's pending request (request_extension …) awaiting the dispatcher
     subcentre: str | None = None  # the 街道分中心 it went to (二级派遣): it decides its units' requests
+    urge_due: datetime | None = None  # the earliest reply deadline of its open 督办单 (none open: None)
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,11 @@ def _deadline(state: CaseState) -> datetime | None:
     return min((t.deadline for t in running), default=None)
 
 
+def urge_due(state: CaseState) -> datetime | None:
+    """The earliest reply deadline of the case's open 督办单 (None when every order is replied)."""
+    return min((o.deadline for o in state.orders if o.is_open), default=None)
+
+
 def _class_name(catalogue: Catalogue, state: CaseState) -> str:
     """The name of a case's minor class (its code when the catalogue does not know it)."""
     try:
@@ -404,6 +410,7 @@ class MemoryLiveState:
                     urges=state.urges,
                     request=state.request.action.value if state.request is not None else None,
                     subcentre=state.subcentre,
+                    urge_due=urge_due(state),
                 )
                 self._cases[state.id] = new
                 self._dirty_cases.add(state.id)

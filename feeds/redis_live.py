@@ -68,6 +68,7 @@ from feeds.live import (
     _deadline,
     _event_line,
     rebuild,
+    urge_due,
 )
 
 DAY_TTL = int(timedelta(days=3).total_seconds())  # per-day keys expire after this many seconds
@@ -283,17 +284,20 @@ def unpack_supervisor(sid: str, area: str | None, raw: str) -> SupervisorState:
     )  # fmt: skip
 
 
+_CASE_TIMES = ("reported_at", "updated_at", "deadline", "urge_due")
+
+
 def _case_json(c: LiveCase) -> bytes:
     d = asdict(c)
-    for k in ("reported_at", "updated_at", "deadline"):
+    for k in _CASE_TIMES:
         d[k] = None if d[k] is None else _us(d[k])
     return orjson.dumps(d)
 
 
 def _case_of(raw: bytes | str) -> LiveCase:
     d = orjson.loads(raw)
-    for k in ("reported_at", "updated_at", "deadline"):
-        d[k] = None if d[k] is None else _at(d[k])
+    for k in _CASE_TIMES:
+        d[k] = None if d.get(k) is None else _at(d[k])
     return LiveCase(**d)
 
 
@@ -419,7 +423,7 @@ class RedisLiveState:
                     lat=place.lat, reported_at=state.reported_at, updated_at=state.updated_at,
                     deadline=_deadline(state), urges=state.urges,
                     request=state.request.action.value if state.request is not None else None,
-                    subcentre=state.subcentre,
+                    subcentre=state.subcentre, urge_due=urge_due(state),
                 )
             )  # fmt: skip
         alert = b""

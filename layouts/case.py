@@ -248,7 +248,7 @@ def orders_panel(ctx: PageContext, c: Mapping[str, Any]) -> html.Section | None:
     if not orders:
         return None
     lang = ctx.lang
-    keys = ("order.by", "order.target", "order.issued", "order.deadline", "order.reply")
+    keys = ("order.by", "order.target", "order.issued", "order.note", "order.deadline", "order.reply")
     head = html.Tr([html.Th(t(k, lang)) for k in keys])
     rows = []
     for o in orders:
@@ -265,6 +265,7 @@ def orders_panel(ctx: PageContext, c: Mapping[str, Any]) -> html.Section | None:
                     html.Td(o.by),
                     html.Td(department_name(ctx, o.target)),
                     html.Td(local(o.issued_at)),
+                    html.Td(o.note or "—", className="gw-order-note"),
                     html.Td(local(o.deadline)),
                     html.Td(reply),
                 ],

@@ -41,6 +41,7 @@ def _row(ctx: PageContext, o: OpenOrder, names: dict[str, str], depts: dict[str,
             html.Td(names.get(o.street or "", o.street or "—")),
             html.Td(depts.get(o.order.target, o.order.target)),
             html.Td(f"{o.order.by} · {local(o.order.issued_at)}"),
+            html.Td(o.order.note or "—", className="gw-order-note"),
         ],
         className="gw-q-row gw-order-row" + (" gw-q-late" if late else ""),
     )
@@ -62,7 +63,7 @@ def page(ctx: PageContext) -> html.Div:
         body = [html.P(t("order.none", lang), className="gw-dim gw-q-empty")]
     else:
         cols = ("order.deadline", "queue.col.case", "queue.col.stage", "queue.col.class", "queue.col.street",
-                "order.target", "order.by")  # fmt: skip
+                "order.target", "order.by", "order.note")  # fmt: skip
         head = html.Tr([html.Th(t(k, lang)) for k in cols])
         rows = [_row(ctx, o, names, depts) for o in found[:ROWS]]
         more = len(found) - ROWS

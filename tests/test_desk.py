@@ -786,9 +786,10 @@ def test_an_urging_order_reaches_the_department_s_list_and_case_page_and_its_rep
             find(dash_page(who[pid], srv.url, "/desk/orders", "?lang=en").json(), ids.ORDERS_TABLE)
         )
         assert case_id in listed and "boss" in " ".join(listed), (pid, listed)
+        assert "请今天处理" in listed, (pid, listed)  # what the leader asks for, beside the order
     page = _case_page(who["dept10"], srv, case_id)
     orders = texts(find(page, ids.CASE_ORDERS))
-    assert "Awaiting reply" in orders and "boss" in orders, orders
+    assert "Awaiting reply" in orders and "boss" in orders and "请今天处理" in orders, orders
     assert "urge_reply" in _actions(page)
     refused = _command(who["dept10"], srv, action="urge_reply", case_id=case_id)  # the reply is the opinion
     assert refused.status_code == 422 and refused.json()["error"] == "missing_opinion"

@@ -196,3 +196,41 @@ def test_a_second_dispatch_is_not_another_dispatch_and_a_review_sent_back_is_a_r
     kpi = live.tick(T0 + timedelta(hours=1)).kpi
     assert kpi is not None
     assert (kpi["dispatched"], kpi["closed"], kpi["close_rate"]) == (1, 1, 1.0)
+
+
+def test_an_open_urge_order_carries_its_reply_deadline_to_the_screens_until_it_is_replied() -> None:
+    """督办: the urged case's ``urge_due`` is the 督办单's reply deadline in the live case and in the
+    tick's case columns (the wall's queue badge); the department's 督办回复 clears it."""
+    from domain.lifecycle import Accepted, Action, Actor, CaseState, Command, Context, Role, apply
+    from domain.workcalendar import load_calendar
+    from feeds.live import Place
+    from feeds.ticks import cases_columns
+
+    live = state()
+    ctx = Context(catalogue=load_catalogue("cjt214"), calendar=load_calendar())
+    data = {"kind": "component", "class_code": "0101", "condition_code": "03", "source": "supervisor"}
+    reply_by = T0 + timedelta(hours=3)
+    steps: list[tuple[Action, Actor, dict[str, object]]] = [
+        (Action.REPORT, Actor("s1", Role.SUPERVISOR), {}),
+        (Action.ACCEPT, Actor("acc", Role.ACCEPTOR), {}),
+        (Action.FILE, Actor("lead", Role.SHIFT_LEADER), {}),
+        (Action.DISPATCH, Actor("disp", Role.DISPATCHER), {"department": "10"}),
+        (Action.URGE, Actor("boss", Role.LEADER), {"deadline": reply_by.isoformat()}),
+    ]
+    prev: CaseState | None = None
+    for i, (action, actor, extra) in enumerate(steps):
+        cmd = Command(action, "C6", actor, "意见", {**data, **extra})
+        out = apply(prev, cmd, T0 + timedelta(minutes=i), ctx)
+        assert isinstance(out, Accepted), (action, out)
+        prev = out.state
+        live.apply_case(prev, out.events, Place(G1, G1[:9], 116.4, 39.9))
+    view = live.tick(T0 + timedelta(minutes=10))
+    (case,) = [c for c in view.cases if c.id == "C6"]
+    assert case.urge_due == reply_by
+    assert cases_columns(view.cases)["urge_due"] == [reply_by.timestamp()]
+    reply = Command(Action.URGE_REPLY, "C6", Actor("d10", Role.DEPARTMENT, department="10"), "已到场", {})
+    out = apply(prev, reply, T0 + timedelta(minutes=20), ctx)
+    assert isinstance(out, Accepted), out
+    live.apply_case(out.state, out.events, None)
+    (case,) = [c for c in live.tick(T0 + timedelta(minutes=21)).cases if c.id == "C6"]
+    assert case.urge_due is None

@@ -124,8 +124,11 @@ def test_redis_state_gives_the_views_of_the_memory_state(client: tuple[redis.Red
     cases.do("C1", Action.ACCEPT, ACC, at(3))
     cases.do("C1", Action.FILE, LEAD, at(4))
     cases.do("C1", Action.DISPATCH, DISP, at(5))
+    boss = Actor("boss", Role.LEADER)
+    cases.do("C1", Action.URGE, boss, at(5.5), opinion="快", deadline=at(20).isoformat())
     fixes(walk("s3", G1, 5, [0, 60, 120]))
     tick(at(6))
+    cases.do("C1", Action.URGE_REPLY, DEPT, at(6.5), opinion="已到场")
     cases.do("C1", Action.FEEDBACK, DEPT, at(7), opinion="done")
     cases.do("C1", Action.CHECK, SUP, at(7.3), opinion="未修好", passed=False)  # 返工
     cases.do("C1", Action.FEEDBACK, DEPT, at(7.6), opinion="redone")
@@ -137,6 +140,7 @@ def test_redis_state_gives_the_views_of_the_memory_state(client: tuple[redis.Red
     assert seen[0].supervisors and any(a.kind == "emergency" for a in seen[0].alerts)
     assert seen[0].grids[G1].patrol_s == 40.0  # the out-of-order fix credited nothing
     assert any(s.status == "out_of_area" for s in seen[1].supervisors)
+    assert [c.urge_due for c in seen[1].cases if c.id == "C1"] == [at(20)]  # its 督办单's reply deadline
     assert (
         [c for c, _, _ in seen[2].gone] == ["C1"] and seen[2].kpi is not None and seen[2].kpi["closed"] == 1
     )
