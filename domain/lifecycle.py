@@ -940,10 +940,10 @@ def apply(state: CaseState | None, cmd: Command, at: datetime, ctx: Context) -> 
 
 
 def replay(
-    commands: list[tuple[Command, datetime]], ctx: Context
+    commands: list[tuple[Command, datetime]], ctx: Context, state: CaseState | None = None
 ) -> tuple[CaseState | None, list[CaseEvent], list[Rejection]]:
-    """Apply a sequence of commands to one case; rejected ones leave the state unchanged."""
-    state: CaseState | None = None
+    """Apply a sequence of commands to one case (from ``state``, else from nothing); rejected ones
+    leave the state unchanged."""
     events: list[CaseEvent] = []
     rejections: list[Rejection] = []
     for cmd, at in commands:

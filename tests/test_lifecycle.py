@@ -18,6 +18,7 @@ from domain.lifecycle import (
     Action,
     Actor,
     ArchiveType,
+    CaseEvent,
     CaseState,
     Command,
     Context,
@@ -592,18 +593,11 @@ def test_each_step_of_the_two_centres_is_optional_and_a_case_in_one_finishes_it(
 
 def replay_from(
     state: CaseState, steps: list[tuple[Command, datetime]], ctx: Context
-) -> tuple[CaseState, list, list[Rejection]]:
-    """Apply more commands to a case state (as :func:`replay` does from nothing)."""
-    events: list = []
-    rejections: list[Rejection] = []
-    for c, when in steps:
-        out = apply(state, c, when, ctx)
-        if isinstance(out, Rejection):
-            rejections.append(out)
-        else:
-            state = out.state
-            events.extend(out.events)
-    return state, events, rejections
+) -> tuple[CaseState, list[CaseEvent], list[Rejection]]:
+    """Apply more commands to a case state (:func:`replay` from that state)."""
+    after, events, rejections = replay(steps, ctx, state)
+    assert after is not None
+    return after, events, rejections
 
 
 SUB = Actor("sub-9101", Role.DEPARTMENT, department="9101")  # 东华门街道分中心 (shipped list)
