@@ -334,8 +334,8 @@ URGE_JS = """async ({caseId, deadline}) => {
   return {status: r.status, body: await r.json()};
 }"""
 
-REBUILD_JS = """(store) => {
-  document.querySelector("#gw-case-actions textarea[name=opinion]").gwOld = true;
+REBUILD_JS = """([store, field]) => {
+  document.querySelector(field).gwOld = true;
   window.dash_clientside.set_props(store, {data: Date.now()});
 }"""
 
@@ -439,7 +439,7 @@ def test_operators_run_the_loop_from_their_list_and_the_case_page_and_a_leader_s
         assert "逾期未回复" in unit.inner_text(f"#{ids.CASE_ORDERS}")
         unit.fill(OPINION, "已到场")
         # a live rebuild of the case body while the opinion is typed keeps what was typed
-        unit.evaluate(REBUILD_JS, ids.CASE_REFRESH)
+        unit.evaluate(REBUILD_JS, [ids.CASE_REFRESH, OPINION])
         unit.wait_for_function(f"() => !document.querySelector('{OPINION}').gwOld", timeout=30_000)
         assert unit.input_value(OPINION) == "已到场"
         _act(unit, "urge_reply", "已办理")

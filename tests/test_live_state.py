@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from domain.catalogue import load_catalogue
@@ -157,15 +158,31 @@ def test_todays_closing_tiles_are_the_standards_rates() -> None:
     assert (kpi["closed"], kpi["filed"], kpi["close_rate"], kpi["on_time_rate"]) == (1, 2, 0.5, 0.5)
 
 
+def run_case(
+    live: MemoryLiveState, case_id: str, steps: list[tuple[Any, Any, dict[str, object]]], ctx: Any
+) -> Any:
+    """Apply the steps (action, actor, data) to one case, a minute apart from T0, each change published
+    to ``live`` at G1; the last state."""
+    from domain.lifecycle import Accepted, Command, apply
+    from feeds.live import Place
+
+    prev = None
+    for i, (action, actor, data) in enumerate(steps):
+        out = apply(prev, Command(action, case_id, actor, "意见", data), T0 + timedelta(minutes=i), ctx)
+        assert isinstance(out, Accepted), (action, out)
+        prev = out.state
+        live.apply_case(prev, out.events, Place(G1, G1[:9], 116.4, 39.9))
+    return prev
+
+
 def test_a_second_dispatch_is_not_another_dispatch_and_a_review_sent_back_is_a_rework() -> None:
     """今日派遣 counts the centre's 派遣 once when a 街道分中心 dispatches on (二级派遣); a 处理反馈 the
     指挥中心's review sends back leaves 应结案 as a failed 核查 does: handled twice, reworked once,
     closed once → 今日结案率 1/1."""
     from dataclasses import replace
 
-    from domain.lifecycle import Accepted, Action, Actor, CaseState, Command, Context, Policy, Role, apply
+    from domain.lifecycle import Action, Actor, Context, Policy, Role
     from domain.workcalendar import load_calendar
-    from feeds.live import Place
 
     live = state()
     ctx = Context(catalogue=load_catalogue("cjt214"), calendar=load_calendar())
@@ -186,13 +203,7 @@ def test_a_second_dispatch_is_not_another_dispatch_and_a_review_sent_back_is_a_r
         (Action.CHECK, Actor("s1", Role.SUPERVISOR), {"passed": True}),
         (Action.CLOSE, Actor("lead", Role.SHIFT_LEADER), {}),
     ]
-    prev: CaseState | None = None
-    for i, (action, actor, extra) in enumerate(steps):
-        cmd = Command(action, "C5", actor, "意见", {**data, **extra})
-        out = apply(prev, cmd, T0 + timedelta(minutes=i), ctx)
-        assert isinstance(out, Accepted), (action, out)
-        prev = out.state
-        live.apply_case(prev, out.events, Place(G1, G1[:9], 116.4, 39.9))
+    run_case(live, "C5", [(a, actor, {**data, **extra}) for a, actor, extra in steps], ctx)
     kpi = live.tick(T0 + timedelta(hours=1)).kpi
     assert kpi is not None
     assert (kpi["dispatched"], kpi["closed"], kpi["close_rate"]) == (1, 1, 1.0)
@@ -201,9 +212,8 @@ def test_a_second_dispatch_is_not_another_dispatch_and_a_review_sent_back_is_a_r
 def test_an_open_urge_order_carries_its_reply_deadline_to_the_screens_until_it_is_replied() -> None:
     """督办: the urged case's ``urge_due`` is the 督办单's reply deadline in the live case and in the
     tick's case columns (the wall's queue badge); the department's 督办回复 clears it."""
-    from domain.lifecycle import Accepted, Action, Actor, CaseState, Command, Context, Role, apply
+    from domain.lifecycle import Accepted, Action, Actor, Command, Context, Role, apply
     from domain.workcalendar import load_calendar
-    from feeds.live import Place
     from feeds.ticks import cases_columns
 
     live = state()
@@ -217,13 +227,7 @@ def test_an_open_urge_order_carries_its_reply_deadline_to_the_screens_until_it_i
         (Action.DISPATCH, Actor("disp", Role.DISPATCHER), {"department": "10"}),
         (Action.URGE, Actor("boss", Role.LEADER), {"deadline": reply_by.isoformat()}),
     ]
-    prev: CaseState | None = None
-    for i, (action, actor, extra) in enumerate(steps):
-        cmd = Command(action, "C6", actor, "意见", {**data, **extra})
-        out = apply(prev, cmd, T0 + timedelta(minutes=i), ctx)
-        assert isinstance(out, Accepted), (action, out)
-        prev = out.state
-        live.apply_case(prev, out.events, Place(G1, G1[:9], 116.4, 39.9))
+    prev = run_case(live, "C6", [(a, actor, {**data, **extra}) for a, actor, extra in steps], ctx)
     view = live.tick(T0 + timedelta(minutes=10))
     (case,) = [c for c in view.cases if c.id == "C6"]
     assert case.urge_due == reply_by
