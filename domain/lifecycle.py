@@ -743,17 +743,27 @@ def _towards_check(timers: Timers, at: datetime, ctx: Context) -> Status:
     return Status.TO_CHECK
 
 
+def _passed(cmd: Command) -> bool | Rejection:
+    """The ``passed`` of a 核查 or 反馈审核: true or false (a string such as "false" is not a result)."""
+    passed = cmd.data.get("passed")
+    if not isinstance(passed, bool):
+        msg = f"{cmd.action.value} needs passed: true/false, not {type(passed).__name__}"
+        return _reject(Rule.MISSING_RESULT, msg)
+    return passed
+
+
 def _review(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
     """反馈审核 (指挥中心): ``passed`` sends the 处理反馈 on towards 核查; else back to the department
     with an opinion, on a new handling clock, like a failed 核查 (the department's 返工)."""
     if r := _first(_role(cmd, ctx.policy.review_roles), _need(state, Status.REVIEWING)):
         return r
-    if "passed" not in cmd.data:
-        return _reject(Rule.MISSING_RESULT, "review needs passed: true/false")
-    if not cmd.data["passed"] and (r := _opinion(cmd)):
+    passed = _passed(cmd)
+    if isinstance(passed, Rejection):
+        return passed
+    if not passed and (r := _opinion(cmd)):
         return r
     _stop(timers, T_REVIEW, at)
-    if cmd.data["passed"]:
+    if passed:
         return {"status": _towards_check(timers, at, ctx)}, _NO_EXTRA
     _start(timers, T_HANDLE, at, ctx, handling_limit(ctx, state.kind, state.class_code, state.condition_code))
     return {"status": Status.HANDLING, "reworks": state.reworks + 1}, _NO_EXTRA
@@ -771,12 +781,13 @@ def _send_check(state: CaseState, timers: Timers, cmd: Command, at: datetime, ct
 def _check(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
     if r := _first(_role(cmd, _SUPERVISOR_ONLY), _need(state, Status.TO_CHECK)):
         return r
-    if "passed" not in cmd.data:
-        return _reject(Rule.MISSING_RESULT, "check needs passed: true/false")
-    if not cmd.data["passed"] and (r := _opinion(cmd)):
+    passed = _passed(cmd)
+    if isinstance(passed, Rejection):
+        return passed
+    if not passed and (r := _opinion(cmd)):
         return r
     _stop(timers, T_CHECK, at)
-    if cmd.data["passed"]:
+    if passed:
         _start(timers, T_CLOSE, at, ctx)
         return {"status": Status.TO_CLOSE}, _NO_EXTRA
     # 返工: back to the same department, history kept, a new handling clock

@@ -292,6 +292,12 @@ def test_assign_moves_the_open_task_without_touching_stage_or_clock() -> None:
         ),
         (
             happy_until_handling(REPORT_SUP)
+            + [(cmd(Action.FEEDBACK, DEPT, "x"), at(41))]
+            + [(cmd(Action.CHECK, SUP, "x", passed="false"), at(42))],  # "false" is not a result
+            Rule.MISSING_RESULT,
+        ),
+        (
+            happy_until_handling(REPORT_SUP)
             + [
                 (cmd(Action.REQUEST_RETURN, DEPT, "a"), at(41)),
                 (cmd(Action.REQUEST_SUSPENSION, DEPT, "b"), at(42)),
@@ -541,6 +547,9 @@ def test_the_two_centres_review_the_feedback_and_the_acceptor_issues_the_check()
         assert isinstance(out, Rejection) and out.rule is Rule.WRONG_ROLE
     missing = apply(state, cmd(Action.REVIEW, DISP), at(110), TWO_CENTRES)
     assert isinstance(missing, Rejection) and missing.rule is Rule.MISSING_RESULT
+    for odd in ("false", 0, None):  # a result is true or false: "false" is not a pass
+        typed = apply(state, cmd(Action.REVIEW, DISP, "x", passed=odd), at(110), TWO_CENTRES)
+        assert isinstance(typed, Rejection) and typed.rule is Rule.MISSING_RESULT, odd
     bare = apply(state, cmd(Action.REVIEW, DISP, passed=False), at(110), TWO_CENTRES)
     assert isinstance(bare, Rejection) and bare.rule is Rule.MISSING_OPINION
     # sent back: the department's 返工, on a new handling clock (as a failed 核查)
