@@ -310,6 +310,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
          ("rework_rate", "返工率"), ("close_rate", "结案率"), score, grade],
     )  # fmt: skip
     show(
+        "街道分中心 sub-centres (二级派遣)",
+        report.subcentres,
+        [code, name, ("sub_received", "应二级派遣"), ("sub_dispatched", "二级派遣"),
+         ("sub_dispatch_on_time_rate", "按时二级派遣率"), ("sub_returned", "回退"),
+         ("accurate_sub_dispatch_rate", "二级派遣准确率")],
+    )  # fmt: skip
+    show(
         f"监督员 supervisors (top 15 of {len(report.supervisors)})",
         report.supervisors,
         [code, ("patrol_reported", "上报"), ("valid_report_rate", "有效上报率"), ("missed_rate", "漏报率"),

@@ -45,7 +45,8 @@ class SimulationReport:
     commands: int
     figures: dict[str, Any]
     streets: pd.DataFrame
-    departments: pd.DataFrame
+    departments: pd.DataFrame  # the handling units (专业部门), 处置 indicators
+    subcentres: pd.DataFrame  # the 街道分中心, 二级派遣 indicators
     supervisors: pd.DataFrame
 
 
@@ -151,6 +152,8 @@ def simulate(
             for c in departments["object_id"]
         ],
     )
+    is_sub = departments["object_id"].map(catalogue.is_subcentre).astype(bool)
+    subcentres = departments[is_sub].sort_values("object_id")  # not scored (docs/indicators.md)
     supervisors = evaluation_table(aggregates, ObjectType.SUPERVISOR, None, first, last)
     return SimulationReport(
         start=start,
@@ -158,6 +161,7 @@ def simulate(
         commands=commands,
         figures=figures,
         streets=streets,
-        departments=departments,
+        departments=departments[~is_sub].reset_index(drop=True),
+        subcentres=subcentres.reset_index(drop=True),
         supervisors=supervisors,
     )

@@ -30,6 +30,12 @@ def test_street_table_names_the_real_streets(shared_data: Path, tmp_path: Path) 
     assert set(streets["grade"]) <= {"A", "B", "C", "D", "E"}
     # departments carry catalogue names; supervisors are one per responsibility area
     assert "区环卫中心" in set(report.departments["name"])
+    # the 17 街道分中心 have their own table with their 二级派遣 numbers, not zeros among the units
+    subs = report.subcentres
+    assert len(subs) == 17 and not set(subs["object_id"]) & set(report.departments["object_id"])
+    assert int(subs["sub_received"].sum()) > 0 and int(subs["sub_dispatched"].sum()) > 0
+    assert int(report.departments["sub_received"].sum()) == 0
+    assert subs["sub_dispatch_on_time_rate"].notna().any()
     assert all(s.startswith("sup-110101") and "R" in s for s in report.supervisors["object_id"])
 
 
@@ -42,5 +48,7 @@ def test_cli_prints_simulated_tables(tmp_path: Path) -> None:
     text = out.stdout
     assert "模拟数据" in text
     assert "片区01（生成）" in text  # built-in district with generated streets, marked as such
-    for header in ("街道 streets", "专业部门 departments", "监督员 supervisors", "综合指标值", "等级"):
+    headers = ("街道 streets", "专业部门 departments", "街道分中心 sub-centres", "按时二级派遣率",
+               "监督员 supervisors", "综合指标值", "等级")  # fmt: skip
+    for header in headers:
         assert header in text
