@@ -132,13 +132,25 @@
       }
     }
 
-    function fillList(list, rows, names) {  // the best and the worst when not all fit
+    // how many rows of a list fit its box, whole rows only (the box's height is the layout's: 16:9 and
+    // 32:9 walls give the queue and the ranking different room); ``max`` when it cannot be measured yet
+    function rowsThatFit(list, max) {
+      // both heights from getBoundingClientRect: under the 4K walls' CSS zoom clientHeight is not in its space
+      var row = list.firstElementChild, h = row ? row.getBoundingClientRect().height : 0;
+      if (!h || !list.clientHeight || list.scrollHeight <= list.clientHeight + 1) { return max; }
+      return Math.max(1, Math.min(max, Math.floor((list.getBoundingClientRect().height + 0.5) / h)));
+    }
+
+    function fillList(list, rows, names, n) {  // the best and the worst when not all fit
       list.textContent = "";
-      var n = cfg.rankRows, shown = [];
+      n = n || cfg.rankRows;
+      var shown = [];
       rows.forEach(function (r, i) {
         if (rows.length <= n || i < n - Math.floor(n / 2) || i >= rows.length - Math.floor(n / 2)) { shown.push([r, i]); }
       });
       shown.forEach(function (pair) { list.appendChild(rankRow(pair[0], pair[1], names)); });
+      var fit = rowsThatFit(list, shown.length);
+      if (fit < shown.length) { fillList(list, rows, names, fit); }  // a 16:9 wall's box holds fewer
     }
 
     function renderRanking() {
@@ -255,6 +267,8 @@
         li.appendChild(t1); li.appendChild(t2); li.appendChild(t3);
         list.appendChild(li);
       });
+      var fit = rowsThatFit(list, open.length);  // the most urgent rows that fit, none cut in half
+      while (list.children.length > fit) { list.removeChild(list.lastElementChild); }
     }
 
     function mapObj() {  // the MapLibre map under the Plotly graph, once both are there

@@ -32,12 +32,12 @@ KPI_KEYS = (
 )  # fmt: skip
 STAGES = tuple(STAGE_COLOURS)
 STALE_AFTER_S = 5  # no tick for this long → "data stale"
-QUEUE_ROWS = 6
+QUEUE_ROWS = 24  # at most; the wall shows as many as fit its queue's box (gw-wall.js)
 # playlist: ?scenes=overview,streets&dwell=20
 SCENES = ("overview", "streets", "supervisors", "evaluation", "departments", "problems")
 DWELL_S = 20
 ALERT_SECONDS = 30  # an emergency (突发事件) takes the screen this long
-RANK_ROWS = 6  # the best three and the worst three streets when not all fit
+RANK_ROWS = 6  # at most: the best three and the worst three streets when not all fit
 
 
 def config(lang: str, streets: Mapping[str, str]) -> dict[str, object]:
@@ -194,7 +194,7 @@ def layout(
                     ),
                     html.Aside(
                         [
-                            html.H2(t("wall.stages", lang)),
+                            html.H2(t("wall.stages", lang), className="gw-wide"),
                             html.Div(
                                 [
                                     html.Div(

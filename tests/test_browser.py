@@ -139,6 +139,17 @@ def test_wall_is_live(
     grades = page.locator(f"#{ids.WALL_RANKING} .gw-rank-grade").all_inner_texts()  # type: ignore[attr-defined]
     assert 0 < len(grades) <= 6 and set(grades) <= set("ABCDE–")
     assert page.locator(".gw-hour").count() == 24  # type: ignore[attr-defined]
+    # the queue and the ranking fill their boxes with whole rows: none cut at the bottom, and the
+    # queue shows more than the 6 rows of a fixed count once the box has room (issue 19 item 6)
+    cut = page.evaluate(  # type: ignore[attr-defined]
+        "() => [...document.querySelectorAll('.gw-queue-row, .gw-rank-row')].filter(r => {"
+        " const box = r.parentElement.getBoundingClientRect(), b = r.getBoundingClientRect();"
+        " return b.height > 0 && !r.closest('.gw-board') && b.bottom > box.bottom + 1; })"
+        ".map(r => r.innerText)"
+    )
+    assert cut == [], cut
+    queued = page.locator(".gw-queue-row").count()  # type: ignore[attr-defined]
+    assert queued >= 8, queued
     # the statistics the evaluation is for: beside the queue and the ranking on a 32:9 wall (a 16:9
     # wall shows them as scenes): departments by score, today's 部件/事件 and sources, 高发问题
     wide = size[0] / size[1] >= 3
