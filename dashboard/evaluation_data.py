@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import numpy as np
 import orjson
 import pandas as pd
 from sqlalchemy import Integer, Text, and_, cast, column, func, select, true
@@ -161,7 +160,7 @@ def period_sums(
     (``overdue_eod``, 超时未处置 at a day's end) is the period's last day's, as ``DailyAggregates.period``.
 
     PostgreSQL sums the JSONB counters in the query; on SQLite the rows are read as JSON text and
-    summed in one numpy pass (a month of every unit grid is about 170,000 rows: decoding them into
+    summed by name in one pass (a month of every unit grid is about 170,000 rows: decoding them into
     ``Counters`` and adding them one by one took 7 s, python -m bench desk_eval).
     """
     where: tuple[Any, ...] = (
@@ -201,31 +200,31 @@ def _summed(conn: Connection, where: tuple[Any, ...]) -> dict[str, dict[str, int
             .group_by(DailyCounter.object_id)
         )
         return {str(r[0]): dict(zip(COUNTER_NAMES, map(int, r[1:]), strict=True)) for r in got}
+    # SQLite: the rows' JSON text through the DBAPI cursor (SQLAlchemy's result rows were a third of
+    # the time) and each row's counters — only its non-zero ones are stored — added by name
     q = select(DailyCounter.object_id, cast(DailyCounter.counts, Text)).where(*where)
-    index: dict[str, int] = {}
-    # rows grouped by their key layout (one layout in practice: every row is written by the same code,
-    # and PostgreSQL's JSONB keeps its own key order); the columns are matched once per layout
-    layouts: dict[tuple[str, ...], tuple[list[int], list[list[int]]]] = {}
-    last_keys: tuple[str, ...] = ()
-    bucket: tuple[list[int], list[list[int]]] = ([], [])
-    for oid, raw in conn.execute(q).all():  # fetchall: a third of the per-row cost of iterating
-        counts: dict[str, int] = orjson.loads(raw)
-        keys = tuple(counts)
-        if keys != last_keys:
-            last_keys = keys
-            bucket = layouts.setdefault(keys, ([], []))
-        bucket[0].append(index.setdefault(oid, len(index)))
-        bucket[1].append(list(counts.values()))
-    totals = np.zeros((len(index), len(COUNTER_NAMES)), dtype=np.int64)
+    compiled = q.compile(dialect=conn.dialect)
+    params = [
+        v.isoformat() if isinstance(v, date) else v
+        for v in (compiled.params[name] for name in compiled.positiontup or ())
+    ]
     position = {n: i for i, n in enumerate(COUNTER_NAMES)}
-    for keys, (owners, values) in layouts.items():
-        cols = [(j, position[k]) for j, k in enumerate(keys) if k in position]
-        block = np.asarray(values, dtype=np.int64)
-        summed = np.zeros((len(index), len(keys)), dtype=np.int64)
-        np.add.at(summed, np.asarray(owners), block)
-        for j, i in cols:
-            totals[:, i] += summed[:, j]
-    return {oid: dict(zip(COUNTER_NAMES, totals[i].tolist(), strict=True)) for oid, i in index.items()}
+    index: dict[str, list[int]] = {}
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(str(compiled), params)
+        fetched = cursor.fetchall()
+    finally:
+        cursor.close()
+    for oid, raw in fetched:
+        totals = index.get(oid)
+        if totals is None:
+            totals = index[oid] = [0] * len(COUNTER_NAMES)
+        for name, n in orjson.loads(raw).items():
+            i = position.get(name)
+            if i is not None:
+                totals[i] += int(n)
+    return {str(oid): dict(zip(COUNTER_NAMES, t, strict=True)) for oid, t in index.items()}
 
 
 def _names(conn: Connection, kind: ObjectType) -> dict[str, str]:
