@@ -90,7 +90,12 @@ def _run(name: str, args: argparse.Namespace) -> list[Result]:
         from bench import bench_patrol
 
         return bench_patrol.run(smoke=smoke)
-    if name in ("fuzz", "faults", "soak"):  # the hardening harness: each prints its own table too
+    if name == "fuzz":
+        from bench import bench_fuzz
+
+        schemas = tuple(args.schemas.split(",")) if args.schemas else bench_fuzz.SCHEMAS
+        return bench_fuzz.run(smoke=smoke, schemas=schemas, budget_s=args.budget)
+    if name in ("faults", "soak"):  # the hardening harness: each prints its own table too
         import importlib
 
         return importlib.import_module(f"bench.bench_{name}").run(smoke=smoke)
@@ -110,7 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--backend", choices=("postgresql", "sqlite", "both"), default="both", help="desk_pages: databases"
     )
+    parser.add_argument(
+        "--schemas", help="fuzz: schemas to fuzz, comma-separated (default: all; e.g. 'dash desk,dash kiosk')"
+    )
+    parser.add_argument("--budget", type=float, help="fuzz: seconds per schema at most (default 900)")
     args = parser.parse_args(argv)
+    if args.schemas and "fuzz" in args.names:
+        from bench.bench_fuzz import SCHEMAS
+
+        if bad := set(args.schemas.split(",")) - set(SCHEMAS):
+            parser.error(f"unknown fuzz schema(s) {', '.join(sorted(bad))}; choose from {', '.join(SCHEMAS)}")
     unknown = sorted(set(args.names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")

@@ -1734,16 +1734,19 @@ def rows_of(out: Outcome, smoke: bool) -> list[HarnessRow]:
     return rows
 
 
-def run(smoke: bool = False) -> list[Result]:
-    """Fuzz every schema of a real server; print the harness table."""
+def run(
+    smoke: bool = False, schemas: tuple[str, ...] = SCHEMAS, budget_s: float | None = None
+) -> list[Result]:
+    """Fuzz the schemas of a real server (every one by default); print the harness table."""
     from bench._server import load_line
 
     def say(m: str) -> None:
         console.print(m, highlight=False)
 
     n, budget = (N_SMOKE, BUDGET_SMOKE_S) if smoke else (N_FULL, BUDGET_FULL_S)
+    budget = budget_s or budget
     say(f"fuzz: {load_line()}")
-    out = fuzz(n, budget, senders=3 if smoke else SENDERS_FULL, say=say)
+    out = fuzz(n, budget, senders=3 if smoke else SENDERS_FULL, schemas=schemas, say=say)
     rows = rows_of(out, smoke)
     title = (
         f"Fuzz (issue 20): {n:,} payloads per schema or {budget:.0f} s, seed {SEED}, SQLite, "
