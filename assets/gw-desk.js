@@ -125,25 +125,40 @@
     });
   });
 
-  // -- drafts: what an operator types (意见, 延期天数) survives the page's live rebuilds. A tick that
-  // touches the case rebuilds the case body, which would put an empty field under their fingers; the
+  // -- drafts: what an operator types or picks (意见, 延期天数, the department to dispatch to, 特殊案件)
+  // survives the page's live rebuilds. A tick that touches the case rebuilds the case body, which
+  // would put an empty field — or a list back on its first department — under their fingers (a
+  // dispatch then went to the wrong department: seen under load, tests/test_desk_browser.py); the
   // draft is kept per case and field and put back until a command of that case is accepted.
   var drafts = {};
   function draftKey(el) {
     var panel = el.closest ? el.closest("[data-gw-case]") : null;
-    if (!panel || !el.name || el.name === "csrf") { return null; }
+    var name = el.name || (el.type === "checkbox" ? "checkbox" : "");  // dcc.Checklist's box has no name
+    if (!panel || !name || name === "csrf") { return null; }
     var box = el.closest(".gw-act");
-    return panel.getAttribute("data-gw-case") + "|" + (box ? box.className : "") + "|" + el.name;
+    return panel.getAttribute("data-gw-case") + "|" + (box ? box.className : "") + "|" + name;
   }
-  document.addEventListener("input", function (ev) {
-    var key = ev.target ? draftKey(ev.target) : null;
-    if (key) { drafts[key] = ev.target.value; }
-  });
+  function keep(ev) {
+    var el = ev.target, key = el ? draftKey(el) : null;
+    if (key) { drafts[key] = el.type === "checkbox" ? (el.checked ? "on" : "off") : el.value; }
+  }
+  document.addEventListener("input", keep);
+  document.addEventListener("change", keep);
   function restore() {
-    var fields = document.querySelectorAll("[data-gw-case] textarea[name], [data-gw-case] input[name=extra]");
+    var fields = document.querySelectorAll(
+      "[data-gw-case] textarea[name], [data-gw-case] input[name], [data-gw-case] select[name], " +
+      "[data-gw-case] input[type=checkbox]"
+    );
     for (var i = 0; i < fields.length; i++) {
-      var key = draftKey(fields[i]);
-      if (key && drafts[key] && !fields[i].value) { fields[i].value = drafts[key]; }
+      var el = fields[i], key = draftKey(el), d = key ? drafts[key] : undefined;
+      if (d === undefined || d === "") { continue; }
+      if (el.type === "checkbox") {
+        if (el.checked !== (d === "on")) { el.checked = d === "on"; }
+      } else if (el.tagName === "SELECT") {  // a rebuilt list starts on its first option: pick it again
+        if (el.value !== d && el.querySelector("option[value='" + d.replace(/'/g, "") + "']")) { el.value = d; }
+      } else if (!el.value) {
+        el.value = d;
+      }
     }
   }
   function forget(caseId) {

@@ -417,7 +417,13 @@ def test_operators_run_the_loop_from_their_list_and_the_case_page_and_a_leader_s
         _stage_is(shift, "待派遣")
         # 二级派遣: the dispatcher sends it to the street's sub-centre, which sends it on to its unit
         disp = _case_at(pages["disp1"].page, server, case_id, "dispatch")
-        disp.select_option(f"#{ids.CASE_ACTIONS} select[name=department]", "9101")
+        pick = f"#{ids.CASE_ACTIONS} select[name=department]"
+        disp.select_option(pick, "9101")
+        # a live rebuild of the case body after the department is picked keeps the pick (a rebuilt
+        # list started on its first department, and the dispatch went there: seen under load)
+        disp.evaluate(REBUILD_JS, [ids.CASE_REFRESH, pick])
+        disp.wait_for_function(f"() => !document.querySelector('{pick}').gwOld", timeout=30_000)
+        assert disp.input_value(pick) == "9101"
         _act(disp, "dispatch", "已办理")
         _stage_is(disp, "待二级派遣")
         sub = _case_at(pages["sub1"].page, server, case_id, "dispatch")
