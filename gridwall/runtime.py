@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 from domain.index import PointGridIndex
 from domain.lifecycle import Context
 from feeds.chores import CounterFollower, Ranking, Thinning, grids_per_street
-from feeds.core import build_context, settle_gc
+from feeds.core import build_context, limit_malloc_arenas, settle_gc
 from feeds.counters import DailyCounters
 from feeds.ingest import PipelineConfig
 from feeds.live import PATROL_EVERY, LiveState, MemoryLiveState, grid_areas, rebuild, supervisor_areas
@@ -140,6 +140,7 @@ def _responsible(areas: dict[str, str | None], area_of_grid: dict[str, str | Non
 def build(settings: Settings, role: Role = "embedded", seams: Seams | None = None) -> Runtime:
     """Make every part of a ``role`` process from ``settings`` (started by :meth:`Runtime.start`)."""
     seams = seams or Seams()
+    limit_malloc_arenas()  # before this process's threads exist
     engine = seams.engine or create_engine(settings.db_url)
     if role == "embedded":
         return _embedded(settings, engine, seams)

@@ -1,0 +1,60 @@
+"""Memory: every GridWall process caps glibc's malloc arenas before its threads start (issue 20 item 10)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# a process whose 32 threads allocate at once, then glibc's own count of its arenas (malloc_info's
+# <heap nr=…> entries); with ``cap`` it first calls what gridwall.runtime.build calls
+PROBE = r"""
+import ctypes, sys, tempfile, threading
+sys.path.insert(0, sys.argv[2])
+if sys.argv[1] == "cap":
+    from feeds.core import limit_malloc_arenas
+    assert limit_malloc_arenas()
+barrier = threading.Barrier(32)
+def work():
+    barrier.wait()
+    keep = [bytearray(4096) for _ in range(2000)]
+    barrier.wait()
+threads = [threading.Thread(target=work) for _ in range(32)]
+for t in threads: t.start()
+for t in threads: t.join()
+libc = ctypes.CDLL("libc.so.6")
+libc.fopen.restype = ctypes.c_void_p
+with tempfile.NamedTemporaryFile(suffix=".xml") as f:
+    fp = libc.fopen(f.name.encode(), b"w")
+    libc.malloc_info(0, ctypes.c_void_p(fp))
+    libc.fclose(ctypes.c_void_p(fp))
+    print(open(f.name).read().count("<heap nr="))
+"""
+
+
+def _arenas(mode: str) -> int:
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, mode, str(ROOT)], capture_output=True, text=True, check=True,
+        stdin=subprocess.DEVNULL, env=env, timeout=120,
+    )  # fmt: skip
+    return int(out.stdout.strip())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc arenas: Linux only")
+def test_processes_cap_malloc_arenas() -> None:
+    # glibc's default gives busy threads arenas of their own (up to 8 per core); the cap keeps two
+    assert _arenas("cap") <= 2
+    assert _arenas("default") > 2
+
+
+def test_malloc_arena_max_in_the_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    from feeds.core import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False  # glibc read the operator's value at start
