@@ -150,6 +150,13 @@ def test_wall_is_live(
     assert cut == [], cut
     queued = page.locator(".gw-queue-row").count()  # type: ignore[attr-defined]
     assert queued >= 8, queued
+    # each row's class in words shows whole (the street gives way first, issue 19 item 6)
+    clipped = page.evaluate(  # type: ignore[attr-defined]
+        "() => [...document.querySelectorAll('.gw-queue-class')].filter(c =>"
+        " c.getBoundingClientRect().right > c.parentElement.getBoundingClientRect().right + 1)"
+        ".map(c => c.textContent)"
+    )
+    assert clipped == [], clipped
     # the statistics the evaluation is for: beside the queue and the ranking on a 32:9 wall (a 16:9
     # wall shows them as scenes): departments by score, today's 部件/事件 and sources, 高发问题
     wide = size[0] / size[1] >= 3
