@@ -192,7 +192,9 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     desk's loop go through them."""
     from tests.serve import run_app
 
-    with run_app(tmp_path_factory.mktemp("app"), "--feedback-review", "--acceptor-check", timeout=240) as srv:
+    # the cap is a safety net (the start prints its URLs when it is ready): ~1 min idle, over 240 s
+    # at load 11 on 2 cores (the suite beside the fuzz and a busy loop, 2026-12-07)
+    with run_app(tmp_path_factory.mktemp("app"), "--feedback-review", "--acceptor-check", timeout=600) as srv:
         yield srv
 
 
