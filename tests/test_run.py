@@ -81,7 +81,7 @@ def test_run_from_empty_folder_killed_during_its_backfill_then_builds_serves_and
     assert not any(line.startswith("admin:") for line in first)  # killed before it could print it
     engine = create_engine(f"sqlite:///{tmp_path / 'var' / 'gridwall.db'}")
     try:
-        with run_app(tmp_path, timeout=180) as srv:
+        with run_app(tmp_path, timeout=600) as srv:
             assert any("completing it" in line for line in srv.lines), srv.lines
             shown = [line for line in srv.lines if line.startswith("admin: user admin, password ")]
             assert len(shown) == 1, srv.lines
