@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from dashboard import ids
-from domain.catalogue import load_catalogue
+from domain.catalogue import MinorClass, load_catalogue
 from tests.conftest import ARTIFACTS
 from tests.serve import ROOT, Server, run_app
 
@@ -102,7 +102,8 @@ def _fix(secret: str, base: str, lon: float, lat: float, ref: str) -> None:
 
 @pytest.mark.parametrize("size", [(1920, 1080), (3840, 1080), (3840, 2160)])
 def test_wall_is_live(
-    server: Server, browser: object, handset: tuple[str, str, float, float], size: tuple[int, int]
+    server: Server, browser: object, handset: tuple[str, str, float, float], size: tuple[int, int],
+    reported_today: None,
 ) -> None:
     # a supervisor on the map at any hour (the simulated ones patrol 07:30–17:30, city time; after
     # midnight nobody has a fix today)
@@ -120,8 +121,11 @@ def test_wall_is_live(
     page.wait_for_function(MARK_AT, arg=["supervisors", lon, lat], timeout=10_000)  # type: ignore[attr-defined]
     assert page.is_visible(f"#{ids.WALL_SIM}")  # type: ignore[attr-defined]
     assert page.inner_text(f"#{ids.WALL_SIM}") == "模拟数据"  # type: ignore[attr-defined]
-    reported = page.inner_text(f"#{ids.WALL_KPIS}-reported").replace(",", "")  # type: ignore[attr-defined]
-    assert reported.isdigit() and int(reported) > 0
+    page.wait_for_function(  # type: ignore[attr-defined]  # today's reports, the fixture's among them
+        f"() => Number((document.getElementById('{ids.WALL_KPIS}-reported')?.textContent || '')"
+        ".replace(/,/g, '')) > 0",
+        timeout=30_000,
+    )
     shown_stages = page.locator(".gw-stage").count()  # type: ignore[attr-defined]
     assert shown_stages == 11  # the app runs with 反馈审核 and 派发核查, and has sub-centres
     stages = [
@@ -231,7 +235,7 @@ def test_wall_evaluation_scene_shows_every_street(server: Server, browser: objec
 
 
 def test_wall_statistics_scenes_show_departments_and_the_most_reported_problems(
-    server: Server, browser: object
+    server: Server, browser: object, reported_today: None
 ) -> None:
     """On a 16:9 wall the departments' ranking and the 高发问题 with today's mix are scenes."""
     page, errors, _ = _open(browser, server.wall_url + "&scenes=departments,problems&dwell=5", 1920, 1080)
@@ -244,10 +248,11 @@ def test_wall_statistics_scenes_show_departments_and_the_most_reported_problems(
     rows = page.locator(f"#{ids.WALL_BOARD} .gw-rank-row").all_inner_texts()  # type: ignore[attr-defined]
     names = {d.name for d in load_catalogue("cjt214").departments.values()}
     assert rows and all(any(n in r for n in names) for r in rows), rows[:3]
-    page.wait_for_function(  # type: ignore[attr-defined]
+    page.wait_for_function(  # type: ignore[attr-defined]  # the statistics are counted once a minute
         f"() => !{board}.hidden && {scene}.textContent.startsWith('高发')"
-        f" && !!{board}.querySelector('.gw-bar')",
-        timeout=30_000,
+        f" && !!{board}.querySelector('.gw-bar') && {board}.textContent.includes('事件')"
+        f" && {board}.textContent.includes('部件')",
+        timeout=150_000,
     )
     text = page.inner_text(f"#{ids.WALL_BOARD}")  # type: ignore[attr-defined]
     assert "事件" in text and "部件" in text and "今日" in text and "本月" in text
@@ -316,6 +321,32 @@ def handset(server: Server) -> tuple[str, str, float, float]:
     secret = out.strip().splitlines()[-1].split(": ", 1)[1]
     point = shape(json.loads(geom)).representative_point()
     return person, secret, round(point.x, 6), round(point.y, 6)
+
+
+@pytest.fixture(scope="module")
+def reported_today(server: Server, handset: tuple[str, str, float, float]) -> None:
+    """A 部件 and a 事件 report from the handset, now: the wall's today is not empty at any hour of the
+    city's day (the simulated supervisors report 07:30–17:30; just after midnight today had nothing)."""
+    import socketio
+
+    em = {c.code for c in load_catalogue("cjt214").emergency_classes()}
+    picks: dict[str, MinorClass] = {}
+    for c in load_catalogue("cjt214").classes:
+        if c.code not in em:
+            picks.setdefault(c.kind.value, c)
+    _, secret, lon, lat = handset
+    client = socketio.Client()
+    client.connect(server.base, namespaces=["/device"], auth={"token": secret}, transports=["websocket"])
+    try:
+        for kind, c in sorted(picks.items()):
+            report = {
+                "id": f"today-{kind}", "at": datetime.now(UTC).isoformat(), "kind": kind,
+                "class_code": c.code, "lon": lon, "lat": lat, "description": "test",
+            }  # fmt: skip
+            ack = client.call("report", report, namespace="/device", timeout=30)
+            assert ack["accepted"] == [report["id"]], ack
+    finally:
+        client.disconnect()
 
 
 def test_device_inputs_reach_the_wall(
