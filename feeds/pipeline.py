@@ -62,6 +62,7 @@ from feeds.ingest import PipelineConfig, Reply
 from feeds.intake import Ack, Intake, Item, Job, People, locate, refused
 from feeds.live import LiveWriter, Place
 from feeds.media import MediaStore
+from feeds.outage import Outages, is_outage
 from feeds.publish import LivePublisher, Published, Publisher, TaskOut
 from feeds.schemas import Reason
 from feeds.writer import GroupWriter
@@ -150,6 +151,8 @@ class Pipeline:
         self.live = live
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.record_source = record_source
+        # the database down: one warning when the groups begin to fail and one line when they are back
+        self._group_outages = Outages(log, "pipeline: a group's transaction")
         self.stats = {"groups": 0, "inputs": 0, "fixes": 0, "commands": 0, "rejected": 0, "failed": 0}
         # the steps, in order
         self.people = People(engine)
@@ -234,10 +237,17 @@ class Pipeline:
         try:
             pub = self._transaction(jobs)
         except Exception as exc:  # a database error or a bug: either way the transaction was rolled back
-            bug = not isinstance(exc, SQLAlchemyError)
-            log.warning("group of %d inputs failed (%s); retrying one by one", len(jobs), exc, exc_info=bug)
+            if is_outage(exc):  # every group fails until the database is back: not a line per group
+                self._group_outages.failed(exc)
+            else:  # a conflict of one input (retried one by one below) or a bug (with its traceback)
+                bug = not isinstance(exc, SQLAlchemyError)
+                log.warning(
+                    "group of %d inputs failed (%s); retrying one by one", len(jobs), exc, exc_info=bug
+                )
             self.stats["failed"] += 1
             pub = self._one_by_one(jobs)
+        else:
+            self._group_outages.ok()
         self.publisher.changes(pub)
         return pub.fixes  # published on the acknowledgement thread (``_finish``)
 

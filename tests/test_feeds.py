@@ -15,6 +15,7 @@ compares everything the earlier ones left behind.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -1083,7 +1084,7 @@ def failing_commits(engine: Engine) -> Iterator[None]:
 
 
 def test_a_failed_commit_publishes_nothing_and_the_retry_is_accepted(
-    srv: LiveServer, wall: Peer, gateways: Gateways
+    srv: LiveServer, wall: Peer, gateways: Gateways, caplog: pytest.LogCaptureFixture
 ) -> None:
     good, bad = srv.spot(), srv.spot()
     with transaction(srv.engine) as s:
@@ -1117,9 +1118,16 @@ def test_a_failed_commit_publishes_nothing_and_the_retry_is_accepted(
     dev = srv.peer("/device", spot.secret)
     body, rep = fix(spot, now() - timedelta(seconds=2), ref="c1"), report(spot, ref="c-rep")
     mark = wall.mark()
+    caplog.set_level(logging.DEBUG, logger="feeds.pipeline")
+    caplog.clear()
     with failing_commits(srv.engine):
         a1 = dev.call("position", body)
         a2 = dev.call("report", rep)
+    # the database "down" for two groups: one warning, not a line (or a traceback) per failed group
+    groups = [r for r in caplog.records if "a group's transaction" in r.getMessage()]
+    assert [r.levelno for r in groups if r.levelno >= logging.WARNING] == [logging.WARNING]
+    assert "the database unavailable" in groups[0].getMessage() and not any(r.exc_info for r in groups)
+    assert not any("retrying one by one" in r.getMessage() for r in caplog.records)
     assert reasons(a1) == ["unavailable"] and reasons(a2) == ["unavailable"]
     assert "cases" not in a2
     next_ticks(wall, 4, mark)
@@ -1133,6 +1141,8 @@ def test_a_failed_commit_publishes_nothing_and_the_retry_is_accepted(
     assert not any(c.grid == spot.grid for c in srv.core.live.snapshot(now()).cases)
     mark = wall.mark()
     assert dev.call("position", body)["accepted"] == ["c1"]
+    back = [r.getMessage() for r in caplog.records if "a group's transaction: back after" in r.getMessage()]
+    assert len(back) == 1, back  # and one line when it is back
     b2 = dev.call("report", rep)
     assert b2["accepted"] == ["c-rep"]
     wall.wait("tick", lambda m: case_in(m, b2["cases"]["c-rep"]) is not None, since=mark, timeout=WAIT)
