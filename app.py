@@ -5,7 +5,7 @@ python app.py init [--district ADCODE] [--streets FILE] [--communities FILE] [--
 python app.py import streets|communities|grids|levels|roster FILE [--crs CRS]
 python app.py simulate [--days 30] [--start YYYY-MM-DD] [--seed 1]
 python app.py user add ID --role ROLE [--name N] [--department CODE] [--area CODE] [--password-stdin]
-python app.py user list
+python app.py user list | user password ID [--password-stdin]
 python app.py token add device|gateway|kiosk|api --name N [--person ID] [--role R] [--scope IDS|*]
 python app.py token list | token revoke ID
 python app.py replay geolife|311 [--url URL] [--token T] …   (docs/replay.md)
@@ -146,8 +146,8 @@ def _accounts_engine(args: argparse.Namespace) -> Any:
 
 
 def cmd_user(args: argparse.Namespace) -> int:
-    """Add a person (printing a generated password once) or list people."""
-    from store.accounts import AccountError, add_person, list_people
+    """Add a person or set a password (printing a generated one once), or list people."""
+    from store.accounts import AccountError, add_person, list_people, set_password
     from store.db import transaction
 
     engine = _accounts_engine(args)
@@ -168,6 +168,14 @@ def cmd_user(args: argparse.Namespace) -> int:
             raise AccountError("--password-stdin: no password on stdin")
     else:
         password = secrets.token_urlsafe(12)
+    if args.action == "password":  # e.g. a supervisor's first sign-in on the handset app (/m)
+        with transaction(engine) as s:
+            set_password(s, args.id, password)
+        print(f"user {args.id}: new password set", flush=True)
+        if not args.password_stdin:
+            print(f"password: {password}", flush=True)
+            print("the password is shown only once; only its hash is stored", file=sys.stderr)
+        return 0
     with transaction(engine) as s:
         person = add_person(
             s, args.id, args.role, name=args.name, department=args.department, area=args.area,
@@ -563,7 +571,7 @@ def parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=cmd_simulate)
 
     user = sub.add_parser("user", help="add or list people (supervisors, operators, leaders, admins)")
-    user_sub = user.add_subparsers(dest="action", required=True, metavar="{add,list}")
+    user_sub = user.add_subparsers(dest="action", required=True, metavar="{add,list,password}")
     uadd = user_sub.add_parser("add", parents=[common], help="add a person; a random password is shown once")
     uadd.add_argument("id", help="person id, e.g. sup-001 or wang.li")
     uadd.add_argument(
@@ -579,6 +587,14 @@ def parser() -> argparse.ArgumentParser:
     )
     uadd.set_defaults(func=cmd_user)
     user_sub.add_parser("list", parents=[common], help="list people").set_defaults(func=cmd_user)
+    upw = user_sub.add_parser(
+        "password", parents=[common], help="set a person's password (a random one is shown once)"
+    )
+    upw.add_argument("id", help="person id")
+    upw.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin instead of generating one"
+    )
+    upw.set_defaults(func=cmd_user)
 
     tok = sub.add_parser("token", help="issue, list or revoke device/gateway/kiosk tokens and API keys")
     tok_sub = tok.add_subparsers(dest="action", required=True, metavar="{add,list,revoke}")

@@ -36,7 +36,7 @@ from feeds.outage import Outages
 from feeds.publish import TaskOut
 from feeds.schemas import Reason
 from feeds.ticks import pick_alerts, render, render_alert, room_filter
-from store.accounts import AuthError, Principal, authenticate
+from store.accounts import AuthError, Principal, authenticate, stale_tokens
 
 log = logging.getLogger(__name__)
 Reply = Callable[[dict[str, Any]], None]
@@ -160,6 +160,34 @@ class DeviceNamespace(Namespace):
             self.principals.pop(sid, None)
             self.buckets.pop(sid, None)
 
+    def sweep_revoked(self) -> int:
+        """Cut the connections whose token was revoked (or whose supervisor left) since they connected.
+
+        Each gets ``revoked`` ``{"reason", "message"}`` first (docs/protocol.md), so a handset can say
+        why; the token is refused at its next connect. Returns how many connections were cut.
+        """
+        with self._lock:
+            held = dict(self.principals)
+        if not held:
+            return 0
+        with self.engine.connect() as conn:
+            gone = stale_tokens(conn, {who.token_id for who in held.values()})
+        cut = 0
+        for sid, who in held.items():
+            reason = gone.get(who.token_id)
+            if reason is None:
+                continue
+            message = f"the token {who.name!r} was revoked: this connection is closed"
+            self.emit("revoked", {"reason": reason, "message": message}, room=sid)
+            self.disconnect(sid)
+            with self._lock:
+                self.principals.pop(sid, None)
+                self.buckets.pop(sid, None)
+            cut += 1
+        if cut:
+            log.info("/device: %d connection(s) of revoked tokens closed", cut)
+        return cut
+
     def trigger_event(self, event: str, *args: Any) -> Any:
         """Route every data event through the pipeline; unknown events are rejected by name."""
         if event in ("connect", "disconnect"):
@@ -239,6 +267,26 @@ class DeviceNamespace(Namespace):
         except Exception:  # as python-socketio would: log it, keep the connection, send no acknowledgement
             log.exception("%s handler error", data[0])
         return True
+
+
+class TokenWatch(BackgroundLoop):
+    """Every ``every`` seconds: close the ``/device`` connections of revoked tokens (a revoked handset
+    stops at once, whichever process or command revoked it)."""
+
+    thread_name = "gw-token-watch"
+
+    def __init__(self, device: DeviceNamespace, every: float = 2.0) -> None:
+        super().__init__()
+        self.device, self.every = device, every
+
+    def _run(self) -> None:
+        outages = Outages(log, "token watch")
+        while not self._stop.wait(self.every):
+            try:
+                self.device.sweep_revoked()
+                outages.ok()
+            except Exception as exc:
+                outages.failed(exc)
 
 
 class Rooms:

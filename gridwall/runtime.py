@@ -175,7 +175,7 @@ def _embedded(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     from feeds.api import register_http_feeds
     from feeds.counters import CounterKeeper
     from feeds.media import MediaStore, media_blueprint
-    from feeds.sockets import Broadcaster, Connections, DeviceNamespace, LiveNamespace, TaskSender
+    from feeds.sockets import Broadcaster, Connections, DeviceNamespace, LiveNamespace, TaskSender, TokenWatch
     from gridwall.web import create_web_app, socket_server
     from store.counters import load_or_rebuild
 
@@ -218,6 +218,7 @@ def _embedded(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     if media is not None:
         web.server.register_blueprint(media_blueprint(read, media, pipeline=pipeline))  # /api/v1/media
     chores: list[BackgroundLoop] = [
+        TokenWatch(device),  # a revoked handset is cut at once
         Thinning(engine, pipeline.config.retention, clock),
         Ranking(counters, live, grids_per_street(live.area_of_grid), ctx.calendar.tz, clock),
     ]
@@ -250,7 +251,7 @@ def _redis_live(engine: Engine, settings: Settings, ctx: Context) -> RedisLiveSt
 def _web(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     from feeds.aggregator import Relay, channel
     from feeds.api import register_http_feeds
-    from feeds.sockets import DeviceNamespace, LiveNamespace
+    from feeds.sockets import DeviceNamespace, LiveNamespace, TokenWatch
     from feeds.stream import StreamPipeline
     from gridwall.web import create_web_app, socket_server
 
@@ -270,7 +271,7 @@ def _web(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     register_http_feeds(web.server, read, pipeline)
     return Runtime(
         settings, "web", engine, ctx, adcode, live=live, pipeline=pipeline, broadcaster=relay, device=device,
-        web=web,
+        web=web, chores=[TokenWatch(device)],
     )  # fmt: skip
 
 

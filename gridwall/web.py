@@ -29,6 +29,7 @@ from dashboard.heat import HeatCanvas
 from dashboard.heat import render as render_heat
 from dashboard.i18n import pick_lang, t
 from feeds.counters import DailyCounters
+from feeds.handset import install_handset
 from feeds.http import MAX_BODY_BYTES
 from feeds.live import LiveReader
 from feeds.sockets import KIOSK_COOKIE
@@ -217,6 +218,7 @@ def create_web_app(
         __name__,
         server=server,  # type: ignore[arg-type]
         assets_folder=str(ASSETS),
+        assets_path_ignore=["handset"],  # the handset app's own files (/m), not the desk's
         title=t("app.title"),
         update_title=None,  # type: ignore[arg-type]
         serve_locally=True,
@@ -270,5 +272,18 @@ def create_web_app(
         desk=desk_data, auth=auth, counters=counters, pipeline=pipeline, clock=now_of,
     )  # fmt: skip
     install_commands(server, lambda: web.pipeline)  # POST /api/v1/commands (session + CSRF)
+
+    def city_ctx() -> Any:
+        return getattr(web.pipeline, "ctx", None)
+
+    def city_adcode() -> str | None:
+        ov = cache.current()
+        return ov.summary.adcode if ov is not None else None
+
+    install_handset(  # the supervisor's handset app at /m (issue 16)
+        server, engine, limiter=auth.limiter, adcode=city_adcode,
+        catalogue=lambda: ctx.catalogue if (ctx := city_ctx()) is not None else None,
+        tz=lambda: ctx.calendar.tz if (ctx := city_ctx()) is not None else UTC,
+    )  # fmt: skip
     desk_people.install(server, engine, lambda: web.live, cache.current, now_of)  # issue 8 items 7–9
     return web

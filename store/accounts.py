@@ -284,6 +284,24 @@ def revoke_token(session: Session, token_id: int) -> Token:
     return _snapshot(row)
 
 
+def stale_tokens(db: Session | Connection, token_ids: Iterable[int]) -> dict[int, str]:
+    """Of these tokens, those that may no longer connect: id → ``token_revoked`` (revoked, or a device
+    whose supervisor is no longer active) or ``token_unknown`` (deleted)."""
+    ids = sorted(set(token_ids))
+    out: dict[int, str] = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        rows = db.execute(
+            select(_T.id, _T.revoked_at, Person.active)
+            .select_from(_TOKENS.outerjoin(Person, Person.id == _T.person_id))
+            .where(_T.id.in_(chunk))
+        ).all()
+        seen = {r.id for r in rows}
+        out.update({r.id: "token_revoked" for r in rows if r.revoked_at is not None or r.active is False})
+        out.update({tid: "token_unknown" for tid in chunk if tid not in seen})
+    return out
+
+
 def list_tokens(session: Session) -> list[Token]:
     """Every token, oldest first, as detached snapshots (secrets are never stored, so never listed)."""
     return [_snapshot(dict(m)) for m in session.execute(select(_TOKENS).order_by(_T.id)).mappings()]

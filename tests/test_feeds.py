@@ -428,6 +428,20 @@ def test_device_refuses_wrong_missing_revoked_and_foreign_tokens(srv: LiveServer
     alive(srv.peer("/device", spot.secret), spot)
 
 
+def test_a_revoked_token_is_cut_on_its_open_connection_and_told_why(srv: LiveServer) -> None:
+    spot = srv.spot()
+    with transaction(srv.engine) as s:
+        phone, secret = issue_token(s, "device", "phone to revoke", person_id=spot.person)
+    peer = Peer(srv.url, "/device", secret, events=("revoked", "task"))
+    alive(peer, spot)
+    with transaction(srv.engine) as s:  # as `app.py token revoke` or the handset's re-pairing does
+        revoke_token(s, phone.id)
+    told = peer.wait("revoked", timeout=60)  # feeds.sockets.TokenWatch looks every 2 s
+    assert told["reason"] == "token_revoked" and "phone to revoke" in told["message"]
+    wait_until(lambda: not peer.connected, timeout=60)
+    alive(srv.peer("/device", spot.secret), spot)  # the supervisor's other token is untouched
+
+
 def test_gateway_speaks_only_for_its_scope(srv: LiveServer, gateways: Gateways) -> None:
     a, b = gateways.two
     third = srv.spot()

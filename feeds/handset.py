@@ -1,0 +1,298 @@
+"""The supervisor's handset app (城管通) at ``/m``: a web app served by GridWall that speaks ``/device``.
+
+The app is static files (``assets/handset/``: HTML shell, script, style, service worker, manifest, icon)
+plus the vendored Socket.IO client; nothing is loaded from outside the server. It talks to GridWall as
+any third-party handset would (docs/protocol.md): fixes, reports, task answers over ``/device`` with a
+device token, photos to ``POST /api/v1/media``. This module adds what a phone needs besides:
+
+- ``POST /m/api/pair``: the supervisor's person id and password → a new device token (shown once, kept
+  on the phone). Throttled like the desk's login (:class:`dashboard.auth.LoginLimiter`); a pairing
+  revokes the person's earlier app tokens (one phone per supervisor: a lost phone stops when the
+  supervisor signs in on the new one).
+- ``GET /m/api/me``, ``/m/api/catalogue``, ``/m/api/tasks``, ``/m/api/district`` with the device token
+  (``Authorization: Bearer``): who I am, the classes to report, my open 核实/核查 tasks (a ``task`` is
+  pushed once; the inbox is rebuilt from here after a restart), and the street and community names
+  the map shows.
+
+Every refusal is JSON ``{"reason", "message"}`` with a name from docs/protocol.md §4.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from flask import Blueprint, Flask, Response, request
+from markupsafe import escape
+from sqlalchemy import select, update
+from sqlalchemy.engine import Engine
+
+from dashboard.i18n import CATALOGUE as TEXT
+from dashboard.i18n import LANGS, pick_lang
+from domain.catalogue import Catalogue
+from store.accounts import AuthError, Principal, authenticate, check_password, issue_token
+from store.db import session_factory
+from store.models import Case, Community, Person, Street, Task, Token
+
+HANDSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "handset"
+SOCKET_IO_JS = HANDSET_DIR.parent / "a-socket.io-4.8.1.min.js"
+APP_TOKEN_PREFIX = "城管通 "  # the name of a token made by pairing: "城管通 <person id>"
+PAIR_MAX_BYTES = 4096  # a pairing body: a person id and a password
+FILES = {  # what /m/<name> serves, with its type
+    "app.js": "text/javascript",
+    "app.css": "text/css",
+    "sw.js": "text/javascript",
+    "manifest.webmanifest": "application/manifest+json",
+    "icon.svg": "image/svg+xml",
+}
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    resp = Response(orjson.dumps(body), status=status, mimetype="application/json")
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def refusal(reason: str, message: str, status: int) -> Response:
+    """A named refusal as JSON (401 answers also say how to authenticate)."""
+    resp = _json({"reason": reason, "message": message}, status)
+    if status == 401:
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="gridwall"'
+    return resp
+
+
+def texts() -> dict[str, dict[str, str]]:
+    """The handset's UI text (keys ``m.*``, ``kind.*``, ``task.*``) from the one catalogue."""
+    return {k: v for k, v in TEXT.items() if k.startswith(("m.", "kind.", "task.", "app.title"))}
+
+
+def catalogue_json(cat: Catalogue) -> dict[str, Any]:
+    """The classes a supervisor picks from: kind → major classes → minor classes with 立案条件."""
+    out: dict[str, Any] = {"edition": cat.edition, "kinds": {}}
+    for c in cat.classes:
+        majors = out["kinds"].setdefault(c.kind.value, {})
+        major = majors.setdefault(c.major_code, {"code": c.major_code, "name": c.major_name, "classes": []})
+        major["classes"].append(
+            {
+                "code": c.code,
+                "name": c.name,
+                "emergency": c.emergency,
+                "conditions": [{"code": f.code, "text": f.text} for f in c.conditions],
+            }
+        )
+    out["kinds"] = {k: list(v.values()) for k, v in out["kinds"].items()}
+    return out
+
+
+def open_tasks(engine: Engine, person: str, tz: Any = UTC) -> list[dict[str, Any]]:
+    """The open 核实/核查 tasks assigned to a supervisor, nearest deadline first, as ``task`` messages."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                Task.case_id,
+                Task.kind,
+                Task.deadline,
+                Task.acked_at,
+                Case.lon,
+                Case.lat,
+                Case.grid_code,
+                Case.kind.label("case_kind"),
+                Case.class_code,
+                Case.description,
+            )
+            .join(Case, Case.id == Task.case_id)
+            .where(Task.assignee == person, Task.done_at.is_(None))
+            .order_by(Task.deadline, Task.case_id)
+            .limit(200)
+        ).all()
+    out = []
+    for r in rows:
+        deadline = r.deadline if r.deadline.tzinfo else r.deadline.replace(tzinfo=UTC)
+        out.append(
+            {
+                "case_id": r.case_id,
+                "task": r.kind,
+                "supervisor": person,
+                "deadline": deadline.astimezone(tz).isoformat(),
+                "lon": None if r.lon is None else round(float(r.lon), 7),
+                "lat": None if r.lat is None else round(float(r.lat), 7),
+                "grid": r.grid_code,
+                "kind": r.case_kind,
+                "class_code": r.class_code,
+                "description": r.description or "",
+                "acked": r.acked_at is not None,
+            }
+        )
+    return out
+
+
+def district_names(engine: Engine) -> dict[str, Any]:
+    """Street and community names by code (the map shows them under the pin)."""
+    with engine.connect() as conn:
+        streets = {r[0]: r[1] for r in conn.execute(select(Street.code, Street.name).where(Street.active))}
+        names = select(Community.code, Community.name).where(Community.active)
+        communities = {r[0]: r[1] for r in conn.execute(names)}
+    return {"streets": streets, "communities": communities}
+
+
+def _bearer() -> str | None:
+    head = request.headers.get("Authorization", "")
+    scheme, _, value = head.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def handset_blueprint(
+    engine: Engine,
+    *,
+    limiter: Any,
+    catalogue: Callable[[], Catalogue | None],
+    adcode: Callable[[], str | None],
+    tz: Callable[[], Any] = lambda: UTC,
+) -> Blueprint:
+    """The app's files and its API on ``engine`` (pairing writes a token row, as a login writes a session).
+
+    ``limiter`` is the desk's login throttle; ``catalogue`` and ``adcode`` read the running city
+    (None while there is none); ``tz`` is the city's zone (task deadlines are shown in it).
+    """
+    bp = Blueprint("handset", __name__)
+    etags: dict[str, tuple[float, str, bytes]] = {}
+
+    def static(path: Path, mimetype: str) -> Response:
+        mtime = path.stat().st_mtime
+        hit = etags.get(str(path))
+        if hit is None or hit[0] != mtime:
+            body = path.read_bytes()
+            hit = etags[str(path)] = (mtime, hashlib.blake2b(body, digest_size=12).hexdigest(), body)
+        resp = Response(hit[2], mimetype=mimetype)
+        resp.cache_control.no_cache = True  # the service worker keeps the copy; revalidated by ETag
+        resp.set_etag(hit[1])
+        resp.make_conditional(request)
+        return resp
+
+    def principal() -> Principal | Response:
+        try:
+            with engine.connect() as conn:
+                who = authenticate(conn, _bearer(), ("device",))
+        except AuthError as exc:
+            status = 403 if exc.reason == "token_wrong_kind" else 401
+            return refusal(exc.reason, f"the handset's token: {exc.reason}", status)
+        return who
+
+    @bp.get("/m")
+    @bp.get("/m/")
+    def shell() -> Response:
+        lang = pick_lang(request.args.get("lang"))
+        html = (HANDSET_DIR / "index.html").read_text(encoding="utf-8")
+        page = (
+            html.replace("{{lang}}", lang)
+            .replace("{{text}}", orjson.dumps(texts()).decode().replace("</", "<\\/"))
+            .replace("{{title}}", str(escape(TEXT["m.title"][lang])))
+            .replace("{{langs}}", ",".join(LANGS))
+        )
+        resp = Response(page, mimetype="text/html")
+        resp.headers["Cache-Control"] = "no-cache"
+        return resp
+
+    @bp.get("/m/<name>")
+    def file(name: str) -> Response:
+        if name == "socket.io.min.js":
+            return static(SOCKET_IO_JS, "text/javascript")
+        if name not in FILES:
+            return refusal("not_found", f"no file {name[:64]!r}", 404)
+        resp = static(HANDSET_DIR / name, FILES[name])
+        if name == "sw.js":
+            resp.headers["Service-Worker-Allowed"] = "/m/"
+        return resp
+
+    @bp.post("/m/api/pair")
+    def pair() -> Response:
+        if (request.content_length or 0) > PAIR_MAX_BYTES:
+            return refusal("too_large", f"a pairing body is at most {PAIR_MAX_BYTES} bytes", 413)
+        raw = request.stream.read(PAIR_MAX_BYTES + 1)
+        if len(raw) > PAIR_MAX_BYTES:
+            return refusal("too_large", f"a pairing body is at most {PAIR_MAX_BYTES} bytes", 413)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return refusal("malformed", "the body is not JSON", 400)
+        if not isinstance(body, dict):
+            return refusal("wrong_type", "the body must be a JSON object", 400)
+        person, password = body.get("person"), body.get("password")
+        if not isinstance(person, str) or not isinstance(password, str) or not person.strip() or not password:
+            return refusal("missing_field", "person and password (strings) are required", 400)
+        if len(person) > 64 or len(password) > 200:
+            return refusal("too_large", "person ≤ 64 characters, password ≤ 200", 400)
+        person = person.strip()
+        ip = str(request.remote_addr or "?")
+        held = limiter.refused(person, ip)
+        if held is not None:
+            resp = refusal("rate_limited", "too many failed sign-ins: wait and try again", 429)
+            resp.headers["Retry-After"] = str(math.ceil(held[1]))
+            return resp
+        with session_factory(engine)() as s:
+            who = check_password(s, person, password)
+            if who is None:
+                limiter.failed(person, ip)
+                return refusal("login_failed", "wrong person id or password", 401)
+            if who.role != "supervisor":
+                return refusal("not_a_supervisor", "the handset app is for supervisors (监督员)", 403)
+            limiter.succeeded(person, ip)
+            name = f"{APP_TOKEN_PREFIX}{person}"
+            now = datetime.now(UTC)
+            s.execute(  # one phone per supervisor: the earlier app tokens stop now
+                update(Token)
+                .where(Token.kind == "device", Token.person_id == person, Token.name == name)
+                .where(Token.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            _, secret = issue_token(s, "device", name, person_id=person)
+            s.commit()
+            return _json({"token": secret, "person": person, "name": who.name}, 201)
+
+    @bp.get("/m/api/me")
+    def me() -> Response:
+        who = principal()
+        if isinstance(who, Response):
+            return who
+        with engine.connect() as conn:
+            row = conn.execute(select(Person.id, Person.name).where(Person.id == who.person_id)).first()
+        return _json({"person": who.person_id, "name": row.name if row else "", "adcode": adcode()})
+
+    @bp.get("/m/api/catalogue")
+    def classes() -> Response:
+        who = principal()
+        if isinstance(who, Response):
+            return who
+        cat = catalogue()
+        if cat is None:
+            return refusal("unavailable", "no city is running yet", 503)
+        return _json(catalogue_json(cat))
+
+    @bp.get("/m/api/tasks")
+    def tasks() -> Response:
+        who = principal()
+        if isinstance(who, Response):
+            return who
+        assert who.person_id is not None
+        return _json({"tasks": open_tasks(engine, who.person_id, tz())})
+
+    @bp.get("/m/api/district")
+    def district() -> Response:
+        who = principal()
+        if isinstance(who, Response):
+            return who
+        return _json({"adcode": adcode(), **district_names(engine)})
+
+    return bp
+
+
+def install_handset(server: Flask, engine: Engine, **kw: Any) -> None:
+    """Register the handset app on the web app (see :func:`handset_blueprint`)."""
+    server.register_blueprint(handset_blueprint(engine, **kw))

@@ -1,0 +1,462 @@
+"""The supervisor's handset app (城管通, ``/m``, issue 16) in Debian's Chromium with mobile emulation,
+against the shared ``python app.py run`` (tests.conftest ``app_server``: SQLite, the simulation on).
+
+Each test pairs its own new supervisor (``app.py user add … --password-stdin``) through the app's
+sign-in, with the browser's geolocation granted and overridden to a point inside the supervisor's
+area, and checks the outcome where it lands: rows in the database (read-only), ticks on ``/live``
+(a real python-socketio client with the kiosk token), the desk's command path. Nothing is faked: the
+app speaks ``/device`` to the real server over a real socket.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from domain.catalogue import load_catalogue
+from tests.conftest import ARTIFACTS
+from tests.desk_login import add_user_cli, login_http
+from tests.serve import Server
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "handset-pass-2026"
+WAIT = 60.0  # seconds: a condition that must come (the app sends a fix at once, answers within 1 s)
+CATALOGUE = load_catalogue("cjt214")
+EVENT = next(c for c in CATALOGUE.classes if c.kind.value == "event" and not c.emergency)
+
+
+@pytest.fixture(scope="module")
+def server(app_server: Server) -> Server:
+    return app_server  # tests.conftest: one running app for the browser modules
+
+
+def db_rows(server: Server, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows of a read-only query on the running app's SQLite database."""
+    path = server.cwd / "var" / "gridwall.db"
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+        return db.execute(sql, params).fetchall()
+
+
+def wait_until(cond: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    """Poll ``cond`` until it returns something truthy (that value), or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class Supervisor:
+    person: str
+    lon: float
+    lat: float
+    near: tuple[float, float]  # a second point in the same area, ~40 m away
+
+
+@pytest.fixture(scope="module")
+def new_supervisor(server: Server) -> Callable[[], Supervisor]:
+    """Make a new supervisor with a password, on an area's grid, each call another area."""
+    from shapely.geometry import shape
+
+    rows = db_rows(
+        server,
+        "SELECT area_code, geometry FROM grids WHERE area_code IS NOT NULL AND area_m2 > 6000 "
+        "ORDER BY code LIMIT 40",
+    )
+    made: list[str] = []
+
+    def make() -> Supervisor:
+        area, geom = rows[len(made) * 3 % len(rows)]
+        person = f"sup-m-{uuid.uuid4().hex[:8]}"
+        add_user_cli(server.cwd, person, PASSWORD, "supervisor", "--area", area)
+        made.append(person)
+        poly = shape(json.loads(geom))
+        p = poly.representative_point()
+        near = next(
+            (q for q in ((p.x + 0.0004, p.y), (p.x - 0.0004, p.y), (p.x, p.y + 0.0003), (p.x, p.y - 0.0003))
+             if poly.contains(type(p)(q))),
+            (p.x, p.y),
+        )  # fmt: skip
+        return Supervisor(person, round(p.x, 7), round(p.y, 7), (round(near[0], 7), round(near[1], 7)))
+
+    return make
+
+
+class Phone:
+    """One phone: a Chromium context at 390×844 with touch, geolocation granted and set."""
+
+    def __init__(self, browser: Any, server: Server, lon: float, lat: float, name: str) -> None:
+        self.server, self.name = server, name
+        self.ctx = browser.new_context(
+            viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True,
+            geolocation={"longitude": lon, "latitude": lat, "accuracy": 6}, permissions=["geolocation"],
+            locale="zh-CN",
+        )  # fmt: skip
+        self.page = self.ctx.new_page()
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def sign_in(self, person: str, password: str = PASSWORD) -> None:
+        """Open /m and sign in; wait until the socket is up."""
+        self.page.goto(f"{self.server.base}/m/")
+        self.page.fill("#person", person)
+        self.page.fill("#password", password)
+        self.page.click("button[type=submit]")
+        self.page.wait_for_selector("#net[data-state=on]", timeout=WAIT * 1000)
+
+    def outbox(self) -> int:
+        """Items waiting on the phone."""
+        return int(self.page.evaluate("window.gwHandset.outboxCount()"))
+
+    def shot(self, what: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"handset-{self.name}-{what}.png"))
+
+    def close(self) -> None:
+        assert not self.errors, self.errors
+        self.ctx.close()
+
+
+@pytest.fixture
+def phone(browser: Any, server: Server, request: pytest.FixtureRequest) -> Iterator[Callable[..., Phone]]:
+    phones: list[Phone] = []
+
+    def make(sup: Supervisor) -> Phone:
+        p = Phone(browser, server, sup.lon, sup.lat, request.node.name)
+        phones.append(p)
+        return p
+
+    yield make
+    for p in phones:
+        p.close()
+
+
+def kiosk_token(server: Server) -> str:
+    return parse_qs(urlsplit(server.wall_url).query)["token"][0]
+
+
+def columns(cols: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    keys = list(cols)
+    n = len(cols[keys[0]]) if keys else 0
+    return [{k: cols[k][i] for k in keys} for i in range(n)]
+
+
+def jpeg(width: int, height: int, shade: int) -> bytes:
+    """A camera-sized photo (Pillow), different per ``shade``."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, height), (shade, 120, 200 - shade // 2))
+    ImageDraw.Draw(img).rectangle((width // 4, height // 4, width // 2, height // 2), fill=(250, 250, 20))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def media_refs(server: Server, case_id: str) -> list[str]:
+    """The media references kept in a case's event log."""
+    rows = db_rows(server, "SELECT data FROM case_events WHERE case_id = ? ORDER BY seq", case_id)
+    refs: list[str] = []
+    for (data,) in rows:
+        d = json.loads(data) if isinstance(data, str) else (data or {})
+        if d.get("media"):
+            refs += str(d["media"]).split(",")
+    return refs
+
+
+# -- pairing, fixes, the wall -----------------------------------------------------------------------
+
+
+def test_pair_then_fixes_move_the_supervisor_on_the_wall(
+    server: Server, phone: Callable[..., Phone], new_supervisor: Callable[[], Supervisor]
+) -> None:
+    import socketio
+
+    sup = new_supervisor()
+    seen: list[dict[str, Any]] = []
+    wall = socketio.Client()
+    wall.on("tick", lambda m: seen.append(m), namespace="/live")
+    wall.on("snapshot", lambda m: seen.append(m), namespace="/live")
+    wall.connect(
+        server.base, namespaces=["/live"], auth={"token": kiosk_token(server)}, transports=["websocket"]
+    )
+    try:
+        p = phone(sup)
+        p.sign_in(sup.person)
+        # the pairing made a device token named for the app, and the first fix is stored with its accuracy
+        tokens = db_rows(server, "SELECT name, revoked_at FROM tokens WHERE person_id = ?", sup.person)
+        assert tokens == [(f"城管通 {sup.person}", None)]
+        first = wait_until(
+            lambda: db_rows(
+                server, "SELECT lon, lat, accuracy FROM positions WHERE supervisor_id = ?", sup.person
+            ),
+            "the phone's first fix in the database",
+        )
+        assert abs(first[0][0] - sup.lon) < 1e-6 and abs(first[0][1] - sup.lat) < 1e-6 and first[0][2] == 6.0
+
+        def on_wall(lon: float, lat: float) -> bool:
+            for m in list(seen):
+                for r in columns(m.get("sup") or {}):
+                    if (
+                        r.get("id") == sup.person
+                        and abs(r["lon"] - lon) < 1e-5
+                        and abs(r["lat"] - lat) < 1e-5
+                    ):
+                        return True
+            return False
+
+        wait_until(lambda: on_wall(sup.lon, sup.lat), "the supervisor at the first point on /live")
+        p.shot("home")
+        # the supervisor walks ~40 m: the browser reports it, the app sends it, the wall moves
+        p.ctx.set_geolocation({"longitude": sup.near[0], "latitude": sup.near[1], "accuracy": 5})
+        wait_until(lambda: on_wall(*sup.near), "the supervisor at the second point on /live")
+        # the line under the map names the place: the grid's street, community and code
+        grid = db_rows(
+            server, "SELECT grid_code FROM positions WHERE supervisor_id = ? ORDER BY at", sup.person
+        )
+        wait_until(lambda: grid[-1][0] in p.page.inner_text("#where"), "the grid code under the map")
+    finally:
+        wall.disconnect()
+
+
+def test_sign_in_refusals_are_named(server: Server, new_supervisor: Callable[[], Supervisor]) -> None:
+    sup = new_supervisor()
+    url = f"{server.base}/m/api/pair"
+    r = requests.post(url, json={"person": sup.person, "password": "wrong"}, timeout=30)
+    assert r.status_code == 401 and r.json()["reason"] == "login_failed"
+    r = requests.post(url, data=b"x" * 5000, headers={"Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 413 and r.json()["reason"] == "too_large"
+    r = requests.post(url, json=[1, 2], timeout=30)
+    assert r.status_code == 400 and r.json()["reason"] == "wrong_type"
+    r = requests.post(url, json={"person": sup.person, "password": 5}, timeout=30)
+    assert r.status_code == 400 and r.json()["reason"] == "missing_field"
+    # a desk person is not a supervisor: no handset token for them
+    add_user_cli(server.cwd, "leader-m-test", PASSWORD, "leader")
+    r = requests.post(url, json={"person": "leader-m-test", "password": PASSWORD}, timeout=30)
+    assert r.status_code == 403 and r.json()["reason"] == "not_a_supervisor"
+    # the app's API wants the device token
+    r = requests.get(f"{server.base}/m/api/tasks", timeout=30)
+    assert r.status_code == 401 and r.json()["reason"] == "token_missing"
+    kiosk = {"Authorization": f"Bearer {kiosk_token(server)}"}
+    r = requests.get(f"{server.base}/m/api/tasks", headers=kiosk, timeout=30)
+    assert r.status_code == 403 and r.json()["reason"] == "token_wrong_kind"
+    # pairing again (a new phone) stops the first phone's token
+    first = requests.post(url, json={"person": sup.person, "password": PASSWORD}, timeout=30)
+    second = requests.post(url, json={"person": sup.person, "password": PASSWORD}, timeout=30)
+    assert first.status_code == 201 and second.status_code == 201
+    old = requests.get(
+        f"{server.base}/m/api/me", headers={"Authorization": f"Bearer {first.json()['token']}"}
+    )
+    assert old.status_code == 401 and old.json()["reason"] == "token_revoked"
+    new = requests.get(
+        f"{server.base}/m/api/me", headers={"Authorization": f"Bearer {second.json()['token']}"}
+    )
+    assert new.status_code == 200 and new.json()["person"] == sup.person
+
+
+# -- a report with three photos ---------------------------------------------------------------------
+
+
+def test_report_with_three_photos_reaches_the_case_and_the_desk(
+    server: Server, phone: Callable[..., Phone], new_supervisor: Callable[[], Supervisor], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    sup = new_supervisor()
+    p = phone(sup)
+    p.sign_in(sup.person)
+    page = p.page
+    page.click("button[data-go=report]")
+    page.fill("#cls-search", EVENT.name)
+    page.click(f"#classes button[data-code='{EVENT.code}']")
+    page.wait_for_selector("#picked")
+    assert EVENT.conditions[0].text in page.inner_text("#picked")  # the 立案条件 in words
+    page.fill("#description", "手机端测试：三张照片")
+    for i, kind in enumerate(("near", "far", "reference")):
+        path = tmp_path / f"{kind}.jpg"
+        path.write_bytes(jpeg(4000, 3000, 40 * i))  # a phone camera's 12 MP
+        page.set_input_files(f"input[data-photo={kind}]", str(path))
+        page.wait_for_selector(f"label.shot:nth-child({i + 1}) img")
+    page.wait_for_selector("#where")
+    p.shot("report")
+    page.click("#send")
+    toast = page.wait_for_selector(".toast.ok", timeout=WAIT * 1000)
+    assert toast is not None
+    text = toast.inner_text()
+    case_id = text.split()[-1]
+    assert text.startswith("上报成功") and case_id.startswith("R"), text
+    row = db_rows(server, "SELECT reporter, class_code, source, description FROM cases WHERE id = ?", case_id)
+    assert row == [(sup.person, EVENT.code, "supervisor", "手机端测试：三张照片")]
+    refs = media_refs(server, case_id)
+    assert len(refs) == 3 and len(set(refs)) == 3, refs
+    for ref in refs:  # stored as JPEG, scaled in the browser to ≤ 1600 px
+        digest = ref.split(":", 1)[1]
+        files = list((server.cwd / "var" / "media" / digest[:2] / digest[2:4]).glob(f"{digest}.*"))
+        assert len(files) == 1
+        with Image.open(files[0]) as img:
+            assert img.format == "JPEG" and max(img.size) == 1600, img.size
+    # the desk's case page shows them
+    client = login_http(server.base, *desk_leader(server))
+    html = client.get(f"{server.base}/case/{case_id}", timeout=60)
+    assert html.status_code == 200
+    for ref in refs:
+        r = client.get(f"{server.base}/media/{ref}", timeout=60)
+        assert r.status_code == 200 and r.headers["Content-Type"] == "image/jpeg"
+
+
+def desk_leader(server: Server) -> tuple[str, str]:
+    """A leader of the desk (made once)."""
+    user = "leader-m-desk"
+    if not db_rows(server, "SELECT id FROM people WHERE id = ?", user):
+        add_user_cli(server.cwd, user, PASSWORD, "leader")
+    return user, PASSWORD
+
+
+# -- a task from the desk, answered on the phone ----------------------------------------------------
+
+
+def test_a_verify_task_reaches_the_phone_which_acknowledges_and_answers(
+    server: Server, phone: Callable[..., Phone], new_supervisor: Callable[[], Supervisor], tmp_path: Path
+) -> None:
+    sup = new_supervisor()
+    p = phone(sup)
+    p.sign_in(sup.person)
+    # the centre's acceptor files a public report and sends its 核实 to this supervisor (the desk's path)
+    acceptor = "acceptor-m-test"
+    if not db_rows(server, "SELECT id FROM people WHERE id = ?", acceptor):
+        add_user_cli(server.cwd, acceptor, PASSWORD, "acceptor")
+    desk = login_http(server.base, acceptor, PASSWORD)
+    # a citizen's report comes in over the hotline system's API key (source public: it needs a 核实)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "token", "add", "api", "--role", "acceptor",
+         "--name", f"hotline-{uuid.uuid4().hex[:6]}"],
+        cwd=server.cwd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=True,
+    ).stdout  # fmt: skip
+    key = out.strip().splitlines()[-1].split(": ", 1)[1]
+    report: dict[str, Any] = {"kind": "event", "class_code": EVENT.code, "description": "市民反映",
+                              "lon": sup.near[0], "lat": sup.near[1]}  # fmt: skip
+    r = requests.post(
+        f"{server.base}/api/v1/reports", json=report, headers={"Authorization": f"Bearer {key}"}, timeout=60
+    )
+    assert r.status_code == 201, r.text
+    case_id = next(iter(r.json()["cases"].values()))
+    r = desk.post(
+        f"{server.base}/api/v1/commands",
+        json={"action": "accept", "case_id": case_id, "data": {"assignee": sup.person}},
+        timeout=60,
+    )
+    assert r.status_code == 200 and r.json()["accepted"], r.text
+    page = p.page
+    page.click("button[data-go=tasks]")
+    card = page.wait_for_selector(f"button[data-case='{case_id}']", timeout=WAIT * 1000)
+    assert card is not None and "核实" in card.inner_text() and EVENT.name in card.inner_text()
+    wait_until(  # the phone said it has it
+        lambda: db_rows(
+            server, "SELECT acked_at FROM tasks WHERE case_id = ? AND acked_at IS NOT NULL", case_id
+        ),
+        "the task's receipt (task_ack)",
+    )
+    p.shot("tasks")
+    card.click()
+    page.wait_for_selector("button[data-answer=true]")
+    photo = tmp_path / "verify.jpg"
+    photo.write_bytes(jpeg(1200, 900, 90))
+    page.set_input_files("input[data-photo=task]", str(photo))
+    page.fill("#opinion", "现场属实")
+    p.shot("task")
+    page.click("button[data-answer=true]")
+    wait_until(
+        lambda: db_rows(server, "SELECT status FROM cases WHERE id = ? AND status = 'to_file'", case_id),
+        "the case in 待立案 after 属实",
+    )
+    done = db_rows(server, "SELECT done_at, result FROM tasks WHERE case_id = ? AND kind = 'verify'", case_id)
+    assert done[0][0] is not None and done[0][1] == 1
+    assert len(media_refs(server, case_id)) == 1  # the photo went with the answer
+    assert page.query_selector(f"button[data-case='{case_id}']") is None
+
+
+# -- offline, then back: everything arrives once -----------------------------------------------------
+
+
+def test_offline_reports_and_fixes_arrive_exactly_once_when_back(
+    server: Server, phone: Callable[..., Phone], new_supervisor: Callable[[], Supervisor], tmp_path: Path
+) -> None:
+    sup = new_supervisor()
+    p = phone(sup)
+    p.sign_in(sup.person)
+    wait_until(
+        lambda: db_rows(server, "SELECT 1 FROM positions WHERE supervisor_id = ?", sup.person),
+        "the first fix",
+    )
+    page = p.page
+    p.ctx.set_offline(True)
+    page.wait_for_selector("#net[data-state=off]", timeout=WAIT * 1000)
+    assert page.is_visible("#banner")
+    # moved while offline, and reported with a photo
+    p.ctx.set_geolocation({"longitude": sup.near[0], "latitude": sup.near[1], "accuracy": 7})
+    wait_until(lambda: p.outbox() >= 1, "the offline fix in the outbox")
+    page.click("button[data-go=report]")
+    page.fill("#cls-search", EVENT.name)
+    page.click(f"#classes button[data-code='{EVENT.code}']")
+    page.fill("#description", "离线上报")
+    photo = tmp_path / "offline.jpg"
+    photo.write_bytes(jpeg(800, 600, 10))
+    page.set_input_files("input[data-photo=near]", str(photo))
+    page.wait_for_selector("label.shot img")
+    page.click("#send")
+    page.wait_for_selector("#outbox:not([hidden])")
+    assert p.outbox() >= 2
+    p.shot("offline")
+    before = db_rows(server, "SELECT count(*) FROM cases WHERE reporter = ?", sup.person)[0][0]
+    assert before == 0
+    # back online: the queue drains; every item is in the database once
+    p.ctx.set_offline(False)
+    wait_until(lambda: p.outbox() == 0, "the outbox drained", timeout=WAIT * 2)
+    cases = db_rows(server, "SELECT id, description FROM cases WHERE reporter = ?", sup.person)
+    assert [c[1] for c in cases] == ["离线上报"] and len(media_refs(server, cases[0][0])) == 1
+    fixes = db_rows(server, "SELECT lon, lat FROM positions WHERE supervisor_id = ? ORDER BY at", sup.person)
+    moved = [f for f in fixes if abs(f[0] - sup.near[0]) < 1e-6 and abs(f[1] - sup.near[1]) < 1e-6]
+    assert len(moved) == 1, fixes  # the fix taken offline, once
+    assert len(fixes) == len(set(fixes))
+
+
+# -- revocation --------------------------------------------------------------------------------------
+
+
+def test_a_revoked_phone_is_cut_at_once_and_says_so(
+    server: Server, phone: Callable[..., Phone], new_supervisor: Callable[[], Supervisor]
+) -> None:
+    sup = new_supervisor()
+    p = phone(sup)
+    p.sign_in(sup.person)
+    token_id = db_rows(
+        server, "SELECT id FROM tokens WHERE person_id = ? AND revoked_at IS NULL", sup.person
+    )[0][0]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "token", "revoke", str(token_id)],
+        cwd=server.cwd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    p.page.wait_for_selector("#signin-error", timeout=WAIT * 1000)
+    p.page.wait_for_function(
+        "() => document.querySelector('#signin-error').textContent.includes('停用')", timeout=WAIT * 1000
+    )
+    assert p.page.evaluate("localStorage.getItem('gw.m.token')") is None
+    p.shot("revoked")
