@@ -34,6 +34,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "init": ("pg_server_url",),
     "lifecycle": ("pg_server_url",),
     "wall": ("chromium_path",),
+    "handset": ("chromium_path",),
     "replay": ("shared_data",),
     "desk_eval": ("pg_server_url",),
     "scale": ("pg_server_url", "redis_url"),
