@@ -125,6 +125,54 @@
     });
   });
 
+  // -- handsets (the supervisor page): pair a new phone by QR code, revoke a device token. The session's
+  // CSRF token comes from /auth/session; the answer is shown in the gw-dev-result element.
+  document.addEventListener("click", function (ev) {
+    var btn = ev.target && ev.target.closest ? ev.target.closest("button[data-gw-device]") : null;
+    if (!btn || btn.disabled) { return; }
+    ev.preventDefault();
+    var out = document.getElementById("gw-dev-result"), words = {};
+    try { words = JSON.parse(out.getAttribute("data-gw-words")) || {}; } catch (e) { words = {}; }
+    var what = btn.getAttribute("data-gw-device");
+    var url = what === "pair" ? "/desk/api/devices/pair"
+      : "/desk/api/devices/" + encodeURIComponent(btn.getAttribute("data-gw-token")) + "/revoke";
+    var body = what === "pair" ? JSON.stringify({ person: btn.getAttribute("data-gw-person") }) : "{}";
+    btn.disabled = true;
+    fetch("/auth/session", { credentials: "same-origin" }).then(function (r) { return r.json(); })
+      .then(function (me) {
+        return fetch(url, { method: "POST", credentials: "same-origin", body: body,
+          headers: { "Content-Type": "application/json", "X-CSRF-Token": me.csrf || "" } });
+      }).then(function (r) {
+        return r.json().then(function (j) { return { status: r.status, body: j }; });
+      }).then(function (res) {
+        btn.disabled = false;
+        var j = res.body || {};
+        out.replaceChildren();
+        if (res.status >= 400) {
+          out.textContent = (words.failed || "") + ": " + (j.error || res.status) + (j.message ? " — " + j.message : "");
+          out.className = "gw-dev-result gw-act-refused";
+          return;
+        }
+        out.className = "gw-dev-result gw-act-done";
+        if (what === "pair") {
+          var img = document.createElement("img");
+          img.src = j.qr; img.alt = j.link; img.className = "gw-dev-qr";
+          var p = document.createElement("p"); p.textContent = words.scan || "";
+          var a = document.createElement("p"); a.className = "gw-dev-link";
+          a.textContent = (words.link || "") + " " + j.link;
+          out.append(p, img, a);
+        } else {
+          out.textContent = words.revoked || "";
+          var li = btn.closest("li");
+          if (li) { li.classList.add("gw-dev-off"); }
+          btn.remove();
+        }
+      }).catch(function () {
+        btn.disabled = false;
+        out.textContent = words.failed || "";
+      });
+  });
+
   // -- drafts: what an operator types or picks (意见, 延期天数, the department to dispatch to, 特殊案件)
   // survives the page's live rebuilds. A tick that touches the case rebuilds the case body, which
   // would put an empty field — or a list back on its first department — under their fingers (a

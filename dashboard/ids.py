@@ -81,3 +81,4 @@ CASE_NEAREST = "gw-case-nearest"
 QUEUE_BODY = "gw-queue-body"
 QUEUE_ROLE = "gw-queue-role"
 QUEUE_REFRESH = "gw-queue-refresh"
+DEV_RESULT = "gw-dev-result"  # the supervisor page: a pairing QR code or a revocation (gw-desk.js)

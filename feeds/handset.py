@@ -29,20 +29,20 @@ from typing import Any
 import orjson
 from flask import Blueprint, Flask, Response, request
 from markupsafe import escape
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from dashboard.i18n import CATALOGUE as TEXT
 from dashboard.i18n import LANGS, pick_lang
 from domain.catalogue import Catalogue
-from store.accounts import AuthError, Principal, authenticate, check_password, issue_token
+from store.accounts import AuthError, Principal, authenticate, check_password
 from store.db import session_factory
-from store.models import Case, Community, Person, Street, Task, Token
+from store.handsets import issue_app_token, record_hello
+from store.models import Case, Community, Person, Street, Task
 
 HANDSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "handset"
 SOCKET_IO_JS = HANDSET_DIR.parent / "a-socket.io-4.8.1.min.js"
-APP_TOKEN_PREFIX = "城管通 "  # the name of a token made by pairing: "城管通 <person id>"
-PAIR_MAX_BYTES = 4096  # a pairing body: a person id and a password
+PAIR_MAX_BYTES = 4096  # a pairing body: a person id and a password; a hello
 FILES = {  # what /m/<name> serves, with its type
     "app.js": "text/javascript",
     "app.css": "text/css",
@@ -185,6 +185,21 @@ def handset_blueprint(
             return refusal(exc.reason, f"the handset's token: {exc.reason}", status)
         return who
 
+    def small_json() -> dict[str, Any] | Response:
+        """The request's JSON object, read at most ``PAIR_MAX_BYTES`` (chunked or not)."""
+        if (request.content_length or 0) > PAIR_MAX_BYTES:
+            return refusal("too_large", f"the body is at most {PAIR_MAX_BYTES} bytes", 413)
+        raw = request.stream.read(PAIR_MAX_BYTES + 1)
+        if len(raw) > PAIR_MAX_BYTES:
+            return refusal("too_large", f"the body is at most {PAIR_MAX_BYTES} bytes", 413)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return refusal("malformed", "the body is not JSON", 400)
+        if not isinstance(body, dict):
+            return refusal("wrong_type", "the body must be a JSON object", 400)
+        return body
+
     @bp.get("/m")
     @bp.get("/m/")
     def shell() -> Response:
@@ -213,17 +228,9 @@ def handset_blueprint(
 
     @bp.post("/m/api/pair")
     def pair() -> Response:
-        if (request.content_length or 0) > PAIR_MAX_BYTES:
-            return refusal("too_large", f"a pairing body is at most {PAIR_MAX_BYTES} bytes", 413)
-        raw = request.stream.read(PAIR_MAX_BYTES + 1)
-        if len(raw) > PAIR_MAX_BYTES:
-            return refusal("too_large", f"a pairing body is at most {PAIR_MAX_BYTES} bytes", 413)
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return refusal("malformed", "the body is not JSON", 400)
-        if not isinstance(body, dict):
-            return refusal("wrong_type", "the body must be a JSON object", 400)
+        body = small_json()
+        if isinstance(body, Response):
+            return body
         person, password = body.get("person"), body.get("password")
         if not isinstance(person, str) or not isinstance(password, str) or not person.strip() or not password:
             return refusal("missing_field", "person and password (strings) are required", 400)
@@ -244,17 +251,37 @@ def handset_blueprint(
             if who.role != "supervisor":
                 return refusal("not_a_supervisor", "the handset app is for supervisors (监督员)", 403)
             limiter.succeeded(person, ip)
-            name = f"{APP_TOKEN_PREFIX}{person}"
-            now = datetime.now(UTC)
-            s.execute(  # one phone per supervisor: the earlier app tokens stop now
-                update(Token)
-                .where(Token.kind == "device", Token.person_id == person, Token.name == name)
-                .where(Token.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
-            _, secret = issue_token(s, "device", name, person_id=person)
+            _, secret = issue_app_token(s, person)
             s.commit()
             return _json({"token": secret, "person": person, "name": who.name}, 201)
+
+    @bp.post("/m/api/hello")
+    def hello() -> Response:
+        """What the app says of itself on each connect: its version, battery and charging (if known)."""
+        who = principal()
+        if isinstance(who, Response):
+            return who
+        body = small_json()
+        if isinstance(body, Response):
+            return body
+        version, battery, charging = body.get("version"), body.get("battery"), body.get("charging")
+        if not isinstance(version, str) or not 0 < len(version) <= 32:
+            return refusal("wrong_type", "version: a string of 1-32 characters", 400)
+        if battery is not None and (
+            isinstance(battery, bool) or not isinstance(battery, int | float) or not 0 <= battery <= 1
+        ):
+            return refusal("wrong_type", "battery: a number from 0 to 1, or null", 400)
+        if charging is not None and not isinstance(charging, bool):
+            return refusal("wrong_type", "charging: true, false or null", 400)
+        assert who.person_id is not None
+        with engine.begin() as conn:
+            record_hello(
+                conn, who.token_id, who.person_id, version=version,
+                user_agent=request.headers.get("User-Agent", "")[:300],
+                battery=None if battery is None else round(float(battery), 2), charging=charging,
+                at=datetime.now(UTC),
+            )  # fmt: skip
+        return _json({"ok": True})
 
     @bp.get("/m/api/me")
     def me() -> Response:

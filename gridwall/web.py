@@ -19,7 +19,7 @@ from flask_socketio import SocketIO
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from dashboard import callback_shape, desk_people, ids
+from dashboard import callback_shape, desk_people, devices, ids
 from dashboard.auth import Auth, current_person, install_auth, logged_in
 from dashboard.commands import install_commands
 from dashboard.data import Overview, OverviewCache
@@ -286,4 +286,5 @@ def create_web_app(
         tz=lambda: ctx.calendar.tz if (ctx := city_ctx()) is not None else UTC,
     )  # fmt: skip
     desk_people.install(server, engine, lambda: web.live, cache.current, now_of)  # issue 8 items 7–9
+    devices.install(server, engine)  # pair a phone by QR code, revoke a device token (issue 16)
     return web

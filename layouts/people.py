@@ -47,6 +47,7 @@ from domain.supervisor import status_at
 from layouts import evaluation, when
 from layouts import supervisor as supervisor_layout
 from layouts.chrome import ContextOf, QueryRoute
+from store.handsets import devices_of
 
 
 def _role() -> str | None:
@@ -112,6 +113,7 @@ def _supervisor_page(pid: str, lang: str) -> html.Div:
         grids = area_grids(conn, info.area)
         reports = reports_today(conn, pid, start)
         tasks = tasks_today(conn, pid, start)
+        devices = devices_of(conn, pid)
         live = people.live()
         state = live.latest(pid) if live is not None else None
         if live is not None and state is not None:
@@ -137,7 +139,7 @@ def _supervisor_page(pid: str, lang: str) -> html.Div:
     )  # fmt: skip
     page_data = supervisor_layout.SupervisorPage(
         info=info, status=status, last_fix=last, track=drawn, km=track_km(full), minutes=area_minutes,
-        reports=reports, tasks=tasks,
+        reports=reports, tasks=tasks, devices=devices,
     )  # fmt: skip
     return supervisor_layout.layout(page_data, fig, lang=lang, role=_role())
 

@@ -23,6 +23,7 @@ from dashboard.i18n import t
 from dashboard.people_data import DayItem, SupervisorInfo, Track
 from domain.evaluation import SHANGHAI
 from layouts.chrome import menu
+from store.handsets import Device
 
 SPEEDS = (1, 2, 5, 10, 30, 60)
 SKIP_GAP_S = 300  # playback jumps over gaps longer than this (the handset was off)
@@ -40,6 +41,68 @@ class SupervisorPage:
     minutes: Mapping[str, float]  # patrol minutes today per grid of the area (0 for not walked)
     reports: Sequence[DayItem]
     tasks: Sequence[DayItem]
+    devices: Sequence[Device] = ()  # device tokens, the handset app's own report of itself
+
+
+DEVICE_ROLES = ("admin", "shift_leader")  # who pairs and revokes phones (dashboard.devices)
+
+
+def _devices(p: SupervisorPage, lang: str, role: str | None) -> list[Component]:
+    """The supervisor's phones: app version, last seen, battery; pair and revoke for admin / 值班长."""
+    manage = role in DEVICE_ROLES
+    rows: list[Component] = []
+    for d in p.devices:
+        facts = [d.name, f"{t('dev.issued', lang)} {_local(d.created_at, '%Y-%m-%d %H:%M')}"]
+        if d.app_version:
+            facts.append(f"{t('dev.app', lang)} {d.app_version}")
+        if d.seen_at is not None:
+            facts.append(f"{t('dev.seen', lang)} {_local(d.seen_at, '%m-%d %H:%M')}")
+        if d.battery is not None:
+            plug = f" {t('dev.charging', lang)}" if d.charging else ""
+            facts.append(f"{t('dev.battery', lang)} {d.battery * 100:.0f} %{plug}")
+        if d.revoked_at is not None:
+            facts.append(f"{t('dev.revoked', lang)} {_local(d.revoked_at, '%m-%d %H:%M')}")
+        button = (
+            html.Button(
+                t("dev.revoke", lang),
+                className="gw-btn gw-dev-revoke",
+                **{"data-gw-device": "revoke", "data-gw-token": str(d.token_id)},  # type: ignore[arg-type]
+            )
+            if manage and d.revoked_at is None
+            else None
+        )
+        rows.append(
+            html.Li(
+                [html.Span(" · ".join(facts)), button],
+                className="gw-dev" + (" gw-dev-off" if d.revoked_at is not None else ""),
+                **{"data-gw-token": str(d.token_id)},  # type: ignore[arg-type]
+            )
+        )
+    out: list[Component] = [
+        html.H2(t("dev.title", lang)),
+        html.Ul(rows, className="gw-devs") if rows else html.P(t("dev.none", lang), className="gw-dim"),
+    ]
+    if manage:
+        out.append(
+            html.Button(
+                t("dev.pair", lang),
+                className="gw-btn gw-dev-pair",
+                **{"data-gw-device": "pair", "data-gw-person": p.info.id},  # type: ignore[arg-type]
+            )
+        )
+        out.append(
+            html.Div(
+                id=ids.DEV_RESULT,
+                className="gw-dev-result",
+                **{
+                    "data-gw-words": json.dumps(  # type: ignore[arg-type]
+                        {k: t(f"dev.{k}", lang) for k in ("scan", "failed", "revoked", "link")},
+                        ensure_ascii=False,
+                    )
+                },
+            )
+        )
+    return out
 
 
 def config(p: SupervisorPage, lang: str) -> dict[str, object]:
@@ -185,6 +248,7 @@ def layout(p: SupervisorPage, figure: go.Figure, *, lang: str, role: str | None 
                             _items(p.reports, lang, "report"),
                             html.H2(t("sup.tasks", lang)),
                             _items(p.tasks, lang, "task"),
+                            *_devices(p, lang, role),
                         ],
                         className="gw-side gw-sup-side",
                     ),

@@ -213,6 +213,20 @@ class Task(Base):
     acked_at: Mapped[datetime | None] = mapped_column(nullable=True)  # the handset confirmed receipt
 
 
+class Handset(Base):
+    """What a handset app (城管通, /m) last said of itself: its version, the browser, the battery."""
+
+    __tablename__ = "handsets"
+
+    token_id: Mapped[int] = mapped_column(ForeignKey("tokens.id"), primary_key=True)
+    person_id: Mapped[str] = mapped_column(String(64), index=True)
+    app_version: Mapped[str] = mapped_column(String(32))
+    user_agent: Mapped[str] = mapped_column(String(300))
+    battery: Mapped[float | None] = mapped_column(Float, nullable=True)  # 0..1, when the browser gives it
+    charging: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    seen_at: Mapped[datetime] = mapped_column()
+
+
 class Reject(Base):
     """Dead letter: every rejected input with its named reason, never silently dropped."""
 

@@ -29,7 +29,7 @@ import requests
 
 from domain.catalogue import load_catalogue
 from tests.conftest import ARTIFACTS
-from tests.desk_login import add_user_cli, login_http
+from tests.desk_login import add_user_cli, login_browser, login_http
 from tests.serve import Server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -460,3 +460,76 @@ def test_a_revoked_phone_is_cut_at_once_and_says_so(
     )
     assert p.page.evaluate("localStorage.getItem('gw.m.token')") is None
     p.shot("revoked")
+
+
+# -- the desk: pair a phone by QR code, see it, revoke it ---------------------------------------------
+
+
+def test_the_desk_pairs_a_phone_by_qr_code_shows_it_and_revokes_it(
+    server: Server, browser: Any, phone: Callable[..., Phone], new_supervisor: Callable[[], Supervisor]
+) -> None:
+    sup = new_supervisor()
+    leader = "shift-m-test"
+    if not db_rows(server, "SELECT id FROM people WHERE id = ?", leader):
+        add_user_cli(server.cwd, leader, PASSWORD, "shift_leader")
+    desk = browser.new_page(viewport={"width": 1600, "height": 1000})
+    try:
+        login_browser(desk, server.base, leader, PASSWORD, f"/supervisor/{sup.person}")
+        desk.click("button[data-gw-device=pair]", timeout=WAIT * 1000)
+        qr = desk.wait_for_selector("img.gw-dev-qr", timeout=WAIT * 1000)
+        assert qr is not None
+        link = str(qr.get_attribute("alt"))
+        assert link.startswith(f"{server.base}/m/#pair=") and str(qr.get_attribute("src")).startswith(
+            "data:image/svg+xml;base64,"
+        )
+        desk.screenshot(path=str(ARTIFACTS / "handset-desk-pair.png"))
+        # the phone opens the QR code's link: signed in without a password, the fragment gone
+        p = phone(sup)
+        p.page.goto(link)
+        p.page.wait_for_selector("#net[data-state=on]", timeout=WAIT * 1000)
+        assert "#pair" not in p.page.url
+        wait_until(
+            lambda: db_rows(server, "SELECT app_version FROM handsets WHERE person_id = ?", sup.person),
+            "the app's hello",
+        )
+        # the desk's supervisor page shows the phone: its app version and when it was seen
+        desk.goto(f"{server.base}/supervisor/{sup.person}")
+        row = desk.wait_for_selector("li.gw-dev:not(.gw-dev-off)", timeout=WAIT * 1000)
+        assert row is not None
+        version = p.page.evaluate("window.gwHandset.version")
+        assert f"城管通 {sup.person}" in row.inner_text() and version in row.inner_text()
+        # revoke it from the desk: the phone is cut and says so
+        desk.click("li.gw-dev:not(.gw-dev-off) button[data-gw-device=revoke]")
+        desk.wait_for_selector("li.gw-dev.gw-dev-off", timeout=WAIT * 1000)
+        p.page.wait_for_function(
+            "() => (document.querySelector('#signin-error') || {}).textContent?.includes('停用')",
+            timeout=WAIT * 1000,
+        )
+    finally:
+        desk.close()
+
+
+def test_device_routes_check_who_asks(server: Server, new_supervisor: Callable[[], Supervisor]) -> None:
+    sup = new_supervisor()
+    anon = requests.post(f"{server.base}/desk/api/devices/pair", json={"person": sup.person}, timeout=30)
+    assert anon.status_code == 401
+    # a leader may look at the desk but does not manage phones; without the CSRF token nobody does
+    client = login_http(server.base, *desk_leader(server))
+    r = client.post(f"{server.base}/desk/api/devices/pair", json={"person": sup.person}, timeout=30)
+    assert r.status_code == 403 and r.json()["error"] == "wrong_role"
+    shift = "shift-m-test"
+    if not db_rows(server, "SELECT id FROM people WHERE id = ?", shift):
+        add_user_cli(server.cwd, shift, PASSWORD, "shift_leader")
+    client = login_http(server.base, shift, PASSWORD)
+    bare = requests.Session()
+    bare.cookies.update(client.cookies)
+    r = bare.post(f"{server.base}/desk/api/devices/pair", json={"person": sup.person}, timeout=30)
+    assert r.status_code == 403 and r.json()["error"] == "csrf"
+    r = client.post(f"{server.base}/desk/api/devices/pair", json={"person": "leader-m-desk"}, timeout=30)
+    assert r.status_code == 404 and r.json()["error"] == "unknown_supervisor"
+    r = client.post(f"{server.base}/desk/api/devices/pair", data=b"x" * 3000, timeout=30)
+    assert r.status_code == 413 and r.json()["error"] == "too_large"
+    kiosk = db_rows(server, "SELECT id FROM tokens WHERE kind = 'kiosk'")[0][0]
+    r = client.post(f"{server.base}/desk/api/devices/{kiosk}/revoke", timeout=30)
+    assert r.status_code == 404 and r.json()["error"] == "unknown_token"
+    assert db_rows(server, "SELECT revoked_at FROM tokens WHERE id = ?", kiosk) == [(None,)]

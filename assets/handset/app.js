@@ -152,6 +152,7 @@
     socket.on('connect', () => {
       S.connected = true;
       setNet('on');
+      hello();
       refreshTasks();
       flush();
     });
@@ -164,6 +165,22 @@
     });
     socket.on('revoked', () => revoked());
     socket.on('task', (task) => { addTask(task); });
+  }
+  // what the desk's supervisor page shows of this phone: the app's version and the battery
+  async function hello() {
+    const body = { version: VERSION, battery: null, charging: null };
+    try {
+      if (navigator.getBattery) {
+        const b = await navigator.getBattery();
+        body.battery = Math.round(b.level * 100) / 100;
+        body.charging = !!b.charging;
+      }
+    } catch (err) { /* the browser does not say */ }
+    try {
+      await api('/m/api/hello', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    } catch (err) {
+      if (err.status === 401) revoked();
+    }
   }
   function emit(event, payload) {
     return S.socket.timeout(ACK_TIMEOUT_MS).emitWithAck(event, payload);
@@ -793,6 +810,22 @@
   if ('serviceWorker' in navigator) navigator.serviceWorker.register('/m/sw.js', { scope: '/m/' }).catch(() => null);
   window.gwHandset = { state: S, flush, outboxCount, version: VERSION }; // for tests and support
   showOutbox();
-  if (S.token) start();
+  // a pairing link from the desk's QR code: /m/#pair=<token> (the fragment never reaches a server)
+  const paired = /^#pair=([A-Za-z0-9_-]{16,200})$/.exec(location.hash);
+  if (paired) {
+    history.replaceState(null, '', location.pathname + location.search);
+    const token = paired[1];
+    fetch('/m/api/me', { headers: { Authorization: `Bearer ${token}` } })
+      .then((r) => (r.ok ? r.json() : Promise.reject(new Error(String(r.status)))))
+      .then((me) => {
+        if (S.socket) { S.socket.close(); S.socket = null; }
+        S.token = token; S.person = me.person; S.name = me.name || '';
+        localStorage.setItem('gw.m.token', token);
+        localStorage.setItem('gw.m.person', S.person);
+        localStorage.setItem('gw.m.name', S.name);
+        start();
+      })
+      .catch(() => { render(); const p = $('#signin-error'); if (p) p.textContent = t('m.revoked'); });
+  } else if (S.token) start();
   else render();
 })();
