@@ -66,6 +66,30 @@
     return el ? el.value : "";
   }
 
+  // photos for a command (处置反馈): a file picker made here (Dash has no file input), the files kept
+  // per case and action until the command is sent; the button says how many are picked
+  var picked = {};
+  document.addEventListener("click", function (ev) {
+    var btn = ev.target && ev.target.closest ? ev.target.closest("button[data-gw-photos]") : null;
+    if (!btn) { return; }
+    var panel = btn.closest("[data-gw-case]");
+    if (!panel) { return; }
+    ev.preventDefault();
+    var key = panel.getAttribute("data-gw-case") + "|" + btn.getAttribute("data-gw-photos");
+    var input = document.createElement("input");
+    input.type = "file";
+    input.multiple = true;
+    input.accept = "image/jpeg,image/png,image/webp";
+    input.addEventListener("change", function () {
+      picked[key] = Array.prototype.slice.call(input.files || [], 0, 10);
+      btn.setAttribute("data-gw-count", String(picked[key].length));
+      btn.textContent = btn.textContent.replace(/ \(\d+\)$/, "") + " (" + picked[key].length + ")";
+    });
+    btn.parentNode.appendChild(input);  // in the page (a test or a screen reader can reach it)
+    input.hidden = true;
+    input.click();
+  });
+
   document.addEventListener("click", function (ev) {
     var btn = ev.target && ev.target.closest ? ev.target.closest("button[data-gw-action]") : null;
     if (!btn || btn.disabled) { return; }
@@ -97,10 +121,28 @@
     var label = btn.textContent;
     btn.disabled = true;
     say("sending", label + " · " + words.sending);
-    fetch("/api/v1/commands", {
-      method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf ? csrf.value : "" },
-      body: JSON.stringify(body)
+    // photos picked for the command (a department's 处置反馈): uploaded first, their refs go with it
+    var pickKey = body.case_id + "|" + action;
+    var files = (picked[pickKey] || []).slice(0, 10);
+    var token = csrf ? csrf.value : "";
+    Promise.all(files.map(function (f) {
+      var form = new FormData();
+      form.append("kind", "after");
+      form.append("file", f);
+      return fetch("/api/v1/media", { method: "POST", credentials: "same-origin",
+        headers: { "X-CSRF-Token": token }, body: form }).then(function (r) {
+        return r.json().then(function (j) {
+          if (!r.ok) { throw new Error((j && j.reason) || String(r.status)); }
+          return j.ref;
+        });
+      });
+    })).then(function (refs) {
+      if (refs.length) { body.media = refs.join(","); }
+      return fetch("/api/v1/commands", {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": token },
+        body: JSON.stringify(body)
+      });
     }).then(function (r) {
       return r.json().then(function (j) { return { status: r.status, body: j }; });
     }).then(function (res) {
@@ -118,10 +160,11 @@
             (j.message ? " — " + j.message : ""));
         return;
       }
+      delete picked[pickKey];
       if (current) { last = 0; bump(current); }  // show the change now (the tick also will)
-    }).catch(function () {
+    }).catch(function (err) {
       btn.disabled = false;
-      say("refused", label + " · " + words.failed);
+      say("refused", label + " · " + words.failed + (err && err.message ? " (" + err.message + ")" : ""));
     });
   });
 

@@ -450,6 +450,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "rule.csrf": {"zh": "页面已过期，请刷新", "en": "the page is stale; reload"},
     "rule.login_required": {"zh": "登录已失效，请重新登录", "en": "log in again"},
     "rule.unavailable": {"zh": "系统忙，请重试", "en": "busy; try again"},
+    "act.photos": {"zh": "处置后照片（可多选）", "en": "Photos after the fix (several)"},
     "dev.title": {"zh": "城管通设备", "en": "Handsets"},
     "dev.none": {"zh": "尚无设备", "en": "No handset yet"},
     "dev.issued": {"zh": "发放", "en": "issued"},

@@ -68,6 +68,8 @@ LOCATE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gw-locate")
 _FIX_LIST: TypeAdapter[list[FixIn]] = TypeAdapter(list[FixIn])  # a batch's fixes in one validation call
 PEOPLE_RECHECK_S = 30.0  # an unknown person id is looked up again after this long
 
+MAX_MEDIA = 10  # references in one input's media (as a report's)
+
 
 @dataclass(slots=True)
 class Item:
@@ -466,6 +468,16 @@ class Intake:
             item.reason, item.message = Reason.NOT_ALLOWED, f"unknown person {c.actor!r} (not in people)"
             return item
         data: dict[str, Any] = dict(c.data)
+        if "media" in data:  # photos with a command (a department's 处置反馈): "sha256:…,sha256:…"
+            refs = [r for r in str(data["media"] or "").split(",") if r]
+            if len(refs) > MAX_MEDIA:
+                item.reason, item.message = Reason.TOO_LARGE, f"data.media: at most {MAX_MEDIA} references"
+                return item
+            reason, msg = check_refs(refs, self.media)
+            if reason is not None:
+                item.reason, item.message = reason, msg
+                return item
+            data["media"] = ",".join(refs)
         place: Place | None = None
         if action is Action.REPORT:
             lon, lat = data.get("lon"), data.get("lat")

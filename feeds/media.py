@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import os
 import re
 import tempfile
@@ -266,6 +267,7 @@ _STATUS = {
     Reason.UNSUPPORTED_MEDIA_TYPE.value: 415,
     Reason.UNKNOWN_MEDIA.value: 404,
     Reason.UNAVAILABLE.value: 503,
+    Reason.NOT_ALLOWED.value: 403,
     "token_missing": 401,
     "token_unknown": 401,
     "token_revoked": 401,
@@ -319,12 +321,21 @@ def media_blueprint(engine: Engine, store: MediaStore, *, pipeline: Rejecter | N
     @bp.post("/api/v1/media")
     def upload() -> Response:
         source = f"http:{request.remote_addr}"
-        try:
-            with engine.connect() as conn:
-                who: Principal = authenticate(conn, _secret(), UPLOAD_KINDS)
-        except AuthError as exc:
-            return refuse(source, exc.reason, f"media upload refused: {exc.reason}", described())
-        source = f"{who.kind}:{who.name}"
+        secret = _secret()
+        desk = session.get("person_id") if secret is None else None
+        if isinstance(desk, str) and desk:  # a logged-in desk page (处置反馈 photos) with its CSRF token
+            want, given = str(session.get("csrf") or ""), request.headers.get("X-CSRF-Token") or ""
+            if not (want and hmac.compare_digest(given, want)):
+                msg = "a desk upload needs the session's X-CSRF-Token"
+                return refuse(f"session:{desk}", Reason.NOT_ALLOWED, msg, described())
+            source = f"session:{desk}"
+        else:
+            try:
+                with engine.connect() as conn:
+                    who: Principal = authenticate(conn, secret, UPLOAD_KINDS)
+            except AuthError as exc:
+                return refuse(source, exc.reason, f"media upload refused: {exc.reason}", described())
+            source = f"{who.kind}:{who.name}"
         limit = store.limits.request_bytes
         declared = request.content_length
         if declared is not None and declared > limit:  # refused before reading the body

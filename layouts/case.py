@@ -171,6 +171,15 @@ def _offer_box(ctx: PageContext, c: Mapping[str, Any], offer: Offer) -> html.Div
                 className="gw-act-check",
             )
         )
+    if offer.action == "feedback":  # 处置反馈 with photos after the fix, picked on the desktop (gw-desk.js)
+        parts.append(
+            html.Button(
+                t("act.photos", lang),
+                type="button",
+                className="gw-act-input gw-act-photos",
+                **data_attrs(gw_photos=offer.action),
+            )
+        )
     parts.append(
         html.Button(
             t(f"act.do.{offer.label}", lang),

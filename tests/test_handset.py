@@ -533,3 +533,117 @@ def test_device_routes_check_who_asks(server: Server, new_supervisor: Callable[[
     r = client.post(f"{server.base}/desk/api/devices/{kiosk}/revoke", timeout=30)
     assert r.status_code == 404 and r.json()["error"] == "unknown_token"
     assert db_rows(server, "SELECT revoked_at FROM tokens WHERE id = ?", kiosk) == [(None,)]
+
+
+# -- the department's workbench: its work list, a request, 处置反馈 with photos from the desktop --------
+
+EVENTS_OF = "SELECT data FROM case_events WHERE case_id = ?"
+DEPARTMENT = "23"  # 区卫生健康委: no class's default department, so the simulation never sends it a case
+
+
+def test_a_department_handles_a_case_from_its_work_list_with_photos(
+    server: Server, browser: Any, new_supervisor: Callable[[], Supervisor], tmp_path: Path
+) -> None:
+    import socketio
+
+    sup = new_supervisor()
+    paired = requests.post(f"{server.base}/m/api/pair", json={"person": sup.person, "password": PASSWORD})
+    handset = socketio.Client()
+    handset.connect(server.base, namespaces=["/device"], auth={"token": paired.json()["token"]},
+                    transports=["websocket"])  # fmt: skip
+    try:
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        rep = {"id": f"dept-{uuid.uuid4().hex[:8]}", "kind": "event", "class_code": EVENT.code,
+               "lon": sup.lon, "lat": sup.lat, "at": at, "description": "部门处置测试"}  # fmt: skip
+        ack = handset.call("report", rep, namespace="/device", timeout=60)
+    finally:
+        handset.disconnect()
+    case_id = ack["cases"][rep["id"]]
+    for user, role in (("shift-m-test", "shift_leader"), ("dispatch-m-test", "dispatcher"),
+                       ("acceptor-m-test", "acceptor")):  # fmt: skip
+        if not db_rows(server, "SELECT id FROM people WHERE id = ?", user):
+            add_user_cli(server.cwd, user, PASSWORD, role)
+    shift, dispatcher = (
+        login_http(server.base, "shift-m-test", PASSWORD),
+        login_http(server.base, "dispatch-m-test", PASSWORD),
+    )
+    commands = f"{server.base}/api/v1/commands"
+    acceptor = login_http(server.base, "acceptor-m-test", PASSWORD)
+    r = acceptor.post(commands, json={"action": "accept", "case_id": case_id}, timeout=60)
+    assert r.status_code == 200 and r.json()["accepted"], r.text  # a supervisor's own: to 待立案
+    r = shift.post(commands, json={"action": "file", "case_id": case_id}, timeout=60)
+    assert r.status_code == 200 and r.json()["accepted"], r.text
+    r = dispatcher.post(commands, json={"action": "dispatch", "case_id": case_id,
+                                        "data": {"department": DEPARTMENT}}, timeout=60)  # fmt: skip
+    assert r.status_code == 200 and r.json()["accepted"], r.text
+    dept = f"dept-m-{DEPARTMENT}"
+    if not db_rows(server, "SELECT id FROM people WHERE id = ?", dept):
+        add_user_cli(server.cwd, dept, PASSWORD, "department", "--department", DEPARTMENT)
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    try:
+        login_browser(page, server.base, dept, PASSWORD, "/desk/queue/department")
+        link = page.wait_for_selector(f"a.gw-q-case:text-is('{case_id}')", timeout=WAIT * 1000)
+        assert link is not None
+        link.click()
+        # 申请延期 with its reason; the dispatcher approves it
+        box = page.wait_for_selector(".gw-act-request_extension", timeout=WAIT * 1000)
+        assert box is not None
+        page.fill(".gw-act-opinion textarea, textarea[name=opinion]", "需协调供电部门，申请延期")
+        page.fill(".gw-act-request_extension input[name=extra]", "2工作日")
+        page.click(".gw-act-request_extension button[data-gw-action]")
+        wait_until(
+            lambda: db_rows(server, f"{EVENTS_OF} AND action = 'request_extension'", case_id),
+            "the extension request",
+        )  # fmt: skip
+        r = dispatcher.post(commands, json={"action": "approve", "case_id": case_id}, timeout=60)
+        assert r.status_code == 200 and r.json()["accepted"], r.text
+        # 处置反馈 with two photos picked on the desktop
+        photos = []
+        for i in range(2):
+            path = tmp_path / f"after-{i}.jpg"
+            path.write_bytes(jpeg(1024, 768, 60 * i))
+            photos.append(str(path))
+        button = page.wait_for_selector(".gw-act-feedback button[data-gw-photos]", timeout=WAIT * 1000)
+        assert button is not None
+        with page.expect_file_chooser() as chooser:
+            button.click()
+        chooser.value.set_files(photos)
+        page.wait_for_selector(".gw-act-feedback button[data-gw-count='2']", timeout=WAIT * 1000)
+        page.fill("textarea[name=opinion]", "已拆除并清运")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "handset-department-feedback.png"))
+        page.click(".gw-act-feedback button[data-gw-action=feedback]")
+        done = wait_until(
+            lambda: db_rows(server, f"{EVENTS_OF} AND action = 'feedback'", case_id),
+            "the feedback in the case log",
+        )  # fmt: skip
+        data = json.loads(done[0][0]) if isinstance(done[0][0], str) else done[0][0]
+        refs = str(data.get("media", "")).split(",")
+        assert len(refs) == 2 and all(ref.startswith("sha256:") for ref in refs), data
+        status = db_rows(server, "SELECT status, department_code FROM cases WHERE id = ?", case_id)
+        assert status[0][1] == DEPARTMENT and status[0][0] != "handling", status
+        # the case page shows the photos
+        page.wait_for_selector(f"img.gw-photo[alt='{refs[0]}']", timeout=WAIT * 1000)
+    finally:
+        page.close()
+
+
+def test_desk_photo_uploads_need_the_csrf_token_and_commands_known_refs(server: Server) -> None:
+    dept = f"dept-m-{DEPARTMENT}"
+    if not db_rows(server, "SELECT id FROM people WHERE id = ?", dept):
+        add_user_cli(server.cwd, dept, PASSWORD, "department", "--department", DEPARTMENT)
+    client = login_http(server.base, dept, PASSWORD)
+    photo = {"file": ("after.jpg", jpeg(320, 240, 5), "image/jpeg")}
+    bare = requests.Session()
+    bare.cookies.update(client.cookies)
+    r = bare.post(f"{server.base}/api/v1/media", data={"kind": "after"}, files=photo, timeout=60)
+    assert r.status_code == 403 and r.json()["reason"] == "not_allowed"
+    r = client.post(f"{server.base}/api/v1/media", data={"kind": "after"}, files=photo, timeout=60)
+    assert r.status_code in (200, 201) and r.json()["ref"].startswith("sha256:")
+    never = "sha256:" + "0" * 64
+    body: dict[str, Any] = {"action": "feedback", "case_id": "R2026010100001", "data": {"media": never}}
+    r = client.post(f"{server.base}/api/v1/commands", json=body, timeout=60)
+    assert r.json()["rejected"][0]["reason"] == "unknown_media", r.text
+    body["data"] = {"media": ",".join([never] * 11)}
+    r = client.post(f"{server.base}/api/v1/commands", json=body, timeout=60)
+    assert r.json()["rejected"][0]["reason"] == "too_large", r.text
