@@ -515,6 +515,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "m.photo.after": {"zh": "处置后", "en": "After"},
     "m.photo.take": {"zh": "拍照", "en": "Photo"},
     "m.voice": {"zh": "语音（可选）", "en": "Voice note (optional)"},
+    "m.self": {
+        "zh": "自处置：已在现场处理（需处置前后照片）",
+        "en": "Fixed on the spot (photos before and after)",
+    },
+    "m.self.photos": {"zh": "自处置需要近景和处置后照片", "en": "Needs a near photo and one after the fix"},
     "m.send": {"zh": "提交", "en": "Send"},
     "m.sending": {"zh": "正在提交…", "en": "Sending…"},
     "m.queued": {"zh": "已保存，联网后自动提交", "en": "Saved; it goes out when the network is back"},

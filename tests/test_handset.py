@@ -647,3 +647,30 @@ def test_desk_photo_uploads_need_the_csrf_token_and_commands_known_refs(server: 
     body["data"] = {"media": ",".join([never] * 11)}
     r = client.post(f"{server.base}/api/v1/commands", json=body, timeout=60)
     assert r.json()["rejected"][0]["reason"] == "too_large", r.text
+
+
+def test_a_self_handled_report_carries_photos_before_and_after(
+    server: Server, phone: Callable[..., Phone], new_supervisor: Callable[[], Supervisor], tmp_path: Path
+) -> None:
+    sup = new_supervisor()
+    p = phone(sup)
+    p.sign_in(sup.person)
+    page = p.page
+    page.click("button[data-go=report]")
+    page.fill("#cls-search", EVENT.name)
+    page.click(f"#classes button[data-code='{EVENT.code}']")
+    page.check("#self-handled")
+    for kind, shade in (("near", 30), ("after", 200)):
+        path = tmp_path / f"{kind}.jpg"
+        path.write_bytes(jpeg(900, 700, shade))
+        page.set_input_files(f"input[data-photo={kind}]", str(path))
+    page.wait_for_selector("label.shot:nth-child(4) img")
+    page.click("#send")
+    toast = page.wait_for_selector(".toast.ok", timeout=WAIT * 1000)
+    assert toast is not None
+    case_id = toast.inner_text().split()[-1]
+    first = db_rows(server, "SELECT data FROM case_events WHERE case_id = ? ORDER BY seq LIMIT 1", case_id)
+    data = json.loads(first[0][0]) if isinstance(first[0][0], str) else first[0][0]
+    assert data["self_handled"] is True, data
+    before, after = str(data["media"]).split(","), str(data["handled_media"]).split(",")
+    assert len(before) == 1 and len(after) == 1 and before != after

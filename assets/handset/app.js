@@ -616,7 +616,7 @@
   }
 
   // the report form keeps its draft while the user moves between screens
-  const draft = { kind: 'event', code: null, condition: null, search: '', open: null, description: '', media: {}, lon: null, lat: null };
+  const draft = { kind: 'event', code: null, condition: null, search: '', open: null, description: '', media: {}, lon: null, lat: null, selfHandled: false };
   function report(main) {
     const cls = draft.code ? classOf(draft.kind, draft.code) : null;
     main.append(h('h1', { text: t('m.report') }));
@@ -671,8 +671,18 @@
     // words, photos, voice
     main.append(h('label', { for: 'description', text: t('m.description') }),
       h('textarea', { id: 'description', maxlength: '1000', oninput: (e) => { draft.description = e.target.value; } }, draft.description));
-    const photos = h('div', { class: 'row3 photos' });
-    for (const kind of ['near', 'far', 'reference']) {
+    // 自处置: a small matter fixed on the spot, with a photo before (近景) and after (处置后); not for 突发
+    const selfOk = cls && !cls.emergency;
+    if (!selfOk) draft.selfHandled = false;
+    if (selfOk) {
+      main.append(h('label', { class: 'card tap self' },
+        h('input', { type: 'checkbox', id: 'self-handled', checked: draft.selfHandled,
+          onchange: (e) => { draft.selfHandled = e.target.checked; render(); } }),
+        ` ${t('m.self')}`));
+    }
+    const kinds = ['near', 'far', 'reference'].concat(draft.selfHandled ? ['after'] : []);
+    const photos = h('div', { class: draft.selfHandled ? 'row2 photos' : 'row3 photos' });
+    for (const kind of kinds) {
       const input = h('input', { type: 'file', accept: 'image/*', capture: 'environment', 'data-photo': kind,
         onchange: async (e) => { const f = e.target.files[0]; if (f) { draft.media[kind] = await shrink(f); render(); } } });
       const have = draft.media[kind];
@@ -697,9 +707,12 @@
       crs: 'wgs84', at: new Date().toISOString(), source: 'supervisor' };
     if (draft.condition) payload.condition_code = draft.condition;
     if (draft.description.trim()) payload.description = draft.description.trim().slice(0, 1000);
-    const media = ['near', 'far', 'reference', 'voice'].filter((k) => draft.media[k]).map((k) => ({ kind: k, blob: draft.media[k], ref: null }));
+    if (draft.selfHandled && !(draft.media.near && draft.media.after)) { btn.disabled = false; btn.textContent = t('m.send'); toast(t('m.self.photos'), 'err'); return; }
+    if (draft.selfHandled) payload.self_handled = true;
+    const media = ['near', 'far', 'reference', 'after', 'voice'].filter((k) => draft.media[k] && (k !== 'after' || draft.selfHandled))
+      .map((k) => ({ kind: k, blob: draft.media[k], ref: null }));
     const r = await enqueue({ kind: 'report', payload, media, label: `${cls.code} ${cls.name}` }, true);
-    Object.assign(draft, { code: null, condition: null, search: '', description: '', media: {}, lon: null, lat: null });
+    Object.assign(draft, { code: null, condition: null, search: '', description: '', media: {}, lon: null, lat: null, selfHandled: false });
     if (r === null) toast(t('m.queued'), '');
     else announce(r);
     render();
