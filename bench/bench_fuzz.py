@@ -74,7 +74,8 @@ RSS_BAR = 1.25  # end RSS ≤ 1.25 × RSS after the warm-up
 LEADER, LEADER_PASSWORD = "fuzz-leader", "fuzz-leader-password-0123456789"
 NAME = re.compile(r"^[a-z][a-z_]{2,40}$")
 TRACEBACK = "Traceback (most recent call last)"
-SCHEMAS = ("/device", "/live", "/api/v1", "open311", "media", "dash desk", "dash kiosk")
+SCHEMAS = ("/device", "/live", "/api/v1", "open311", "media", "dash desk", "dash kiosk", "handset")
+HANDSET_PASSWORD = "fuzz-handset-password-0123"  # the handset schema's supervisor (prepare)
 # the share of Dash bodies that are a real page render (desk, kiosk): a desk page over a district the
 # earlier schemas filled with thousands of open cases costs the worker 50–500 ms (py-spy, 2026-12-07:
 # renders were 90 % of its time at 5 % and 12 %, and the schemas stopped at 900 s near 20,000 bodies)
@@ -96,6 +97,7 @@ class FuzzCity:
     devices: dict[str, str]  # person id → device secret
     keys: dict[str, str]  # API key role → secret
     points: dict[str, tuple[float, float, float, str]]  # supervisor → (lon, lat, radius, grid)
+    handset: tuple[str, str] = ("", "")  # the handset schema's supervisor and its app's device token
 
     @property
     def url(self) -> str:
@@ -106,7 +108,7 @@ def prepare(folder: Path) -> FuzzCity:
     """Build Dongcheng into ``folder``, provision accounts, a gateway token, API keys and a leader."""
     from bench._server import supervisor_points
     from domain.catalogue import load_catalogue
-    from store.accounts import add_person, issue_token, new_secret, provision_embedded
+    from store.accounts import add_person, issue_token, new_secret, provision_embedded, set_password
     from store.build import BuildRequest, build_city
     from store.cases import sync_departments
     from store.db import create_engine, transaction
@@ -125,9 +127,12 @@ def prepare(folder: Path) -> FuzzCity:
         for role in ("supervisor", "call_center", "acceptor", "shift_leader", "dispatcher", "leader"):
             keys[role] = issue_token(s, "api", f"fuzz {role}", role=role)[1]
         add_person(s, LEADER, "leader", password=LEADER_PASSWORD)
+        person = sorted(dict(made.devices))[-1]  # the handset app's sign-in and hello (schema "handset")
+        set_password(s, person, HANDSET_PASSWORD)
+        app = issue_token(s, "device", "fuzz handset app", person_id=person)[1]
     points = supervisor_points(engine)
     engine.dispose()
-    return FuzzCity(db, folder, kiosk, gateway, dict(made.devices), keys, points)
+    return FuzzCity(db, folder, kiosk, gateway, dict(made.devices), keys, points, (person, app))
 
 
 @dataclass
@@ -1552,6 +1557,59 @@ def codes(city: FuzzCity) -> tuple[list[str], list[str]]:
     return grids, sorted({g[:9] for g in grids})
 
 
+def fuzz_handset(ctx: Ctx, t: Tally) -> None:
+    """The handset app's inputs (issue 16): its sign-in, its hello, its reads, the desk's device routes."""
+    conns: dict[int, Http] = {}
+    person, app = ctx.city.handset
+
+    def sender(k: int, rng: random.Random, more: Callable[[], bool]) -> None:
+        h = conns.setdefault(k, Http(ctx.server.port))
+        r = rng.random()
+        headers: dict[str, str] = {}
+        body: bytes | Iterator[bytes] | None = None
+        if r < 0.4:  # sign-in: mostly wrong (throttled, named), sometimes right
+            obj: dict[str, Any] = {"person": person, "password": HANDSET_PASSWORD}
+            if rng.random() < 0.9:
+                obj = mutate(rng, obj, ["person", "password", "device"])
+            body, headers = body_of(rng, obj)
+            method, path = "POST", "/m/api/pair"
+        elif r < 0.7:  # hello with the app's token
+            hello: dict[str, Any] = {"version": "0.1.0", "battery": round(rng.random(), 2), "charging": False}
+            if rng.random() < 0.8:
+                hello = mutate(rng, hello, ["version", "battery", "charging"])
+            body, headers = body_of(rng, hello)
+            method, path = "POST", "/m/api/hello"
+            headers["Authorization"] = f"Bearer {rng.choice([app, app, app, '', 'wrong', ctx.city.kiosk])}"
+        elif r < 0.85:  # the app's reads, with its token or another
+            method = "GET"
+            reads = ["/m/api/me", "/m/api/tasks", "/m/api/catalogue", "/m/api/district", "/m/app.js"]
+            path = rng.choice([*reads, "/m/" + rng.choice(["x", "..%2f", "sw.js", "manifest.webmanifest"])])
+            given = rng.choice([app, ctx.city.gateway, ctx.city.kiosk, "", "x" * 300])
+            headers["Authorization"] = f"Bearer {given}"
+        else:  # the desk's device routes: a leader's session (wrong role), none, junk ids and bodies
+            method = "POST"
+            some = rng.randrange(-5, 10**12)
+            path = rng.choice(
+                ["/desk/api/devices/pair", f"/desk/api/devices/{some}/revoke", "/desk/api/devices/abc/revoke"]
+            )
+            body, headers = body_of(rng, mutate(rng, {"person": person}, ["person"]))
+            if rng.random() < 0.7:
+                headers["Cookie"] = ctx.leader_cookie
+                headers["X-Requested-With"] = "XMLHttpRequest"
+        got = h.send(method, path, body, headers)
+        if got is None:
+            with t.lock:
+                t.closed += 1
+            return
+        judge_http(t, got[0], got[1], f"handset {method} {path}")
+
+    try:
+        run_senders(ctx, t, sender)
+    finally:
+        for h in conns.values():
+            h.conn.close()
+
+
 PHASES: dict[str, Callable[[Ctx, Tally], None]] = {
     "/device": fuzz_device,
     "/live": fuzz_live,
@@ -1560,6 +1618,7 @@ PHASES: dict[str, Callable[[Ctx, Tally], None]] = {
     "media": fuzz_media,
     "dash desk": lambda ctx, t: fuzz_dash(ctx, t, False),
     "dash kiosk": lambda ctx, t: fuzz_dash(ctx, t, True),
+    "handset": fuzz_handset,
 }
 
 

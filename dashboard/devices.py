@@ -21,8 +21,10 @@ import segno
 from flask import Flask, Response, request
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.auth import CSRF_HEADER, csrf_ok, current_person
+from feeds.handset import printable
 from store.accounts import AccountError
 from store.db import session_factory
 from store.handsets import issue_app_token
@@ -75,17 +77,19 @@ def install(server: Flask, engine: Engine) -> None:
         except orjson.JSONDecodeError:
             return _refused("malformed", "the body is not JSON", 400)
         person = body.get("person") if isinstance(body, dict) else None
-        if not isinstance(person, str) or not 0 < len(person) <= 64:
+        if not isinstance(person, str) or not 0 < len(person) <= 64 or not printable(person):
             return _refused("missing_field", "person: a supervisor's id", 400)
-        with session_factory(engine)() as s:
-            role = s.scalar(select(Person.role).where(Person.id == person, Person.active))
-            if role != "supervisor":
-                return _refused("unknown_supervisor", "not an active supervisor", 404)
-            try:
+        with engine.connect() as conn:  # a read of its own: SQLite cannot upgrade a read to a write
+            role = conn.scalar(select(Person.role).where(Person.id == person, Person.active))
+        if role != "supervisor":
+            return _refused("unknown_supervisor", "not an active supervisor", 404)
+        try:
+            with session_factory(engine)() as s, s.begin():  # the first statement writes (revokes)
                 token_id, secret = issue_app_token(s, person)
-            except AccountError as exc:
-                return _refused("unknown_supervisor", str(exc), 404)
-            s.commit()
+        except AccountError as exc:
+            return _refused("unknown_supervisor", str(exc), 404)
+        except SQLAlchemyError as exc:
+            return _refused("unavailable", f"the database: {type(exc).__name__}; try again", 503)
         link = f"{request.host_url}m/#pair={secret}"
         return _json({"token_id": token_id, "person": person, "link": link, "qr": qr_svg(link)}, 201)
 
@@ -94,10 +98,21 @@ def install(server: Flask, engine: Engine) -> None:
         me = allowed()
         if isinstance(me, Response):
             return me
-        with engine.begin() as conn:
-            row = conn.execute(select(Token.kind, Token.revoked_at).where(Token.id == token_id)).first()
-            if row is None or row.kind != "device":
-                return _refused("unknown_token", "no device token with this id", 404)
-            if row.revoked_at is None:
-                conn.execute(update(Token).where(Token.id == token_id).values(revoked_at=datetime.now(UTC)))
+        try:
+            with engine.begin() as conn:  # the first statement writes: no read-to-write lock upgrade
+                conn.execute(
+                    update(Token)
+                    .where(Token.id == token_id, Token.kind == "device", Token.revoked_at.is_(None))
+                    .values(revoked_at=datetime.now(UTC))
+                )
+                kind = conn.scalar(select(Token.kind).where(Token.id == token_id))
+        except SQLAlchemyError as exc:
+            return _refused("unavailable", f"the database: {type(exc).__name__}; try again", 503)
+        if kind != "device":
+            return _refused("unknown_token", "no device token with this id", 404)
         return _json({"token_id": token_id, "revoked": True})
+
+    @server.route("/desk/api/devices/<path:rest>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+    def no_such_device_route(rest: str) -> Response:
+        """Any other path or method under the device routes: a named 404, not Dash's page."""
+        return _refused("not_found", "POST /desk/api/devices/pair or /desk/api/devices/<id>/revoke", 404)

@@ -31,6 +31,7 @@ from flask import Blueprint, Flask, Response, request
 from markupsafe import escape
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.i18n import CATALOGUE as TEXT
 from dashboard.i18n import LANGS, pick_lang
@@ -140,6 +141,15 @@ def district_names(engine: Engine) -> dict[str, Any]:
     return {"streets": streets, "communities": communities}
 
 
+def printable(text: str, *, spaces: bool = False) -> bool:
+    """Whether ``text`` is printable UTF-8 (no control characters, no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return text.replace(" ", "").isprintable() if spaces else text.isprintable()
+
+
 def _bearer() -> str | None:
     head = request.headers.get("Authorization", "")
     scheme, _, value = head.partition(" ")
@@ -236,6 +246,8 @@ def handset_blueprint(
             return refusal("missing_field", "person and password (strings) are required", 400)
         if len(person) > 64 or len(password) > 200:
             return refusal("too_large", "person ≤ 64 characters, password ≤ 200", 400)
+        if not printable(person) or not printable(password, spaces=True):
+            return refusal("wrong_type", "person and password: printable UTF-8 text", 400)
         person = person.strip()
         ip = str(request.remote_addr or "?")
         held = limiter.refused(person, ip)
@@ -243,17 +255,21 @@ def handset_blueprint(
             resp = refusal("rate_limited", "too many failed sign-ins: wait and try again", 429)
             resp.headers["Retry-After"] = str(math.ceil(held[1]))
             return resp
-        with session_factory(engine)() as s:
+        with session_factory(engine)() as s:  # a read of its own: SQLite cannot upgrade a read to a write
             who = check_password(s, person, password)
-            if who is None:
-                limiter.failed(person, ip)
-                return refusal("login_failed", "wrong person id or password", 401)
-            if who.role != "supervisor":
-                return refusal("not_a_supervisor", "the handset app is for supervisors (监督员)", 403)
-            limiter.succeeded(person, ip)
-            _, secret = issue_app_token(s, person)
-            s.commit()
-            return _json({"token": secret, "person": person, "name": who.name}, 201)
+            role, name = (who.role, who.name) if who is not None else (None, "")
+        if who is None:
+            limiter.failed(person, ip)
+            return refusal("login_failed", "wrong person id or password", 401)
+        if role != "supervisor":
+            return refusal("not_a_supervisor", "the handset app is for supervisors (监督员)", 403)
+        limiter.succeeded(person, ip)
+        try:
+            with session_factory(engine)() as s, s.begin():  # the first statement writes (revokes)
+                _, secret = issue_app_token(s, person)
+        except SQLAlchemyError as exc:
+            return refusal("unavailable", f"the database: {type(exc).__name__}; try again", 503)
+        return _json({"token": secret, "person": person, "name": name}, 201)
 
     @bp.post("/m/api/hello")
     def hello() -> Response:
@@ -265,7 +281,7 @@ def handset_blueprint(
         if isinstance(body, Response):
             return body
         version, battery, charging = body.get("version"), body.get("battery"), body.get("charging")
-        if not isinstance(version, str) or not 0 < len(version) <= 32:
+        if not isinstance(version, str) or not 0 < len(version) <= 32 or not printable(version):
             return refusal("wrong_type", "version: a string of 1-32 characters", 400)
         if battery is not None and (
             isinstance(battery, bool) or not isinstance(battery, int | float) or not 0 <= battery <= 1
@@ -274,13 +290,16 @@ def handset_blueprint(
         if charging is not None and not isinstance(charging, bool):
             return refusal("wrong_type", "charging: true, false or null", 400)
         assert who.person_id is not None
-        with engine.begin() as conn:
-            record_hello(
-                conn, who.token_id, who.person_id, version=version,
-                user_agent=request.headers.get("User-Agent", "")[:300],
-                battery=None if battery is None else round(float(battery), 2), charging=charging,
-                at=datetime.now(UTC),
-            )  # fmt: skip
+        try:
+            with engine.begin() as conn:
+                record_hello(
+                    conn, who.token_id, who.person_id, version=version,
+                    user_agent=request.headers.get("User-Agent", "")[:300],
+                    battery=None if battery is None else round(float(battery), 2), charging=charging,
+                    at=datetime.now(UTC),
+                )  # fmt: skip
+        except SQLAlchemyError as exc:
+            return refusal("unavailable", f"the database: {type(exc).__name__}; try again", 503)
         return _json({"ok": True})
 
     @bp.get("/m/api/me")

@@ -674,3 +674,25 @@ def test_a_self_handled_report_carries_photos_before_and_after(
     assert data["self_handled"] is True, data
     before, after = str(data["media"]).split(","), str(data["handled_media"]).split(",")
     assert len(before) == 1 and len(after) == 1 and before != after
+
+
+def test_pairings_at_the_same_time_all_succeed_and_leave_one_phone(
+    server: Server, new_supervisor: Callable[[], Supervisor]
+) -> None:
+    """The fuzz found it: a sign-in read the password and then wrote the token in one SQLite transaction,
+    and two at once failed the read-to-write upgrade ("database is locked", HTTP 500)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sup = new_supervisor()
+    body = {"person": sup.person, "password": PASSWORD}
+
+    def pair(_: int) -> int:
+        return requests.post(f"{server.base}/m/api/pair", json=body, timeout=120).status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        statuses = list(pool.map(pair, range(12)))
+    assert statuses == [201] * 12, statuses
+    live = db_rows(
+        server, "SELECT count(*) FROM tokens WHERE person_id = ? AND revoked_at IS NULL", sup.person
+    )
+    assert live == [(1,)]
