@@ -143,6 +143,7 @@
     el.textContent = t(el.dataset.t);
     el.dataset.state = state;
     $('#banner').hidden = state === 'on' || !S.token;
+    el.hidden = !S.token;  // before sign-in there is no connection to speak of
   }
   function connect() {
     if (S.socket) S.socket.close();
@@ -759,7 +760,15 @@
     main.append(h('button', { class: 'card tap', type: 'button', onclick: () => go('tasks'), text: `← ${t('m.back')}` }),
       h('h1', {}, `${t(`task.${task.task}`)} · ${cls ? cls.name : task.class_code}`),
       h('p', { class: 'muted' }, task.case_id));
-    if (task.lon !== null) map.mount(main, { follow: false, lon: task.lon, lat: task.lat, marks: [{ lon: task.lon, lat: task.lat }] });
+    if (task.lon !== null) {
+      map.mount(main, { follow: false, lon: task.lon, lat: task.lat, marks: [{ lon: task.lon, lat: task.lat }] });
+      map.el.classList.add('small');
+      const dist = S.pos ? Math.round(metres(S.pos.lon, S.pos.lat, task.lon, task.lat)) : null;
+      const due = new Date(task.deadline);
+      main.append(h('p', { class: due < new Date() ? 'err' : 'muted' },
+        `${t('m.task.deadline')} ${due.toLocaleString(lang === 'zh' ? 'zh-CN' : 'en-GB', { hour12: false, month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit' })}`,
+        dist !== null ? ` · ${t('m.task.distance')} ${dist < 1000 ? `${dist} m` : `${(dist / 1000).toFixed(1)} km`}` : ''));
+    }
     if (task.description) main.append(h('p', {}, task.description));
     const opinion = h('textarea', { id: 'opinion', maxlength: '1000' });
     let photo = null;
