@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.auth import CSRF_HEADER, csrf_ok, current_person
-from feeds.handset import printable
+from dashboard.handset import printable
 from store.accounts import AccountError
 from store.db import session_factory
 from store.handsets import issue_app_token

@@ -467,7 +467,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     },
     "dev.link": {"zh": "或在手机上打开", "en": "or open on the phone"},
     "dev.failed": {"zh": "操作未成功", "en": "Not done"},
-    # the handset app (城管通, /m; feeds.handset, assets/handset)
+    # the handset app (城管通, /m; dashboard.handset, assets/handset)
     "m.title": {"zh": "城管通", "en": "GridWall handset"},
     "m.signin": {"zh": "监督员登录", "en": "Supervisor sign-in"},
     "m.person": {"zh": "监督员编号", "en": "Supervisor id"},

@@ -24,12 +24,12 @@ from dashboard.auth import Auth, current_person, install_auth, logged_in
 from dashboard.commands import install_commands
 from dashboard.data import Overview, OverviewCache
 from dashboard.deskdata import DeskData
+from dashboard.handset import install_handset
 from dashboard.heat import MODES as HEAT_MODES
 from dashboard.heat import HeatCanvas
 from dashboard.heat import render as render_heat
 from dashboard.i18n import pick_lang, t
 from feeds.counters import DailyCounters
-from feeds.handset import install_handset
 from feeds.http import MAX_BODY_BYTES
 from feeds.live import LiveReader
 from feeds.sockets import KIOSK_COOKIE
