@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
 
 import pytest
@@ -138,6 +138,10 @@ def test_wall_is_live(
     names = {c.name for c in load_catalogue("cjt214").classes}
     shown = page.locator(".gw-queue-class").all_inner_texts()  # type: ignore[attr-defined]
     assert shown and set(shown) <= names, shown
+    em = {c.code for c in load_catalogue("cjt214").emergency_classes()}
+    plain = [c for c in load_catalogue("cjt214").classes if c.code not in em]
+    longest = max(plain, key=lambda c: len(c.name))
+    assert longest.name in shown  # the overdue long name is in the queue (reported_today)
     assert page.inner_text(f"#{ids.WALL_TICKER}").strip()  # type: ignore[attr-defined]
     page.wait_for_selector(".gw-rank-row", timeout=20_000)  # type: ignore[attr-defined]
     grades = page.locator(f"#{ids.WALL_RANKING} .gw-rank-grade").all_inner_texts()  # type: ignore[attr-defined]
@@ -152,6 +156,14 @@ def test_wall_is_live(
         ".map(r => r.innerText)"
     )
     assert cut == [], cut
+    # every KPI value and queue stage shows whole in its tile or column (114.3% spilled out of its tile)
+    spill = page.evaluate(  # type: ignore[attr-defined]
+        "() => [...document.querySelectorAll('.gw-kpi-value, .gw-queue-stage')].filter(v => {"
+        " const b = v.getBoundingClientRect(), box = (v.classList.contains('gw-kpi-value') ? v.parentElement"
+        " : v).getBoundingClientRect(); return b.width > 0 && (v.scrollWidth > v.clientWidth + 1"
+        " || b.right > box.right + 1 || b.left < box.left - 1); }).map(v => v.textContent)"
+    )
+    assert spill == [], spill
     queued = page.locator(".gw-queue-row").count()  # type: ignore[attr-defined]
     assert queued >= 8, queued
     # each row's class in words shows whole (the street gives way first, issue 19 item 6)
@@ -345,6 +357,16 @@ def reported_today(server: Server, handset: tuple[str, str, float, float]) -> No
             }  # fmt: skip
             ack = client.call("report", report, namespace="/device", timeout=30)
             assert ack["accepted"] == [report["id"]], ack
+        # the class with the longest name (户外广告设置位置不合理), found 30 days ago: the most overdue case,
+        # first in the wall's queue, where its name must show whole at every size (CI, 2026-12-07)
+        plain = [c for c in load_catalogue("cjt214").classes if c.code not in em]
+        longest = max(plain, key=lambda c: len(c.name))
+        report = {
+            "id": "overdue-long-name", "at": (datetime.now(UTC) - timedelta(days=30)).isoformat(),
+            "kind": longest.kind.value, "class_code": longest.code, "lon": lon, "lat": lat,
+        }  # fmt: skip
+        ack = client.call("report", report, namespace="/device", timeout=30)
+        assert ack["accepted"] == [report["id"]], ack
     finally:
         client.disconnect()
 
