@@ -174,7 +174,7 @@ def _session_ok(seams: Seams) -> Callable[[], bool]:
 def _embedded(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     from feeds.api import register_http_feeds
     from feeds.counters import CounterKeeper
-    from feeds.media import MediaStore, media_blueprint
+    from feeds.media import media_blueprint
     from feeds.sockets import Broadcaster, Connections, DeviceNamespace, LiveNamespace, TaskSender, TokenWatch
     from gridwall.web import create_web_app, socket_server
     from store.counters import load_or_rebuild
@@ -194,10 +194,7 @@ def _embedded(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     simulating = threading.Event()  # set while the built-in simulation feeds this process (模拟数据)
     socketio = socket_server()
     connections = Connections()
-    media = None  # photos and voice notes under <folder>/media; the pipeline checks references against it
-    if seams.media:
-        folder = seams.media_dir if seams.media_dir is not None else settings.data_dir
-        media = MediaStore(folder / "media", seams.media_limits)
+    media = _media(settings, seams)  # photos and voice notes; the pipeline checks references against it
     pipeline = Pipeline(
         engine, index, ctx, live, config=seams.pipeline, clock=seams.clock,
         on_tasks=TaskSender(socketio, connections), counters=counters, media=media,
@@ -226,6 +223,16 @@ def _embedded(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
         settings, "embedded", engine, ctx, adcode, live=live, pipeline=pipeline, broadcaster=broadcaster,
         device=device, counters=counters, web=web, media=media, chores=chores, simulating=simulating,
     )  # fmt: skip
+
+
+def _media(settings: Settings, seams: Seams) -> Any:
+    """The media store under ``<data-dir>/media`` (or the seam's folder); None when media is off."""
+    if not seams.media:
+        return None
+    from feeds.media import MediaStore
+
+    folder = seams.media_dir if seams.media_dir is not None else settings.data_dir
+    return MediaStore(folder / "media", seams.media_limits)
 
 
 def _secret_key(settings: Settings, seams: Seams) -> str:
@@ -259,7 +266,12 @@ def _web(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     live = _redis_live(engine, settings, ctx)
     socketio = socket_server(settings.redis_url, channel(settings.redis_prefix))
     relay = Relay(socketio, live, interval=settings.interval)
-    pipeline = StreamPipeline(engine, index, ctx, live, stream=live.r, prefix=settings.redis_prefix)
+    media = _media(
+        settings, seams
+    )  # the data folder's media/, shared by every web process (one host or a mount)
+    pipeline = StreamPipeline(
+        engine, index, ctx, live, stream=live.r, prefix=settings.redis_prefix, media=media
+    )
     device = DeviceNamespace(engine, pipeline)
     socketio.on_namespace(device)
     socketio.on_namespace(LiveNamespace(engine, relay, session_ok=_session_ok(seams)))
@@ -269,9 +281,13 @@ def _web(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
         trusted_proxies=settings.trusted_proxies, clock=seams.clock,
     )  # fmt: skip
     register_http_feeds(web.server, read, pipeline)
+    if media is not None:  # photos of handsets and departments reach every web process's pages
+        from feeds.media import media_blueprint
+
+        web.server.register_blueprint(media_blueprint(read, media, pipeline=pipeline))
     return Runtime(
         settings, "web", engine, ctx, adcode, live=live, pipeline=pipeline, broadcaster=relay, device=device,
-        web=web, chores=[TokenWatch(device)],
+        web=web, media=media, chores=[TokenWatch(device)],
     )  # fmt: skip
 
 

@@ -76,7 +76,7 @@ def test_web_processes_serve_under_the_production_server(deployment: Deployment)
     for part in webs(deployment):
         text = part.text()
         assert "development server" not in text, text
-        children = (Path(f"/proc/{part.proc.pid}/task/{part.proc.pid}/children").read_text().split())
+        children = Path(f"/proc/{part.proc.pid}/task/{part.proc.pid}/children").read_text().split()
         assert len(children) == 1, "one gunicorn worker under the arbiter"
         title = Path(f"/proc/{children[0]}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         assert "app.py" in title or "gridwall" in title
@@ -343,3 +343,44 @@ def test_a_redis_that_lost_everything_is_rebuilt_from_the_database(
     finally:
         for w in walls:
             w.close()
+
+
+def test_a_photo_uploaded_to_web_a_goes_with_a_report_sent_to_web_b(
+    deployment: Deployment, people: list[Spot]
+) -> None:
+    """Scale-out web processes serve /api/v1/media on the data folder's media/ (the handset app and the
+    desk upload there); every web process checks and serves the same files."""
+    import io
+
+    import requests
+    from PIL import Image
+
+    from store.accounts import issue_token
+    from store.db import transaction
+
+    a, b = webs(deployment)
+    spot = people[1]
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(out, "JPEG")
+    r = requests.post(
+        f"{a.url}/api/v1/media", headers={"Authorization": f"Bearer {spot.secret}"}, data={"kind": "near"},
+        files={"file": ("near.jpg", out.getvalue(), "image/jpeg")}, timeout=60,
+    )  # fmt: skip
+    assert r.status_code in (200, 201), r.text
+    ref = r.json()["ref"]
+    dev = Peer(b.url, "/device", spot.secret)
+    try:
+        at = now().isoformat()
+        report = {"id": "scale-photo", "kind": "event", "class_code": "0101", "lon": spot.lon,
+                  "lat": spot.lat, "at": at, "media": [ref]}  # fmt: skip
+        assert dev.call("report", report)["accepted"] == ["scale-photo"]
+        never = {**report, "id": "scale-photo-2", "media": ["sha256:" + "1" * 64]}
+        assert [x["reason"] for x in dev.call("report", never)["rejected"]] == ["unknown_media"]
+    finally:
+        dev.close()
+    engine = create_engine(deployment.db_url)
+    with transaction(engine) as s:
+        _, key = issue_token(s, "api", "scale media reader", role="leader")
+    engine.dispose()
+    got = requests.get(f"{b.url}/media/{ref}", headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    assert got.status_code == 200 and got.headers["Content-Type"] == "image/jpeg"
