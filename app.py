@@ -404,6 +404,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                       flush=True)  # fmt: skip
             print(f"wall: http://{shown}:{bound}/wall?token={secret['kiosk_token']}", flush=True)
             print(f"desk: http://{shown}:{bound}/desk", flush=True)
+            print(f"handset: http://{shown}:{bound}/m/ (supervisors' phones)", flush=True)
 
         return Served(rt.web.server, stop, ready)
 
