@@ -309,7 +309,10 @@ def handset_blueprint(
             return who
         with engine.connect() as conn:
             row = conn.execute(select(Person.id, Person.name).where(Person.id == who.person_id)).first()
-        return _json({"person": who.person_id, "name": row.name if row else "", "adcode": adcode()})
+        zone = str(getattr(tz(), "key", "") or "UTC")  # the city's zone: times on the phone are shown in it
+        return _json(
+            {"person": who.person_id, "name": row.name if row else "", "adcode": adcode(), "tz": zone}
+        )
 
     @bp.get("/m/api/catalogue")
     def classes() -> Response:
@@ -334,7 +337,8 @@ def handset_blueprint(
         who = principal()
         if isinstance(who, Response):
             return who
-        return _json({"adcode": adcode(), **district_names(engine)})
+        zone = str(getattr(tz(), "key", "") or "UTC")
+        return _json({"adcode": adcode(), "tz": zone, **district_names(engine)})
 
     return bp
 

@@ -20,9 +20,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -367,6 +369,12 @@ def test_a_verify_task_reaches_the_phone_which_acknowledges_and_answers(
     page.click("button[data-go=tasks]")
     card = page.wait_for_selector(f"button[data-case='{case_id}']", timeout=WAIT * 1000)
     assert card is not None and "核实" in card.inner_text() and EVENT.name in card.inner_text()
+    # its deadline in the city's time (the phone's own zone may differ: this browser's is UTC)
+    stored = db_rows(server, "SELECT deadline FROM tasks WHERE case_id = ? AND kind = 'verify'", case_id)[0][
+        0
+    ]
+    due = datetime.fromisoformat(str(stored)).replace(tzinfo=UTC).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert f"{due:%H:%M}" in card.inner_text(), (stored, card.inner_text())
     wait_until(  # the phone said it has it
         lambda: db_rows(
             server, "SELECT acked_at FROM tasks WHERE case_id = ? AND acked_at IS NOT NULL", case_id

@@ -74,6 +74,7 @@
     screen: 'home',
     waiters: new Map(), // outbox key → resolve (the answer of an item sent while the user waits)
     recent: JSON.parse(localStorage.getItem('gw.m.recent') || '[]'),
+    tz: localStorage.getItem('gw.m.tz') || undefined, // the city's time zone (times are shown in it)
   };
 
   // -- the outbox: IndexedDB, in order ------------------------------------------------------------
@@ -357,7 +358,7 @@
     const el = $('#gps');
     if (!el) return;
     if (S.gps === 'ok' && S.pos) {
-      const time = new Date(S.pos.at).toLocaleTimeString(lang === 'zh' ? 'zh-CN' : 'en-GB', { hour12: false });
+      const time = new Date(S.pos.at).toLocaleTimeString(lang === 'zh' ? 'zh-CN' : 'en-GB', { hour12: false, timeZone: S.tz });
       const acc = S.pos.accuracy !== null ? ` · ${t('m.gps.accuracy')} ±${Math.round(S.pos.accuracy)} m` : '';
       el.textContent = `${t('m.gps.last')} ${time}${acc}`;
       el.className = 'muted';
@@ -501,6 +502,7 @@
       S.catalogue = cat;
       S.names = names;
       S.adcode = names.adcode;
+      if (names.tz) { S.tz = names.tz; localStorage.setItem('gw.m.tz', names.tz); }
     } catch (err) {
       if (err.status === 401) { revoked(); return; }
     }
@@ -751,7 +753,7 @@
         h('b', {}, `${t(`task.${task.task}`)} · ${cls ? cls.name : task.class_code}`),
         h('div', { class: 'muted' }, task.case_id),
         h('div', { class: late ? 'err' : 'muted' },
-          `${late ? t('m.task.overdue') : t('m.task.deadline')} ${due.toLocaleString(lang === 'zh' ? 'zh-CN' : 'en-GB', { hour12: false, month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit' })}`,
+          `${late ? t('m.task.overdue') : t('m.task.deadline')} ${due.toLocaleString(lang === 'zh' ? 'zh-CN' : 'en-GB', { hour12: false, month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit', timeZone: S.tz })}`,
           dist !== null ? ` · ${t('m.task.distance')} ${dist < 1000 ? `${dist} m` : `${(dist / 1000).toFixed(1)} km`}` : '')));
     }
   }
@@ -766,7 +768,7 @@
       const dist = S.pos ? Math.round(metres(S.pos.lon, S.pos.lat, task.lon, task.lat)) : null;
       const due = new Date(task.deadline);
       main.append(h('p', { class: due < new Date() ? 'err' : 'muted' },
-        `${t('m.task.deadline')} ${due.toLocaleString(lang === 'zh' ? 'zh-CN' : 'en-GB', { hour12: false, month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit' })}`,
+        `${t('m.task.deadline')} ${due.toLocaleString(lang === 'zh' ? 'zh-CN' : 'en-GB', { hour12: false, month: 'numeric', day: 'numeric', hour: '2-digit', minute: '2-digit', timeZone: S.tz })}`,
         dist !== null ? ` · ${t('m.task.distance')} ${dist < 1000 ? `${dist} m` : `${(dist / 1000).toFixed(1)} km`}` : ''));
     }
     if (task.description) main.append(h('p', {}, task.description));
