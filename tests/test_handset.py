@@ -704,3 +704,59 @@ def test_pairings_at_the_same_time_all_succeed_and_leave_one_phone(
         server, "SELECT count(*) FROM tokens WHERE person_id = ? AND revoked_at IS NULL", sup.person
     )
     assert live == [(1,)]
+
+
+def test_a_check_task_sent_from_the_desk_is_answered_on_the_phone(
+    server: Server, phone: Callable[..., Phone], new_supervisor: Callable[[], Supervisor], tmp_path: Path
+) -> None:
+    """The loop's last step by the phone: a handled case's 核查 (the centre here has 反馈审核 and 派发核查),
+    sent to the supervisor from the desk, passed on the phone with a photo: the case goes to 待结案."""
+    sup = new_supervisor()
+    p = phone(sup)
+    p.sign_in(sup.person)
+    token = p.page.evaluate("localStorage.getItem('gw.m.token')")
+    import socketio
+
+    handset = socketio.Client()
+    handset.connect(server.base, namespaces=["/device"], auth={"token": token}, transports=["websocket"])
+    try:
+        rep = {"id": f"chk-{uuid.uuid4().hex[:8]}", "kind": "event", "class_code": EVENT.code, "lon": sup.lon,
+               "lat": sup.lat, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
+        case_id = handset.call("report", rep, namespace="/device", timeout=60)["cases"][rep["id"]]
+    finally:
+        handset.disconnect()
+    users = {"acceptor-m-test": "acceptor", "shift-m-test": "shift_leader", "dispatch-m-test": "dispatcher"}
+    for user, role in users.items():
+        if not db_rows(server, "SELECT id FROM people WHERE id = ?", user):
+            add_user_cli(server.cwd, user, PASSWORD, role)
+    dept = f"dept-m-{DEPARTMENT}"
+    if not db_rows(server, "SELECT id FROM people WHERE id = ?", dept):
+        add_user_cli(server.cwd, dept, PASSWORD, "department", "--department", DEPARTMENT)
+    desk = {u: login_http(server.base, u, PASSWORD) for u in [*users, dept]}
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("acceptor-m-test", {"action": "accept"}),
+        ("shift-m-test", {"action": "file"}),
+        ("dispatch-m-test", {"action": "dispatch", "data": {"department": DEPARTMENT}}),
+        (dept, {"action": "feedback", "opinion": "已处理"}),
+        ("dispatch-m-test", {"action": "review", "data": {"passed": True}}),
+        ("acceptor-m-test", {"action": "send_check", "data": {"assignee": sup.person}}),
+    ]
+    for user, body in steps:
+        r = desk[user].post(f"{server.base}/api/v1/commands", json={**body, "case_id": case_id}, timeout=60)
+        assert r.status_code == 200 and r.json()["accepted"], (body, r.text)
+    page = p.page
+    page.click("button[data-go=tasks]")
+    card = page.wait_for_selector(f"button[data-case='{case_id}']", timeout=WAIT * 1000)
+    assert card is not None and "核查" in card.inner_text()
+    card.click()
+    photo = tmp_path / "check.jpg"
+    photo.write_bytes(jpeg(1000, 750, 120))
+    page.set_input_files("input[data-photo=task]", str(photo))
+    assert page.inner_text("button[data-answer=true]") == "通过"
+    page.click("button[data-answer=true]")
+    wait_until(
+        lambda: db_rows(server, "SELECT 1 FROM cases WHERE id = ? AND status = 'to_close'", case_id),
+        "the case in 待结案 after the check passed",
+    )
+    done = db_rows(server, "SELECT result, acked_at FROM tasks WHERE case_id = ? AND kind = 'check'", case_id)
+    assert done[0][0] == 1 and done[0][1] is not None
