@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.auth import CSRF_HEADER, csrf_ok, current_person
-from dashboard.handset import printable
+from dashboard.handset import BodyRefused, printable, read_json
 from store.accounts import AccountError
 from store.db import session_factory
 from store.handsets import issue_app_token
@@ -69,13 +69,10 @@ def install(server: Flask, engine: Engine) -> None:
         me = allowed()
         if isinstance(me, Response):
             return me
-        raw = request.stream.read(MAX_BODY + 1)
-        if len(raw) > MAX_BODY:
-            return _refused("too_large", f"the body is at most {MAX_BODY} bytes", 413)
         try:
-            body = orjson.loads(raw or b"{}")
-        except orjson.JSONDecodeError:
-            return _refused("malformed", "the body is not JSON", 400)
+            body = read_json(MAX_BODY, empty=b"{}")
+        except BodyRefused as exc:
+            return _refused(exc.reason, exc.message, exc.status)
         person = body.get("person") if isinstance(body, dict) else None
         if not isinstance(person, str) or not 0 < len(person) <= 64 or not printable(person):
             return _refused("missing_field", "person: a supervisor's id", 400)

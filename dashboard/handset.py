@@ -19,7 +19,6 @@ Every refusal is JSON ``{"reason", "message"}`` with a name from docs/protocol.m
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response, request, send_file
 from markupsafe import escape
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -36,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dashboard.i18n import CATALOGUE as TEXT
 from dashboard.i18n import LANGS, pick_lang
 from domain.catalogue import Catalogue
+from feeds.http import secret_of_request
 from store.accounts import AuthError, Principal, authenticate, check_password
 from store.db import session_factory
 from store.handsets import issue_app_token, record_hello
@@ -150,12 +150,27 @@ def printable(text: str, *, spaces: bool = False) -> bool:
     return text.replace(" ", "").isprintable() if spaces else text.isprintable()
 
 
-def _bearer() -> str | None:
-    head = request.headers.get("Authorization", "")
-    scheme, _, value = head.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return None
+class BodyRefused(Exception):
+    """A request body refused before it is used: a named reason, a message and the HTTP status."""
+
+    def __init__(self, reason: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.status = reason, message, status
+
+
+def read_json(limit: int, *, empty: bytes = b"") -> Any:
+    """The request's JSON body, read at most ``limit`` bytes (chunked or not; ``empty`` stands for no
+    body); raises :class:`BodyRefused` (``too_large`` 413, ``malformed`` 400)."""
+    too_large = BodyRefused("too_large", f"the body is at most {limit} bytes", 413)
+    if (request.content_length or 0) > limit:
+        raise too_large
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise too_large
+    try:
+        return orjson.loads(raw or empty)
+    except orjson.JSONDecodeError:
+        raise BodyRefused("malformed", "the body is not JSON", 400) from None
 
 
 def handset_blueprint(
@@ -172,56 +187,50 @@ def handset_blueprint(
     (None while there is none); ``tz`` is the city's zone (task deadlines are shown in it).
     """
     bp = Blueprint("handset", __name__)
-    etags: dict[str, tuple[float, str, bytes]] = {}
 
     def static(path: Path, mimetype: str) -> Response:
-        mtime = path.stat().st_mtime
-        hit = etags.get(str(path))
-        if hit is None or hit[0] != mtime:
-            body = path.read_bytes()
-            hit = etags[str(path)] = (mtime, hashlib.blake2b(body, digest_size=12).hexdigest(), body)
-        resp = Response(hit[2], mimetype=mimetype)
+        resp = send_file(path, mimetype=mimetype, conditional=True, etag=True)
         resp.cache_control.no_cache = True  # the service worker keeps the copy; revalidated by ETag
-        resp.set_etag(hit[1])
-        resp.make_conditional(request)
         return resp
 
     def principal() -> Principal | Response:
         try:
             with engine.connect() as conn:
-                who = authenticate(conn, _bearer(), ("device",))
+                who = authenticate(conn, secret_of_request(), ("device",))
         except AuthError as exc:
             status = 403 if exc.reason == "token_wrong_kind" else 401
             return refusal(exc.reason, f"the handset's token: {exc.reason}", status)
         return who
 
     def small_json() -> dict[str, Any] | Response:
-        """The request's JSON object, read at most ``PAIR_MAX_BYTES`` (chunked or not)."""
-        if (request.content_length or 0) > PAIR_MAX_BYTES:
-            return refusal("too_large", f"the body is at most {PAIR_MAX_BYTES} bytes", 413)
-        raw = request.stream.read(PAIR_MAX_BYTES + 1)
-        if len(raw) > PAIR_MAX_BYTES:
-            return refusal("too_large", f"the body is at most {PAIR_MAX_BYTES} bytes", 413)
+        """The request's JSON object, read at most ``PAIR_MAX_BYTES``."""
         try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return refusal("malformed", "the body is not JSON", 400)
+            body = read_json(PAIR_MAX_BYTES)
+        except BodyRefused as exc:
+            return refusal(exc.reason, exc.message, exc.status)
         if not isinstance(body, dict):
             return refusal("wrong_type", "the body must be a JSON object", 400)
         return body
 
+    def zone() -> str:
+        """The city's time zone by name: the phone shows times in it, whatever its own."""
+        return str(getattr(tz(), "key", "") or "UTC")
+
+    # the page in each language, made once: the template with the catalogue's texts in it
+    html = (HANDSET_DIR / "index.html").read_text(encoding="utf-8")
+    text = orjson.dumps(texts()).decode().replace("</", "<\\/")
+    shells = {
+        lang: html.replace("{{lang}}", lang)
+        .replace("{{text}}", text)
+        .replace("{{title}}", str(escape(TEXT["m.title"][lang])))
+        .replace("{{langs}}", ",".join(LANGS))
+        for lang in LANGS
+    }
+
     @bp.get("/m")
     @bp.get("/m/")
     def shell() -> Response:
-        lang = pick_lang(request.args.get("lang"))
-        html = (HANDSET_DIR / "index.html").read_text(encoding="utf-8")
-        page = (
-            html.replace("{{lang}}", lang)
-            .replace("{{text}}", orjson.dumps(texts()).decode().replace("</", "<\\/"))
-            .replace("{{title}}", str(escape(TEXT["m.title"][lang])))
-            .replace("{{langs}}", ",".join(LANGS))
-        )
-        resp = Response(page, mimetype="text/html")
+        resp = Response(shells[pick_lang(request.args.get("lang"))], mimetype="text/html")
         resp.headers["Cache-Control"] = "no-cache"
         return resp
 
@@ -309,9 +318,8 @@ def handset_blueprint(
             return who
         with engine.connect() as conn:
             row = conn.execute(select(Person.id, Person.name).where(Person.id == who.person_id)).first()
-        zone = str(getattr(tz(), "key", "") or "UTC")  # the city's zone: times on the phone are shown in it
         return _json(
-            {"person": who.person_id, "name": row.name if row else "", "adcode": adcode(), "tz": zone}
+            {"person": who.person_id, "name": row.name if row else "", "adcode": adcode(), "tz": zone()}
         )
 
     @bp.get("/m/api/catalogue")
@@ -337,8 +345,7 @@ def handset_blueprint(
         who = principal()
         if isinstance(who, Response):
             return who
-        zone = str(getattr(tz(), "key", "") or "UTC")
-        return _json({"adcode": adcode(), "tz": zone, **district_names(engine)})
+        return _json({"adcode": adcode(), "tz": zone(), **district_names(engine)})
 
     return bp
 

@@ -65,6 +65,13 @@ def wait_until(cond: Callable[[], Any], what: str, timeout: float = WAIT) -> Any
         time.sleep(0.2)
 
 
+def ensure_user(server: Server, user: str, role: str, *extra: str) -> str:
+    """A desk person with :data:`PASSWORD` (made once per app, through the CLI); returns the id."""
+    if not db_rows(server, "SELECT id FROM people WHERE id = ?", user):
+        add_user_cli(server.cwd, user, PASSWORD, role, *extra)
+    return user
+
+
 @dataclass(frozen=True)
 class Supervisor:
     person: str
@@ -326,8 +333,7 @@ def test_report_with_three_photos_reaches_the_case_and_the_desk(
 def desk_leader(server: Server) -> tuple[str, str]:
     """A leader of the desk (made once)."""
     user = "leader-m-desk"
-    if not db_rows(server, "SELECT id FROM people WHERE id = ?", user):
-        add_user_cli(server.cwd, user, PASSWORD, "leader")
+    ensure_user(server, user, "leader")
     return user, PASSWORD
 
 
@@ -342,8 +348,7 @@ def test_a_verify_task_reaches_the_phone_which_acknowledges_and_answers(
     p.sign_in(sup.person)
     # the centre's acceptor files a public report and sends its 核实 to this supervisor (the desk's path)
     acceptor = "acceptor-m-test"
-    if not db_rows(server, "SELECT id FROM people WHERE id = ?", acceptor):
-        add_user_cli(server.cwd, acceptor, PASSWORD, "acceptor")
+    ensure_user(server, acceptor, "acceptor")
     desk = login_http(server.base, acceptor, PASSWORD)
     # a citizen's report comes in over the hotline system's API key (source public: it needs a 核实)
     out = subprocess.run(
@@ -367,14 +372,16 @@ def test_a_verify_task_reaches_the_phone_which_acknowledges_and_answers(
     assert r.status_code == 200 and r.json()["accepted"], r.text
     page = p.page
     page.click("button[data-go=tasks]")
-    card = page.wait_for_selector(f"button[data-case='{case_id}']", timeout=WAIT * 1000)
-    assert card is not None and "核实" in card.inner_text() and EVENT.name in card.inner_text()
+    # the inbox redraws itself (every 5 s, and on each task): elements are found again, never kept
+    card = f"button[data-case='{case_id}']"
+    page.wait_for_selector(card, timeout=WAIT * 1000)
+    assert "核实" in page.inner_text(card) and EVENT.name in page.inner_text(card)
     # its deadline in the city's time (the phone's own zone may differ: this browser's is UTC)
     stored = db_rows(server, "SELECT deadline FROM tasks WHERE case_id = ? AND kind = 'verify'", case_id)[0][
         0
     ]
     due = datetime.fromisoformat(str(stored)).replace(tzinfo=UTC).astimezone(ZoneInfo("Asia/Shanghai"))
-    assert f"{due:%H:%M}" in card.inner_text(), (stored, card.inner_text())
+    assert f"{due:%H:%M}" in page.inner_text(card), (stored, page.inner_text(card))
     wait_until(  # the phone said it has it
         lambda: db_rows(
             server, "SELECT acked_at FROM tasks WHERE case_id = ? AND acked_at IS NOT NULL", case_id
@@ -382,7 +389,7 @@ def test_a_verify_task_reaches_the_phone_which_acknowledges_and_answers(
         "the task's receipt (task_ack)",
     )
     p.shot("tasks")
-    card.click()
+    page.click(card)
     page.wait_for_selector("button[data-answer=true]")
     photo = tmp_path / "verify.jpg"
     photo.write_bytes(jpeg(1200, 900, 90))
@@ -478,8 +485,7 @@ def test_the_desk_pairs_a_phone_by_qr_code_shows_it_and_revokes_it(
 ) -> None:
     sup = new_supervisor()
     leader = "shift-m-test"
-    if not db_rows(server, "SELECT id FROM people WHERE id = ?", leader):
-        add_user_cli(server.cwd, leader, PASSWORD, "shift_leader")
+    ensure_user(server, leader, "shift_leader")
     desk = browser.new_page(viewport={"width": 1600, "height": 1000})
     try:
         login_browser(desk, server.base, leader, PASSWORD, f"/supervisor/{sup.person}")
@@ -526,8 +532,7 @@ def test_device_routes_check_who_asks(server: Server, new_supervisor: Callable[[
     r = client.post(f"{server.base}/desk/api/devices/pair", json={"person": sup.person}, timeout=30)
     assert r.status_code == 403 and r.json()["error"] == "wrong_role"
     shift = "shift-m-test"
-    if not db_rows(server, "SELECT id FROM people WHERE id = ?", shift):
-        add_user_cli(server.cwd, shift, PASSWORD, "shift_leader")
+    ensure_user(server, shift, "shift_leader")
     client = login_http(server.base, shift, PASSWORD)
     bare = requests.Session()
     bare.cookies.update(client.cookies)
@@ -569,8 +574,7 @@ def test_a_department_handles_a_case_from_its_work_list_with_photos(
     case_id = ack["cases"][rep["id"]]
     for user, role in (("shift-m-test", "shift_leader"), ("dispatch-m-test", "dispatcher"),
                        ("acceptor-m-test", "acceptor")):  # fmt: skip
-        if not db_rows(server, "SELECT id FROM people WHERE id = ?", user):
-            add_user_cli(server.cwd, user, PASSWORD, role)
+        ensure_user(server, user, role)
     shift, dispatcher = (
         login_http(server.base, "shift-m-test", PASSWORD),
         login_http(server.base, "dispatch-m-test", PASSWORD),
@@ -585,14 +589,13 @@ def test_a_department_handles_a_case_from_its_work_list_with_photos(
                                         "data": {"department": DEPARTMENT}}, timeout=60)  # fmt: skip
     assert r.status_code == 200 and r.json()["accepted"], r.text
     dept = f"dept-m-{DEPARTMENT}"
-    if not db_rows(server, "SELECT id FROM people WHERE id = ?", dept):
-        add_user_cli(server.cwd, dept, PASSWORD, "department", "--department", DEPARTMENT)
+    ensure_user(server, dept, "department", "--department", DEPARTMENT)
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     try:
         login_browser(page, server.base, dept, PASSWORD, "/desk/queue/department")
-        link = page.wait_for_selector(f"a.gw-q-case:text-is('{case_id}')", timeout=WAIT * 1000)
-        assert link is not None
-        link.click()
+        link = f"a.gw-q-case:text-is('{case_id}')"  # the list is rebuilt as cases change: found anew
+        page.wait_for_selector(link, timeout=WAIT * 1000)
+        page.click(link)
         # 申请延期 with its reason; the dispatcher approves it
         box = page.wait_for_selector(".gw-act-request_extension", timeout=WAIT * 1000)
         assert box is not None
@@ -611,10 +614,10 @@ def test_a_department_handles_a_case_from_its_work_list_with_photos(
             path = tmp_path / f"after-{i}.jpg"
             path.write_bytes(jpeg(1024, 768, 60 * i))
             photos.append(str(path))
-        button = page.wait_for_selector(".gw-act-feedback button[data-gw-photos]", timeout=WAIT * 1000)
-        assert button is not None
+        button = ".gw-act-feedback button[data-gw-photos]"  # the case body is rebuilt on live changes
+        page.wait_for_selector(button, timeout=WAIT * 1000)
         with page.expect_file_chooser() as chooser:
-            button.click()
+            page.click(button)
         chooser.value.set_files(photos)
         page.wait_for_selector(".gw-act-feedback button[data-gw-count='2']", timeout=WAIT * 1000)
         page.fill("textarea[name=opinion]", "已拆除并清运")
@@ -638,8 +641,7 @@ def test_a_department_handles_a_case_from_its_work_list_with_photos(
 
 def test_desk_photo_uploads_need_the_csrf_token_and_commands_known_refs(server: Server) -> None:
     dept = f"dept-m-{DEPARTMENT}"
-    if not db_rows(server, "SELECT id FROM people WHERE id = ?", dept):
-        add_user_cli(server.cwd, dept, PASSWORD, "department", "--department", DEPARTMENT)
+    ensure_user(server, dept, "department", "--department", DEPARTMENT)
     client = login_http(server.base, dept, PASSWORD)
     photo = {"file": ("after.jpg", jpeg(320, 240, 5), "image/jpeg")}
     bare = requests.Session()
@@ -727,11 +729,9 @@ def test_a_check_task_sent_from_the_desk_is_answered_on_the_phone(
         handset.disconnect()
     users = {"acceptor-m-test": "acceptor", "shift-m-test": "shift_leader", "dispatch-m-test": "dispatcher"}
     for user, role in users.items():
-        if not db_rows(server, "SELECT id FROM people WHERE id = ?", user):
-            add_user_cli(server.cwd, user, PASSWORD, role)
+        ensure_user(server, user, role)
     dept = f"dept-m-{DEPARTMENT}"
-    if not db_rows(server, "SELECT id FROM people WHERE id = ?", dept):
-        add_user_cli(server.cwd, dept, PASSWORD, "department", "--department", DEPARTMENT)
+    ensure_user(server, dept, "department", "--department", DEPARTMENT)
     desk = {u: login_http(server.base, u, PASSWORD) for u in [*users, dept]}
     steps: list[tuple[str, dict[str, Any]]] = [
         ("acceptor-m-test", {"action": "accept"}),
@@ -746,9 +746,10 @@ def test_a_check_task_sent_from_the_desk_is_answered_on_the_phone(
         assert r.status_code == 200 and r.json()["accepted"], (body, r.text)
     page = p.page
     page.click("button[data-go=tasks]")
-    card = page.wait_for_selector(f"button[data-case='{case_id}']", timeout=WAIT * 1000)
-    assert card is not None and "核查" in card.inner_text()
-    card.click()
+    card = f"button[data-case='{case_id}']"
+    page.wait_for_selector(card, timeout=WAIT * 1000)
+    assert "核查" in page.inner_text(card)
+    page.click(card)
     photo = tmp_path / "check.jpg"
     photo.write_bytes(jpeg(1000, 750, 120))
     page.set_input_files("input[data-photo=task]", str(photo))
