@@ -251,6 +251,16 @@
         el.value = d;
       }
     }
+    // the photos picked for a command: a rebuilt button says again how many wait (the files are kept)
+    var pickers = document.querySelectorAll("[data-gw-case] button[data-gw-photos]:not([data-gw-count])");
+    for (var j = 0; j < pickers.length; j++) {
+      var btn = pickers[j], panel = btn.closest("[data-gw-case]");
+      var files = picked[panel.getAttribute("data-gw-case") + "|" + btn.getAttribute("data-gw-photos")];
+      if (files && files.length) {
+        btn.setAttribute("data-gw-count", String(files.length));
+        btn.textContent = btn.textContent + " (" + files.length + ")";
+      }
+    }
   }
   function forget(caseId) {
     for (var k in drafts) { if (k.indexOf(caseId + "|") === 0) { delete drafts[k]; } }
