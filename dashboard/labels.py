@@ -1,7 +1,9 @@
 """Street-name labels drawn into a transparent PNG, shown as an image layer on the map.
 
 MapLibre text needs glyph files; drawing the names on the server with a local CJK font keeps the
-map offline (no glyph URL) and costs one small image per district.
+map offline (no glyph URL) and costs one small image per district. The font is chosen by its character
+map (fontTools), never by its name: fontconfig answers "sans-serif:lang=zh" with a Latin font on a
+machine without CJK fonts, and that font draws every Chinese character as a box (tofu).
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import math
 import shutil
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -22,24 +26,82 @@ _CANDIDATES = (
     "/usr/share/fonts/truetype/noto/NotoSansCJK-Regular.ttc",
     "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
 )
+# characters every label font must have: the words of street, community and road names and digits
+SAMPLE = "东西南北城区街道社区路胡同巷条号院甲乙大0123456789"
+FONT_PACKAGE = "fonts-noto-cjk"  # Debian/Ubuntu; the start names it when no font covers the labels
+
+
+@dataclass(frozen=True)
+class LabelFont:
+    """A font file (and face of a collection) verified to have a glyph for every character it draws."""
+
+    path: str
+    index: int
+    codepoints: frozenset[int]
+
+    def covers(self, text: str) -> bool:
+        """Whether every visible character of ``text`` has a glyph in this face (no box drawn)."""
+        return all(ord(ch) in self.codepoints for ch in text if not ch.isspace())
+
+
+def _faces(path: str) -> list[tuple[int, str, Any]]:
+    """(index, family name, fontTools font) of each face of a font file or collection, read lazily."""
+    from fontTools.ttLib import TTCollection, TTFont
+
+    if path.lower().endswith((".ttc", ".otc")):
+        fonts = list(TTCollection(path, lazy=True).fonts)
+    else:
+        fonts = [TTFont(path, lazy=True)]
+    return [(i, font["name"].getDebugName(1) or "", font) for i, font in enumerate(fonts)]
+
+
+def _fc_candidates() -> list[str]:
+    """Font files fontconfig says support Chinese (a claim, checked against the cmap afterwards)."""
+    if not shutil.which("fc-list"):
+        return []
+    out = subprocess.run(
+        ["fc-list", ":lang=zh", "file"], capture_output=True, text=True, check=False, timeout=20
+    ).stdout
+    return sorted({line.split(":")[0].strip() for line in out.splitlines() if line.strip()})
+
+
+def verified_font(paths: Sequence[str]) -> LabelFont | None:
+    """The first face among ``paths`` whose character map covers ``SAMPLE`` (Simplified Chinese first)."""
+    for path in paths:
+        if not Path(path).is_file():
+            continue
+        try:
+            faces = _faces(path)
+        except Exception:  # not a font fontTools can read: try the next
+            continue
+        faces.sort(key=lambda f: (" SC" not in f[1], f[0]))
+        for index, _name, tt in faces:
+            font = LabelFont(path, index, frozenset(tt.getBestCmap() or {}))
+            if font.covers(SAMPLE):
+                return font
+    return None
 
 
 @lru_cache(maxsize=1)
+def cjk_font() -> LabelFont | None:
+    """A local font verified (by its character map, not its name) to draw Chinese labels, or None."""
+    return verified_font([*_CANDIDATES, *_fc_candidates()])
+
+
 def cjk_font_path() -> str | None:
-    """A local font file with CJK glyphs (Noto Sans CJK from fonts-noto-cjk), or None."""
-    for p in _CANDIDATES:
-        if Path(p).exists():
-            return p
-    if shutil.which("fc-match"):
-        out = subprocess.run(
-            ["fc-match", "-f", "%{file}", "sans-serif:lang=zh-cn"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        if out and Path(out).exists():
-            return out
-    return None
+    """The file of ``cjk_font()``, or None."""
+    font = cjk_font()
+    return font.path if font else None
+
+
+def font_warning() -> str | None:
+    """One line for the start when no font can draw the labels (naming the package), else None."""
+    if cjk_font() is not None:
+        return None
+    return (
+        f"labels: no font with Chinese characters found; map labels are left out. "
+        f"Install {FONT_PACKAGE} (apt-get install {FONT_PACKAGE}) and restart."
+    )
 
 
 def _merc_y(lat: float) -> float:
@@ -58,11 +120,13 @@ def label_png(
     span_x = math.radians(maxx - minx)
     height = max(1, round(width * (top - bottom) / span_x))
     img = Image.new("RGBA", (width, height), (0, 0, 0, 0))
-    path = cjk_font_path()
-    if path:
+    face = cjk_font()
+    if face:
         draw = ImageDraw.Draw(img)
-        font = ImageFont.truetype(path, font_px)
+        font = ImageFont.truetype(face.path, font_px, index=face.index)
         for text, lon, lat in labels:
+            if not face.covers(text):
+                continue  # a character the font lacks would be drawn as a box: the label is left out
             x = (lon - minx) / (maxx - minx) * width
             y = (top - _merc_y(lat)) / (top - bottom) * height
             draw.text(
