@@ -342,3 +342,33 @@ class GridStaff(Base):
     name: Mapped[str] = mapped_column(String(64))
     phone: Mapped[str] = mapped_column(String(32), default="")
     imported_at: Mapped[datetime] = mapped_column()
+
+
+class Address(Base):
+    """A 门牌 address of the gazetteer (``app.py import addresses``): text as given, point, grid."""
+
+    __tablename__ = "addresses"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    address: Mapped[str] = mapped_column(String(200))  # as imported
+    normalised: Mapped[str] = mapped_column(String(200), unique=True)  # domain.address.normalise: the key
+    lon: Mapped[float] = mapped_column(Float)  # WGS-84
+    lat: Mapped[float] = mapped_column(Float)
+    grid_code: Mapped[str | None] = mapped_column(String(15), nullable=True, index=True)  # at import
+    number: Mapped[str | None] = mapped_column(String(16), nullable=True)  # the 门牌 (甲35), if any
+    community: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    source: Mapped[str] = mapped_column(String(200))  # the imported file's name
+    imported_at: Mapped[datetime] = mapped_column()
+
+
+class AddressImport(Base):
+    """One ``import addresses`` run; its id is the gazetteer's version (geocoders reload when it grows)."""
+
+    __tablename__ = "address_imports"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column()
+    source: Mapped[str] = mapped_column(String(200))
+    added: Mapped[int] = mapped_column(Integer, default=0)
+    updated: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
