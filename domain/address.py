@@ -290,7 +290,7 @@ def _number_factor(q: ParsedAddress, e: ParsedAddress) -> tuple[float, bool]:
         return 0.6, False  # a place without 门牌 asked with a number
     if q.number == e.number:
         return (1.0, True) if q.qualifier == e.qualifier else (0.8, False)
-    return max(0.0, 0.7 - min(abs(q.number - e.number), 70) / 100.0), False
+    return 0.7 - min(abs(q.number - e.number), 60) / 100.0, False  # nearer numbers first, never 0
 
 
 class Gazetteer:
@@ -302,11 +302,11 @@ class Gazetteer:
         prefixes: Prefixes | None = None,
         *,
         threshold: float = DEFAULT_THRESHOLD,
-        version: int = 0,
+        version: str = "",
     ) -> None:
         self.prefixes = prefixes or Prefixes()
         self.threshold = threshold
-        self.version = version  # the store's import counter it was loaded at
+        self.version = version  # the store's latest import it was loaded at (store.addresses)
         self.addresses = tuple(addresses)
         self._by_id = {a.id: a for a in self.addresses}
         by_name: dict[str, list[Address]] = {}

@@ -136,6 +136,7 @@ class Action(StrEnum):
     URGE = "urge"  # 督办 (a 督办单 to the department holding the case, with a reply deadline)
     URGE_REPLY = "urge_reply"  # 督办回复: the department answers its oldest open 督办单
     ASSIGN = "assign"  # 指派: send the open 核实/核查 task to a (nearer) supervisor
+    LOCATE = "locate"  # 定位: the acceptor places a 待受理 case reported without a point (needs location)
 
 
 class ArchiveType(StrEnum):
@@ -172,6 +173,8 @@ class Rule(StrEnum):
     NOT_SELF_HANDLEABLE = "not_self_handleable"  # 自处置 of an emergency class, or not by a supervisor
     NO_ORDER = "no_open_order"  # urge_reply: the department has no open 督办单 on the case
     NOT_A_UNIT = "not_a_unit"  # 二级派遣 to a department that is not one of the sub-centre's units
+    LOCATION_KNOWN = "location_known"  # locate: the case has its point already (not "needs location")
+    MISSING_LOCATION = "missing_location"  # locate: no point and grid (the pipeline resolves them)
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,7 @@ class CaseState:
     self_handled: bool = False  # 自处置: the reporting supervisor fixed it on the spot
     subcentre: str | None = None  # the 街道分中心 the centre dispatched it to (二级派遣), while it is theirs
     orders: tuple[UrgeOrder, ...] = ()  # 督办单, oldest first
+    needs_location: bool = False  # reported without a point (an address or a grid only): LOCATE places it
 
     @property
     def counts_as_closure(self) -> bool:
@@ -325,6 +329,7 @@ class Policy:
     dispatch_roles: frozenset[Role] = frozenset({Role.DISPATCHER})
     urge_roles: frozenset[Role] = frozenset({Role.LEADER, Role.DISPATCHER, Role.SHIFT_LEADER})
     assign_roles: frozenset[Role] = frozenset({Role.ACCEPTOR, Role.SHIFT_LEADER, Role.LEADER})
+    locate_roles: frozenset[Role] = frozenset({Role.ACCEPTOR})  # 定位 of a needs-location report
     report_roles: frozenset[Role] = frozenset(
         {Role.SUPERVISOR, Role.ACCEPTOR, Role.CALL_CENTER, Role.LEADER, Role.DEPARTMENT, Role.ADMIN}
     )
@@ -481,6 +486,7 @@ def _report(cmd: Command, at: datetime, ctx: Context) -> Outcome:
             "emergency": minor.emergency,
             "timers": timers,
             "self_handled": self_handled,
+            "needs_location": bool(d.get("needs_location")),
         },
     )
     return _built(Accepted, {"state": state, "events": (_event(None, state, cmd, at),)})
@@ -895,6 +901,21 @@ def _assign(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: C
     return {}, {"task": TASK_OF_STATUS[state.status]}
 
 
+def _locate(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
+    """定位: a 待受理 case reported without a point gets one (``lon``, ``lat`` and its ``grid``, which the
+    pipeline finds from a point or a chosen gazetteer address); the stage and its clock do not change."""
+    if r := _first(_role(cmd, ctx.policy.locate_roles), _need(state, Status.REPORTED)):
+        return r
+    if not state.needs_location:
+        return _reject(Rule.LOCATION_KNOWN, f"case {state.id} has its location; it does not need one")
+    d = cmd.data
+    lon, lat = d.get("lon"), d.get("lat")
+    point = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lon, lat))
+    if not d.get("grid") or not point:
+        return _reject(Rule.MISSING_LOCATION, "locate needs lon and lat (WGS-84) or a gazetteer address_id")
+    return {"needs_location": False}, _NO_EXTRA
+
+
 _HANDLERS = {
     Action.ACCEPT: _accept,
     Action.VERIFY: _verify,
@@ -915,6 +936,7 @@ _HANDLERS = {
     Action.URGE: _urge,
     Action.URGE_REPLY: _urge_reply,
     Action.ASSIGN: _assign,
+    Action.LOCATE: _locate,
 }
 
 
@@ -1065,6 +1087,7 @@ def state_to_json(s: CaseState) -> dict[str, Any]:
         "closed_at": _dt(s.closed_at),
         "archive": None if s.archive is None else s.archive.value,
         "self_handled": s.self_handled,
+        "needs_location": s.needs_location,
         "subcentre": s.subcentre,
         "orders": [
             [o.no, o.by, o.target, _dt(o.issued_at), _dt(o.deadline), _dt(o.replied_at), o.reply, o.note]
@@ -1116,6 +1139,7 @@ def state_from_json(d: Mapping[str, Any]) -> CaseState:
             "closed_at": _pdt(d["closed_at"]),
             "archive": None if archive is None else ArchiveType(archive),
             "self_handled": bool(d.get("self_handled", False)),
+            "needs_location": bool(d.get("needs_location", False)),
             "subcentre": d.get("subcentre"),
             "orders": tuple(order_from_json(o) for o in d.get("orders", ())),
         },

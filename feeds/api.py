@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from domain.lifecycle import DISPLAY_STAGE, state_from_json
+from feeds import geocoding
 from feeds.checks import api_actor
 from feeds.http import (
     ALL_METHODS,
@@ -50,6 +51,7 @@ from feeds.ingest import Ingest
 from feeds.open311 import create_open311_blueprint
 from feeds.openapi import openapi_document
 from feeds.schemas import MAX_BATCH, Reason
+from store.addresses import AddressBook
 from store.models import Case, CaseEventRow
 
 # the default ``source`` of a report by the key's role (a body may say otherwise)
@@ -264,6 +266,33 @@ def create_api_blueprint(engine: Engine, pipeline: Callable[[], Ingest | None]) 
         if p.acks_after_commit:  # else the consumer has not applied it yet: the case would be stale
             out["case"] = case_view(engine, case_id, events=False)
         return json_response(out, status)
+
+    @bp.get("/geocode")
+    def geocode() -> Response:
+        """An address → candidates and, when it passes the threshold, the point a report is placed at."""
+        p = running()
+        speaker(p, "query")
+        try:
+            body = geocoding.geocode(
+                AddressBook.shared(engine), p.index, request.args.get("q"), request.args.get("limit", 5)
+            )
+        except geocoding.GeocodeRefusal as exc:
+            return json_response(exc.body(), exc.status)
+        return json_response(body)
+
+    @bp.get("/reverse")
+    def reverse() -> Response:
+        """A point → the nearest address of the gazetteer and its distance."""
+        p = running()
+        speaker(p, "query")
+        a = request.args
+        try:
+            body = geocoding.reverse(
+                AddressBook.shared(engine), p.index, a.get("lon"), a.get("lat"), a.get("max_m"), a.get("crs")
+            )
+        except geocoding.GeocodeRefusal as exc:
+            return json_response(exc.body(), exc.status)
+        return json_response(body)
 
     @bp.get("/cases/<case_id>")
     def case(case_id: str) -> Response:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import pandas as pd
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from domain.evaluation import (
     CaseInfo,
@@ -38,7 +39,7 @@ from domain.evaluation import (
     RowKey,
     evaluation_table,
 )
-from domain.lifecycle import CaseEvent, CaseState, Context
+from domain.lifecycle import Action, CaseEvent, CaseState, Context, Role, Status
 from feeds.outage import Outages
 from feeds.wallstats import case_mix, period_starts
 from store.counters import MARK, forget_all_rows, last_event_id, load_rows, save_rows
@@ -135,11 +136,17 @@ class CounterKeeper(_Readable):
             }
 
     def add(self, state: CaseState, events: Sequence[CaseEvent], grid: str | None) -> None:
-        """Count a committed command's events (cases without a grid are in no region yet)."""
+        """Count a committed command's events (cases without a grid are in no region yet; when a 定位
+        gives one its grid, its report is counted there, as a rebuild from the log would)."""
+        placed = grid is not None and state.id not in self._grid
+        placed = placed and any(e.action is Action.LOCATE for e in events)
         grid = grid or self._grid.get(state.id)
         if grid is None:
             return
+        earlier = self._report_of(state, grid) if placed else []
         with self._lock:
+            for record in earlier:
+                self.aggregates.add(*record)
             info = CaseInfo.from_state(state, grid)
             for ev in events:
                 self.aggregates.add(info, ev, state)
@@ -147,6 +154,28 @@ class CounterKeeper(_Readable):
                 self._grid[state.id] = grid
             else:
                 self._grid.pop(state.id, None)
+
+    def _report_of(self, state: CaseState, grid: str) -> list[Record]:
+        """The report of a case just placed (定位), from the log, to count in its grid's regions (the
+        state after the report is the placed case's: a 定位 changes nothing the counters read)."""
+        try:
+            with self.engine.connect() as conn:
+                e = CaseEventRow
+                row = conn.execute(
+                    select(e.action, e.actor, e.role, e.at, e.opinion, e.data, e.key).where(
+                        e.case_id == state.id, e.seq == 0
+                    )
+                ).first()
+        except SQLAlchemyError as exc:  # the report stays uncounted until the next rebuild
+            log.warning("case %s: its report not counted in grid %s: %s", state.id, grid, exc)
+            return []
+        if row is None or row.action != Action.REPORT.value:
+            return []
+        report = CaseEvent(
+            state.id, Action.REPORT, row.actor, Role(row.role), None, Status.REPORTED, row.at, row.opinion,
+            dict(row.data or {}), row.key or "",
+        )  # fmt: skip
+        return [(CaseInfo.from_state(state, grid), report, state)]
 
     def save(self, force: bool = False) -> int:
         """Save the rows changed since the last save (every ``save_every`` seconds unless forced)."""

@@ -40,9 +40,11 @@ ACTION_ALIASES: dict[str, Action] = {
     "suspend": Action.REQUEST_SUSPENSION,
 }
 COMMANDS: dict[str, Action] = {a.value: a for a in Action if a is not Action.REPORT} | ACTION_ALIASES
-# body fields of a command copied into its data (domain.lifecycle handlers read them)
+# body fields of a command copied into its data (domain.lifecycle handlers read them; lon, lat, crs and
+# address_id: a locate's point or gazetteer candidate, resolved to a grid by feeds.intake)
 COMMAND_DATA = ("confirmed", "passed", "department", "extra", "special", "error", "self_handled",
-                "class_code", "condition_code", "assignee", "media", "order")  # fmt: skip
+                "class_code", "condition_code", "assignee", "media", "order",
+                "lon", "lat", "crs", "address_id")  # fmt: skip
 
 # HTTP status of a refusal by reason (input reasons, lifecycle rules, auth); others are 422
 HTTP_STATUS: dict[str, int] = {

@@ -58,6 +58,7 @@ from feeds.schemas import (
     describe,
 )
 from store import ingest as sql
+from store.addresses import AddressBook
 from store.ingest import PersonRow
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,7 @@ class Intake:
         retention: timedelta,
         clock: Callable[[], datetime],
         media: MediaStore | None = None,
+        addresses: AddressBook | None = None,
     ) -> None:
         self.index = index
         self.ctx = ctx
@@ -221,6 +223,7 @@ class Intake:
         self.retention = retention
         self.clock = clock
         self.media = media  # None: media refs checked for form only
+        self.addresses = addresses  # the gazetteer address-only reports are placed with (None: never)
 
     def prepare(self, kind: str, raw: Any, speaker: Speaker) -> list[Item]:
         """The items of one event, each passed or with its named reason."""
@@ -407,6 +410,9 @@ class Intake:
                 return item
             item.place = Place(hit.grid, hit.street, round(float(lon[0]), 7), round(float(lat[0]), 7))
             data.update(grid=hit.grid, lon=item.place.lon, lat=item.place.lat)
+        elif rep.address and (found := self._geocode(rep.address, rep.grid_code)) is not None:
+            item.place, placed = found  # an address the gazetteer knows: placed there, score recorded
+            data.update(placed)
         else:  # 待受理 flagged "needs location": a grid (unknown ones: unknown_grid) or only an address
             g = rep.grid_code
             item.place = Place(g, g[:9] if g else None, None, None)
@@ -435,6 +441,58 @@ class Intake:
             item.cmd, item.reason = None, Reason.NOT_ALLOWED
             item.message = "only a gateway may number its own cases (case_id)"
         return item
+
+    def _geocode(self, address: str, grid: str | None) -> tuple[Place, dict[str, Any]] | None:
+        """Where an address-only report goes when the gazetteer places it (``domain.address``: name and
+        门牌 match, the score passes the threshold, no rival elsewhere), else None: a person places it.
+        A report that named a grid keeps waiting when the address lies in another one."""
+        if self.addresses is None:
+            return None
+        best = self.addresses.geocode(address).placed
+        if best is None:
+            return None
+        a = best.address
+        hit = LOCATE.submit(self.index.locate, a.lon, a.lat).result()
+        if hit is None or (grid and hit.grid != grid):
+            return None
+        placed = {"grid": hit.grid, "lon": a.lon, "lat": a.lat, "located_by": "geocoder",
+                  "geocode_score": best.score, "address_id": a.id}  # fmt: skip
+        return Place(hit.grid, hit.street, a.lon, a.lat), placed
+
+    def _locate(self, data: dict[str, Any]) -> tuple[Reason | None, str, Place | None]:
+        """A LOCATE's point: a gazetteer candidate (``address_id``) or ``lon``/``lat`` (``crs``, default
+        WGS-84), located in a grid; ``data`` gets ``grid``, ``lon``, ``lat`` and ``located_by``. Without
+        either the lifecycle refuses it (missing_location); a client's own ``grid`` is not taken."""
+        data.pop("grid", None)
+        if data.get("address_id") is not None:
+            raw = data["address_id"]
+            found = None
+            if isinstance(raw, int | str) and not isinstance(raw, bool) and str(raw).isdigit():
+                found = self.addresses.get(int(raw)) if self.addresses is not None else None
+            if found is None:
+                return Reason.UNKNOWN_ADDRESS, f"no address {raw!r} in the gazetteer", None
+            lon, lat, how = found.lon, found.lat, "candidate"
+            data["address_id"] = found.id
+        elif data.get("lon") is not None or data.get("lat") is not None:
+            x, y = data.get("lon"), data.get("lat")
+            if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (x, y)):
+                return Reason.BAD_COORDINATES, "locate: lon and lat must be numbers", None
+            reason, msg = coordinates(float(x), float(y))  # type: ignore[arg-type]
+            if reason is not None:
+                return reason, msg, None
+            crs = str(data.pop("crs", "wgs84") or "wgs84")
+            try:
+                wx, wy = to_wgs84(np.array([float(x)]), np.array([float(y)]), crs)  # type: ignore[arg-type]
+            except ValueError as exc:
+                return Reason.WRONG_TYPE, f"locate: {exc}", None
+            lon, lat, how = round(float(wx[0]), 7), round(float(wy[0]), 7), "point"
+        else:
+            return None, "", None
+        hit = LOCATE.submit(self.index.locate, lon, lat).result()
+        if hit is None:
+            return Reason.OUTSIDE_DISTRICT, f"{lon:.6f},{lat:.6f} is outside the district's grids", None
+        data.update(grid=hit.grid, lon=lon, lat=lat, located_by=how)
+        return None, "", Place(hit.grid, hit.street, lon, lat)
 
     def _command(self, item: Item, c: CommandIn, speaker: Speaker) -> Item:
         # a desk session (dashboard.commands) speaks only for its own person, in that person's role
@@ -498,6 +556,11 @@ class Intake:
             elif data.get("grid"):
                 g = str(data["grid"])
                 place = Place(g, g[:9], None, None)
+        elif action is Action.LOCATE:  # 定位: a point or a gazetteer candidate → the case's grid
+            reason, msg, place = self._locate(data)
+            if reason is not None:
+                item.reason, item.message = reason, msg
+                return item
         item.place = place
         if (who := data.get("assignee")) is not None:  # a task goes to an active supervisor only
             found = self.people.get(str(who))

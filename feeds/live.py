@@ -417,6 +417,8 @@ class MemoryLiveState:
                 self._gone.pop(state.id, None)
                 if old is None and place.grid is not None:
                     self._grid(place.grid).open += 1
+                elif old is not None and old.grid != place.grid:  # 定位 (LOCATE): it moves to its grid
+                    self._move_grid(state.id, old.grid, place.grid)
                 if old is None and state.emergency and any(e.action is Action.REPORT for e in events):
                     self._alerts.append(
                         Alert("emergency", state.updated_at, case=state.id, street=place.street,
@@ -434,6 +436,15 @@ class MemoryLiveState:
                     if old.grid is not None:
                         self._grid(old.grid).overdue -= 1
             self._kpi_dirty = True
+
+    def _move_grid(self, case_id: str, old: str | None, new: str | None) -> None:
+        """An open case changed grid: its open (and overdue) count goes with it (lock held)."""
+        for code, by in ((old, -1), (new, 1)):
+            if code is not None:
+                gc = self._grid(code)
+                gc.open += by
+                if case_id in self._overdue:
+                    gc.overdue += by
 
     def touch_case(self, case_id: str) -> None:
         """Send an open case again with the next tick (its task was acknowledged: case pages refresh)."""

@@ -71,6 +71,10 @@ class CommandBody(BaseModel):
     condition_code: str | None = Field(None, description="file: filing condition")
     assignee: str | None = Field(None, description="accept, feedback, assign: the task's supervisor")
     order: int | None = Field(None, description="urge_reply: the 督办单 answered (default: the oldest open)")
+    lon: float | None = Field(None, description="locate: the case's point (with lat, in crs)")
+    lat: float | None = Field(None, description="locate: the case's point (with lon, in crs)")
+    crs: Crs | None = Field(None, description="locate: the CRS of lon/lat (default wgs84)")
+    address_id: int | None = Field(None, description="locate: a gazetteer address (a candidate of /geocode)")
     data: dict[str, str | int | float | bool | None] | None = None
 
 
@@ -125,6 +129,51 @@ class ErrorOut(BaseModel):
     accepted: list[str] | None = None
     duplicates: list[str] | None = None
     rejected: list[Rejected] | None = None
+
+
+class AddressOut(BaseModel):
+    """A gazetteer address (门牌), WGS-84; ``grid``: the unit grid its point lies in."""
+
+    model_config = _DOC
+    address_id: int
+    address: str
+    name: str
+    number: str | None = Field(description="the 门牌 (甲35), null without one")
+    community: str | None
+    lon: float
+    lat: float
+    grid: str | None
+
+
+class CandidateOut(AddressOut):
+    """A geocoding candidate: the address with its score and whether name and 门牌 are the same."""
+
+    score: float = Field(ge=0, le=1)
+    exact: bool
+
+
+class GeocodeOut(BaseModel):
+    """An address → candidates best first; ``placed``: where a report with this address is placed
+    (null: not safe to place without a person: below the threshold, another road, a 门牌 not in the
+    gazetteer, or the same address twice far apart)."""
+
+    model_config = _DOC
+    query: str
+    parsed: dict[str, Any]
+    threshold: float
+    placed: CandidateOut | None
+    candidates: list[CandidateOut]
+
+
+class ReverseOut(BaseModel):
+    """A point → the nearest gazetteer address within ``max_m`` metres (null: none that near)."""
+
+    model_config = _DOC
+    lon: float
+    lat: float
+    max_m: float
+    address: AddressOut | None
+    distance_m: float | None
 
 
 class Service(BaseModel):
@@ -218,13 +267,18 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): _json(_ref("ErrorOut"), text[c]) for c in codes}
 
 
+def _query(name: str, description: str, schema: dict[str, Any], *, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
+
+
 def _o311_errors(*codes: int) -> dict[str, Any]:
     return {str(c): _json({"type": "array", "items": _ref("Open311Error")}, "Open311 error") for c in codes}
 
 
 _MODELS: tuple[type[BaseModel], ...] = (
     PositionsBody, ReportBody, CommandBody, AckOut, ErrorOut, CaseBrief, Rejected, Service,
-    ServiceDefinition, ServiceRequest, RequestCreated, Open311Error, Open311Form,
+    ServiceDefinition, ServiceRequest, RequestCreated, Open311Error, Open311Form, AddressOut, CandidateOut,
+    GeocodeOut, ReverseOut,
 )  # fmt: skip
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
 
@@ -306,6 +360,40 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {
                     "200": _json(_ref("AckOut"), "applied (or a retry)"),
                     **_errors(400, 401, 403, 404, 409, 413, 422, 503),
+                },
+            }
+        },
+        f"{api}/geocode": {
+            "get": {
+                "summary": "Geocode an address (门牌): candidates, and the point a report would be placed at",
+                "security": SECURITY,
+                "parameters": [
+                    _query("q", "the address (at most 200 characters)", {"type": "string", "maxLength": 200},
+                           required=True),
+                    _query("limit", "candidates (1–20)",
+                           {"type": "integer", "minimum": 1, "maximum": 20, "default": 5}),
+                ],
+                "responses": {
+                    "200": _json(_ref("GeocodeOut"), "candidates"),
+                    **_errors(400, 401, 413, 503),
+                },
+            }
+        },
+        f"{api}/reverse": {
+            "get": {
+                "summary": "Reverse geocode: the nearest address to a point, and its distance",
+                "security": SECURITY,
+                "parameters": [
+                    _query("lon", "longitude (in crs)", {"type": "number"}, required=True),
+                    _query("lat", "latitude (in crs)", {"type": "number"}, required=True),
+                    _query("max_m", "how far to look, metres (at most 5000)",
+                           {"type": "number", "exclusiveMinimum": 0, "maximum": 5000, "default": 500}),
+                    _query("crs", "the CRS of lon/lat",
+                           {"type": "string", "enum": ["wgs84", "gcj02", "bd09"], "default": "wgs84"}),
+                ],
+                "responses": {
+                    "200": _json(_ref("ReverseOut"), "the nearest address (or null)"),
+                    **_errors(400, 401, 422, 503),
                 },
             }
         },

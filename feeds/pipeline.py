@@ -67,6 +67,7 @@ from feeds.publish import LivePublisher, Published, Publisher, TaskOut
 from feeds.schemas import Reason
 from feeds.writer import GroupWriter
 from store import ingest as sql
+from store.addresses import AddressBook
 from store.cases import execute
 
 log = logging.getLogger(__name__)
@@ -156,9 +157,10 @@ class Pipeline:
         self.stats = {"groups": 0, "inputs": 0, "fixes": 0, "commands": 0, "rejected": 0, "failed": 0}
         # the steps, in order
         self.people = People(engine)
+        self.addresses = AddressBook.shared(engine)  # the gazetteer address-only reports are placed with
         self.intake = Intake(
             index, self.ctx, self.people, future_tolerance=cfg.future_tolerance, retention=cfg.retention,
-            clock=self.clock, media=media,
+            clock=self.clock, media=media, addresses=self.addresses,
         )  # fmt: skip
         self.writer: GroupWriter[list[Any]] = GroupWriter(
             self._group, self._finish, window_s=cfg.window_s, idle_s=cfg.idle_s, max_group=cfg.max_group,

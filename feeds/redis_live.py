@@ -198,6 +198,19 @@ if body ~= '' then
   redis.call('HSET', p .. ':cmeta', id, table.concat({ARGV[4], stage, grid, street}, '|'))
   if was_open and old_stage ~= stage then redis.call('ZREM', p .. ':stage:' .. old_stage, id) end
   redis.call('ZADD', p .. ':stage:' .. stage, rep, id)
+  if was_open and old_grid ~= grid then  -- 定位 (locate): the open case moves to its grid
+    local late = redis.call('SISMEMBER', p .. ':overdue', id) == 1
+    if old_grid ~= '' then
+      redis.call('HINCRBY', p .. ':gopen', old_grid, -1)
+      if late then redis.call('HINCRBY', p .. ':goverdue', old_grid, -1) end
+      redis.call('SADD', p .. ':dgrid', old_grid)
+    end
+    if grid ~= '' then
+      redis.call('HINCRBY', p .. ':gopen', grid, 1)
+      if late then redis.call('HINCRBY', p .. ':goverdue', grid, 1) end
+      redis.call('SADD', p .. ':dgrid', grid)
+    end
+  end
   if not was_open then
     if grid ~= '' then
       redis.call('HINCRBY', p .. ':gopen', grid, 1)

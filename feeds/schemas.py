@@ -42,6 +42,7 @@ class Reason(StrEnum):
     UNAVAILABLE = "unavailable"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # feeds.media: content is not an accepted type
     UNKNOWN_MEDIA = "unknown_media"  # a media reference that is malformed or was never uploaded
+    UNKNOWN_ADDRESS = "unknown_address"  # locate: an address_id that is not in the gazetteer
 
 
 _BASE = ConfigDict(extra="ignore", str_strip_whitespace=True, frozen=True)

@@ -117,6 +117,7 @@ class StreamPipeline:
     ) -> None:
         self.local = Pipeline(engine, index, ctx, live, **kwargs)  # intake and the dead letters
         self.intake = self.local.intake
+        self.addresses = self.local.addresses  # the gazetteer (the HTTP routes geocode with it)
         self.index, self.ctx, self.config = index, self.local.ctx, self.local.config
         self.clock, self.stats = self.local.clock, self.local.stats
         self.stream = stream

@@ -21,9 +21,11 @@ import io
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -287,6 +289,8 @@ def import_addresses(
                 rejected=summary.rejected_count,
             )
         )  # fmt: skip
+    for book in list(_BOOKS):  # this process's geocoders look again at once (others within seconds)
+        book.expire()
     return summary
 
 
@@ -318,9 +322,12 @@ def _declared_crs(path: Path, crs: str | None, doc: Any) -> CRS:
     )
 
 
-def address_version(conn: Connection) -> int:
-    """The gazetteer's version: the id of the latest import (0 before any)."""
-    return int(conn.scalar(select(func.max(AddressImport.id))) or 0)
+def address_version(conn: Connection) -> str:
+    """The gazetteer's version: the id and instant of the latest import (``""`` before any)."""
+    row = conn.execute(
+        select(AddressImport.id, AddressImport.at).order_by(AddressImport.id.desc()).limit(1)
+    ).first()
+    return "" if row is None else f"{row[0]}@{row[1].isoformat()}"
 
 
 def load_gazetteer(conn: Connection, threshold: float = DEFAULT_THRESHOLD) -> Gazetteer:
@@ -346,8 +353,13 @@ def load_gazetteer(conn: Connection, threshold: float = DEFAULT_THRESHOLD) -> Ga
 
 class AddressBook:
     """The gazetteer of the store as one process geocodes with: loaded on first use, reloaded after an
-    import (the version is looked at at most every ``check_every_s`` seconds). A store it cannot read
-    (no table yet, the database down) gives an empty gazetteer: nothing is placed, reports wait."""
+    import (the version is looked at at most every ``check_every_s`` seconds; an import in this process
+    expires every book at once). A store it cannot read (no table yet, the database down) gives an
+    empty gazetteer: nothing is placed, address-only reports wait for a person as before.
+
+    :meth:`shared` gives one book per engine and threshold: the HTTP routes and the desk pages (the
+    read engine) share one copy of the gazetteer, the pipeline (the write engine) keeps its own.
+    """
 
     def __init__(
         self,
@@ -364,6 +376,24 @@ class AddressBook:
         self._gazetteer: Gazetteer | None = None
         self._checked = -math.inf
         self._lock = threading.Lock()
+        _BOOKS.add(self)
+
+    @classmethod
+    def shared(cls, engine: Engine, threshold: float | None = None) -> AddressBook:
+        """The process's book of ``engine`` (``threshold``: default ``GW_GEOCODE_THRESHOLD``, else 0.85):
+        the pages and routes on one engine share one copy of the gazetteer."""
+        if threshold is None:
+            threshold = geocode_threshold()
+        with _SHARED_LOCK:
+            books: dict[float, AddressBook] = engine.__dict__.setdefault("_gw_address_books", {})
+            book = books.get(threshold)
+            if book is None:
+                book = books[threshold] = cls(engine, threshold=threshold)
+            return book
+
+    def expire(self) -> None:
+        """Look at the store's version on the next use (an import just changed the table)."""
+        self._checked = -math.inf
 
     def gazetteer(self) -> Gazetteer:
         """The current gazetteer (reloaded first when an import changed the table since)."""
@@ -371,7 +401,8 @@ class AddressBook:
         if g is not None and self.clock() - self._checked < self.check_every_s:
             return g
         if not self._lock.acquire(blocking=g is None):
-            return g  # type: ignore[return-value]  # another thread is looking; the loaded one serves
+            assert g is not None
+            return g  # another thread is looking; the loaded one serves meanwhile
         try:
             g = self._gazetteer
             if g is not None and self.clock() - self._checked < self.check_every_s:
@@ -384,7 +415,7 @@ class AddressBook:
             except SQLAlchemyError as exc:
                 log.warning("address gazetteer not loaded: %s", str(exc).splitlines()[0])
                 if g is None:
-                    g = self._gazetteer = Gazetteer([], threshold=self.threshold, version=-1)
+                    g = self._gazetteer = Gazetteer([], threshold=self.threshold, version="-")
             return g
         finally:
             self._lock.release()
@@ -400,6 +431,20 @@ class AddressBook:
     def get(self, address_id: int) -> Address | None:
         """A gazetteer entry by id."""
         return self.gazetteer().get(address_id)
+
+
+_BOOKS: weakref.WeakSet[AddressBook] = weakref.WeakSet()
+_SHARED_LOCK = threading.Lock()
+
+
+def geocode_threshold() -> float:
+    """The score from which an address-only report is placed: ``GW_GEOCODE_THRESHOLD``, else 0.85."""
+    raw = os.environ.get("GW_GEOCODE_THRESHOLD", "")
+    try:
+        value = float(raw) if raw else DEFAULT_THRESHOLD
+    except ValueError:
+        return DEFAULT_THRESHOLD
+    return value if 0.0 < value <= 1.0 else DEFAULT_THRESHOLD
 
 
 _COLUMN_SPEC = re.compile(r"^\s*(address|lon|lat|number|community)\s*=\s*(.+?)\s*$")

@@ -65,6 +65,8 @@ _NEW_CASE_COLUMNS = ("id", "grid_code", "community_code", "street_code", "lon", 
                      "version", "origin", "needs_location", "address", *_CASE_COLUMNS)  # fmt: skip
 _EVENT_COLUMNS = ("case_id", "seq", "action", "actor", "role", "from_status", "to_status", "at", "opinion",
                   "data", "key", "fingerprint")  # fmt: skip
+# the place columns a LOCATE sets on a case reported without a point
+_PLACE_COLUMNS = ("grid_code", "community_code", "street_code", "lon", "lat", "needs_location")
 _TIMER_KEY = ("case_id", "stage")
 _TIMER_COLUMNS = ("limit_value", "limit_unit", "started_at", "deadline", "paused_since", "paused_seconds",
                   "ended_at", "overdue")  # fmt: skip
@@ -202,22 +204,25 @@ class _Sql:
         values = ", ".join(self._values(table, columns, prefix) for prefix in prefixes)
         return f"INSERT INTO {q(table.name)} ({', '.join(q(c) for c in columns)}) VALUES {values}"
 
-    def writes(self, new: bool, events: int, timers: int, done: bool, task: bool) -> list[str]:
-        """The write statements of one command's shape (cached)."""
-        shape = (new, events, timers if not self.postgres else min(timers, 1), done, task)
+    def writes(
+        self, new: bool, events: int, timers: int, done: bool, task: bool, place: bool = False
+    ) -> list[str]:
+        """The write statements of one command's shape (cached); ``place``: a LOCATE's place columns."""
+        shape = (new, events, timers if not self.postgres else min(timers, 1), done, task, place)
         found = self._shapes.get(shape)
         if found is None:
-            found = self._shapes[shape] = self._build(new, events, timers, done, task)
+            found = self._shapes[shape] = self._build(new, events, timers, done, task, place)
         return found
 
-    def _build(self, new: bool, events: int, timers: int, done: bool, task: bool) -> list[str]:
+    def _build(self, new: bool, events: int, timers: int, done: bool, task: bool, place: bool) -> list[str]:
         q, ph = self._quote, self.ph
         parts: list[str] = []
         if new:
             cols = (*_NEW_CASE_COLUMNS, *_CASE_DEFAULTS)
             parts.append(self._insert(_cases, cols, ["c_"]))
         else:
-            sets = ", ".join(f"{q(c)} = {self._cast(_cases, c, ph('c_' + c))}" for c in _CASE_COLUMNS)
+            changed = (*_CASE_COLUMNS, *(_PLACE_COLUMNS if place else ()))
+            sets = ", ".join(f"{q(c)} = {self._cast(_cases, c, ph('c_' + c))}" for c in changed)
             parts.append(
                 f"UPDATE {q(_cases.name)} SET {sets}, {q('version')} = {q('version')} + 1 "
                 f"WHERE {q('id')} = {ph('id')}"
@@ -430,6 +435,17 @@ def _write(
         seq = 0
     else:
         seq = version  # one event per applied command: the version counts the events so far
+    place = cmd.action is Action.LOCATE  # 定位: the case's point and grid (feeds.intake found them)
+    if place:
+        grid = str(cmd.data["grid"])
+        case.update(
+            grid_code=grid,
+            community_code=grid[:12],
+            street_code=grid[:9],
+            lon=float(cmd.data["lon"]),
+            lat=float(cmd.data["lat"]),
+            needs_location=state.needs_location,
+        )
     sql.bind(params, _cases, "c_", case)
     for i, ev in enumerate(out.events):
         row = {
@@ -480,7 +496,8 @@ def _write(
             "deadline": state.timers[task_kind].deadline,
         }
         sql.bind(params, _tasks_t, "k_", _with_defaults(row, _TASK_DEFAULTS))
-    for statement in sql.writes(before is None, len(out.events), len(timers), done, task_kind is not None):
+    shape = (before is None, len(out.events), len(timers), done, task_kind is not None, place)
+    for statement in sql.writes(*shape):
         conn.exec_driver_sql(statement, params)
 
 
@@ -500,7 +517,7 @@ def execute(
         conn = db
     sql = _sql(conn)
     fp = fingerprint(cmd, at)
-    grid = cmd.data.get("grid") if cmd.action is Action.REPORT else None
+    grid = cmd.data.get("grid") if cmd.action is Action.REPORT or cmd.action is Action.LOCATE else None
     # one round trip: the case (locked on PostgreSQL), whatever already used this key, the grid
     row = conn.exec_driver_sql(
         sql.read, {"id": cmd.case_id, "key": cmd.key or None, "grid": str(grid) if grid else None}
@@ -520,7 +537,7 @@ def execute(
             record_reject(db, source, rej.rule.value, rej.message, _command_json(cmd, at))
         return CommandResult("rejected", before, rejection=rej)
     rejection: Rejection | None = None
-    if grid and before is None and grid_code is None:
+    if grid and (before is None or cmd.action is Action.LOCATE) and grid_code is None:
         rejection = Rejection(Rule.UNKNOWN_GRID, f"unknown grid {grid!r}")
     out = rejection or apply(before, cmd, at, ctx)
     if isinstance(out, Rejection):

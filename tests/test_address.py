@@ -163,3 +163,78 @@ def test_reverse_gives_the_nearest_address_and_its_distance() -> None:
     assert 4 < metres < 7  # 0.00005° of latitude
     assert G.reverse(116.0, 39.0, max_m=1000) is None
     assert Gazetteer([], DONGCHENG).reverse(116.4, 39.9) is None
+
+
+# -- the LOCATE command (pure lifecycle) -----------------------------------------------------------------
+
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
+from domain.catalogue import load_catalogue  # noqa: E402
+from domain.lifecycle import (  # noqa: E402
+    Accepted,
+    Action,
+    Actor,
+    Command,
+    Context,
+    Rejection,
+    Role,
+    Status,
+    apply,
+    state_from_json,
+    state_to_json,
+)
+from domain.workcalendar import load_calendar  # noqa: E402
+
+CTX = Context(catalogue=load_catalogue("cjt214"), calendar=load_calendar())
+T0 = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
+HOTLINE = Actor("api:hotline", Role.CALL_CENTER)
+ACCEPTOR = Actor("acc-1", Role.ACCEPTOR)
+POINT = {"lon": 116.42, "lat": 39.93, "grid": "110101001001001", "located_by": "point"}
+
+
+def _reported(**data: object) -> object:
+    body = {"kind": "event", "class_code": "0101", "source": "hotline", **data}
+    out = apply(None, Command(Action.REPORT, "C1", HOTLINE, data=body), T0, CTX)
+    assert isinstance(out, Accepted)
+    return out.state
+
+
+def _locate(state: object, actor: Actor = ACCEPTOR, data: dict[str, object] | None = None) -> object:
+    cmd = Command(Action.LOCATE, "C1", actor, data=POINT if data is None else data)
+    return apply(state, cmd, T0 + timedelta(minutes=3), CTX)  # type: ignore[arg-type]
+
+
+def test_locate_places_a_needs_location_case_in_its_stage() -> None:
+    before = _reported(needs_location=True, address="东四十条35号")
+    assert before.needs_location  # type: ignore[attr-defined]
+    out = _locate(before)
+    assert isinstance(out, Accepted)
+    assert not out.state.needs_location and out.state.status is Status.REPORTED
+    assert out.state.timers == before.timers  # type: ignore[attr-defined]
+    assert out.events[0].action is Action.LOCATE and out.events[0].data["grid"] == POINT["grid"]
+    assert state_from_json(state_to_json(out.state)) == out.state
+    assert state_from_json(state_to_json(before)) == before  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("state_of", "actor", "data", "rule"),
+    [
+        (lambda: _reported(needs_location=True), HOTLINE, None, "wrong_role"),
+        (lambda: _reported(needs_location=True), Actor("sl", Role.SHIFT_LEADER), None, "wrong_role"),
+        (lambda: _reported(), ACCEPTOR, None, "location_known"),
+        (lambda: _reported(needs_location=True), ACCEPTOR, {}, "missing_location"),
+        (lambda: _reported(needs_location=True), ACCEPTOR, {"grid": "110101001001001"}, "missing_location"),
+        (lambda: _reported(needs_location=True), ACCEPTOR, {**POINT, "lon": True}, "missing_location"),
+    ],
+)
+def test_locate_refusals_name_the_rule(state_of: object, actor: Actor, data: object, rule: str) -> None:
+    out = _locate(state_of(), actor, data)  # type: ignore[operator, arg-type]
+    assert isinstance(out, Rejection) and out.rule.value == rule, out
+
+
+def test_locate_only_while_the_case_waits_to_be_accepted() -> None:
+    state = _reported(needs_location=True)
+    accepted = apply(state, Command(Action.ACCEPT, "C1", ACCEPTOR), T0 + timedelta(minutes=1), CTX)  # type: ignore[arg-type]
+    assert isinstance(accepted, Accepted) and accepted.state.status is Status.VERIFYING
+    out = _locate(accepted.state)
+    assert isinstance(out, Rejection) and out.rule.value == "wrong_status"
