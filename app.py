@@ -98,6 +98,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Import streets, communities or surveyed grids into the built district, or grid levels."""
+    if args.kind == "basemap":
+        return _import_basemap(args)
     if args.kind == "roster":
         from store.roster import import_roster
 
@@ -116,6 +118,32 @@ def cmd_import(args: argparse.Namespace) -> int:
     args.communities = args.file if args.kind == "communities" else None
     args.grids = args.file if args.kind == "grids" else None
     return cmd_init(args)
+
+
+def _import_basemap(args: argparse.Namespace) -> int:
+    """``import basemap FILE``: a tile file or a vector layer into ``<data-dir>/basemap`` (issue 17)."""
+    from domain.errors import GeoInputError
+    from store.basemap import import_layer, load_layers
+
+    st = settings_from(args)
+    try:
+        done = import_layer(
+            st.data_dir, Path(args.file), name=args.name, role=args.role, crs=args.crs,
+            minzoom=args.minzoom, maxzoom=args.maxzoom,
+        )  # fmt: skip
+    except GeoInputError as exc:
+        print(f"import basemap: {exc}", file=sys.stderr, flush=True)
+        return 2
+    x = done.layer
+    kind = "vector" if x.vector else f"raster ({x.format})"
+    made = f", {x.features:,} features cut into {x.tiles:,} tiles" if x.features else ""
+    print(f"basemap layer {x.name!r}: {kind}, role {x.role}, zoom {x.minzoom}–{x.maxzoom}{made} "
+          f"in {done.seconds:.1f} s", flush=True)  # fmt: skip
+    for note in done.notes:
+        print(f"  note: {note}", flush=True)
+    print("layers (bottom first): " + ", ".join(f"{y.name} ({y.role})" for y in load_layers(st.data_dir)))
+    print("running servers show it on their next page load (no restart)", flush=True)
+    return 0
 
 
 def _cell(key: str, value: object) -> str:
@@ -405,6 +433,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"wall: http://{shown}:{bound}/wall?token={secret['kiosk_token']}", flush=True)
             print(f"desk: http://{shown}:{bound}/desk", flush=True)
             print(f"handset: http://{shown}:{bound}/m/ (supervisors' phones)", flush=True)
+            from dashboard.labels import font_warning
+
+            if (warning := font_warning()) is not None:
+                print(warning, flush=True)
 
         return Served(rt.web.server, stop, ready)
 
@@ -552,12 +584,18 @@ def parser() -> argparse.ArgumentParser:
     imp = sub.add_parser(
         "import", parents=[common], help="import boundaries or grid levels into the district"
     )
-    imp.add_argument("kind", choices=["streets", "communities", "grids", "levels", "roster"])
+    imp.add_argument("kind", choices=["streets", "communities", "grids", "levels", "roster", "basemap"])
     imp.add_argument(
-        "file", help="GeoJSON/Shapefile (levels: CSV code,level; roster: CSV grid,duty,name,phone)"
+        "file",
+        help="GeoJSON/Shapefile (levels: CSV code,level; roster: CSV grid,duty,name,phone; "
+        "basemap: .mbtiles, .pmtiles, .geojson or .shp)",
     )
     imp.add_argument("--district", help="adcode (default: the built district)")
     imp.add_argument("--crs", help="CRS of the file: wgs84, gcj02 or bd09")
+    imp.add_argument("--name", help="basemap: the layer's name (default: the file's name)")
+    imp.add_argument("--role", help="basemap: roads, buildings, water, green, places or other (guessed)")
+    imp.add_argument("--minzoom", type=int, help="basemap: the first zoom the layer is drawn at")
+    imp.add_argument("--maxzoom", type=int, help="basemap: GeoJSON/Shapefile layers are cut up to this zoom")
     imp.add_argument(
         "--area-size", type=int, default=18, help="unit grids per responsibility area (default 18)"
     )

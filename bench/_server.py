@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--naive", action="store_true", help="fan-out baseline: one event per fix, no ticks")
     p.add_argument("--naive-wall", action="store_true", help="wall baseline: a dcc.Interval page at /naive/")
+    p.add_argument("--data-dir", default=".", help="the data folder (a basemap under it is served)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="server %(levelname)s %(name)s: %(message)s")
 
@@ -236,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     from gridwall.settings import Settings
 
     def make() -> Served:  # in the server's worker process, as app.py run builds its own
-        core = build(Settings(Path("."), args.db), "embedded", Seams(media=False, secret_key="bench")).start()
+        settings = Settings(Path(args.data_dir), args.db)
+        core = build(settings, "embedded", Seams(media=False, secret_key="bench")).start()
         web = core.web
         web.cache.current()  # as app.py does: the page data is warm before the URLs are announced
         naive = _naive_emitter(core, web.socketio) if args.naive else {}

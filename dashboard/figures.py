@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from dashboard.i18n import t
 
-MAP_STYLE_URL = "/assets/map-style.json"
+MAP_STYLE_URL = "/basemap/style.json"  # dashboard.basemap: the background and any imported basemap
 BG = "#0b1220"
 STREET_LINE = "#e8eef9"
 # dark-background palette for telling neighbouring streets apart (not a value scale)

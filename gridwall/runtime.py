@@ -209,7 +209,7 @@ def _embedded(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     web = create_web_app(
         read, secret_key=_secret_key(settings, seams), socketio=socketio, live=live, pipeline=pipeline,
         counters=counters, simulated=simulating.is_set, trusted_proxies=settings.trusted_proxies,
-        clock=seams.clock,
+        clock=seams.clock, data_dir=settings.data_dir,
     )  # fmt: skip
     register_http_feeds(web.server, read, pipeline)  # /api/v1, Open311
     if media is not None:
@@ -278,7 +278,7 @@ def _web(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     read = _read_engine(settings, engine, seams)
     web = create_web_app(
         read, secret_key=_secret_key(settings, seams), socketio=socketio, live=live, pipeline=pipeline,
-        trusted_proxies=settings.trusted_proxies, clock=seams.clock,
+        trusted_proxies=settings.trusted_proxies, clock=seams.clock, data_dir=settings.data_dir,
     )  # fmt: skip
     register_http_feeds(web.server, read, pipeline)
     if media is not None:  # photos of handsets and departments reach every web process's pages

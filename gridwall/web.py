@@ -21,6 +21,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from dashboard import callback_shape, desk_people, devices, ids
 from dashboard.auth import Auth, current_person, install_auth, logged_in
+from dashboard.basemap import basemap_blueprint
 from dashboard.commands import install_commands
 from dashboard.data import Overview, OverviewCache
 from dashboard.deskdata import DeskData
@@ -30,7 +31,7 @@ from dashboard.heat import HeatCanvas
 from dashboard.heat import render as render_heat
 from dashboard.i18n import pick_lang, t
 from feeds.counters import DailyCounters
-from feeds.http import MAX_BODY_BYTES
+from feeds.http import MAX_BODY_BYTES, secret_of_request
 from feeds.live import LiveReader
 from feeds.sockets import KIOSK_COOKIE
 from layouts import router
@@ -94,13 +95,15 @@ def create_web_app(
     simulated: Callable[[], bool] = lambda: False,
     trusted_proxies: int = 0,
     clock: Callable[[], datetime] | None = None,
+    data_dir: Path | None = None,
 ) -> WebApp:
     """Compose Flask + Socket.IO + Dash on a read-only engine (kiosk tokens are checked in the store).
 
     ``socketio`` (from :func:`socket_server`, namespaces already registered) is bound to the new Flask
     app; ``live``, ``pipeline`` and ``counters`` are the running parts the pages read and the desk's
     commands go to (None: a web app without a live core, e.g. a page test). ``clock``: the city's
-    clock every page reads for "now" and "today" (the runtime's; tests move it).
+    clock every page reads for "now" and "today" (the runtime's; tests move it). ``data_dir``: where
+    an imported basemap lives (``store.basemap``; None: the maps' dark background alone).
     """
     now_of: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
     server = Flask("gridwall")
@@ -287,4 +290,19 @@ def create_web_app(
     )  # fmt: skip
     desk_people.install(server, engine, lambda: web.live, cache.current, now_of)  # issue 8 items 7–9
     devices.install(server, engine)  # pair a phone by QR code, revoke a device token (issue 16)
+
+    def map_reader() -> bool:  # a desk session, a wall (kiosk token) or a paired handset (Bearer)
+        if logged_in() or kiosk_ok():
+            return True
+        given = secret_of_request()
+        if not given:
+            return False
+        try:
+            with engine.connect() as conn:
+                authenticate(conn, given, ("device",))
+        except AuthError:
+            return False
+        return True
+
+    server.register_blueprint(basemap_blueprint(data_dir, map_reader))  # the map style and tiles (issue 17)
     return web

@@ -25,7 +25,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from dashboard import ids
 from store.db import create_engine, session_factory
 from store.geography import load_index
-from tests.conftest import ARTIFACTS, ROOT
+from tests.conftest import ARTIFACTS, ROOT, SHARED, require
 from tests.desk_login import add_desk_user, add_user_cli, login_browser
 from tests.live_server import Peer, Spot, provisioned_spots
 from tests.serve import Server
@@ -210,8 +210,17 @@ def _open_case(server: Server) -> tuple[str, int]:
     return str(row[0]), int(row[1])
 
 
+ROAD_FEATURES = """(id) => {
+  const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+  const m = gd && gd._fullLayout.map && gd._fullLayout.map._subplot.map;
+  return !!m && !!m.getSource('bm-roads') && m.querySourceFeatures('bm-roads', {sourceLayer: 'roads'}).length;
+}"""
+
+
 def test_log_in_and_reach_a_grid_in_two_clicks(server: Server, browser: Any) -> None:
     w = Watched(browser)
+    basemap: list[tuple[str, int]] = []  # the centre's basemap (issue 17): tiles and label tiles fetched
+    w.page.on("response", lambda r: basemap.append((r.url, r.status)) if "/basemap/" in r.url else None)
     try:
         login_browser(w.page, server.base, "lead1", PASSWORD)
         w.page.wait_for_selector(f"#{ids.DESK_KPIS}", timeout=60_000)
@@ -224,6 +233,14 @@ def test_log_in_and_reach_a_grid_in_two_clicks(server: Server, browser: Any) -> 
         assert code in w.page.inner_text(f"#{ids.DESK_CRUMBS}")
         w.page.wait_for_selector(f"#{ids.DESK_MAP} .maplibregl-canvas", timeout=60_000)
         w.page.wait_for_function(MAP_SETTLED, arg=ids.DESK_MAP, timeout=60_000)
+        if not (SHARED / "data" / "roads").exists():  # tests.conftest.app_server imports them
+            require("the Dongcheng roads file for the basemap")
+        w.page.wait_for_function(ROAD_FEATURES, arg=ids.DESK_MAP, timeout=60_000)  # roads under the grid
+        if not any("/basemap/labels/" in u and st == 200 for u, st in basemap):  # and their names (a
+            w.page.wait_for_event(  # verified font on the server; events arrive only inside such calls)
+                "response", predicate=lambda r: "/basemap/labels/" in r.url and r.status == 200, timeout=60e3
+            )
+        assert all(st in (200, 204, 304) for _, st in basemap), [b for b in basemap if b[1] >= 400][:5]
         w.check("grid")
         w.page.goto(f"{server.base}/desk", wait_until="networkidle")
         w.page.wait_for_selector(f"#{ids.DESK_MAP} .maplibregl-canvas", timeout=60_000)

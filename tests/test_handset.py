@@ -30,7 +30,7 @@ import pytest
 import requests
 
 from domain.catalogue import load_catalogue
-from tests.conftest import ARTIFACTS
+from tests.conftest import ARTIFACTS, SHARED
 from tests.desk_login import add_user_cli, login_browser, login_http
 from tests.serve import Server
 
@@ -232,6 +232,12 @@ def test_pair_then_fixes_move_the_supervisor_on_the_wall(
             return False
 
         wait_until(lambda: on_wall(sup.lon, sup.lat), "the supervisor at the first point on /live")
+        if (SHARED / "data" / "roads").exists():  # the basemap tests.conftest.app_server imported: the
+            p.page.wait_for_function(  # map holds the server's drawn street tiles under the grids
+                "() => { const bm = window.gwHandset.state.basemap;"
+                " return !!bm && [...bm.tiles.values()].some(img => img && img.width === 512); }",
+                timeout=WAIT * 1000,
+            )
         p.shot("home")
         # the supervisor walks ~40 m: the browser reports it, the app sends it, the wall moves
         p.ctx.set_geolocation({"longitude": sup.near[0], "latitude": sup.near[1], "accuracy": 5})

@@ -130,5 +130,7 @@ def _serves(srv: Server) -> None:
     assert all(len(f["id"]) == 15 and f["id"].startswith("110101") for f in grids["features"])
     labels = requests.get(srv.base + "/geo/110101/labels.png", timeout=10)
     assert labels.headers["content-type"] == "image/png"
-    style = requests.get(srv.base + "/assets/map-style.json", timeout=5).json()
-    assert style["version"] == 8
+    assert requests.get(srv.base + "/basemap/style.json", timeout=5).status_code == 401  # who is asking?
+    style = requests.get(srv.wall_url.replace("/wall?", "/basemap/style.json?"), timeout=5).json()
+    assert style["version"] == 8 and style["layers"][0]["type"] == "background"
+    assert all(not str(s.get("tiles", "")).startswith(("https://", "//")) for s in style["sources"].values())

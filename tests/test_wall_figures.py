@@ -36,7 +36,7 @@ def test_wall_map_has_outlines_and_local_layers_but_no_live_points() -> None:
     layers = fig.layout.map.layers
     assert [layer.source for layer in layers] == ["/h.png", "/l.png"]
     assert layers[0].below == "traces"  # the heat goes under the markers
-    assert fig.layout.map.style == "/assets/map-style.json"  # a URL, never an inline style
+    assert fig.layout.map.style == "/basemap/style.json"  # a URL, never an inline style
 
 
 def test_every_stage_and_status_has_a_colour() -> None:

@@ -429,6 +429,21 @@
       const half = [w / 2 / (k * cos), hgt / 2 / k];
       const view = [this.lon - half[0], this.lat - half[1], this.lon + half[0], this.lat + half[1]];
       const here = gridAt(this.lon, this.lat);
+      if (S.basemap) {  // Web Mercator tiles placed by their corners (exact enough within a tile)
+        const z = Math.max(S.basemap.minzoom, Math.min(18, Math.round(Math.log2(k * cos * 360 / 256))));
+        const n = 2 ** z, tx = (lon) => Math.floor((lon + 180) / 360 * n);
+        const ty = (lat) => Math.floor((1 - Math.asinh(Math.tan(lat * Math.PI / 180)) / Math.PI) / 2 * n);
+        const lonOf = (x) => x / n * 360 - 180, latOf = (y) => Math.atan(Math.sinh(Math.PI * (1 - 2 * y / n))) * 180 / Math.PI;
+        const [x0, x1, y0, y1] = [tx(view[0]), tx(view[2]), ty(view[3]), ty(view[1])];
+        if ((x1 - x0 + 1) * (y1 - y0 + 1) <= 64) {
+          for (let x = x0; x <= x1; x++) {
+            for (let y = y0; y <= y1; y++) {
+              const img = basemapTile(z, x, y);
+              if (img) g.drawImage(img, X(lonOf(x)), Y(latOf(y)), X(lonOf(x + 1)) - X(lonOf(x)), Y(latOf(y + 1)) - Y(latOf(y)));
+            }
+          }
+        }
+      }
       g.lineWidth = 1.2;
       for (const f of S.grids || []) {
         const b = f.bbox;
@@ -517,7 +532,28 @@
         });
       } catch (err) { S.grids = null; }
     }
+    if (!S.basemap) {  // the centre's own basemap (issue 17), drawn by the server for this daylight map
+      try {
+        const style = await api('/basemap/style.json');
+        const tpl = style.metadata && style.metadata['gridwall:raster'];
+        S.basemap = tpl ? { tpl, minzoom: style.metadata['gridwall:raster-minzoom'] || 12, tiles: new Map() } : null;
+      } catch (err) { S.basemap = null; }
+    }
     render();
+  }
+  // a basemap tile as an image, fetched with the handset's token; redraws the map when it arrives
+  function basemapTile(z, x, y) {
+    const bm = S.basemap, key = `${z}/${x}/${y}`;
+    if (bm.tiles.has(key)) return bm.tiles.get(key);
+    bm.tiles.set(key, null);
+    if (bm.tiles.size > 256) bm.tiles.delete(bm.tiles.keys().next().value);  // oldest first
+    const url = bm.tpl.replace('{z}', z).replace('{x}', x).replace('{y}', y);
+    fetch(url, { headers: { Authorization: `Bearer ${S.token}` } })
+      .then((r) => (r.status === 200 ? r.blob() : null))
+      .then((b) => (b ? createImageBitmap(b) : null))
+      .then((img) => { if (img) { bm.tiles.set(key, img); requestAnimationFrame(() => map.draw()); } })
+      .catch(() => bm.tiles.delete(key));  // offline: asked again on a later draw
+    return null;
   }
   function classOf(kind, code) {
     for (const major of ((S.catalogue || {}).kinds || {})[kind] || []) {
