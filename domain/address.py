@@ -25,12 +25,14 @@ does ``process.extract`` over them in well under a millisecond with the normalis
 A hand-written edit distance in Python would be ~100× slower and another thing to get wrong.
 
 Safety rules on top of the similarity (an operator must never find a case placed on the wrong road):
-names that differ in a direction or numeral character (东/西/南/北/内/外/一/二 …) or in the road
+names that differ in a direction, size or numeral character (东/西/内/外/大/小/一/二 …) or in the road
 type (街 vs 路 vs 胡同) are different roads, however similar the rest (``安定门东滨河路`` and
-``安定门西滨河路`` are 86 % alike); such a candidate is shown, never placed. A 门牌 that is not in
-the gazetteer gives the nearest numbers on the same road as candidates, not an interpolated point:
-Beijing's numbering is not regular enough (odd and even sides, 甲/乙 numbers inserted, courtyards
-numbered apart) for a point between two numbers to be trusted.
+``安定门西滨河路`` are 86 % alike), and so are names with a character more or less (``方家胡同`` and
+``大方家胡同``, 89 % alike); such a candidate is shown, never placed. Only the same name, or a long
+name with one character mistyped (same length, ≥ 7 characters at the default threshold), is placed.
+A 门牌 that is not in the gazetteer gives the nearest numbers on the same road as candidates, not an
+interpolated point: Beijing's numbering is not regular enough (odd and even sides, 甲/乙 numbers
+inserted, courtyards numbered apart) for a point between two numbers to be trusted.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ from rapidfuzz import fuzz, process
 DEFAULT_THRESHOLD = 0.85  # score from which an address-only report is placed without a person
 MAX_QUERY = 200  # characters of an address (the cases table keeps 200)
 NEAR_M = 50.0  # two top candidates closer than this are the same place (not an ambiguity)
-DIRECTION_CHARS = frozenset("东西南北内外前后上下中左右")
+RIVAL = 0.05  # a placeable candidate this close to the best one's score, elsewhere, makes it ambiguous
+DIRECTION_CHARS = frozenset("东西南北内外前后上下中左右大小新老")  # with the numerals: tell roads apart
 NUMERAL_CHARS = frozenset("零〇一二两三四五六七八九十百千头")
 # road-type words, longest first (the last one a name ends with is its type)
 ROAD_TYPES = ("大街", "小街", "胡同", "夹道", "街", "路", "巷", "条", "里", "道", "桥", "沿")
@@ -369,7 +372,9 @@ class Gazetteer:
             for e in self._nearest_numbers(entries, q):
                 nf, exact = _number_factor(q, e.parsed)
                 score = sim * nf * (0.8 if distinct else 1.0)
-                placeable = exact and not distinct
+                # a name with a character more or less is another road (方家胡同, 大方家胡同): only the
+                # same name, or one of the same length with a character mistyped, may be placed
+                placeable = exact and not distinct and len(name) == len(q.name)
                 old = scored.get(e.id)
                 if old is None or score > old.score:
                     scored[e.id] = Candidate(e, round(score, 4), exact, placeable)
@@ -378,7 +383,7 @@ class Gazetteer:
 
     def _placed(self, ranked: Sequence[Candidate]) -> Candidate | None:
         """The best candidate if it may be placed: placeable, over the threshold, and no other placeable
-        candidate over the threshold somewhere else (two 东四十条35号 far apart: a person decides)."""
+        candidate about as good somewhere else (two 东四十条35号 far apart: a person decides)."""
         if not ranked:
             return None
         best = ranked[0]
@@ -388,7 +393,7 @@ class Gazetteer:
         for other in ranked[1:]:
             if (
                 other.placeable
-                and other.score >= self.threshold
+                and other.score >= max(self.threshold, best.score - RIVAL)
                 and (self.distance_m(here, (other.address.lon, other.address.lat)) > NEAR_M)
             ):
                 return None

@@ -117,6 +117,8 @@ G = _gazetteer(
         ("北京站东街五号", "北京站东街5号"),
         ("天坛公园", "天坛公园"),
         ("和平里北街8号", "和平里北街8号"),
+        ("安定门东滨河路五号", "安定门东滨河路5号"),
+        ("安定门东宾河路5号", "安定门东滨河路5号"),  # one character mistyped in a long name
     ],
 )
 def test_an_address_in_the_gazetteer_is_placed(query: str, placed_at: str) -> None:
@@ -136,6 +138,8 @@ def test_an_address_in_the_gazetteer_is_placed(query: str, placed_at: str) -> No
         "东四十条",  # a road, no 门牌
         "幸福花园路12号",  # no such road
         "光明胡同9号",  # two places with this 门牌, far apart
+        "大和平里北街8号",  # a character more: another road
+        "平里北街8号",  # a character less
     ],
 )
 def test_an_address_not_in_the_gazetteer_is_never_placed(query: str) -> None:
