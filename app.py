@@ -3,6 +3,7 @@
 python app.py run [--host 127.0.0.1] [--port 8050] [--data-dir ./var]
 python app.py init [--district ADCODE] [--streets FILE] [--communities FILE] [--grids FILE] [--crs CRS]
 python app.py import streets|communities|grids|levels|roster FILE [--crs CRS]
+python app.py import addresses FILE [--crs CRS] [--columns address=…,lon=…,lat=…]
 python app.py simulate [--days 30] [--start YYYY-MM-DD] [--seed 1]
 python app.py user add ID --role ROLE [--name N] [--department CODE] [--area CODE] [--password-stdin]
 python app.py user list | user password ID [--password-stdin]
@@ -100,6 +101,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     """Import streets, communities or surveyed grids into the built district, or grid levels."""
     if args.kind == "basemap":
         return _import_basemap(args)
+    if args.kind == "addresses":
+        return _import_addresses(args)
     if args.kind == "roster":
         from store.roster import import_roster
 
@@ -143,6 +146,29 @@ def _import_basemap(args: argparse.Namespace) -> int:
         print(f"  note: {note}", flush=True)
     print("layers (bottom first): " + ", ".join(f"{y.name} ({y.role})" for y in load_layers(st.data_dir)))
     print("running servers show it on their next page load (no restart)", flush=True)
+    return 0
+
+
+def _import_addresses(args: argparse.Namespace) -> int:
+    """``import addresses FILE``: a 门牌 file (CSV or GeoJSON points) into the gazetteer (issue 17)."""
+    from store.addresses import column_names, import_addresses
+    from store.build import stored_district
+    from store.db import session_factory
+    from store.geography import load_index
+
+    engine = _accounts_engine(args)  # migrated to the latest schema
+    adcode = stored_district(engine)
+    if adcode is None:
+        print("import addresses: no district is built; run: python app.py init", file=sys.stderr)
+        return 2
+    with session_factory(engine)() as s:
+        index = load_index(s, adcode)
+    summary = import_addresses(
+        engine, Path(args.file), index, crs=args.crs, columns=column_names(args.columns)
+    )
+    for line in summary.lines():
+        print(line, flush=True)
+    print("running servers geocode with it within seconds (no restart)", flush=True)
     return 0
 
 
@@ -584,11 +610,14 @@ def parser() -> argparse.ArgumentParser:
     imp = sub.add_parser(
         "import", parents=[common], help="import boundaries or grid levels into the district"
     )
-    imp.add_argument("kind", choices=["streets", "communities", "grids", "levels", "roster", "basemap"])
+    imp.add_argument(
+        "kind", choices=["streets", "communities", "grids", "levels", "roster", "basemap", "addresses"]
+    )
     imp.add_argument(
         "file",
         help="GeoJSON/Shapefile (levels: CSV code,level; roster: CSV grid,duty,name,phone; "
-        "basemap: .mbtiles, .pmtiles, .geojson or .shp)",
+        "basemap: .mbtiles, .pmtiles, .geojson or .shp; addresses: CSV address,lon,lat[,number,community] "
+        "or GeoJSON points with an address property)",
     )
     imp.add_argument("--district", help="adcode (default: the built district)")
     imp.add_argument("--crs", help="CRS of the file: wgs84, gcj02 or bd09")
@@ -596,6 +625,11 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--role", help="basemap: roads, buildings, water, green, places or other (guessed)")
     imp.add_argument("--minzoom", type=int, help="basemap: the first zoom the layer is drawn at")
     imp.add_argument("--maxzoom", type=int, help="basemap: GeoJSON/Shapefile layers are cut up to this zoom")
+    imp.add_argument(
+        "--columns",
+        help="addresses: the file's column names when not address,lon,lat,number,community (or 地址,经度,"
+        "纬度,门牌号,社区), e.g. --columns address=标准地址,lon=X,lat=Y",
+    )
     imp.add_argument(
         "--area-size", type=int, default=18, help="unit grids per responsibility area (default 18)"
     )
