@@ -61,7 +61,7 @@ def _run(name: str, args: argparse.Namespace) -> list[Result]:
     if name == "wall":
         from bench import bench_wall
 
-        return bench_wall.run(seconds=args.seconds, smoke=smoke)
+        return bench_wall.run(seconds=args.seconds, smoke=smoke, basemap=args.basemap)
     if name == "api":
         from bench import bench_api
 
@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="init: run the Chaoyang build under cProfile and print the top"
     )
     parser.add_argument("--seconds", type=float, default=300.0, help="wall: length of the measured run")
+    parser.add_argument("--basemap", action="store_true", help="wall: with a road basemap under the map")
     parser.add_argument(
         "--backend", choices=("postgresql", "sqlite", "both"), default="both", help="desk_pages: databases"
     )

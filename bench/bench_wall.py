@@ -53,6 +53,7 @@ from bench._server import (
     start_server,
     stop_server,
 )
+from feeds.sockets import KIOSK_COOKIE
 
 SUPERVISORS = 10_000
 CASES = 5_000
@@ -425,6 +426,8 @@ def _browse(port: int, city: City, server_pid: int, w: Workload, o: Outcome) -> 
             # phase 2: the naive page next to it
             say("wall: phase 2, the naive dcc.Interval page side by side …")
             ctx2 = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
+            # a wall's browser holds the kiosk cookie (its map style and tiles are read by who may)
+            ctx2.add_cookies([{"name": KIOSK_COOKIE, "value": city.kiosk, "url": f"http://127.0.0.1:{port}"}])
             naive = ctx2.new_page()
             naive.on("pageerror", lambda e: o.errors.append(f"naive pageerror: {e}"))
             nb = _watch(naive)
@@ -463,8 +466,37 @@ def _browse(port: int, city: City, server_pid: int, w: Workload, o: Outcome) -> 
 # -- run --------------------------------------------------------------------------------------------
 
 
-def run(seconds: float = SECONDS, side_seconds: float = SIDE_SECONDS, smoke: bool = False) -> list[Result]:
-    """Build the city, create the cases, load it, measure one wall and the naive page; print the table."""
+def _basemap(data_dir: Path, district: str | None) -> str:
+    """A road layer under the wall's map (issue 17): Dongcheng's real roads (../shared/data, GCJ-02,
+    converted) repeated side by side over the district's extent, so the wall's view has a city's road
+    density; cut into vector tiles z10–14 (the wall's zooms). Returns the table's note."""
+    import shapely
+    from shapely import affinity
+
+    from bench import shared_data
+    from domain.district import load_district
+    from domain.geofile import read_features
+    from store.basemap import import_features
+
+    roads = read_features(shared_data() / "roads" / "dongcheng_roads_gcj02.geojson")
+    minx, miny, maxx, maxy = shapely.GeometryCollection([g for g, _ in roads]).bounds
+    w, h = maxx - minx, maxy - miny
+    tx0, ty0, tx1, ty1 = load_district(district).geometry.bounds
+    feats = []
+    for i in range(int((tx1 - tx0) // w) + 1):
+        for j in range(int((ty1 - ty0) // h) + 1):
+            dx, dy = tx0 - minx + i * w, ty0 - miny + j * h
+            feats += [(affinity.translate(g, dx, dy), p) for g, p in roads]
+    done = import_features(data_dir, "roads", feats, role="roads", minzoom=10, maxzoom=14, source="bench")
+    return f"basemap on: {len(feats):,} roads (Dongcheng's, repeated) in {done.layer.tiles:,} vector tiles"
+
+
+def run(
+    seconds: float = SECONDS, side_seconds: float = SIDE_SECONDS, smoke: bool = False, basemap: bool = False
+) -> list[Result]:
+    """Build the city, create the cases, load it, measure one wall and the naive page; print the table.
+
+    ``basemap``: with a road layer under the map (issue 17: the targets must hold with it on)."""
     from store.build import BuildRequest
 
     w = SMOKE if smoke else FULL
@@ -473,6 +505,7 @@ def run(seconds: float = SECONDS, side_seconds: float = SIDE_SECONDS, smoke: boo
                      w.settle, w.naive_full)  # fmt: skip
 
     tmp = Path(tempfile.mkdtemp(prefix="gw-bench-wall-"))
+    w_note = "no basemap"
     proc = None
     load: Load | None = None
     try:
@@ -482,7 +515,13 @@ def run(seconds: float = SECONDS, side_seconds: float = SIDE_SECONDS, smoke: boo
         city = prepare_city(tmp / "wall.db", BuildRequest(district=w.district, area_size=w.area_size))
         say(f"wall: {len(city.points):,} supervisors ready in {time.perf_counter() - t:.0f} s")
         sups = sorted(city.points)[: w.supervisors]
-        proc, port = start_server(city, log=tmp / "server.log", extra=("--naive-wall",))
+        extra: tuple[str, ...] = ("--naive-wall",)
+        if basemap:
+            t = time.perf_counter()
+            w_note = _basemap(tmp / "var", w.district)
+            say(f"wall: {w_note} ({time.perf_counter() - t:.0f} s)")
+            extra += (f"--data-dir={tmp / 'var'}",)
+        proc, port = start_server(city, log=tmp / "server.log", extra=extra)
         say(f"wall: {w.cases:,} reports through /device ({GATEWAYS} gateways × {IN_FLIGHT} in flight) …")
         t = time.perf_counter()
         cases = asyncio.run(_reports(port, city, sups, w.cases))
@@ -506,10 +545,10 @@ def run(seconds: float = SECONDS, side_seconds: float = SIDE_SECONDS, smoke: boo
             stop_server(proc)
         if not os.environ.get("GW_BENCH_KEEP"):
             shutil.rmtree(tmp, ignore_errors=True)
-    return _report(o, w)
+    return _report(o, w, w_note)
 
 
-def _report(o: Outcome, w: Workload) -> list[Result]:
+def _report(o: Outcome, w: Workload, note: str = "") -> list[Result]:
     seconds = w.seconds
     t1 = o.phase1
     p50p, p95p = percentile(t1.panels, 50), percentile(t1.panels, 95)
@@ -594,7 +633,7 @@ def _report(o: Outcome, w: Workload) -> list[Result]:
         title=f"wall: {w.city}, {w.supervisors:,} supervisors at {w.rate:,} fixes/s, "
         f"{o.open_cases:,} open cases, "
         f"1 wall 1920×1080 headless Chromium (software GL); phase 1 {seconds:.0f} s, phase 2 "
-        f"{o.side.get('seconds', 0):.0f} s",
+        f"{o.side.get('seconds', 0):.0f} s; {note}",
         box=box.SIMPLE_HEAVY,
         title_justify="left",
     )

@@ -14,11 +14,13 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import shapely
+from shapely.geometry.base import BaseGeometry
 
 from domain.errors import GeoInputError
 from domain.geofile import crs_from_name, read_features
@@ -28,6 +30,7 @@ ROLES = ("roads", "buildings", "water", "green", "places", "raster", "other")
 NAME_KEYS = ("name", "NAME", "名称", "name_zh", "name:zh", "Name")  # a feature's label text
 CLASS_KEYS = ("class", "highway", "fclass", "type", "等级", "kind")  # a road's class, if the file has one
 MANIFEST = "layers.json"
+FIELDS = {"name": "String", "class": "String"}  # what a cut layer's features carry
 DRAW_ORDER = ("raster", "green", "water", "buildings", "roads", "other", "places")  # bottom first
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
@@ -184,45 +187,71 @@ def import_layer(
         if layer.vector and not layer.source_layers:
             notes.append("the tiles list no vector_layers in their metadata: nothing of them can be styled")
     elif suffix in (".geojson", ".json", ".shp"):
-        kind = _role_of(lname, role)
-        try:
-            feats = read_features(file, crs)
-        except GeoInputError:
-            raise
-        geoms = to_mercator([g for g, _ in feats])
-        props = [_props(p, kind) for _, p in feats]
-        lo, hi = (10 if minzoom is None else minzoom), (16 if maxzoom is None else maxzoom)
-        if not 0 <= lo <= hi <= 18:
-            raise GeoInputError(f"zoom range {lo}–{hi}: give 0 ≤ --minzoom ≤ --maxzoom ≤ 18")
-        wgs = shapely.GeometryCollection([g for g, _ in feats])
-        minx, miny, maxx, maxy = wgs.bounds
-        target = base / f"{lname}.mbtiles"
-        tmp = base / f".{lname}.tmp.mbtiles"
-        vl = VectorLayer(lname, geoms, props)
-        metadata = {
-            "name": lname, "format": "pbf", "minzoom": str(lo), "maxzoom": str(hi),
-            "bounds": f"{minx},{miny},{maxx},{maxy}", "type": "overlay",
-            "json": json.dumps({"vector_layers": [{"id": lname, "fields": {"name": "String", "class": "String"}}]}),  # noqa: E501
-        }  # fmt: skip
-        n = write_mbtiles(tmp, cut_tiles([vl], lo, hi, (minx, miny, maxx, maxy)), metadata)
-        os.replace(tmp, target)
         src_crs = crs or crs_from_name(file) or "wgs84"
-        layer = BasemapLayer(
-            name=lname, file=target.name, role=kind, format="pbf", minzoom=lo, maxzoom=hi,
-            bounds=(minx, miny, maxx, maxy), source_layers=(lname,), compression="gzip", show_from=lo,
-            show_to=24, version=version, features=len(feats), tiles=n, crs=str(src_crs), source=file.name,
+        done = import_features(
+            data_dir, lname, read_features(file, crs), role=_role_of(lname, role), minzoom=minzoom,
+            maxzoom=maxzoom, crs=str(src_crs), source=file.name,
         )  # fmt: skip
+        done.seconds = time.monotonic() - started
+        return done
     else:
         raise GeoInputError(f"{file.name}: give .mbtiles, .pmtiles, .geojson or .shp")
-    layers = [x for x in load_layers(data_dir) if x.name != lname]
-    for old in base.glob(f"{lname}.*"):
+    _register(data_dir, layer)
+    return ImportSummary(layer, time.monotonic() - started, notes)
+
+
+def _register(data_dir: Path, layer: BasemapLayer) -> None:
+    """Put ``layer`` in the list (replacing one of its name, whose old file goes), in drawing order."""
+    layers = [x for x in load_layers(data_dir) if x.name != layer.name]
+    for old in folder(data_dir).glob(f"{layer.name}.*"):
         if old.name != layer.file and old.suffix in (".mbtiles", ".pmtiles"):
             old.unlink()
     layers.append(layer)
     order = {r: i for i, r in enumerate(DRAW_ORDER)}
     layers.sort(key=lambda x: order.get(x.role, 99))  # drawing order: images, areas, roads, places on top
     _save_layers(data_dir, layers)
-    return ImportSummary(layer, time.monotonic() - started, notes)
+
+
+def import_features(
+    data_dir: Path,
+    name: str,
+    feats: Sequence[tuple[BaseGeometry, dict[str, Any]]],
+    *,
+    role: str,
+    minzoom: int | None = None,
+    maxzoom: int | None = None,
+    crs: str = "wgs84",
+    source: str = "",
+) -> ImportSummary:
+    """Cut WGS-84 features into a vector MBTiles layer (z 10–16 unless told) and list it."""
+    started = time.monotonic()
+    if not feats:
+        raise GeoInputError(f"{source or name}: no features")
+    base = folder(data_dir)
+    base.mkdir(parents=True, exist_ok=True)
+    lo, hi = (10 if minzoom is None else minzoom), (16 if maxzoom is None else maxzoom)
+    if not 0 <= lo <= hi <= 18:
+        raise GeoInputError(f"zoom range {lo}–{hi}: give 0 ≤ --minzoom ≤ --maxzoom ≤ 18")
+    geoms = to_mercator([g for g, _ in feats])
+    props = [_props(p, role) for _, p in feats]
+    minx, miny, maxx, maxy = shapely.GeometryCollection([g for g, _ in feats]).bounds
+    target, tmp = base / f"{name}.mbtiles", base / f".{name}.tmp.mbtiles"
+    metadata = {
+        "name": name, "format": "pbf", "minzoom": str(lo), "maxzoom": str(hi),
+        "bounds": f"{minx},{miny},{maxx},{maxy}", "type": "overlay",
+        "json": json.dumps({"vector_layers": [{"id": name, "fields": FIELDS}]}),
+    }  # fmt: skip
+    n = write_mbtiles(
+        tmp, cut_tiles([VectorLayer(name, geoms, props)], lo, hi, (minx, miny, maxx, maxy)), metadata
+    )
+    os.replace(tmp, target)
+    layer = BasemapLayer(
+        name=name, file=target.name, role=role, format="pbf", minzoom=lo, maxzoom=hi,
+        bounds=(minx, miny, maxx, maxy), source_layers=(name,), compression="gzip", show_from=lo, show_to=24,
+        version=f"{int(time.time())}", features=len(feats), tiles=n, crs=crs, source=source,
+    )  # fmt: skip
+    _register(data_dir, layer)
+    return ImportSummary(layer, time.monotonic() - started)
 
 
 def remove_layer(data_dir: Path, name: str) -> bool:
