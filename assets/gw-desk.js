@@ -109,6 +109,8 @@
     if (dept) { body.department = dept; }
     var extra = field(box, "input[name=extra]");
     if (extra) { body.extra = extra; }
+    var lon = field(box, "input[name=lon]"), lat = field(box, "input[name=lat]");  // 定位 at a point
+    if (lon !== "" || lat !== "") { body.lon = Number(lon); body.lat = Number(lat); }
     var special = box.querySelector(".gw-act-check input[type=checkbox]");
     if (special && special.checked) { body.special = true; }
     var fixed = btn.getAttribute("data-gw-data");  // a variant's own data (差错结案, refusing a 自处置)

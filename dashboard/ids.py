@@ -82,3 +82,6 @@ QUEUE_BODY = "gw-queue-body"
 QUEUE_ROLE = "gw-queue-role"
 QUEUE_REFRESH = "gw-queue-refresh"
 DEV_RESULT = "gw-dev-result"  # the supervisor page: a pairing QR code or a revocation (gw-desk.js)
+LOCATE_BODY = "gw-locate-body"  # /desk/locate: the cases that need a location (待定位), with candidates
+LOCATE_REFRESH = "gw-locate-refresh"
+CASE_ADDRESS = "gw-case-address"  # the case page: the reported address and the nearest 门牌

@@ -21,6 +21,7 @@ from dashboard.actions import Offer, TaskRow, case_tasks, may_assign, nearest, o
 from dashboard.case_figures import location_figure, timeline_figure
 from dashboard.deskdata import segments
 from dashboard.i18n import t
+from dashboard.locating import nearest_address
 from domain.timelimit import LimitUnit, TimeLimit
 from layouts.chrome import (
     TZ,
@@ -251,6 +252,24 @@ def _case_point(ctx: PageContext, c: Mapping[str, Any]) -> tuple[float, float] |
     return (info.bbox[0] + info.bbox[2]) / 2, (info.bbox[1] + info.bbox[3]) / 2
 
 
+def address_field(ctx: PageContext, c: Mapping[str, Any]) -> html.Div:
+    """The address as reported and the gazetteer's nearest 门牌 to the case's point (or 待定位)."""
+    lang = ctx.lang
+    parts: list[Any] = [html.Span(c["address"] or "—", className="gw-case-reported-address")]
+    near = nearest_address(ctx.data.engine, c["lon"], c["lat"])
+    if near is not None:
+        a, metres = near
+        parts.append(html.Span(f" · {t('case.nearest_address', lang)} {a.text} ({metres:,.0f} m)",
+                               className="gw-dim gw-case-nearest-address"))  # fmt: skip
+    elif c["lon"] is not None:
+        parts.append(html.Span(f" · {t('case.address_none', lang)}", className="gw-dim"))
+    if c["open"] and getattr(c["state"], "needs_location", False):
+        parts.append(html.Span(" · "))
+        link = dcc.Link(t("case.needs_location", lang), href=ctx.href("/desk/locate"), className="gw-late")
+        parts.append(link)
+    return _field(t("case.address", lang), parts, id=ids.CASE_ADDRESS)
+
+
 def orders_panel(ctx: PageContext, c: Mapping[str, Any]) -> html.Section | None:
     """The case's 督办单: who urged which department, by when to reply, and the reply."""
     orders = c["state"].orders
@@ -412,6 +431,7 @@ def case_body(ctx: PageContext, c: Mapping[str, Any]) -> list[Any]:
                     html.Span(f" {place}", className="gw-dim"),
                 ],
             ),
+            address_field(ctx, c),
             _field(t("case.department", lang), department_name(ctx, c["department"])),
             _field(t("case.reporter", lang), c["reporter"]),
             _field(

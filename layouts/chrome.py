@@ -71,6 +71,9 @@ def desk_title(role: str | None, lang: str) -> str:
     return t("page.desk" if role in LEADER_ROLES else "page.workdesk", lang)
 
 
+LOCATE_VIEWERS = frozenset({"acceptor", "shift_leader", "admin"})  # the 待定位 list in the menu (issue 17)
+
+
 def menu_links(role: str | None, lang: str) -> list[tuple[str, str]]:
     """The header menu of a role, as (label, path): what the person may open from any desk page."""
     queue = f"/desk/queue/{role}" if role in QUEUE_ROLES else f"/desk/queue/{QUEUE_ROLES[0]}"
@@ -78,6 +81,7 @@ def menu_links(role: str | None, lang: str) -> list[tuple[str, str]]:
         (t("nav.overview", lang), "/desk"),
         (t("queue.mine" if role in QUEUE_ROLES else "nav.queues", lang), queue),
         (t("nav.orders", lang), "/desk/orders"),
+        *([(t("nav.locate", lang), "/desk/locate")] if role in LOCATE_VIEWERS else []),
         (t("nav.evaluation", lang), "/evaluation"),
         (t("nav.when", lang), "/desk/when"),
     ]
