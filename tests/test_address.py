@@ -242,3 +242,44 @@ def test_locate_only_while_the_case_waits_to_be_accepted() -> None:
     assert isinstance(accepted, Accepted) and accepted.state.status is Status.VERIFYING
     out = _locate(accepted.state)
     assert isinstance(out, Rejection) and out.rule.value == "wrong_status"
+
+
+# -- the live state follows a 定位 (memory and Redis alike) -----------------------------------------------
+
+
+def test_the_live_state_moves_a_located_case_to_its_grid(redis_url: str) -> None:
+    """A case reported without a point (no grid) and then located: the open count is the new grid's,
+    in the memory state and in the Redis one (its Lua script), and the case carries the point."""
+    import uuid
+    from zoneinfo import ZoneInfo
+
+    from feeds.live import MemoryLiveState, Place
+    from feeds.redis_live import RedisLiveState, connect
+
+    tz = ZoneInfo("Asia/Shanghai")
+    reported = apply(None, Command(Action.REPORT, "C1", HOTLINE, data={"kind": "event", "class_code": "0101",
+                                   "source": "hotline", "needs_location": True}), T0, CTX)  # fmt: skip
+    assert isinstance(reported, Accepted)
+    located = _locate(reported.state)
+    assert isinstance(located, Accepted)
+    grid = str(POINT["grid"])
+    r = connect(redis_url)
+    prefix = f"gwtest-locate-{uuid.uuid4().hex[:10]}"
+    try:
+        red = RedisLiveState(r, prefix=prefix, tz=tz, catalogue=CTX.catalogue, areas={}, area_of_grid={},
+                             now=T0)  # fmt: skip
+        mem = MemoryLiveState(tz=tz, catalogue=CTX.catalogue, areas={}, area_of_grid={}, now=T0)
+        for live in (mem, red):
+            live.apply_case(reported.state, reported.events, Place(None, None, None, None))
+            live.apply_case(located.state, located.events, Place(grid, grid[:9], 116.42, 39.93))
+        red.tick(T0 + timedelta(minutes=4))
+        for live in (mem, red):
+            case = live.open_case("C1")
+            assert case is not None and (case.grid, case.lon) == (grid, 116.42), live
+            count = live.grid_count(grid)
+            assert count is not None and count.open == 1, live
+    finally:
+        keys = list(r.scan_iter(f"{prefix}:*", count=1000))
+        if keys:
+            r.delete(*keys)
+        r.close()
