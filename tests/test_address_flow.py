@@ -155,6 +155,17 @@ def test_a_report_with_a_known_address_is_placed_by_the_geocoder(world: World) -
     assert live is not None and live.grid == w.a.grid and live.lon is not None
 
 
+def test_an_open311_request_with_only_an_address_string_is_placed_too(world: World) -> None:
+    w = world
+    form = {"api_key": w.keys["call_center"], "service_code": f"E{EVENT.code}",
+            "address_string": "测试东街一号", "description": "open311"}  # fmt: skip
+    r = requests.post(f"{w.srv.url}/open311/v2/requests.json", data=form, timeout=30)
+    assert r.status_code == 201, r.text
+    case_id = r.json()[0]["service_request_id"]
+    case = _get(w, f"/cases/{case_id}").json()
+    assert not case["needs_location"] and case["grid"] == w.a.grid
+
+
 @pytest.mark.parametrize("address", ["测试东街99号", "测试北街1号", "测试东街"])
 def test_a_report_with_an_unknown_address_waits_for_a_person(world: World, address: str) -> None:
     case = _report(world, address)
