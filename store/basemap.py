@@ -22,9 +22,20 @@ from typing import Any
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from domain.crs import CRS, to_wgs84
 from domain.errors import GeoInputError
 from domain.geofile import crs_from_name, read_features
-from store.tiles import TileError, TileSetInfo, VectorLayer, cut_tiles, open_tiles, to_mercator, write_mbtiles
+from store.tiles import (
+    TileError,
+    TileSetInfo,
+    VectorLayer,
+    cut_tiles,
+    open_tiles,
+    raster_tiles_moved,
+    to_mercator,
+    vector_layers_moved,
+    write_mbtiles,
+)  # fmt: skip
 
 ROLES = ("roads", "buildings", "water", "green", "places", "raster", "other")
 NAME_KEYS = ("name", "NAME", "名称", "name_zh", "name:zh", "Name")  # a feature's label text
@@ -161,12 +172,10 @@ def import_layer(
     version = f"{int(time.time())}"
     suffix = file.suffix.lower()
     notes: list[str] = []
+    moved = _moved_crs(file, crs) if suffix in (".mbtiles", ".pmtiles") else None
+    if moved is not None:  # tiles cut on GCJ-02/BD-09: redrawn on WGS-84 into an MBTiles of our own
+        return _import_moved_tiles(data_dir, file, lname, moved, role, minzoom, maxzoom, started)
     if suffix in (".mbtiles", ".pmtiles"):
-        if crs and crs.lower().replace("-", "") not in ("wgs84",):
-            raise GeoInputError(
-                f"{file.name}: tiles in {crs} cannot be served under WGS-84 grids; "
-                "give the layers as GeoJSON/Shapefile (converted on import) or tiles cut in WGS-84"
-            )
         target = base / f"{lname}{suffix}"
         tmp = base / f".{lname}.tmp{suffix}"  # read by its suffix
         shutil.copyfile(file, tmp)
@@ -198,6 +207,59 @@ def import_layer(
         raise GeoInputError(f"{file.name}: give .mbtiles, .pmtiles, .geojson or .shp")
     _register(data_dir, layer)
     return ImportSummary(layer, time.monotonic() - started, notes)
+
+
+def _moved_crs(file: Path, crs: str | None) -> CRS | None:
+    """The CRS a tile file was cut on when it is not WGS-84 (``--crs`` or a token in its name)."""
+    try:
+        named = CRS.parse(crs) if crs else crs_from_name(file)
+    except ValueError as exc:
+        raise GeoInputError(f"{file.name}: {exc}") from None
+    return None if named in (None, CRS.WGS84) else named
+
+
+def _import_moved_tiles(
+    data_dir: Path, file: Path, lname: str, crs: CRS, role: str | None, minzoom: int | None,
+    maxzoom: int | None, started: float,
+) -> ImportSummary:  # fmt: skip
+    """Tiles cut on GCJ-02 or BD-09 moved onto WGS-84: vector features re-cut, raster tiles warped."""
+    base = folder(data_dir)
+    try:
+        src = open_tiles(file)
+        info = src.info
+        target, tmp = base / f"{lname}.mbtiles", base / f".{lname}.tmp.mbtiles"
+        zooms = {"name": lname, "minzoom": str(info.minzoom), "maxzoom": str(info.maxzoom)}
+        if info.format == "pbf":
+            layers, bounds = vector_layers_moved(src, crs)
+            fields = [{"id": v.name, "fields": {}} for v in layers]
+            metadata = {**zooms, "format": "pbf", "bounds": ",".join(map(str, bounds)),
+                        "json": json.dumps({"vector_layers": fields})}  # fmt: skip
+            n = write_mbtiles(tmp, cut_tiles(layers, info.minzoom, info.maxzoom, bounds), metadata)
+            features = sum(len(v.geoms) for v in layers)
+        else:
+            raster = {**zooms, "format": info.format}
+            if info.bounds:
+                lon, lat = to_wgs84([info.bounds[0], info.bounds[2]], [info.bounds[1], info.bounds[3]], crs)
+                raster["bounds"] = f"{lon[0]},{lat[0]},{lon[1]},{lat[1]}"
+            n = write_mbtiles(tmp, raster_tiles_moved(src, crs), raster)
+            features = 0
+    except TileError as exc:
+        raise GeoInputError(str(exc) if file.name in str(exc) else f"{file.name}: {exc}") from None
+    if n == 0:
+        tmp.unlink(missing_ok=True)
+        raise GeoInputError(f"{file.name}: no tiles left after moving them from {crs.value} to WGS-84")
+    os.replace(tmp, target)
+    out = open_tiles(target).info
+    kind = _role_of(lname, role) if out.format == "pbf" else "raster"
+    layer = BasemapLayer(
+        name=lname, file=target.name, role=kind, format=out.format, minzoom=out.minzoom, maxzoom=out.maxzoom,
+        bounds=out.bounds, source_layers=tuple(str(v.get("id")) for v in out.vector_layers if v.get("id")),
+        compression=out.compression, show_from=out.minzoom if minzoom is None else minzoom,
+        show_to=24 if maxzoom is None else maxzoom, version=f"{int(time.time())}", features=features, tiles=n,
+        crs=crs.value, source=file.name,
+    )  # fmt: skip
+    _register(data_dir, layer)
+    return ImportSummary(layer, time.monotonic() - started, [f"moved from {crs.value} to WGS-84"])
 
 
 def _register(data_dir: Path, layer: BasemapLayer) -> None:

@@ -9,6 +9,7 @@ encodes them) and written to an MBTiles file once, at import, so every layer is 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import math
 import mmap
@@ -54,6 +55,10 @@ class TileSource(Protocol):
 
     def get(self, z: int, x: int, y: int) -> bytes | None:
         """The tile's stored bytes (maybe gzip-compressed) or None where there is no tile."""
+        ...
+
+    def at_zoom(self, z: int) -> Iterator[tuple[int, int]]:
+        """(x, y) of every stored tile of zoom ``z`` (XYZ)."""
         ...
 
 
@@ -156,6 +161,12 @@ class MBTiles:
         )
         return None if row is None else bytes(row[0])
 
+    def at_zoom(self, z: int) -> Iterator[tuple[int, int]]:
+        """(x, y) of every stored tile of zoom ``z`` (XYZ)."""
+        rows = self._db().execute("SELECT tile_column, tile_row FROM tiles WHERE zoom_level=?", (z,))
+        for x, row in rows.fetchall():
+            yield int(x), (1 << z) - 1 - int(row)
+
 
 def write_mbtiles(path: Path, tiles: Iterable[tuple[int, int, int, bytes]], metadata: dict[str, str]) -> int:
     """Write XYZ tiles (z, x, y, bytes) and metadata to a new MBTiles file; the number of tiles."""
@@ -248,6 +259,24 @@ class PMTiles:
             offset, length = h["leaf_directory_offset"] + entry.offset, entry.length
         return None
 
+    def at_zoom(self, z: int) -> Iterator[tuple[int, int]]:
+        """(x, y) of every stored tile of zoom ``z`` (walks the directories once)."""
+        from pmtiles.reader import tileid_to_zxy, zxy_to_tileid
+
+        lo, hi = zxy_to_tileid(z, 0, 0), zxy_to_tileid(z + 1, 0, 0)
+        h = self.header
+
+        def walk(offset: int, length: int) -> Iterator[tuple[int, int]]:
+            for e in self._dir(offset, length):
+                if e.run_length == 0:
+                    yield from walk(h["leaf_directory_offset"] + e.offset, e.length)
+                    continue
+                for tid in range(max(e.tile_id, lo), min(e.tile_id + e.run_length, hi)):
+                    _, x, y = tileid_to_zxy(tid)
+                    yield x, y
+
+        yield from walk(h["root_offset"], h["root_length"])
+
 
 def open_tiles(path: Path) -> TileSource:
     """An MBTiles or PMTiles file by its extension (named refusal otherwise)."""
@@ -323,3 +352,112 @@ def cut_tiles(
                     default_options={"quantize_bounds": (minx, miny, maxx, maxy), "extents": EXTENT},
                 )
             yield z, x, y, gzip.compress(data, compresslevel=6, mtime=0)
+
+
+# -- tiles cut on GCJ-02 (a Chinese web map's datum) moved onto WGS-84 -----------------------------------
+
+
+def _lonlat_of_mercator(x: Any, y: Any) -> tuple[Any, Any]:
+    lon = np.degrees(np.asarray(x) / EARTH)
+    lat = np.degrees(2 * np.arctan(np.exp(np.asarray(y) / EARTH)) - np.pi / 2)
+    return lon, lat
+
+
+def vector_layers_moved(
+    src: TileSource, crs: str
+) -> tuple[list[VectorLayer], tuple[float, float, float, float]]:
+    """The features of a vector tile set's deepest zoom, each clipped to its own tile, moved from
+    ``crs`` (GCJ-02 or BD-09) to WGS-84, in Web Mercator by source layer; and their WGS-84 bounds."""
+    import mapbox_vector_tile
+    from shapely import affinity
+    from shapely.geometry import shape
+
+    from domain.crs import to_wgs84
+
+    z = src.info.maxzoom
+    geoms: dict[str, list[BaseGeometry]] = {}
+    props: dict[str, list[dict[str, Any]]] = {}
+
+    def move(coords: np.ndarray) -> np.ndarray:
+        lon, lat = _lonlat_of_mercator(coords[:, 0], coords[:, 1])
+        wlon, wlat = to_wgs84(lon, lat, crs)
+        mx, my = mercator(wlon, wlat)
+        return np.column_stack([mx, my])
+
+    for x, y in src.at_zoom(z):
+        data = src.get(z, x, y)
+        if not data:
+            continue
+        raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+        minx, miny, maxx, maxy = tile_bounds(z, x, y)
+        size = maxx - minx
+        tile = mapbox_vector_tile.decode(raw, default_options={"y_coord_down": True})
+        for name, layer in tile.items():
+            extent = layer.get("extent", EXTENT)
+            for f in layer.get("features", []):
+                try:
+                    g = shape(f["geometry"])
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    continue
+                unit = size / extent  # tile units (y down) → mercator metres
+                g = affinity.affine_transform(g, [unit, 0, 0, -unit, minx, maxy])
+                g = shapely.clip_by_rect(g, minx, miny, maxx, maxy)  # its own tile's part only
+                if g.is_empty:
+                    continue
+                geoms.setdefault(name, []).append(shapely.transform(g, move))
+                props.setdefault(name, []).append(dict(f.get("properties") or {}))
+    if not geoms:
+        raise TileError("no vector features at the deepest zoom")
+    layers = [VectorLayer(n, geoms[n], props[n]) for n in sorted(geoms)]
+    allg = shapely.GeometryCollection([g for v in layers for g in v.geoms])
+    bx0, by0, bx1, by1 = allg.bounds
+    lon, lat = _lonlat_of_mercator([bx0, bx1], [by0, by1])
+    return layers, (float(lon[0]), float(lat[0]), float(lon[1]), float(lat[1]))
+
+
+def raster_tiles_moved(src: TileSource, crs: str) -> Iterator[tuple[int, int, int, bytes]]:
+    """Raster tiles of ``src`` (cut on ``crs``) redrawn on WGS-84: each output tile's corners are
+    looked up in the source pyramid (a GCJ-02 offset changes little within a tile) and the source
+    pixels warped onto it (Pillow's quad transform)."""
+    from PIL import Image
+
+    from domain.crs import from_wgs84, to_wgs84
+
+    info = src.info
+    if info.bounds is None:
+        raise TileError("a raster tile set without bounds cannot be moved to WGS-84")
+    b = info.bounds
+    wlon, wlat = to_wgs84(np.array([b[0], b[2]]), np.array([b[1], b[3]]), crs)
+    wgs_bounds = (float(wlon[0]), float(wlat[0]), float(wlon[1]), float(wlat[1]))
+    fmt = "JPEG" if info.format == "jpg" else info.format.upper()
+    for z in range(info.minzoom, info.maxzoom + 1):
+        cache: dict[tuple[int, int], Image.Image | None] = {}  # the source tiles of this zoom, read once
+        tile_px = 256
+        for x, y in tiles_covering(wgs_bounds, z):
+            w, s_, e, n = tile_lonlat_bounds(z, x, y)
+            clon, clat = from_wgs84(np.array([w, w, e, e]), np.array([n, s_, s_, n]), crs)  # UL LL LR UR
+            scale = (1 << z) / 360.0
+            gx = (clon + 180) * scale
+            gy = (1 - np.arcsinh(np.tan(np.radians(clat))) / np.pi) / 2 * (1 << z)
+            tx0, tx1 = int(np.floor(gx.min())), int(np.floor(gx.max()))
+            ty0, ty1 = int(np.floor(gy.min())), int(np.floor(gy.max()))
+            for tx in range(tx0, tx1 + 1):
+                for ty in range(ty0, ty1 + 1):
+                    if (tx, ty) not in cache:
+                        data = src.get(z, tx, ty)
+                        cache[(tx, ty)] = Image.open(io.BytesIO(data)).convert("RGBA") if data else None
+                        if len(cache) > 512:  # a band of source tiles is enough: output goes column by column
+                            del cache[next(iter(cache))]
+            parts = {(tx, ty): cache[(tx, ty)] for tx in range(tx0, tx1 + 1) for ty in range(ty0, ty1 + 1)}
+            if not any(parts.values()):
+                continue
+            tile_px = next(im.width for im in parts.values() if im is not None)
+            mosaic = Image.new("RGBA", ((tx1 - tx0 + 1) * tile_px, (ty1 - ty0 + 1) * tile_px), (0, 0, 0, 0))
+            for (tx, ty), im in parts.items():
+                if im is not None:
+                    mosaic.paste(im, ((tx - tx0) * tile_px, (ty - ty0) * tile_px))
+            quad = [v for i in range(4) for v in ((gx[i] - tx0) * tile_px, (gy[i] - ty0) * tile_px)]
+            out = mosaic.transform((tile_px, tile_px), Image.Transform.QUAD, quad, Image.Resampling.BILINEAR)
+            buf = io.BytesIO()
+            (out.convert("RGB") if fmt == "JPEG" else out).save(buf, format=fmt)
+            yield z, x, y, buf.getvalue()

@@ -234,8 +234,10 @@ def test_files_that_are_not_a_basemap_get_a_named_refusal(tmp_path: Path) -> Non
     junk.write_bytes(b"\0" * 200)
     with pytest.raises(GeoInputError, match="not a PMTiles v3 file"):
         import_layer(tmp_path, junk)
-    with pytest.raises(GeoInputError, match="cannot be served under WGS-84"):
-        import_layer(tmp_path, junk, crs="gcj02")
+    with pytest.raises(GeoInputError, match="^junk.pmtiles: not a PMTiles v3 file"):
+        import_layer(tmp_path, junk, crs="gcj02")  # to be moved onto WGS-84, but not tiles at all
+    with pytest.raises(GeoInputError, match="junk.pmtiles: .*mercator"):
+        import_layer(tmp_path, junk, crs="mercator")
     (tmp_path / "x.txt").write_text("x")
     with pytest.raises(GeoInputError, match=r"give \.mbtiles"):
         import_layer(tmp_path, tmp_path / "x.txt")
@@ -250,3 +252,63 @@ def test_files_that_are_not_a_basemap_get_a_named_refusal(tmp_path: Path) -> Non
     done = import_layer(tmp_path, points, role="places", minzoom=14, maxzoom=14)
     assert done.layer.role == "places" and done.layer.tiles == 1
     assert done.layer.bounds is not None and np.isclose(done.layer.bounds[0], 116.41)
+
+
+def test_tiles_cut_on_gcj02_are_moved_onto_wgs84(data_dir: Path, tmp_path: Path) -> None:
+    """A vector set cut on GCJ-02 (the roads' own coordinates, not converted) and a raster set with a
+    mark drawn at a known place's GCJ-02 position both land where WGS-84 puts them."""
+    from domain.crs import wgs84_to_gcj02
+    from store.basemap import import_features
+
+    raw = read_features(_roads(), CRS.WGS84)  # the file's GCJ-02 numbers taken as they are
+    cut = tmp_path / "cut"
+    import_features(cut, "gcjroads", raw, role="roads", minzoom=13, maxzoom=15)
+    gcj_file = tmp_path / "roads_gcj02.mbtiles"  # its CRS named in its name, as for every input
+    (cut / "basemap" / "gcjroads.mbtiles").rename(gcj_file)
+    moved = import_layer(tmp_path / "moved", gcj_file, name="roads")
+    assert moved.layer.crs == "gcj02" and moved.notes == ["moved from gcj02 to WGS-84"]
+    (direct,) = load_layers(data_dir)  # the same roads converted from the GeoJSON
+    assert moved.layer.bounds is not None and direct.bounds is not None
+    assert moved.layer.bounds == pytest.approx(direct.bounds, abs=2e-5)  # within ~2 m (tile units)
+    # a named road's middle is in the same z15 tile, with its name, in both
+    road = shapely.union_all([g for g, p in read_features(_roads()) if p.get("name") == NAMED_ROAD])
+    mid = road.interpolate(0.5, normalized=True)
+    (x, y), *_ = tiles_covering((mid.x, mid.y, mid.x, mid.y), 15)
+    tile = open_tiles(tmp_path / "moved" / "basemap" / "roads.mbtiles").get(15, x, y)
+    assert tile is not None
+    names = {
+        f["properties"].get("name")
+        for f in mapbox_vector_tile.decode(gzip.decompress(tile))["gcjroads"]["features"]
+    }
+    assert NAMED_ROAD in names
+    # raster: a red square at the GCJ-02 position of a WGS-84 point, drawn into z16 tiles
+    lon, lat = 116.4170, 39.9280
+    glon, glat = (float(v[0]) for v in wgs84_to_gcj02([lon], [lat]))
+    z = 16
+    tiles = []
+    for tx, ty in tiles_covering((glon - 0.01, glat - 0.01, glon + 0.01, glat + 0.01), z):
+        img = Image.new("RGB", (256, 256), (30, 30, 30))
+        n = 1 << z
+        px = ((glon + 180) / 360 * n - tx) * 256
+        py = ((1 - np.arcsinh(np.tan(np.radians(glat))) / np.pi) / 2 * n - ty) * 256
+        if 0 <= px < 256 and 0 <= py < 256:
+            img.paste((255, 0, 0), (int(px) - 3, int(py) - 3, int(px) + 4, int(py) + 4))
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        tiles.append((z, tx, ty, buf.getvalue()))
+    raster = tmp_path / "ortho.mbtiles"
+    box = f"{glon - 0.01},{glat - 0.01},{glon + 0.01},{glat + 0.01}"
+    write_mbtiles(raster, tiles, {"name": "o", "format": "png", "bounds": box})
+    done = import_layer(tmp_path / "moved", raster, name="ortho", crs="gcj02")
+    assert done.layer.role == "raster" and done.layer.crs == "gcj02"
+    (tx, ty), *_ = tiles_covering((lon, lat, lon, lat), z)
+    out = open_tiles(tmp_path / "moved" / "basemap" / "ortho.mbtiles").get(z, tx, ty)
+    assert out is not None
+    rgba = np.asarray(Image.open(io.BytesIO(out)).convert("RGB")).astype(int)
+    red = np.argwhere((rgba[..., 0] > 200) & (rgba[..., 1] < 80))
+    n = 1 << z
+    want = (
+        ((1 - np.arcsinh(np.tan(np.radians(lat))) / np.pi) / 2 * n - ty) * 256,
+        ((lon + 180) / 360 * n - tx) * 256,
+    )
+    assert len(red) and np.abs(red.mean(axis=0) - np.array(want)).max() < 2.5  # where WGS-84 puts it (±2 px)
