@@ -4,6 +4,7 @@ python app.py run [--host 127.0.0.1] [--port 8050] [--data-dir ./var]
 python app.py init [--district ADCODE] [--streets FILE] [--communities FILE] [--grids FILE] [--crs CRS]
 python app.py import streets|communities|grids|levels|roster FILE [--crs CRS]
 python app.py import addresses FILE [--crs CRS] [--columns address=…,lon=…,lat=…]
+python app.py import components FILE [--crs CRS] [--columns id=…,lon=…,lat=…] [--retire-missing]
 python app.py simulate [--days 30] [--start YYYY-MM-DD] [--seed 1]
 python app.py user add ID --role ROLE [--name N] [--department CODE] [--area CODE] [--password-stdin]
 python app.py user list | user password ID [--password-stdin]
@@ -103,6 +104,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         return _import_basemap(args)
     if args.kind == "addresses":
         return _import_addresses(args)
+    if args.kind == "components":
+        return _import_components(args)
     if args.kind == "roster":
         from store.roster import import_roster
 
@@ -169,6 +172,36 @@ def _import_addresses(args: argparse.Namespace) -> int:
     for line in summary.lines():
         print(line, flush=True)
     print("running servers geocode with it within seconds (no restart)", flush=True)
+    return 0
+
+
+def _import_components(args: argparse.Namespace) -> int:
+    """``import components FILE``: a 部件 inventory (GeoJSON, Shapefile or CSV) into the store (issue 18)."""
+    from domain.catalogue import load_catalogue
+    from domain.errors import GeoInputError
+    from store.build import stored_district
+    from store.components import column_names, import_components
+    from store.db import session_factory
+    from store.geography import load_index
+
+    engine = _accounts_engine(args)  # migrated to the latest schema
+    adcode = stored_district(engine)
+    if adcode is None:
+        print("import components: no district is built; run: python app.py init", file=sys.stderr)
+        return 2
+    with session_factory(engine)() as s:
+        index = load_index(s, adcode)
+    try:
+        summary = import_components(
+            engine, Path(args.file), index, load_catalogue(settings_from(args).edition), adcode,
+            crs=args.crs, columns=column_names(args.columns), retire_missing=args.retire_missing,
+        )  # fmt: skip
+    except GeoInputError as exc:
+        print(f"import components: {exc}", file=sys.stderr, flush=True)
+        return 2
+    for line in summary.lines():
+        print(line, flush=True)
+    print("running servers pick the objects up within seconds (no restart)", flush=True)
     return 0
 
 
@@ -611,7 +644,8 @@ def parser() -> argparse.ArgumentParser:
         "import", parents=[common], help="import boundaries or grid levels into the district"
     )
     imp.add_argument(
-        "kind", choices=["streets", "communities", "grids", "levels", "roster", "basemap", "addresses"]
+        "kind",
+        choices=["streets", "communities", "grids", "levels", "roster", "basemap", "addresses", "components"],
     )
     imp.add_argument(
         "file",
@@ -628,7 +662,14 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--columns",
         help="addresses: the file's column names when not address,lon,lat,number,community (or 地址,经度,"
-        "纬度,门牌号,社区), e.g. --columns address=标准地址,lon=X,lat=Y",
+        "纬度,门牌号,社区), e.g. --columns address=标准地址,lon=X,lat=Y; components: id,class,name,state,"
+        "unit_main,unit_owner,unit_care,source,surveyed_on,changed_on,lon,lat (default: ObjID, ObjName, "
+        "ObjState, DeptCode1..3, DataSource, ORDate, CHDate, PointX, PointY)",
+    )
+    imp.add_argument(
+        "--retire-missing",
+        action="store_true",
+        help="components: the file is the whole inventory; objects not in it are retired (废弃)",
     )
     imp.add_argument(
         "--area-size", type=int, default=18, help="unit grids per responsibility area (default 18)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Date, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.db import Base, BigId, JSONType, utcnow
@@ -157,6 +157,8 @@ class Case(Base):
     # reported without a point (only an address or a grid code): 待受理 flagged "needs location"
     needs_location: Mapped[bool] = mapped_column(Boolean, default=False)
     address: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # the 部件 the report names (issue 18; migration 0012): the component page lists its cases
+    component_id: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
 
 
 class CaseEventRow(Base):
@@ -372,3 +374,41 @@ class AddressImport(Base):
     added: Mapped[int] = mapped_column(Integer, default=0)
     updated: Mapped[int] = mapped_column(Integer, default=0)
     rejected: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Component(Base):
+    """A 部件 object of the inventory (issue 18): 16-digit identifier, class, point, grid, state, owners."""
+
+    __tablename__ = "components"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # adcode + class + serial
+    class_code: Mapped[str] = mapped_column(String(4), index=True)
+    name: Mapped[str] = mapped_column(String(64), default="")
+    geometry: Mapped[str] = mapped_column(Text)  # GeoJSON text, WGS-84 (a point, or a line/polygon)
+    lon: Mapped[float] = mapped_column(Float)  # representative point, WGS-84
+    lat: Mapped[float] = mapped_column(Float)
+    grid_code: Mapped[str | None] = mapped_column(String(15), nullable=True, index=True)
+    state: Mapped[str] = mapped_column(String(8))  # domain.component.ComponentState value
+    unit_main: Mapped[str | None] = mapped_column(String(16), nullable=True)  # 主管 (DeptCode1)
+    unit_owner: Mapped[str | None] = mapped_column(String(16), nullable=True)  # 权属 (DeptCode2)
+    unit_care: Mapped[str | None] = mapped_column(String(16), nullable=True)  # 养护 (DeptCode3)
+    source: Mapped[str] = mapped_column(String(8))  # 实测 | 更新
+    surveyed_on: Mapped[date | None] = mapped_column(Date, nullable=True)  # ORDate
+    changed_on: Mapped[date | None] = mapped_column(Date, nullable=True)  # CHDate
+    updated_at: Mapped[datetime] = mapped_column()
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ComponentHistory(Base):
+    """One change of a component: who, when, what changed (field: [before, after]) and why."""
+
+    __tablename__ = "component_history"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    component_id: Mapped[str] = mapped_column(String(16), index=True)
+    at: Mapped[datetime] = mapped_column()
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))  # add | change | retire
+    changes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    reason: Mapped[str] = mapped_column(String(200), default="")
