@@ -234,9 +234,9 @@ def test_files_that_are_not_a_basemap_get_a_named_refusal(tmp_path: Path) -> Non
     junk.write_bytes(b"\0" * 200)
     with pytest.raises(GeoInputError, match="not a PMTiles v3 file"):
         import_layer(tmp_path, junk)
-    with pytest.raises(GeoInputError, match="^junk.pmtiles: not a PMTiles v3 file"):
+    with pytest.raises(GeoInputError, match=r"^junk\.pmtiles: not a PMTiles v3 file"):
         import_layer(tmp_path, junk, crs="gcj02")  # to be moved onto WGS-84, but not tiles at all
-    with pytest.raises(GeoInputError, match="junk.pmtiles: .*mercator"):
+    with pytest.raises(GeoInputError, match=r"junk\.pmtiles: .*mercator"):
         import_layer(tmp_path, junk, crs="mercator")
     (tmp_path / "x.txt").write_text("x")
     with pytest.raises(GeoInputError, match=r"give \.mbtiles"):
