@@ -322,6 +322,22 @@ def handset_blueprint(
             {"person": who.person_id, "name": row.name if row else "", "adcode": adcode(), "tz": zone()}
         )
 
+    @bp.get("/m/api/reverse")
+    def near() -> Response:
+        """The nearest 门牌 of the gazetteer to a point (within 100 m), for the line under the map."""
+        who = principal()
+        if isinstance(who, Response):
+            return who
+        from feeds.geocoding import GeocodeRefusal, reverse
+        from store.addresses import AddressBook
+
+        try:
+            args = request.args
+            body = reverse(AddressBook.shared(engine), None, args.get("lon"), args.get("lat"), 100)
+        except GeocodeRefusal as exc:
+            return refusal(exc.reason.value, str(exc), exc.status)
+        return _json({"address": body["address"], "distance_m": body["distance_m"]})
+
     @bp.get("/m/api/catalogue")
     def classes() -> Response:
         who = principal()

@@ -767,3 +767,33 @@ def test_a_check_task_sent_from_the_desk_is_answered_on_the_phone(
     )
     done = db_rows(server, "SELECT result, acked_at FROM tasks WHERE case_id = ? AND kind = 'check'", case_id)
     assert done[0][0] == 1 and done[0][1] is not None
+
+
+def test_the_phone_names_the_nearest_house_number(
+    server: Server, new_supervisor: Callable[[], Supervisor], tmp_path: Path
+) -> None:
+    """Reverse geocoding on the handset (issue 17): a 门牌 imported by the centre is named under the
+    map; only a paired phone may ask, and a point that is not one is refused by name."""
+    sup = new_supervisor()
+    house = f"手机测试胡同{uuid.uuid4().int % 900 + 100}号"
+    csv_file = tmp_path / "doors.csv"
+    csv_file.write_text(f"address,lon,lat\n{house},{sup.lon + 0.00003:.7f},{sup.lat:.7f}\n", encoding="utf-8")
+    subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), "import", "addresses", str(csv_file), "--crs", "wgs84"],
+        cwd=server.cwd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=True,
+    )  # fmt: skip
+    url = f"{server.base}/m/api/reverse?lon={sup.lon:.7f}&lat={sup.lat:.7f}"
+    assert requests.get(url, timeout=30).status_code == 401
+    token = requests.post(
+        f"{server.base}/m/api/pair", json={"person": sup.person, "password": PASSWORD}, timeout=120
+    ).json()["token"]
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def named() -> dict[str, Any] | None:  # the server reloads its gazetteer within seconds of an import
+        body = requests.get(url, headers=auth, timeout=30).json()
+        return body if body["address"] and body["address"]["address"] == house else None
+
+    body = wait_until(named, "the imported 门牌 named by the reverse lookup")
+    assert body["distance_m"] < 10
+    bad = requests.get(f"{server.base}/m/api/reverse?lon=x&lat=1", headers=auth, timeout=30)
+    assert bad.status_code == 400 and bad.json()["reason"] == "wrong_type"

@@ -511,6 +511,19 @@
     const st = S.names.streets[f.street] || f.street, cm = S.names.communities[f.community] || '';
     return `${st} · ${cm} · ${f.code}`;
   }
+  // the nearest 门牌 of the centre's gazetteer (issue 17), asked at most once the map rests 0.6 s
+  let nearTimer = null, nearAt = null;
+  function nearAddress(lon, lat, el) {
+    clearTimeout(nearTimer);
+    nearTimer = setTimeout(async () => {
+      if (!el.isConnected || lon === null) return;
+      try {
+        const r = await api(`/m/api/reverse?lon=${lon.toFixed(7)}&lat=${lat.toFixed(7)}`);
+        nearAt = r.address ? r.address.address : null;
+        el.textContent = r.address ? `${t('m.near')} ${r.address.address} · ${Math.round(r.distance_m)} m` : '';
+      } catch (err) { el.textContent = ''; }
+    }, 600);
+  }
   async function loadCity() {
     try {
       const [cat, names] = await Promise.all([api('/m/api/catalogue'), api('/m/api/district')]);
@@ -649,9 +662,10 @@
   function home(main) {
     const where = h('p', { class: 'where', id: 'where' });
     main.append(h('h1', {}, S.name || S.person || ''), h('p', { class: 'muted' }, S.person || ''));
-    map.mount(main, { follow: true, onMove: (lon, lat) => { where.textContent = whereText(lon, lat); } });
-    main.append(where, h('p', { id: 'gps', class: 'muted' }), h('p', { class: 'muted', text: t('m.gps.wgs84') }));
-    if (S.pos) where.textContent = whereText(S.pos.lon, S.pos.lat);
+    const near = h('p', { class: 'muted', id: 'near' });
+    map.mount(main, { follow: true, onMove: (lon, lat) => { where.textContent = whereText(lon, lat); nearAddress(lon, lat, near); } });
+    main.append(where, near, h('p', { id: 'gps', class: 'muted' }), h('p', { class: 'muted', text: t('m.gps.wgs84') }));
+    if (S.pos) { where.textContent = whereText(S.pos.lon, S.pos.lat); nearAddress(S.pos.lon, S.pos.lat, near); }
   }
 
   // the report form keeps its draft while the user moves between screens
@@ -701,12 +715,14 @@
     // place
     main.append(h('label', { text: t('m.place') }));
     const where = h('p', { class: 'where', id: 'where' });
+    const near = h('p', { class: 'muted', id: 'near' });
     map.mount(main, { pin: true, follow: draft.lon === null, lon: draft.lon, lat: draft.lat, onMove: (lon, lat) => {
       if (!map.follow) { draft.lon = lon; draft.lat = lat; }
       where.textContent = whereText(lon, lat);
+      nearAddress(lon, lat, near);
     } });
-    main.append(where, h('p', { id: 'gps', class: 'muted' }));
-    if (map.lon !== null) where.textContent = whereText(map.lon, map.lat);
+    main.append(where, near, h('p', { id: 'gps', class: 'muted' }));
+    if (map.lon !== null) { where.textContent = whereText(map.lon, map.lat); nearAddress(map.lon, map.lat, near); }
     // words, photos, voice
     main.append(h('label', { for: 'description', text: t('m.description') }),
       h('textarea', { id: 'description', maxlength: '1000', oninput: (e) => { draft.description = e.target.value; } }, draft.description));
@@ -746,6 +762,7 @@
       crs: 'wgs84', at: new Date().toISOString(), source: 'supervisor' };
     if (draft.condition) payload.condition_code = draft.condition;
     if (draft.description.trim()) payload.description = draft.description.trim().slice(0, 1000);
+    if (nearAt) payload.address = `${t('m.near')} ${nearAt}`.slice(0, 200);  // shown on the case page
     if (draft.selfHandled && !(draft.media.near && draft.media.after)) { btn.disabled = false; btn.textContent = t('m.send'); toast(t('m.self.photos'), 'err'); return; }
     if (draft.selfHandled) payload.self_handled = true;
     const media = ['near', 'far', 'reference', 'after', 'voice'].filter((k) => draft.media[k] && (k !== 'after' || draft.selfHandled))
