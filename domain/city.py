@@ -4,6 +4,10 @@
 returns every polygon with its code. Codes follow Beijing DB11/T 2157-2023: 6-digit district +
 3-digit street + 3-digit community + 3-digit grid serial. Generated streets and communities take codes
 in the reserved 9xx range and are named ``片区NN（生成）`` / ``Zone NN (generated)``.
+
+Unit grids are the cells of a 100 m lattice clipped to their community, or, given a roads layer, the
+road blocks of their community split or merged to about 10,000 m² (``domain.roadgrid``); generated
+streets and communities then follow the road blocks too.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from domain.district import DistrictOutline
 from domain.errors import GeoInputError
 from domain.geo import LocalProjection, iou, map_coords, polygonal, polygons_of
 from domain.partition import order_north_west, partition
+from domain.roadgrid import PRECISION_M as ROAD_PRECISION_M
+from domain.roadgrid import Road, RoadNetwork, road_grids, snap_zones
 
 CELL_M = 100.0
 SLIVER_M2 = 1_000.0
@@ -132,6 +138,14 @@ class AreaPlan:
     grid_codes: list[str]
 
 
+class GridLayout(StrEnum):
+    """How the unit grids of a plan were drawn."""
+
+    LATTICE = "lattice"  # 100 m lattice cells clipped to communities
+    ROADS = "roads"  # road blocks split or merged to about 10,000 m²
+    SURVEYED = "surveyed"  # imported with their own codes
+
+
 @dataclass
 class CityPlan:
     """Everything ``init`` writes for one district."""
@@ -146,6 +160,49 @@ class CityPlan:
     communities: list[CommunityPlan] = field(default_factory=list)
     grids: list[GridPlan] = field(default_factory=list)
     areas: list[AreaPlan] = field(default_factory=list)
+    layout: GridLayout = GridLayout.LATTICE
+
+
+@dataclass(frozen=True)
+class AreaFigures:
+    """The distribution of unit-grid areas (m²) reported by ``init``."""
+
+    count: int
+    min: float
+    p10: float
+    median: float
+    p90: float
+    max: float
+    under_5000: int
+    under_1000: int
+
+    def line(self) -> str:
+        """One line for the ``init`` summary."""
+        if not self.count:
+            return "no unit grids"
+        return (
+            f"{self.count:,} grids, area m² min {self.min:,.0f} · p10 {self.p10:,.0f} · "
+            f"median {self.median:,.0f} · p90 {self.p90:,.0f} · max {self.max:,.0f}; "
+            f"{self.under_5000:,} under 5,000 m², {self.under_1000:,} under 1,000 m²"
+        )
+
+
+def area_figures(areas_m2: Sequence[float]) -> AreaFigures:
+    """Count, min, p10, median, p90, max and the grids under 5,000 and 1,000 m² of some grid areas."""
+    a = np.asarray(areas_m2, dtype=float)
+    if len(a) == 0:
+        return AreaFigures(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0)
+    p10, med, p90 = (float(v) for v in np.percentile(a, [10, 50, 90]))
+    return AreaFigures(
+        count=len(a),
+        min=float(a.min()),
+        p10=p10,
+        median=med,
+        p90=p90,
+        max=float(a.max()),
+        under_5000=int((a < 5_000.0).sum()),
+        under_1000=int((a < 1_000.0).sum()),
+    )
 
 
 @dataclass
@@ -224,15 +281,29 @@ def _disjoint(geoms: list[BaseGeometry]) -> list[BaseGeometry]:
 
 class _Builder:
     def __init__(
-        self, district: DistrictOutline, lattice: Lattice | None, cell: float, progress: Progress
+        self,
+        district: DistrictOutline,
+        lattice: Lattice | None,
+        cell: float,
+        progress: Progress,
+        roads: Sequence[Road] | None = None,
+        zones_on_roads: bool = False,
     ) -> None:
         self.district = district
+        self.zones_on_roads = zones_on_roads
         self.lattice = lattice or Lattice.for_outline(district.geometry, cell)
         self.proj = self.lattice.projection
         self.progress = progress
+        self.network = RoadNetwork.from_roads(roads, self.proj, self.m(district.geometry)) if roads else None
 
     def m(self, geom: BaseGeometry) -> BaseGeometry:
         return self.proj.to_metric(geom)
+
+    def mi(self, geom: BaseGeometry) -> BaseGeometry:
+        """An imported or stored polygon in metres; along roads on the blocks' 1 mm grid, so that zones
+        read back from the store (a WGS-84 round trip from what was written) are what was built."""
+        metric = self.proj.to_metric(geom)
+        return shapely.set_precision(metric, ROAD_PRECISION_M) if self.network is not None else metric
 
     def w(self, geom: BaseGeometry) -> BaseGeometry:
         return self.proj.to_wgs84(geom)
@@ -250,7 +321,7 @@ class _Builder:
                 code = f"{adcode}{GENERATED_BASE + k:03d}"
                 out.append((StreetPlan(code, name, name_en, parts[idx], True), parts[idx]))
             return out
-        metric = [polygonal(self.m(p.geometry)) for p in imported]
+        metric = [polygonal(self.mi(p.geometry)) for p in imported]
         codes = [_street_code3(adcode, p.code, p.label) for p in imported]
         order = sorted(range(len(imported)), key=lambda i: (codes[i] is None, codes[i] or "", i))
         geoms = _disjoint([metric[i] for i in order])
@@ -306,7 +377,7 @@ class _Builder:
         streets: list[tuple[StreetPlan, BaseGeometry]],
         imported: list[ImportedPolygon],
     ) -> list[tuple[CommunityPlan, BaseGeometry]]:
-        metric = [polygonal(self.m(p.geometry)) for p in imported]
+        metric = [polygonal(self.mi(p.geometry)) for p in imported]
         by_street: dict[str, list[tuple[int, BaseGeometry]]] = {s.code: [] for s, _ in streets}
         street_geom = {s.code: g for s, g in streets}
         for i, (p, g) in enumerate(zip(imported, metric, strict=True)):
@@ -358,7 +429,59 @@ class _Builder:
                 out.append((CommunityPlan(code, street.code, name, name_en, piece, True), piece))
         return out
 
+    def follow_roads(
+        self,
+        streets: list[tuple[StreetPlan, BaseGeometry]],
+        communities: list[tuple[CommunityPlan, BaseGeometry]],
+    ) -> tuple[list[tuple[StreetPlan, BaseGeometry]], list[tuple[CommunityPlan, BaseGeometry]]]:
+        """Generated communities (and streets, their unions) moved onto the road blocks; imported
+        ones stay as they are. Codes, names and order do not change."""
+        assert self.network is not None
+        # on the 1 mm grid the blocks are noded on (zones read back from the store are already)
+        streets = [(s, polygonal(shapely.set_precision(g, ROAD_PRECISION_M))) for s, g in streets]
+        communities = [(c, polygonal(shapely.set_precision(g, ROAD_PRECISION_M))) for c, g in communities]
+        if self.zones_on_roads:  # moved onto these roads by the last build: as they are
+            return streets, communities
+        if all(s.generated for s, _ in streets) and all(c.generated for c, _ in communities):
+            region = polygonal(shapely.union_all([g for _, g in streets]))
+            snapped = snap_zones([g for _, g in communities], region, self.network)
+            if snapped is None:
+                return streets, communities
+            comms = [(c, g) for (c, _), g in zip(communities, snapped, strict=True)]
+            members: dict[str, list[BaseGeometry]] = {}
+            for c, g in comms:
+                members.setdefault(c.street_code, []).append(g)
+            out = []
+            for s, g in streets:
+                if s.code in members:
+                    g = polygonal(shapely.union_all(members[s.code]))
+                out.append((s, g))
+            return out, comms
+        comms = list(communities)
+        for s, sgeom in streets:
+            idx = [i for i, (c, _) in enumerate(comms) if c.street_code == s.code]
+            if len(idx) < 2 or not all(comms[i][0].generated for i in idx):
+                continue
+            snapped = snap_zones([comms[i][1] for i in idx], sgeom, self.network)
+            if snapped is not None:
+                for i, g in zip(idx, snapped, strict=True):
+                    comms[i] = (comms[i][0], g)
+        return streets, comms
+
     # -- unit grids -----------------------------------------------------------------------------
+    def road_cut(self, community: CommunityPlan, geom: BaseGeometry) -> list[tuple[int, int, BaseGeometry]]:
+        """Cut one community (metric) into grids along the roads, ordered by the serial rule
+        (lattice row of an inner point north→south, column west→east, then the point itself)."""
+        assert self.network is not None
+        polys = road_grids(geom, self.network, seed=int(community.code))
+        lat = self.lattice
+        pts = shapely.point_on_surface(np.asarray(polys, dtype=object))
+        xs, ys = shapely.get_x(pts), shapely.get_y(pts)
+        rows = np.floor((lat.y0 - ys) / lat.cell).astype(int)
+        cols = np.floor((xs - lat.x0) / lat.cell).astype(int)
+        order = sorted(range(len(polys)), key=lambda i: (rows[i], cols[i], -ys[i], xs[i], i))
+        return [(int(rows[i]), int(cols[i]), polys[i]) for i in order]
+
     def cut(self, community: CommunityPlan, geom: BaseGeometry) -> list[tuple[int, int, BaseGeometry]]:
         """Cut one community (metric) into lattice pieces; slivers merged; ordered by serial rule."""
         lat = self.lattice
@@ -389,7 +512,7 @@ class _Builder:
         for ci, (community, geom) in enumerate(communities):
             if ci % 10 == 0:
                 self.progress("grids", ci, len(communities))
-            pieces = self.cut(community, geom)
+            pieces = self.road_cut(community, geom) if self.network else self.cut(community, geom)
             if len(pieces) > MAX_SERIAL:
                 raise GeoInputError(
                     f"community {community.code} ({community.name}) needs {len(pieces)} unit grids; "
@@ -524,16 +647,23 @@ def plan_city(
     cell: float = CELL_M,
     area_size: int = AREA_SIZE,
     progress: Progress = _no_progress,
+    roads: Sequence[Road] | None = None,
+    zones_on_roads: bool = False,
 ) -> CityPlan:
     """Build the whole geography of one district (pure; deterministic for the same input).
 
-    Pass the ``lattice`` a district was first built on so a rebuild cuts the same cells.
+    Pass the ``lattice`` a district was first built on so a rebuild cuts the same cells. With
+    ``roads`` (WGS-84) the unit grids follow the roads and generated zones follow the road blocks,
+    unless ``zones_on_roads`` says the given zones were moved onto these same roads by the last build
+    (a re-run then cuts exactly the grids it cut before).
     """
-    b = _Builder(district, lattice, cell, progress)
+    b = _Builder(district, lattice, cell, progress, roads, zones_on_roads)
     progress("streets", 0, 1)
     street_rows = b.streets(streets)
     progress("streets", 1, 1)
     community_rows = b.communities(street_rows, communities)
+    if b.network is not None:
+        street_rows, community_rows = b.follow_roads(street_rows, community_rows)
     grid_rows = b.grids(community_rows)
     progress("areas", 0, 1)
     areas = _responsibility_areas(grid_rows, area_size)
@@ -553,6 +683,7 @@ def plan_city(
         communities=[c for c, _ in community_rows],
         grids=[g for g, _ in grid_rows],
         areas=areas,
+        layout=GridLayout.ROADS if b.network is not None else GridLayout.LATTICE,
     )
 
 
@@ -762,4 +893,5 @@ def plan_from_grids(
         communities=communities,
         grids=[gp for gp, _ in grid_rows],
         areas=areas,
+        layout=GridLayout.SURVEYED,
     )

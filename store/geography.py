@@ -13,7 +13,16 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from domain.city import CityPlan, ExistingGrid, GridLevel, Lattice, reconcile_codes
+from domain.city import (
+    AreaFigures,
+    CityPlan,
+    ExistingGrid,
+    GridLayout,
+    GridLevel,
+    Lattice,
+    area_figures,
+    reconcile_codes,
+)
 from domain.geo import LocalProjection
 from domain.index import PointGridIndex
 from store.models import Community, District, Grid, ResponsibilityArea, Street
@@ -36,6 +45,8 @@ class SaveSummary:
     grids_kept: int
     grids_retired: int
     areas: int
+    layout: GridLayout = GridLayout.LATTICE  # how the unit grids were drawn
+    grid_areas: AreaFigures | None = None  # their area distribution (m²)
 
 
 def geo_columns(
@@ -214,6 +225,8 @@ def save_plan(
         grids_kept=kept,
         grids_retired=len(retired),
         areas=len(plan.areas),
+        layout=plan.layout,
+        grid_areas=area_figures([g.area_m2 for g in plan.grids]),
     )
 
 
