@@ -2,6 +2,7 @@
 
 python app.py run [--host 127.0.0.1] [--port 8050] [--data-dir ./var]
 python app.py init [--district ADCODE] [--streets FILE] [--communities FILE] [--grids FILE] [--crs CRS]
+                   [--roads FILE [--roads-crs CRS] | --no-roads]
 python app.py import streets|communities|grids|levels|roster FILE [--crs CRS]
 python app.py import addresses FILE [--crs CRS] [--columns address=…,lon=…,lat=…]
 python app.py import components FILE [--crs CRS] [--columns id=…,lon=…,lat=…] [--retire-missing]
@@ -86,6 +87,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         crs=args.crs,
         area_size=args.area_size,
         regenerate=getattr(args, "regenerate", False),
+        roads=Path(args.roads) if getattr(args, "roads", None) else None,
+        roads_crs=getattr(args, "roads_crs", None),
+        no_roads=getattr(args, "no_roads", False),
+        data_dir=st.data_dir,
     )
     with progress_bar() as update:
         summary = build_city(engine, req, update)
@@ -95,6 +100,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         f"{summary.areas} responsibility areas -> {st.db_url}",
         flush=True,
     )
+    if summary.grid_areas is not None:  # issue 17: the area distribution of the grids, by layout
+        print(f"unit grids ({summary.layout.value}): {summary.grid_areas.line()}", flush=True)
     return 0
 
 
@@ -637,6 +644,17 @@ def parser() -> argparse.ArgumentParser:
         "--regenerate",
         action="store_true",
         help="generate streets and communities even where imported ones are stored",
+    )
+    init.add_argument(
+        "--roads",
+        help="road centre lines (GeoJSON or Shapefile): unit grids follow them, about 10,000 m² each; "
+        "remembered under <data-dir>/roads for plain re-runs",
+    )
+    init.add_argument(
+        "--roads-crs", help="CRS of --roads: wgs84, gcj02, bd09 or cgcs2000 (default: from the file)"
+    )
+    init.add_argument(
+        "--no-roads", action="store_true", help="forget the remembered roads: cut the 100 m lattice again"
     )
     init.set_defaults(func=cmd_init)
 
