@@ -85,3 +85,10 @@ DEV_RESULT = "gw-dev-result"  # the supervisor page: a pairing QR code or a revo
 LOCATE_BODY = "gw-locate-body"  # /desk/locate: the cases that need a location (待定位), with candidates
 LOCATE_REFRESH = "gw-locate-refresh"
 CASE_ADDRESS = "gw-case-address"  # the case page: the reported address and the nearest 门牌
+# the component page /component/<id> (issue 18) and the case page's line for the 部件 a case names
+COMPONENT_ID = "gw-component-id"
+COMPONENT_STATE = "gw-component-state"
+COMPONENT_HANDLER = "gw-component-handler"
+COMPONENT_CASES = "gw-component-cases"
+COMPONENT_HISTORY = "gw-component-history"
+CASE_COMPONENT = "gw-case-component"

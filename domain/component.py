@@ -19,6 +19,7 @@ from enum import StrEnum
 
 import numpy as np
 import shapely
+from numpy.typing import ArrayLike
 
 from domain.catalogue import CaseKind, Catalogue, CatalogueError, parse_component_instance_code
 
@@ -138,9 +139,7 @@ class ComponentIndex:
     """The nearest objects of a class around a point: one shapely STRtree per class over the objects'
     representative points (WGS-84); distances in metres on the local tangent plane."""
 
-    def __init__(
-        self, ids: Sequence[str], classes: Sequence[str], lon: Sequence[float], lat: Sequence[float]
-    ) -> None:
+    def __init__(self, ids: Sequence[str], classes: Sequence[str], lon: ArrayLike, lat: ArrayLike) -> None:
         ids_a = np.asarray(ids, dtype=object)
         cls_a = np.asarray(classes, dtype=object)
         x = np.asarray(lon, dtype=np.float64)

@@ -258,6 +258,8 @@ class CaseState:
     subcentre: str | None = None  # the 街道分中心 the centre dispatched it to (二级派遣), while it is theirs
     orders: tuple[UrgeOrder, ...] = ()  # 督办单, oldest first
     needs_location: bool = False  # reported without a point (an address or a grid only): LOCATE places it
+    component: str | None = None  # the 部件 object the report names (16-digit identifier, issue 18)
+    component_unit: str | None = None  # its unit that handles reports (domain.component.handling_unit)
 
     @property
     def counts_as_closure(self) -> bool:
@@ -487,6 +489,8 @@ def _report(cmd: Command, at: datetime, ctx: Context) -> Outcome:
             "timers": timers,
             "self_handled": self_handled,
             "needs_location": bool(d.get("needs_location")),
+            "component": str(d["component"]) if d.get("component") else None,
+            "component_unit": str(d["component_unit"]) if d.get("component_unit") else None,
         },
     )
     return _built(Accepted, {"state": state, "events": (_event(None, state, cmd, at),)})
@@ -595,6 +599,14 @@ def _void(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Con
     return {"status": Status.VOIDED, "closed_at": at}, {"filed": state.status is Status.TO_DISPATCH}
 
 
+def default_department(state: CaseState, catalogue: Catalogue) -> str:
+    """Where a dispatch goes when the dispatcher names no department: the handling unit of the 部件
+    object the report names (issue 18), else the class's default department."""
+    if state.component_unit and state.component_unit in catalogue.departments:
+        return state.component_unit
+    return catalogue.minor(state.kind, state.class_code).department
+
+
 def _dispatch(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
     """派遣 by the centre (to a department, or to a 街道分中心: then 待二级派遣 on the sub-centre's own
     clock); by the sub-centre holding the case, 二级派遣 to one of its units."""
@@ -602,7 +614,7 @@ def _dispatch(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx:
         return _sub_dispatch(state, timers, cmd, at, ctx)
     if r := _first(_role(cmd, ctx.policy.dispatch_roles), _need(state, Status.TO_DISPATCH)):
         return r
-    dept = str(cmd.data.get("department") or ctx.catalogue.minor(state.kind, state.class_code).department)
+    dept = str(cmd.data.get("department") or default_department(state, ctx.catalogue))
     if dept not in ctx.catalogue.departments:
         return _reject(Rule.UNKNOWN_DEPARTMENT, f"unknown department {dept!r}")
     due = cmd.data.get("deadline")  # an agreed deadline (e.g. a replayed 311 SLA) replaces 处置时限
@@ -1088,6 +1100,8 @@ def state_to_json(s: CaseState) -> dict[str, Any]:
         "archive": None if s.archive is None else s.archive.value,
         "self_handled": s.self_handled,
         "needs_location": s.needs_location,
+        "component": s.component,
+        "component_unit": s.component_unit,
         "subcentre": s.subcentre,
         "orders": [
             [o.no, o.by, o.target, _dt(o.issued_at), _dt(o.deadline), _dt(o.replied_at), o.reply, o.note]
@@ -1140,6 +1154,8 @@ def state_from_json(d: Mapping[str, Any]) -> CaseState:
             "archive": None if archive is None else ArchiveType(archive),
             "self_handled": bool(d.get("self_handled", False)),
             "needs_location": bool(d.get("needs_location", False)),
+            "component": d.get("component"),
+            "component_unit": d.get("component_unit"),
             "subcentre": d.get("subcentre"),
             "orders": tuple(order_from_json(o) for o in d.get("orders", ())),
         },

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from domain.lifecycle import DISPLAY_STAGE, state_from_json
-from feeds import geocoding
+from feeds import geocoding, inventory
 from feeds.checks import api_actor
 from feeds.http import (
     ALL_METHODS,
@@ -52,6 +52,7 @@ from feeds.open311 import create_open311_blueprint
 from feeds.openapi import openapi_document
 from feeds.schemas import MAX_BATCH, Reason
 from store.addresses import AddressBook
+from store.components import ComponentBook
 from store.models import Case, CaseEventRow
 
 # the default ``source`` of a report by the key's role (a body may say otherwise)
@@ -117,6 +118,7 @@ def _view(session: Session, row: Case, *, events: bool) -> dict[str, Any]:
         "emergency": state.emergency,
         "needs_location": bool(row.needs_location),
         "address": row.address,
+        "component": state.component,  # the 部件 object the report names (issue 18)
         "grid": row.grid_code,
         "street": row.street_code,
         "community": row.community_code,
@@ -290,6 +292,30 @@ def create_api_blueprint(engine: Engine, pipeline: Callable[[], Ingest | None]) 
             body = geocoding.reverse(
                 AddressBook.shared(engine), p.index, a.get("lon"), a.get("lat"), a.get("max_m"), a.get("crs")
             )
+        except geocoding.GeocodeRefusal as exc:
+            return json_response(exc.body(), exc.status)
+        return json_response(body)
+
+    @bp.get("/components/nearest")
+    def components_nearest() -> Response:
+        """The objects of a 部件 class nearest a point (to pick the one a report names), nearest first."""
+        p = running()
+        speaker(p, "query")
+        a = request.args
+        try:
+            body = inventory.nearest(ComponentBook.shared(engine), a.get("class"), a.get("lon"), a.get("lat"),
+                                     a.get("k", 5), a.get("max_m"), a.get("crs"))  # fmt: skip
+        except geocoding.GeocodeRefusal as exc:
+            return json_response(exc.body(), exc.status)
+        return json_response(body)
+
+    @bp.get("/components/<component_id>")
+    def component(component_id: str) -> Response:
+        """One object of the inventory: class, point, grid, state, units and who handles its reports."""
+        p = running()
+        speaker(p, "query")
+        try:
+            body = inventory.component(ComponentBook.shared(engine), component_id)
         except geocoding.GeocodeRefusal as exc:
             return json_response(exc.body(), exc.status)
         return json_response(body)

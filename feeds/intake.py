@@ -59,6 +59,7 @@ from feeds.schemas import (
 )
 from store import ingest as sql
 from store.addresses import AddressBook
+from store.components import ComponentBook
 from store.ingest import PersonRow
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,7 @@ class Intake:
         clock: Callable[[], datetime],
         media: MediaStore | None = None,
         addresses: AddressBook | None = None,
+        components: ComponentBook | None = None,
     ) -> None:
         self.index = index
         self.ctx = ctx
@@ -224,6 +226,7 @@ class Intake:
         self.clock = clock
         self.media = media  # None: media refs checked for form only
         self.addresses = addresses  # the gazetteer address-only reports are placed with (None: never)
+        self.components = components  # the 部件 inventory reports naming an object are checked against
 
     def prepare(self, kind: str, raw: Any, speaker: Speaker) -> list[Item]:
         """The items of one event, each passed or with its named reason."""
@@ -383,6 +386,17 @@ class Intake:
 
     def _report(self, item: Item, rep: ReportIn, actor: Actor, gateway: bool, sim: bool = False) -> Item:
         point = None if rep.lon is None or rep.lat is None else (rep.lon, rep.lat)
+        crs = rep.crs
+        named: dict[str, Any] = {}
+        if rep.component_id is not None:  # the 部件 object the report names (issue 18)
+            reason, msg, named = self._component(rep)
+            if reason is not None:
+                item.reason, item.message = reason, msg
+                return item
+            if point is None:  # reported by the object alone: at its point
+                point, crs = (named.pop("lon"), named.pop("lat")), "wgs84"
+            else:
+                named.pop("lon"), named.pop("lat")
         reason, msg = (None, "") if point is None else coordinates(*point)
         if reason is None:
             try:
@@ -400,13 +414,14 @@ class Intake:
             "source": rep.source,
             "description": rep.description,
             **({"origin": "simulation"} if sim else {}),
+            **named,
         }
         if point is not None:
-            lon, lat = to_wgs84(np.array([point[0]]), np.array([point[1]]), rep.crs)
+            lon, lat = to_wgs84(np.array([point[0]]), np.array([point[1]]), crs)
             hit = LOCATE.submit(self.index.locate, float(lon[0]), float(lat[0])).result()
             if hit is None:
                 item.reason = Reason.OUTSIDE_DISTRICT
-                item.message = f"{point[0]:.6f},{point[1]:.6f} ({rep.crs}) is outside the district's grids"
+                item.message = f"{point[0]:.6f},{point[1]:.6f} ({crs}) is outside the district's grids"
                 return item
             item.place = Place(hit.grid, hit.street, round(float(lon[0]), 7), round(float(lat[0]), 7))
             data.update(grid=hit.grid, lon=item.place.lon, lat=item.place.lat)
@@ -441,6 +456,24 @@ class Intake:
             item.cmd, item.reason = None, Reason.NOT_ALLOWED
             item.message = "only a gateway may number its own cases (case_id)"
         return item
+
+    def _component(self, rep: ReportIn) -> tuple[Reason | None, str, dict[str, Any]]:
+        """The object a report names: refused by name (unknown_component, component_class_mismatch), else
+        its identifier, the unit that handles it (the dispatcher's default) and its point."""
+        code = str(rep.component_id)
+        obj = self.components.get(code) if self.components is not None else None
+        if obj is None:
+            return Reason.UNKNOWN_COMPONENT, f"no component {code!r} in the inventory (or it is retired)", {}
+        if rep.kind != "component" or obj.class_code != rep.class_code:
+            return (
+                Reason.COMPONENT_CLASS_MISMATCH,
+                f"component {code} is of 部件 class {obj.class_code}, not {rep.kind} {rep.class_code}",
+                {},
+            )
+        assert self.components is not None
+        unit = self.components.handler(obj)
+        named = {"component": code, "lon": obj.lon, "lat": obj.lat}
+        return None, "", {**named, **({"component_unit": unit} if unit else {})}
 
     def _geocode(self, address: str, grid: str | None) -> tuple[Place, dict[str, Any]] | None:
         """Where an address-only report goes when the gazetteer places it (``domain.address``: name and

@@ -42,6 +42,10 @@ class ReportBody(BaseModel):
     crs: Crs = "wgs84"
     address: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     grid_code: Annotated[str, Field(pattern=r"^[0-9]{15}$")] | None = None
+    component_id: Annotated[str, Field(min_length=1, max_length=32)] | None = Field(
+        None, description="部件 reports: the object (16-digit identifier, a pick of /components/nearest); "
+        "the dispatcher's default department becomes its handling unit"
+    )  # fmt: skip
     description: Text = ""
     media: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=10)] = []
     source: Literal["supervisor", "public", "hotline", "leader", "video", "department"] | None = Field(
@@ -176,6 +180,33 @@ class ReverseOut(BaseModel):
     distance_m: float | None
 
 
+class ComponentOut(BaseModel):
+    """A 部件 object of the inventory, WGS-84; ``units`` by role (主管/权属/养护); ``handler``: the unit a
+    report naming it goes to by default."""
+
+    model_config = _DOC
+    id: str
+    class_code: str
+    name: str
+    lon: float
+    lat: float
+    grid: str | None
+    state: str
+    units: dict[str, str | None]
+    handler: str | None
+    distance_m: float | None = None
+
+
+class NearestOut(BaseModel):
+    """The objects of a class nearest a point (within ``max_m``), nearest first."""
+
+    model_config = _DOC
+    lon: float
+    lat: float
+    max_m: float
+    components: list[ComponentOut]
+
+
 class Service(BaseModel):
     """An Open311 service: one minor class."""
 
@@ -278,7 +309,7 @@ def _o311_errors(*codes: int) -> dict[str, Any]:
 _MODELS: tuple[type[BaseModel], ...] = (
     PositionsBody, ReportBody, CommandBody, AckOut, ErrorOut, CaseBrief, Rejected, Service,
     ServiceDefinition, ServiceRequest, RequestCreated, Open311Error, Open311Form, AddressOut, CandidateOut,
-    GeocodeOut, ReverseOut,
+    GeocodeOut, ReverseOut, ComponentOut, NearestOut,
 )  # fmt: skip
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
 
@@ -395,6 +426,38 @@ def openapi_document() -> dict[str, Any]:
                     "200": _json(_ref("ReverseOut"), "the nearest address (or null)"),
                     **_errors(400, 401, 422, 503),
                 },
+            }
+        },
+        f"{api}/components/nearest": {
+            "get": {
+                "summary": "The 部件 objects of a class nearest a point (to pick the one a report names)",
+                "security": SECURITY,
+                "parameters": [
+                    _query("class", "the 4-digit 部件 class code",
+                           {"type": "string", "pattern": "^[0-9]{4}$"}, required=True),
+                    _query("lon", "longitude (in crs)", {"type": "number"}, required=True),
+                    _query("lat", "latitude (in crs)", {"type": "number"}, required=True),
+                    _query("k", "how many (1-50)",
+                           {"type": "integer", "minimum": 1, "maximum": 50, "default": 5}),
+                    _query("max_m", "how far to look, metres (at most 2000)",
+                           {"type": "number", "exclusiveMinimum": 0, "maximum": 2000, "default": 500}),
+                    _query("crs", "the CRS of lon/lat",
+                           {"type": "string", "enum": ["wgs84", "gcj02", "bd09"], "default": "wgs84"}),
+                ],
+                "responses": {
+                    "200": _json(_ref("NearestOut"), "the nearest objects"),
+                    **_errors(400, 401, 422, 503),
+                },
+            }
+        },
+        f"{api}/components/{{component_id}}": {
+            "get": {
+                "summary": "One 部件 object: class, point, grid, state, units and who handles its reports",
+                "security": SECURITY,
+                "parameters": [
+                    {"name": "component_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {"200": _json(_ref("ComponentOut"), "the object"), **_errors(401, 404, 503)},
             }
         },
         f"{api}/openapi.json": {

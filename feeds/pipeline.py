@@ -69,6 +69,7 @@ from feeds.writer import GroupWriter
 from store import ingest as sql
 from store.addresses import AddressBook
 from store.cases import execute
+from store.components import ComponentBook
 
 log = logging.getLogger(__name__)
 Kind = Literal["position", "positions", "report", "task_ack", "task_result", "command"]
@@ -161,6 +162,7 @@ class Pipeline:
         self.intake = Intake(
             index, self.ctx, self.people, future_tolerance=cfg.future_tolerance, retention=cfg.retention,
             clock=self.clock, media=media, addresses=self.addresses,
+            components=ComponentBook.shared(engine),
         )  # fmt: skip
         self.writer: GroupWriter[list[Any]] = GroupWriter(
             self._group, self._finish, window_s=cfg.window_s, idle_s=cfg.idle_s, max_group=cfg.max_group,

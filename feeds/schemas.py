@@ -43,6 +43,8 @@ class Reason(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # feeds.media: content is not an accepted type
     UNKNOWN_MEDIA = "unknown_media"  # a media reference that is malformed or was never uploaded
     UNKNOWN_ADDRESS = "unknown_address"  # locate: an address_id that is not in the gazetteer
+    UNKNOWN_COMPONENT = "unknown_component"  # report: a component_id not in the inventory (or retired)
+    COMPONENT_CLASS_MISMATCH = "component_class_mismatch"  # report: the object is of another class
 
 
 _BASE = ConfigDict(extra="ignore", str_strip_whitespace=True, frozen=True)
@@ -125,6 +127,8 @@ class ReportIn(_Instant):
     crs: Crs = "wgs84"
     address: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     grid_code: Annotated[str, Field(pattern=r"^[0-9]{15}$")] | None = None
+    # a 部件 report may name the object (16-digit identifier, issue 18): checked against the inventory
+    component_id: Annotated[str, Field(min_length=1, max_length=32)] | None = None
     description: Text = ""
     media: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=10)] = []
     source: Literal["supervisor", "public", "hotline", "leader", "video", "department"] = "supervisor"
@@ -138,9 +142,9 @@ class ReportIn(_Instant):
             raise PydanticCustomError(
                 "missing", "missing field {field}", {"field": "lat" if self.lat is None else "lon"}
             )
-        if self.lon is None and self.address is None and self.grid_code is None:
+        if self.lon is None and self.address is None and self.grid_code is None and self.component_id is None:
             raise PydanticCustomError(
-                "missing", "a report needs a point (lon, lat), an address or a grid_code"
+                "missing", "a report needs a point (lon, lat), an address, a grid_code or a component_id"
             )
         if self.self_handled and not (self.media and self.handled_media):
             raise PydanticCustomError(

@@ -22,6 +22,7 @@ from dashboard.case_figures import location_figure, timeline_figure
 from dashboard.deskdata import segments
 from dashboard.i18n import t
 from dashboard.locating import nearest_address
+from domain.lifecycle import default_department
 from domain.timelimit import LimitUnit, TimeLimit
 from layouts.chrome import (
     TZ,
@@ -38,6 +39,7 @@ from layouts.chrome import (
     local,
     result_box,
 )
+from layouts.component import component_field
 from store.models import Department
 
 # data fields of an event worth showing in the timeline, in this order
@@ -138,7 +140,7 @@ def _departments(ctx: PageContext, c: Mapping[str, Any]) -> list[tuple[str, str]
         units = [cat.departments[u] for u in cat.units_of(str(c["department"]))]
         return [(d.code, f"{d.name} ({d.code})") for d in units]
     try:
-        own = cat.minor(c["kind"], c["class_code"]).department
+        own = default_department(c["state"], cat)  # the named 部件's unit, else the class's (issue 18)
     except Exception:
         own = None
     depts = sorted(
@@ -432,6 +434,7 @@ def case_body(ctx: PageContext, c: Mapping[str, Any]) -> list[Any]:
                 ],
             ),
             address_field(ctx, c),
+            *([component_field(ctx, c["state"].component)] if getattr(c["state"], "component", None) else []),
             _field(t("case.department", lang), department_name(ctx, c["department"])),
             _field(t("case.reporter", lang), c["reporter"]),
             _field(

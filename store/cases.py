@@ -62,7 +62,8 @@ _CASE_COLUMNS = ("kind", "class_code", "condition_code", "source", "status", "st
                  "department_code", "reporter", "reported_at", "updated_at", "closed_at", "deadline",
                  "archive", "reworks", "returns", "urges", "state")  # fmt: skip
 _NEW_CASE_COLUMNS = ("id", "grid_code", "community_code", "street_code", "lon", "lat", "description",
-                     "version", "origin", "needs_location", "address", *_CASE_COLUMNS)  # fmt: skip
+                     "version", "origin", "needs_location", "address", "component_id",
+                     *_CASE_COLUMNS)  # fmt: skip
 _EVENT_COLUMNS = ("case_id", "seq", "action", "actor", "role", "from_status", "to_status", "at", "opinion",
                   "data", "key", "fingerprint")  # fmt: skip
 # the place columns a LOCATE sets on a case reported without a point
@@ -430,6 +431,7 @@ def _write(
             origin=str(cmd.data.get("origin") or "live")[:16],  # simulation: 模拟数据 (feeds.pipeline)
             needs_location=bool(cmd.data.get("needs_location")),  # no point (feeds.pipeline)
             address=str(cmd.data["address"])[:200] if cmd.data.get("address") else None,
+            component_id=str(cmd.data["component"])[:16] if cmd.data.get("component") else None,
         )
         _with_defaults(case, _CASE_DEFAULTS)
         seq = 0

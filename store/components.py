@@ -576,7 +576,15 @@ def component_view(conn: Connection, code: str, *, cases: int = 50) -> dict[str,
     )
     found = (
         conn.execute(
-            select(Case.id, Case.status, Case.class_code, Case.department_code, Case.reported_at, Case.open)
+            select(
+                Case.id,
+                Case.status,
+                Case.stage,
+                Case.class_code,
+                Case.department_code,
+                Case.reported_at,
+                Case.open,
+            )
             .where(Case.component_id == code)
             .order_by(Case.reported_at.desc())
             .limit(cases)

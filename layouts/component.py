@@ -1,0 +1,165 @@
+"""The component page ``/component/<id>`` (issue 18): one 部件 object of the inventory — its class,
+state, point and grid, its three responsible units (主管/权属/养护) and which of them handles reports,
+its free attributes, every change of its history, and the cases that named it.
+
+Read only (Dash pages only read); the object is changed by ``app.py import components``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from dash import dcc, html
+
+from dashboard import ids
+from dashboard.i18n import t
+from domain.component import Role, handling_unit
+from layouts.chrome import PageContext, Route, class_label, header, local
+from store.components import ComponentBook, component_view
+
+
+def _field(label: str, value: Any, **kw: Any) -> html.Div:
+    kw.setdefault("className", "gw-f-value")
+    return html.Div([html.Div(label, className="gw-f-label"), html.Div(value, **kw)], className="gw-field")
+
+
+def _unit(names: dict[str, str], code: str | None) -> str:
+    if not code:
+        return "—"
+    return f"{names[code]} ({code})" if code in names else code
+
+
+def _changes(changes: dict[str, Any]) -> str:
+    return "; ".join(f"{k}: {json.dumps(v[0], ensure_ascii=False)} → {json.dumps(v[1], ensure_ascii=False)}"
+                     for k, v in changes.items())  # fmt: skip
+
+
+def page(ctx: PageContext, code: str) -> html.Div:
+    """``/component/<id>``."""
+    lang = ctx.lang
+    with ctx.data.engine.connect() as conn:
+        view = component_view(conn, code)
+    if view is None:
+        raise KeyError(code)  # the router answers "not found"
+    c, names = view["component"], view["departments"]
+    units = {Role.MAIN: c["unit_main"], Role.OWNER: c["unit_owner"], Role.CARE: c["unit_care"]}
+    handler = handling_unit(units, ComponentBook.shared(ctx.data.engine).order)
+    grid = c["grid_code"]
+    facts = html.Div(
+        [
+            _field(t("component.id", lang), c["id"], id=ids.COMPONENT_ID),
+            _field(t("case.class", lang), class_label(ctx, "component", c["class_code"])),
+            _field(t("component.name", lang), c["name"] or "—"),
+            _field(
+                t("component.state", lang), t(f"component.state.{c['state']}", lang), id=ids.COMPONENT_STATE
+            ),
+            _field(
+                t("case.location", lang),
+                [
+                    dcc.Link(grid, href=ctx.href(f"/grid/{grid}")) if grid else "—",
+                    html.Span(
+                        f" {c['lon']:.6f}, {c['lat']:.6f} ({view['geometry']['type']})", className="gw-dim"
+                    ),
+                ],
+            ),
+            *(
+                _field(t(f"component.role.{r.name.lower()}", lang), _unit(names, units[r]))
+                for r in (Role.MAIN, Role.OWNER, Role.CARE)
+            ),
+            _field(t("component.handler", lang), _unit(names, handler), id=ids.COMPONENT_HANDLER),
+            _field(t("component.source", lang), c["source"]),
+            _field(t("component.surveyed", lang), str(c["surveyed_on"] or "—")),
+            _field(t("component.updated", lang), local(c["updated_at"])),
+            *(_field(str(k), str(v)) for k, v in sorted((c["attributes"] or {}).items())),
+        ],
+        className="gw-facts",
+    )
+    case_rows = [
+        html.Tr(
+            [
+                html.Td(dcc.Link(k["id"], href=ctx.href(f"/case/{k['id']}"))),
+                html.Td(local(k["reported_at"])),
+                html.Td(
+                    t(f"stage.{k['stage']}", lang) if k["stage"] else t(f"case.status.{k['status']}", lang)
+                ),
+                html.Td(_unit(names, k["department_code"])),
+            ]
+        )
+        for k in view["cases"]
+    ]
+    cases = html.Section(
+        [
+            html.H2(f"{t('component.cases', lang)} ({len(case_rows)})"),
+            html.Table(
+                [
+                    html.Tr(
+                        [
+                            html.Th(t(k, lang))
+                            for k in ("component.case", "component.reported", "case.stage", "case.department")
+                        ]
+                    ),
+                    *case_rows,
+                ],
+                className="gw-table",
+                id=ids.COMPONENT_CASES,
+            )
+            if case_rows
+            else html.P(t("component.no_cases", lang), className="gw-dim"),
+        ],
+        className="gw-panel",
+    )
+    history = html.Section(
+        [
+            html.H2(t("component.history", lang)),
+            html.Table(
+                [
+                    html.Tr(
+                        [
+                            html.Th(t(k, lang))
+                            for k in ("component.when", "component.who", "component.what", "component.why")
+                        ]
+                    ),
+                    *(
+                        html.Tr(
+                            [
+                                html.Td(local(h["at"])),
+                                html.Td(h["actor"]),
+                                html.Td(
+                                    f"{t('component.action.' + h['action'], lang)} {_changes(h['changes'])}"
+                                ),
+                                html.Td(h["reason"]),
+                            ]
+                        )
+                        for h in view["history"]
+                    ),
+                ],
+                className="gw-table",
+                id=ids.COMPONENT_HISTORY,
+            ),
+        ],
+        className="gw-panel",
+    )
+    crumbs: list[tuple[str, str | None]] = [(t("grid.title", lang), f"/grid/{grid}")] if grid else []
+    return html.Div(
+        [
+            header(ctx, [*crumbs, (code, None)], f"{t('component.title', lang)} {code}"),
+            html.Main([facts, cases, history], className="gw-main"),
+        ],
+        className="gw-page gw-desk-page gw-scroll",
+        lang="zh-CN" if lang == "zh" else "en",
+    )
+
+
+def component_field(ctx: PageContext, code: str) -> html.Div:
+    """The case page's line for the 部件 a case names: a link to its page, its class name and state."""
+    obj = ComponentBook.shared(ctx.data.engine).get(code)
+    extra = f" {obj.name or ''} · {t(f'component.state.{obj.state}', ctx.lang)}" if obj is not None else ""
+    return _field(
+        t("component.title", ctx.lang),
+        [dcc.Link(code, href=ctx.href(f"/component/{code}")), html.Span(extra, className="gw-dim")],
+        id=ids.CASE_COMPONENT,
+    )
+
+
+ROUTES = [Route(r"/component/([0-9]{16})", page)]
