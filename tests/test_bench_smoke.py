@@ -36,6 +36,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "wall": ("chromium_path",),
     "handset": ("chromium_path",),
     "replay": ("shared_data",),
+    "roadgrid": ("shared_data",),
     "desk_eval": ("pg_server_url",),
     "scale": ("pg_server_url", "redis_url"),
     "desk_pages": ("pg_server_url",),
