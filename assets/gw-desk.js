@@ -110,6 +110,9 @@
     var extra = field(box, "input[name=extra]");
     if (extra) { body.extra = extra; }
     var lon = field(box, "input[name=lon]"), lat = field(box, "input[name=lat]");  // 定位 at a point
+    if (lon === "" && lat === "" && picked_point && box.querySelector("input[name=lon]")) {
+      lon = String(picked_point[0]); lat = String(picked_point[1]);  // clicked on the 待定位 map
+    }
     if (lon !== "" || lat !== "") { body.lon = Number(lon); body.lat = Number(lat); }
     var special = box.querySelector(".gw-act-check input[type=checkbox]");
     if (special && special.checked) { body.special = true; }
@@ -280,4 +283,28 @@
     try { cfg = text ? JSON.parse(text) : null; } catch (e) { cfg = null; }
     follow(cfg);
   }, 500);
+
+  // -- the 待定位 map (/desk/locate): a click on the map puts its point (WGS-84, 7 decimals) into every
+  // point box of the page and moves the map's "picked" marker there; 按坐标定位 on a case sends it
+  var picked_point = null;
+  function fillPoint() {
+    if (!picked_point) { return; }
+    document.querySelectorAll(".gw-locate-page input[name=lon]").forEach(function (el) { el.value = picked_point[0]; });
+    document.querySelectorAll(".gw-locate-page input[name=lat]").forEach(function (el) { el.value = picked_point[1]; });
+  }
+  function watchLocateMap() {
+    var gd = document.querySelector("#gw-locate-map .js-plotly-plot");
+    var map = gd && gd._fullLayout && gd._fullLayout.map && gd._fullLayout.map._subplot && gd._fullLayout.map._subplot.map;
+    if (!map || map.__gwPick) { return; }
+    map.__gwPick = true;
+    map.on("click", function (e) {
+      picked_point = [Math.round(e.lngLat.lng * 1e7) / 1e7, Math.round(e.lngLat.lat * 1e7) / 1e7];
+      fillPoint();
+      var i = gd.data.findIndex(function (tr) { return tr.uid === "picked"; });
+      if (i >= 0 && window.Plotly) { window.Plotly.restyle(gd, { lon: [[picked_point[0]]], lat: [[picked_point[1]]] }, [i]); }
+    });
+  }
+  // the page's list is rebuilt on live ticks (its boxes come back empty) and the map appears late
+  new MutationObserver(function () { watchLocateMap(); fillPoint(); })
+    .observe(document.documentElement, { childList: true, subtree: true });
 })();

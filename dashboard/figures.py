@@ -329,3 +329,41 @@ def supervisor_map(
     )  # fmt: skip
     _map_layout(fig, bounds, viewport, labels_url=None, uirevision="supervisor")
     return fig
+
+
+# -- the desk's 待定位 page (issue 17 item 4): a map to click a case's point on ------------------------
+
+PICKED_COLOUR = "#ffd33d"
+CANDIDATE_COLOUR = "#4cc2ff"
+
+
+def locate_map(
+    *,
+    streets: Sequence[StreetShape],
+    bounds: tuple[float, float, float, float],
+    lang: str,
+    candidates: Sequence[tuple[float, float, str]],
+    viewport: tuple[int, int] = (900, 520),
+) -> go.Figure:
+    """Street outlines over the basemap, the waiting cases' candidate addresses (lon, lat, text) and
+    an empty ``picked`` trace that the desk's script moves to where the acceptor clicks."""
+    lon, lat = _outline_xy(streets)
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scattermap(lon=lon, lat=lat, mode="lines", line={"width": 1.6, "color": STREET_LINE},
+                      hoverinfo="skip", name=t("map.street", lang), uid="streets")
+    )  # fmt: skip
+    fig.add_trace(
+        go.Scattermap(
+            lon=[round(c[0], 6) for c in candidates], lat=[round(c[1], 6) for c in candidates],
+            text=[c[2] for c in candidates], mode="markers", marker={"size": 11, "color": CANDIDATE_COLOUR},
+            hovertemplate="%{text}<extra></extra>", name=t("locate.candidates", lang), uid="candidates",
+        )
+    )  # fmt: skip
+    fig.add_trace(
+        go.Scattermap(lon=[], lat=[], mode="markers", marker={"size": 16, "color": PICKED_COLOUR},
+                      hoverinfo="skip", name=t("locate.picked", lang), uid="picked")
+    )  # fmt: skip
+    _map_layout(fig, bounds, viewport, labels_url=None, uirevision="locate")
+    fig.update_layout(clickmode="none", hoverlabel={"font": {"size": 16}})
+    return fig

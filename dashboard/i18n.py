@@ -566,6 +566,12 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "the case is placed in its grid",
     },
     "locate.empty": {"zh": "暂无待定位案件", "en": "No case needs a location"},
+    "locate.map_hint": {
+        "zh": "在地图上点击案件所在位置，坐标即填入各案件的坐标框，再按该案件的「按坐标定位」",
+        "en": "Click where the case is: the point fills each case's point box; then press "
+        "\u201cPlace at the point\u201d on that case",
+    },
+    "locate.picked": {"zh": "所选位置", "en": "Point picked"},
     "locate.count": {"zh": "共 {n} 件待定位", "en": "{n} cases need a location"},
     "locate.address": {"zh": "上报地址", "en": "Address reported"},
     "locate.no_address": {"zh": "（无地址）", "en": "(no address)"},

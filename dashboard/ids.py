@@ -84,6 +84,7 @@ QUEUE_REFRESH = "gw-queue-refresh"
 DEV_RESULT = "gw-dev-result"  # the supervisor page: a pairing QR code or a revocation (gw-desk.js)
 LOCATE_BODY = "gw-locate-body"  # /desk/locate: the cases that need a location (待定位), with candidates
 LOCATE_REFRESH = "gw-locate-refresh"
+LOCATE_MAP = "gw-locate-map"  # /desk/locate: a click puts its point into the point boxes (gw-desk.js)
 CASE_ADDRESS = "gw-case-address"  # the case page: the reported address and the nearest 门牌
 # the component page /component/<id> (issue 18) and the case page's line for the 部件 a case names
 COMPONENT_ID = "gw-component-id"

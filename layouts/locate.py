@@ -15,6 +15,7 @@ from typing import Any
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboard import ids
+from dashboard.figures import locate_map
 from dashboard.i18n import t
 from dashboard.locating import Waiting, waiting_cases
 from layouts.chrome import (
@@ -134,6 +135,24 @@ def locate_body(ctx: PageContext) -> list[Any]:
     ]
 
 
+def _map(ctx: PageContext) -> html.Div:
+    """The district on the basemap with the candidates; a click puts its point into every point box
+    (``assets/gw-desk.js``), then 按坐标定位 on a case places it there."""
+    ov = ctx.overview
+    waiting, _ = waiting_cases(ctx.data.engine)
+    spots = [(c.address.lon, c.address.lat, f"{w.id} · {c.address.text}")
+             for w in waiting for c in w.candidates]  # fmt: skip
+    fig = locate_map(streets=ov.streets, bounds=ov.summary.bounds, lang=ctx.lang, candidates=spots)
+    return html.Div(
+        [
+            html.P(t("locate.map_hint", ctx.lang), className="gw-dim"),
+            dcc.Graph(id=ids.LOCATE_MAP, figure=fig, config={"displayModeBar": False, "scrollZoom": True},
+                      style={"height": "520px"}),
+        ],
+        className="gw-panel gw-locate-map",
+    )  # fmt: skip
+
+
 def page(ctx: PageContext) -> html.Div:
     """``/desk/locate``."""
     lang = ctx.lang
@@ -147,6 +166,7 @@ def page(ctx: PageContext) -> html.Div:
                 [
                     html.P(t("locate.hint", lang), className="gw-dim"),
                     result_box(lang),
+                    _map(ctx),
                     html.Div(locate_body(ctx), id=ids.LOCATE_BODY),
                 ],
                 className="gw-worklist-page gw-locate-page",

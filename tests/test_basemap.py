@@ -312,3 +312,28 @@ def test_tiles_cut_on_gcj02_are_moved_onto_wgs84(data_dir: Path, tmp_path: Path)
         ((lon + 180) / 360 * n - tx) * 256,
     )
     assert len(red) and np.abs(red.mean(axis=0) - np.array(want)).max() < 2.5  # where WGS-84 puts it (±2 px)
+
+
+def test_the_app_lets_a_wall_read_its_map_until_its_kiosk_token_is_revoked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the whole web app: the kiosk token opens the map style; once revoked it does not (the
+    trust window is set to nothing here; it is a few seconds in a running server)."""
+    from gridwall import web
+    from store.accounts import issue_token, revoke_token
+    from store.db import create_engine, transaction
+    from store.migrate import upgrade
+
+    monkeypatch.setattr(web, "KIOSK_TRUST_S", 0.0)
+    engine = create_engine(f"sqlite:///{tmp_path / 'gw.db'}")
+    upgrade(engine)
+    with transaction(engine) as s:
+        kiosk, secret = issue_token(s, "kiosk", "lobby")
+    app = web.create_web_app(engine, secret_key="basemap-tests", data_dir=tmp_path)
+    client = app.server.test_client()
+    assert client.get("/basemap/style.json").status_code == 401
+    assert client.get(f"/basemap/style.json?token={secret}").status_code == 200
+    with transaction(engine) as s:
+        revoke_token(s, kiosk.id)
+    assert client.get(f"/basemap/style.json?token={secret}").status_code == 401
+    engine.dispose()

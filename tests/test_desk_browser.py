@@ -526,3 +526,74 @@ def test_operators_run_the_loop_from_their_list_and_the_case_page_and_a_leader_s
             w.close()
         reporter.close()
         near.close()
+
+
+def test_the_acceptor_places_a_case_that_needs_location_by_clicking_the_map(
+    server: Server, browser: Any
+) -> None:
+    """待定位 (issue 17 item 4): a report with an address the gazetteer does not know waits on the
+    page; the acceptor clicks the map where the case is and presses 按坐标定位 on it: the case is
+    placed at the clicked point, in its grid, through the one command path."""
+    home = _spots(server)[1]
+    reporter = Peer(server.base, "/device", home.secret)
+    w = Watched(browser)
+    try:
+        ref = f"addr-{uuid.uuid4().hex[:6]}"
+        body = {"id": ref, "at": _now(), "kind": "event", "class_code": "0101", "source": "hotline",
+                "address": f"浏览器测试无名路{uuid.uuid4().int % 900 + 100}号"}  # fmt: skip
+        ack = reporter.call("report", body)
+        case_id = ack["cases"][ref]
+        login_browser(w.page, server.base, "acc1", PASSWORD, next_path="/desk/locate")
+        panel = f"section[data-gw-case={case_id}]"
+        w.page.wait_for_selector(panel, timeout=30_000)
+        w.page.wait_for_selector(f"#{ids.LOCATE_MAP} .maplibregl-canvas", timeout=60_000)
+        w.page.wait_for_function(  # no grid fills on this map: loaded, still, its tiles in
+            """(id) => { const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+              const m = gd && gd._fullLayout && gd._fullLayout.map && gd._fullLayout.map._subplot.map;
+              return !!m && m.loaded() && !m.isMoving() && m.areTilesLoaded(); }""",
+            arg=ids.LOCATE_MAP, timeout=60_000,
+        )  # fmt: skip
+        # the supervisor's point on the map's canvas, clicked as the acceptor would
+        xy = w.page.evaluate(
+            """([id, lon, lat]) => {
+              const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+              const m = gd._fullLayout.map._subplot.map, p = m.project([lon, lat]);
+              const r = m.getCanvas().getBoundingClientRect();
+              return [r.left + p.x, r.top + p.y];
+            }""",
+            [ids.LOCATE_MAP, home.lon, home.lat],
+        )
+        w.page.mouse.click(xy[0], xy[1])
+        w.page.wait_for_function(
+            f"() => document.querySelector('{panel} input[name=lon]').value !== ''", timeout=10_000
+        )
+        lon = float(w.page.input_value(f"{panel} input[name=lon]"))
+        lat = float(w.page.input_value(f"{panel} input[name=lat]"))
+        back = w.page.evaluate(  # the point filled in is where the click was (within a pixel or two)
+            """([id, lon, lat]) => {
+              const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+              const m = gd._fullLayout.map._subplot.map, p = m.project([lon, lat]);
+              const r = m.getCanvas().getBoundingClientRect();
+              return [r.left + p.x, r.top + p.y];
+            }""",
+            [ids.LOCATE_MAP, lon, lat],
+        )
+        assert abs(back[0] - xy[0]) < 2.5 and abs(back[1] - xy[1]) < 2.5, (back, xy)
+        w.check("locate")
+        _act(w.page, "locate", "已办理", scope=panel)
+        w.page.wait_for_selector(panel, state="detached", timeout=30_000)  # it left the list
+        engine = create_engine(f"sqlite:///{server.cwd / 'var' / 'gridwall.db'}")
+        try:
+            with session_factory(engine)() as s:
+                hit = load_index(s, "110101").locate(lon, lat)
+            with engine.connect() as conn:
+                sql = "SELECT grid_code, lon, lat, needs_location FROM cases WHERE id = :id"
+                row = conn.exec_driver_sql(sql.replace(":id", "?"), (case_id,)).fetchone()
+        finally:
+            engine.dispose()
+        assert hit is not None and row is not None
+        assert row[0] == hit.grid and not row[3]  # in the grid of the clicked point, located
+        assert abs(row[1] - lon) < 1e-6 and abs(row[2] - lat) < 1e-6
+    finally:
+        reporter.close()
+        w.close()
