@@ -1,8 +1,8 @@
 """``python -m bench [NAME ...] [--smoke] [--profile] [--seconds S] [--backend B]``.
 
 Benchmarks: init, index, lifecycle, evaluation, ingest, fanout, wall, api, replay, desk_eval, startup,
-scale, desk_pages, patrol, handset, tiles, roadgrid, and the hardening harness (issue 20): fuzz,
-faults, soak.
+scale, desk_pages, patrol, handset, tiles, components, roadgrid, and the hardening harness (issue 20):
+fuzz, faults, soak.
 With no name every benchmark runs. Current figures: BENCHMARKS.md.
 
 ``--smoke`` runs each named benchmark on a tiny workload through the same code (seconds each); speed
@@ -22,7 +22,8 @@ from bench import FAIL, PASS, SKIP, Result, console, machine_lines
 
 BENCHMARKS = (
     "init", "index", "lifecycle", "evaluation", "ingest", "fanout", "wall", "api", "replay", "desk_eval",
-    "startup", "scale", "desk_pages", "patrol", "handset", "tiles", "roadgrid", "fuzz", "faults", "soak",
+    "startup", "scale", "desk_pages", "patrol", "handset", "tiles", "components", "roadgrid", "fuzz",
+    "faults", "soak",
 )  # fmt: skip
 
 # the smoke runs of the benchmarks whose run() takes sizes (their modules are shared with other work)
@@ -103,6 +104,10 @@ def _run(name: str, args: argparse.Namespace) -> list[Result]:
         from bench import bench_roadgrid
 
         return bench_roadgrid.run(smoke=smoke)
+    if name == "components":
+        from bench import bench_components
+
+        return bench_components.run(smoke=smoke)
     if name == "fuzz":
         from bench import bench_fuzz
 

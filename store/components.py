@@ -29,13 +29,14 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import shapely
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -240,8 +241,30 @@ def _declared_crs(path: Path, crs: str | None) -> CRS | None:
     return crs_from_name(path)
 
 
+def _parsed(seen: dict[str, str], text: str, parse: Callable[[str], StrEnum]) -> str:
+    """A state or source parsed once per distinct text ("" when it is not one)."""
+    try:
+        value = parse(text).value
+    except ValueError:
+        value = ""
+    seen[text] = value
+    return value
+
+
+_DAYS: dict[str, date] = {}
+
+
 def _day(text: str) -> date | None:
     """An ORDate/CHDate: ISO ``2024-05-01`` or ``20240501`` (also with a time after it)."""
+    got = _DAYS.get(text)
+    if got is None:
+        got = _parse_day(text)
+        if len(_DAYS) < 10_000:  # files hold few distinct survey dates
+            _DAYS[text] = got
+    return got
+
+
+def _parse_day(text: str) -> date:
     t = text.strip()[:10]
     for fmt in ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d"):
         try:
@@ -296,10 +319,19 @@ def import_components(
         good: dict[str, dict[str, Any]] = {}
         placed_wrong = 0
         checked = 0
+        known: dict[str, tuple[str | None, str]] = {}  # a valid identifier's county + class: checked once
+        states: dict[str, str] = {}
+        sources: dict[str, str] = {}
         for i in range(n):
             line = rows.numbers[i]
             code = f["id"][i]
-            reason, class_code = check_identifier(code, adcode, catalogue)
+            head = code[:10]
+            if len(code) == 16 and code.isdigit() and code[10:] != "000000" and head in known:
+                reason, class_code = known[head]
+            else:
+                reason, class_code = check_identifier(code, adcode, catalogue)
+                if reason is None:
+                    known[head] = (reason, class_code)
             if reason is not None:
                 reject(reason, line)
                 continue
@@ -316,14 +348,12 @@ def import_components(
                 reject("outside_district", line)
             else:
                 seen.add(code)
-                try:
-                    state = ComponentState.parse(f["state"][i]).value
-                except ValueError:
+                state = states.get(f["state"][i]) or _parsed(states, f["state"][i], ComponentState.parse)
+                if not state:
                     reject("bad_state", line)
                     continue
-                try:
-                    source = Source.parse(f["source"][i]).value
-                except ValueError:
+                source = sources.get(f["source"][i]) or _parsed(sources, f["source"][i], Source.parse)
+                if not source:
                     reject("bad_source", line)
                     continue
                 try:
@@ -406,7 +436,7 @@ def _write(
                                 "changes": gone, "reason": f"{why}: not in the file"})  # fmt: skip
                 summary.retired += 1
     if added:
-        conn.execute(insert(_components), added)
+        bulk_insert(conn, _components, added)
     if changed:
         stmt = (
             update(_components)
@@ -415,8 +445,46 @@ def _write(
         )
         conn.execute(stmt, changed)
     if history:
-        conn.execute(insert(_history), history)
+        bulk_insert(conn, _history, history)
     summary.added = len(added)
+
+
+def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows with the same keys fast: PostgreSQL's COPY, else the driver's executemany with
+    each distinct date or instant bound once (SQLAlchemy's per-row parameter processing was 2/3 of an
+    import of 50,000 objects)."""
+    if not rows:
+        return
+    cols = list(rows[0])
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.driver_connection
+        names = ", ".join(f'"{c}"' for c in cols)
+        with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row([json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v
+                                for v in (row[c] for c in cols)])  # fmt: skip
+        return
+    procs = [(i, p) for i, c in enumerate(cols) if (p := table.c[c].type.bind_processor(conn.dialect))]
+    cache: dict[tuple[int, Any], Any] = {}
+
+    def bound(row: dict[str, Any]) -> list[Any]:
+        out = [row[c] for c in cols]
+        for i, proc in procs:
+            v = out[i]
+            if v is None:
+                continue
+            if isinstance(v, date):  # few distinct dates and instants: bind each once
+                got = cache.get((i, v))
+                if got is None:
+                    got = cache[(i, v)] = proc(v)
+                out[i] = got
+            else:
+                out[i] = proc(v)
+        return out
+
+    marks = ", ".join("?" for _ in cols)
+    sql = f'INSERT INTO "{table.name}" ({", ".join(cols)}) VALUES ({marks})'
+    conn.exec_driver_sql(sql, [tuple(bound(row)) for row in rows])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "desk_eval": ("pg_server_url",),
     "scale": ("pg_server_url", "redis_url"),
     "desk_pages": ("pg_server_url",),
+    "components": ("pg_server_url", "shared_data"),
     "faults": ("pg_server_url", "redis_url"),  # it starts private ones from the same binaries
     "soak": ("pg_server_url", "redis_url"),
 }
