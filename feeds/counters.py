@@ -81,6 +81,7 @@ class _Readable:
 
     aggregates: DailyAggregates
     engine: Engine
+    reader: Engine | None = None  # the ranking's and the wall's reads (default: ``engine``)
     _lock: threading.Lock
 
     def table(
@@ -98,7 +99,7 @@ class _Readable:
     def street_ranking(self, now: datetime, grids_per_street: Mapping[str, int]) -> list[dict[str, Any]]:
         """Streets by CJ/T 292 composite score, month to date at ``now`` (best first): code, score,
         grade, colour; 应结案 includes the cases handling past their deadline now (超时未处置)."""
-        with self.engine.connect() as conn:
+        with (self.reader or self.engine).connect() as conn:
             overdue = overdue_unhandled(conn, ObjectType.STREET, now)
         with self._lock:
             today = now.astimezone(self.aggregates.tz).date()
@@ -109,7 +110,7 @@ class _Readable:
         date (超时未处置 now in 应结案), the reports' 部件/事件 and sources, 高发问题, today and month."""
         tz = self.aggregates.tz
         month_start, today_start = period_starts(now, tz)
-        with self.engine.connect() as conn:
+        with (self.reader or self.engine).connect() as conn:
             overdue = overdue_unhandled(conn, ObjectType.DEPARTMENT, now)
             mix = case_mix(conn, month_start, today_start)
         with self._lock:
@@ -123,8 +124,18 @@ class _Readable:
 class CounterKeeper(_Readable):
     """Adds committed case events to the daily aggregates and saves the changed rows (writer thread)."""
 
-    def __init__(self, engine: Engine, aggregates: DailyAggregates, *, save_every: float = 5.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        aggregates: DailyAggregates,
+        *,
+        save_every: float = 5.0,
+        reader: Engine | None = None,
+    ) -> None:
         self.engine = engine
+        # the minute's ranking read the month's cases through the writer's connections, whose 16 MiB
+        # page caches (store.ingest.tune_writer) then held them: +34 MB under the fuzz's desk pages
+        self.reader = reader
         self.aggregates = aggregates
         self.save_every = save_every
         self._saved = time.monotonic()

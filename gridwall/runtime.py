@@ -190,7 +190,8 @@ def _embedded(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     aggregates, rebuilt = load_or_rebuild(engine, ctx, _responsible(areas, live.area_of_grid))
     if rebuilt:
         log.info("daily counters rebuilt from the case log")
-    counters = CounterKeeper(engine, aggregates)
+    read = _read_engine(settings, engine, seams)  # pages, tokens and the ranking's reads
+    counters = CounterKeeper(engine, aggregates, reader=read)
     simulating = threading.Event()  # set while the built-in simulation feeds this process (模拟数据)
     socketio = socket_server()
     connections = Connections()
@@ -205,7 +206,6 @@ def _embedded(settings: Settings, engine: Engine, seams: Seams) -> Runtime:
     device = DeviceNamespace(engine, pipeline, connections=connections)
     socketio.on_namespace(device)
     socketio.on_namespace(LiveNamespace(engine, broadcaster, session_ok=_session_ok(seams)))
-    read = _read_engine(settings, engine, seams)
     web = create_web_app(
         read, secret_key=_secret_key(settings, seams), socketio=socketio, live=live, pipeline=pipeline,
         counters=counters, simulated=simulating.is_set, trusted_proxies=settings.trusted_proxies,

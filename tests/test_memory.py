@@ -58,3 +58,32 @@ def test_malloc_arena_max_in_the_environment_wins(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
     assert limit_malloc_arenas() is False  # glibc read the operator's value at start
+
+
+def test_the_minutes_ranking_reads_through_the_read_engine_not_the_writers(tmp_path: Path) -> None:
+    # the writer's connections keep 16 MiB page caches (store.ingest.tune_writer): the month's cases the
+    # ranking read through them stayed there (+34 MB of the fuzz's desk schema)
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import event
+
+    from domain.evaluation import DailyAggregates
+    from feeds.counters import CounterKeeper
+    from store.db import create_engine
+    from store.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'gw.db'}"
+    writer, reader = create_engine(url), create_engine(url, write=False)
+    upgrade(writer)
+    used: list[str] = []
+    event.listen(writer, "engine_connect", lambda conn: used.append("writer"))
+    event.listen(reader, "engine_connect", lambda conn: used.append("reader"))
+    keeper = CounterKeeper(writer, DailyAggregates(tz=ZoneInfo("Asia/Shanghai")), reader=reader)
+    now = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    used.clear()  # the migrations wrote through the writer
+    keeper.street_ranking(now, {})
+    keeper.wall_stats(now)
+    assert used and set(used) == {"reader"}
+    writer.dispose()
+    reader.dispose()
