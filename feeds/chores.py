@@ -1,4 +1,5 @@
-"""Slow background chores of a deployment: thinning old fixes, the street ranking, the daily counters.
+"""Slow background chores of a deployment: thinning old fixes, the street ranking, the daily counters,
+giving freed memory back.
 
 Each is a :class:`feeds.loop.BackgroundLoop` the composition root (:mod:`gridwall.runtime`) builds and
 starts; none holds state another part reads except through the live state it is given. In scale-out
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 
 from domain.lifecycle import Context
+from feeds.core import trim_malloc
 from feeds.counters import DailyCounters
 from feeds.live import LiveWriter
 from feeds.loop import BackgroundLoop
@@ -30,6 +32,7 @@ THIN_EVERY = 3600.0  # seconds between passes that thin fixes past the retention
 RANK_EVERY = 60.0  # seconds between street-ranking refreshes (embedded)
 COUNT_EVERY = 5.0  # seconds between daily-counter updates from the case log (scale-out aggregator)
 CHECK_EVERY = 300.0  # seconds between checks that the counters hold every event below their mark
+TRIM_EVERY = 60.0  # seconds between giving glibc's free heap pages back to the system
 
 
 def always() -> bool:
@@ -74,6 +77,22 @@ class Thinning(BackgroundLoop):
                 outages.ok()
             except Exception as exc:
                 outages.failed(exc)
+
+
+class MallocTrim(BackgroundLoop):
+    """Every minute: glibc's free heap pages back to the system (:func:`feeds.core.trim_malloc`), in
+    every process: what a burst of work freed in the middle of the heap stays resident otherwise."""
+
+    thread_name = "gw-malloc-trim"
+
+    def __init__(self, trim: Callable[[], bool] = trim_malloc, *, every: float = TRIM_EVERY) -> None:
+        super().__init__()
+        self.trim, self.every = trim, every
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            if not self.trim():
+                return  # no glibc: nothing to give back
 
 
 class Ranking(BackgroundLoop):

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 
 from domain.index import PointGridIndex
 from domain.lifecycle import Context
-from feeds.chores import CounterFollower, Ranking, Thinning, grids_per_street
+from feeds.chores import CounterFollower, MallocTrim, Ranking, Thinning, grids_per_street
 from feeds.core import build_context, limit_malloc_arenas, settle_gc
 from feeds.counters import DailyCounters
 from feeds.ingest import PipelineConfig
@@ -142,17 +142,14 @@ def build(settings: Settings, role: Role = "embedded", seams: Seams | None = Non
     seams = seams or Seams()
     limit_malloc_arenas()  # before this process's threads exist
     engine = seams.engine or create_engine(settings.db_url)
-    if role == "embedded":
-        return _embedded(settings, engine, seams)
-    if settings.redis_url is None:
+    if role != "embedded" and settings.redis_url is None:
         raise ValueError(f"role {role} needs a Redis URL")
-    if role == "web":
-        return _web(settings, engine, seams)
-    if role == "ingest":
-        return _ingest(settings, engine, seams)
-    if role == "aggregator":
-        return _aggregator(settings, engine, seams)
-    raise ValueError(f"unknown role {role!r}")
+    parts = {"embedded": _embedded, "web": _web, "ingest": _ingest, "aggregator": _aggregator}.get(role)
+    if parts is None:
+        raise ValueError(f"unknown role {role!r}")
+    runtime = parts(settings, engine, seams)
+    runtime.chores.append(MallocTrim())  # every process: freed heap pages back to the system
+    return runtime
 
 
 def _read_engine(settings: Settings, engine: Engine, seams: Seams) -> Engine:

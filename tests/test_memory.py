@@ -60,6 +60,56 @@ def test_malloc_arena_max_in_the_environment_wins(monkeypatch: pytest.MonkeyPatc
     assert limit_malloc_arenas() is False  # glibc read the operator's value at start
 
 
+def test_the_trim_chore_gives_freed_heap_pages_back_until_it_stops() -> None:
+    import threading
+
+    from feeds.chores import MallocTrim
+
+    calls = threading.Semaphore(0)
+
+    def trim() -> bool:
+        calls.release()
+        return True
+
+    chore = MallocTrim(trim, every=0.01)
+    chore.start()
+    try:
+        for _ in range(3):  # called again and again, not once
+            assert calls.acquire(timeout=30)
+    finally:
+        chore.stop()
+    assert chore._thread is None
+
+
+def test_the_trim_chore_ends_where_there_is_no_glibc() -> None:
+    from feeds.chores import MallocTrim
+
+    chore = MallocTrim(lambda: False, every=0.01)
+    chore.start()
+    thread = chore._thread
+    assert thread is not None
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    chore.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim: Linux only")
+def test_glibc_is_trimmed_and_every_process_has_the_chore(tmp_path: Path) -> None:
+    from feeds.chores import MallocTrim
+    from feeds.core import trim_malloc
+    from gridwall.runtime import Seams, build
+    from gridwall.settings import Settings
+    from store.build import BuildRequest, build_city
+    from store.db import create_engine
+
+    assert trim_malloc() is True  # glibc here
+    engine = create_engine(f"sqlite:///{tmp_path / 'gw.db'}")
+    build_city(engine, BuildRequest())
+    core = build(Settings(tmp_path, str(engine.url)), "embedded", Seams(engine=engine, secret_key="memory"))
+    assert [c for c in core.chores if isinstance(c, MallocTrim)]  # built, not started
+    engine.dispose()
+
+
 def test_the_minutes_ranking_reads_through_the_read_engine_not_the_writers(tmp_path: Path) -> None:
     # the writer's connections keep 16 MiB page caches (store.ingest.tune_writer): the month's cases the
     # ranking read through them stayed there (+34 MB of the fuzz's desk schema)
