@@ -20,6 +20,7 @@ aggregator    Redis                        —                               pro
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -149,7 +150,32 @@ def build(settings: Settings, role: Role = "embedded", seams: Seams | None = Non
         raise ValueError(f"unknown role {role!r}")
     runtime = parts(settings, engine, seams)
     runtime.chores.append(MallocTrim())  # every process: freed heap pages back to the system
+    if runtime.web is not None:
+        limit_dash_calls(runtime.web.dash)
     return runtime
+
+
+# Dash callbacks (page renders, their live refreshes) one web process runs at once; the others wait.
+# One Python thread runs at a time anyway: twelve renders over ~15,000 open cases interleaved each held
+# their temporaries twelve times as long, and the worker kept the high-water (BENCHMARKS.md "Fuzz,
+# full run #4")
+DASH_CALLS_AT_ONCE = 2
+
+
+def limit_dash_calls(app: Any, at_once: int = DASH_CALLS_AT_ONCE) -> threading.BoundedSemaphore:
+    """Let at most ``at_once`` requests of the Dash app's ``_dash-update-component`` run at once."""
+    server = app.server
+    endpoint = app.config.routes_pathname_prefix + "_dash-update-component"
+    view = server.view_functions[endpoint]
+    turns = threading.BoundedSemaphore(at_once)
+
+    @functools.wraps(view)
+    def in_turn(*args: Any, **kwargs: Any) -> Any:
+        with turns:
+            return view(*args, **kwargs)
+
+    server.view_functions[endpoint] = in_turn
+    return turns
 
 
 def _read_engine(settings: Settings, engine: Engine, seams: Seams) -> Engine:

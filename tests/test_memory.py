@@ -107,7 +107,58 @@ def test_glibc_is_trimmed_and_every_process_has_the_chore(tmp_path: Path) -> Non
     build_city(engine, BuildRequest())
     core = build(Settings(tmp_path, str(engine.url)), "embedded", Seams(engine=engine, secret_key="memory"))
     assert [c for c in core.chores if isinstance(c, MallocTrim)]  # built, not started
+    assert core.web is not None
+    assert hasattr(core.web.server.view_functions["/_dash-update-component"], "__wrapped__")  # in turns
     engine.dispose()
+
+
+def test_dash_callbacks_run_a_few_at_a_time() -> None:
+    # twelve page renders at once each held their temporaries twelve times as long (the fuzz's desk pages)
+    import threading
+
+    import dash
+    from dash import Input, Output, dcc, html
+
+    from gridwall.runtime import DASH_CALLS_AT_ONCE, limit_dash_calls
+
+    app = dash.Dash(__name__)
+    app.layout = html.Div([dcc.Input(id="a"), html.Div(id="b")])
+    lock, entered, release = threading.Lock(), threading.Semaphore(0), threading.Event()
+    inside = most = 0
+
+    @app.callback(Output("b", "children"), Input("a", "value"))
+    def slow(value: str) -> str:
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        entered.release()
+        release.wait(60)
+        with lock:
+            inside -= 1
+        return value
+
+    limit_dash_calls(app)
+    body = {
+        "output": "b.children", "outputs": {"id": "b", "property": "children"}, "state": [],
+        "inputs": [{"id": "a", "property": "value", "value": "x"}], "changedPropIds": ["a.value"],
+    }  # fmt: skip
+    answers: list[int] = []
+
+    def call() -> None:
+        answers.append(app.server.test_client().post("/_dash-update-component", json=body).status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(3 * DASH_CALLS_AT_ONCE)]
+    for th in threads:
+        th.start()
+    for _ in range(DASH_CALLS_AT_ONCE):
+        assert entered.acquire(timeout=60)
+    assert not entered.acquire(timeout=0.3)  # the others wait for a turn
+    release.set()
+    for th in threads:
+        th.join(timeout=60)
+    assert answers == [200] * len(threads)
+    assert most == DASH_CALLS_AT_ONCE
 
 
 def test_the_minutes_ranking_reads_through_the_read_engine_not_the_writers(tmp_path: Path) -> None:
