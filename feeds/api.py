@@ -309,6 +309,33 @@ def create_api_blueprint(engine: Engine, pipeline: Callable[[], Ingest | None]) 
             return json_response(exc.body(), exc.status)
         return json_response(body)
 
+    @bp.post("/components")
+    @bp.post("/components/<component_id>/<action>")
+    def component_update(component_id: str | None = None, action: str = "add") -> Response:
+        """An online update of the 部件 inventory by an admin's key: add (body with component_id), or
+        move, state, owners, retire of one object; written with its history in the one pipeline."""
+        p = running()
+        who = speaker(p, "component")
+        source = f"api:{who.name}"
+        body = parse_body(p, "component", source)
+        if isinstance(body, dict):
+            body = {k: v for k, v in body.items() if v is not None}
+            if component_id is not None:
+                body["component_id"], body["action"] = component_id, action
+            else:
+                body.setdefault("action", "add")
+            body.setdefault("id", request.headers.get("Idempotency-Key") or f"api-{uuid.uuid4().hex}")
+            body.setdefault("at", p.clock().isoformat())
+        ack = p.submit("component", body, who, source=source)
+        status = status_of(ack, 201 if component_id is None and ack.get("accepted") else 200)
+        if status >= 400:
+            return json_response(refused(ack), status)
+        out = dict(ack)
+        code = body.get("component_id") if isinstance(body, dict) else None
+        obj = ComponentBook.shared(engine).get(str(code)) if code else None
+        out["component"] = inventory.component_json(ComponentBook.shared(engine), obj) if obj else None
+        return json_response(out, status)
+
     @bp.get("/components/<component_id>")
     def component(component_id: str) -> Response:
         """One object of the inventory: class, point, grid, state, units and who handles its reports."""

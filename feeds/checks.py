@@ -21,7 +21,10 @@ from feeds.schemas import MAX_PAYLOAD_BYTES, Reason
 
 SIMULATION_GATEWAY = "simulator"  # the gateway token name of feeds.simulator
 REPLAY_GATEWAY = "replay"  # gateway tokens named "replay" or "replay:<what>" (feeds.replay)
-KINDS: tuple[str, ...] = ("position", "positions", "report", "task_ack", "task_result", "command")
+# component: an online update of the 部件 inventory (issue 18; admin API keys only)
+KINDS: tuple[str, ...] = (
+    "position", "positions", "report", "task_ack", "task_result", "command", "component",
+)  # fmt: skip
 Verdict = tuple[Reason | None, str]  # a named reason (None: passed) and its message
 PASS: Verdict = (None, "")
 

@@ -27,6 +27,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.engine import Engine
 
 from domain.catalogue import CatalogueError
+from domain.component import ComponentState, check_identifier
 from domain.crs import to_wgs84
 from domain.index import PointGridIndex
 from domain.lifecycle import Action, Actor, Command, Context, Role
@@ -48,6 +49,7 @@ from feeds.live import Place
 from feeds.media import MediaStore, check_refs
 from feeds.schemas import (
     CommandIn,
+    ComponentUpdateIn,
     FixIn,
     PositionsIn,
     Reason,
@@ -92,6 +94,7 @@ class Item:
     outcome: str = ""  # accepted | duplicate | rejected
     case_id: str | None = None
     recorded: bool = False  # its dead-letter row is written (capped: Pipeline._dead_letters)
+    component: dict[str, Any] | None = None  # an online update of the 部件 inventory, checked and located
     prepared: bool = False  # passed the stateless steps
 
     def reset(self) -> None:
@@ -337,8 +340,9 @@ class Intake:
 
     def _case(self, kind: str, raw: dict[str, Any], speaker: Speaker, now: datetime) -> Item:
         item = Item(ref_of(raw), kind, raw)
-        model: dict[str, type[ReportIn | TaskAckIn | TaskResultIn | CommandIn]] = {
-            "report": ReportIn, "task_ack": TaskAckIn, "task_result": TaskResultIn, "command": CommandIn
+        model: dict[str, type[ReportIn | TaskAckIn | TaskResultIn | CommandIn | ComponentUpdateIn]] = {
+            "report": ReportIn, "task_ack": TaskAckIn, "task_result": TaskResultIn, "command": CommandIn,
+            "component": ComponentUpdateIn,
         }  # fmt: skip
         try:
             parsed = model[kind].model_validate(raw)
@@ -353,6 +357,8 @@ class Intake:
         item.at = parsed.at
         if isinstance(parsed, CommandIn):
             return self._command(item, parsed, speaker)
+        if isinstance(parsed, ComponentUpdateIn):
+            return self._component_update(item, parsed, speaker)
         if speaker.kind == "api" and not parsed.supervisor:  # an API key reports as itself (feeds.api)
             key = api_actor(speaker)
             if not isinstance(parsed, ReportIn) or key is None:
@@ -474,6 +480,65 @@ class Intake:
         unit = self.components.handler(obj)
         named = {"component": code, "lon": obj.lon, "lat": obj.lat}
         return None, "", {**named, **({"component_unit": unit} if unit else {})}
+
+    def _component_update(self, item: Item, u: ComponentUpdateIn, speaker: Speaker) -> Item:
+        """An online update of the inventory (issue 18), by an admin's API key: the identifier checked
+        (bad_identifier … as wrong_type), the object known (unknown_component) unless added, a point
+        located in a grid (outside_district), a state and owners known (wrong_type); store.components
+        writes it with its history (store.components.apply_update)."""
+        key = api_actor(speaker) if speaker.kind == "api" else None
+        if key is None or key.role is not Role.ADMIN:
+            item.reason, item.message = Reason.NOT_ALLOWED, "only an admin's API key may update the inventory"
+            return item
+        code = u.component_id
+        adcode = str(self.index.codes[0])[:6] if len(self.index.codes) else ""
+        why, class_code = check_identifier(code, adcode, self.ctx.catalogue)
+        if why is not None:  # class_code holds the message then
+            item.reason, item.message = Reason.WRONG_TYPE, f"component_id: {why}: {class_code}"
+            return item
+        update: dict[str, Any] = {"id": code, "action": u.action, "reason": u.reason, "actor": key.id}
+        known = self.components is not None and self.components.get(code) is not None
+        if u.action not in ("add", "retire") and not known:
+            item.reason, item.message = Reason.UNKNOWN_COMPONENT, f"no component {code!r} in the inventory"
+            return item
+        if u.action in ("add", "move"):
+            if u.lon is None or u.lat is None:
+                item.reason, item.message = Reason.MISSING_FIELD, "missing field lon/lat"
+                return item
+            reason, msg = coordinates(u.lon, u.lat)
+            if reason is not None:
+                item.reason, item.message = reason, msg
+                return item
+            wx, wy = to_wgs84(np.array([u.lon]), np.array([u.lat]), u.crs)
+            lon, lat = round(float(wx[0]), 7), round(float(wy[0]), 7)
+            hit = LOCATE.submit(self.index.locate, lon, lat).result()
+            if hit is None:
+                item.reason = Reason.OUTSIDE_DISTRICT
+                item.message = f"{lon:.6f},{lat:.6f} is outside the district"
+                return item
+            update.update(lon=lon, lat=lat, grid_code=hit.grid,
+                          geometry=f'{{"type": "Point", "coordinates": [{lon!r}, {lat!r}]}}')  # fmt: skip
+        if u.action in ("add", "state"):
+            try:
+                state = ComponentState.parse(u.state)
+            except ValueError as exc:
+                item.reason, item.message = Reason.WRONG_TYPE, f"state: {exc}"
+                return item
+            if state is ComponentState.RETIRED:
+                item.reason, item.message = Reason.WRONG_TYPE, "state: an object is retired by retire"
+                return item
+            update["state"] = state.value
+        if u.action in ("add", "owners"):
+            units = {"unit_main": u.unit_main, "unit_owner": u.unit_owner, "unit_care": u.unit_care}
+            unknown = [v for v in units.values() if v and v not in self.ctx.catalogue.departments]
+            if unknown:
+                item.reason, item.message = Reason.WRONG_TYPE, f"unknown department {unknown[0]!r}"
+                return item
+            update.update({k: v or None for k, v in units.items()})
+        if u.action == "add":
+            update.update(class_code=class_code, name=u.name or "")
+        item.component = update
+        return item
 
     def _geocode(self, address: str, grid: str | None) -> tuple[Place, dict[str, Any]] | None:
         """Where an address-only report goes when the gazetteer places it (``domain.address``: name and

@@ -69,7 +69,7 @@ from feeds.writer import GroupWriter
 from store import ingest as sql
 from store.addresses import AddressBook
 from store.cases import execute
-from store.components import ComponentBook
+from store.components import ComponentBook, apply_update, expire_books
 
 log = logging.getLogger(__name__)
 Kind = Literal["position", "positions", "report", "task_ack", "task_result", "command"]
@@ -275,6 +275,7 @@ class Pipeline:
         now = self.clock()
         pub = Published()
         fixes: list[tuple[Item, str]] = []
+        touched = False  # the 部件 inventory changed: this process's books look again after commit
         with self.engine.begin() as conn:
             sql.tune_writer(conn)
             for job in jobs:
@@ -287,12 +288,16 @@ class Pipeline:
                         self._task_ack(conn, it, pub)
                     elif it.cmd is not None:
                         self._command(conn, it, job.source, pub)
+                    elif it.component is not None:
+                        touched |= self._component(conn, it)
             judgement = self._judge(conn, fixes) if fixes else None
             if fixes:
                 self._store_fixes(conn, fixes, now, pub)
             rejected = self._dead_letters(conn, jobs, now)
         if judgement is not None:
             self.judge.remember(judgement)
+        if touched:
+            expire_books()
         self.stats["groups"] += 1
         self.stats["inputs"] += sum(len(j.items) for j in jobs)
         self.stats["fixes"] += len(pub.fixes)
@@ -390,6 +395,20 @@ class Pipeline:
                 result.rejection.rule.value,
                 result.rejection.message,
             )
+
+    def _component(self, conn: Connection, it: Item) -> bool:
+        """An online update of the 部件 inventory (add, move, state, owners, retire) with its history."""
+        assert it.component is not None and it.at is not None
+        result = apply_update(conn, it.component, it.at, str(it.component["actor"]))
+        if result == "accepted":
+            it.outcome = "accepted"
+            return True
+        if result == "duplicate":
+            it.outcome = "duplicate"
+        else:
+            it.outcome, it.reason = "rejected", Reason(result)
+            it.message = f"component {it.component['id']}: {result}"
+        return False
 
     def _task_for(self, conn: Connection, state: CaseState, cmd: Command, it: Item, pub: Published) -> None:
         """The task a transition gives a supervisor (核实/核查), to send after commit."""

@@ -45,6 +45,7 @@ class Reason(StrEnum):
     UNKNOWN_ADDRESS = "unknown_address"  # locate: an address_id that is not in the gazetteer
     UNKNOWN_COMPONENT = "unknown_component"  # report: a component_id not in the inventory (or retired)
     COMPONENT_CLASS_MISMATCH = "component_class_mismatch"  # report: the object is of another class
+    COMPONENT_EXISTS = "component_exists"  # component add: the identifier is in the inventory already
 
 
 _BASE = ConfigDict(extra="ignore", str_strip_whitespace=True, frozen=True)
@@ -156,6 +157,24 @@ class ReportIn(_Instant):
     def needs_location(self) -> bool:
         """No point: the case enters 待受理 flagged "needs location" (an address or a grid only)."""
         return self.lon is None or self.lat is None
+
+
+class ComponentUpdateIn(_Instant):
+    """An online update of the 部件 inventory (``component``, issue 18): ``add`` an object (its point,
+    class from the identifier, owners), ``move`` it, change its ``state`` or ``owners``, ``retire`` it."""
+
+    id: Key  # idempotency key
+    action: Literal["add", "move", "state", "owners", "retire"]
+    component_id: Annotated[str, Field(min_length=1, max_length=32)]
+    name: Annotated[str, Field(max_length=64)] | None = None
+    lon: float | None = None  # add, move
+    lat: float | None = None
+    crs: Crs = "wgs84"
+    state: Annotated[str, Field(max_length=8)] | None = None  # add, state: 完好/破损/丢失/占用/其他
+    unit_main: Annotated[str, Field(max_length=16)] | None = None  # add, owners: department codes
+    unit_owner: Annotated[str, Field(max_length=16)] | None = None
+    unit_care: Annotated[str, Field(max_length=16)] | None = None
+    reason: Text = ""  # why (kept in the history)
 
 
 class TaskAckIn(_Instant):

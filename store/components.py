@@ -630,6 +630,48 @@ def expire_books() -> None:
         book.expire()
 
 
+UPDATE_ACTIONS = ("add", "move", "state", "owners", "retire")
+
+
+def apply_update(conn: Connection, update: Mapping[str, Any], at: datetime, actor: str) -> str:
+    """One online update of the inventory (``feeds.intake`` checked and located it): ``add`` a new object,
+    ``move`` it (geometry, point, grid), change its ``state`` or ``owners``, or ``retire`` it; the row and
+    a history entry (who, when, what, why) in the caller's transaction. Returns ``accepted``,
+    ``duplicate`` (nothing to change: a retry) or a named refusal (``component_exists``,
+    ``unknown_component``)."""
+    code, action = str(update["id"]), str(update["action"])
+    c = _components.c
+    row = conn.execute(select(_components).where(c.id == code)).mappings().first()
+    why = str(update.get("reason") or "")[:200]
+    if action == "add":
+        if row is not None:
+            return "component_exists"
+        values = {k: update.get(k) for k in ("class_code", "name", "geometry", "lon", "lat", "grid_code",
+                                            "state", "unit_main", "unit_owner", "unit_care")}  # fmt: skip
+        values.update(id=code, source=Source.UPDATED.value, surveyed_on=None, changed_on=at.date(),
+                      updated_at=at, attributes=dict(update.get("attributes") or {}), version=1)  # fmt: skip
+        values["name"] = values["name"] or ""
+        conn.execute(_components.insert().values(values))
+        conn.execute(_history.insert().values(component_id=code, at=at, actor=actor[:64], action="add",
+                                              changes={}, reason=why))  # fmt: skip
+        return "accepted"
+    if row is None or (row["state"] == RETIRED and action != "retire"):
+        return "unknown_component"
+    fields = {"move": ("geometry", "lon", "lat", "grid_code"), "state": ("state",),
+              "owners": ("unit_main", "unit_owner", "unit_care"), "retire": ("state",)}[action]  # fmt: skip
+    wanted = {"state": RETIRED} if action == "retire" else {k: update.get(k) for k in fields}
+    diff = {k: [_json_safe(row[k]), _json_safe(v)] for k, v in wanted.items() if row[k] != v}
+    if not diff:
+        return "duplicate"
+    changed = {**wanted, "source": Source.UPDATED.value, "changed_on": at.date(), "updated_at": at,
+               "version": row["version"] + 1}  # fmt: skip
+    conn.execute(_components.update().where(c.id == code).values(changed))
+    kind = "retire" if action == "retire" else "change"
+    conn.execute(_history.insert().values(component_id=code, at=at, actor=actor[:64], action=kind,
+                                          changes=diff, reason=why))  # fmt: skip
+    return "accepted"
+
+
 def component_view(conn: Connection, code: str, *, cases: int = 50) -> dict[str, Any] | None:
     """One object for its page: its row, its history (newest first) and its cases (newest first)."""
     row = conn.execute(select(_components).where(_components.c.id == code)).mappings().first()

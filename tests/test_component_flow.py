@@ -25,13 +25,13 @@ from feeds.api import API_PREFIX
 from store.accounts import issue_token
 from store.components import import_components
 from store.db import transaction
-from store.models import Case
+from store.models import Case, ComponentHistory
 from tests.component_inventory import ROADS, Generated, generate
 from tests.conftest import SHARED, require
 from tests.live_server import LiveServer, start_live_server
 
 CATALOGUE = load_catalogue("cjt214")
-ROLES = ("call_center", "acceptor", "shift_leader", "dispatcher", "leader", "supervisor")
+ROLES = ("call_center", "acceptor", "shift_leader", "dispatcher", "leader", "supervisor", "admin")
 SEWER = "0102"  # 污水井盖: the class's default department is 12 (排水集团)
 
 
@@ -150,3 +150,74 @@ def test_the_nearest_objects_of_a_class_are_picked(world: World) -> None:
     one = _get(w, f"/components/{w.inv.ids[i]}")
     assert one.status_code == 200 and one.json()["handler"] == "0102"
     assert _get(w, "/components/1101010102999999").json()["error"] == "unknown_component"
+
+
+def _dispatched_to(w: World, code: str) -> str:
+    r = _post(
+        w, "/reports", "call_center", {"kind": "component", "class_code": code[6:10], "component_id": code}
+    )
+    assert r.status_code == 201, r.text
+    case_id = r.json()["case"]["id"]
+    steps: list[tuple[str, str, dict[str, Any]]] = [
+        ("acceptor", "accept", {}), ("supervisor", "verify", {"confirmed": True}),
+        ("shift_leader", "file", {}), ("dispatcher", "dispatch", {}),
+    ]  # fmt: skip
+    for role, action, body in steps:
+        r = _post(w, f"/cases/{case_id}/{action}", role, body)
+        assert r.status_code == 200, (action, r.text)
+    return str(r.json()["case"]["department"])
+
+
+def test_online_updates_go_through_the_pipeline_with_history(world: World) -> None:
+    """Add, move, change state and owners, retire — each by an admin's key, each kept in the history;
+    a report naming the object follows its owners at once, and a retired object cannot be named."""
+    w = world
+    code = "1101010102900001"  # a new sewer cover
+    x, y = float(w.inv.lon[3]), float(w.inv.lat[3])
+    add = {"component_id": code, "name": "污水井盖", "lon": x, "lat": y, "state": "完好",
+           "unit_main": "01", "unit_owner": "12", "unit_care": "12", "reason": "新建小区接入"}  # fmt: skip
+    assert _post(w, "/components", "leader", add).json()["error"] == "not_allowed"
+    r = _post(w, "/components", "admin", add)
+    assert r.status_code == 201, r.text
+    assert r.json()["component"]["grid"] and r.json()["component"]["handler"] == "12"
+    assert _post(w, "/components", "admin", add).json()["error"] == "component_exists"
+    near = _get(w, "/components/nearest", **{"class": SEWER, "lon": x, "lat": y, "k": 1}).json()["components"]
+    assert near[0]["id"] == code  # the nearest-objects index was reloaded at once
+    assert _dispatched_to(w, code) == "12"
+    owners = {"unit_main": "01", "unit_owner": "12", "unit_care": "0102", "reason": "移交养护"}
+    r = _post(w, f"/components/{code}/owners", "admin", owners)
+    assert r.status_code == 200 and r.json()["component"]["handler"] == "0102", r.text
+    assert _dispatched_to(w, code) == "0102"  # the next report goes to the new 养护 unit
+    x2, y2 = float(w.inv.lon[4]), float(w.inv.lat[4])
+    r = _post(w, f"/components/{code}/move", "admin", {"lon": x2, "lat": y2, "reason": "复测"})
+    assert r.status_code == 200 and abs(r.json()["component"]["lon"] - x2) < 1e-6, r.text
+    r = _post(w, f"/components/{code}/state", "admin", {"state": "破损", "reason": "巡查发现"})
+    assert r.status_code == 200 and r.json()["component"]["state"] == "破损", r.text
+    again = _post(w, f"/components/{code}/state", "admin", {"state": "破损", "id": "same-state"})
+    assert again.status_code == 200 and again.json()["duplicates"], again.text  # nothing to change
+    refusals: list[tuple[str, dict[str, Any], str]] = [
+        (f"/components/{code}/owners", {"unit_care": "99"}, "wrong_type"),
+        (f"/components/{code}/move", {"lon": 121.47, "lat": 31.23}, "outside_district"),
+        (f"/components/{code}/state", {"state": "坏了"}, "wrong_type"),
+        ("/components/1101010102999999/move", {"lon": x, "lat": y}, "unknown_component"),
+        ("/components", {**add, "component_id": "3205080102000001"}, "wrong_type"),  # another county
+    ]
+    for path, body, reason in refusals:
+        r = _post(w, path, "admin", body)
+        assert r.json()["error"] == reason, (path, r.text)
+    r = _post(w, f"/components/{code}/retire", "admin", {"reason": "道路改造拆除"})
+    assert r.status_code == 200 and r.json()["component"] is None, r.text
+    assert _get(w, f"/components/{code}").json()["error"] == "unknown_component"
+    gone = _post(
+        w, "/reports", "call_center", {"kind": "component", "class_code": SEWER, "component_id": code}
+    )
+    assert gone.json()["error"] == "unknown_component"
+    with w.srv.engine.connect() as conn:
+        hist = conn.execute(select(ComponentHistory.action, ComponentHistory.changes, ComponentHistory.reason,
+                                   ComponentHistory.actor).where(ComponentHistory.component_id == code)
+                            .order_by(ComponentHistory.id)).all()  # fmt: skip
+    assert [h.action for h in hist] == ["add", "change", "change", "change", "retire"]
+    assert hist[1].changes == {"unit_care": ["12", "0102"]} and hist[1].reason == "移交养护"
+    assert {"geometry", "lon", "lat"} <= set(hist[2].changes) and hist[2].reason == "复测"
+    assert hist[3].changes == {"state": ["完好", "破损"]} and hist[4].changes == {"state": ["破损", "废弃"]}
+    assert all(h.actor.startswith("api:") for h in hist)

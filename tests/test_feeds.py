@@ -1425,11 +1425,12 @@ def test_every_device_side_reason_was_exercised(srv: LiveServer) -> None:
     """unknown_case is never produced: a command on an unknown case is refused by the lifecycle rule
     (no_case), which the tests above check. The media reasons belong to uploads and media references
     (tests/test_media.py exercises them); unknown_address belongs to locate (tests/test_address_flow.py),
-    unknown_component and component_class_mismatch to reports naming a 部件 (tests/test_component_flow.py)."""
+    unknown_component, component_class_mismatch and component_exists to the 部件 inventory
+    (tests/test_component_flow.py)."""
     if srv.url not in EXERCISED:
         pytest.skip("run with the whole module")
     elsewhere = {Reason.UNKNOWN_CASE, Reason.UNSUPPORTED_MEDIA_TYPE, Reason.UNKNOWN_MEDIA,
                  Reason.UNKNOWN_ADDRESS, Reason.UNKNOWN_COMPONENT,
-                 Reason.COMPONENT_CLASS_MISMATCH}  # fmt: skip
+                 Reason.COMPONENT_CLASS_MISMATCH, Reason.COMPONENT_EXISTS}  # fmt: skip
     device_side = {r.value for r in Reason} - {r.value for r in elsewhere}
     assert device_side - EXERCISED[srv.url] == set()

@@ -46,6 +46,7 @@ MODEL_EVENT = {
     "TaskAckIn": "task_ack",
     "TaskResultIn": "task_result",
     "CommandIn": "command",
+    "ComponentUpdateIn": "component",
 }
 
 
