@@ -440,12 +440,10 @@ def snap_zones(
             f = int(shapely.STRtree(faces).nearest(inner[k]))
         z = zone_of.get(k, owner[f]) if faces[f].area > WHOLE_BLOCK_M2 else owner[f]
         members[z].append(piece)
-    # the pieces share their edges exactly: a plain union keeps them, and the zones tile the region;
+    # the pieces share their edges exactly (a coverage: its fast union), and the zones tile the region;
     # on the 1 mm grid (hair-thin scraps dropped) they read back from the store as they were made
-    out = [
-        polygonal(shapely.set_precision(shapely.union_all(m), PRECISION_M)) if m else shapely.Polygon()
-        for m in members
-    ]
+    unions = [shapely.coverage_union_all(m) if m else shapely.Polygon() for m in members]
+    out = [polygonal(shapely.set_precision(u, PRECISION_M)) for u in unions]
     for old, new in zip(arr, out, strict=True):
         if new.is_empty or abs(new.area - old.area) > 0.5 * old.area:
             return None
