@@ -92,4 +92,5 @@ COMPONENT_STATE = "gw-component-state"
 COMPONENT_HANDLER = "gw-component-handler"
 COMPONENT_CASES = "gw-component-cases"
 COMPONENT_HISTORY = "gw-component-history"
+COMPONENT_MAP = "gw-component-map"  # the object's point in its unit grid
 CASE_COMPONENT = "gw-case-component"

@@ -13,9 +13,10 @@ from typing import Any
 from dash import dcc, html
 
 from dashboard import ids
+from dashboard.case_figures import location_figure
 from dashboard.i18n import t
 from domain.component import Role, handling_unit
-from layouts.chrome import PageContext, Route, class_label, header, local
+from layouts.chrome import PageContext, Route, class_label, crumbs_for, header, local
 from store.components import ComponentBook, component_view
 
 
@@ -140,11 +141,28 @@ def page(ctx: PageContext, code: str) -> html.Div:
         ],
         className="gw-panel",
     )
-    crumbs: list[tuple[str, str | None]] = [(t("grid.title", lang), f"/grid/{grid}")] if grid else []
+    h = ctx.data.hierarchy()
+    info = h.grids.get(grid) if h is not None and grid else None
+    crumbs = crumbs_for(ctx, street=info.street if info else None, community=info.community if info else None,
+                        grid=grid, last=code)  # fmt: skip
+    side: list[Any] = []
+    if info is not None:  # the grid and the object's point (its representative point for a line)
+        pad = 0.0005
+        box = (info.bbox[0] - pad, info.bbox[1] - pad, info.bbox[2] + pad, info.bbox[3] + pad)
+        fig = location_figure(ctx.data.grid_shapes([info.code]).get(info.code), (c["lon"], c["lat"]), box,
+                              lang, grid_code=info.code, viewport=(460, 380))  # fmt: skip
+        side.append(dcc.Graph(id=ids.COMPONENT_MAP, figure=fig, className="gw-case-map",
+                              style={"height": "380px"}, config={"displayModeBar": False}))  # fmt: skip
     return html.Div(
         [
-            header(ctx, [*crumbs, (code, None)], f"{t('component.title', lang)} {code}"),
-            html.Main([facts, cases, history], className="gw-main"),
+            header(ctx, crumbs, f"{t('component.title', lang)} {code}"),
+            html.Main(
+                [
+                    html.Div([facts, cases, history], className="gw-case-main"),
+                    html.Div(side, className="gw-case-side"),
+                ],
+                className="gw-case-page",
+            ),
         ],
         className="gw-page gw-desk-page gw-scroll",
         lang="zh-CN" if lang == "zh" else "en",

@@ -117,5 +117,8 @@ def test_case_page_and_component_page_agree_on_the_cover_and_its_owner(desk: Des
     assert case["id"] in cases and "区市政设施管理中心 (0102)" in cases
     assert "新增" in _by_id(comp_page, ids.COMPONENT_HISTORY)
     assert "排水集团 (12)" in _texts(comp_page)  # its 权属 unit is shown too
+    drawn = next(c for c in _components(comp_page) if c["props"].get("id") == ids.COMPONENT_MAP)
+    xs = [x for tr in drawn["props"]["figure"]["data"] for x in (tr.get("lon") or tr.get("x") or [])]
+    assert any(x is not None and abs(x - d.inv.lon[i]) < 1e-6 for x in xs)  # its point on the map
     missing = _page(boss, d.url, "/component/1101010102999999")
     assert not [c for c in _components(missing) if c["props"].get("id") == ids.COMPONENT_ID]  # not found
