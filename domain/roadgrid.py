@@ -104,9 +104,9 @@ def road_from_feature(geometry: BaseGeometry, props: Mapping[str, Any]) -> Road 
         return None
     name = str(_first(props, _NAME_KEYS) or "").strip()
     half = _width(_first(props, _WIDTH_KEYS)) / 2.0
-    if MAIN_KEY in props:
-        main = bool(props[MAIN_KEY])
-        half = _width(2.0 * float(props.get(HALF_WIDTH_KEY) or 0.0)) / 2.0
+    if MAIN_KEY in props:  # the remembered copy: the class as decided when it was first read
+        main = props[MAIN_KEY] in (True, 1, "true", "1")
+        half = _width(props.get(HALF_WIDTH_KEY))
     elif (cls := _first(props, _CLASS_KEYS)) is not None:
         main = str(cls).strip().lower() in MAIN_CLASSES
     else:
@@ -429,7 +429,8 @@ def snap_zones(
         edges = [*shapely.boundary(faces[big]), *(c for c in cuts if not c.is_empty)]
         pieces = np.asarray(blocks(region, network, edges), dtype=object)
     inner = shapely.point_on_surface(pieces)
-    pi, pf = shapely.STRtree(faces).query(inner, predicate="within")
+    face_tree = shapely.STRtree(faces)
+    pi, pf = face_tree.query(inner, predicate="within")
     face_of = dict(zip(pi.tolist()[::-1], pf.tolist()[::-1], strict=True))  # the first face holding it
     qi, qz = tree.query(inner, predicate="within")
     zone_of = dict(zip(qi.tolist()[::-1], qz.tolist()[::-1], strict=True))
@@ -437,7 +438,7 @@ def snap_zones(
     for k, piece in enumerate(pieces):
         f = face_of.get(k)
         if f is None:
-            f = int(shapely.STRtree(faces).nearest(inner[k]))
+            f = int(face_tree.nearest(inner[k]))
         z = zone_of.get(k, owner[f]) if faces[f].area > WHOLE_BLOCK_M2 else owner[f]
         members[z].append(piece)
     # the pieces share their edges exactly (a coverage: its fast union), and the zones tile the region;
