@@ -624,6 +624,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "component.action.add": {"zh": "新增", "en": "Added"},
     "component.action.change": {"zh": "变更", "en": "Changed"},
     "component.action.retire": {"zh": "废弃", "en": "Retired"},
+    "component.none": {"zh": "本网格无部件记录", "en": "No components recorded in this grid"},
 }
 
 

@@ -93,4 +93,5 @@ COMPONENT_HANDLER = "gw-component-handler"
 COMPONENT_CASES = "gw-component-cases"
 COMPONENT_HISTORY = "gw-component-history"
 COMPONENT_MAP = "gw-component-map"  # the object's point in its unit grid
+GRID_COMPONENTS = "gw-grid-components"  # the grid page's 部件 by class
 CASE_COMPONENT = "gw-case-component"

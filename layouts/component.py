@@ -17,7 +17,7 @@ from dashboard.case_figures import location_figure
 from dashboard.i18n import t
 from domain.component import Role, handling_unit
 from layouts.chrome import PageContext, Route, class_label, crumbs_for, header, local
-from store.components import ComponentBook, component_view
+from store.components import ComponentBook, component_view, grid_components
 
 
 def _field(label: str, value: Any, **kw: Any) -> html.Div:
@@ -102,7 +102,7 @@ def page(ctx: PageContext, code: str) -> html.Div:
                     ),
                     *case_rows,
                 ],
-                className="gw-table",
+                className="gw-desk-table",
                 id=ids.COMPONENT_CASES,
             )
             if case_rows
@@ -135,7 +135,7 @@ def page(ctx: PageContext, code: str) -> html.Div:
                         for h in view["history"]
                     ),
                 ],
-                className="gw-table",
+                className="gw-desk-table",
                 id=ids.COMPONENT_HISTORY,
             ),
         ],
@@ -166,6 +166,40 @@ def page(ctx: PageContext, code: str) -> html.Div:
         ],
         className="gw-page gw-desk-page gw-scroll",
         lang="zh-CN" if lang == "zh" else "en",
+    )
+
+
+def grid_panel(ctx: PageContext, grid: str) -> html.Section:
+    """The grid page's 部件: the count of each class in the grid and its objects, each a link."""
+    lang = ctx.lang
+    with ctx.data.engine.connect() as conn:
+        counts, rows = grid_components(conn, grid)
+    if not counts:
+        body: Any = html.P(t("component.none", lang), className="gw-dim")
+    else:
+        summary = " · ".join(f"{class_label(ctx, 'component', k)} {n}" for k, n in counts.items())
+        table = html.Table(
+            [
+                html.Tr(
+                    [
+                        html.Td(dcc.Link(r.id, href=ctx.href(f"/component/{r.id}"))),
+                        html.Td(class_label(ctx, "component", r.class_code)),
+                        html.Td(r.name or "—"),
+                        html.Td(t(f"component.state.{r.state}", lang)),
+                    ]
+                )
+                for r in rows
+            ],
+            className="gw-desk-table",
+        )
+        more = sum(counts.values()) - len(rows)
+        body = [html.P(summary, className="gw-dim"), table]
+        if more > 0:
+            body.append(html.P(t("locate.more", lang).format(n=more), className="gw-dim"))
+    return html.Section(
+        [html.H2(f"{t('component.title', lang)} ({sum(counts.values())})"), body],
+        className="gw-panel",
+        id=ids.GRID_COMPONENTS,
     )
 
 

@@ -19,6 +19,7 @@ from dashboard.deskdata import WEEK
 from dashboard.figures import STAGE_COLOURS
 from dashboard.i18n import t
 from domain.evaluation import ObjectType, grade, indicators, region_score
+from layouts import component
 from layouts.chrome import (
     MAP_HEIGHT,
     ContextOf,
@@ -256,6 +257,7 @@ def page(ctx: PageContext, code: str) -> html.Div:
                                 [html.H2(t("grid.roster", lang)), roster_panel(ctx, code)],
                                 className="gw-panel",
                             ),
+                            component.grid_panel(ctx, code),  # its 部件 by class (issue 18)
                         ],
                         className="gw-grid-left",
                     ),

@@ -672,6 +672,19 @@ def apply_update(conn: Connection, update: Mapping[str, Any], at: datetime, acto
     return "accepted"
 
 
+def grid_components(conn: Connection, grid: str, *, limit: int = 200) -> tuple[dict[str, int], list[Any]]:
+    """A unit grid's objects that are not retired: the count by class and the first ``limit`` objects
+    (identifier, class, name, state) by class and identifier."""
+    c = _components.c
+    where = (c.grid_code == grid, c.state != RETIRED)
+    by_class = select(c.class_code, func.count()).where(*where).group_by(c.class_code)
+    counts: dict[Any, Any] = {k: v for k, v in conn.execute(by_class).all()}
+    rows = conn.execute(
+        select(c.id, c.class_code, c.name, c.state).where(*where).order_by(c.class_code, c.id).limit(limit)
+    ).all()
+    return {str(k): int(v) for k, v in sorted(counts.items())}, list(rows)
+
+
 def component_view(conn: Connection, code: str, *, cases: int = 50) -> dict[str, Any] | None:
     """One object for its page: its row, its history (newest first) and its cases (newest first)."""
     row = conn.execute(select(_components).where(_components.c.id == code)).mappings().first()

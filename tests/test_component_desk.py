@@ -120,5 +120,9 @@ def test_case_page_and_component_page_agree_on_the_cover_and_its_owner(desk: Des
     drawn = next(c for c in _components(comp_page) if c["props"].get("id") == ids.COMPONENT_MAP)
     xs = [x for tr in drawn["props"]["figure"]["data"] for x in (tr.get("lon") or tr.get("x") or [])]
     assert any(x is not None and abs(x - d.inv.lon[i]) < 1e-6 for x in xs)  # its point on the map
+    grid = out["case"]["grid"]
+    grid_page = _page(boss, d.url, f"/grid/{grid}")
+    listed = _by_id(grid_page, ids.GRID_COMPONENTS)
+    assert code in listed and "污水井盖" in listed  # the grid page lists its objects by class
     missing = _page(boss, d.url, "/component/1101010102999999")
     assert not [c for c in _components(missing) if c["props"].get("id") == ids.COMPONENT_ID]  # not found
