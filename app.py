@@ -87,7 +87,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         crs=args.crs,
         area_size=args.area_size,
         regenerate=getattr(args, "regenerate", False),
-        roads=Path(args.roads) if getattr(args, "roads", None) else None,
+        roads=_roads_path(args.roads, st.data_dir) if getattr(args, "roads", None) else None,
         roads_crs=getattr(args, "roads_crs", None),
         no_roads=getattr(args, "no_roads", False),
         data_dir=st.data_dir,
@@ -131,6 +131,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     args.communities = args.file if args.kind == "communities" else None
     args.grids = args.file if args.kind == "grids" else None
     return cmd_init(args)
+
+
+def _roads_path(given: str, data_dir: Path) -> Path:
+    """``--roads``: a file, or ``basemap:<name>``, an imported road layer's lines (issue 17)."""
+    if not given.startswith("basemap:"):
+        return Path(given)
+    from store.basemap import road_lines
+
+    return road_lines(data_dir, given)
 
 
 def _import_basemap(args: argparse.Namespace) -> int:
@@ -648,7 +657,7 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument(
         "--roads",
         help="road centre lines (GeoJSON or Shapefile): unit grids follow them, about 10,000 m² each; "
-        "remembered under <data-dir>/roads for plain re-runs",
+        "remembered under <data-dir>/roads for plain re-runs; basemap:NAME takes an imported road layer",
     )
     init.add_argument(
         "--roads-crs", help="CRS of --roads: wgs84, gcj02, bd09 or cgcs2000 (default: from the file)"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import shapely
+import shapely.geometry
 from shapely.geometry.base import BaseGeometry
 
 from domain.crs import CRS, to_wgs84
@@ -42,6 +43,7 @@ NAME_KEYS = ("name", "NAME", "名称", "name_zh", "name:zh", "Name")  # a featur
 CLASS_KEYS = ("class", "highway", "fclass", "type", "等级", "kind")  # a road's class, if the file has one
 MANIFEST = "layers.json"
 FIELDS = {"name": "String", "class": "String"}  # what a cut layer's features carry
+ROAD_LINES = ".roads-wgs84.geojson"  # beside a road layer's tiles: its lines (WGS-84), for init --roads
 DRAW_ORDER = ("raster", "green", "water", "buildings", "roads", "other", "places")  # bottom first
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
@@ -312,8 +314,30 @@ def import_features(
         bounds=(minx, miny, maxx, maxy), source_layers=(name,), compression="gzip", show_from=lo, show_to=24,
         version=f"{int(time.time())}", features=len(feats), tiles=n, crs=crs, source=source,
     )  # fmt: skip
+    if role == "roads":  # kept as lines too: ``init --roads basemap:<name>`` cuts the grids along them
+        doc = {"type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": _props(p, role), "geometry": shapely.geometry.mapping(g)}
+            for g, p in feats if g.geom_type in ("LineString", "MultiLineString")
+        ]}  # fmt: skip
+        tmp_lines = base / f".{name}.tmp.geojson"
+        tmp_lines.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp_lines, base / f"{name}{ROAD_LINES}")
     _register(data_dir, layer)
     return ImportSummary(layer, time.monotonic() - started)
+
+
+def road_lines(data_dir: Path, ref: str) -> Path:
+    """The WGS-84 lines of an imported road layer named by ``basemap:<name>`` (for ``init --roads``)."""
+    name = ref.split(":", 1)[1] if ref.startswith("basemap:") else ref
+    path = folder(data_dir) / f"{name}{ROAD_LINES}"
+    if not _NAME_RE.match(name) or not path.exists():
+        here = folder(data_dir)
+        known = [x.name for x in load_layers(data_dir) if (here / f"{x.name}{ROAD_LINES}").exists()]
+        raise GeoInputError(
+            f"--roads {ref}: no imported road layer of that name (import one with: app.py import basemap "
+            f"FILE --role roads); road layers here: {', '.join(known) or 'none'}"
+        )
+    return path
 
 
 def remove_layer(data_dir: Path, name: str) -> bool:
@@ -325,5 +349,6 @@ def remove_layer(data_dir: Path, name: str) -> bool:
     for x in layers:
         if x.name == name:
             (folder(data_dir) / x.file).unlink(missing_ok=True)
+            (folder(data_dir) / f"{x.name}{ROAD_LINES}").unlink(missing_ok=True)
     _save_layers(data_dir, keep)
     return True

@@ -337,3 +337,21 @@ def test_the_app_lets_a_wall_read_its_map_until_its_kiosk_token_is_revoked(
         revoke_token(s, kiosk.id)
     assert client.get(f"/basemap/style.json?token={secret}").status_code == 401
     engine.dispose()
+
+
+def test_an_imported_road_layer_can_cut_the_grids(data_dir: Path) -> None:
+    """``init --roads basemap:roads`` (issue 17 item 3 with an imported layer): the layer's lines are
+    kept in WGS-84 beside its tiles, with their names and classes; an unknown layer is refused by name."""
+    import app
+    from store.basemap import road_lines
+
+    path = app._roads_path("basemap:roads", data_dir)
+    assert path == road_lines(data_dir, "basemap:roads") and path.exists()
+    lines = read_features(path)
+    source = read_features(_roads())  # converted from GCJ-02 on import, as the tiles were
+    assert len(lines) == len(source)
+    assert lines[0][0].equals_exact(source[0][0], 1e-9)
+    assert {p.get("class") for _, p in lines} == {"main", "minor"}
+    with pytest.raises(GeoInputError, match="road layers here: roads"):
+        road_lines(data_dir, "basemap:nope")
+    assert app._roads_path("roads.geojson", data_dir) == Path("roads.geojson")
