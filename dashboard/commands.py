@@ -122,6 +122,38 @@ def run_command(
     return pipeline.submit("command", raw, speaker, source=source)
 
 
+COMPONENT_ACTIONS = {"component_state": "state", "component_owners": "owners", "component_move": "move",
+                     "component_retire": "retire"}  # fmt: skip
+ROLE_UNITS = ("unit_main", "unit_owner", "unit_care")
+
+
+def run_component_update(
+    pipeline: Ingest,
+    person: Mapping[str, Any],
+    action: str,
+    code: str,
+    data: Mapping[str, Any],
+    key: str | None,
+    opinion: str = "",
+) -> dict[str, Any]:
+    """An online update of a 部件 from the component page (an admin's session): the ``component`` event
+    of the one pipeline, as ``POST /api/v1/components/<id>/<action>`` sends it (``component_owners``:
+    the chosen ``department`` for one ``role``; the other units stay)."""
+    speaker = SessionSpeaker(str(person["person_id"]), str(person["role"]), person.get("department"))
+    key = key or f"desk-{uuid.uuid4().hex}"
+    at = INSTANTS.of((speaker.person_id, key, action, code), pipeline.clock().isoformat())
+    raw: dict[str, Any] = {"id": key, "action": COMPONENT_ACTIONS[action], "component_id": code, "at": at,
+                           "reason": opinion}  # fmt: skip
+    for k in ("lon", "lat", "crs", "state"):
+        if data.get(k) is not None:
+            raw[k] = data[k]
+    if action == "component_owners":
+        role = str(data.get("role") or "unit_care")
+        if role in ROLE_UNITS:
+            raw[role] = str(data.get("department") or "")  # "" clears the role's unit
+    return pipeline.submit("component", raw, speaker, source=speaker.name[:32])
+
+
 def install_commands(server: Flask, pipeline: Callable[[], Ingest | None]) -> None:
     """``POST /api/v1/commands``: a logged-in person's command (session cookie + ``X-CSRF-Token``).
 
@@ -145,6 +177,12 @@ def install_commands(server: Flask, pipeline: Callable[[], Ingest | None]) -> No
             body = parse_body(p, "command", source, limit=MAX_BODY)
         except Refusal as exc:
             return json_response(exc.body, exc.status)
+        if isinstance(body, dict) and body.get("action") in COMPONENT_ACTIONS and body.get("case_id"):
+            key = body.get("id") or request.headers.get("Idempotency-Key")  # the 部件 page (issue 18)
+            ack = run_component_update(p, me, str(body["action"]), str(body["case_id"]), body,
+                                       str(key) if key else None, str(body.get("opinion") or ""))  # fmt: skip
+            status = status_of(ack)
+            return json_response(refused(ack) if status >= 400 else ack, status)
         if not isinstance(body, dict) or not isinstance(body.get("action"), str) or not body.get("case_id"):
             ack = p.reject("command", {"body": str(body)[:500]}, source, Reason.MISSING_FIELD,
                            "a command needs action and case_id")  # fmt: skip

@@ -625,6 +625,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "component.action.change": {"zh": "变更", "en": "Changed"},
     "component.action.retire": {"zh": "废弃", "en": "Retired"},
     "component.none": {"zh": "本网格无部件记录", "en": "No components recorded in this grid"},
+    "component.update": {"zh": "部件在线更新", "en": "Update the component"},
+    "component.move": {"zh": "移到该坐标", "en": "Move to the point"},
+    "component.retire": {"zh": "废弃该部件", "en": "Retire it"},
+    "rule.component_exists": {"zh": "该标识码已存在", "en": "the identifier exists"},
+    "rule.unknown_component": {"zh": "部件库中没有该部件", "en": "not in the inventory"},
 }
 
 

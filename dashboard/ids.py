@@ -94,4 +94,5 @@ COMPONENT_CASES = "gw-component-cases"
 COMPONENT_HISTORY = "gw-component-history"
 COMPONENT_MAP = "gw-component-map"  # the object's point in its unit grid
 GRID_COMPONENTS = "gw-grid-components"  # the grid page's 部件 by class
+COMPONENT_UPDATE = "gw-component-update"  # an admin's online update of the object
 CASE_COMPONENT = "gw-case-component"

@@ -8,6 +8,7 @@ Read only (Dash pages only read); the object is changed by ``app.py import compo
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from dash import dcc, html
@@ -15,8 +16,8 @@ from dash import dcc, html
 from dashboard import ids
 from dashboard.case_figures import location_figure
 from dashboard.i18n import t
-from domain.component import Role, handling_unit
-from layouts.chrome import PageContext, Route, class_label, crumbs_for, header, local
+from domain.component import ComponentState, Role, handling_unit
+from layouts.chrome import PageContext, Route, class_label, crumbs_for, data_attrs, header, local, result_box
 from store.components import ComponentBook, component_view, grid_components
 
 
@@ -141,6 +142,7 @@ def page(ctx: PageContext, code: str) -> html.Div:
         ],
         className="gw-panel",
     )
+    admin = ctx.person.get("role") == "admin"
     h = ctx.data.hierarchy()
     info = h.grids.get(grid) if h is not None and grid else None
     crumbs = crumbs_for(ctx, street=info.street if info else None, community=info.community if info else None,
@@ -158,7 +160,10 @@ def page(ctx: PageContext, code: str) -> html.Div:
             header(ctx, crumbs, f"{t('component.title', lang)} {code}"),
             html.Main(
                 [
-                    html.Div([facts, cases, history], className="gw-case-main"),
+                    html.Div(
+                        [facts, *([update_panel(ctx, c, names)] if admin else []), cases, history],
+                        className="gw-case-main",
+                    ),
                     html.Div(side, className="gw-case-side"),
                 ],
                 className="gw-case-page",
@@ -166,6 +171,56 @@ def page(ctx: PageContext, code: str) -> html.Div:
         ],
         className="gw-page gw-desk-page gw-scroll",
         lang="zh-CN" if lang == "zh" else "en",
+    )
+
+
+def update_panel(ctx: PageContext, c: dict[str, Any], names: dict[str, str]) -> html.Section:
+    """An admin's online update of the object (issue 18): its state, one role's unit, its point, or
+    retire it — buttons that ``assets/gw-desk.js`` posts to ``POST /api/v1/commands`` (the
+    ``component`` event of the one pipeline, with the history's reason from the opinion box)."""
+    lang = ctx.lang
+
+    def button(label: str, action: str, data: dict[str, str] | None = None) -> html.Button:
+        extra = {"gw_data": json.dumps(data, ensure_ascii=False)} if data else {}
+        attrs = data_attrs(gw_action=action, gw_key=f"desk-{uuid.uuid4().hex}", **extra)
+        return html.Button(label, type="button", className="gw-act-btn", **attrs)
+
+    states = [s.value for s in ComponentState if s is not ComponentState.RETIRED and s.value != c["state"]]
+    units = [html.Option(f"{n} ({k})", value=k) for k, n in sorted(names.items())]
+    rows = [
+        html.Div(
+            [button(t(f"component.state.{s}", lang), "component_state", {"state": s}) for s in states],
+            className="gw-act",
+        ),
+        html.Div(
+            [html.Select(units, name="department", className="gw-act-input")]
+            + [
+                button(t(f"component.role.{r}", lang), "component_owners", {"role": f"unit_{r}"})
+                for r in ("main", "owner", "care")
+            ],
+            className="gw-act",
+        ),
+        html.Div(
+            [
+                dcc.Input(type="text", name="lon", placeholder="lon (WGS-84)", className="gw-act-input"),
+                dcc.Input(type="text", name="lat", placeholder="lat", className="gw-act-input"),
+                button(t("component.move", lang), "component_move"),
+            ],
+            className="gw-act",
+        ),
+        html.Div([button(t("component.retire", lang), "component_retire")], className="gw-act"),
+        dcc.Input(
+            type="text", name="opinion", placeholder=t("component.why", lang), className="gw-act-input"
+        ),
+    ]
+    return html.Section(
+        [
+            html.H2(t("component.update", lang)),
+            result_box(lang),
+            html.Div(rows, **data_attrs(gw_case=c["id"])),
+        ],
+        className="gw-panel",
+        id=ids.COMPONENT_UPDATE,
     )
 
 

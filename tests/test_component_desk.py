@@ -10,6 +10,7 @@ with owners from the department list; no public inventory is at hand.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ def desk(city_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Itera
     provision_embedded(city_engine, kiosk_secret=KIOSK_SECRET)
     add_desk_user(city_engine, "disp-cmp", PASSWORD, "dispatcher")
     add_desk_user(city_engine, "boss-cmp", PASSWORD, "leader")
+    add_desk_user(city_engine, "adm-cmp", PASSWORD, "admin")
     seams = Seams(engine=city_engine, patrol_every=timedelta(0), media=False, secret_key="component-tests")
     core = build(Settings(Path("."), str(city_engine.url), interval=0.2), "embedded", seams).start()
     port = free_port()
@@ -126,3 +128,47 @@ def test_case_page_and_component_page_agree_on_the_cover_and_its_owner(desk: Des
     assert code in listed and "污水井盖" in listed  # the grid page lists its objects by class
     missing = _page(boss, d.url, "/component/1101010102999999")
     assert not [c for c in _components(missing) if c["props"].get("id") == ids.COMPONENT_ID]  # not found
+
+
+def _button(tree: Any, action: str, **data: str) -> dict[str, Any]:
+    for c in _components(tree):
+        p = c["props"]
+        if p.get("data-gw-action") == action and all(
+            json.loads(p.get("data-gw-data") or "{}").get(k) == v for k, v in data.items()
+        ):
+            return dict(p)
+    raise AssertionError(f"no {action} button with {data}")
+
+
+def test_an_admin_updates_a_component_from_its_page(desk: Desk) -> None:
+    """What gw-desk.js posts for the component page's buttons goes through the one pipeline: the state
+    and the 养护 unit change, the page shows them and their history; a leader sees no buttons."""
+    d = desk
+    i = next(i for i, c in enumerate(d.inv.classes) if c == "0118")  # a street light
+    code = d.inv.ids[i]
+    boss = login_http(d.url, "boss-cmp", PASSWORD)
+    assert not [c for c in _components(_page(boss, d.url, f"/component/{code}"))
+                if c["props"].get("id") == ids.COMPONENT_UPDATE]  # fmt: skip
+    adm = login_http(d.url, "adm-cmp", PASSWORD)
+    page = _page(adm, d.url, f"/component/{code}")
+    panel = next(c for c in _components(page) if c["props"].get("data-gw-case") == code)
+    broken = _button(panel, "component_state", state="破损")
+    body = {"action": "component_state", "case_id": code, "id": broken["data-gw-key"] + "-0",
+            "opinion": "灯杆撞弯", **json.loads(broken["data-gw-data"])}  # fmt: skip
+    r = adm.post(f"{d.url}/api/v1/commands", json=body, timeout=15)
+    assert r.status_code == 200 and r.json()["accepted"], r.text
+    care = _button(panel, "component_owners", role="unit_care")
+    body = {"action": "component_owners", "case_id": code, "id": care["data-gw-key"] + "-0",
+            "department": "0102", **json.loads(care["data-gw-data"])}  # fmt: skip
+    r = adm.post(f"{d.url}/api/v1/commands", json=body, timeout=15)
+    assert r.status_code == 200 and r.json()["accepted"], r.text
+    boss_page = _page(boss, d.url, f"/component/{code}")
+    assert _by_id(boss_page, ids.COMPONENT_STATE) == "破损"
+    assert "区市政设施管理中心 (0102)" in _by_id(boss_page, ids.COMPONENT_HANDLER)
+    history = _by_id(boss_page, ids.COMPONENT_HISTORY)
+    assert "灯杆撞弯" in history and "adm-cmp" in history and '"0103" → "0102"' in history
+    again = adm.post(f"{d.url}/api/v1/commands", json=body, timeout=15)
+    assert again.status_code == 200 and (again.json()["duplicates"] or again.json()["accepted"]), again.text
+    r = boss.post(f"{d.url}/api/v1/commands", timeout=15,
+                  json={"action": "component_retire", "case_id": code, "id": "boss-retire"})  # fmt: skip
+    assert r.status_code == 403 and r.json()["error"] == "not_allowed", r.text
