@@ -362,22 +362,27 @@ class LogFollower(_Readable):
         """Count the events committed since the last step (at most ``_BATCH`` new ones, and pending ids
         that appeared); save the changed rows and the new mark. Returns how many were counted."""
         with self.engine.connect() as conn:
+            cols = (CaseEventRow.id, CaseEventRow.case_id, CaseEventRow.action)
             new = conn.execute(
-                select(CaseEventRow.id, CaseEventRow.case_id).where(CaseEventRow.id > self.mark)
-                .order_by(CaseEventRow.id).limit(_BATCH)
-            ).all()  # fmt: skip
+                select(*cols).where(CaseEventRow.id > self.mark).order_by(CaseEventRow.id).limit(_BATCH)
+            ).all()
             late: Sequence[Any] = []
             if self.pending:
-                q = select(CaseEventRow.id, CaseEventRow.case_id).where(
-                    CaseEventRow.id.in_(list(self.pending))
-                )
-                late = conn.execute(q).all()
+                late = conn.execute(select(*cols).where(CaseEventRow.id.in_(list(self.pending)))).all()
             now = time.monotonic()
             upto = new[-1][0] if new else self.mark
             fresh = [*new, *late]
             records: list[Record] = []
             if fresh:
                 take = {r[0] for r in fresh}
+                # a 定位 gives a case without a grid its grid: its report, in no region until then (the
+                # replay skipped it), counts now in that grid's, as the embedded keeper and a rebuild do
+                located = sorted({r[1] for r in fresh if r[2] == Action.LOCATE.value})
+                for i in range(0, len(located), _CHUNK):
+                    q = select(CaseEventRow.id, CaseEventRow.data).where(
+                        CaseEventRow.case_id.in_(located[i : i + _CHUNK]), CaseEventRow.seq == 0
+                    )
+                    take |= {r[0] for r in conn.execute(q) if not (r[1] or {}).get("grid")}
                 touched = sorted({r[1] for r in fresh})
                 for i in range(0, len(touched), _CHUNK):
                     part = touched[i : i + _CHUNK]
@@ -391,7 +396,7 @@ class LogFollower(_Readable):
                     )  # fmt: skip
                     records.extend(replay(conn.execute(q), grids, self.ctx, take.__contains__))
         with self._lock:
-            for i, _ in late:
+            for i, *_ in late:
                 del self.pending[i]
             self._watch([r[0] for r in new], self.mark, upto, now)
             for i in [i for i, t in self.pending.items() if now - t >= self.hole_wait]:

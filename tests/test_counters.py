@@ -130,3 +130,41 @@ def test_both_keepers_read_the_same_through_the_daily_counters_interface(city_en
     )
     assert plain[top] is not None and late[top] is not None and late[top] < plain[top]
     assert {k: v for k, v in late.items() if k != top} == {k: v for k, v in plain.items() if k != top}
+
+
+def test_the_follower_counts_a_located_case_s_report_in_its_grid(city_engine: Engine) -> None:
+    """Scale-out (issue 17): a report with only an address is in no region; when a 定位 gives it a grid
+    the aggregator's follower counts its report there, as the embedded keeper and a rebuild do."""
+    from dataclasses import replace
+
+    from domain.lifecycle import Action, Actor, Command, Role
+
+    engine = city_engine
+    ctx = Context(catalogue=load_catalogue("cjt214"), calendar=load_calendar())
+    responsible = _responsible(engine)
+    grids = sorted(responsible)[:400]
+    follower = LogFollower(engine, ctx, responsible)
+    follower.start()
+    flow = generate(datetime(2026, 11, 28, tzinfo=UTC), 1, grids, ctx, seed=28, reports_per_day=20,
+                    supervisors=[responsible[g] for g in grids])  # fmt: skip
+    cmd, at = next((c, a) for c, a in flow if c.action is Action.REPORT and c.data.get("grid"))
+    grid = str(cmd.data["grid"])
+    data = {k: v for k, v in cmd.data.items() if k not in ("grid", "lon", "lat")}
+    with engine.begin() as conn:  # the same report with only an address: it needs a location
+        waiting = replace(cmd, data={**data, "needs_location": True, "address": "某胡同1号"})
+        done = execute(conn, waiting, at, ctx)
+    assert done.outcome == "applied" and done.case is not None
+    follower.follow()
+    day = at.date()
+    assert follower.period(ObjectType.GRID, grid, day, day).reported == 0  # in no grid yet
+    with engine.connect() as conn:
+        lon, lat = conn.execute(select(Grid.centroid_lon, Grid.centroid_lat).where(Grid.code == grid)).one()
+    point = {"grid": grid, "lon": lon, "lat": lat, "located_by": "point"}
+    acceptor = Actor("acc-test", Role.ACCEPTOR)
+    locate = Command(Action.LOCATE, done.case.id, acceptor, "", point, "locate-f-test")
+    with engine.begin() as conn:
+        placed = execute(conn, locate, at, ctx)
+    assert placed.outcome == "applied", placed
+    assert follower.follow() == 1
+    assert follower.period(ObjectType.GRID, grid, day, day).reported == 1  # its report, now in the grid
+    assert follower.aggregates.as_dict() == rebuild_aggregates(engine, ctx, responsible).as_dict()
