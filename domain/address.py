@@ -206,8 +206,14 @@ def chinese_number(text: str) -> int | None:
 
 
 def _name_key(name: str) -> str:
-    """A name's Arabic numerals in Chinese, as road names are written (东四3条 → 东四三条)."""
-    return _ARABIC.sub(lambda m: str(cn2an.an2cn(m.group(0))), name) if _ARABIC.search(name) else name
+    """A name's Arabic numerals in Chinese, as road names are written (东四3条 → 东四三条); a run of
+    more than 8 digits is no road's number and stays as it is (cn2an refuses over 16)."""
+
+    def chinese(m: re.Match[str]) -> str:
+        digits = m.group(0)
+        return str(cn2an.an2cn(digits)) if len(digits) <= 8 else digits
+
+    return _ARABIC.sub(chinese, name) if _ARABIC.search(name) else name
 
 
 def parse(text: str, prefixes: Prefixes | None = None) -> ParsedAddress:

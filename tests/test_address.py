@@ -283,3 +283,13 @@ def test_the_live_state_moves_a_located_case_to_its_grid(redis_url: str) -> None
         if keys:
             r.delete(*keys)
         r.close()
+
+
+@pytest.mark.parametrize(
+    "text", ["路" + "9" * 40, "9" * 200 + "号", "东四" + "1" * 17 + "条", "甲" + "0" * 30 + "号院", "１" * 50]
+)
+def test_long_digit_runs_parse_without_failing(text: str) -> None:
+    """The fuzz's Open311 address_string of 17+ digits made cn2an raise (a 500): such a run is no road's
+    number and stays as it is."""
+    parsed = parse(text, DONGCHENG)
+    assert isinstance(parsed.name, str)
