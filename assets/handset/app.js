@@ -515,6 +515,7 @@
   let nearTimer = null, nearAt = null;
   function nearAddress(lon, lat, el) {
     clearTimeout(nearTimer);
+    nearAt = null;  // the last answer was for another point: a report sent now names none
     nearTimer = setTimeout(async () => {
       if (!el.isConnected || lon === null) return;
       try {
