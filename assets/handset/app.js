@@ -338,6 +338,10 @@
       if (fix.accuracy !== null) payload.accuracy = fix.accuracy;
       if (fix.speed !== null) payload.speed = fix.speed;
       enqueue({ kind: 'fix', payload }, false);
+    } else if (S.token && moved > FIX_MOVED_M) {  // moved, but too soon after the last fix: this point is
+      clearTimeout(S.fixLater);                   // sent once the floor has passed, unless another comes
+      const c2 = { longitude: fix.lon, latitude: fix.lat, accuracy: fix.accuracy, speed: fix.speed };
+      S.fixLater = setTimeout(() => { if (S.pos === fix) onPosition({ coords: c2, timestamp: Date.now() }); }, FIX_FLOOR_MS - dt + 20);
     }
     if (map.follow || first) map.center(fix.lon, fix.lat);
     map.draw();
