@@ -99,18 +99,11 @@ def reverse(
     """``GET /api/v1/reverse?lon=…&lat=…[&max_m=…][&crs=…]``: the nearest address and its distance."""
     if lon is None or lat is None:
         raise GeocodeRefusal(Reason.MISSING_FIELD, "lon and lat are needed", 400)
-    x, y = _float(lon, "lon"), _float(lat, "lat")
-    if not (-180 <= x <= 180 and -90 <= y <= 90):
-        raise GeocodeRefusal(Reason.BAD_COORDINATES, f"{x},{y} is not a point on Earth", 422)
-    radius = _float(max_m if max_m is not None else 500, "max_m")
+    x, y = query_point(lon, lat)
+    radius = query_number(max_m if max_m is not None else 500, "max_m")
     if not 0 < radius <= MAX_REVERSE_M:
         raise GeocodeRefusal(Reason.WRONG_TYPE, f"max_m: a distance in metres up to {MAX_REVERSE_M:g}", 400)
-    if crs:
-        try:
-            wx, wy = to_wgs84(np.array([x]), np.array([y]), str(crs))
-        except ValueError as exc:
-            raise GeocodeRefusal(Reason.WRONG_TYPE, str(exc), 400) from None
-        x, y = float(wx[0]), float(wy[0])
+    x, y = in_wgs84(x, y, crs)
     hit = book.reverse(x, y, radius)
     out: dict[str, Any] = {"lon": x, "lat": y, "max_m": radius, "address": None, "distance_m": None}
     if hit is not None:
@@ -120,7 +113,27 @@ def reverse(
     return out
 
 
-def _float(value: Any, name: str) -> float:
+def query_point(lon: Any, lat: Any) -> tuple[float, float]:
+    """A query's ``lon``/``lat`` as numbers on Earth, or a named refusal."""
+    x, y = query_number(lon, "lon"), query_number(lat, "lat")
+    if not (-180 <= x <= 180 and -90 <= y <= 90):
+        raise GeocodeRefusal(Reason.BAD_COORDINATES, f"{x},{y} is not a point on Earth", 422)
+    return x, y
+
+
+def in_wgs84(x: float, y: float, crs: Any) -> tuple[float, float]:
+    """A query's point moved from its ``crs`` (none: WGS-84 already) to WGS-84, or a named refusal."""
+    if not crs:
+        return x, y
+    try:
+        wx, wy = to_wgs84(np.array([x]), np.array([y]), str(crs))
+    except ValueError as exc:
+        raise GeocodeRefusal(Reason.WRONG_TYPE, str(exc), 400) from None
+    return float(wx[0]), float(wy[0])
+
+
+def query_number(value: Any, name: str) -> float:
+    """A query parameter as a finite number, or a named refusal."""
     try:
         x = float(value)
     except (TypeError, ValueError):

@@ -6,13 +6,9 @@ The inventory is ``store.components.ComponentBook`` (reloaded when an import or 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import numpy as np
-
-from domain.crs import to_wgs84
-from feeds.geocoding import GeocodeRefusal
+from feeds.geocoding import GeocodeRefusal, in_wgs84, query_number, query_point
 from feeds.schemas import Reason
 from store.components import ComponentBook, Loaded
 
@@ -30,16 +26,6 @@ def component_json(book: ComponentBook, obj: Loaded) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _number(value: Any, name: str) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise GeocodeRefusal(Reason.WRONG_TYPE, f"{name}: not a number: {str(value)[:40]!r}", 400) from None
-    if not math.isfinite(x):
-        raise GeocodeRefusal(Reason.BAD_COORDINATES, f"{name}: not a finite number", 422)
-    return x
-
-
 def nearest(
     book: ComponentBook, class_code: Any, lon: Any, lat: Any, k: Any = 5, max_m: Any = 500, crs: Any = None
 ) -> dict[str, Any]:
@@ -49,21 +35,14 @@ def nearest(
     code = str(class_code).strip()
     if len(code) != 4 or not code.isdigit():
         raise GeocodeRefusal(Reason.WRONG_TYPE, f"class: a 4-digit 部件 class code, not {code[:20]!r}", 400)
-    x, y = _number(lon, "lon"), _number(lat, "lat")
-    if not (-180 <= x <= 180 and -90 <= y <= 90):
-        raise GeocodeRefusal(Reason.BAD_COORDINATES, f"{x},{y} is not a point on Earth", 422)
-    n = _number(k if k is not None else 5, "k")
+    x, y = query_point(lon, lat)
+    n = query_number(k if k is not None else 5, "k")
     if not (n.is_integer() and 1 <= n <= MAX_K):
         raise GeocodeRefusal(Reason.WRONG_TYPE, f"k: a whole number from 1 to {MAX_K}", 400)
-    radius = _number(max_m if max_m is not None else 500, "max_m")
+    radius = query_number(max_m if max_m is not None else 500, "max_m")
     if not 0 < radius <= MAX_NEAREST_M:
         raise GeocodeRefusal(Reason.WRONG_TYPE, f"max_m: a distance in metres up to {MAX_NEAREST_M:g}", 400)
-    if crs:
-        try:
-            wx, wy = to_wgs84(np.array([x]), np.array([y]), str(crs))
-        except ValueError as exc:
-            raise GeocodeRefusal(Reason.WRONG_TYPE, str(exc), 400) from None
-        x, y = float(wx[0]), float(wy[0])
+    x, y = in_wgs84(x, y, crs)
     inv = book.inventory()
     out = []
     for hit in inv.nearest(code, x, y, k=int(n), max_m=radius):
