@@ -130,12 +130,36 @@
         state.ranking.forEach(function (r, i) { board.appendChild(rankRow(r, i)); });
       } else if (boardKind === "departments" && state.stats) {
         state.stats.departments.forEach(function (r, i) { board.appendChild(rankRow(r, i, cfg.departments)); });
+      } else if (boardKind === "recurring" && state.stats) {
+        fillRecurring(board);
       } else if (boardKind === "problems" && state.stats) {
         var mix = document.createElement("li"); mix.className = "gw-board-block";
         fillMix(mix, state.stats.today, 8, T["wall.mix"]); board.appendChild(mix);
         var top = document.createElement("li"); top.className = "gw-board-block";
         fillTop(top); board.appendChild(top);
       }
+    }
+
+    function fillRecurring(board) {  // 重复发案部件: the objects with most cases in the window, their class names
+      var rec = state.stats.recurring || { top: [], total: 0, min: 0, days: 0 };
+      board.className = "gw-board gw-board-recurring";
+      var head = document.createElement("li"); head.className = "gw-board-block gw-top-head gw-rec-head";
+      head.textContent = (T["wall.recurring.rule"] || "").replace("{days}", rec.days).replace("{min}", rec.min)
+        .replace("{n}", Number(rec.total).toLocaleString());
+      board.appendChild(head);
+      if (!rec.top.length) {
+        var none = document.createElement("li"); none.className = "gw-dim gw-rec-none"; none.textContent = T["wall.recurring.none"];
+        board.appendChild(none); return;
+      }
+      rec.top.forEach(function (r, i) {
+        var li = document.createElement("li"); li.className = "gw-rank-row gw-rec-row";
+        var n = document.createElement("span"); n.className = "gw-rank-n"; n.textContent = String(i + 1);
+        var name = document.createElement("span"); name.className = "gw-rank-name"; name.textContent = className(r.key);
+        var id = document.createElement("span"); id.className = "gw-rec-id"; id.textContent = "…" + String(r.id).slice(-6);
+        var c = document.createElement("span"); c.className = "gw-rank-score gw-rec-n"; c.textContent = String(r.n);
+        li.appendChild(n); li.appendChild(name); li.appendChild(id); li.appendChild(c);
+        board.appendChild(li);
+      });
     }
 
     // how many rows of a list fit its box, whole rows only (the box's height is the layout's: 16:9 and
@@ -412,7 +436,7 @@
       if (marks) { marks.show("cases", showCases); }
       var s = el(ids.WALL_SCENE); s.textContent = title; s.hidden = !title;
       boardKind = step[0];
-      el(ids.WALL_BOARD).hidden = ["evaluation", "departments", "problems"].indexOf(step[0]) < 0;
+      el(ids.WALL_BOARD).hidden = ["evaluation", "departments", "problems", "recurring"].indexOf(step[0]) < 0;
       renderBoard();
     }
 

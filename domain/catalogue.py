@@ -23,6 +23,7 @@ EDITIONS: dict[str, str] = {
     "gbt30428": "catalogue_gbt30428.csv",
 }
 DEFAULT_DEPARTMENTS = "departments_110101.csv"
+DEFAULT_BASIS = "catalogue_basis.csv"  # each class's 监管主体 and 法规依据 (issue 18), by kind, code and name
 
 CLASS_COLUMNS = (
     "kind",
@@ -38,6 +39,8 @@ CLASS_COLUMNS = (
     "emergency",
 )
 DEPARTMENT_COLUMNS = ("code", "name", "parent", "default")
+BASIS_COLUMNS = ("kind", "code", "minor_name", "supervisor", "basis")
+BASIS_MAX_CHARS = 200  # a 监管主体 or 法规依据 longer than this is refused (a wrong column, not a text)
 DEPARTMENT_OPTIONAL = ("subcentre",)  # 1: a 街道分中心 that dispatches on to its units (default 0)
 
 _CODE2 = re.compile(r"\d{2}")
@@ -114,13 +117,27 @@ class Department:
     subcentre: bool = False  # a 街道分中心 (三级平台): receives dispatches and dispatches on to its units
 
 
+@dataclass(frozen=True)
+class ClassBasis:
+    """What the local 立结案标准 says of a 小类 besides its conditions: its 监管主体 (the authority that
+    supervises it) and its 法规依据 (the regulations it rests on); empty text when not given."""
+
+    supervisor: str
+    basis: str
+
+
 class Catalogue:
     """The classes of one edition and the departments they map to."""
 
     def __init__(
-        self, edition: str, classes: Iterable[MinorClass], departments: Iterable[Department]
+        self,
+        edition: str,
+        classes: Iterable[MinorClass],
+        departments: Iterable[Department],
+        basis: dict[tuple[CaseKind, str], ClassBasis] | None = None,
     ) -> None:
         self.edition = edition
+        self.basis: dict[tuple[CaseKind, str], ClassBasis] = dict(basis or {})
         self.classes: tuple[MinorClass, ...] = tuple(classes)
         self.departments: dict[str, Department] = {d.code: d for d in departments}
         self._by_key: dict[tuple[CaseKind, str], MinorClass] = {c.key: c for c in self.classes}
@@ -128,6 +145,13 @@ class Catalogue:
         for d in self.departments.values():
             if d.parent is not None:
                 self._units[d.parent] = (*self._units.get(d.parent, ()), d.code)
+
+    def basis_of(self, kind: CaseKind | str, code: str) -> ClassBasis | None:
+        """The 监管主体 and 法规依据 of a class (None: the city gave none for it)."""
+        try:
+            return self.basis.get((CaseKind.parse(str(kind)), str(code)))
+        except ValueError:
+            return None
 
     def units_of(self, code: str) -> tuple[str, ...]:
         """The departments whose parent is this one (a sub-centre's units), in list order."""
@@ -250,16 +274,57 @@ def _is_code2(value: object) -> bool:
 
 
 def load_catalogue(
-    edition: str = "cjt214", departments: Path | None = None, classes: Path | None = None
+    edition: str = "cjt214",
+    departments: Path | None = None,
+    classes: Path | None = None,
+    basis: Path | None = None,
 ) -> Catalogue:
-    """Load and validate an edition's classes (shipped or given CSV) and the department list."""
+    """Load and validate an edition's classes (shipped or given CSV), the department list and the
+    classes' 监管主体 and 法规依据 (shipped or given CSV, :func:`load_basis`)."""
     if classes is None:
         if edition not in EDITIONS:
             shipped = ", ".join(EDITIONS)
             raise CatalogueError(f"unknown catalogue edition {edition!r}; shipped editions: {shipped}")
         classes = DATA_DIR / EDITIONS[edition]
     depts = load_departments(departments if departments is not None else DATA_DIR / DEFAULT_DEPARTMENTS)
-    return Catalogue(edition, _load_classes(Path(classes), depts), depts.values())
+    found = _load_classes(Path(classes), depts)
+    extra = load_basis(basis if basis is not None else DATA_DIR / DEFAULT_BASIS, found)
+    return Catalogue(edition, found, depts.values(), extra)
+
+
+def load_basis(path: Path, classes: Iterable[MinorClass]) -> dict[tuple[CaseKind, str], ClassBasis]:
+    """The 监管主体 and 法规依据 of the classes (``kind,code,minor_name,supervisor,basis``). A row
+    applies to the class of its kind and code whose name is ``minor_name``, so one file can serve both
+    orderings (a row of a class this catalogue does not have is skipped); a bad row names its line."""
+    path = Path(path)
+    named = {(c.kind, c.code): c.name for c in classes}
+    out: dict[tuple[CaseKind, str], ClassBasis] = {}
+    lines: dict[tuple[CaseKind, str], int] = {}
+    for line, row in _rows(path, BASIS_COLUMNS):
+
+        def fail(msg: str, line: int = line) -> CatalogueError:
+            return CatalogueError(f"{path.name}: line {line}: {msg}")
+
+        try:
+            kind = CaseKind.parse(row["kind"])
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        code = row["code"]
+        if len(code) != 4 or not _is_code2(code[:2]) or not _is_code2(code[2:]):
+            raise fail(f"code {code!r} is not a 4-digit class code")
+        if not row["minor_name"]:
+            raise fail("empty minor_name")
+        for column in ("supervisor", "basis"):
+            if len(row[column]) > BASIS_MAX_CHARS:
+                raise fail(f"{column} is longer than {BASIS_MAX_CHARS} characters")
+        if named.get((kind, code)) != row["minor_name"]:
+            continue  # a class of the other ordering, or one this city does not use
+        if (kind, code) in out:
+            first = lines[(kind, code)]
+            raise fail(f"{kind.value} {code} {row['minor_name']} is given twice (first on line {first})")
+        lines[(kind, code)] = line
+        out[(kind, code)] = ClassBasis(row["supervisor"], row["basis"])
+    return out
 
 
 def load_departments(path: Path) -> dict[str, Department]:

@@ -42,6 +42,7 @@ from domain.evaluation import (
 from domain.lifecycle import Action, CaseEvent, CaseState, Context, Role, Status
 from feeds.outage import Outages
 from feeds.wallstats import case_mix, period_starts
+from store.component_stats import wall_recurring
 from store.counters import MARK, forget_all_rows, last_event_id, load_rows, save_rows
 from store.evaluation import EVENT_COLUMNS, overdue_unhandled, replay
 from store.models import Case, CaseEventRow, CounterMark
@@ -112,7 +113,7 @@ class _Readable:
         month_start, today_start = period_starts(now, tz)
         with (self.reader or self.engine).connect() as conn:
             overdue = overdue_unhandled(conn, ObjectType.DEPARTMENT, now)
-            mix = case_mix(conn, month_start, today_start)
+            mix = {**case_mix(conn, month_start, today_start), "recurring": wall_recurring(conn, now)}
         with self._lock:
             table = evaluation_table(
                 self.aggregates, ObjectType.DEPARTMENT, None, month_start.date(), today_start.date(),

@@ -19,7 +19,7 @@ from flask_socketio import SocketIO
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from dashboard import callback_shape, desk_people, devices, ids
+from dashboard import callback_shape, component_export, desk_people, devices, ids
 from dashboard.auth import Auth, current_person, install_auth, logged_in
 from dashboard.basemap import basemap_blueprint
 from dashboard.commands import install_commands
@@ -302,6 +302,7 @@ def create_web_app(
     )  # fmt: skip
     desk_people.install(server, engine, lambda: web.live, cache.current, now_of)  # issue 8 items 7–9
     devices.install(server, engine)  # pair a phone by QR code, revoke a device token (issue 16)
+    component_export.install(server, engine, now_of)  # /evaluation/owners.csv (issue 18 item 6)
 
     def map_reader() -> bool:  # a desk session, a wall (kiosk token) or a paired handset (Bearer)
         if logged_in() or kiosk_ok():

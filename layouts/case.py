@@ -40,6 +40,7 @@ from layouts.chrome import (
     result_box,
 )
 from layouts.component import component_field
+from layouts.component_stats import class_basis_field
 from store.models import Department
 
 # data fields of an event worth showing in the timeline, in this order
@@ -421,6 +422,7 @@ def case_body(ctx: PageContext, c: Mapping[str, Any]) -> list[Any]:
                 className="gw-f-value" + (" gw-late" if late else ""),
             ),
             _field(t("case.class", lang), class_label(ctx, c["kind"], c["class_code"])),
+            *([class_basis_field(ctx, c["kind"], c["class_code"])] if c["kind"] == "component" else []),
             _field(
                 t("case.level", lang),
                 t("case.level.emergency" if c["emergency"] else "case.level.normal", lang),

@@ -84,6 +84,7 @@ def menu_links(role: str | None, lang: str) -> list[tuple[str, str]]:
         *([(t("nav.locate", lang), "/desk/locate")] if role in LOCATE_VIEWERS else []),
         (t("nav.evaluation", lang), "/evaluation"),
         (t("nav.when", lang), "/desk/when"),
+        (t("nav.recurring", lang), "/desk/components/recurring"),
     ]
     return [(label, f"{path}?lang=en" if lang == "en" else path) for label, path in links]
 

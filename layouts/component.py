@@ -18,6 +18,7 @@ from dashboard.case_figures import location_figure
 from dashboard.i18n import t
 from domain.component import ComponentState, Role, handling_unit
 from layouts.chrome import PageContext, Route, class_label, crumbs_for, data_attrs, header, local, result_box
+from layouts.component_stats import class_basis_field
 from store.components import ComponentBook, component_view, grid_components
 
 
@@ -52,6 +53,7 @@ def page(ctx: PageContext, code: str) -> html.Div:
         [
             _field(t("component.id", lang), c["id"], id=ids.COMPONENT_ID),
             _field(t("case.class", lang), class_label(ctx, "component", c["class_code"])),
+            class_basis_field(ctx, "component", c["class_code"]),
             _field(t("component.name", lang), c["name"] or "—"),
             _field(
                 t("component.state", lang), t(f"component.state.{c['state']}", lang), id=ids.COMPONENT_STATE

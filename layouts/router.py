@@ -21,11 +21,34 @@ from dashboard.data import Overview
 from dashboard.i18n import t
 from domain.lifecycle import Context
 from feeds.live import LiveReader
-from layouts import case, chrome, component, desk, grid, locate, orders, overview, people, queue, wall
+from layouts import (
+    case,
+    chrome,
+    component,
+    component_stats,
+    desk,
+    grid,
+    locate,
+    orders,
+    overview,
+    people,
+    queue,
+    wall,
+)
 from layouts.chrome import ContextOf, PageContext, QueryRoute, Route, context_of
 
 # the page modules, in the order their routes are tried (query routes first: they need no district)
-PAGE_MODULES: tuple[ModuleType, ...] = (people, desk, grid, case, queue, orders, locate, component)
+PAGE_MODULES: tuple[ModuleType, ...] = (
+    people,
+    desk,
+    grid,
+    case,
+    queue,
+    orders,
+    locate,
+    component,
+    component_stats,
+)
 ROUTES: list[Route | QueryRoute] = [r for m in PAGE_MODULES for r in m.ROUTES]
 
 __all__ = ["ROUTES", "PageContext", "desk_page", "message", "register_callbacks", "wall_page"]

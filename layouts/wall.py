@@ -34,7 +34,7 @@ STAGES = tuple(STAGE_COLOURS)
 STALE_AFTER_S = 5  # no tick for this long → "data stale"
 QUEUE_ROWS = 24  # at most; the wall shows as many as fit its queue's box (gw-wall.js)
 # playlist: ?scenes=overview,streets&dwell=20
-SCENES = ("overview", "streets", "supervisors", "evaluation", "departments", "problems")
+SCENES = ("overview", "streets", "supervisors", "evaluation", "departments", "problems", "recurring")
 DWELL_S = 20
 ALERT_SECONDS = 30  # an emergency (突发事件) takes the screen this long
 RANK_ROWS = 6  # at most: the best three and the worst three streets when not all fit
