@@ -166,6 +166,7 @@
         return;
       }
       delete picked[pickKey];
+      if (action === "component_move") { picked_point = null; }  // moved: the rebuilt boxes start empty
       if (current) { last = 0; bump(current); }  // show the change now (the tick also will)
     }).catch(function (err) {
       btn.disabled = false;
@@ -291,9 +292,13 @@
     if (!picked_point) { return; }
     document.querySelectorAll(".gw-locate-page input[name=lon]").forEach(function (el) { el.value = picked_point[0]; });
     document.querySelectorAll(".gw-locate-page input[name=lat]").forEach(function (el) { el.value = picked_point[1]; });
+    // the component page (issue 18): a click on its map fills the move's point boxes (移动 sends it)
+    document.querySelectorAll("#gw-component-update input[name=lon]").forEach(function (el) { el.value = picked_point[0]; });
+    document.querySelectorAll("#gw-component-update input[name=lat]").forEach(function (el) { el.value = picked_point[1]; });
   }
   function watchLocateMap() {
-    var gd = document.querySelector("#gw-locate-map .js-plotly-plot");
+    var gd = document.querySelector("#gw-locate-map .js-plotly-plot") ||
+      (document.getElementById("gw-component-update") && document.querySelector("#gw-component-map .js-plotly-plot"));
     var map = gd && gd._fullLayout && gd._fullLayout.map && gd._fullLayout.map._subplot && gd._fullLayout.map._subplot.map;
     if (!map || map.__gwPick) { return; }
     map.__gwPick = true;

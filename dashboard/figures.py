@@ -367,3 +367,63 @@ def locate_map(
     _map_layout(fig, bounds, viewport, labels_url=None, uirevision="locate")
     fig.update_layout(clickmode="none", hoverlabel={"font": {"size": 16}})
     return fig
+
+
+# -- the 部件 layer of the desk maps (issue 18): vector tiles from dashboard.component_tiles -----------
+
+COMPONENT_TILES = "components/tiles/{z}/{x}/{y}.pbf"
+COMPONENT_SINGLE_ZOOM = 16  # dashboard.component_tiles.SINGLE_ZOOM: objects from here, clusters below
+CLUSTER_COLOUR = "#2f81f7"
+CLUSTER_TEXT = "#ffffff"
+# by the standard's major class of 部件: 公用设施, 道路交通, 市容环境, 园林绿化, 房屋土地, 其他设施
+COMPONENT_COLOURS: dict[str, str] = {
+    "01": "#56d4dd", "02": "#d2a8ff", "03": "#e3b341", "04": "#7ee787", "05": "#ffa657", "06": "#c9d1d9",
+    "other": "#c9d1d9",
+}  # fmt: skip
+COMPONENT_ALERT = "#ff4d4f"  # not 完好 (破损, 丢失, 占用, 其他)
+CLUSTER_RADII = (("cluster_s", 9.0), ("cluster_m", 12.0), ("cluster_l", 15.0), ("cluster_x", 19.0),
+                 ("cluster_xx", 24.0))  # fmt: skip
+
+
+def component_layers(base_url: str, version: int, *, counts: bool = False) -> list[dict[str, object]]:
+    """The map layers of the 部件 tiles: clusters (a circle sized by its count, and the count) below
+    :data:`COMPONENT_SINGLE_ZOOM`, every object (coloured by major class, red when not 完好) from it.
+
+    ``base_url`` makes the tile URL absolute (MapLibre's workers resolve a relative one against a blob:
+    URL); ``version`` is the inventory's, so a change gives a new URL and the map fetches it at once.
+    """
+    tiles = [f"{base_url.rstrip('/')}/{COMPONENT_TILES}?v={int(version)}"]
+    common = {"sourcetype": "vector", "source": tiles, "type": "circle"}
+    out: list[dict[str, object]] = [
+        {**common, "sourcelayer": name, "color": CLUSTER_COLOUR, "opacity": 0.78, "circle": {"radius": r},
+         "maxzoom": COMPONENT_SINGLE_ZOOM, "name": f"components-{name}"}
+        for name, r in CLUSTER_RADII
+    ]  # fmt: skip
+    if counts:  # the counts: digits from the server's glyphs (dashboard.component_tiles)
+        out.append({
+            **common, "type": "symbol", "sourcelayer": "cluster_label", "maxzoom": COMPONENT_SINGLE_ZOOM,
+            "symbol": {"text": "{label}", "icon": "", "textfont": {"size": 12, "color": CLUSTER_TEXT},
+                       "textposition": "middle center"},
+            "name": "components-counts",
+        })  # fmt: skip
+    for group, colour in COMPONENT_COLOURS.items():
+        out.append({**common, "sourcelayer": f"obj_{group}", "color": colour, "circle": {"radius": 4.5},
+                    "minzoom": COMPONENT_SINGLE_ZOOM, "name": f"components-{group}"})  # fmt: skip
+    out.append({**common, "sourcelayer": "obj_alert", "color": COMPONENT_ALERT, "circle": {"radius": 6.0},
+                "minzoom": COMPONENT_SINGLE_ZOOM, "name": "components-alert"})  # fmt: skip
+    return out
+
+
+def with_components(
+    fig: go.Figure, base_url: str, version: int, *, lang: str | None = None, counts: bool = False
+) -> go.Figure:
+    """``fig`` (a desk map) with the 部件 layer on top of its other layers; with ``lang``, also an
+    empty ``picked`` trace that the desk's script moves to where the operator clicks (a move)."""
+    layers = component_layers(base_url, version, counts=counts)
+    fig.update_layout(map_layers=[*fig.layout.map.layers, *layers])
+    if lang is not None:
+        fig.add_trace(
+            go.Scattermap(lon=[], lat=[], mode="markers", marker={"size": 16, "color": PICKED_COLOUR},
+                          hoverinfo="skip", name=t("locate.picked", lang), uid="picked")
+        )  # fmt: skip
+    return fig

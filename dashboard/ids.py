@@ -103,4 +103,7 @@ COMPONENT_HISTORY = "gw-component-history"
 COMPONENT_MAP = "gw-component-map"  # the object's point in its unit grid
 GRID_COMPONENTS = "gw-grid-components"  # the grid page's 部件 by class
 COMPONENT_UPDATE = "gw-component-update"  # an admin's online update of the object
+COMPONENT_BODY = "gw-component-body"  # the page's body, rebuilt after an update (COMPONENT_REFRESH)
+COMPONENT_REFRESH = "gw-component-refresh"
+COMPONENT_CODE = "gw-component-code"
 CASE_COMPONENT = "gw-case-component"

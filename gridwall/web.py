@@ -23,6 +23,7 @@ from dashboard import callback_shape, component_export, desk_people, devices, id
 from dashboard.auth import Auth, current_person, install_auth, logged_in
 from dashboard.basemap import basemap_blueprint
 from dashboard.commands import install_commands
+from dashboard.component_tiles import component_tiles_blueprint
 from dashboard.data import Overview, OverviewCache
 from dashboard.deskdata import DeskData
 from dashboard.handset import install_handset
@@ -36,6 +37,7 @@ from feeds.live import LiveReader
 from feeds.sockets import KIOSK_COOKIE
 from layouts import router
 from store.accounts import AuthError, authenticate
+from store.components import ComponentBook
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -318,4 +320,6 @@ def create_web_app(
         return True
 
     server.register_blueprint(basemap_blueprint(data_dir, map_reader))  # the map style and tiles (issue 17)
+    components = ComponentBook.shared(engine)  # the desk maps' 部件 layer (issue 18), same readers
+    server.register_blueprint(component_tiles_blueprint(lambda: components, map_reader))
     return web

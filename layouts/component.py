@@ -11,13 +11,27 @@ import json
 import uuid
 from typing import Any
 
-from dash import dcc, html
+from dash import Dash, Input, Output, State, dcc, html, no_update
+from flask import request
 
 from dashboard import ids
 from dashboard.case_figures import location_figure
+from dashboard.figures import with_components
 from dashboard.i18n import t
 from domain.component import ComponentState, Role, handling_unit
-from layouts.chrome import PageContext, Route, class_label, crumbs_for, data_attrs, header, local, result_box
+from layouts.chrome import (
+    ContextOf,
+    PageContext,
+    Route,
+    class_label,
+    context_of,
+    crumbs_for,
+    data_attrs,
+    header,
+    live_config,
+    local,
+    result_box,
+)
 from layouts.component_stats import class_basis_field
 from store.components import ComponentBook, component_view, grid_components
 
@@ -155,6 +169,8 @@ def page(ctx: PageContext, code: str) -> html.Div:
         box = (info.bbox[0] - pad, info.bbox[1] - pad, info.bbox[2] + pad, info.bbox[3] + pad)
         fig = location_figure(ctx.data.grid_shapes([info.code]).get(info.code), (c["lon"], c["lat"]), box,
                               lang, grid_code=info.code, viewport=(460, 380))  # fmt: skip
+        version = ComponentBook.shared(ctx.data.engine).inventory().version  # the 部件 layer's tiles
+        fig = with_components(fig, request.host_url, version, lang=lang if admin else None)
         side.append(dcc.Graph(id=ids.COMPONENT_MAP, figure=fig, className="gw-case-map",
                               style={"height": "380px"}, config={"displayModeBar": False}))  # fmt: skip
     return html.Div(
@@ -169,7 +185,10 @@ def page(ctx: PageContext, code: str) -> html.Div:
                     html.Div(side, className="gw-case-side"),
                 ],
                 className="gw-case-page",
+                id=ids.COMPONENT_BODY,
             ),
+            html.Div(code, id=ids.COMPONENT_CODE, className="gw-hidden"),
+            live_config(f"grid:{grid}" if grid else "wall", ids.COMPONENT_REFRESH, 5.0),
         ],
         className="gw-page gw-desk-page gw-scroll",
         lang="zh-CN" if lang == "zh" else "en",
@@ -269,6 +288,27 @@ def component_field(ctx: PageContext, code: str) -> html.Div:
         [dcc.Link(code, href=ctx.href(f"/component/{code}")), html.Span(extra, className="gw-dim")],
         id=ids.CASE_COMPONENT,
     )
+
+
+def register_callbacks(app: Dash, ctx_of: ContextOf) -> None:
+    """Rebuild the page's body after an update (gw-desk.js bumps the store once a command is accepted)."""
+
+    @app.callback(
+        Output(ids.COMPONENT_BODY, "children"),
+        Input(ids.COMPONENT_REFRESH, "data"),
+        State(ids.COMPONENT_CODE, "children"),
+        State(ids.LOCATION, "search"),
+        prevent_initial_call=True,
+    )
+    def refresh(_: Any, code: str | None, search: str | None) -> Any:
+        ctx = context_of(ctx_of, search)
+        if ctx is None or not code:
+            return no_update
+        try:
+            built = page(ctx, code)
+        except KeyError:
+            return no_update
+        return next(c for c in built.children if getattr(c, "id", None) == ids.COMPONENT_BODY).children
 
 
 ROUTES = [Route(r"/component/([0-9]{16})", page)]

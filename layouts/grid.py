@@ -12,11 +12,12 @@ from datetime import UTC, date, timedelta
 from typing import Any
 
 from dash import Dash, Input, Output, State, dcc, html, no_update
+from flask import request
 
 from dashboard import ids
 from dashboard.case_figures import location_figure
 from dashboard.deskdata import WEEK
-from dashboard.figures import STAGE_COLOURS
+from dashboard.figures import STAGE_COLOURS, with_components
 from dashboard.i18n import t
 from domain.evaluation import ObjectType, grade, indicators, region_score
 from layouts import component
@@ -35,6 +36,7 @@ from layouts.chrome import (
     local,
     map_block,
 )
+from store.components import ComponentBook
 
 PERIODS = ("today", "week", "month")
 RECENT_DAYS = 30
@@ -187,6 +189,7 @@ def page(ctx: PageContext, code: str) -> html.Div:
         code,
         viewport=(900, MAP_HEIGHT),
     )
+    fig = with_components(fig, request.host_url, ComponentBook.shared(ctx.data.engine).inventory().version)
     facts = html.Div(grid_facts(ctx, code), id=ids.DESK_LIVE_KPIS)
     neighbours = html.Div(
         [html.Span(t("grid.neighbours", lang) + ": ", className="gw-dim")]

@@ -1,0 +1,312 @@
+"""The desk maps' 部件 layer (issue 18): the inventory as Mapbox vector tiles, clustered on the server.
+
+``GET /components/tiles/<z>/<x>/<y>.pbf?v=<version>`` answers a gzip-compressed vector tile of the
+objects that are not retired (``store.components.ComponentBook``), or 204 where the tile holds none.
+Below zoom :data:`SINGLE_ZOOM` the tile holds clusters: the objects of each of its 8 × 8 cells as one
+point at their mean position with their ``count`` (and a short ``label``), in source layers by size
+(``cluster_s`` … ``cluster_xx``, one circle radius each) plus ``cluster_label`` for the counts; from
+:data:`SINGLE_ZOOM` on, every object is a point with its ``id``, ``cls`` and ``state``, in a source
+layer by major class (``obj_01`` … ``obj_06``, ``obj_other``), or ``obj_alert`` when it is not 完好.
+
+The objects are kept sorted by their Morton code at 2**28 units per side, so the objects of any tile
+are one slice found by two binary searches, and the cells of a cluster tile are runs of that slice.
+Tiles are cached by the inventory's version, which the desk's tile URLs carry: an update changes the
+URL, so a map shows the change at once and a browser may keep a tile for a day. Who asks must be a
+desk session, a wall (kiosk token) or a paired handset, as for the basemap's tiles.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from flask import Blueprint, Response, request
+
+from store.components import ComponentBook, Loaded
+
+LEVEL = 28  # world coordinates in integer units: 2**LEVEL per side (0.15 m at the equator)
+EXTENT = 4096  # tile units per side
+TILE_PX = 512  # MapLibre draws a vector tile 512 px wide at its own zoom
+SINGLE_ZOOM = 16  # from this zoom every object is drawn; below it, clusters
+CELL_BITS = 3  # a cluster tile has 2**3 × 2**3 cells
+MAX_ZOOM = 22
+EDGE = 30 * EXTENT // TILE_PX  # a cluster's circle and count stay this far inside its tile (30 px)
+CACHE_TILES = 2048  # encoded tiles kept in memory (a few KB each)
+TILE_MAX_AGE = 86_400  # the URL carries the inventory's version
+MAX_VERSION_DIGITS = 18
+INTACT = "完好"
+GROUPS = ("01", "02", "03", "04", "05", "06")  # the standard's major classes of 部件
+# (least count, source layer, circle radius px) of the cluster sizes, smallest first
+CLUSTER_SIZES: tuple[tuple[int, str, float], ...] = (
+    (1, "cluster_s", 9.0), (10, "cluster_m", 12.0), (100, "cluster_l", 15.0), (1_000, "cluster_x", 19.0),
+    (10_000, "cluster_xx", 24.0),
+)  # fmt: skip
+
+
+def cluster_label(count: int) -> str:
+    """A cluster's count as drawn: ``987``, ``9876``, ``12k`` (thousands from ten thousand on)."""
+    return str(count) if count < 10_000 else f"{count // 1000}k"
+
+
+def _spread(v: np.ndarray) -> np.ndarray:
+    """The bits of 32-bit integers moved to the even bits of 64 (one half of a Morton code)."""
+    v = v.astype(np.uint64) & np.uint64(0xFFFFFFFF)
+    for shift, mask in ((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF), (4, 0x0F0F0F0F0F0F0F0F),
+                        (2, 0x3333333333333333), (1, 0x5555555555555555)):  # fmt: skip
+        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
+    return v
+
+
+def _spread_int(v: int) -> int:
+    out = 0
+    for bit in range(LEVEL):
+        out |= ((v >> bit) & 1) << (2 * bit)
+    return out
+
+
+def world_xy(lon: Any, lat: Any) -> tuple[np.ndarray, np.ndarray]:
+    """WGS-84 lon/lat (degrees) → integer Web Mercator world units at :data:`LEVEL` (y down)."""
+    size = float(1 << LEVEL)
+    lat_r = np.radians(np.clip(np.asarray(lat, dtype=np.float64), -85.05112878, 85.05112878))
+    x = (np.asarray(lon, dtype=np.float64) + 180.0) / 360.0 * size
+    y = (1.0 - np.arcsinh(np.tan(lat_r)) / math.pi) / 2.0 * size
+    top = (1 << LEVEL) - 1
+    return np.clip(x, 0, top).astype(np.int64), np.clip(y, 0, top).astype(np.int64)
+
+
+# -- a minimal Mapbox vector tile writer (points only) --------------------------------------------------
+
+_SMALL = [bytes([i]) if i < 0x80 else b"" for i in range(0x80)]
+
+
+def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL[n]
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_V = [_varint(i) for i in range(1 << 14)]  # every zigzagged tile coordinate and tag index
+
+
+def _bytes_field(tag: int, data: bytes) -> bytes:
+    return bytes([tag]) + _varint(len(data)) + data
+
+
+class _Layer:
+    """One source layer of points being written: keys, values (deduplicated) and features."""
+
+    def __init__(self, name: str, keys: Sequence[str]) -> None:
+        self.name = name
+        self.keys = list(keys)
+        self.values: dict[str | int, int] = {}
+        self.features: list[bytes] = []
+
+    def value(self, v: str | int) -> int:
+        got = self.values.get(v)
+        if got is None:
+            got = self.values[v] = len(self.values)
+        return got
+
+    def add(self, x: int, y: int, props: Sequence[str | int]) -> None:
+        """A point at tile units (x, y) with one value per key (in the keys' order)."""
+        tags = b"".join(_V[k] + _varint(self.value(v)) for k, v in enumerate(props))
+        geom = b"\x09" + _varint((x << 1) ^ (x >> 31)) + _varint((y << 1) ^ (y >> 31))  # MoveTo(1)
+        body = b"\x12" + _varint(len(tags)) + tags + b"\x18\x01" + b"\x22" + _varint(len(geom)) + geom
+        self.features.append(b"\x12" + _varint(len(body)) + body)
+
+    def encode(self) -> bytes:
+        parts = [b"\x78\x02", _bytes_field(0x0A, self.name.encode()), *self.features]
+        parts += [_bytes_field(0x1A, k.encode()) for k in self.keys]
+        for v in self.values:
+            inner = b"\x28" + _varint(v) if isinstance(v, int) else _bytes_field(0x0A, v.encode())
+            parts.append(_bytes_field(0x22, inner))
+        parts.append(b"\x28" + _varint(EXTENT))
+        return b"".join(parts)
+
+
+def _tile_bytes(layers: Iterable[_Layer]) -> bytes | None:
+    out = [_bytes_field(0x1A, layer.encode()) for layer in layers if layer.features]
+    return b"".join(out) if out else None
+
+
+# -- the inventory as tiles -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComponentTiles:
+    """One version of the inventory, sorted by Morton code, cut into tiles on demand."""
+
+    version: int
+    codes: np.ndarray  # uint64 Morton codes, sorted
+    wx: np.ndarray  # int64 world units (LEVEL), in the codes' order
+    wy: np.ndarray
+    ids: list[str]
+    classes: list[str]
+    states: list[str]
+
+    @classmethod
+    def of(cls, objects: Iterable[Loaded], version: int) -> ComponentTiles:
+        """The tiles of these objects (any order)."""
+        objs = list(objects)
+        wx, wy = world_xy([o.lon for o in objs], [o.lat for o in objs])
+        codes = _spread(wx) | (_spread(wy) << np.uint64(1))
+        order = np.argsort(codes, kind="stable")
+        ranked = [objs[i] for i in order.tolist()]
+        return cls(version, codes[order], wx[order], wy[order], [o.id for o in ranked],
+                   [o.class_code for o in ranked], [o.state for o in ranked])  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def _slice(self, z: int, x: int, y: int) -> tuple[int, int]:
+        shift = 2 * (LEVEL - z)
+        lo = (_spread_int(x) | (_spread_int(y) << 1)) << shift
+        hi = lo + (1 << shift)
+        i0 = int(np.searchsorted(self.codes, np.uint64(lo), side="left"))
+        i1 = int(np.searchsorted(self.codes, np.uint64(hi), side="left")) if hi < (1 << 64) else len(self.ids)
+        return i0, i1
+
+    def _local(self, z: int, x: int, y: int, i0: int, i1: int) -> tuple[np.ndarray, np.ndarray]:
+        """The objects' positions in tile units (float: sub-unit at low zooms)."""
+        scale = EXTENT / float(1 << (LEVEL - z))
+        lx = (self.wx[i0:i1] - (x << (LEVEL - z))) * scale
+        ly = (self.wy[i0:i1] - (y << (LEVEL - z))) * scale
+        return lx, ly
+
+    def count(self, z: int, x: int, y: int) -> int:
+        """How many objects tile z/x/y covers."""
+        i0, i1 = self._slice(z, x, y)
+        return i1 - i0
+
+    def tile(self, z: int, x: int, y: int) -> bytes | None:
+        """The uncompressed vector tile z/x/y (clusters below :data:`SINGLE_ZOOM`), None when empty."""
+        i0, i1 = self._slice(z, x, y)
+        if i1 <= i0:
+            return None
+        lx, ly = self._local(z, x, y, i0, i1)
+        if z >= SINGLE_ZOOM:
+            return self._singles(lx, ly, i0, i1)
+        return self._clusters(z, lx, ly, i0, i1)
+
+    def _singles(self, lx: np.ndarray, ly: np.ndarray, i0: int, i1: int) -> bytes | None:
+        keys = ("id", "cls", "state")
+        layers = {g: _Layer(f"obj_{g}", keys) for g in (*GROUPS, "other", "alert")}
+        xs = np.clip(lx, 0, EXTENT - 1).astype(np.int64).tolist()
+        ys = np.clip(ly, 0, EXTENT - 1).astype(np.int64).tolist()
+        for j, i in enumerate(range(i0, i1)):
+            cls, state = self.classes[i], self.states[i]
+            group = "alert" if state != INTACT else (cls[:2] if cls[:2] in GROUPS else "other")
+            layers[group].add(xs[j], ys[j], (self.ids[i], cls, state))
+        return _tile_bytes(layers.values())
+
+    def _clusters(self, z: int, lx: np.ndarray, ly: np.ndarray, i0: int, i1: int) -> bytes | None:
+        cells = self.codes[i0:i1] >> np.uint64(2 * (LEVEL - z - CELL_BITS))
+        starts = np.flatnonzero(np.concatenate(([True], cells[1:] != cells[:-1])))
+        counts = np.diff(np.append(starts, i1 - i0))
+        mx = np.clip(np.add.reduceat(lx, starts) / counts, EDGE, EXTENT - EDGE).round().astype(np.int64)
+        my = np.clip(np.add.reduceat(ly, starts) / counts, EDGE, EXTENT - EDGE).round().astype(np.int64)
+        sizes = [_Layer(name, ("count", "label")) for _, name, _ in CLUSTER_SIZES]
+        labels = _Layer("cluster_label", ("count", "label"))
+        least = np.asarray([c[0] for c in CLUSTER_SIZES])
+        which = (np.searchsorted(least, counts, side="right") - 1).tolist()
+        for cx, cy, n, k in zip(mx.tolist(), my.tolist(), counts.tolist(), which, strict=True):
+            props = (int(n), cluster_label(int(n)))
+            sizes[k].add(cx, cy, props)
+            labels.add(cx, cy, props)
+        return _tile_bytes([*sizes, labels])
+
+
+# -- the blueprint -------------------------------------------------------------------------------------
+
+
+class TileServer:
+    """The tiles of the current inventory of one book: the sorted index per version, and an LRU of
+    encoded (gzip) tiles keyed by version and z/x/y."""
+
+    def __init__(self, book: Callable[[], ComponentBook], cache_tiles: int = CACHE_TILES) -> None:
+        self.book = book
+        self.cache_tiles = cache_tiles
+        self._tiles: ComponentTiles | None = None
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[int, int, int, int], bytes | None] = OrderedDict()
+
+    def current(self, wanted: int = 0) -> ComponentTiles:
+        """The tiles of the book's inventory (the store is looked at again when ``wanted`` is newer)."""
+        book = self.book()
+        inv = book.inventory()
+        if wanted > inv.version:  # a page saw a newer version than this process's book has
+            book.expire()
+            inv = book.inventory()
+        tiles = self._tiles
+        if tiles is None or tiles.version != inv.version:
+            with self._lock:
+                tiles = self._tiles
+                if tiles is None or tiles.version != inv.version:
+                    tiles = self._tiles = ComponentTiles.of(inv.by_id.values(), inv.version)
+                    self._cache.clear()
+        return tiles
+
+    def get(self, z: int, x: int, y: int, wanted: int = 0) -> bytes | None:
+        """The gzip-compressed tile z/x/y of the current inventory, or None (no object there)."""
+        tiles = self.current(wanted)
+        key = (tiles.version, z, x, y)
+        with self._lock:
+            hit = self._cache.get(key, b"")
+            if hit != b"":
+                self._cache.move_to_end(key)
+                return hit
+        raw = tiles.tile(z, x, y)
+        data = None if raw is None else gzip.compress(raw, compresslevel=6, mtime=0)
+        with self._lock:
+            self._cache[key] = data
+            while len(self._cache) > self.cache_tiles:
+                self._cache.popitem(last=False)
+        return data
+
+
+def _refuse(status: int, error: str, message: str) -> Response:
+    body = orjson.dumps({"error": error, "message": message})
+    return Response(body, status=status, mimetype="application/json")
+
+
+def component_tiles_blueprint(book: Callable[[], ComponentBook], allowed: Callable[[], bool]) -> Blueprint:
+    """``/components/tiles/<z>/<x>/<y>.pbf?v=<version>`` for a desk session, wall or handset only."""
+    bp = Blueprint("component_tiles", __name__)
+    server = TileServer(book)
+    bp.tile_server = server  # type: ignore[attr-defined]  # the bench reads its cache
+
+    @bp.before_request
+    def who() -> Response | None:
+        if not allowed():
+            return _refuse(401, "login_required", "a desk session, kiosk token or paired handset")
+        return None
+
+    @bp.get("/components/tiles/<int:z>/<int:x>/<int:y>.pbf")
+    def tile(z: int, x: int, y: int) -> Response:
+        if not (0 <= z <= MAX_ZOOM and 0 <= x < (1 << z) and 0 <= y < (1 << z)):
+            return _refuse(404, "bad_tile", f"z 0–{MAX_ZOOM}, x and y 0 … 2**z − 1")
+        v = request.args.get("v", "0")
+        if not v.isdigit() or len(v) > MAX_VERSION_DIGITS:
+            return _refuse(400, "bad_version", f"v: the inventory's version (digits, ≤ {MAX_VERSION_DIGITS})")
+        data = server.get(z, x, y, int(v))
+        if data is None:
+            return Response(status=204)
+        resp = Response(data, mimetype="application/x-protobuf")
+        resp.headers["Content-Encoding"] = "gzip"
+        resp.cache_control.max_age = TILE_MAX_AGE
+        resp.cache_control.private = True
+        return resp
+
+    return bp

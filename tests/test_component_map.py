@@ -1,0 +1,256 @@
+"""The desk maps' 部件 layer (issue 18): vector tiles of the inventory, clustered below zoom 16, on the
+component and grid pages; an admin moves an object by clicking the component page's map, and the page's
+history and the map's rendered features show it at its new place (real Chromium, SQLite and PostgreSQL).
+
+The inventory is GENERATED here (tests/component_inventory.py): objects of common classes placed along
+the real Dongcheng roads of ``../shared/data/roads/dongcheng_roads_gcj02.geojson`` (GCJ-02), with
+owners from the department list; no public inventory is at hand.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import mapbox_vector_tile
+import numpy as np
+import pytest
+import requests
+from sqlalchemy.engine import Engine
+from werkzeug.serving import make_server
+
+from dashboard import ids
+from dashboard.component_tiles import LEVEL, SINGLE_ZOOM, ComponentTiles, world_xy
+from domain.catalogue import load_catalogue
+from gridwall.runtime import Runtime, Seams, build
+from gridwall.settings import Settings
+from store.accounts import provision_embedded
+from store.components import Loaded, import_components, inventory_version
+from tests.component_inventory import ROADS, Generated, generate
+from tests.conftest import ARTIFACTS, SHARED, require
+from tests.desk_login import add_desk_user, login_browser, login_http
+from tests.live_server import KIOSK_SECRET, QuietHandler, free_port
+from tests.test_address_desk import _components, _page
+
+PASSWORD = "desk-password-0123"
+N = 600
+
+
+@dataclass
+class Desk:
+    url: str
+    core: Runtime
+    inv: Generated
+    engine: Engine
+
+
+@pytest.fixture(scope="module")
+def desk(city_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desk]:
+    if not (SHARED / ROADS).exists():
+        require("../shared/data/roads/dongcheng_roads_gcj02.geojson (the Dongcheng roads)")
+    provision_embedded(city_engine, kiosk_secret=KIOSK_SECRET)
+    add_desk_user(city_engine, "adm-map", PASSWORD, "admin")
+    seams = Seams(engine=city_engine, patrol_every=timedelta(0), media=False, secret_key="component-map")
+    core = build(Settings(Path("."), str(city_engine.url), interval=0.2), "embedded", seams).start()
+    port = free_port()
+    http = make_server("127.0.0.1", port, core.web.server, threaded=True, request_handler=QuietHandler)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    index = core.pipeline.index
+    inv = generate(
+        SHARED, N, seed=31, inside=lambda x, y: np.asarray([g is not None for g in index.lookup(x, y)])
+    )
+    path = inv.write_csv(tmp_path_factory.mktemp("map_components") / "inventory_gcj02.csv")
+    assert import_components(city_engine, path, index, load_catalogue("cjt214"), "110101").rejected_count == 0
+    yield Desk(f"http://127.0.0.1:{port}", core, inv, city_engine)
+    http.shutdown()
+    thread.join(timeout=10)
+    core.stop()
+
+
+def _tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
+    wx, wy = world_xy([lon], [lat])
+    return int(wx[0]) >> (LEVEL - z), int(wy[0]) >> (LEVEL - z)
+
+
+def _decode(data: bytes) -> dict[str, Any]:
+    raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+    out: dict[str, Any] = mapbox_vector_tile.decode(raw, default_options={"y_coord_down": True})
+    return out
+
+
+def _layer_urls(figure: dict[str, Any]) -> list[str]:
+    return [u for layer in figure["layout"]["map"].get("layers", []) for u in (layer.get("source") or [])
+            if isinstance(u, str) and "/components/tiles/" in u]  # fmt: skip
+
+
+def test_clusters_count_every_object_and_single_objects_sit_at_their_point() -> None:
+    """Pure: the clusters of every tile covering the objects add up to all of them at each zoom below
+    16, and from 16 every object is in its tile at its own point (within a tile unit)."""
+    rng = np.random.default_rng(4)
+    n = 5_000
+    lon, lat = 116.39 + rng.random(n) * 0.05, 39.89 + rng.random(n) * 0.04
+    states = ["完好", "破损"]
+    objs = [Loaded(f"1101010102{i:06d}", "0102" if i % 2 else "0305", "", float(lon[i]), float(lat[i]), None,
+                   states[int(i % 7 == 0)], {}) for i in range(n)]  # fmt: skip
+    tiles = ComponentTiles.of(objs, 3)
+    for z in (11, 13, 15):
+        xs = {_tile_of(o.lon, o.lat, z) for o in objs}
+        total = 0
+        for x, y in xs:
+            data = tiles.tile(z, x, y)
+            assert data is not None
+            got = _decode(data)
+            sizes = [k for k in got if k.startswith("cluster_") and k != "cluster_label"]
+            total += sum(f["properties"]["count"] for k in sizes for f in got[k]["features"])
+            labels = got["cluster_label"]["features"]
+            assert sum(len(got[k]["features"]) for k in sizes) == len(labels)
+        assert total == n, (z, total)
+    z = SINGLE_ZOOM + 1
+    probe = objs[123]
+    x, y = _tile_of(probe.lon, probe.lat, z)
+    data = tiles.tile(z, x, y)
+    assert data is not None
+    feats = {f["properties"]["id"]: (k, f) for k, v in _decode(data).items() for f in v["features"]}
+    layer, f = feats[probe.id]
+    assert layer == ("obj_alert" if probe.state != "完好" else f"obj_{probe.class_code[:2]}")
+    wx, wy = world_xy([probe.lon], [probe.lat])
+    ux = (int(wx[0]) - (x << (LEVEL - z))) * 4096 / (1 << (LEVEL - z))
+    uy = (int(wy[0]) - (y << (LEVEL - z))) * 4096 / (1 << (LEVEL - z))
+    assert abs(f["geometry"]["coordinates"][0] - ux) <= 1 and abs(f["geometry"]["coordinates"][1] - uy) <= 1
+    inside = sum(1 for o in objs if _tile_of(o.lon, o.lat, z) == (x, y))
+    assert len(feats) == inside == tiles.count(z, x, y)
+    assert tiles.tile(z, 0, 0) is None  # nothing there
+
+
+def test_the_tiles_refuse_an_anonymous_request_and_serve_a_desk_session(desk: Desk) -> None:
+    d = desk
+    i = 7
+    lon, lat = float(d.inv.lon[i]), float(d.inv.lat[i])
+    z = SINGLE_ZOOM
+    x, y = _tile_of(lon, lat, z)
+    url = f"{d.url}/components/tiles/{z}/{x}/{y}.pbf"
+    anon = requests.get(url, timeout=10)
+    assert anon.status_code == 401 and anon.json()["error"] == "login_required", anon.text
+    assert requests.get(f"{d.url}/components/tiles/3/1/1.pbf?v=1", timeout=10).status_code == 401
+    adm = login_http(d.url, "adm-map", PASSWORD)
+    with d.engine.connect() as conn:
+        version = inventory_version(conn)
+    r = adm.get(url, params={"v": version}, timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Encoding"] == "gzip", r.status_code
+    assert r.headers["Content-Type"] == "application/x-protobuf"
+    got = {f["properties"]["id"] for v in _decode(r.content).values() for f in v["features"]}
+    assert d.inv.ids[i] in got
+    assert adm.get(f"{d.url}/components/tiles/{z}/0/0.pbf", timeout=10).status_code == 204  # empty
+    bad = adm.get(f"{d.url}/components/tiles/{z}/{x}/{y}.pbf?v=abc", timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"] == "bad_version"
+    far = adm.get(f"{d.url}/components/tiles/2/9/0.pbf", timeout=10)
+    assert far.status_code == 404 and far.json()["error"] == "bad_tile"
+    # the component page's and the grid page's maps carry the layer at the inventory's version
+    page = _page(adm, d.url, f"/component/{d.inv.ids[i]}")
+    fig = next(c for c in _components(page) if c["props"].get("id") == ids.COMPONENT_MAP)["props"]["figure"]
+    assert _layer_urls(fig) and all(u.endswith(f"?v={version}") for u in _layer_urls(fig))
+    assert any(tr.get("uid") == "picked" for tr in fig["data"])  # an admin may click a new point
+    grid = d.core.pipeline.index.locate(lon, lat)
+    assert grid is not None
+    gpage = _page(adm, d.url, f"/grid/{grid.grid}")
+    gfig = next(c for c in _components(gpage) if c["props"].get("id") == ids.DESK_MAP)["props"]["figure"]
+    assert _layer_urls(gfig)
+
+
+MAP_OF = """(id) => { const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+  return gd && gd._fullLayout && gd._fullLayout.map && gd._fullLayout.map._subplot
+    ? gd._fullLayout.map._subplot.map : null; }"""
+SETTLED = f"""(id) => {{ const m = ({MAP_OF})(id);
+  return !!m && m.loaded() && !m.isMoving() && m.areTilesLoaded(); }}"""
+# the rendered 部件 features of the map (id, lon, lat): what MapLibre drew from the vector tiles
+RENDERED = f"""([id, code]) => {{ const m = ({MAP_OF})(id);
+  if (!m) return [];
+  return m.queryRenderedFeatures().filter(f => f.properties && f.properties.id === code)
+    .map(f => [f.properties.id, f.geometry.coordinates[0], f.geometry.coordinates[1]]); }}"""
+TILE_URLS = f"""(id) => {{ const m = ({MAP_OF})(id); const st = m && m.isStyleLoaded() ? m.getStyle() : null;
+  return Object.values((st && st.sources) || {{}}).flatMap(v => v.tiles || [])
+    .filter(u => u.includes('/components/tiles/')); }}"""
+
+
+def _settle(page: Any, lon: float, lat: float, zoom: float = 17.0) -> None:
+    page.evaluate(f"([id, lon, lat, z]) => ({MAP_OF})(id).jumpTo({{center: [lon, lat], zoom: z}})",
+                  [ids.COMPONENT_MAP, lon, lat, zoom])  # fmt: skip
+    page.wait_for_function(SETTLED, arg=ids.COMPONENT_MAP, timeout=60_000)
+
+
+def test_an_admin_moves_an_object_by_clicking_the_map(desk: Desk, browser: Any) -> None:
+    """The admin clicks the component page's map 40 px east of the object, presses 移动: the history
+    shows the move, and MapLibre draws the object (from a new tile URL) where the click was."""
+    d = desk
+    i = next(i for i, c in enumerate(d.inv.classes) if c == "0118")  # a street light
+    code, lon0, lat0 = d.inv.ids[i], float(d.inv.lon[i]), float(d.inv.lat[i])
+    context = browser.new_context(viewport={"width": 1500, "height": 1000})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    try:
+        login_browser(page, d.url, "adm-map", PASSWORD, next_path=f"/component/{code}")
+        page.wait_for_selector(f"#{ids.COMPONENT_MAP} .maplibregl-canvas", timeout=60_000)
+        page.wait_for_function(SETTLED, arg=ids.COMPONENT_MAP, timeout=60_000)
+        _settle(page, lon0, lat0)
+        page.wait_for_function(f"(a) => ({RENDERED})(a).length > 0", arg=[ids.COMPONENT_MAP, code],
+                               timeout=30_000)  # fmt: skip
+        before = page.evaluate(RENDERED, [ids.COMPONENT_MAP, code])
+        assert abs(before[0][1] - lon0) < 2e-6 and abs(before[0][2] - lat0) < 2e-6, before
+        urls_before = page.evaluate(TILE_URLS, ids.COMPONENT_MAP)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "component-map-before.png"), full_page=True)
+        xy = page.evaluate(
+            f"""([id, lon, lat]) => {{ const m = ({MAP_OF})(id), p = m.project([lon, lat]);
+              const r = m.getCanvas().getBoundingClientRect(); return [r.left + p.x + 40, r.top + p.y - 25]; }}""",
+            [ids.COMPONENT_MAP, lon0, lat0],
+        )  # fmt: skip
+        page.mouse.click(xy[0], xy[1])
+        box = f"#{ids.COMPONENT_UPDATE}"
+        page.wait_for_function(f"() => document.querySelector('{box} input[name=lon]').value !== ''",
+                               timeout=10_000)  # fmt: skip
+        lon1 = float(page.input_value(f"{box} input[name=lon]"))
+        lat1 = float(page.input_value(f"{box} input[name=lat]"))
+        assert lon1 > lon0 and lat1 > lat0  # east and north of it, where the click was
+        picked = page.evaluate(
+            "(id) => { const gd = document.querySelector('#' + id + ' .js-plotly-plot');"
+            " const tr = gd.data.find(t => t.uid === 'picked'); return [tr.lon[0], tr.lat[0]]; }",
+            ids.COMPONENT_MAP,
+        )
+        assert picked == [lon1, lat1]  # a marker where the object will go
+        page.fill("input[name=opinion]", "迁移路灯")
+        page.click(f"{box} button[data-gw-action=component_move]")
+        page.wait_for_function(  # the command's answer
+            f"() => /act-(done|refused)/.test((document.getElementById('{ids.ACT_RESULT}') || {{}}).className)",
+            timeout=30_000,
+        )
+        said = page.inner_text(f"#{ids.ACT_RESULT}")
+        assert "已办理" in said, said
+        page.wait_for_function(  # the history row of the move (its new lon, as the box had it)
+            "([id, lon]) => (document.getElementById(id) || {}).textContent?.includes(lon)",
+            arg=[ids.COMPONENT_HISTORY, repr(lon1)], timeout=30_000,
+        )  # fmt: skip
+        history = page.inner_text(f"#{ids.COMPONENT_HISTORY}")
+        assert "迁移路灯" in history and "adm-map" in history
+        page.wait_for_function(  # the map's layer now asks for the new version's tiles
+            f"([id, old]) => ({TILE_URLS})(id).length > 0 && ({TILE_URLS})(id).every(u => !old.includes(u))",
+            arg=[ids.COMPONENT_MAP, urls_before], timeout=30_000,
+        )  # fmt: skip
+        _settle(page, lon1, lat1)
+        page.wait_for_function(
+            f"""([id, code, lon, lat]) => ({RENDERED})([id, code]).some(
+                  f => Math.abs(f[1] - lon) < 2e-6 && Math.abs(f[2] - lat) < 2e-6)""",
+            arg=[ids.COMPONENT_MAP, code, lon1, lat1], timeout=30_000,
+        )  # fmt: skip
+        drawn = page.evaluate(RENDERED, [ids.COMPONENT_MAP, code])
+        assert all(abs(f[1] - lon0) > 1e-5 for f in drawn), drawn  # not at its old point any more
+        page.screenshot(path=str(ARTIFACTS / "component-map-moved.png"), full_page=True)
+        assert not errors, errors[:5]
+    finally:
+        context.close()
