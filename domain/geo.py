@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pyproj
 import shapely
+import shapely.ops
 from numpy.typing import NDArray
 from shapely.geometry.base import BaseGeometry
 
@@ -133,3 +134,13 @@ def polygonal(geom: BaseGeometry) -> BaseGeometry:
     if len(parts) == 1:
         return parts[0]
     return shapely.MultiPolygon(parts)
+
+
+def spot_point(geom: BaseGeometry, spot: tuple[float, float]) -> tuple[float, float]:
+    """The point at fractions ``spot`` (u east, v north, 0–1) of a polygon's bounding box, moved onto
+    the polygon when it falls outside (a generated report's place in its grid)."""
+    x0, y0, x1, y1 = geom.bounds
+    p = shapely.Point(x0 + spot[0] * (x1 - x0), y0 + spot[1] * (y1 - y0))
+    if not geom.covers(p):
+        p = shapely.ops.nearest_points(geom, p)[0]
+    return float(p.x), float(p.y)

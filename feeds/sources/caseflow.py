@@ -56,6 +56,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from domain.catalogue import CaseKind, FilingCondition, MinorClass
+from domain.duplicates import AREA_CLASSES as DUPLICATE_AREA_CLASSES
 from domain.lifecycle import (
     T_DISPATCH,
     T_HANDLE,
@@ -146,6 +147,12 @@ class Calibration:
     send_check_minutes: tuple[float, float] = (1.0, 20.0)  # 派发核查 delay (limit 15 min: ~74 % on time)
     night_start: int = 22  # departments pick up non-urgent cases dispatched at night
     morning: int = 7  # … from this local hour on (+ up to 90 min)
+    # injected duplicates (issue 21): the share of cases that someone else reports again — the same
+    # class, condition and grid, a point this far off (normal, per axis), this long after (exponential)
+    injected_duplicates: float = 0.0
+    duplicate_offset_m: float = 12.0
+    duplicate_offset_area_m: float = 25.0  # classes that lie over an area (domain.duplicates)
+    duplicate_delay_h: float = 3.0
 
 
 DEFAULT_CALIBRATION = Calibration()
@@ -165,6 +172,12 @@ class CaseInfo:
     department: str  # the responsible department (where the case ends up)
     reporter: str
     emergency: bool
+    # where in its grid (fractions of the grid's bounding box, drawn from a stream of their own so
+    # that the rest of the flow does not change); an injected duplicate has its original's spot and
+    # is ``offset_m`` (east, north) metres from the original's point
+    spot: tuple[float, float] = (0.5, 0.5)
+    duplicate_of: str | None = None
+    offset_m: tuple[float, float] = (0.0, 0.0)
 
 
 class CaseFlowError(RuntimeError):
@@ -286,6 +299,10 @@ class CaseFlow(Iterator[tuple[Command, datetime]]):
         arrival_rng, case_rng = np.random.default_rng(seed).spawn(2)
         self._arrival_rng = arrival_rng
         self._draw = _Draw(case_rng)
+        # spots and injected duplicates: their own streams, so the knob at 0 changes nothing else
+        spot_rng, dup_rng = np.random.default_rng([seed, 21]).spawn(2)
+        self._spot_rng = spot_rng
+        self._dup = _Draw(dup_rng)
         city = np.random.default_rng(calibration.city_seed)
 
         n_sup = max(1, math.ceil(len(self.grids) / 4))
@@ -462,6 +479,30 @@ class CaseFlow(Iterator[tuple[Command, datetime]]):
         grid = self.grids[d.pick(self._grid_cum)]
         source = self._sources[d.pick(self._source_cum)]
         minor, cond = self._class_choices[d.pick(self._class_cum)]
+        u, v = self._spot_rng.random(2)
+        case_id = self._script(t0, grid, source, minor, cond, (float(u), float(v)))
+        if case_id is not None and cal.injected_duplicates > 0 and self._dup.chance(cal.injected_duplicates):
+            self._script_duplicate(case_id, t0, grid, source, minor, cond, (float(u), float(v)))
+
+    def _script_duplicate(self, original: str, t0: datetime, grid: str, source: Source, minor: MinorClass,
+                          cond: FilingCondition, spot: tuple[float, float]) -> None:  # fmt: skip
+        """The same problem reported again by someone else (the injected-duplicates knob)."""
+        d, cal = self._dup, self.cal
+        again = _after(t0, max(60.0, d.lognormal(cal.duplicate_delay_h * _HOUR, 1.0)))
+        if again >= self.end:
+            return
+        others: list[Source] = [s for s in self._sources if s is not source and s is not Source.LEADER]
+        others = others or [source]
+        area = minor.kind is CaseKind.EVENT and minor.code in DUPLICATE_AREA_CLASSES
+        sigma = cal.duplicate_offset_area_m if area else cal.duplicate_offset_m
+        dx, dy = (float(x) for x in self._spot_rng.normal(0.0, sigma, 2))
+        self._script(again, grid, others[int(d.u() * len(others))], minor, cond, spot,
+                     duplicate_of=original, offset_m=(round(dx, 2), round(dy, 2)))  # fmt: skip
+
+    def _script(self, t0: datetime, grid: str, source: Source, minor: MinorClass, cond: FilingCondition,
+                spot: tuple[float, float], duplicate_of: str | None = None,
+                offset_m: tuple[float, float] = (0.0, 0.0)) -> str | None:  # fmt: skip
+        d, cal = self._draw, self.cal
         day = t0.astimezone(self.tz).date()
         self._day_seq[day] += 1
         case_id = f"{CASE_PREFIX}{day:%Y%m%d}{self._day_seq[day]:05d}"
@@ -479,15 +520,35 @@ class CaseFlow(Iterator[tuple[Command, datetime]]):
             department=department,
             reporter=reporter.id,
             emergency=minor.emergency,
+            spot=spot,
+            duplicate_of=duplicate_of,
+            offset_m=offset_m,
         )
         s = _Script(self, case_id)
         with contextlib.suppress(_Stop):  # the horizon, or a rejection (recorded)
-            self._run_case(s, d, cal, t0, grid, source, minor, cond, supervisor, reporter, department)
+            if duplicate_of is None:
+                self._run_case(s, d, cal, t0, grid, source, minor, cond, supervisor, reporter, department)
+            else:
+                self._run_duplicate(s, t0, grid, source, minor, cond, reporter)
         if s.steps:
             self._scripts[case_id] = s.steps
             self._push(case_id, 0, s.steps[0][1])
-        else:
-            del self._infos[case_id]
+            return case_id
+        del self._infos[case_id]
+        return None
+
+    def _run_duplicate(self, s: _Script, t: datetime, grid: str, source: Source, minor: MinorClass,
+                       cond: FilingCondition, reporter: Actor) -> None:  # fmt: skip
+        """An injected duplicate: reported, accepted, and voided by the shift leader as a repeat (what a
+        centre without duplicate grouping does after its 核实)."""
+        d = self._dup
+        s.do(Action.REPORT, reporter, t, kind=minor.kind.value, class_code=minor.code,
+             condition_code=cond.code, source=source.value, grid=grid, class_name=minor.name,
+             description=cond.text)  # fmt: skip
+        t = _after(t, min(30.0, d.lognormal(3.0, 0.7)) * _MIN)
+        s.do(Action.ACCEPT, self._acceptor(t), t)
+        t = _after(t, d.lognormal(20.0, 0.6) * _MIN)
+        s.do(Action.VOID, self._shift_leader(t), t, "重复上报，作废")
 
     def _run_case(
         self,
