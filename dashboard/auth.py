@@ -45,7 +45,9 @@ from store.models import Person, WebSession
 SESSION_COOKIE = "gw_session"
 NONCE_COOKIE = "gw_login"
 CSRF_HEADER = "X-CSRF-Token"
-DESK_ROLES = frozenset({"leader", "acceptor", "shift_leader", "dispatcher", "department", "admin"})
+DESK_ROLES = frozenset(
+    {"leader", "acceptor", "shift_leader", "dispatcher", "department", "admin", "surveyor"}
+)
 SESSION_TTL = timedelta(hours=12)
 CACHE_S = 5.0  # a session row is re-read at most this often per process (logout clears it at once)
 # the paths behind the login (prefixes); the wall's Dash requests pass with a kiosk cookie instead.

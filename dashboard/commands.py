@@ -154,6 +154,23 @@ def run_component_update(
     return pipeline.submit("component", raw, speaker, source=speaker.name[:32])
 
 
+PROPOSAL_ACTIONS = {"proposal_accept": "accept", "proposal_refuse": "refuse"}
+
+
+def run_proposal_decision(
+    pipeline: Ingest, person: Mapping[str, Any], action: str, number: str, key: str | None, reason: str = ""
+) -> dict[str, Any]:
+    """A surveyor's (or an admin's) decision on a handset proposal from ``/desk/proposals``: the
+    ``proposal_decision`` event of the one pipeline (``proposal_accept`` applies it to the inventory,
+    ``proposal_refuse`` sends it back with ``reason``); the pipeline checks the session's role."""
+    speaker = SessionSpeaker(str(person["person_id"]), str(person["role"]), person.get("department"))
+    key = key or f"desk-{uuid.uuid4().hex}"
+    at = INSTANTS.of((speaker.person_id, key, action, number), pipeline.clock().isoformat())
+    raw: dict[str, Any] = {"id": key, "proposal": number.lstrip("#"), "decision": PROPOSAL_ACTIONS[action],
+                           "reason": reason, "at": at}  # fmt: skip
+    return pipeline.submit("proposal_decision", raw, speaker, source=speaker.name[:32])
+
+
 def install_commands(server: Flask, pipeline: Callable[[], Ingest | None]) -> None:
     """``POST /api/v1/commands``: a logged-in person's command (session cookie + ``X-CSRF-Token``).
 
@@ -181,6 +198,12 @@ def install_commands(server: Flask, pipeline: Callable[[], Ingest | None]) -> No
             key = body.get("id") or request.headers.get("Idempotency-Key")  # the 部件 page (issue 18)
             ack = run_component_update(p, me, str(body["action"]), str(body["case_id"]), body,
                                        str(key) if key else None, str(body.get("opinion") or ""))  # fmt: skip
+            status = status_of(ack)
+            return json_response(refused(ack) if status >= 400 else ack, status)
+        if isinstance(body, dict) and body.get("action") in PROPOSAL_ACTIONS and body.get("case_id"):
+            key = body.get("id") or request.headers.get("Idempotency-Key")  # /desk/proposals (issue 18)
+            why, given = str(body.get("opinion") or ""), str(key) if key else None
+            ack = run_proposal_decision(p, me, str(body["action"]), str(body["case_id"]), given, why)
             status = status_of(ack)
             return json_response(refused(ack) if status >= 400 else ack, status)
         if not isinstance(body, dict) or not isinstance(body.get("action"), str) or not body.get("case_id"):

@@ -13,6 +13,9 @@ device token, photos to ``POST /api/v1/media``. This module adds what a phone ne
   (``Authorization: Bearer``): who I am, the classes to report, my open 核实/核查 tasks (a ``task`` is
   pushed once; the inbox is rebuilt from here after a restart), and the street and community names
   the map shows.
+- ``GET /m/api/components/nearest`` (the objects of a 部件 class around a point) and
+  ``GET /m/api/proposals`` (my proposals of 部件 updates and their outcome, issue 18); a proposal itself
+  is the ``proposal`` event of ``/device``.
 
 Every refusal is JSON ``{"reason", "message"}`` with a name from docs/protocol.md §4.
 """
@@ -68,8 +71,10 @@ def refusal(reason: str, message: str, status: int) -> Response:
 
 
 def texts() -> dict[str, dict[str, str]]:
-    """The handset's UI text (keys ``m.*``, ``kind.*``, ``task.*``) from the one catalogue."""
-    return {k: v for k, v in TEXT.items() if k.startswith(("m.", "kind.", "task.", "app.title"))}
+    """The handset's UI text (keys ``m.*``, ``kind.*``, ``task.*``, ``component.state.*``) from the one
+    catalogue."""
+    keep = ("m.", "kind.", "task.", "app.title", "component.state.")
+    return {k: v for k, v in TEXT.items() if k.startswith(keep)}
 
 
 def catalogue_json(cat: Catalogue) -> dict[str, Any]:
@@ -355,6 +360,36 @@ def handset_blueprint(
             return who
         assert who.person_id is not None
         return _json({"tasks": open_tasks(engine, who.person_id, tz())})
+
+    @bp.get("/m/api/components/nearest")
+    def nearest_components() -> Response:
+        """The objects of a 部件 class nearest a point (a proposal's move or state names one of them)."""
+        who = principal()
+        if isinstance(who, Response):
+            return who
+        from feeds.geocoding import GeocodeRefusal
+        from feeds.inventory import nearest
+        from store.components import ComponentBook
+
+        a = request.args
+        try:
+            body = nearest(ComponentBook.shared(engine), a.get("class"), a.get("lon"), a.get("lat"),
+                           a.get("k", 8), a.get("max_m", 300))  # fmt: skip
+        except GeocodeRefusal as exc:
+            return refusal(exc.reason.value, str(exc), exc.status)
+        return _json(body)
+
+    @bp.get("/m/api/proposals")
+    def my_proposals() -> Response:
+        """The supervisor's latest 部件 proposals and their outcome (待审/已采纳/已退回, the reason)."""
+        who = principal()
+        if isinstance(who, Response):
+            return who
+        from store.proposals import of_supervisor
+
+        assert who.person_id is not None
+        with engine.connect() as conn:
+            return _json({"proposals": of_supervisor(conn, who.person_id, limit=30)})
 
     @bp.get("/m/api/district")
     def district() -> Response:

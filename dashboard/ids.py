@@ -107,3 +107,7 @@ COMPONENT_BODY = "gw-component-body"  # the page's body, rebuilt after an update
 COMPONENT_REFRESH = "gw-component-refresh"
 COMPONENT_CODE = "gw-component-code"
 CASE_COMPONENT = "gw-case-component"
+# /desk/proposals (issue 18): the handsets' 部件 proposals waiting for the surveyor, and the decided ones
+PROPOSAL_LIST = "gw-proposal-list"
+PROPOSAL_DECIDED = "gw-proposal-decided"
+PROPOSAL_MAP = "gw-proposal-map"  # a pattern id's type: {"type": PROPOSAL_MAP, "n": <the proposal's number>}

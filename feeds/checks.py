@@ -21,9 +21,11 @@ from feeds.schemas import MAX_PAYLOAD_BYTES, Reason
 
 SIMULATION_GATEWAY = "simulator"  # the gateway token name of feeds.simulator
 REPLAY_GATEWAY = "replay"  # gateway tokens named "replay" or "replay:<what>" (feeds.replay)
-# component: an online update of the 部件 inventory (issue 18; admin API keys only)
+# component: an online update of the 部件 inventory (issue 18; admin API keys, admin/surveyor sessions);
+# proposal: a supervisor's proposal of one (handsets); proposal_decision: a surveyor's decision (desk)
 KINDS: tuple[str, ...] = (
-    "position", "positions", "report", "task_ack", "task_result", "command", "component",
+    "position", "positions", "report", "task_ack", "task_result", "command", "component", "proposal",
+    "proposal_decision",
 )  # fmt: skip
 Verdict = tuple[Reason | None, str]  # a named reason (None: passed) and its message
 PASS: Verdict = (None, "")

@@ -52,6 +52,8 @@ from feeds.schemas import (
     ComponentUpdateIn,
     FixIn,
     PositionsIn,
+    ProposalDecisionIn,
+    ProposalIn,
     Reason,
     ReportIn,
     TaskAckIn,
@@ -95,6 +97,7 @@ class Item:
     case_id: str | None = None
     recorded: bool = False  # its dead-letter row is written (capped: Pipeline._dead_letters)
     component: dict[str, Any] | None = None  # an online update of the 部件 inventory, checked and located
+    proposal: dict[str, Any] | None = None  # a supervisor's proposal of a 部件 update, or a decision on one
     prepared: bool = False  # passed the stateless steps
 
     def reset(self) -> None:
@@ -142,11 +145,11 @@ class Ack:
         for it in items:
             if it.outcome == "accepted":
                 ack.accepted.append(it.ref)
-                if it.case_id and it.kind == "report":
+                if it.case_id and it.kind in ("report", "proposal"):  # a proposal's number (#n)
                     ack.cases[it.ref] = it.case_id
             elif it.outcome == "duplicate":
                 ack.duplicates.append(it.ref)
-                if it.case_id and it.kind == "report":
+                if it.case_id and it.kind in ("report", "proposal"):  # a proposal's number (#n)
                     ack.cases[it.ref] = it.case_id
             else:
                 ack.rejected.append(
@@ -203,6 +206,9 @@ class People:
     def supervisor_of_area(self, area: str) -> str | None:
         """The active supervisor of a responsibility area (who a case there is assigned to)."""
         return self._area_person.get(area)
+
+
+INVENTORY_ROLES = frozenset({"admin", "surveyor"})  # desk roles that update the 部件 inventory
 
 
 class Intake:
@@ -340,9 +346,10 @@ class Intake:
 
     def _case(self, kind: str, raw: dict[str, Any], speaker: Speaker, now: datetime) -> Item:
         item = Item(ref_of(raw), kind, raw)
-        model: dict[str, type[ReportIn | TaskAckIn | TaskResultIn | CommandIn | ComponentUpdateIn]] = {
+        model: dict[str, type[ReportIn | TaskAckIn | TaskResultIn | CommandIn | ComponentUpdateIn | ProposalIn
+                              | ProposalDecisionIn]] = {
             "report": ReportIn, "task_ack": TaskAckIn, "task_result": TaskResultIn, "command": CommandIn,
-            "component": ComponentUpdateIn,
+            "component": ComponentUpdateIn, "proposal": ProposalIn, "proposal_decision": ProposalDecisionIn,
         }  # fmt: skip
         try:
             parsed = model[kind].model_validate(raw)
@@ -359,6 +366,8 @@ class Intake:
             return self._command(item, parsed, speaker)
         if isinstance(parsed, ComponentUpdateIn):
             return self._component_update(item, parsed, speaker)
+        if isinstance(parsed, ProposalDecisionIn):
+            return self._proposal_decision(item, parsed, speaker)
         if speaker.kind == "api" and not parsed.supervisor:  # an API key reports as itself (feeds.api)
             key = api_actor(speaker)
             if not isinstance(parsed, ReportIn) or key is None:
@@ -373,6 +382,8 @@ class Intake:
         actor = Actor(pid, Role.SUPERVISOR)
         if isinstance(parsed, ReportIn):
             return self._report(item, parsed, actor, speaker.kind == "gateway", simulated(speaker))
+        if isinstance(parsed, ProposalIn):
+            return self._proposal(item, parsed, pid)
         if isinstance(parsed, TaskAckIn):
             item.task = (parsed.case_id, parsed.task, pid)
             return item
@@ -487,10 +498,11 @@ class Intake:
         located in a grid (outside_district), a state and owners known (wrong_type); store.components
         writes it with its history (store.components.apply_update)."""
         key = api_actor(speaker) if speaker.kind == "api" else None
-        if speaker.kind == "session" and getattr(speaker, "role", None) == Role.ADMIN.value:
+        if speaker.kind == "session" and getattr(speaker, "role", None) in INVENTORY_ROLES:
             key = Actor(str(getattr(speaker, "person_id", speaker.name)), Role.ADMIN)  # the component page
         if key is None or key.role is not Role.ADMIN:
-            item.reason, item.message = Reason.NOT_ALLOWED, "only an admin may update the inventory"
+            item.reason = Reason.NOT_ALLOWED
+            item.message = "only an admin or a surveyor may update the inventory"
             return item
         code = u.component_id
         adcode = str(self.index.codes[0])[:6] if len(self.index.codes) else ""
@@ -498,7 +510,8 @@ class Intake:
         if why is not None:  # class_code holds the message then
             item.reason, item.message = Reason.WRONG_TYPE, f"component_id: {why}: {class_code}"
             return item
-        update: dict[str, Any] = {"id": code, "action": u.action, "reason": u.reason, "actor": key.id}
+        update: dict[str, Any] = {"id": code, "action": u.action, "reason": u.reason, "actor": key.id,
+                                  "key": scoped_key(key.id, u.id)}  # a retry with the key: applied once
         known = self.components is not None and self.components.get(code) is not None
         if u.action not in ("add", "retire") and not known:
             item.reason, item.message = Reason.UNKNOWN_COMPONENT, f"no component {code!r} in the inventory"
@@ -544,6 +557,86 @@ class Intake:
         if u.action == "add":
             update.update(class_code=class_code, name=u.name or "")
         item.component = update
+        return item
+
+    def _proposal(self, item: Item, p: ProposalIn, pid: str) -> Item:
+        """A supervisor's proposal of a 部件 update (issue 18): a 部件 class of the catalogue
+        (unknown_class), the object known and of that class for a move or a state (unknown_component,
+        component_class_mismatch), a new point located in a grid (outside_district), a known state
+        (wrong_type), a photo (photo_required, unknown_media); ``store.proposals.propose`` keeps it."""
+        try:
+            self.ctx.catalogue.minor("component", p.class_code)
+        except (CatalogueError, KeyError) as exc:
+            item.reason, item.message = Reason.UNKNOWN_CLASS, f"class_code: not a 部件 class: {exc}"
+            return item
+        out: dict[str, Any] = {"key": scoped_key(pid, p.id), "supervisor": pid, "action": p.action,
+                               "class_code": p.class_code, "note": p.note}  # fmt: skip
+        if p.action == "add":
+            adcode = str(self.index.codes[0])[:6] if len(self.index.codes) else ""
+            out.update(name=p.name or "", adcode=adcode)
+        else:
+            code = str(p.component_id or "")
+            obj = self.components.get(code) if self.components is not None and code else None
+            if obj is None:
+                item.reason = Reason.MISSING_FIELD if not code else Reason.UNKNOWN_COMPONENT
+                item.message = "missing field component_id" if not code else f"no component {code!r}"
+                return item
+            if obj.class_code != p.class_code:
+                item.reason = Reason.COMPONENT_CLASS_MISMATCH
+                item.message = f"component {code} is of 部件 class {obj.class_code}, not {p.class_code}"
+                return item
+            out["component_id"] = code
+            out["grid_code"] = obj.grid_code
+        if p.action in ("add", "move"):
+            if p.lon is None or p.lat is None:
+                item.reason, item.message = Reason.MISSING_FIELD, "missing field lon/lat"
+                return item
+            reason, msg = coordinates(p.lon, p.lat)
+            if reason is not None:
+                item.reason, item.message = reason, msg
+                return item
+            wx, wy = to_wgs84(np.array([p.lon]), np.array([p.lat]), p.crs)
+            lon, lat = round(float(wx[0]), 7), round(float(wy[0]), 7)
+            hit = LOCATE.submit(self.index.locate, lon, lat).result()
+            if hit is None:
+                item.reason = Reason.OUTSIDE_DISTRICT
+                item.message = f"{lon:.6f},{lat:.6f} is outside the district's grids"
+                return item
+            out.update(lon=lon, lat=lat, grid_code=hit.grid)
+        if p.action in ("add", "state"):
+            try:
+                state = ComponentState.parse(p.state)
+            except ValueError as exc:
+                item.reason, item.message = Reason.WRONG_TYPE, f"state: {exc}"
+                return item
+            if state is ComponentState.RETIRED and p.action == "add":
+                item.reason, item.message = Reason.WRONG_TYPE, "state: a new object is not retired"
+                return item
+            out["state"] = state.value
+        if not p.media:
+            item.reason, item.message = Reason.PHOTO_REQUIRED, "a proposal carries a photo (media)"
+            return item
+        reason, msg = check_refs(p.media, self.media)
+        if reason is not None:
+            item.reason, item.message = reason, msg
+            return item
+        out["media"] = ",".join(p.media)
+        item.proposal = out
+        return item
+
+    def _proposal_decision(self, item: Item, d: ProposalDecisionIn, speaker: Speaker) -> Item:
+        """A surveyor's or an admin's decision on a proposal, from the desk (a session of that role);
+        a refusal names its reason (missing_field)."""
+        role = getattr(speaker, "role", None) if speaker.kind == "session" else None
+        if role not in INVENTORY_ROLES:
+            item.reason, item.message = Reason.NOT_ALLOWED, "only a surveyor or an admin decides proposals"
+            return item
+        if d.decision == "refuse" and not d.reason:
+            item.reason, item.message = Reason.MISSING_FIELD, "missing field reason (why it is refused)"
+            return item
+        who = str(getattr(speaker, "person_id", speaker.name))
+        item.proposal = {"decide": True, "proposal": d.proposal, "decision": d.decision, "reason": d.reason,
+                         "actor": who, "key": scoped_key(who, d.id)}  # fmt: skip
         return item
 
     def _geocode(self, address: str, grid: str | None) -> tuple[Place, dict[str, Any]] | None:

@@ -197,6 +197,74 @@ class ComponentOut(BaseModel):
     distance_m: float | None = None
 
 
+class ComponentBody(BaseModel):
+    """An online update of the 部件 inventory (the ``component`` event of docs/protocol.md); admin keys."""
+
+    model_config = _DOC
+    id: Key | None = Field(None, description="idempotency key (or the Idempotency-Key header): a retry with "
+                           "it is applied once and answered as a duplicate; default: new")  # fmt: skip
+    at: Instant | None = Field(None, description="when; default: now")
+    component_id: Annotated[str, Field(min_length=1, max_length=32)] | None = Field(
+        None, description="POST /components: the new object's 16-digit identifier (the path's otherwise)"
+    )
+    action: Literal["add", "move", "state", "owners", "retire"] | None = Field(
+        None, description="POST /components: add (the default); the path's otherwise"
+    )
+    name: Annotated[str, Field(max_length=64)] | None = None
+    lon: float | None = Field(None, description="add, move: the point (with lat, in crs, in the district)")
+    lat: float | None = None
+    crs: Crs = "wgs84"
+    state: Annotated[str, Field(max_length=8)] | None = Field(None, description="add, state: 完好/破损/…")
+    unit_main: Annotated[str, Field(max_length=16)] | None = Field(None, description="add, owners: 主管")
+    unit_owner: Annotated[str, Field(max_length=16)] | None = Field(None, description="add, owners: 权属")
+    unit_care: Annotated[str, Field(max_length=16)] | None = Field(None, description="add, owners: 养护")
+    reason: Text = Field("", description="why (the history's 原因)")
+
+
+class ComponentAckOut(AckOut):
+    """The acknowledgement of an inventory update and the object after it (null: retired or refused)."""
+
+    component: ComponentOut | None = None
+
+
+class ProposalOut(BaseModel):
+    """A supervisor's proposal of a 部件 update (the ``proposal`` event) and its outcome."""
+
+    model_config = _DOC
+    number: int
+    id: str = Field(description="the handset's idempotency key")
+    supervisor: str
+    at: str
+    action: Literal["add", "move", "state"]
+    class_code: str
+    component_id: str | None
+    grid: str | None
+    name: str
+    lon: float | None
+    lat: float | None
+    state: str | None
+    note: str
+    media: str | None
+    status: Literal["待审", "已采纳", "已退回"]
+    decided_at: str | None
+    decider: str | None
+    reason: str = Field(description="the surveyor's reason (a refusal always has one)")
+    result_component: str | None = Field(description="accepted: the object changed or added")
+
+
+class ProposalsOut(BaseModel):
+    """The handset's supervisor's latest proposals, newest first."""
+
+    proposals: list[ProposalOut]
+
+
+class HandsetRefusal(BaseModel):
+    """A refusal of the handset's API (``/m/api``): a name from docs/protocol.md §4 and a message."""
+
+    reason: str
+    message: str
+
+
 class NearestOut(BaseModel):
     """The objects of a class nearest a point (within ``max_m``), nearest first."""
 
@@ -298,6 +366,12 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): _json(_ref("ErrorOut"), text[c]) for c in codes}
 
 
+def _handset(*codes: int) -> dict[str, Any]:
+    text = {400: "a query value is wrong (reason names it)", 401: "missing or wrong device token",
+            403: "not a device token (token_wrong_kind)", 422: "a query value is wrong"}  # fmt: skip
+    return {str(c): _json(_ref("HandsetRefusal"), text[c]) for c in codes}
+
+
 def _query(name: str, description: str, schema: dict[str, Any], *, required: bool = False) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
 
@@ -309,7 +383,8 @@ def _o311_errors(*codes: int) -> dict[str, Any]:
 _MODELS: tuple[type[BaseModel], ...] = (
     PositionsBody, ReportBody, CommandBody, AckOut, ErrorOut, CaseBrief, Rejected, Service,
     ServiceDefinition, ServiceRequest, RequestCreated, Open311Error, Open311Form, AddressOut, CandidateOut,
-    GeocodeOut, ReverseOut, ComponentOut, NearestOut,
+    GeocodeOut, ReverseOut, ComponentOut, NearestOut, ComponentBody, ComponentAckOut, ProposalOut,
+    ProposalsOut, HandsetRefusal,
 )  # fmt: skip
 SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
 
@@ -333,6 +408,7 @@ def openapi_document() -> dict[str, Any]:
     ]  # fmt: skip
     api = API_PREFIX
     o311 = OPEN311_PREFIX
+    body = {"required": True, "content": {"application/json": {"schema": _ref("ComponentBody")}}}
     paths: dict[str, Any] = {
         f"{api}/positions": {
             "post": {
@@ -447,6 +523,66 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {
                     "200": _json(_ref("NearestOut"), "the nearest objects"),
                     **_errors(400, 401, 422, 503),
+                },
+            }
+        },
+        f"{api}/components": {
+            "post": {
+                "summary": "Add a 部件 object to the inventory (admin keys; history kept; idempotent by id)",
+                "security": SECURITY,
+                "requestBody": body,
+                "responses": {
+                    "201": _json(_ref("ComponentAckOut"), "added (or a duplicate: 200)"),
+                    "200": _json(_ref("ComponentAckOut"), "a retry of an applied update (duplicates)"),
+                    **_errors(400, 401, 403, 413, 422, 503),
+                },
+            }
+        },
+        f"{api}/components/{{component_id}}/{{action}}": {
+            "post": {
+                "summary": "Move a 部件 object, change its state or owners, or retire it (admin keys)",
+                "security": SECURITY,
+                "parameters": [
+                    {"name": "component_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "action", "in": "path", "required": True,
+                     "schema": {"type": "string", "enum": ["move", "state", "owners", "retire"]}},
+                ],
+                "requestBody": body,
+                "responses": {
+                    "200": _json(_ref("ComponentAckOut"), "applied, or a duplicate (a retry)"),
+                    **_errors(400, 401, 403, 404, 409, 413, 422, 503),
+                },
+            }
+        },
+        "/m/api/proposals": {
+            "get": {
+                "summary": "The handset's supervisor's 部件 proposals and their outcome (device tokens); a "
+                "proposal itself is the proposal event of /device, a decision a desk command",
+                "security": [{"bearer": []}],
+                "responses": {
+                    "200": _json(_ref("ProposalsOut"), "newest first"),
+                    **_handset(401, 403),
+                },
+            }
+        },
+        "/m/api/components/nearest": {
+            "get": {
+                "summary": "The 部件 objects of a class nearest a point, for a proposal's move or state "
+                "(device tokens)",
+                "security": [{"bearer": []}],
+                "parameters": [
+                    _query("class", "the 4-digit 部件 class code",
+                           {"type": "string", "pattern": "^[0-9]{4}$"}, required=True),
+                    _query("lon", "longitude (WGS-84)", {"type": "number"}, required=True),
+                    _query("lat", "latitude (WGS-84)", {"type": "number"}, required=True),
+                    _query("k", "how many (1-50)",
+                           {"type": "integer", "minimum": 1, "maximum": 50, "default": 8}),
+                    _query("max_m", "how far to look, metres (at most 2000)",
+                           {"type": "number", "exclusiveMinimum": 0, "maximum": 2000, "default": 300}),
+                ],
+                "responses": {
+                    "200": _json(_ref("NearestOut"), "the nearest objects"),
+                    **_handset(400, 401, 403, 422),
                 },
             }
         },

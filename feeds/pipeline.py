@@ -70,6 +70,7 @@ from store import ingest as sql
 from store.addresses import AddressBook
 from store.cases import execute
 from store.components import ComponentBook, apply_update, expire_books
+from store.proposals import decide, propose
 
 log = logging.getLogger(__name__)
 Kind = Literal["position", "positions", "report", "task_ack", "task_result", "command"]
@@ -290,6 +291,8 @@ class Pipeline:
                         self._command(conn, it, job.source, pub)
                     elif it.component is not None:
                         touched |= self._component(conn, it)
+                    elif it.proposal is not None:
+                        touched |= self._proposal(conn, it, now)
             judgement = self._judge(conn, fixes) if fixes else None
             if fixes:
                 self._store_fixes(conn, fixes, now, pub)
@@ -408,6 +411,21 @@ class Pipeline:
         else:
             it.outcome, it.reason = "rejected", Reason(result)
             it.message = f"component {it.component['id']}: {result}"
+        return False
+
+    def _proposal(self, conn: Connection, it: Item, now: datetime) -> bool:
+        """A supervisor's proposal of a 部件 update (stored, 待审) or a surveyor's decision on one (accepting
+        applies it to the inventory with its history): ``store.proposals``."""
+        assert it.proposal is not None and it.at is not None
+        if it.proposal.get("decide"):
+            result, number, message = decide(conn, it.proposal, it.at)
+        else:
+            (result, number), message = propose(conn, it.proposal, it.at, now), ""
+        it.case_id = f"#{number}"
+        if result in ("accepted", "duplicate"):
+            it.outcome = result
+            return result == "accepted" and bool(it.proposal.get("decide"))
+        it.outcome, it.reason, it.message = "rejected", Reason(result), message
         return False
 
     def _task_for(self, conn: Connection, state: CaseState, cmd: Command, it: Item, pub: Published) -> None:

@@ -46,6 +46,9 @@ class Reason(StrEnum):
     UNKNOWN_COMPONENT = "unknown_component"  # report: a component_id not in the inventory (or retired)
     COMPONENT_CLASS_MISMATCH = "component_class_mismatch"  # report: the object is of another class
     COMPONENT_EXISTS = "component_exists"  # component add: the identifier is in the inventory already
+    PHOTO_REQUIRED = "photo_required"  # proposal: a proposal of a 部件 update carries a photo
+    UNKNOWN_PROPOSAL = "unknown_proposal"  # proposal_decision: no such proposal
+    PROPOSAL_DECIDED = "proposal_decided"  # proposal_decision: the proposal was accepted or refused already
 
 
 _BASE = ConfigDict(extra="ignore", str_strip_whitespace=True, frozen=True)
@@ -177,6 +180,38 @@ class ComponentUpdateIn(_Instant):
     reason: Text = ""  # why (kept in the history)
 
 
+MAX_PROPOSAL_PHOTOS = 3
+MAX_PROPOSAL_NOTE = 500
+
+
+class ProposalIn(_Instant):
+    """A supervisor's proposal of a 部件 update from the handset (``proposal``, issue 18): ``add`` a new
+    object (class, name, point), ``move`` an object or change its ``state``; with a photo."""
+
+    id: Key  # idempotency key
+    supervisor: PersonId | None = None
+    action: Literal["add", "move", "state"]
+    class_code: Annotated[str, Field(min_length=1, max_length=8)]
+    component_id: Annotated[str, Field(min_length=1, max_length=32)] | None = None  # move, state
+    name: Annotated[str, Field(max_length=64)] | None = None  # add
+    lon: float | None = None  # add, move: the new point (the phone's position or a tap on its map)
+    lat: float | None = None
+    crs: Crs = "wgs84"
+    state: Annotated[str, Field(max_length=8)] | None = None  # add (default 完好), state
+    note: Annotated[str, Field(max_length=MAX_PROPOSAL_NOTE)] = ""
+    media: Annotated[list[Annotated[str, Field(max_length=200)]], Field(max_length=MAX_PROPOSAL_PHOTOS)] = []
+
+
+class ProposalDecisionIn(_Instant):
+    """A surveyor's (or admin's) decision on a proposal (``proposal_decision``): ``accept`` applies it as a
+    ``component`` update, ``refuse`` sends it back with a reason."""
+
+    id: Key  # idempotency key
+    proposal: Annotated[int, Field(ge=1, le=2**62)]
+    decision: Literal["accept", "refuse"]
+    reason: Annotated[str, Field(max_length=200)] = ""
+
+
 class TaskAckIn(_Instant):
     """A handset confirms it received a 核实/核查 task (``task_ack``)."""
 
@@ -219,7 +254,7 @@ def describe(exc: ValidationError) -> tuple[Reason, str]:
     kind = str(first.get("type", ""))
     if kind == "missing":
         return Reason.MISSING_FIELD, f"missing field {where}" if first.get("loc") else str(first.get("msg"))
-    lists = ("fixes", "media", "handled_media")
+    lists = ("fixes", "media", "handled_media", "note")
     if kind in ("too_long", "list_too_long", "string_too_long") and where in lists:
         return Reason.TOO_LARGE, f"{where}: {first.get('msg', '')}"
     if kind == "model_type" and where == "payload":

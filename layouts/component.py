@@ -19,6 +19,7 @@ from dashboard.case_figures import location_figure
 from dashboard.figures import with_components
 from dashboard.i18n import t
 from domain.component import ComponentState, Role, handling_unit
+from feeds.intake import INVENTORY_ROLES
 from layouts.chrome import (
     ContextOf,
     PageContext,
@@ -158,7 +159,7 @@ def page(ctx: PageContext, code: str) -> html.Div:
         ],
         className="gw-panel",
     )
-    admin = ctx.person.get("role") == "admin"
+    admin = ctx.person.get("role") in INVENTORY_ROLES  # admin and surveyor (the command path checks too)
     h = ctx.data.hierarchy()
     info = h.grids.get(grid) if h is not None and grid else None
     crumbs = crumbs_for(ctx, street=info.street if info else None, community=info.community if info else None,

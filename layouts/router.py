@@ -32,6 +32,7 @@ from layouts import (
     orders,
     overview,
     people,
+    proposals,
     queue,
     wall,
 )
@@ -47,6 +48,7 @@ PAGE_MODULES: tuple[ModuleType, ...] = (
     orders,
     locate,
     component,
+    proposals,
     component_stats,
 )
 ROUTES: list[Route | QueryRoute] = [r for m in PAGE_MODULES for r in m.ROUTES]

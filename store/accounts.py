@@ -30,7 +30,10 @@ from domain.lifecycle import Role
 from store.db import transaction, utcnow
 from store.models import Person, ResponsibilityArea, Token
 
-PERSON_ROLES = ("supervisor", "acceptor", "shift_leader", "dispatcher", "department", "leader", "admin")
+# surveyor: 部件普查/更新员 (issue 18), updates the 部件 inventory and decides the handsets' proposals
+PERSON_ROLES = (
+    "supervisor", "acceptor", "shift_leader", "dispatcher", "department", "leader", "admin", "surveyor",
+)  # fmt: skip
 TOKEN_KINDS = ("device", "gateway", "kiosk", "api")
 AUTH_REASONS = ("token_missing", "token_unknown", "token_revoked", "token_wrong_kind")
 PREFIX_LEN = 6  # characters of a secret kept in clear to recognise a token in lists

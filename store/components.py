@@ -636,10 +636,13 @@ UPDATE_ACTIONS = ("add", "move", "state", "owners", "retire")
 def apply_update(conn: Connection, update: Mapping[str, Any], at: datetime, actor: str) -> str:
     """One online update of the inventory (``feeds.intake`` checked and located it): ``add`` a new object,
     ``move`` it (geometry, point, grid), change its ``state`` or ``owners``, or ``retire`` it; the row and
-    a history entry (who, when, what, why) in the caller's transaction. Returns ``accepted``,
-    ``duplicate`` (nothing to change: a retry) or a named refusal (``component_exists``,
-    ``unknown_component``)."""
+    a history entry (who, when, what, why, the update's ``key``) in the caller's transaction. Returns
+    ``accepted``, ``duplicate`` (its ``key`` was applied before, or nothing to change) or a named
+    refusal (``component_exists``, ``unknown_component``)."""
     code, action = str(update["id"]), str(update["action"])
+    key = str(update["key"])[:170] if update.get("key") else None
+    if key is not None and conn.scalar(select(_history.c.id).where(_history.c.key == key)) is not None:
+        return "duplicate"  # a retry of an update that was applied: answered as the first was
     c = _components.c
     row = conn.execute(select(_components).where(c.id == code)).mappings().first()
     why = str(update.get("reason") or "")[:200]
@@ -653,7 +656,7 @@ def apply_update(conn: Connection, update: Mapping[str, Any], at: datetime, acto
         values["name"] = values["name"] or ""
         conn.execute(_components.insert().values(values))
         conn.execute(_history.insert().values(component_id=code, at=at, actor=actor[:64], action="add",
-                                              changes={}, reason=why))  # fmt: skip
+                                              changes={}, reason=why, key=key))  # fmt: skip
         return "accepted"
     if row is None or (row["state"] == RETIRED and action != "retire"):
         return "unknown_component"
@@ -668,7 +671,7 @@ def apply_update(conn: Connection, update: Mapping[str, Any], at: datetime, acto
     conn.execute(_components.update().where(c.id == code).values(changed))
     kind = "retire" if action == "retire" else "change"
     conn.execute(_history.insert().values(component_id=code, at=at, actor=actor[:64], action=kind,
-                                          changes=diff, reason=why))  # fmt: skip
+                                          changes=diff, reason=why, key=key))  # fmt: skip
     return "accepted"
 
 

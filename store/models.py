@@ -412,3 +412,29 @@ class ComponentHistory(Base):
     action: Mapped[str] = mapped_column(String(16))  # add | change | retire
     changes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     reason: Mapped[str] = mapped_column(String(200), default="")
+    # the idempotency key of the update that wrote it (feeds.checks.scoped_key: who + the client's id)
+    key: Mapped[str | None] = mapped_column(String(170), nullable=True, unique=True, index=True)
+
+
+class Proposal(Base):
+    """A supervisor's handset proposal of a 部件 update (a new object, a move, a state) and its decision."""
+
+    __tablename__ = "proposals"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)  # the proposal's number
+    key: Mapped[str] = mapped_column(String(170), unique=True, index=True)  # supervisor + client id
+    supervisor: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column()  # when the phone made it
+    received_at: Mapped[datetime] = mapped_column()
+    action: Mapped[str] = mapped_column(String(8))  # add | move | state
+    class_code: Mapped[str] = mapped_column(String(4))
+    component_id: Mapped[str | None] = mapped_column(String(16), nullable=True)  # move, state: the object
+    grid_code: Mapped[str | None] = mapped_column(String(15), nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)  # name, lon, lat, geometry, state, note …
+    media: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the photo's reference
+    status: Mapped[str] = mapped_column(String(8), index=True)  # 待审 | 已采纳 | 已退回
+    decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    decider: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reason: Mapped[str] = mapped_column(String(200), default="")  # the decision's reason
+    decision_key: Mapped[str | None] = mapped_column(String(170), nullable=True)
+    result_component: Mapped[str | None] = mapped_column(String(16), nullable=True)  # the object added
