@@ -600,6 +600,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "m.reason.not_allowed": {"zh": "无权操作", "en": "Not allowed"},
     # 待定位: address-only reports an acceptor places, the gazetteer's candidates (issue 17)
     "action.locate": {"zh": "定位", "en": "located"},
+    "action.merge": {"zh": "合并", "en": "merged"},
+    "action.keep_apart": {"zh": "不合并", "en": "kept apart"},
     "act.do.locate": {"zh": "定位到此", "en": "Place here"},
     "act.do.locate_point": {"zh": "按坐标定位", "en": "Place at the point"},
     "nav.locate": {"zh": "待定位", "en": "Needs location"},

@@ -137,6 +137,8 @@ class Action(StrEnum):
     URGE_REPLY = "urge_reply"  # 督办回复: the department answers its oldest open 督办单
     ASSIGN = "assign"  # 指派: send the open 核实/核查 task to a (nearer) supervisor
     LOCATE = "locate"  # 定位: the acceptor places a 待受理 case reported without a point (needs location)
+    MERGE = "merge"  # 合并: a report of a problem already reported joins the earlier case (issue 21)
+    KEEP_APART = "keep_apart"  # 不合并: the acceptor finds the duplicate candidate is another problem
 
 
 class ArchiveType(StrEnum):
@@ -175,6 +177,8 @@ class Rule(StrEnum):
     NOT_A_UNIT = "not_a_unit"  # 二级派遣 to a department that is not one of the sub-centre's units
     LOCATION_KNOWN = "location_known"  # locate: the case has its point already (not "needs location")
     MISSING_LOCATION = "missing_location"  # locate: no point and grid (the pipeline resolves them)
+    MISSING_MERGE_TARGET = "missing_merge_target"  # merge: no ``into`` case, or the case itself
+    NO_DUPLICATE_CANDIDATE = "no_duplicate_candidate"  # keep_apart: the case has no candidate to refuse
 
 
 @dataclass(frozen=True)
@@ -260,6 +264,10 @@ class CaseState:
     needs_location: bool = False  # reported without a point (an address or a grid only): LOCATE places it
     component: str | None = None  # the 部件 object the report names (16-digit identifier, issue 18)
     component_unit: str | None = None  # its unit that handles reports (domain.component.handling_unit)
+    # duplicate problems (issue 21): the earlier open report this one may repeat (found on arrival,
+    # domain.duplicates), until the acceptor merges it (then ``merged_into``) or keeps it apart
+    duplicate_of: str | None = None
+    merged_into: str | None = None
 
     @property
     def counts_as_closure(self) -> bool:
@@ -332,6 +340,7 @@ class Policy:
     urge_roles: frozenset[Role] = frozenset({Role.LEADER, Role.DISPATCHER, Role.SHIFT_LEADER})
     assign_roles: frozenset[Role] = frozenset({Role.ACCEPTOR, Role.SHIFT_LEADER, Role.LEADER})
     locate_roles: frozenset[Role] = frozenset({Role.ACCEPTOR})  # 定位 of a needs-location report
+    merge_roles: frozenset[Role] = frozenset({Role.ACCEPTOR, Role.SHIFT_LEADER})  # 合并 / 不合并
     report_roles: frozenset[Role] = frozenset(
         {Role.SUPERVISOR, Role.ACCEPTOR, Role.CALL_CENTER, Role.LEADER, Role.DEPARTMENT, Role.ADMIN}
     )
@@ -491,6 +500,7 @@ def _report(cmd: Command, at: datetime, ctx: Context) -> Outcome:
             "needs_location": bool(d.get("needs_location")),
             "component": str(d["component"]) if d.get("component") else None,
             "component_unit": str(d["component_unit"]) if d.get("component_unit") else None,
+            "duplicate_of": str(d["duplicate_of"]) if d.get("duplicate_of") else None,
         },
     )
     return _built(Accepted, {"state": state, "events": (_event(None, state, cmd, at),)})
@@ -928,6 +938,30 @@ def _locate(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: C
     return {"needs_location": False}, _NO_EXTRA
 
 
+def _merge(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
+    """合并: a report not yet filed joins the earlier case of the same problem (``into``, checked open
+    by the pipeline, which knows the other case). It ends here as 作废 with ``merged_into`` set: it
+    keeps its source and reporter, is answered to its caller, and is no problem of its own in the
+    indicators (it is not filed)."""
+    if r := _first(_role(cmd, ctx.policy.merge_roles), _need(state, *_BEFORE_FILING)):
+        return r
+    into = cmd.data.get("into")
+    if not isinstance(into, str) or not into or into == state.id:
+        return _reject(Rule.MISSING_MERGE_TARGET, "merge needs into: the earlier case of the problem")
+    for t in (T_ACCEPT, T_VERIFY, T_FILE):
+        _stop(timers, t, at)
+    return {"status": Status.VOIDED, "closed_at": at, "merged_into": into, "duplicate_of": None}, _NO_EXTRA
+
+
+def _keep_apart(state: CaseState, timers: Timers, cmd: Command, at: datetime, ctx: Context) -> Step:
+    """不合并: the duplicate candidate found on arrival is another problem; the case goes on as it was."""
+    if r := _first(_role(cmd, ctx.policy.merge_roles), _need(state, *OPEN_STATUSES)):
+        return r
+    if state.duplicate_of is None:
+        return _reject(Rule.NO_DUPLICATE_CANDIDATE, f"case {state.id} has no duplicate candidate")
+    return {"duplicate_of": None}, {"candidate": state.duplicate_of}
+
+
 _HANDLERS = {
     Action.ACCEPT: _accept,
     Action.VERIFY: _verify,
@@ -949,6 +983,8 @@ _HANDLERS = {
     Action.URGE_REPLY: _urge_reply,
     Action.ASSIGN: _assign,
     Action.LOCATE: _locate,
+    Action.MERGE: _merge,
+    Action.KEEP_APART: _keep_apart,
 }
 
 
@@ -1102,6 +1138,8 @@ def state_to_json(s: CaseState) -> dict[str, Any]:
         "needs_location": s.needs_location,
         "component": s.component,
         "component_unit": s.component_unit,
+        "duplicate_of": s.duplicate_of,
+        "merged_into": s.merged_into,
         "subcentre": s.subcentre,
         "orders": [
             [o.no, o.by, o.target, _dt(o.issued_at), _dt(o.deadline), _dt(o.replied_at), o.reply, o.note]
@@ -1156,6 +1194,8 @@ def state_from_json(d: Mapping[str, Any]) -> CaseState:
             "needs_location": bool(d.get("needs_location", False)),
             "component": d.get("component"),
             "component_unit": d.get("component_unit"),
+            "duplicate_of": d.get("duplicate_of"),
+            "merged_into": d.get("merged_into"),
             "subcentre": d.get("subcentre"),
             "orders": tuple(order_from_json(o) for o in d.get("orders", ())),
         },

@@ -122,6 +122,8 @@ def status_notes(state: CaseState, needs_location: bool) -> str:
     stage = state.stage
     if stage is not None:
         note = f"{stage.value} ({STAGE_EN[stage]})"
+    elif state.status is Status.VOIDED and state.merged_into:
+        note = f"已合并到 {state.merged_into} (merged into {state.merged_into}, the same problem)"
     elif state.status is Status.VOIDED:
         note = "作废 (voided)"
     else:

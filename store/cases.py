@@ -322,6 +322,18 @@ def load_case(db: Db, case_id: str) -> CaseState | None:
     return None if raw is None else state_from_json(raw)
 
 
+def merge_target(db: Db, case: CaseState, into: Any) -> Rejection | None:
+    """合并 (issue 21): ``into`` must be another open case of the same class that is not itself merged."""
+    if not isinstance(into, str) or not into or into == case.id or len(into) > 32:
+        return None  # the lifecycle names it (missing_merge_target)
+    target = load_case(db, into)
+    same = target is not None and (target.kind, target.class_code) == (case.kind, case.class_code)
+    if target is None or not target.is_open or not same:
+        why = "no such case" if target is None else "closed" if not target.is_open else "another class"
+        return Rejection(Rule.MISSING_MERGE_TARGET, f"merge into {into}: {why} (an open case of the class)")
+    return None
+
+
 def _command_json(cmd: Command, at: datetime) -> dict[str, Any]:
     return {
         "action": cmd.action.value,
@@ -541,6 +553,8 @@ def execute(
     rejection: Rejection | None = None
     if grid and (before is None or cmd.action is Action.LOCATE) and grid_code is None:
         rejection = Rejection(Rule.UNKNOWN_GRID, f"unknown grid {grid!r}")
+    if cmd.action is Action.MERGE and before is not None and rejection is None:
+        rejection = merge_target(db, before, cmd.data.get("into"))
     out = rejection or apply(before, cmd, at, ctx)
     if isinstance(out, Rejection):
         if record:
