@@ -59,15 +59,17 @@ def test_a_report_without_a_candidate_has_none() -> None:
 import pytest  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
-from domain.lifecycle import Command, Context  # noqa: E402
-from store.cases import execute, load_case  # noqa: E402
+from domain.lifecycle import Actor, Command, Context  # noqa: E402
+from store.cases import CommandResult, execute, load_case  # noqa: E402
 from store.db import transaction  # noqa: E402
 from tests.test_lifecycle import CAL, CAT  # noqa: E402
 
 CTX = Context(catalogue=CAT, calendar=CAL)
 
 
-def _do(engine: Engine, case_id: str, action: Action, actor, opinion: str = "", **data: object):  # type: ignore[no-untyped-def]
+def _do(
+    engine: Engine, case_id: str, action: Action, actor: Actor, opinion: str = "", **data: object
+) -> CommandResult:
     with transaction(engine) as s:
         return execute(s, Command(action, case_id, actor, opinion, data), at(len(case_id)), CTX)
 
@@ -97,5 +99,6 @@ def test_the_store_merges_only_into_an_open_case_of_the_same_class(city_engine: 
 def test_open311_answers_the_caller_that_the_report_was_merged() -> None:
     from feeds.open311 import status_notes
 
-    state, _, _ = run([(cmd(Action.REPORT, ACC, **REPEAT), at(0)), (cmd(Action.MERGE, ACC, into="C0"), at(1))])
+    steps = [(cmd(Action.REPORT, ACC, **REPEAT), at(0)), (cmd(Action.MERGE, ACC, into="C0"), at(1))]
+    state, _, _ = run(steps)
     assert status_notes(state, False) == "已合并到 C0 (merged into C0, the same problem)"
