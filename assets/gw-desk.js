@@ -166,6 +166,7 @@
         return;
       }
       delete picked[pickKey];
+      if (btn.getAttribute("data-gw-reload")) { window.location.reload(); return; }  // 交接班: show the new state
       if (action === "component_move") { picked_point = null; }  // moved: the rebuilt boxes start empty
       if (current) { last = 0; bump(current); }  // show the change now (the tick also will)
     }).catch(function (err) {

@@ -107,6 +107,23 @@
       renderRanking();
       renderHours();
       renderStats();
+      renderHandover();
+    }
+
+    function renderHandover() {  // the status line: the last 交班 and its 接班确认 (issue 21 part 4)
+      var e = el(ids.WALL_HANDOVER);
+      if (!e || !state.stats) { return; }
+      var h = state.stats.handover, text, cls;
+      var fmt = function (iso) {
+        return new Date(iso).toLocaleString(cfg.lang === "zh" ? "zh-CN" : "en-GB", { timeZone: cfg.tz,
+          hour12: false, month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+      };
+      if (!h) { text = T["wall.handover.none"]; cls = "gw-ho-line gw-ho-none"; }
+      else if (h.ack_at) { text = T["wall.handover.acked"] + " " + fmt(h.ack_at) + " " + h.ack_by; cls = "gw-ho-line gw-ho-ok"; }
+      else { text = T["wall.handover.pending"] + " · " + T["wall.handover.out"] + " " + fmt(h.at) + " " + h.by; cls = "gw-ho-line gw-ho-wait"; }
+      if (e.textContent !== text) { e.textContent = text; }
+      if (e.className !== cls) { e.className = cls; }
+      e.hidden = false;
     }
 
     function rankRow(r, i, names) {

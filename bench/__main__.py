@@ -23,7 +23,7 @@ from bench import FAIL, PASS, SKIP, Result, console, machine_lines
 BENCHMARKS = (
     "init", "index", "lifecycle", "evaluation", "ingest", "fanout", "wall", "api", "replay", "desk_eval",
     "startup", "scale", "desk_pages", "patrol", "handset", "tiles", "components", "roadgrid", "fuzz",
-    "faults", "soak", "duplicates",
+    "faults", "soak", "duplicates", "handover",
 )  # fmt: skip
 
 # the smoke runs of the benchmarks whose run() takes sizes (their modules are shared with other work)
@@ -108,6 +108,10 @@ def _run(name: str, args: argparse.Namespace) -> list[Result]:
         from bench import bench_duplicates
 
         return bench_duplicates.run(smoke=smoke)
+    if name == "handover":
+        from bench import bench_handover
+
+        return bench_handover.run(smoke=smoke)
     if name == "components":
         from bench import bench_components
 

@@ -14,7 +14,9 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Flask, Response, request
 
@@ -171,6 +173,35 @@ def run_proposal_decision(
     return pipeline.submit("proposal_decision", raw, speaker, source=speaker.name[:32])
 
 
+HANDOVER_ACTIONS = {"handover_open": "open", "handover_ack": "ack"}
+
+
+def run_handover(
+    pipeline: Ingest, person: Mapping[str, Any], action: str, body: Mapping[str, Any], key: str | None
+) -> dict[str, Any]:
+    """The shift handover from ``/desk/handover`` (issue 21): ``handover_open`` (交班) hands over the shift
+    the city's clock is in (``gridwall.settings.shift_plan``) with the notes (``opinion``);
+    ``handover_ack`` (接班确认) acknowledges handover ``case_id``; the pipeline checks the role."""
+    from domain.shift import shift_of
+    from domain.workcalendar import DEFAULT_TZ
+    from gridwall.settings import shift_plan
+
+    speaker = SessionSpeaker(str(person["person_id"]), str(person["role"]), person.get("department"))
+    key = key or f"desk-{uuid.uuid4().hex}"
+    number = str(body.get("case_id") or "")
+    at = INSTANTS.of((speaker.person_id, key, action, number), pipeline.clock().isoformat())
+    raw: dict[str, Any] = {"id": key, "action": HANDOVER_ACTIONS[action], "at": at,
+                           "notes": body.get("opinion") or ""}  # fmt: skip
+    if action == "handover_open":
+        cal = getattr(getattr(pipeline, "ctx", None), "calendar", None)  # the city's zone
+        tz = cal.tz if cal is not None else ZoneInfo(DEFAULT_TZ)
+        span = shift_of(datetime.fromisoformat(str(at)), shift_plan(), tz)
+        raw.update(shift_start=span.start.isoformat(), shift_end=span.end.isoformat())
+    else:
+        raw["handover"] = number.lstrip("#")
+    return pipeline.submit("handover", raw, speaker, source=speaker.name[:32])
+
+
 def install_commands(server: Flask, pipeline: Callable[[], Ingest | None]) -> None:
     """``POST /api/v1/commands``: a logged-in person's command (session cookie + ``X-CSRF-Token``).
 
@@ -194,6 +225,11 @@ def install_commands(server: Flask, pipeline: Callable[[], Ingest | None]) -> No
             body = parse_body(p, "command", source, limit=MAX_BODY)
         except Refusal as exc:
             return json_response(exc.body, exc.status)
+        if isinstance(body, dict) and body.get("action") in HANDOVER_ACTIONS:  # /desk/handover (issue 21)
+            key = body.get("id") or request.headers.get("Idempotency-Key")
+            ack = run_handover(p, me, str(body["action"]), body, str(key) if key else None)
+            status = status_of(ack)
+            return json_response(refused(ack) if status >= 400 else ack, status)
         if isinstance(body, dict) and body.get("action") in COMPONENT_ACTIONS and body.get("case_id"):
             key = body.get("id") or request.headers.get("Idempotency-Key")  # the 部件 page (issue 18)
             ack = run_component_update(p, me, str(body["action"]), str(body["case_id"]), body,

@@ -83,6 +83,13 @@ DESK_LIVE_KPIS = "gw-desk-live-kpis"
 ACT_RESULT = "gw-act-result"  # what the last action got (gw-desk.js writes it); case and queue pages
 CASE_ACTIONS = "gw-case-actions"
 ORDERS_TABLE = "gw-orders-table"  # /desk/orders
+# /desk/handover (issue 21 part 4): the shift's draft, the pending handover, the history; a handover's page
+HANDOVER_DRAFT = "gw-handover-draft"
+HANDOVER_PENDING = "gw-handover-pending"
+HANDOVER_HISTORY = "gw-handover-history"
+HANDOVER_SEARCH = "gw-handover-search"
+HANDOVER_DETAIL = "gw-handover-detail"
+WALL_HANDOVER = "gw-wall-handover"  # the wall's status line: the last 交班 and its 接班确认
 CASE_ORDERS = "gw-case-orders"  # the case's 督办单
 CASE_TASKS = "gw-case-tasks"
 CASE_NEAREST = "gw-case-nearest"

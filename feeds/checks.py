@@ -27,6 +27,7 @@ KINDS: tuple[str, ...] = (
     "position", "positions", "report", "task_ack", "task_result", "command", "component", "proposal",
     "proposal_decision",
 )  # fmt: skip
+KINDS += ("handover",)  # the shift handover (交班/接班, issue 21): desk sessions of shift leaders only
 Verdict = tuple[Reason | None, str]  # a named reason (None: passed) and its message
 PASS: Verdict = (None, "")
 

@@ -45,6 +45,7 @@ from feeds.wallstats import case_mix, period_starts
 from store.component_stats import wall_recurring
 from store.counters import MARK, forget_all_rows, last_event_id, load_rows, save_rows
 from store.evaluation import EVENT_COLUMNS, overdue_unhandled, replay
+from store.handover import wall_line as handover_line
 from store.models import Case, CaseEventRow, CounterMark
 
 log = logging.getLogger(__name__)
@@ -113,13 +114,14 @@ class _Readable:
         month_start, today_start = period_starts(now, tz)
         with (self.reader or self.engine).connect() as conn:
             overdue = overdue_unhandled(conn, ObjectType.DEPARTMENT, now)
+            line = handover_line(conn)  # the wall's status line: the last 交班 and its 接班 (issue 21)
             mix = {**case_mix(conn, month_start, today_start), "recurring": wall_recurring(conn, now)}
         with self._lock:
             table = evaluation_table(
                 self.aggregates, ObjectType.DEPARTMENT, None, month_start.date(), today_start.date(),
                 overdue_unhandled=overdue,
             )  # fmt: skip
-        return {"departments": ranked_rows(table), **mix}
+        return {"departments": ranked_rows(table), **mix, "handover": line}
 
 
 class CounterKeeper(_Readable):

@@ -48,9 +48,11 @@ from feeds.checks import (
 from feeds.live import Place
 from feeds.media import MediaStore, check_refs
 from feeds.schemas import (
+    MAX_HANDOVER_NOTES,
     CommandIn,
     ComponentUpdateIn,
     FixIn,
+    HandoverIn,
     PositionsIn,
     ProposalDecisionIn,
     ProposalIn,
@@ -96,6 +98,7 @@ class Item:
     outcome: str = ""  # accepted | duplicate | rejected
     case_id: str | None = None
     recorded: bool = False  # its dead-letter row is written (capped: Pipeline._dead_letters)
+    handover: dict[str, Any] | None = None  # a shift handover (交班) or its acknowledgement, checked
     component: dict[str, Any] | None = None  # an online update of the 部件 inventory, checked and located
     proposal: dict[str, Any] | None = None  # a supervisor's proposal of a 部件 update, or a decision on one
     prepared: bool = False  # passed the stateless steps
@@ -246,11 +249,53 @@ class Intake:
         now = self.clock()
         if kind in ("position", "positions"):
             items = self._fixes(kind, raw, speaker, now)
+        elif kind == "handover":
+            items = [self._handover(raw, speaker, now)]
         else:
             items = [self._case(kind, raw, speaker, now)]
         for it in items:
             it.prepared = it.reason is None
         return items
+
+    def _handover(self, raw: dict[str, Any], speaker: Speaker, now: datetime) -> Item:
+        """The shift handover (交班 ``open``, 接班 ``ack``): only a shift leader's desk session (not_allowed),
+        notes within their limit (too_large), an open names its shift, an ack its handover
+        (missing_field); ``store.handover`` writes it in the pipeline's transaction."""
+        item = Item(ref_of(raw), "handover", raw)
+        try:
+            h = HandoverIn.model_validate(raw)
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False)
+            if errors and tuple(errors[0]["loc"]) == ("notes",) and errors[0]["type"] == "string_too_long":
+                item.reason = Reason.TOO_LARGE
+                item.message = f"notes: at most {MAX_HANDOVER_NOTES} characters"
+            else:
+                item.reason, item.message = describe(exc)
+            return item
+        item.ref = h.id
+        pid = str(getattr(speaker, "person_id", None) or "")
+        if speaker.kind != "session" or getattr(speaker, "role", None) != Role.SHIFT_LEADER.value or not pid:
+            item.reason = Reason.NOT_ALLOWED
+            item.message = "only a shift leader hands over (交班) or takes over (接班), from the desk"
+            return item
+        reason, msg = self._instant(h.at, now, old_ok=True)
+        if reason is None and h.action == "open" and (h.shift_start is None or h.shift_end is None):
+            reason, msg = Reason.MISSING_FIELD, "missing field shift_start/shift_end"
+        elif reason is None and h.action == "open" and not (
+            h.shift_start is not None and h.shift_end is not None
+            and h.shift_start < h.shift_end <= h.shift_start + timedelta(hours=24)
+        ):  # fmt: skip
+            reason, msg = Reason.WRONG_TYPE, "shift_end: after shift_start, at most a day later"
+        elif reason is None and h.action == "ack" and h.handover is None:
+            reason, msg = Reason.MISSING_FIELD, "missing field handover"
+        if reason is not None:
+            item.reason, item.message = reason, msg
+            return item
+        item.at = h.at
+        item.handover = {"action": h.action, "key": scoped_key(pid, h.id), "actor": pid, "notes": h.notes,
+                         "handover": h.handover, "shift_start": h.shift_start,
+                         "shift_end": h.shift_end}  # fmt: skip
+        return item
 
     def _without_unstorable_fixes(self, raw: Any, speaker: Speaker) -> list[Item] | None:
         """A batch whose only flaw is fixes JSON cannot hold (nesting past 254 levels, an integer past

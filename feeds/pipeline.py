@@ -70,6 +70,7 @@ from store import ingest as sql
 from store.addresses import AddressBook
 from store.cases import execute
 from store.components import ComponentBook, apply_update, expire_books
+from store.handover import ack_handover, open_handover
 from store.proposals import decide, propose
 
 log = logging.getLogger(__name__)
@@ -287,6 +288,8 @@ class Pipeline:
                         fixes.append((it, job.source))
                     elif it.task is not None:
                         self._task_ack(conn, it, pub)
+                    elif it.handover is not None:
+                        self._handover(conn, it, pub)
                     elif it.cmd is not None:
                         self._command(conn, it, job.source, pub)
                     elif it.component is not None:
@@ -427,6 +430,20 @@ class Pipeline:
             return result == "accepted" and bool(it.proposal.get("decide"))
         it.outcome, it.reason, it.message = "rejected", Reason(result), message
         return False
+
+    def _handover(self, conn: Connection, it: Item, pub: Published) -> None:
+        """A shift handover (交班: its snapshot taken now) or its acknowledgement (接班): ``store.handover``;
+        refusals by name (handover_exists, unknown_handover, already_acknowledged, self_acknowledge)."""
+        h = it.handover
+        assert h is not None and it.at is not None
+        outcome, number = (open_handover if h["action"] == "open" else ack_handover)(conn, h, it.at)
+        if outcome in ("accepted", "duplicate"):
+            it.outcome = outcome
+            if outcome == "accepted":
+                pub.handovers.append(it.at)
+            return
+        it.outcome, it.reason = "rejected", Reason(outcome)
+        it.message = f"handover {number or h.get('handover')}: {outcome}"
 
     def _task_for(self, conn: Connection, state: CaseState, cmd: Command, it: Item, pub: Published) -> None:
         """The task a transition gives a supervisor (核实/核查), to send after commit."""

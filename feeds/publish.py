@@ -46,6 +46,7 @@ class Published:
     cases: list[tuple[CaseState, tuple[CaseEvent, ...], Place | None]] = field(default_factory=list)
     tasks: list[TaskOut] = field(default_factory=list)
     acked: list[str] = field(default_factory=list)  # cases whose task a handset acknowledged
+    handovers: list[datetime] = field(default_factory=list)  # instants of handovers opened or acknowledged
 
     def add(self, other: Published) -> None:
         """Take in another transaction's changes (the one-by-one retry of a failed group)."""
@@ -53,6 +54,7 @@ class Published:
         self.cases += other.cases
         self.tasks += other.tasks
         self.acked += other.acked
+        self.handovers += other.handovers
 
 
 class Publisher(Protocol):
@@ -103,6 +105,11 @@ class LivePublisher:
                 self.on_tasks(pub.tasks)
             except Exception:
                 log.exception("sending tasks failed")
+        if pub.handovers and self.counters is not None:  # the wall's 交班 line now, not at the minute
+            try:
+                self.live.set_stats(self.counters.wall_stats(max(pub.handovers)))
+            except Exception:
+                log.exception("refreshing the wall's statistics after a handover failed")
         # with fixes: in ``fixes``
         if self.on_published is not None and (pub.cases or pub.acked) and not pub.fixes:
             self.on_published()

@@ -37,6 +37,10 @@ class Reason(StrEnum):
     UNKNOWN_CLASS = "unknown_class"
     UNKNOWN_CASE = "unknown_case"
     UNKNOWN_TASK = "unknown_task"
+    UNKNOWN_HANDOVER = "unknown_handover"  # handover ack: no such handover
+    HANDOVER_EXISTS = "handover_exists"  # handover open: this shift was handed over already
+    ALREADY_ACKNOWLEDGED = "already_acknowledged"  # handover ack: another shift leader took it over already
+    SELF_ACKNOWLEDGE = "self_acknowledge"  # handover ack: by the shift leader who handed it over
     NOT_ALLOWED = "not_allowed"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
@@ -244,6 +248,21 @@ class CommandIn(_Instant):
     department: Annotated[str, Field(max_length=16)] | None = None
     opinion: Text = ""
     data: dict[str, str | int | float | bool | None] = {}
+
+
+MAX_HANDOVER_NOTES = 2000  # characters of a handover's (or its acknowledgement's) notes
+
+
+class HandoverIn(_Instant):
+    """The shift handover from the desk (``handover``, issue 21): ``open`` (交班: the outgoing shift leader's
+    snapshot of the shift ``shift_start``–``shift_end`` and notes) or ``ack`` (接班确认 of ``handover``)."""
+
+    id: Key  # idempotency key
+    action: Literal["open", "ack"]
+    handover: Annotated[int, Field(ge=1, le=2**62)] | None = None  # ack: the handover's number
+    shift_start: datetime | None = None  # open: set by the desk from the centre's shifts (domain.shift)
+    shift_end: datetime | None = None
+    notes: Annotated[str, Field(max_length=MAX_HANDOVER_NOTES)] = ""
 
 
 def describe(exc: ValidationError) -> tuple[Reason, str]:

@@ -35,7 +35,7 @@ from feeds.counters import DailyCounters
 from feeds.http import MAX_BODY_BYTES, secret_of_request
 from feeds.live import LiveReader
 from feeds.sockets import KIOSK_COOKIE
-from layouts import router
+from layouts import handover, router
 from store.accounts import AuthError, authenticate
 from store.components import ComponentBook
 
@@ -304,6 +304,7 @@ def create_web_app(
     )  # fmt: skip
     desk_people.install(server, engine, lambda: web.live, cache.current, now_of)  # issue 8 items 7–9
     devices.install(server, engine)  # pair a phone by QR code, revoke a device token (issue 16)
+    handover.install(server, engine, city_ctx)  # 交接班: the printable page and its PDF (issue 21 part 4)
     component_export.install(server, engine, now_of)  # /evaluation/owners.csv (issue 18 item 6)
 
     def map_reader() -> bool:  # a desk session, a wall (kiosk token) or a paired handset (Bearer)

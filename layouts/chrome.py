@@ -72,6 +72,7 @@ def desk_title(role: str | None, lang: str) -> str:
 
 
 LOCATE_VIEWERS = frozenset({"acceptor", "shift_leader", "admin"})  # the 待定位 list in the menu (issue 17)
+HANDOVER_VIEWERS = frozenset({"shift_leader", "leader", "admin"})  # 交接班 (issue 21 part 4)
 PROPOSAL_DECIDERS = frozenset({"surveyor", "admin"})  # the handsets' 部件 proposals (issue 18)
 
 
@@ -82,6 +83,7 @@ def menu_links(role: str | None, lang: str) -> list[tuple[str, str]]:
         (t("nav.overview", lang), "/desk"),
         (t("queue.mine" if role in QUEUE_ROLES else "nav.queues", lang), queue),
         (t("nav.orders", lang), "/desk/orders"),
+        *([(t("nav.handover", lang), "/desk/handover")] if role in HANDOVER_VIEWERS else []),
         *([(t("nav.locate", lang), "/desk/locate")] if role in LOCATE_VIEWERS else []),
         *([(t("nav.proposals", lang), "/desk/proposals")] if role in PROPOSAL_DECIDERS else []),
         (t("nav.evaluation", lang), "/evaluation"),

@@ -28,6 +28,7 @@ from layouts import (
     component_stats,
     desk,
     grid,
+    handover,
     locate,
     orders,
     overview,
@@ -51,6 +52,7 @@ PAGE_MODULES: tuple[ModuleType, ...] = (
     proposals,
     component_stats,
 )
+PAGE_MODULES += (handover,)  # /desk/handover (issue 21 part 4)
 ROUTES: list[Route | QueryRoute] = [r for m in PAGE_MODULES for r in m.ROUTES]
 
 __all__ = ["ROUTES", "PageContext", "desk_page", "message", "register_callbacks", "wall_page"]

@@ -145,6 +145,7 @@ def layout(
                             html.Span(
                                 t("wall.simulated", lang), id=ids.WALL_SIM, className="gw-sim", hidden=True
                             ),
+                            html.Span("", id=ids.WALL_HANDOVER, className="gw-ho-line", hidden=True),
                             html.Span(
                                 t("wall.connecting", lang),
                                 id=ids.WALL_HEALTH,

@@ -215,6 +215,25 @@ class Task(Base):
     acked_at: Mapped[datetime | None] = mapped_column(nullable=True)  # the handset confirmed receipt
 
 
+class HandoverRow(Base):
+    """A shift handover (交班): the outgoing shift leader's snapshot and notes, and its 接班."""
+
+    __tablename__ = "handovers"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    shift_start: Mapped[datetime] = mapped_column(unique=True)  # one handover per shift
+    shift_end: Mapped[datetime] = mapped_column()
+    created_by: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(JSONType)  # store.handover.snapshot
+    notes: Mapped[str] = mapped_column(String(2000), default="")
+    key: Mapped[str] = mapped_column(String(170), unique=True)  # the opening command's idempotency key
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    ack_notes: Mapped[str] = mapped_column(String(2000), default="")
+    ack_key: Mapped[str | None] = mapped_column(String(170), nullable=True)
+
+
 class Handset(Base):
     """What a handset app (城管通, /m) last said of itself: its version, the browser, the battery."""
 

@@ -47,6 +47,7 @@ MODEL_EVENT = {
     "TaskResultIn": "task_result",
     "CommandIn": "command",
     "ComponentUpdateIn": "component",
+    "HandoverIn": "handover",
 }
 
 
