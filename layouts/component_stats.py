@@ -170,7 +170,15 @@ def recurring_page(ctx: PageContext) -> html.Div:
     more = got.total - len(rows)
     table = (
         html.Table(
-            [html.Tr([html.Th(t(k, lang)) for k in head]), *rows],
+            [
+                html.Tr(
+                    [
+                        html.Th(t(k, lang), className="gw-num" if k == "recurring.cases" else None)
+                        for k in head
+                    ]
+                ),
+                *rows,
+            ],
             className="gw-desk-table",
             id=ids.RECURRING_TABLE,
         )
@@ -182,7 +190,10 @@ def recurring_page(ctx: PageContext) -> html.Div:
         form,
         table,
         *([html.P(t("locate.more", lang).format(n=more), className="gw-dim")] if more > 0 else []),
-        html.P(dcc.Link(t("owners.title", lang), href=ctx.href(OWNERS_PATH)), className="gw-dim"),
+        html.Nav(
+            dcc.Link(t("owners.title", lang), href=ctx.href(OWNERS_PATH), className="gw-menu-item"),
+            className="gw-menu",
+        ),
     ]
     crumbs = [(ctx.overview.summary.name if lang == "zh" else ctx.overview.summary.name_en, "/desk"),
               (title, None)]  # fmt: skip
@@ -267,12 +278,23 @@ def owners_page(ctx: PageContext) -> html.Div:
             className="gw-eval-bar",
         ),
         html.Table(
-            [html.Tr([html.Th(t(f"owners.{k}", lang)) for k in cols]), *rows],
+            [
+                html.Tr(
+                    [
+                        html.Th(t(f"owners.{k}", lang), className=None if k in ("role", "name") else "gw-num")
+                        for k in cols
+                    ]
+                ),
+                *rows,
+            ],
             className="gw-desk-table",
             id=ids.OWNERS_TABLE,
         ),
         html.P(t("owners.note", lang), className="gw-eval-note"),
-        html.P(dcc.Link(t("recurring.title", lang), href=ctx.href(RECURRING_PATH)), className="gw-dim"),
+        html.Nav(
+            dcc.Link(t("recurring.title", lang), href=ctx.href(RECURRING_PATH), className="gw-menu-item"),
+            className="gw-menu",
+        ),
     ]
     crumbs = [(t("eval.title", lang), "/evaluation"), (title, None)]
     return html.Div(

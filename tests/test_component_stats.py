@@ -40,8 +40,8 @@ from store.component_stats import RecurringRule, StatsRequestError, owner_evalua
 from store.components import import_components
 from store.db import transaction
 from tests.component_inventory import ROADS, Generated, generate
-from tests.conftest import CITY_DAY, CITY_TZ, SHARED, CityClock, require
-from tests.desk_login import add_desk_user, login_http
+from tests.conftest import ARTIFACTS, CITY_DAY, CITY_TZ, SHARED, CityClock, require
+from tests.desk_login import add_desk_user, login_browser, login_http
 from tests.live_server import KIOSK_SECRET, QuietHandler, free_port
 from tests.test_address_desk import _components, _dash, _texts
 
@@ -339,3 +339,46 @@ def test_the_class_basis_file_is_checked(tmp_path: Path) -> None:
     own = load_catalogue("cjt214", basis=path)  # a city's own file replaces the shipped one
     assert own.basis_of("component", "0102") is None  # a name this catalogue does not have: skipped
     assert own.basis_of("component", "0101").supervisor == "市水务局"  # type: ignore[union-attr]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("size", [(1920, 1080), (3840, 1080)])
+def test_the_desk_page_and_the_wall_scene_in_chromium(
+    world: World, browser: object, size: tuple[int, int]
+) -> None:
+    """The desk page and the wall's ``recurring`` scene in real Chromium at 16:9 and 32:9 (screenshots
+    in tests/artifacts, looked at): the cover and its class name, no page errors."""
+    w = world
+    assert w.core.counters is not None  # what the minute's chore sends the wall, sent now
+    w.core.live.set_stats(w.core.counters.wall_stats(w.clock()))
+    width, height = size
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": width, "height": height})  # type: ignore[attr-defined]
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+    try:
+        page.goto(f"{w.url}/wall?token={KIOSK_SECRET}&scenes=recurring&dwell=5", wait_until="networkidle")
+        board = f"document.getElementById('{ids.WALL_BOARD}')"
+        page.wait_for_function(
+            f"() => !{board}.hidden && {board}.querySelectorAll('.gw-rec-row').length > 0", timeout=60_000
+        )
+        rows = page.locator(f"#{ids.WALL_BOARD} .gw-rec-row").all_inner_texts()
+        assert "污水井盖" in rows[0] and w.cover[-6:] in rows[0] and rows[0].rstrip().endswith("3"), rows
+        assert "90 天内 ≥ 3 件" in page.inner_text(f"#{ids.WALL_BOARD}")
+        size_px = page.evaluate(
+            f"() => parseFloat(getComputedStyle({board}.querySelector('.gw-rec-row')).fontSize)"
+        )
+        assert size_px >= 24  # readable from 5 m (the wall's rule: nothing under 22 px at 1080p)
+        page.screenshot(path=str(ARTIFACTS / f"wall-scene-recurring-{width}x{height}.png"))
+        login_browser(page, w.url, "boss-stats", PASSWORD, next_path="/desk/components/recurring")
+        page.wait_for_selector(f"#{ids.RECURRING_TABLE} a", timeout=60_000)
+        assert w.cover in page.inner_text(f"#{ids.RECURRING_TABLE}")
+        page.screenshot(path=str(ARTIFACTS / f"desk-recurring-{width}x{height}.png"), full_page=True)
+        page.goto(f"{w.url}/evaluation/owners?period=month", wait_until="networkidle")
+        page.wait_for_selector(f"#{ids.OWNERS_TABLE} tr[data-unit='{CARE}']", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / f"desk-owners-{width}x{height}.png"), full_page=True)
+    finally:
+        page.close()
+    real = [e for e in errors if "GPU stall" not in e and "WebGL" not in e]
+    assert not real, real
