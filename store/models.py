@@ -122,6 +122,8 @@ class Case(Base):
         # the grid page: a grid's cases newest first, all of them or the open ones (migration 0008)
         Index("ix_cases_grid_reported", "grid_code", "reported_at"),
         Index("ix_cases_grid_open", "grid_code", "open", "reported_at"),
+        # an object's cases in a window: recurring objects, the units by their objects (migration 0015)
+        Index("ix_cases_component_reported", "component_id", "reported_at"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
