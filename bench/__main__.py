@@ -22,7 +22,8 @@ from bench import FAIL, PASS, SKIP, Result, console, machine_lines
 
 BENCHMARKS = (
     "init", "index", "lifecycle", "evaluation", "ingest", "fanout", "wall", "api", "replay", "desk_eval",
-    "startup", "scale", "desk_pages", "patrol", "handset", "tiles", "components", "roadgrid", "fuzz",
+    "startup", "scale", "desk_pages", "patrol", "handset", "tiles", "components", "component_tiles",
+    "roadgrid", "fuzz",
     "faults", "soak", "duplicates", "handover",
 )  # fmt: skip
 
@@ -112,6 +113,10 @@ def _run(name: str, args: argparse.Namespace) -> list[Result]:
         from bench import bench_handover
 
         return bench_handover.run(smoke=smoke)
+    if name == "component_tiles":
+        from bench import bench_component_tiles
+
+        return bench_component_tiles.run(smoke=smoke)
     if name == "components":
         from bench import bench_components
 

@@ -152,8 +152,10 @@ def basemap_style(layers: Sequence[BasemapLayer], base_url: str, *, labels: bool
         version = "-".join(x.version for x in layers if x.vector)
         meta = {"gridwall:raster": f"{base_url}basemap/raster/{{z}}/{{x}}/{{y}}.png?v={version}",
                 "gridwall:raster-minzoom": RASTER_MINZOOM}  # fmt: skip
-    return {"version": 8, "name": "GridWall dark (offline)", "metadata": meta, "sources": sources,
-            "layers": style_layers}  # fmt: skip
+    # the 部件 layer's cluster counts (dashboard.component_tiles serves the digits; no glyph server outside)
+    glyphs = f"{base_url}components/glyphs/{{fontstack}}/{{range}}.pbf"
+    return {"version": 8, "name": "GridWall dark (offline)", "metadata": meta, "glyphs": glyphs,
+            "sources": sources, "layers": style_layers}  # fmt: skip
 
 
 # -- label tiles ---------------------------------------------------------------------------------------

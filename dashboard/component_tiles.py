@@ -17,6 +17,7 @@ desk session, a wall (kiosk token) or a paired handset, as for the basemap's til
 
 from __future__ import annotations
 
+import functools
 import gzip
 import math
 import threading
@@ -143,6 +144,16 @@ def _tile_bytes(layers: Iterable[_Layer]) -> bytes | None:
 
 # -- the inventory as tiles -----------------------------------------------------------------------------
 
+SINGLE_LAYERS = (*GROUPS, "other", "alert")  # obj_01 … obj_06, obj_other, obj_alert
+_ID_VALUE = b"\x22\x12\x0a\x10"  # a layer's value message of a 16-character string, before the string
+
+
+def _value(text: str) -> bytes:
+    return _bytes_field(0x22, _bytes_field(0x0A, text.encode()))
+
+
+SINGLE_KEYS = b"".join(_bytes_field(0x1A, k.encode()) for k in ("id", "cls", "state"))
+
 
 @dataclass(frozen=True)
 class ComponentTiles:
@@ -153,8 +164,11 @@ class ComponentTiles:
     wx: np.ndarray  # int64 world units (LEVEL), in the codes' order
     wy: np.ndarray
     ids: list[str]
-    classes: list[str]
-    states: list[str]
+    layer: np.ndarray  # each object's source layer (an index into SINGLE_LAYERS)
+    tags: list[bytes]  # each object's cls and state tags (into the fixed values), written once
+    id_values: list[bytes]  # each object's id as a layer's value message, written once
+    fixed_values: bytes  # the value messages every single-object layer starts with: classes, states
+    n_fixed: int  # how many those are
 
     @classmethod
     def of(cls, objects: Iterable[Loaded], version: int) -> ComponentTiles:
@@ -164,8 +178,22 @@ class ComponentTiles:
         codes = _spread(wx) | (_spread(wy) << np.uint64(1))
         order = np.argsort(codes, kind="stable")
         ranked = [objs[i] for i in order.tolist()]
+        classes = sorted({o.class_code for o in ranked})
+        states = sorted({o.state for o in ranked})
+        ci = {c: i for i, c in enumerate(classes)}
+        si = {v: len(classes) + i for i, v in enumerate(states)}
+        fixed = b"".join(_value(v) for v in (*classes, *states))
+        where = {g: i for i, g in enumerate(SINGLE_LAYERS)}
+        kinds: dict[tuple[str, str], tuple[int, bytes]] = {}  # (class, state) → layer, tags
+        for c in classes:
+            for v in states:
+                k = where["alert"] if v != INTACT else where.get(c[:2], where["other"])
+                kinds[(c, v)] = (k, b"\x01" + _varint(ci[c]) + b"\x02" + _varint(si[v]))
+        kind = [kinds[(o.class_code, o.state)] for o in ranked]
         return cls(version, codes[order], wx[order], wy[order], [o.id for o in ranked],
-                   [o.class_code for o in ranked], [o.state for o in ranked])  # fmt: skip
+                   np.asarray([k[0] for k in kind], dtype=np.int8), [k[1] for k in kind],
+                   [_ID_VALUE + o.id.encode() if len(o.id) == 16 else _value(o.id) for o in ranked], fixed,
+                   len(classes) + len(states))  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -201,15 +229,28 @@ class ComponentTiles:
         return self._clusters(z, lx, ly, i0, i1)
 
     def _singles(self, lx: np.ndarray, ly: np.ndarray, i0: int, i1: int) -> bytes | None:
-        keys = ("id", "cls", "state")
-        layers = {g: _Layer(f"obj_{g}", keys) for g in (*GROUPS, "other", "alert")}
-        xs = np.clip(lx, 0, EXTENT - 1).astype(np.int64).tolist()
-        ys = np.clip(ly, 0, EXTENT - 1).astype(np.int64).tolist()
-        for j, i in enumerate(range(i0, i1)):
-            cls, state = self.classes[i], self.states[i]
-            group = "alert" if state != INTACT else (cls[:2] if cls[:2] in GROUPS else "other")
-            layers[group].add(xs[j], ys[j], (self.ids[i], cls, state))
-        return _tile_bytes(layers.values())
+        """Every object, in its layer: the id's value is the layer's next after the fixed ones, the
+        class and state tags were written once, only the point is written here."""
+        xs = (np.clip(lx, 0, EXTENT - 1).astype(np.int64) * 2).tolist()  # zigzag of a non-negative unit
+        ys = (np.clip(ly, 0, EXTENT - 1).astype(np.int64) * 2).tolist()
+        which = self.layer[i0:i1]
+        n_fixed = self.n_fixed
+        out = []
+        for k, name in enumerate(SINGLE_LAYERS):
+            picked = np.flatnonzero(which == k).tolist()
+            if not picked:
+                continue
+            feats = []
+            for j, p in enumerate(picked):
+                tags = b"\x00" + _varint(n_fixed + j) + self.tags[i0 + p]
+                geom = b"\x09" + _V[xs[p]] + _V[ys[p]]
+                body = b"\x12" + _V[len(tags)] + tags + b"\x18\x01\x22" + _V[len(geom)] + geom
+                feats.append(b"\x12" + _V[len(body)] + body)
+            ids = [self.id_values[i0 + p] for p in picked]
+            layer = b"".join([b"\x78\x02", _bytes_field(0x0A, f"obj_{name}".encode()), *feats, SINGLE_KEYS,
+                              self.fixed_values, *ids, b"\x28" + _varint(EXTENT)])  # fmt: skip
+            out.append(_bytes_field(0x1A, layer))
+        return b"".join(out) or None
 
     def _clusters(self, z: int, lx: np.ndarray, ly: np.ndarray, i0: int, i1: int) -> bytes | None:
         cells = self.codes[i0:i1] >> np.uint64(2 * (LEVEL - z - CELL_BITS))
@@ -226,6 +267,73 @@ class ComponentTiles:
             sizes[k].add(cx, cy, props)
             labels.add(cx, cy, props)
         return _tile_bytes([*sizes, labels])
+
+
+# -- the counts' glyphs: signed-distance-field digits for MapLibre (no glyph server, nothing from outside)
+
+GLYPH_CHARS = "0123456789k+"  # what a cluster's label uses
+GLYPH_PX = 24  # MapLibre's glyphs are 24 px with a 3-px border; the SDF spans 8 px, its edge at 192
+GLYPH_BORDER = 3
+SDF_RADIUS = 8.0
+SDF_CUTOFF = 0.25
+MAX_FONTSTACK = 200
+
+
+def _sdf(alpha: np.ndarray) -> np.ndarray:
+    """The signed distance field (bytes, 192 on the outline) of a glyph's coverage with its border."""
+    inside = np.pad(alpha, GLYPH_BORDER) >= 128
+    h, w = inside.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    pts = np.column_stack([yy.ravel(), xx.ravel()]).astype(np.float64)
+    ins, outs = pts[inside.ravel()], pts[~inside.ravel()]
+
+    def nearest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if len(b) == 0:
+            return np.full(len(a), SDF_RADIUS * 2)
+        return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2).min(axis=1))
+
+    dist = np.empty(len(pts))
+    flat = inside.ravel()
+    dist[~flat] = nearest(outs, ins) - 0.5
+    dist[flat] = -(nearest(ins, outs) - 0.5)
+    return np.clip(255 - 255 * (dist / SDF_RADIUS + SDF_CUTOFF), 0, 255).astype(np.uint8)
+
+
+def _zigzag(n: int) -> int:
+    return (n << 1) ^ (n >> 31)
+
+
+@functools.lru_cache(maxsize=1)
+def _digit_glyphs() -> bytes:
+    """The glyph messages of :data:`GLYPH_CHARS` (drawn once with the labels' font, or Pillow's own)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from dashboard.labels import cjk_font
+
+    face = cjk_font()
+    font: Any = (ImageFont.truetype(face.path, GLYPH_PX, index=face.index) if face is not None
+                 else ImageFont.load_default(size=GLYPH_PX))  # fmt: skip
+    out = []
+    for ch in GLYPH_CHARS:
+        x0, y0, x1, y1 = (int(v) for v in font.getbbox(ch, anchor="ls"))
+        w, h = max(1, x1 - x0), max(1, y1 - y0)
+        img = Image.new("L", (w, h), 0)
+        ImageDraw.Draw(img).text((-x0, -y0), ch, font=font, fill=255, anchor="ls")
+        bitmap = _sdf(np.asarray(img)).tobytes()
+        msg = (b"\x08" + _varint(ord(ch)) + _bytes_field(0x12, bitmap) + b"\x18" + _varint(w)
+               + b"\x20" + _varint(h) + b"\x28" + _varint(_zigzag(x0)) + b"\x30" + _varint(_zigzag(-y0 - 27))
+               + b"\x38" + _varint(round(font.getlength(ch))))  # fmt: skip
+        out.append(_bytes_field(0x1A, msg))
+    return b"".join(out)
+
+
+def glyph_range(fontstack: str, start: int) -> bytes:
+    """A MapLibre glyph range (``glyphs.proto``): the digits of the counts in the range 0–255, no glyph
+    in any other range (those characters are not drawn)."""
+    body = _bytes_field(0x0A, fontstack.encode()) + _bytes_field(0x12, f"{start}-{start + 255}".encode())
+    if start == 0:
+        body += _digit_glyphs()
+    return _bytes_field(0x0A, body)
 
 
 # -- the blueprint -------------------------------------------------------------------------------------
@@ -305,6 +413,17 @@ def component_tiles_blueprint(book: Callable[[], ComponentBook], allowed: Callab
             return Response(status=204)
         resp = Response(data, mimetype="application/x-protobuf")
         resp.headers["Content-Encoding"] = "gzip"
+        resp.cache_control.max_age = TILE_MAX_AGE
+        resp.cache_control.private = True
+        return resp
+
+    @bp.get("/components/glyphs/<fontstack>/<int:start>-<int:end>.pbf")
+    def glyphs(fontstack: str, start: int, end: int) -> Response:
+        if len(fontstack) > MAX_FONTSTACK:
+            return _refuse(400, "bad_fontstack", f"a font stack of at most {MAX_FONTSTACK} characters")
+        if start % 256 or end != start + 255 or start > 65_280:
+            return _refuse(404, "bad_range", "a glyph range is 256 characters from a multiple of 256")
+        resp = Response(glyph_range(fontstack, start), mimetype="application/x-protobuf")
         resp.cache_control.max_age = TILE_MAX_AGE
         resp.cache_control.private = True
         return resp

@@ -385,7 +385,7 @@ CLUSTER_RADII = (("cluster_s", 9.0), ("cluster_m", 12.0), ("cluster_l", 15.0), (
                  ("cluster_xx", 24.0))  # fmt: skip
 
 
-def component_layers(base_url: str, version: int, *, counts: bool = False) -> list[dict[str, object]]:
+def component_layers(base_url: str, version: int, *, counts: bool = True) -> list[dict[str, object]]:
     """The map layers of the 部件 tiles: clusters (a circle sized by its count, and the count) below
     :data:`COMPONENT_SINGLE_ZOOM`, every object (coloured by major class, red when not 完好) from it.
 
@@ -415,7 +415,7 @@ def component_layers(base_url: str, version: int, *, counts: bool = False) -> li
 
 
 def with_components(
-    fig: go.Figure, base_url: str, version: int, *, lang: str | None = None, counts: bool = False
+    fig: go.Figure, base_url: str, version: int, *, lang: str | None = None, counts: bool = True
 ) -> go.Figure:
     """``fig`` (a desk map) with the 部件 layer on top of its other layers; with ``lang``, also an
     empty ``picked`` trace that the desk's script moves to where the operator clicks (a move)."""

@@ -141,7 +141,8 @@ def test_the_style_puts_the_layers_under_everything_and_names_no_outside_server(
     assert any(i.startswith("bm-roads-roads-main") for i in ids) and ids[-1] == "bm-labels"
     urls = [u for s in style["sources"].values() for u in s["tiles"]]
     assert urls and all(u.startswith(served.url + "/basemap/") for u in urls)
-    assert "glyphs" not in style and "sprite" not in style  # MapLibre draws no text: labels are tiles
+    assert "sprite" not in style  # MapLibre draws no text but the 部件 counts: labels are tiles
+    assert style["glyphs"].startswith(served.url + "/components/glyphs/")  # the counts' digits, ours
     again = requests.get(
         f"{served.url}/basemap/style.json", headers={"If-None-Match": r.headers["ETag"]}, timeout=5
     )

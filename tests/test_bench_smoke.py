@@ -41,6 +41,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "scale": ("pg_server_url", "redis_url"),
     "desk_pages": ("pg_server_url",),
     "components": ("pg_server_url", "shared_data"),
+    "component_tiles": ("shared_data",),
     "faults": ("pg_server_url", "redis_url"),  # it starts private ones from the same binaries
     "soak": ("pg_server_url", "redis_url"),
 }

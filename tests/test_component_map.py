@@ -178,6 +178,15 @@ TILE_URLS = f"""(id) => {{ const m = ({MAP_OF})(id); const st = m && m.isStyleLo
     .filter(u => u.includes('/components/tiles/')); }}"""
 
 
+# the clusters MapLibre drew (their counts) and the count labels it drew (their text; a label that
+# would overlap another is left out), or null
+CLUSTERS = f"""(id) => {{ const m = ({MAP_OF})(id); if (!m) return null;
+  const fs = m.queryRenderedFeatures().filter(f => f.sourceLayer && f.sourceLayer.startsWith('cluster_'));
+  const circles = fs.filter(f => f.layer.type === 'circle').map(f => f.properties.count);
+  const labels = fs.filter(f => f.layer.type === 'symbol').map(f => f.properties.label);
+  return circles.length && labels.length ? [circles, labels] : null; }}"""
+
+
 def _settle(page: Any, lon: float, lat: float, zoom: float = 17.0) -> None:
     page.evaluate(f"([id, lon, lat, z]) => ({MAP_OF})(id).jumpTo({{center: [lon, lat], zoom: z}})",
                   [ids.COMPONENT_MAP, lon, lat, zoom])  # fmt: skip
@@ -208,7 +217,8 @@ def test_an_admin_moves_an_object_by_clicking_the_map(desk: Desk, browser: Any) 
         page.screenshot(path=str(ARTIFACTS / "component-map-before.png"), full_page=True)
         xy = page.evaluate(
             f"""([id, lon, lat]) => {{ const m = ({MAP_OF})(id), p = m.project([lon, lat]);
-              const r = m.getCanvas().getBoundingClientRect(); return [r.left + p.x + 40, r.top + p.y - 25]; }}""",
+              const r = m.getCanvas().getBoundingClientRect();
+              return [r.left + p.x + 40, r.top + p.y - 25]; }}""",
             [ids.COMPONENT_MAP, lon0, lat0],
         )  # fmt: skip
         page.mouse.click(xy[0], xy[1])
@@ -227,7 +237,8 @@ def test_an_admin_moves_an_object_by_clicking_the_map(desk: Desk, browser: Any) 
         page.fill("input[name=opinion]", "迁移路灯")
         page.click(f"{box} button[data-gw-action=component_move]")
         page.wait_for_function(  # the command's answer
-            f"() => /act-(done|refused)/.test((document.getElementById('{ids.ACT_RESULT}') || {{}}).className)",
+            f"() => /act-(done|refused)/.test((document.getElementById('{ids.ACT_RESULT}') || {{}})"
+            ".className)",
             timeout=30_000,
         )
         said = page.inner_text(f"#{ids.ACT_RESULT}")
@@ -251,6 +262,18 @@ def test_an_admin_moves_an_object_by_clicking_the_map(desk: Desk, browser: Any) 
         drawn = page.evaluate(RENDERED, [ids.COMPONENT_MAP, code])
         assert all(abs(f[1] - lon0) > 1e-5 for f in drawn), drawn  # not at its old point any more
         page.screenshot(path=str(ARTIFACTS / "component-map-moved.png"), full_page=True)
+        # the grid page's map: clusters with their counts when zoomed out, objects when zoomed in
+        grid = d.core.pipeline.index.locate(lon1, lat1)
+        assert grid is not None
+        page.goto(f"{d.url}/grid/{grid.grid}")
+        page.wait_for_selector(f"#{ids.DESK_MAP} .maplibregl-canvas", timeout=60_000)
+        page.wait_for_function(SETTLED, arg=ids.DESK_MAP, timeout=60_000)
+        page.evaluate(f"(id) => ({MAP_OF})(id).jumpTo({{zoom: 14.2}})", ids.DESK_MAP)
+        page.wait_for_function(SETTLED, arg=ids.DESK_MAP, timeout=60_000)
+        page.wait_for_function(CLUSTERS, arg=ids.DESK_MAP, timeout=30_000)
+        circles, counts = page.evaluate(CLUSTERS, ids.DESK_MAP)
+        assert sum(circles) > 0 and set(counts) <= {str(n) for n in circles}  # a circle's count drawn on it
+        page.screenshot(path=str(ARTIFACTS / "component-map-grid-clusters.png"), full_page=True)
         assert not errors, errors[:5]
     finally:
         context.close()

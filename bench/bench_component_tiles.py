@@ -1,0 +1,151 @@
+"""``python -m bench component_tiles``: the desk maps' 部件 layer (issue 18) with 200,000 objects.
+
+Target: a vector tile of the layer (``GET /components/tiles/<z>/<x>/<y>.pbf``, dashboard.component_tiles)
+≤ 50 ms p95 COLD (nothing cached) with the inventory loaded from SQLite. The tiles are those a desk map
+of 1600 × 900 px asks for (512-px vector tiles) at each zoom 11–18 over a pan grid of 5 × 5 centres
+across the district; each is asked through the real Flask blueprint (test client, the session check
+passing) once cold and once warm (the cache of encoded tiles). Also: bytes per tile (gzip), and what an
+update costs the first tile after it (the book reloads 200,000 rows from SQLite and the Morton-sorted
+index is rebuilt).
+
+The inventory is GENERATED (tests/component_inventory.py; no public one is at hand): objects of common
+classes along the real Dongcheng roads of ``shared/data/roads/dongcheng_roads_gcj02.geojson``, imported
+into a SQLite file of the built-in Dongcheng under a temporary folder.
+
+``--smoke``: 2,000 objects and zooms 13, 16 and 18 over a 2 × 2 grid, same code.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench import FAIL, INFO, SKIP, Result, judged, print_table, shared_dir, stopwatch
+
+N_FULL = 200_000
+N_SMOKE = 2_000
+TILE_TARGET_MS = 50.0
+VIEW_PX = (1600, 900)
+
+
+def _view_tiles(lon: float, lat: float, z: int) -> list[tuple[int, int]]:
+    """The 512-px tiles of zoom ``z`` a 1600 × 900 map centred on (lon, lat) asks for."""
+    n = 1 << z
+    cx = (lon + 180.0) / 360.0 * n
+    cy = (1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n
+    hx, hy = VIEW_PX[0] / 2 / 512, VIEW_PX[1] / 2 / 512
+    xs = range(max(0, int(cx - hx)), min(n - 1, int(cx + hx)) + 1)
+    ys = range(max(0, int(cy - hy)), min(n - 1, int(cy + hy)) + 1)
+    return [(x, y) for x in xs for y in ys]
+
+
+def _p95_ms(seconds: list[float]) -> float:
+    return float(np.percentile(seconds, 95)) * 1000
+
+
+def run(smoke: bool = False) -> list[Result]:
+    """Run the tile benchmark, print its table and return the rows."""
+    from flask import Flask
+
+    from bench.bench_components import _district
+    from dashboard.component_tiles import SINGLE_ZOOM, component_tiles_blueprint
+    from domain.catalogue import load_catalogue
+    from store.components import ComponentBook, import_components
+    from tests.component_inventory import ROADS, generate
+
+    n = N_SMOKE if smoke else N_FULL
+    shared = shared_dir()
+    title = f"component tiles (issue 18): {n:,} generated objects"
+    if not (shared / ROADS).exists():
+        rows = [Result("component tiles", None, None, status=SKIP, notes=f"no {shared / ROADS}")]
+        print_table(title, rows)
+        return rows
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="gw-bench-ctiles-") as d:
+        folder = Path(d)
+        engine, index = _district(f"sqlite:///{folder / 'gridwall.db'}")
+        try:
+            inv = generate(shared, n, inside=lambda x, y: index.lookup_indices(x, y) >= 0)
+            csv_path = inv.write_csv(folder / "inventory_gcj02.csv")
+            with stopwatch() as t:
+                s = import_components(engine, csv_path, index, load_catalogue("cjt214"), "110101")
+            results.append(Result("import into SQLite (setup)", s.added, t[0], "objects",
+                                  status=INFO if s.added == n else FAIL))  # fmt: skip
+            book = ComponentBook(engine, check_every_s=3600.0)
+            app = Flask("bench-component-tiles")
+            bp = component_tiles_blueprint(lambda: book, lambda: True)
+            app.register_blueprint(bp)
+            server = bp.tile_server  # type: ignore[attr-defined]
+            client = app.test_client()
+            with stopwatch() as t:
+                version = book.inventory().version
+            with stopwatch() as t2:
+                server.current(version)
+            results.append(Result(
+                "after an update: the book reloads the inventory from SQLite", n, t[0], "objects",
+                notes="store.components.ComponentBook (shared with the nearest lookup), once per version",
+            ))  # fmt: skip
+            results.append(Result(
+                "after an update: the tiles' index (Morton sort, per-object tags)", n, t2[0], "objects",
+                notes="once per inventory version; the first tile after an update waits for both rows",
+            ))  # fmt: skip
+            x0, x1 = float(inv.lon.min()), float(inv.lon.max())
+            y0, y1 = float(inv.lat.min()), float(inv.lat.max())
+            steps = 2 if smoke else 5
+            centres = [(x0 + (x1 - x0) * (i + 0.5) / steps, y0 + (y1 - y0) * (j + 0.5) / steps)
+                       for i in range(steps) for j in range(steps)]  # fmt: skip
+            zooms = (13, 16, 18) if smoke else tuple(range(11, 19))
+            all_cold: list[float] = []
+            all_cpu: list[float] = []
+            for z in zooms:
+                tiles = sorted({t for c in centres for t in _view_tiles(c[0], c[1], z)})
+                cold: list[float] = []
+                warm: list[float] = []
+                cpu: list[float] = []  # the cold requests' CPU time (this thread): others' load left out
+                sizes: list[int] = []
+                empty = objects = 0
+                for attempt in (cold, warm):
+                    for x, y in tiles:
+                        t0, c0 = time.perf_counter(), time.thread_time()
+                        r = client.get(f"/components/tiles/{z}/{x}/{y}.pbf?v={version}")
+                        body = r.get_data()
+                        attempt.append(time.perf_counter() - t0)
+                        if attempt is cold:
+                            cpu.append(time.thread_time() - c0)
+                        if attempt is cold:
+                            if r.status_code == 204:
+                                empty += 1
+                            elif r.status_code == 200:
+                                sizes.append(len(body))
+                                objects += server.current().count(z, x, y)
+                            else:
+                                raise AssertionError(f"tile {z}/{x}/{y}: HTTP {r.status_code}")
+                all_cold += cold
+                all_cpu += cpu
+                c50, c95 = (float(np.percentile(cold, q)) * 1000 for q in (50, 95))
+                w50, w95 = (float(np.percentile(warm, q)) * 1000 for q in (50, 95))
+                kind = "objects" if z >= SINGLE_ZOOM else "clusters"
+                size = f"{np.mean(sizes) / 1024:.1f} KB mean, {max(sizes) / 1024:.1f} KB max" if sizes else ""
+                results.append(Result(
+                    f"z{z} ({kind}): {len(tiles)} tiles of a pan grid, cold", len(tiles), float(sum(cold)),
+                    "tiles", f"p95 ≤ {TILE_TARGET_MS:g} ms", judged(c95 <= TILE_TARGET_MS),
+                    f"cold p50 {c50:.1f} / p95 {c95:.1f} ms (CPU p95 {_p95_ms(cpu):.1f} ms); "
+                    f"warm p50 {w50:.2f} / p95 {w95:.2f} ms; "
+                    f"{size or '-'} gzip; {empty} empty (204); "
+                    f"{objects / max(1, len(sizes)):,.0f} objects/tile",
+                ))  # fmt: skip
+            p95 = float(np.percentile(all_cold, 95)) * 1000
+            results.append(Result(
+                f"all zooms {zooms[0]}–{zooms[-1]}, cold", len(all_cold), float(sum(all_cold)), "tiles",
+                f"p95 ≤ {TILE_TARGET_MS:g} ms", judged(p95 <= TILE_TARGET_MS),
+                f"p50 {float(np.percentile(all_cold, 50)) * 1000:.1f} ms, p95 {p95:.1f} ms, "
+                f"max {max(all_cold) * 1000:.1f} ms; CPU p95 {_p95_ms(all_cpu):.1f} ms",
+            ))  # fmt: skip
+        finally:
+            engine.dispose()
+    print_table(title, results)
+    return results
