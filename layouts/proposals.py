@@ -38,7 +38,7 @@ DECIDED = 10  # the latest decided ones, below
 
 def _fact(label: str, value: Any) -> html.Div:
     return html.Div(
-        [html.Span(label, className="gw-f-label"), html.Span(value, className="gw-f-value")],
+        [html.Div(label, className="gw-f-label"), html.Div(value, className="gw-f-value")],
         className="gw-field",
     )
 
@@ -154,7 +154,7 @@ def card(ctx: PageContext, p: dict[str, Any], decide: bool) -> html.Section:
                     html.Button(
                         t("proposal.refuse", lang),
                         type="button",
-                        className="gw-act-btn gw-act-reject",
+                        className="gw-act-btn",
                         **data_attrs(gw_action="proposal_refuse", gw_key=f"{key}-r"),
                     ),
                 ],

@@ -292,9 +292,10 @@
   }
   function announce(r) {
     if (r.ok && r.kind === 'report') toast(`${t('m.accepted')} ${r.caseId}`, 'ok');
+    else if (r.ok && r.kind === 'proposal') toast(`${t('m.propose.sent')} ${r.caseId || ''}`, 'ok');
     else if (r.ok) toast(`${t('m.answered')} ${r.caseId || ''}`, 'ok');
     else toast(`${t('m.rejected')}: ${r.reason}`, 'err');
-    if (S.screen === 'report' || S.screen === 'settings') render();
+    if (S.screen === 'report' || S.screen === 'settings' || S.screen === 'propose') render();
   }
   async function enqueue(item, wait) {
     const key = await outboxAdd(item);
@@ -378,6 +379,7 @@
     mount(host, opts = {}) {
       this.follow = opts.follow !== false;
       this.marks = opts.marks || [];
+      this.tap = opts.tap === true;  // a tap (no drag) centres the map there: the pin goes where tapped
       this.onMove = opts.onMove || null;
       const wrap = h('div', { class: 'map', 'data-testid': 'map' },
         h('canvas'),
@@ -396,7 +398,8 @@
       const pts = new Map();
       let last = null;
       const c = this.canvas;
-      c.addEventListener('pointerdown', (e) => { c.setPointerCapture(e.pointerId); pts.set(e.pointerId, [e.clientX, e.clientY]); last = null; });
+      let down = null;  // where a one-finger touch began (a tap: it ends within 8 px)
+      c.addEventListener('pointerdown', (e) => { c.setPointerCapture(e.pointerId); pts.set(e.pointerId, [e.clientX, e.clientY]); last = null; down = pts.size === 1 ? [e.clientX, e.clientY] : null; });
       c.addEventListener('pointermove', (e) => {
         if (!pts.has(e.pointerId) || this.lon === null) return;
         const prev = pts.get(e.pointerId);
@@ -413,7 +416,16 @@
         }
         this.draw();
       });
-      const up = (e) => { pts.delete(e.pointerId); last = null; };
+      const up = (e) => {
+        pts.delete(e.pointerId); last = null;
+        if (e.type === 'pointerup' && this.tap && down && this.lon !== null && Math.hypot(e.clientX - down[0], e.clientY - down[1]) < 8) {
+          const r = c.getBoundingClientRect(), cos = Math.cos(this.lat * Math.PI / 180);
+          this.follow = false;
+          this.center(this.lon + (e.clientX - r.left - r.width / 2) / (this.k * cos), this.lat - (e.clientY - r.top - r.height / 2) / this.k);
+          this.draw();
+        }
+        down = null;
+      };
       c.addEventListener('pointerup', up);
       c.addEventListener('pointercancel', up);
       c.addEventListener('wheel', (e) => { e.preventDefault(); this.k = Math.min(2e6, Math.max(8000, this.k * (e.deltaY < 0 ? 1.25 : 0.8))); this.draw(); }, { passive: false });
@@ -625,7 +637,7 @@
     $('#tabs').hidden = !S.token;
     if (!S.token) { signin(main); return; }
     document.querySelectorAll('#tabs button').forEach((b) => b.classList.toggle('active', b.dataset.go === S.screen));
-    ({ home, report, tasks: taskList, task: taskPage, settings })[S.screen](main, S.arg);
+    ({ home, report, propose, tasks: taskList, task: taskPage, settings })[S.screen](main, S.arg);
     showGps();
   }
 
@@ -797,6 +809,127 @@
     } catch (err) {
       return file; // not an image the browser can read: the server names the refusal
     }
+  }
+
+  // -- 部件 proposals (issue 18): a new object, or a move or a state change of one nearby, with a photo;
+  // sent through the outbox as the /device event "proposal"; the surveyor's decision comes back in the list
+  const STATES = ['破损', '丢失', '占用', '完好', '其他'];
+  const pdraft = { action: 'add', code: null, search: '', object: null, near: null, nearFor: '', name: '', state: '破损', note: '', photo: null, lon: null, lat: null };
+  function componentClasses() {
+    return (((S.catalogue || {}).kinds || {}).component || []).flatMap((m) => m.classes.map((c) => ({ ...c, major: m.name })));
+  }
+  async function loadNear(box) {
+    const at = S.pos || (map.lon !== null ? { lon: map.lon, lat: map.lat } : null);
+    const key = `${pdraft.code}@${at ? `${at.lon.toFixed(4)},${at.lat.toFixed(4)}` : ''}`;
+    if (!at) { box.replaceChildren(h('p', { class: 'muted', text: t('m.gps.wait') })); return; }
+    if (pdraft.nearFor !== key) {
+      try {
+        const r = await api(`/m/api/components/nearest?class=${pdraft.code}&lon=${at.lon.toFixed(7)}&lat=${at.lat.toFixed(7)}&k=8&max_m=300`);
+        pdraft.near = r.components; pdraft.nearFor = key;
+      } catch (err) { pdraft.near = []; }
+    }
+    box.replaceChildren(...(pdraft.near.length ? pdraft.near.map((o) => h('button', { type: 'button', class: pdraft.object && pdraft.object.id === o.id ? 'on' : '', 'data-object': o.id,
+      onclick: () => { pdraft.object = o; pdraft.lon = null; pdraft.lat = null; render(); } },
+    `${pdraft.object && pdraft.object.id === o.id ? '● ' : '○ '}${o.name || o.id} · ${t(`component.state.${o.state}`)} · ${Math.round(o.distance_m)} m`,
+    h('div', { class: 'muted' }, o.id))) : [h('p', { class: 'muted', text: t('m.propose.none_near') })]));
+  }
+  async function loadMine(box) {
+    try {
+      const r = await api('/m/api/proposals');
+      box.replaceChildren(h('h2', { text: t('m.propose.mine') }), ...(r.proposals.length ? r.proposals.slice(0, 10).map((p) => {
+        const cls = classOf('component', p.class_code);
+        const tone = p.status === '已采纳' ? 'ok' : p.status === '已退回' ? 'err' : 'muted';
+        return h('div', { class: 'card', 'data-number': String(p.number), 'data-status': p.status },
+          h('b', {}, `#${p.number} · ${t(`m.propose.${p.action}`)} · ${cls ? cls.name : p.class_code}`),
+          h('div', { class: tone }, t(`m.status.${p.status}`), p.reason ? ` · ${p.reason}` : '', p.result_component ? ` · ${p.result_component}` : ''),
+          p.component_id ? h('div', { class: 'muted' }, p.component_id) : null);
+      }) : [h('p', { class: 'muted', text: t('m.propose.none') })]));
+    } catch (err) {
+      if (err.status === 401) revoked();
+    }
+  }
+  function propose(main) {
+    main.append(h('h1', { text: t('m.propose.title') }));
+    main.append(h('div', { class: 'seg three', role: 'group' },
+      ...['add', 'move', 'state'].map((a) => h('button', { type: 'button', class: pdraft.action === a ? 'on' : '', 'data-action': a,
+        onclick: () => { pdraft.action = a; pdraft.object = null; pdraft.lon = null; pdraft.lat = null; render(); }, text: t(`m.propose.${a}`) }))));
+    const cls = pdraft.code ? classOf('component', pdraft.code) : null;
+    main.append(h('label', { for: 'prop-search', text: t('m.propose.class') }));
+    if (cls) {
+      main.append(h('button', { type: 'button', class: 'card tap', id: 'prop-class', onclick: () => { pdraft.code = null; pdraft.object = null; render(); } },
+        h('b', {}, `${cls.code} ${cls.name}`), h('span', { class: 'muted' }, `  ↺ ${t('m.class.change')}`)));
+    } else {
+      const list = h('div', { class: 'classes', id: 'prop-classes' });
+      const fill = () => {
+        const q = pdraft.search.trim();
+        const hits = componentClasses().filter((c) => !q || c.name.includes(q) || c.code.startsWith(q) || c.major.includes(q)).slice(0, 40);
+        list.replaceChildren(...hits.map((c) => h('button', { type: 'button', 'data-code': c.code,
+          onclick: () => { pdraft.code = c.code; pdraft.object = null; render(); } }, `${c.code} ${c.name}`)));
+      };
+      const search = h('input', { id: 'prop-search', type: 'search', placeholder: t('m.class.search'), value: pdraft.search,
+        oninput: (e) => { pdraft.search = e.target.value; fill(); } });
+      main.append(search, list);
+      fill();
+    }
+    if (cls && pdraft.action !== 'add') {
+      const near = h('div', { class: 'classes', id: 'prop-near' });
+      main.append(h('label', { text: t('m.propose.near') }), near);
+      loadNear(near);
+    }
+    if (pdraft.action === 'add') {
+      main.append(h('label', { for: 'prop-name', text: t('m.propose.name') }),
+        h('input', { id: 'prop-name', type: 'text', maxlength: '64', value: pdraft.name, oninput: (e) => { pdraft.name = e.target.value; } }));
+    }
+    if (pdraft.action === 'state') {
+      main.append(h('label', { text: t('m.propose.newstate') }), h('div', { class: 'row3 states' },
+        ...STATES.map((st) => h('button', { type: 'button', class: `pick ${pdraft.state === st ? 'on' : ''}`, 'data-state': st,
+          onclick: () => { pdraft.state = st; render(); } }, t(`component.state.${st}`)))));
+    }
+    if (pdraft.action !== 'state' && (pdraft.action === 'add' || pdraft.object)) {
+      main.append(h('label', { text: t('m.propose.point') }));
+      const where = h('p', { class: 'where', id: 'where' });
+      const start = pdraft.lon !== null ? [pdraft.lon, pdraft.lat] : pdraft.object ? [pdraft.object.lon, pdraft.object.lat] : [null, null];
+      map.mount(main, { pin: true, tap: true, follow: start[0] === null, lon: start[0], lat: start[1],
+        marks: pdraft.object ? [{ lon: pdraft.object.lon, lat: pdraft.object.lat }] : [],
+        onMove: (lon, lat) => { if (!map.follow) { pdraft.lon = lon; pdraft.lat = lat; } where.textContent = whereText(lon, lat); } });
+      main.append(where, h('p', { id: 'gps', class: 'muted' }));
+      if (map.lon !== null) where.textContent = whereText(map.lon, map.lat);
+    }
+    const shot = h('label', { class: 'shot' },
+      h('input', { type: 'file', accept: 'image/*', capture: 'environment', 'data-photo': 'proposal',
+        onchange: async (e) => { const f = e.target.files[0]; if (f) { pdraft.photo = await shrink(f); render(); } } }),
+      pdraft.photo ? h('img', { src: URL.createObjectURL(pdraft.photo), alt: '' }) : null,
+      h('span', {}, `${pdraft.photo ? '✓ ' : '📷 '}${t('m.propose.photo')}`));
+    main.append(h('label', { text: t('m.propose.photo') }), h('div', { class: 'photos' }, shot),
+      h('label', { for: 'prop-note', text: t('m.propose.note') }),
+      h('textarea', { id: 'prop-note', maxlength: '500', oninput: (e) => { pdraft.note = e.target.value; } }, pdraft.note));
+    const ready = cls && (pdraft.action === 'add' || pdraft.object);
+    const send = h('button', { class: 'big red', id: 'propose-send', type: 'button', disabled: !ready, text: t('m.propose.send'), onclick: () => submitProposal(send) });
+    const mine = h('div', { id: 'mine' });
+    main.append(send, mine);
+    loadMine(mine);
+  }
+  async function submitProposal(btn) {
+    const cls = pdraft.code ? classOf('component', pdraft.code) : null;
+    if (!cls || (pdraft.action !== 'add' && !pdraft.object)) { toast(t('m.propose.pick'), 'err'); return; }
+    if (!pdraft.photo) { toast(t('m.reason.photo_required'), 'err'); return; }
+    const payload = { id: uid('prop'), action: pdraft.action, class_code: cls.code, at: new Date().toISOString() };
+    if (pdraft.action !== 'state') {
+      const lon = map.lon, lat = map.lat;
+      if (lon === null) { toast(t('m.gps.wait'), 'err'); return; }
+      Object.assign(payload, { lon: Math.round(lon * 1e7) / 1e7, lat: Math.round(lat * 1e7) / 1e7, crs: 'wgs84' });
+    } else payload.state = pdraft.state;
+    if (pdraft.object) payload.component_id = pdraft.object.id;
+    if (pdraft.action === 'add' && pdraft.name.trim()) payload.name = pdraft.name.trim().slice(0, 64);
+    if (pdraft.note.trim()) payload.note = pdraft.note.trim().slice(0, 500);
+    btn.disabled = true;
+    btn.textContent = t('m.sending');
+    const label = `${t(`m.propose.${pdraft.action}`)} · ${cls.code} ${cls.name}`;
+    const r = await enqueue({ kind: 'proposal', payload, media: [{ kind: 'near', blob: pdraft.photo, ref: null }], label }, true);
+    Object.assign(pdraft, { object: null, name: '', note: '', photo: null, lon: null, lat: null, nearFor: '' });
+    if (r === null) toast(t('m.queued'), '');
+    else announce(r);
+    render();
   }
 
   function taskList(main) {
