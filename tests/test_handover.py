@@ -167,6 +167,16 @@ def test_a_night_shift_over_midnight_and_plans_that_do_not_tile_the_day() -> Non
             parse_shifts(bad)
 
 
+def test_a_shift_plan_that_does_not_tile_the_day_stops_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gridwall.settings import settings_from, shift_plan
+
+    monkeypatch.setenv("GW_SHIFTS", "07:00-19:00,19:00-07:00")
+    assert [s.label for s in shift_plan()] == ["07:00–19:00", "19:00–07:00"]
+    monkeypatch.setenv("GW_SHIFTS", "08:00-16:00,16:00-23:00")
+    with pytest.raises(ShiftError, match="not a day"):
+        settings_from("/tmp/gw-handover-settings", "sqlite://")
+
+
 # -- the snapshot against the cases filed ------------------------------------------------------------------
 
 
@@ -363,3 +373,9 @@ def test_the_printable_page_and_the_pdf_hold_the_chinese(centre: Centre) -> None
     assert "交接班页面仅限" in _texts(tree)
     detail = page(boss, c, f"/desk/handover/{ho.id}")
     assert "东四路口井盖待复查" in by_id(detail, ids.HANDOVER_DETAIL)
+    english = page(boss, c, f"/desk/handover/{ho.id}", "?lang=en")
+    assert "Open cases by stage and age" in by_id(english, ids.HANDOVER_DETAIL)
+    assert "Printable" in by_id(english, ids.HANDOVER_DETAIL)
+    assert (
+        "Shift handover record" in boss.get(f"{c.url}/desk/handover/{ho.id}/print?lang=en", timeout=30).text
+    )
