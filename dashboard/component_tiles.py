@@ -29,8 +29,11 @@ from typing import Any
 import numpy as np
 import orjson
 from flask import Blueprint, Response, request
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
-from store.components import ComponentBook, Loaded
+from store.components import RETIRED, ComponentBook, Loaded, inventory_version
+from store.models import Component, ComponentHistory
 
 LEVEL = 28  # world coordinates in integer units: 2**LEVEL per side (0.15 m at the equator)
 EXTENT = 4096  # tile units per side
@@ -39,6 +42,7 @@ SINGLE_ZOOM = 16  # from this zoom every object is drawn; below it, clusters
 CELL_BITS = 3  # a cluster tile has 2**3 × 2**3 cells
 MAX_ZOOM = 22
 EDGE = 30 * EXTENT // TILE_PX  # a cluster's circle and count stay this far inside its tile (30 px)
+PATCH_MAX = 20_000  # objects changed since the tiles' version patched in; more: the whole inventory again
 CACHE_TILES = 2048  # encoded tiles kept in memory (a few KB each)
 TILE_MAX_AGE = 86_400  # the URL carries the inventory's version
 MAX_VERSION_DIGITS = 18
@@ -169,17 +173,26 @@ class ComponentTiles:
     id_values: list[bytes]  # each object's id as a layer's value message, written once
     fixed_values: bytes  # the value messages every single-object layer starts with: classes, states
     n_fixed: int  # how many those are
+    classes: tuple[str, ...]  # the classes and states of those values, in order
+    states: tuple[str, ...]
 
     @classmethod
-    def of(cls, objects: Iterable[Loaded], version: int) -> ComponentTiles:
-        """The tiles of these objects (any order)."""
+    def of(
+        cls,
+        objects: Iterable[Loaded],
+        version: int,
+        classes: Sequence[str] | None = None,
+        states: Sequence[str] | None = None,
+    ) -> ComponentTiles:
+        """The tiles of these objects (any order); ``classes`` and ``states``: the values table to use
+        (it must hold every object's; by default the objects' own, sorted)."""
         objs = list(objects)
         wx, wy = world_xy([o.lon for o in objs], [o.lat for o in objs])
         codes = _spread(wx) | (_spread(wy) << np.uint64(1))
         order = np.argsort(codes, kind="stable")
         ranked = [objs[i] for i in order.tolist()]
-        classes = sorted({o.class_code for o in ranked})
-        states = sorted({o.state for o in ranked})
+        classes = list(classes) if classes is not None else sorted({o.class_code for o in ranked})
+        states = list(states) if states is not None else sorted({o.state for o in ranked})
         ci = {c: i for i, c in enumerate(classes)}
         si = {v: len(classes) + i for i, v in enumerate(states)}
         fixed = b"".join(_value(v) for v in (*classes, *states))
@@ -193,7 +206,29 @@ class ComponentTiles:
         return cls(version, codes[order], wx[order], wy[order], [o.id for o in ranked],
                    np.asarray([k[0] for k in kind], dtype=np.int8), [k[1] for k in kind],
                    [_ID_VALUE + o.id.encode() if len(o.id) == 16 else _value(o.id) for o in ranked], fixed,
-                   len(classes) + len(states))  # fmt: skip
+                   len(classes) + len(states), tuple(classes), tuple(states))  # fmt: skip
+
+    def patched(self, changed: set[str], objects: Sequence[Loaded], version: int) -> ComponentTiles | None:
+        """These tiles with the objects ``changed`` since their version taken out and ``objects`` (their
+        current rows, retired ones left out) put in; None when a class or state is new (rebuild)."""
+        if any(o.class_code not in self.classes or o.state not in self.states for o in objects):
+            return None
+        keep = np.fromiter((i not in changed for i in self.ids), dtype=bool, count=len(self.ids))
+        add = ComponentTiles.of(objects, version, self.classes, self.states)
+        codes = np.concatenate([self.codes[keep], add.codes])
+        order = np.argsort(codes, kind="stable")
+        kept = np.flatnonzero(keep).tolist()
+
+        def merged(mine: list[Any], theirs: list[Any]) -> list[Any]:
+            both = [mine[i] for i in kept] + theirs
+            return [both[i] for i in order.tolist()]
+
+        return ComponentTiles(
+            version, codes[order], np.concatenate([self.wx[keep], add.wx])[order],
+            np.concatenate([self.wy[keep], add.wy])[order], merged(self.ids, add.ids),
+            np.concatenate([self.layer[keep], add.layer])[order], merged(self.tags, add.tags),
+            merged(self.id_values, add.id_values), self.fixed_values, self.n_fixed, self.classes, self.states,
+        )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -351,20 +386,50 @@ class TileServer:
         self._cache: OrderedDict[tuple[int, int, int, int], bytes | None] = OrderedDict()
 
     def current(self, wanted: int = 0) -> ComponentTiles:
-        """The tiles of the book's inventory (the store is looked at again when ``wanted`` is newer)."""
+        """The tiles of the newest inventory known: built from the book's once, then patched with the
+        objects changed since (read from the store) when a page or the book names a newer version."""
+        tiles = self._tiles
+        if tiles is not None and wanted and wanted <= tiles.version:
+            return tiles
         book = self.book()
         inv = book.inventory()
-        if wanted > inv.version:  # a page saw a newer version than this process's book has
-            book.expire()
-            inv = book.inventory()
-        tiles = self._tiles
-        if tiles is None or tiles.version != inv.version:
-            with self._lock:
-                tiles = self._tiles
-                if tiles is None or tiles.version != inv.version:
-                    tiles = self._tiles = ComponentTiles.of(inv.by_id.values(), inv.version)
-                    self._cache.clear()
-        return tiles
+        newest = max(wanted, inv.version)
+        if tiles is not None and newest <= tiles.version:
+            return tiles
+        with self._lock:
+            tiles = self._tiles
+            if tiles is not None and newest <= tiles.version:
+                return tiles
+            got = self._patched(tiles, book) if tiles is not None else None
+            if got is None:  # first use, or too much changed: the book's whole inventory
+                if wanted > inv.version:
+                    book.expire()
+                    inv = book.inventory()
+                got = ComponentTiles.of(inv.by_id.values(), inv.version)
+            self._tiles = got
+            self._cache.clear()
+            return got
+
+    def _patched(self, tiles: ComponentTiles, book: ComponentBook) -> ComponentTiles | None:
+        """``tiles`` with the objects changed since their version (None: more than PATCH_MAX changed)."""
+        h, c = ComponentHistory.__table__.c, Component.__table__.c
+        try:
+            with book.engine.connect() as conn:
+                version = inventory_version(conn)
+                changed = set(conn.scalars(select(h.component_id).where(h.id > tiles.version).distinct()
+                                           .limit(PATCH_MAX + 1)))  # fmt: skip
+                if len(changed) > PATCH_MAX:
+                    return None
+                rows: list[Any] = []
+                ordered = sorted(changed)
+                cols = select(c.id, c.class_code, c.lon, c.lat, c.state)
+                for at in range(0, len(ordered), 500):
+                    part = ordered[at : at + 500]
+                    rows += conn.execute(cols.where(c.id.in_(part), c.state != RETIRED)).all()
+        except SQLAlchemyError:
+            return tiles
+        objs = [Loaded(r[0], r[1], "", float(r[2]), float(r[3]), None, r[4], {}) for r in rows]
+        return tiles.patched(changed, objs, version)
 
     def get(self, z: int, x: int, y: int, wanted: int = 0) -> bytes | None:
         """The gzip-compressed tile z/x/y of the current inventory, or None (no object there)."""

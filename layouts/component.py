@@ -34,7 +34,7 @@ from layouts.chrome import (
     result_box,
 )
 from layouts.component_stats import class_basis_field
-from store.components import ComponentBook, component_view, grid_components
+from store.components import ComponentBook, component_view, grid_components, inventory_version
 
 
 def _field(label: str, value: Any, **kw: Any) -> html.Div:
@@ -170,7 +170,8 @@ def page(ctx: PageContext, code: str) -> html.Div:
         box = (info.bbox[0] - pad, info.bbox[1] - pad, info.bbox[2] + pad, info.bbox[3] + pad)
         fig = location_figure(ctx.data.grid_shapes([info.code]).get(info.code), (c["lon"], c["lat"]), box,
                               lang, grid_code=info.code, viewport=(460, 380))  # fmt: skip
-        version = ComponentBook.shared(ctx.data.engine).inventory().version  # the 部件 layer's tiles
+        with ctx.data.engine.connect() as conn:  # the 部件 layer's tiles: the store's version (cheap)
+            version = inventory_version(conn)
         fig = with_components(fig, request.host_url, version, lang=lang if admin else None)
         side.append(dcc.Graph(id=ids.COMPONENT_MAP, figure=fig, className="gw-case-map",
                               style={"height": "380px"}, config={"displayModeBar": False}))  # fmt: skip

@@ -36,7 +36,7 @@ from layouts.chrome import (
     local,
     map_block,
 )
-from store.components import ComponentBook
+from store.components import inventory_version
 
 PERIODS = ("today", "week", "month")
 RECENT_DAYS = 30
@@ -189,7 +189,8 @@ def page(ctx: PageContext, code: str) -> html.Div:
         code,
         viewport=(900, MAP_HEIGHT),
     )
-    fig = with_components(fig, request.host_url, ComponentBook.shared(ctx.data.engine).inventory().version)
+    with ctx.data.engine.connect() as conn:  # the 部件 layer's tiles at the store's version
+        fig = with_components(fig, request.host_url, inventory_version(conn))
     facts = html.Div(grid_facts(ctx, code), id=ids.DESK_LIVE_KPIS)
     neighbours = html.Div(
         [html.Span(t("grid.neighbours", lang) + ": ", className="gw-dim")]
