@@ -129,6 +129,10 @@ def offers(state: CaseState, person: Mapping[str, Any], rules: Context, now: dat
     for name, a, data in VARIANTS:
         if (a is not Action.ACCEPT or state.self_handled) and _allowed(state, actor, a, data, free, now):
             found.append(Offer(a.value, name not in _VARIANT_OPINION_FREE, (), name, data))
+    if state.duplicate_of:  # issue 21: 合并 into the candidate found on arrival, or 不合并
+        for a, data in ((Action.MERGE, {"into": state.duplicate_of}), (Action.KEEP_APART, {})):
+            if _allowed(state, actor, a, data, free, now):
+                found.append(Offer(a.value, False, (), a.value, data))
     return found
 
 

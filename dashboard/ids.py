@@ -114,6 +114,7 @@ COMPONENT_BODY = "gw-component-body"  # the page's body, rebuilt after an update
 COMPONENT_REFRESH = "gw-component-refresh"
 COMPONENT_CODE = "gw-component-code"
 CASE_COMPONENT = "gw-case-component"
+CASE_DUPLICATE = "gw-case-duplicate"  # the case page: 疑似重复 (the candidate) or 已合并到 (issue 21)
 # /desk/proposals (issue 18): the handsets' 部件 proposals waiting for the surveyor, and the decided ones
 PROPOSAL_LIST = "gw-proposal-list"
 PROPOSAL_DECIDED = "gw-proposal-decided"

@@ -1215,6 +1215,10 @@ _SOURCES: dict[Any, Source] = {k.value: k for k in Source}
 _STATUSES: dict[Any, Status] = {k.value: k for k in Status}
 
 
+# data the pipeline adds from what it knows at the time (a retry may find otherwise): not the command's
+FOUND_BY_PIPELINE = frozenset({"duplicate_of"})
+
+
 def fingerprint(cmd: Command, at: datetime) -> str:
     """A digest of a command's content, to tell a repeat from a different command with the same key."""
     body = json.dumps(
@@ -1223,7 +1227,7 @@ def fingerprint(cmd: Command, at: datetime) -> str:
             "case": cmd.case_id,
             "actor": [cmd.actor.id, cmd.actor.role.value, cmd.actor.department],
             "opinion": cmd.opinion,
-            "data": dict(cmd.data),
+            "data": {k: v for k, v in cmd.data.items() if k not in FOUND_BY_PIPELINE},
             "at": at.astimezone(UTC).isoformat(),
         },
         sort_keys=True,

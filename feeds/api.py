@@ -119,6 +119,8 @@ def _view(session: Session, row: Case, *, events: bool) -> dict[str, Any]:
         "needs_location": bool(row.needs_location),
         "address": row.address,
         "component": state.component,  # the 部件 object the report names (issue 18)
+        "duplicate_of": state.duplicate_of,  # the earlier open report it may repeat (issue 21)
+        "merged_into": state.merged_into,  # 合并: the case it was merged into
         "grid": row.grid_code,
         "street": row.street_code,
         "community": row.community_code,

@@ -41,10 +41,11 @@ ACTION_ALIASES: dict[str, Action] = {
 }
 COMMANDS: dict[str, Action] = {a.value: a for a in Action if a is not Action.REPORT} | ACTION_ALIASES
 # body fields of a command copied into its data (domain.lifecycle handlers read them; lon, lat, crs and
-# address_id: a locate's point or gazetteer candidate, resolved to a grid by feeds.intake)
+# address_id: a locate's point or gazetteer candidate, resolved to a grid by feeds.intake; into: the
+# case a merge joins, issue 21)
 COMMAND_DATA = ("confirmed", "passed", "department", "extra", "special", "error", "self_handled",
                 "class_code", "condition_code", "assignee", "media", "order",
-                "lon", "lat", "crs", "address_id")  # fmt: skip
+                "lon", "lat", "crs", "address_id", "into")  # fmt: skip
 
 # HTTP status of a refusal by reason (input reasons, lifecycle rules, auth); others are 422
 HTTP_STATUS: dict[str, int] = {

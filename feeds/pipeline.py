@@ -58,6 +58,7 @@ from feeds.checks import (
     scoped_key,
 )
 from feeds.counters import CounterKeeper
+from feeds.duplicates import DuplicateWatch
 from feeds.ingest import PipelineConfig, Reply
 from feeds.intake import Ack, Intake, Item, Job, People, locate, refused
 from feeds.live import LiveWriter, Place
@@ -173,6 +174,8 @@ class Pipeline:
         self.judge = FixJudge(cfg.rules.max_speed_kmh, cfg.recent_per_supervisor)
         self.positions = sql.PositionWriter(engine.dialect)
         self.case_numbers = sql.CaseNumbers(self.ctx.calendar.tz)
+        lat0 = float(index.geoms[0].centroid.y) if len(index.geoms) else 0.0
+        self.duplicates = DuplicateWatch(engine, lat0=lat0)  # duplicate problems (issue 21)
         self.dead = DeadLetter(cfg.reject_cap)
         self.publisher: Publisher = publisher or LivePublisher(
             live, counters=counters, on_tasks=on_tasks, on_published=on_published
@@ -255,6 +258,11 @@ class Pipeline:
         else:
             self._group_outages.ok()
         self.publisher.changes(pub)
+        if pub.cases:
+            try:
+                self.duplicates.committed(pub.cases)
+            except Exception:  # a bug here must not stop the feed: the candidates are hints
+                log.exception("duplicate grouping: keeping the committed cases failed")
         return pub.fixes  # published on the acknowledgement thread (``_finish``)
 
     def _one_by_one(self, jobs: list[Job]) -> Published:
@@ -382,6 +390,11 @@ class Pipeline:
                 it.reason = Reason.UNKNOWN_TASK
                 it.message = f"the {kind} task of case {cmd.case_id} is now {holder[0]}'s"
                 return
+        if cmd.action is Action.REPORT:  # issue 21: its likeliest twin, found here (never from the input)
+            data = {k: v for k, v in cmd.data.items() if k != "duplicate_of"}
+            src, who = str(data.get("source", "")), cmd.actor.id
+            twin = self.duplicates.candidate(conn, data, cmd.case_id, it.at, it.place, who, src)
+            cmd = replace(cmd, data={**data, "duplicate_of": twin.id} if twin is not None else data)
         ctx = replace(self.ctx, now=self.clock())
         # the rejection's dead letter is this pipeline's, capped with every other (_dead_letters)
         result = execute(conn, cmd, it.at, ctx, source=source[:32], record=False)

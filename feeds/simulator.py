@@ -25,6 +25,7 @@ import heapq
 import io
 import json
 import logging
+import math
 import os
 import random
 import threading
@@ -38,12 +39,15 @@ import numpy as np
 import requests
 import socketio
 from PIL import Image, ImageDraw
-from shapely.geometry import shape
+from shapely.geometry import Point, shape
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.engine import Engine
 
+from domain.duplicates import EARTH_M
 from domain.errors import SimulationError
 from domain.evaluation import CaseInfo, DailyAggregates
+from domain.geo import spot_point
 from domain.lifecycle import Accepted, Action, CaseEvent, CaseState, Command, Context, Policy, Role, apply
 from feeds.core import build_context
 from feeds.pipeline import SIMULATION_GATEWAY, scoped_key
@@ -131,8 +135,10 @@ class Simulation:
         self.grids = [r[0] for r in rows]
         self.responsible = {r[0]: supervisor_of_area(r[1] or r[0][:9]) for r in rows}
         self.points: dict[str, tuple[float, float]] = {}
+        self.shapes: dict[str, BaseGeometry] = {}
         for code, _, geom in rows:
-            p = shape(geom).representative_point()
+            g = self.shapes[code] = shape(geom)
+            p = g.representative_point()
             self.points[code] = (round(p.x, 6), round(p.y, 6))
         self.flow: CaseFlow = generate(
             start,
@@ -259,7 +265,7 @@ class Simulation:
                 aggregates.add(infos[cmd.case_id], ev, out.state)
             if cmd.action is Action.REPORT:
                 grid = str(cmd.data.get("grid"))
-                lon, lat = self.points.get(grid, (None, None))
+                lon, lat = self.point_of(cmd.case_id, grid)
                 histories[cmd.case_id] = CaseHistory(
                     steps=steps[cmd.case_id], grid=grid, lon=lon, lat=lat,
                     description="模拟数据 simulated report", assignee=self.responsible.get(grid),
@@ -502,6 +508,23 @@ class Simulation:
             self.stats.commands_sent += 1
             self._count(ack)
 
+    def point_of(self, case_id: str, grid: str) -> tuple[float | None, float | None]:
+        """Where a generated case is: its spot in its grid (an injected repeat: near its original's),
+        else the grid's representative point."""
+        info = self.flow.cases.get(case_id)
+        shape_ = self.shapes.get(grid)
+        if info is None or shape_ is None:
+            return self.points.get(grid, (None, None))
+        lon, lat = spot_point(shape_, info.spot)
+        if info.offset_m != (0.0, 0.0):
+            dx, dy = info.offset_m
+            lat_r = math.radians(lat)
+            lon += math.degrees(dx / (EARTH_M * math.cos(lat_r)))
+            lat += math.degrees(dy / EARTH_M)
+            if not shape_.covers(Point(lon, lat)):  # the report's grid is its original's
+                lon, lat = spot_point(shape_, info.spot)
+        return round(lon, 6), round(lat, 6)
+
     @staticmethod
     def leaves_open(cmd: Command) -> bool:
         """Whether a generated command leaves its case open (a 结案 or 作废 ends it)."""
@@ -513,7 +536,7 @@ class Simulation:
         when = at.isoformat()
         if cmd.action is Action.REPORT:
             grid = str(d.get("grid"))
-            lon, lat = self.points[grid]
+            lon, lat = self.point_of(cmd.case_id, grid)
             if cmd.actor.role is Role.SUPERVISOR:
                 return "report", {
                     "id": cmd.key, "supervisor": cmd.actor.id, "case_id": cmd.case_id, "at": when,

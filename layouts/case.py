@@ -23,6 +23,7 @@ from dashboard.deskdata import segments
 from dashboard.i18n import t
 from dashboard.locating import nearest_address
 from domain.lifecycle import default_department
+from domain.supervisor import distance_m
 from domain.timelimit import LimitUnit, TimeLimit
 from layouts.chrome import (
     TZ,
@@ -41,7 +42,7 @@ from layouts.chrome import (
 )
 from layouts.component import component_field
 from layouts.component_stats import class_basis_field
-from store.models import Department
+from store.models import Case, Department
 
 # data fields of an event worth showing in the timeline, in this order
 EVENT_FIELDS = ("department", "confirmed", "passed", "extra", "special", "error", "self_handled", "assignee",
@@ -391,6 +392,26 @@ def tasks_panel(ctx: PageContext, c: Mapping[str, Any]) -> html.Section | None:
     return html.Section(body, className="gw-panel gw-task-panel", **data_attrs(gw_case=c["id"]))
 
 
+def duplicate_field(ctx: PageContext, c: Mapping[str, Any]) -> html.Div | None:
+    """疑似重复 (issue 21): the earlier open report this one may repeat, how far and how long before; or
+    the case it was merged into."""
+    lang, state = ctx.lang, c["state"]
+    merged, twin = getattr(state, "merged_into", None), getattr(state, "duplicate_of", None)
+    if merged:
+        link = dcc.Link(merged, href=ctx.href(f"/case/{merged}"))
+        return _field(t("case.merged_into", lang), link, id=ids.CASE_DUPLICATE)
+    if not twin or not c["open"]:
+        return None
+    parts: list[Any] = [dcc.Link(twin, href=ctx.href(f"/case/{twin}"))]
+    with ctx.data.engine.connect() as conn:
+        row = conn.execute(select(Case.lon, Case.lat, Case.reported_at).where(Case.id == twin)).first()
+    if row is not None and row.lon is not None and c["lon"] is not None:
+        metres = distance_m(float(c["lon"]), float(c["lat"]), float(row.lon), float(row.lat))
+        near = t("case.duplicate_near", lang).format(m=metres, when=local(row.reported_at))
+        parts.append(html.Span(" · " + near, className="gw-dim"))
+    return _field(t("case.duplicate_of", lang), parts, id=ids.CASE_DUPLICATE, className="gw-f-value gw-late")
+
+
 def case_body(ctx: PageContext, c: Mapping[str, Any]) -> list[Any]:
     """The live part of the page: facts, countdown, photos, figure and timeline."""
     lang = ctx.lang
@@ -437,6 +458,7 @@ def case_body(ctx: PageContext, c: Mapping[str, Any]) -> list[Any]:
             ),
             address_field(ctx, c),
             *([component_field(ctx, c["state"].component)] if getattr(c["state"], "component", None) else []),
+            *([dup] if (dup := duplicate_field(ctx, c)) is not None else []),
             _field(t("case.department", lang), department_name(ctx, c["department"])),
             _field(t("case.reporter", lang), c["reporter"]),
             _field(
