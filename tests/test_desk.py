@@ -469,13 +469,19 @@ def test_every_desk_page_has_the_role_s_menu_and_title(srv: DeskServer) -> None:
     """Issue 19 item 7: the header offers the work list, the evaluation and who-was-where on every page
     (they could be reached only by typing their URL), and the desk is named for the role."""
     grid = some_grid(srv.engine)
-    for user, title, queue in (("boss", "领导桌面", "待办"), ("disp", "业务工作台", "我的待办")):
+    # a leader also has the shift handover (issue 21); everyone the recurring 部件 (issue 18)
+    roles: tuple[tuple[str, str, str, list[str]], ...] = (
+        ("boss", "领导桌面", "待办", ["交接班"]),
+        ("disp", "业务工作台", "我的待办", []),
+    )
+    for user, title, queue, extra in roles:
         client = login_http(srv.url, user, PASSWORD)
         for path in ("/desk", f"/grid/{grid}", "/evaluation", "/desk/when", "/desk/queue/acceptor"):
             page = dash_page(client, srv.url, path)
             assert page.status_code == 200, (user, path)
             menu = texts(find(page.json(), ids.DESK_MENU))
-            assert menu == ["全区概览", queue, "督办单", "综合评价", "监督员位置"], (user, path, menu)
+            expected = ["全区概览", queue, "督办单", *extra, "综合评价", "监督员位置", "重复发案部件"]
+            assert menu == expected, (user, path, menu)
         district = texts(dash_page(client, srv.url, "/desk").json())
         assert any(s.endswith(f"· {title}") for s in district), (user, district[:10])
         lost = dash_page(client, srv.url, "/desk/nowhere").json()
