@@ -35,7 +35,7 @@ file            filed, filed_on_time                                  R, A
                 to_dispatch (a dispatch clock starts)                 R
                 valid_reported + filed (source = supervisor)          P (valid_reported also R)
                 filed (any other source)                              S
-void            voided                                                R, A
+void, merge     voided                                                R, A
                 filed_voided (the case had been filed)                R, F
                 to_dispatch −1 (filed, not yet dispatched)            R
 dispatch        dispatched, dispatched_on_time                        R, A
@@ -552,7 +552,7 @@ class DailyAggregates:
                 bump((patrol,), "filed")
             else:
                 bump((charge,), "filed")
-        elif a is Action.VOID:
+        elif a is Action.VOID or a is Action.MERGE:  # 合并 (issue 21): a repeat ends unfiled, as 作废 does
             bump((*regions, actor), "voided")
             if filer:  # a filed case voided: the filing was not accurate (准确立案率), charged to its filer
                 bump((*regions, (ObjectType.SHIFT_LEADER, filer)), "filed_voided")

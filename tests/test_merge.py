@@ -102,3 +102,32 @@ def test_open311_answers_the_caller_that_the_report_was_merged() -> None:
     steps = [(cmd(Action.REPORT, ACC, **REPEAT), at(0)), (cmd(Action.MERGE, ACC, into="C0"), at(1))]
     state, _, _ = run(steps)
     assert status_notes(state, False) == "已合并到 C0 (merged into C0, the same problem)"
+
+
+def test_a_merged_repeat_is_one_problem_in_the_indicators() -> None:
+    """Two hotline reports of one problem, the second merged: two reports, one filing, the merge counted
+    as the acceptor's 作废 (not left as a report never accepted), no 漏报 charged for the repeat."""
+    from domain.evaluation import DailyAggregates, ObjectType
+    from domain.lifecycle import Source
+    from tests.test_evaluation import CLASS, D_MON, DISTRICT, G1, RESPONSIBLE, c, history, info, m
+    from tests.test_evaluation import MON as EMON
+
+    first = info("D1", G1, Source.HOTLINE, ACC.id)
+    repeat = info("D2", G1, Source.HOTLINE, ACC.id)
+    records = history(first, [
+        (c("D1", Action.REPORT, ACC, **CLASS, source="hotline"), m(EMON, 0)),
+        (c("D1", Action.ACCEPT, ACC), m(EMON, 5)),
+        (c("D1", Action.VERIFY, SUP, confirmed=True), m(EMON, 20)),
+        (c("D1", Action.FILE, LEAD), m(EMON, 25)),
+    ]) + history(repeat, [
+        (c("D2", Action.REPORT, ACC, **CLASS, source="hotline", duplicate_of="D1"), m(EMON, 30)),
+        (c("D2", Action.MERGE, ACC, into="D1"), m(EMON, 33)),
+    ])  # fmt: skip
+    agg = DailyAggregates(responsible=RESPONSIBLE)
+    for rec in sorted(records, key=lambda r: r[1].at):
+        agg.add(*rec)
+    district = agg.period(ObjectType.DISTRICT, DISTRICT, D_MON, D_MON).as_dict()
+    assert district["reported"] == 2 and district["filed"] == 1 and district["voided"] == 1
+    assert district["missed"] == 1  # the first report's 核实 found the problem: one 漏报, not two
+    acceptor = agg.period(ObjectType.ACCEPTOR, ACC.id, D_MON, D_MON).as_dict()
+    assert acceptor["voided"] == 1 and acceptor["accepted"] == 1
