@@ -22,7 +22,7 @@ import json
 import math
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,86 @@ def _after_a_move(
                    + ("" if ok else " — THE OBJECT IS NOT IN IT"))]  # fmt: skip
 
 
-def run(smoke: bool = False) -> list[Result]:
+# the map inside the page's Plotly graph, and one view change timed until MapLibre is idle (every tile of
+# the view loaded and drawn); frame intervals (requestAnimationFrame) while the map eases across a pan
+MAP_JS = """() => document.querySelector('#gw-desk-map .js-plotly-plot')._fullLayout.map._subplot.map"""
+VIEW_JS = f"""async ([lon, lat, z]) => {{ const m = ({MAP_JS})(); const t0 = performance.now();
+  const idle = new Promise(r => m.once('idle', r)); m.jumpTo({{center: [lon, lat], zoom: z}});
+  await idle; return performance.now() - t0; }}"""
+EASE_JS = f"""async ([lon, lat]) => {{ const m = ({MAP_JS})(); const stamps = [];
+  let on = true; const tick = (t) => {{ stamps.push(t); if (on) requestAnimationFrame(tick); }};
+  requestAnimationFrame(tick); const done = new Promise(r => m.once('moveend', r));
+  m.easeTo({{center: [lon, lat], duration: 1500}}); await done; on = false;
+  await new Promise(r => m.once('idle', r));
+  return stamps.slice(1).map((t, i) => t - stamps[i]); }}"""
+SHOW_JS = f"""(show) => {{ const m = ({MAP_JS})();
+  for (const l of m.getStyle().layers) if (l.id.startsWith('plotly-layout-layer-'))
+    m.setLayoutProperty(l.id, 'visibility', show ? 'visible' : 'none');
+  return new Promise(r => m.once('idle', r)); }}"""
+
+
+def _browser(
+    engine: Any, centres: list[tuple[float, float]], zooms: tuple[int, ...], grid: str
+) -> list[Result]:
+    """The grid page of a desk in headless Chromium (software GL): each view of the pan grid at each
+    zoom timed until drawn, and the frame intervals of eased pans, with the 部件 layer shown and hidden."""
+    import shutil
+    import threading
+
+    from playwright.sync_api import sync_playwright
+    from werkzeug.serving import make_server
+
+    from gridwall.runtime import Seams, build
+    from gridwall.settings import Settings
+    from store.accounts import provision_embedded
+    from tests.conftest import CHROMIUM_ARGS
+    from tests.desk_login import add_desk_user, login_browser
+    from tests.live_server import KIOSK_SECRET, QuietHandler, free_port
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        return [Result("Chromium pan/zoom", None, None, status=SKIP, notes="no chromium")]
+    provision_embedded(engine, kiosk_secret=KIOSK_SECRET)
+    add_desk_user(engine, "bench-adm", "bench-password-0123", "admin")
+    seams = Seams(engine=engine, patrol_every=timedelta(0), media=False, secret_key="bench-ctiles")
+    core = build(Settings(Path("."), str(engine.url), interval=1.0), "embedded", seams).start()
+    http = make_server("127.0.0.1", port := free_port(), core.web.server, threaded=True,
+                       request_handler=QuietHandler)  # fmt: skip
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    rows: list[Result] = []
+    try:
+        with sync_playwright() as pw:
+            b = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = b.new_context(viewport={"width": 1600, "height": 1000}).new_page()
+            login_browser(page, f"http://127.0.0.1:{port}", "bench-adm", "bench-password-0123",
+                          next_path=f"/grid/{grid}")  # fmt: skip
+            page.wait_for_selector("#gw-desk-map .maplibregl-canvas", timeout=120_000)
+            page.wait_for_function(f"() => ({MAP_JS})().loaded()", timeout=120_000)
+            for shown in (True, False):
+                page.evaluate(SHOW_JS, shown)
+                label = "with the 部件 layer" if shown else "layer hidden (the map alone)"
+                for z in zooms:
+                    times = [float(page.evaluate(VIEW_JS, [c[0], c[1], z])) for c in centres]
+                    p50, p95 = np.percentile(times, 50), np.percentile(times, 95)
+                    rows.append(Result(f"Chromium, z{z}, {label}: view change → drawn", len(times),
+                                       sum(times) / 1000, "views",
+                                       notes=f"p50 {p50:.0f} ms, p95 {p95:.0f} ms"))  # fmt: skip
+                page.evaluate(VIEW_JS, [centres[0][0], centres[0][1], 15])
+                frames = [f for c in centres[1:4] for f in page.evaluate(EASE_JS, [c[0], c[1]])]
+                rows.append(Result(
+                    f"Chromium, z15, {label}: frame interval during eased pans", len(frames),
+                    sum(frames) / 1000, "frames",
+                    notes=f"p50 {np.percentile(frames, 50):.0f} ms, p95 {np.percentile(frames, 95):.0f} ms "
+                    f"(software GL, headless)",
+                ))  # fmt: skip
+            b.close()
+    finally:
+        http.shutdown()
+        core.stop()
+    return rows
+
+
+def run(smoke: bool = False, browser: bool = True) -> list[Result]:
     """Run the tile benchmark, print its table and return the rows."""
     from flask import Flask
 
@@ -182,6 +261,10 @@ def run(smoke: bool = False) -> list[Result]:
                 f"p50 {float(np.percentile(all_cold, 50)) * 1000:.1f} ms, p95 {p95:.1f} ms, "
                 f"max {max(all_cold) * 1000:.1f} ms; CPU p95 {_p95_ms(all_cpu):.1f} ms",
             ))  # fmt: skip
+            if browser:
+                hit = index.locate(*centres[len(centres) // 2])
+                views = (14, 16) if smoke else (12, 14, 16, 18)
+                results += _browser(engine, centres, views, hit.grid) if hit else []
         finally:
             engine.dispose()
     print_table(title, results)

@@ -11,8 +11,14 @@ layer by major class (``obj_01`` … ``obj_06``, ``obj_other``), or ``obj_alert`
 The objects are kept sorted by their Morton code at 2**28 units per side, so the objects of any tile
 are one slice found by two binary searches, and the cells of a cluster tile are runs of that slice.
 Tiles are cached by the inventory's version, which the desk's tile URLs carry: an update changes the
-URL, so a map shows the change at once and a browser may keep a tile for a day. Who asks must be a
-desk session, a wall (kiosk token) or a paired handset, as for the basemap's tiles.
+URL, so a map shows the change at once and a browser may keep a tile for a day. The index is built
+from the process's ``ComponentBook`` once; a newer version (named by a page, which reads it from the
+store) is patched in from the objects changed since, without reloading the whole inventory.
+
+``GET /components/glyphs/<fontstack>/<range>.pbf`` serves the digits of the counts as MapLibre's
+signed-distance-field glyphs, drawn here with the labels' local font (the basemap style names it), so
+no glyph server outside is asked. Who asks must be a desk session, a wall (kiosk token) or a paired
+handset, as for the basemap's tiles.
 """
 
 from __future__ import annotations
@@ -459,6 +465,7 @@ def component_tiles_blueprint(book: Callable[[], ComponentBook], allowed: Callab
     bp = Blueprint("component_tiles", __name__)
     server = TileServer(book)
     bp.tile_server = server  # type: ignore[attr-defined]  # the bench reads its cache
+    threading.Thread(target=_digit_glyphs, name="gw-glyphs", daemon=True).start()  # drawn before asked for
 
     @bp.before_request
     def who() -> Response | None:
