@@ -474,11 +474,18 @@ class MemoryLiveState:
         return self._grids.setdefault(code, GridCount())
 
     def _count_event(self, state: CaseState, ev: CaseEvent, place: Place) -> None:
-        if ev.at.astimezone(self.tz).date() != self._day:
+        # 合并 (issue 21): a merged repeat leaves the reports of its report's hour (the wall counts problems)
+        when = state.reported_at if ev.action is Action.MERGE else ev.at
+        if when.astimezone(self.tz).date() != self._day:
             return
         k = self._kpi
-        hour = ev.at.astimezone(self.tz).hour
-        if ev.action is Action.REPORT:
+        hour = when.astimezone(self.tz).hour
+        if ev.action is Action.MERGE:
+            k.reported -= 1
+            k.reported_by_hour[hour] -= 1
+            if place.grid is not None:
+                self._grid(place.grid).reported -= 1
+        elif ev.action is Action.REPORT:
             k.reported += 1
             k.reported_by_hour[hour] += 1
             if place.grid is not None:

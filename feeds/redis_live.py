@@ -164,6 +164,14 @@ for i = 11, #ARGV, 7 do
       redis.call('EXPIRE', p .. ':rep:' .. day, ttl)
       redis.call('SADD', p .. ':dgrid', egrid)
     end
+  elseif action == 'merge' then
+    redis.call('HINCRBY', kk, 'reported', -1)
+    redis.call('HINCRBY', kk, 'rh' .. hour, -1)
+    if egrid ~= '' then
+      redis.call('HINCRBY', p .. ':rep:' .. day, egrid, -1)
+      redis.call('EXPIRE', p .. ':rep:' .. day, ttl)
+      redis.call('SADD', p .. ':dgrid', egrid)
+    end
   elseif action == 'file' then
     redis.call('HINCRBY', kk, 'filed', 1)
   elseif action == 'feedback' then
@@ -450,7 +458,8 @@ class RedisLiveState:
             place.street or "", _us(state.reported_at), alert,
         ]  # fmt: skip
         for ev in events:
-            local = ev.at.astimezone(self.tz)
+            # 合并 (issue 21): a merged repeat leaves the reports of its report's day and hour
+            local = (state.reported_at if ev.action is Action.MERGE else ev.at).astimezone(self.tz)
             on_time = ev.action is Action.CLOSE and state.archive is not ArchiveType.OVERTIME
             secs = (ev.at - state.reported_at).total_seconds() if ev.action is Action.CLOSE else 0.0
             line = orjson.dumps(_event_line(self.catalogue, state, ev, place))

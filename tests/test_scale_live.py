@@ -127,6 +127,9 @@ def test_redis_state_gives_the_views_of_the_memory_state(client: tuple[redis.Red
     boss = Actor("boss", Role.LEADER)
     cases.do("C1", Action.URGE, boss, at(5.5), opinion="快", deadline=at(20).isoformat())
     fixes(walk("s3", G1, 5, [0, 60, 120]))
+    repeat = {**REPORT, "source": "hotline", "duplicate_of": "C1"}  # the same problem, called in (issue 21)
+    cases.do("C3", Action.REPORT, ACC, at(5.2), Place(G1, G1[:9], 116.4, 39.9), **repeat)
+    cases.do("C3", Action.MERGE, ACC, at(5.4), Place(G1, G1[:9], 116.4, 39.9), into="C1")
     tick(at(6))
     cases.do("C1", Action.URGE_REPLY, DEPT, at(6.5), opinion="已到场")
     cases.do("C1", Action.FEEDBACK, DEPT, at(7), opinion="done")
@@ -141,6 +144,8 @@ def test_redis_state_gives_the_views_of_the_memory_state(client: tuple[redis.Red
     assert seen[0].grids[G1].patrol_s == 40.0  # the out-of-order fix credited nothing
     assert any(s.status == "out_of_area" for s in seen[1].supervisors)
     assert [c.urge_due for c in seen[1].cases if c.id == "C1"] == [at(20)]  # its 督办单's reply deadline
+    # a merged repeat is one problem: today's reports and G1's count it once, in memory and in the Lua
+    assert seen[1].kpi is not None and seen[1].kpi["reported"] == 2 and seen[1].grids[G1].reported == 1
     assert (
         [c for c, _, _ in seen[2].gone] == ["C1"] and seen[2].kpi is not None and seen[2].kpi["closed"] == 1
     )
