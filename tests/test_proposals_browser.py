@@ -60,7 +60,8 @@ def test_a_proposal_made_on_the_phone_is_accepted_on_the_desk(
     page.evaluate("document.querySelector('#screen').scrollTo(0, 0)")
     p.shot("proposal-top")
     page.click("#propose-send")
-    toast = page.wait_for_selector(".toast.ok", timeout=WAIT * 1000)
+    # this toast, not another (a 核实 task of the simulation may reach the new supervisor meanwhile)
+    toast = page.wait_for_selector(".toast.ok:has-text('建议已提交')", timeout=WAIT * 1000)
     assert toast is not None
     number = toast.inner_text().split()[-1]
     assert number.startswith("#"), toast.inner_text()
