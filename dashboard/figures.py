@@ -415,11 +415,20 @@ def component_layers(base_url: str, version: int, *, counts: bool = True) -> lis
 
 
 def with_components(
-    fig: go.Figure, base_url: str, version: int, *, lang: str | None = None, counts: bool = True
+    fig: go.Figure,
+    base_url: str,
+    version: int,
+    *,
+    lang: str | None = None,
+    counts: bool = True,
+    below: str | None = None,
 ) -> go.Figure:
-    """``fig`` (a desk map) with the 部件 layer on top of its other layers; with ``lang``, also an
-    empty ``picked`` trace that the desk's script moves to where the operator clicks (a move)."""
+    """``fig`` (a desk map) with the 部件 layer on top of its other layers (``below="traces"``: under
+    every trace, where cases and supervisors must stay on top); with ``lang``, also an empty ``picked``
+    trace that the desk's script moves to where the operator clicks (a move)."""
     layers = component_layers(base_url, version, counts=counts)
+    if below is not None:
+        layers = [{**layer, "below": below} for layer in layers]
     fig.update_layout(map_layers=[*fig.layout.map.layers, *layers])
     if lang is not None:
         fig.add_trace(

@@ -17,6 +17,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 from dash import dcc, html, no_update
+from flask import request
 
 from dashboard import ids
 from dashboard.deskdata import Hierarchy
@@ -27,6 +28,7 @@ from dashboard.figures import (
     SUPERVISOR_COLOURS,
     _map_layout,
     overview_map,
+    with_components,
 )
 from dashboard.i18n import t
 from domain.evaluation import ObjectType
@@ -44,6 +46,7 @@ from layouts.chrome import (
     live_config,
     map_block,
 )
+from store.components import inventory_version
 
 LIST_ROWS = 12  # open cases listed per level (nearest deadline first)
 MAX_CASE_MARKERS = 2_000  # open cases drawn on a desk map (nearest deadline first)
@@ -319,6 +322,11 @@ def grids_figure(
     )
     _map_layout(fig, bounds, (900, MAP_HEIGHT), labels_url=None, uirevision=f"desk-{len(grids)}-{grids[0]}")
     fig.update_layout(hoverlabel={"font": {"size": 16}})
+    marks: Any = fig.data[1]  # the 部件 layer goes above the grids, under the supervisors and the cases
+    marks.uid = marks.uid or "desk-sups"
+    with ctx.data.engine.connect() as conn:
+        version = inventory_version(conn)
+    with_components(fig, request.host_url, version, below=f"plotly-trace-layer-{marks.uid}-fill")
     return fig
 
 

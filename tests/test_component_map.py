@@ -199,6 +199,13 @@ def test_the_tiles_refuse_an_anonymous_request_and_serve_a_desk_session(desk: De
     gpage = _page(adm, d.url, f"/grid/{grid.grid}")
     gfig = next(c for c in _components(gpage) if c["props"].get("id") == ids.DESK_MAP)["props"]["figure"]
     assert _layer_urls(gfig)
+    for path in (f"/street/{grid.grid[:9]}", f"/community/{grid.grid[:12]}"):  # clustered, under the marks
+        spage = _page(adm, d.url, path)
+        sfig = next(c for c in _components(spage) if c["props"].get("id") == ids.DESK_MAP)["props"]["figure"]
+        assert _layer_urls(sfig), path
+        layers = [x for x in sfig["layout"]["map"]["layers"] if "/components/tiles/" in str(x.get("source"))]
+        assert all(x["below"] == "plotly-trace-layer-desk-sups-fill" for x in layers)
+        assert sfig["data"][1]["uid"] == "desk-sups"
 
 
 MAP_OF = """(id) => { const gd = document.querySelector('#' + id + ' .js-plotly-plot');
