@@ -48,6 +48,8 @@ MODEL_EVENT = {
     "CommandIn": "command",
     "ComponentUpdateIn": "component",
     "HandoverIn": "handover",
+    "ProposalIn": "proposal",
+    "ProposalDecisionIn": "proposal_decision",
 }
 
 
