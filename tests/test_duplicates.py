@@ -43,7 +43,7 @@ def test_event_within_50_m_and_24_h_is_a_candidate() -> None:
 
 
 def test_area_classes_reach_further_and_components_less() -> None:
-    idx = DuplicateIndex(GEOMETRY)
+    idx = DuplicateIndex(DuplicateRules(area_m=100.0, max_coincidence=1.0))  # a city that widens litter
     idx.add(rep("litter", code="0102"))
     idx.add(rep("cover", kind="component", code="0101"))
     assert [c.id for c in idx.candidates(rep("x", north(90), code="0102"))] == ["litter"]
