@@ -95,6 +95,7 @@ class LiveCase:
     request: str | None = None  # a department's pending request (request_extension …) awaiting the dispatcher
     subcentre: str | None = None  # the 街道分中心 it went to (二级派遣): it decides its units' requests
     urge_due: datetime | None = None  # the earliest reply deadline of its open 督办单 (none open: None)
+    duplicate_of: str | None = None  # the earlier open report it may repeat, until 合并/不合并 (issue 21)
 
 
 @dataclass(frozen=True)
@@ -411,6 +412,7 @@ class MemoryLiveState:
                     request=state.request.action.value if state.request is not None else None,
                     subcentre=state.subcentre,
                     urge_due=urge_due(state),
+                    duplicate_of=state.duplicate_of,
                 )
                 self._cases[state.id] = new
                 self._dirty_cases.add(state.id)

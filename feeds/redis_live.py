@@ -444,7 +444,7 @@ class RedisLiveState:
                     lat=place.lat, reported_at=state.reported_at, updated_at=state.updated_at,
                     deadline=_deadline(state), urges=state.urges,
                     request=state.request.action.value if state.request is not None else None,
-                    subcentre=state.subcentre, urge_due=urge_due(state),
+                    subcentre=state.subcentre, urge_due=urge_due(state), duplicate_of=state.duplicate_of,
                 )
             )  # fmt: skip
         alert = b""

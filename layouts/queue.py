@@ -35,6 +35,9 @@ ROWS = 300  # items drawn (the count shows all)
 REFRESH_S = 2.0  # least seconds between two rebuilds while cases change
 
 
+LATE = "gw-late"
+
+
 def _row(ctx: PageContext, item: WorkItem, names: dict[str, str], class_name: Any, may: bool) -> html.Tr:
     c, lang = item.case, ctx.lang
     left, late = (
@@ -57,8 +60,15 @@ def _row(ctx: PageContext, item: WorkItem, names: dict[str, str], class_name: An
             html.Td(class_name(c)),
             html.Td(names.get(c.street or "", c.street or "—")),
             html.Td(
-                t(f"queue.todo.{item.todo}", lang)
-                + (f" · {t(f'action.{c.request}', lang)}" if c.request else "")
+                [
+                    t(f"queue.todo.{item.todo}", lang)
+                    + (f" · {t(f'action.{c.request}', lang)}" if c.request else ""),
+                    *(  # issue 21: a report that may repeat an open case, to merge or keep apart
+                        [html.Span(f" · {t('case.duplicate_of', lang)} {c.duplicate_of}", className=LATE)]
+                        if c.duplicate_of
+                        else []
+                    ),
+                ]
             ),
             html.Td(buttons if may else [], className="gw-q-actions"),
         ],

@@ -87,6 +87,9 @@ def test_the_acceptor_merges_a_repeat_from_its_case_page(desk: Desk) -> None:
     assert str(first["id"]) in _line(seen) and "相距 9 米" in _line(seen) and "疑似重复" in _texts(seen)
     assert not [c for c in _components(seen) if c["props"].get("data-gw-action") in ("merge", "keep_apart")]
     acc = login_http(desk.url, "acc-dup", PASSWORD)
+    queue = _page(acc, desk.url, "/desk/queue/acceptor")  # the acceptor's 待办 flags the repeat
+    rows = {c["props"]["data-gw-case"]: _texts(c) for c in _components(queue) if "data-gw-case" in c["props"]}
+    assert f"疑似重复 {first['id']}" in rows[str(again["id"])] and "疑似重复" not in rows[str(first["id"])]
     page = _page(acc, desk.url, f"/case/{again['id']}")
     buttons = {c["props"]["data-gw-action"]: c["props"] for c in _components(page)
                if c["props"].get("data-gw-action") in ("merge", "keep_apart")}  # fmt: skip
