@@ -180,11 +180,11 @@ def run_handover(
     pipeline: Ingest, person: Mapping[str, Any], action: str, body: Mapping[str, Any], key: str | None
 ) -> dict[str, Any]:
     """The shift handover from ``/desk/handover`` (issue 21): ``handover_open`` (交班) hands over the shift
-    the city's clock is in (``gridwall.settings.shift_plan``) with the notes (``opinion``);
+    the city's clock is in (``store.handover.shift_plan``) with the notes (``opinion``);
     ``handover_ack`` (接班确认) acknowledges handover ``case_id``; the pipeline checks the role."""
     from domain.shift import shift_of
     from domain.workcalendar import DEFAULT_TZ
-    from gridwall.settings import shift_plan
+    from store.handover import shift_plan
 
     speaker = SessionSpeaker(str(person["person_id"]), str(person["role"]), person.get("department"))
     key = key or f"desk-{uuid.uuid4().hex}"

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Literal
 
 from domain.lifecycle import Policy
-from domain.shift import DEFAULT_SHIFTS, Shift, parse_shifts
 
 Role = Literal["embedded", "web", "ingest", "aggregator"]
 ROLES: tuple[Role, ...] = ("embedded", "web", "ingest", "aggregator")
@@ -58,18 +57,14 @@ def settings_from(
     url = db or os.environ.get("GW_DB_URL") or sqlite_url(folder)
     if not 0 <= trusted_proxies <= 5:
         raise ValueError(f"--trusted-proxies {trusted_proxies}: give 0 (direct) to 5")
+    from store.handover import shift_plan
+
     shift_plan()  # a GW_SHIFTS that does not tile the day stops the start (domain.shift.ShiftError)
     return Settings(
         folder, url, redis_url, redis_prefix, edition, lock_ttl=lock_ttl, trusted_proxies=trusted_proxies,
         feedback_review=env_flag("GW_FEEDBACK_REVIEW") if feedback_review is None else feedback_review,
         acceptor_check=env_flag("GW_ACCEPTOR_CHECK") if acceptor_check is None else acceptor_check,
     )  # fmt: skip
-
-
-def shift_plan() -> tuple[Shift, ...]:
-    """The centre's shifts (班次, for the 交班 handover): ``GW_SHIFTS`` as ``HH:MM-HH:MM,…`` in the city's
-    time, tiling the day (default ``08:00-16:00,16:00-24:00,00:00-08:00``); every process the same."""
-    return parse_shifts(os.environ.get("GW_SHIFTS") or DEFAULT_SHIFTS)
 
 
 def load_secrets(data_dir: Path) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """``/desk/handover``: the shift handover (交班) and its acknowledgement (接班确认), issue 21 part 4.
 
-- **This shift** (``ids.HANDOVER_DRAFT``): the shift the city's clock is in (``gridwall.settings.shift_plan``,
+- **This shift** (``ids.HANDOVER_DRAFT``): the shift the city's clock is in (``store.handover.shift_plan``,
   ``domain.shift.shift_of``) and, until it is handed over, its draft — the snapshot's figures taken now
   from the read engine — with the notes box and the 交班 button for a shift leader.
 - **Waiting to be taken over** (``ids.HANDOVER_PENDING``): handovers nobody acknowledged yet, each with
@@ -34,9 +34,9 @@ from dashboard.auth import current_person
 from dashboard.i18n import pick_lang, t
 from domain.lifecycle import Context
 from domain.shift import shift_of
-from gridwall.settings import shift_plan
 from layouts.chrome import TZ, PageContext, Route, data_attrs, header, result_box
 from store import handover as store
+from store.handover import shift_plan
 from store.models import Department, District, Street
 
 VIEWERS = frozenset({"shift_leader", "leader", "admin"})

@@ -20,6 +20,7 @@ Lists keep at most ``LIST_CAP`` rows each (nearest deadline first); their counts
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -30,7 +31,14 @@ from sqlalchemy import case as sql_case
 from sqlalchemy.engine import Connection
 
 from domain.lifecycle import Stage, Status, order_from_json
+from domain.shift import DEFAULT_SHIFTS, Shift, parse_shifts
 from store.models import Case, HandoverRow, Person, StageTimerRow, Task
+
+
+def shift_plan() -> tuple[Shift, ...]:
+    """The centre's shifts (班次, for the 交班 handover): ``GW_SHIFTS`` as ``HH:MM-HH:MM,…`` in the city's
+    time, tiling the day (default ``08:00-16:00,16:00-24:00,00:00-08:00``); every process the same."""
+    return parse_shifts(os.environ.get("GW_SHIFTS") or DEFAULT_SHIFTS)
 
 AGE_BUCKETS: tuple[tuple[str, float | None], ...] = (
     ("lt4h", 4 * 3600.0),

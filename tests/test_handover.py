@@ -168,7 +168,8 @@ def test_a_night_shift_over_midnight_and_plans_that_do_not_tile_the_day() -> Non
 
 
 def test_a_shift_plan_that_does_not_tile_the_day_stops_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gridwall.settings import settings_from, shift_plan
+    from gridwall.settings import settings_from
+    from store.handover import shift_plan
 
     monkeypatch.setenv("GW_SHIFTS", "07:00-19:00,19:00-07:00")
     assert [s.label for s in shift_plan()] == ["07:00–19:00", "19:00–07:00"]
