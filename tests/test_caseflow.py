@@ -261,3 +261,40 @@ def test_injected_duplicates_repeat_an_earlier_problem_and_the_knob_at_zero_chan
     assert sum(voided) >= 0.9 * len(dups)
     assert all(0 <= u < 1 and 0 <= v < 1 for u, v in (i.spot for i in flow.cases.values()))
     assert len({cmd.key for cmd, _ in commands}) == len(commands)
+
+
+def test_under_patrolled_areas_shift_finds_to_the_public_and_the_knob_at_default_changes_nothing() -> None:
+    from feeds.sources.caseflow import Calibration
+
+    grids = GRIDS[:200]  # 11 communities of one street (19 grids each) and a part of a 12th
+    plain = generate(MON, 2, grids, CTX, seed=11, reports_per_day=800)
+    commands = run(plain)
+    same = generate(MON, 2, grids, CTX, seed=11, reports_per_day=800,
+                    calibration=Calibration(under_patrolled=(), under_patrolled_count=0))  # fmt: skip
+    assert commands == run(same)
+    assert plain.under_patrolled == frozenset() and plain.patrol_minutes() == same.patrol_minutes()
+    # three communities picked by the knob's own stream and one named: about a third of the grids
+    cal = Calibration(under_patrolled=("110101001002",), under_patrolled_count=3)
+    flow = generate(MON, 2, grids, CTX, seed=11, reports_per_day=800, calibration=cal)
+    run(flow)
+    assert len(flow.under_patrolled_areas) == 4 and flow.under_patrolled_areas[0] == "110101001002"
+    assert flow.under_patrolled == {g for g in grids if g[:12] in flow.under_patrolled_areas}
+    again = generate(MON, 2, grids, CTX, seed=11, reports_per_day=800, calibration=cal)
+    assert again.under_patrolled_areas == flow.under_patrolled_areas  # seeded
+
+    def patrol_share(f: CaseFlow, inside: bool) -> float:
+        mine = [i for i in f.cases.values() if (i.grid in flow.under_patrolled) is inside]
+        return sum(i.source is Source.SUPERVISOR for i in mine) / len(mine)
+
+    assert patrol_share(plain, True) > 0.6 and patrol_share(plain, False) > 0.6
+    assert patrol_share(flow, True) < 0.4 < 0.6 < patrol_share(flow, False)  # factor 0.4 of 0.7: 0.28
+    # patrol minutes: a supervisor's day over their grids, that factor in the areas, the rest unchanged
+    before, after = plain.patrol_minutes(), flow.patrol_minutes()
+    assert set(before) == set(grids) and all(m > 0 for m in before.values())
+    sups = {i.reporter for i in plain.cases.values() if i.source is Source.SUPERVISOR}
+    assert sum(before.values()) == pytest.approx(2 * 420 * len(sups), rel=0.05)
+    for g in grids:
+        want = before[g] * (0.4 if g in flow.under_patrolled else 1.0)
+        assert after[g] == pytest.approx(want, abs=0.2)
+    one_day = plain.patrol_minutes(MON, MON + timedelta(days=1))
+    assert sum(one_day.values()) == pytest.approx(sum(before.values()) / 2, rel=0.05)

@@ -153,6 +153,19 @@ class Calibration:
     duplicate_offset_m: float = 12.0
     duplicate_offset_area_m: float = 25.0  # classes that lie over an area (domain.duplicates)
     duplicate_delay_h: float = 3.0
+    # under-patrolled areas (issue 21, blind spots): grid-code prefixes (a community's 12 digits, a
+    # street's 9), plus ``under_patrolled_count`` communities picked from the knob's own stream; there
+    # a supervisor report is made only at ``under_patrol_factor`` (the rest of those problems are found
+    # by the public: 公众举报 or 热线, i.e. 漏报) and the patrol minutes are that factor of the usual
+    under_patrolled: tuple[str, ...] = ()
+    under_patrolled_count: int = 0
+    under_patrol_factor: float = 0.4
+    # patrol minutes (:meth:`CaseFlow.patrol_minutes`): a supervisor's walking minutes a day, split over
+    # their grids ∝ √(grid weight) × lognormal(0, patrol_sigma) (routes differ: Dongcheng's grid areas
+    # spread 0.62 in log), × uniform(1 ± patrol_day_spread) each day
+    patrol_day_minutes: float = 420.0
+    patrol_sigma: float = 0.5
+    patrol_day_spread: float = 0.15
 
 
 DEFAULT_CALIBRATION = Calibration()
@@ -304,6 +317,23 @@ class CaseFlow(Iterator[tuple[Command, datetime]]):
         self._spot_rng = spot_rng
         self._dup = _Draw(dup_rng)
         city = np.random.default_rng(calibration.city_seed)
+        # under-patrolled areas: their own stream too (nothing is drawn from it at the default)
+        if not 0.0 <= calibration.under_patrol_factor <= 1.0:
+            raise ValueError("calibration.under_patrol_factor must be within [0, 1]")
+        self._seed = seed
+        under_rng = np.random.default_rng([seed, 22])
+        areas = tuple(calibration.under_patrolled)
+        if calibration.under_patrolled_count > 0:
+            communities = sorted({g[:12] for g in self.grids} - set(areas))
+            n = min(calibration.under_patrolled_count, len(communities))
+            areas += tuple(
+                communities[int(i)] for i in sorted(under_rng.choice(len(communities), n, replace=False))
+            )
+        self.under_patrolled_areas: tuple[str, ...] = areas
+        self.under_patrolled: frozenset[str] = frozenset(
+            g for g in self.grids if any(g.startswith(a) for a in areas)
+        )
+        self._under = _Draw(under_rng)
 
         n_sup = max(1, math.ceil(len(self.grids) / 4))
         sups = (
@@ -319,6 +349,7 @@ class CaseFlow(Iterator[tuple[Command, datetime]]):
         weights = np.where(hot, weights * calibration.hotspot_weight, weights)
         self._grid_cum = list(accumulate(float(w) for w in weights))
         self.hotspots: tuple[str, ...] = tuple(g for g, h in zip(self.grids, hot, strict=True) if h)
+        self._grid_weight = np.asarray(weights, dtype=float)
 
         catalogue = ctx.catalogue
         overrides = dict(departments or {})
@@ -377,6 +408,32 @@ class CaseFlow(Iterator[tuple[Command, datetime]]):
                 raise StopIteration
             self._next_arrival = next(self._arrivals, None)
             self._script_case(nxt)
+
+    def patrol_minutes(self, start: datetime | None = None, end: datetime | None = None) -> dict[str, float]:
+        """Patrol minutes per grid over the local days in [start, end) (default: the horizon's days)."""
+        cal = self.cal
+        t0 = (start or self.start).astimezone(self.tz).date()
+        t1 = (end or self.end).astimezone(self.tz)
+        last = t1.date() if t1.time() != datetime.min.time() else t1.date() - timedelta(days=1)
+        route = np.random.default_rng([cal.city_seed, 23]).lognormal(0.0, cal.patrol_sigma, len(self.grids))
+        share = np.sqrt(self._grid_weight) * route
+        sup_of = [self._grid_supervisor[g].id for g in self.grids]
+        totals: dict[str, float] = {}
+        for sup, w in zip(sup_of, share, strict=True):
+            totals[sup] = totals.get(sup, 0.0) + float(w)
+        per_day = np.array(
+            [cal.patrol_day_minutes * float(w) / totals[s] for s, w in zip(sup_of, share, strict=True)]
+        )
+        factor = np.array([cal.under_patrol_factor if g in self.under_patrolled else 1.0 for g in self.grids])
+        minutes = np.zeros(len(self.grids))
+        day = t0
+        while day <= last:
+            noise = np.random.default_rng([self._seed, 23, day.toordinal()]).uniform(
+                1.0 - cal.patrol_day_spread, 1.0 + cal.patrol_day_spread, len(self.grids)
+            )
+            minutes += per_day * factor * noise
+            day += timedelta(days=1)
+        return {g: round(float(m), 1) for g, m in zip(self.grids, minutes, strict=True)}
 
     @property
     def rejected(self) -> int:
@@ -478,6 +535,10 @@ class CaseFlow(Iterator[tuple[Command, datetime]]):
         d, cal = self._draw, self.cal
         grid = self.grids[d.pick(self._grid_cum)]
         source = self._sources[d.pick(self._source_cum)]
+        if source is Source.SUPERVISOR and grid in self.under_patrolled:  # never at the default
+            under = self._under
+            if not under.chance(cal.under_patrol_factor):  # missed by the patrol: the public finds it
+                source = Source.PUBLIC if under.chance(0.4) else Source.HOTLINE
         minor, cond = self._class_choices[d.pick(self._class_cum)]
         u, v = self._spot_rng.random(2)
         case_id = self._script(t0, grid, source, minor, cond, (float(u), float(v)))
