@@ -813,6 +813,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "m.propose.name": {"zh": "名称（可选）", "en": "Name (optional)"},
     "m.propose.near": {"zh": "附近的该类部件（点选一个）", "en": "Objects of the class nearby (pick one)"},
     "m.propose.none_near": {"zh": "300 米内没有该类部件", "en": "None of this class within 300 m"},
+    "m.report.object": {"zh": "是哪一个部件（可选，点选）", "en": "Which object (optional, tap one)"},
+    "m.report.object.none": {"zh": "100 米内没有该类部件", "en": "None of this class within 100 m"},
     "m.propose.point": {
         "zh": "位置（拖动或点按地图，以红点为准）",
         "en": "Place (drag or tap the map; the pin counts)",

@@ -110,3 +110,20 @@ def test_a_proposal_made_on_the_phone_is_accepted_on_the_desk(
     assert code in page.inner_text(f"#mine [data-number='{number[1:]}']")
     page.locator("#mine").scroll_into_view_if_needed()
     p.shot("proposal-accepted")
+    # a report of that class names the object: the report screen lists the nearest ones of the class
+    page.click("button[data-go=home]")
+    page.click("button[data-go=report]")
+    page.click("button[data-kind=component]")
+    page.fill("#cls-search", "污水")
+    page.click(f"#classes button[data-code='{SEWER}']")
+    page.wait_for_selector("#picked")
+    page.click(f"#report-objects button[data-object='{code}']", timeout=WAIT * 1000)
+    page.wait_for_selector(f"#report-objects button.on[data-object='{code}']")
+    p.shot("report-object")
+    page.fill("#description", "井盖破损（手机端点选部件）")
+    page.click("#send")
+    sent = page.wait_for_selector(".toast.ok:has-text('R')", timeout=WAIT * 1000)
+    assert sent is not None
+    case = db_rows(server, "SELECT component_id, class_code FROM cases WHERE description = ?",
+                   "井盖破损（手机端点选部件）")  # fmt: skip
+    assert case == [(code, SEWER)], case

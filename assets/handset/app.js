@@ -686,7 +686,28 @@
   }
 
   // the report form keeps its draft while the user moves between screens
-  const draft = { kind: 'event', code: null, condition: null, search: '', open: null, description: '', media: {}, lon: null, lat: null, selfHandled: false };
+  const draft = { kind: 'event', code: null, condition: null, search: '', open: null, description: '', media: {}, lon: null, lat: null, selfHandled: false,
+    object: null, near: [], nearFor: '' };
+  // a 部件 report may name its object (issue 18): the nearest ones of the class around the pin, one tap
+  async function reportObjects(box) {
+    const lon = map.lon, lat = map.lat;
+    if (draft.kind !== 'component' || !draft.code || lon === null) { box.replaceChildren(); return; }
+    const key = `${draft.code}@${lon.toFixed(4)},${lat.toFixed(4)}`;
+    if (draft.nearFor !== key) {
+      try {
+        const r = await api(`/m/api/components/nearest?class=${draft.code}&lon=${lon.toFixed(7)}&lat=${lat.toFixed(7)}&k=5&max_m=100`);
+        draft.near = r.components; draft.nearFor = key;
+      } catch (err) { draft.near = []; }
+      if (draft.object && !draft.near.some((o) => o.id === draft.object.id)) draft.object = null;
+    }
+    box.replaceChildren(h('label', { text: t('m.report.object') }), ...(draft.near.length ? draft.near.map((o) => {
+      const on = draft.object && draft.object.id === o.id;
+      return h('button', { type: 'button', class: on ? 'on' : '', 'data-object': o.id,
+        onclick: () => { draft.object = on ? null : o; reportObjects(box); } },
+      `${on ? '● ' : '○ '}${o.name || o.id} · ${t(`component.state.${o.state}`)} · ${Math.round(o.distance_m)} m`,
+      h('div', { class: 'muted' }, o.id));
+    }) : [h('p', { class: 'muted', text: t('m.report.object.none') })]));
+  }
   function report(main) {
     const cls = draft.code ? classOf(draft.kind, draft.code) : null;
     main.append(h('h1', { text: t('m.report') }));
@@ -708,7 +729,7 @@
         if (q || draft.open === major.code) {
           for (const c of hits) {
             list.append(h('button', { type: 'button', class: draft.code === c.code ? 'on' : '', 'data-code': c.code,
-              onclick: () => { draft.code = c.code; draft.condition = c.conditions.length ? c.conditions[0].code : null; render(); } },
+              onclick: () => { draft.code = c.code; draft.object = null; draft.condition = c.conditions.length ? c.conditions[0].code : null; render(); } },
             `${c.code} ${c.name}`, c.emergency ? h('span', { class: 'tag', text: t('m.emergency') }) : null));
           }
         }
@@ -733,13 +754,16 @@
     main.append(h('label', { text: t('m.place') }));
     const where = h('p', { class: 'where', id: 'where' });
     const near = h('p', { class: 'muted', id: 'near' });
+    const objects = h('div', { class: 'classes', id: 'report-objects' });
     map.mount(main, { pin: true, follow: draft.lon === null, lon: draft.lon, lat: draft.lat, onMove: (lon, lat) => {
       if (!map.follow) { draft.lon = lon; draft.lat = lat; }
       where.textContent = whereText(lon, lat);
       nearAddress(lon, lat, near);
+      reportObjects(objects);
     } });
-    main.append(where, near, h('p', { id: 'gps', class: 'muted' }));
+    main.append(where, near, h('p', { id: 'gps', class: 'muted' }), objects);
     if (map.lon !== null) { where.textContent = whereText(map.lon, map.lat); nearAddress(map.lon, map.lat, near); }
+    reportObjects(objects);
     // words, photos, voice
     main.append(h('label', { for: 'description', text: t('m.description') }),
       h('textarea', { id: 'description', maxlength: '1000', oninput: (e) => { draft.description = e.target.value; } }, draft.description));
@@ -778,6 +802,7 @@
     const payload = { id, kind: draft.kind, class_code: cls.code, lon: Math.round(lon * 1e7) / 1e7, lat: Math.round(lat * 1e7) / 1e7,
       crs: 'wgs84', at: new Date().toISOString(), source: 'supervisor' };
     if (draft.condition) payload.condition_code = draft.condition;
+    if (draft.kind === 'component' && draft.object) payload.component_id = draft.object.id;  // the object reported
     if (draft.description.trim()) payload.description = draft.description.trim().slice(0, 1000);
     if (nearAt) payload.address = `${t('m.near')} ${nearAt}`.slice(0, 200);  // shown on the case page
     if (draft.selfHandled && !(draft.media.near && draft.media.after)) { btn.disabled = false; btn.textContent = t('m.send'); toast(t('m.self.photos'), 'err'); return; }
@@ -785,7 +810,8 @@
     const media = ['near', 'far', 'reference', 'after', 'voice'].filter((k) => draft.media[k] && (k !== 'after' || draft.selfHandled))
       .map((k) => ({ kind: k, blob: draft.media[k], ref: null }));
     const r = await enqueue({ kind: 'report', payload, media, label: `${cls.code} ${cls.name}` }, true);
-    Object.assign(draft, { code: null, condition: null, search: '', description: '', media: {}, lon: null, lat: null, selfHandled: false });
+    Object.assign(draft, { code: null, condition: null, search: '', description: '', media: {}, lon: null, lat: null, selfHandled: false,
+      object: null, near: [], nearFor: '' });
     if (r === null) toast(t('m.queued'), '');
     else announce(r);
     render();

@@ -1,6 +1,6 @@
 /* 城管通's service worker: the app starts from its own cache (offline too); nothing from outside. */
 'use strict';
-const CACHE = 'gw-m-v2';  // v2: the 部件 proposal screen (a new shell)
+const CACHE = 'gw-m-v3';  // v3: a 部件 report names its object (v2: the 部件 proposal screen)
 const SHELL = ['/m/', '/m/app.js', '/m/app.css', '/m/socket.io.min.js', '/m/icon.svg', '/m/manifest.webmanifest'];
 
 self.addEventListener('install', (e) => {
