@@ -42,6 +42,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "desk_pages": ("pg_server_url",),
     "components": ("pg_server_url", "shared_data"),
     "component_tiles": ("shared_data",),
+    "risk": ("shared_data",),  # the LA 311 replay
     "faults": ("pg_server_url", "redis_url"),  # it starts private ones from the same binaries
     "soak": ("pg_server_url", "redis_url"),
 }
