@@ -24,7 +24,7 @@ BENCHMARKS = (
     "init", "index", "lifecycle", "evaluation", "ingest", "fanout", "wall", "api", "replay", "desk_eval",
     "startup", "scale", "desk_pages", "patrol", "handset", "tiles", "components", "component_tiles",
     "roadgrid", "fuzz",
-    "faults", "soak", "duplicates", "handover", "risk",
+    "faults", "soak", "duplicates", "handover", "risk", "blindspots",
 )  # fmt: skip
 
 # the smoke runs of the benchmarks whose run() takes sizes (their modules are shared with other work)
@@ -117,6 +117,10 @@ def _run(name: str, args: argparse.Namespace) -> list[Result]:
         from bench import bench_component_tiles
 
         return bench_component_tiles.run(smoke=smoke)
+    if name == "blindspots":
+        from bench import bench_blindspots
+
+        return bench_blindspots.run(smoke=smoke)
     if name == "risk":
         from bench import bench_risk
 
