@@ -252,8 +252,9 @@ def grid_panel(ctx: PageContext, grid: str) -> html.Section:
     lang = ctx.lang
     with ctx.data.engine.connect() as conn:
         counts, rows = grid_components(conn, grid)
+    body: list[Any]  # the section's children after its heading: one flat list (Dash renders no nested list)
     if not counts:
-        body: Any = html.P(t("component.none", lang), className="gw-dim")
+        body = [html.P(t("component.none", lang), className="gw-dim")]
     else:
         summary = " · ".join(f"{class_label(ctx, 'component', k)} {n}" for k, n in counts.items())
         table = html.Table(
@@ -275,7 +276,7 @@ def grid_panel(ctx: PageContext, grid: str) -> html.Section:
         if more > 0:
             body.append(html.P(t("locate.more", lang).format(n=more), className="gw-dim"))
     return html.Section(
-        [html.H2(f"{t('component.title', lang)} ({sum(counts.values())})"), body],
+        [html.H2(f"{t('component.title', lang)} ({sum(counts.values())})"), *body],
         className="gw-panel",
         id=ids.GRID_COMPONENTS,
     )
