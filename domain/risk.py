@@ -3,7 +3,7 @@
 For every open case at an instant ``t`` the model gives ``p_late`` (the probability that the stage it
 is in closes after its deadline) and ``expected_close`` (when that stage is expected to end). Both come
 from scikit-learn's histogram gradient boosting (``HistGradientBoostingClassifier`` and ``…Regressor``):
-a well-kept library, categorical features natively (class, department, source, stage), missing values
+a well-kept library, categorical features natively (kind, department, source, stage), missing values
 and non-linear interactions (a 30-minute centre step and a 5-working-day handling limit in one model)
 without hand-made buckets, and a fit in seconds on hundreds of thousands of snapshots. A survival model
 (lifelines' Cox) was not chosen: its proportional-hazards form fits the mix of minute and day limits
@@ -15,6 +15,8 @@ The baseline is "least time left": the score ``−time left`` (wall-clock second
 countdown shows it), turned into a probability by isotonic regression on the training snapshots.
 
 Pure: no I/O. The features of a snapshot use only what is known at ``t`` (:func:`open_case`).
+Measured (``python -m bench risk``, BENCHMARKS.md): it beats the baseline on a held-out simulated month
+(AUC and Brier) but not on the LA 311 replay (better AUC, worse Brier): ship it for the former only.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from domain.workcalendar import StageTimer, WorkCalendar, is_overdue, remaining,
 
 CENTRE = "centre"  # the department of a case not dispatched yet: the 指挥中心 holds it
 # the model's categorical inputs; the class (147 codes in CJ/T 214) is not one of them: as a category it
-# made the model worse on a held-out month (it learns single classes' noise; BENCHMARKS.md), and the
+# made the model worse on held-out generated periods (it learns single classes' noise; BENCHMARKS.md), and the
 # class reaches the model through its stage limit (``limit_h``) instead
 CATEGORICAL = ("kind", "department", "source", "stage")
 NUMERIC = (
@@ -213,8 +215,8 @@ class RiskModel:
     def __init__(self, seed: int = 0, max_iter: int = 150, threads: int = 1, holdout: float = 0.0) -> None:
         self.seed = seed
         self.threads = threads  # OpenMP threads: one by default (the wall's process shares its cores)
-        # share of the cases kept out of the boosting to calibrate it (isotonic); 0 by default: on the
-        # simulated months the boosting's own probabilities scored better than the calibrated ones
+        # share of the cases kept out of the boosting to calibrate it (isotonic); 0 by default: in the
+        # trials on generated periods it lowered the AUC every time and the Brier score only at times
         self.holdout = holdout
         self.keep: dict[str, list[str]] = {}
         # many snapshots of one stage are alike: big leaves and an L2 penalty keep the trees from
