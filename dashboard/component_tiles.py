@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import logging
 import math
 import threading
 from collections import OrderedDict
@@ -60,9 +59,6 @@ CLUSTER_SIZES: tuple[tuple[int, str, float], ...] = (
     (1, "cluster_s", 9.0), (10, "cluster_m", 12.0), (100, "cluster_l", 15.0), (1_000, "cluster_x", 19.0),
     (10_000, "cluster_xx", 24.0),
 )  # fmt: skip
-
-
-log = logging.getLogger(__name__)
 
 
 def cluster_label(count: int) -> str:
@@ -464,23 +460,12 @@ def _refuse(status: int, error: str, message: str) -> Response:
     return Response(body, status=status, mimetype="application/json")
 
 
-def _warm(server: TileServer) -> None:
-    """Load the inventory and build its tile index once the process starts, so that the first desk map
-    does not wait for them (200,000 objects: about 12 s on 2 loaded cores); a failure only leaves the
-    first map to build them."""
-    try:
-        server.current()
-    except Exception as exc:  # the store not there yet or gone (a test's schema dropped): the map builds it
-        log.info("component tiles: warm-up skipped (%s)", exc)
-
-
 def component_tiles_blueprint(book: Callable[[], ComponentBook], allowed: Callable[[], bool]) -> Blueprint:
     """``/components/tiles/<z>/<x>/<y>.pbf?v=<version>`` for a desk session, wall or handset only."""
     bp = Blueprint("component_tiles", __name__)
     server = TileServer(book)
     bp.tile_server = server  # type: ignore[attr-defined]  # the bench reads its cache
     threading.Thread(target=_digit_glyphs, name="gw-glyphs", daemon=True).start()  # drawn before asked for
-    threading.Thread(target=_warm, args=(server,), name="gw-component-tiles", daemon=True).start()
 
     @bp.before_request
     def who() -> Response | None:
