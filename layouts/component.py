@@ -178,6 +178,8 @@ def page(ctx: PageContext, code: str) -> html.Div:
     return html.Div(
         [
             header(ctx, crumbs, f"{t('component.title', lang)} {code}"),
+            # what the last update got: outside the body, which is rebuilt after a command and every 5 s
+            *([result_box(lang)] if admin else []),
             html.Main(
                 [
                     html.Div(
@@ -239,7 +241,6 @@ def update_panel(ctx: PageContext, c: dict[str, Any], names: dict[str, str]) -> 
     return html.Section(
         [
             html.H2(t("component.update", lang)),
-            result_box(lang),
             html.Div(rows, **data_attrs(gw_case=c["id"])),
         ],
         className="gw-panel",
