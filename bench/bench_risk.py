@@ -133,8 +133,12 @@ def _mae_h(pred_s: np.ndarray, true_s: np.ndarray) -> float:
 
 
 def _evaluate(name: str, train: list[Snapshot], test: list[Snapshot], smoke: bool,
-              load: tuple[np.ndarray, np.ndarray] | None = None) -> list[Result]:  # fmt: skip
-    """Fit the model and the baselines on ``train``, score them on ``test``, print the tables."""
+              load: tuple[np.ndarray, np.ndarray] | None = None,
+              target: bool = True) -> list[Result]:  # fmt: skip
+    """Fit the model and the baselines on ``train``, score them on ``test``, print the tables.
+
+    ``target``: whether beating the baselines here is a target (PASS/FAIL) or only decides whether the
+    model ships for such data (the LA replay: "ships: no" is a finding, not a failed run)."""
     x_tr, y_tr, s_tr, _, g_tr = table(train)
     x_te, y_te, s_te, ended, _ = table(test)
     if load is not None:
@@ -162,7 +166,9 @@ def _evaluate(name: str, train: list[Snapshot], test: list[Snapshot], smoke: boo
     beats = all(m.auc > x.auc and m.brier < x.brier for x in b)
     rows.append(Result(
         f"{name}: ship? (model beats both baselines on AUC and Brier)", m.n, fit_s, "", "beats baseline",
-        judged(beats), f"train {len(y_tr):,} snapshots ({y_tr.mean():.3f} late), fit {fit_s:.1f} s, "
+        judged(beats) if target else INFO,
+        f"{'' if target else ('ships: yes; ' if beats else 'ships: no; ')}"
+        f"train {len(y_tr):,} snapshots ({y_tr.mean():.3f} late), fit {fit_s:.1f} s, "
         f"predict {pred_time * 1e6 / max(1, len(y_te)):.1f} µs/case",
     ))  # fmt: skip
     deadline_s = np.maximum(x_te["left_h"].to_numpy() * 3600.0, 0.0)
@@ -205,7 +211,8 @@ def run(smoke: bool = False) -> list[Result]:
     la_train, la_test, limits = _la(la_every)
     la_rows = _la_rows()
     load = (_la_load(la_train, la_rows), _la_load(la_test, la_rows))
-    la = _evaluate(f"LA 311 (train < {LA_SPLIT:%m-%d %H:%M}, test after)", la_train, la_test, smoke, load)
+    la = _evaluate(f"LA 311 (train < {LA_SPLIT:%m-%d %H:%M}, test after)", la_train, la_test, smoke, load,
+                   target=False)  # fmt: skip
     la[0].notes += "; deadlines (median h to close on the training days): " + ", ".join(
         f"{k} {v:.1f}" for k, v in sorted(limits.items(), key=lambda kv: -kv[1])
     )
