@@ -1426,11 +1426,15 @@ def test_every_device_side_reason_was_exercised(srv: LiveServer) -> None:
     (no_case), which the tests above check. The media reasons belong to uploads and media references
     (tests/test_media.py exercises them); unknown_address belongs to locate (tests/test_address_flow.py),
     unknown_component, component_class_mismatch and component_exists to the 部件 inventory
-    (tests/test_component_flow.py)."""
+    (tests/test_component_flow.py), the handover's reasons to a shift leader's desk session
+    (tests/test_handover.py), the proposals' to the handset and the surveyor (tests/test_proposals.py)."""
     if srv.url not in EXERCISED:
         pytest.skip("run with the whole module")
     elsewhere = {Reason.UNKNOWN_CASE, Reason.UNSUPPORTED_MEDIA_TYPE, Reason.UNKNOWN_MEDIA,
                  Reason.UNKNOWN_ADDRESS, Reason.UNKNOWN_COMPONENT,
-                 Reason.COMPONENT_CLASS_MISMATCH, Reason.COMPONENT_EXISTS}  # fmt: skip
+                 Reason.COMPONENT_CLASS_MISMATCH, Reason.COMPONENT_EXISTS,
+                 Reason.UNKNOWN_HANDOVER, Reason.HANDOVER_EXISTS, Reason.ALREADY_ACKNOWLEDGED,
+                 Reason.SELF_ACKNOWLEDGE, Reason.PHOTO_REQUIRED, Reason.UNKNOWN_PROPOSAL,
+                 Reason.PROPOSAL_DECIDED}  # fmt: skip
     device_side = {r.value for r in Reason} - {r.value for r in elsewhere}
     assert device_side - EXERCISED[srv.url] == set()
