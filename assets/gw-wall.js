@@ -306,7 +306,8 @@
         var left = c.deadline === null ? Infinity : c.deadline - now;
         li.className = "gw-queue-row" + (left < 0 ? " gw-late" : left < 1800 ? " gw-soon" : "") + (now - c.reported < 60 ? " gw-new" : "");
         var t1 = document.createElement("span"); t1.className = "gw-queue-left"; t1.textContent = c.deadline === null ? "–" : fmtLeft(left);
-        var t2 = document.createElement("span"); t2.className = "gw-queue-stage"; t2.textContent = T["stage." + c.stage] || c.stage;
+        var t2 = document.createElement("span"); t2.className = "gw-queue-stage";
+        t2.textContent = T["stage.short." + c.stage] || T["stage." + c.stage] || c.stage;  // 待二级派遣 → 二级派遣
         t2.style.color = cfg.stageColours[c.stage] || "";
         // the class and the place in words (the case id only where the row has room for it)
         var what = (cfg.classes || {})[c.kind + ":" + c["class"]] || c["class"] || "";

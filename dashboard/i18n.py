@@ -87,6 +87,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "stage.待立案": {"zh": "待立案", "en": "To file"},
     "stage.待派遣": {"zh": "待派遣", "en": "To dispatch"},
     "stage.待二级派遣": {"zh": "待二级派遣", "en": "To dispatch to a unit"},
+    # the wall queue's stage column is 4 characters wide at 24 px (its class name keeps the rest)
+    "stage.short.待二级派遣": {"zh": "二级派遣", "en": "Unit disp."},
     "stage.处置中": {"zh": "处置中", "en": "Handling"},
     "stage.挂账": {"zh": "挂账", "en": "Suspended"},
     "stage.待审核": {"zh": "待审核", "en": "To review"},
